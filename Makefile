@@ -1,0 +1,51 @@
+# Hanshu: every developer task is a target here. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= runtime,operator,gateway,test,bench
+PORT ?= 8080
+
+.DEFAULT_GOAL := help
+.PHONY: help install lint test unit integration e2e bench bench-runtime run clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install Hanshu with every extra (editable)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint ## lint, then unit and integration tests (e2e skip without a cluster)
+	$(BIN)/pytest
+
+unit: $(STAMP) ## unit tests only
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP) ## integration tests only (real processes on loopback)
+	$(BIN)/pytest tests/integration
+
+e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG
+	$(BIN)/pytest -m e2e tests/e2e
+
+bench: bench-runtime ## every benchmark (needs wrk and hey: apt-get install wrk hey)
+
+bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
+	$(BIN)/python bench/runtime_bench.py
+
+run: $(STAMP) ## serve examples/hello with the runtime on PORT (default 8080)
+	HANSHU_HANDLER=index.handler HANSHU_CODE_DIR=examples/hello HANSHU_PORT=$(PORT) \
+	HANSHU_ADMIN_PORT=$$(( $(PORT) + 1010 )) HANSHU_FUNCTION_NAME=hello \
+	HANSHU_TERMINATION_LOG=/dev/null $(BIN)/python -m hanshu_runtime
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,93 @@
+"""Helpers the benchmarks share: free ports, waiting for a server, running the load tool."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def pinned(cpu: int, command: list[str]) -> list[str]:
+    """Pin to one core when taskset exists, so server and load tool do not fight for one."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu), *command]
+    return command
+
+
+@dataclass
+class LoadResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, *, connections: int, seconds: int) -> LoadResult:
+    """Saturating load with wrk (one thread, pinned to core 0)."""
+    out = subprocess.run(
+        pinned(0, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(match.group(1))
+    if match := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        errors += sum(int(g) for g in match.groups())
+    if p50 is None or p99 is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return LoadResult(rps, _ms(*p50.groups()), _ms(*p99.groups()), errors)
+
+
+def run_hey(url: str, *, rate: int, seconds: int, connections: int = 50) -> LoadResult:
+    """Fixed-rate load with hey: ``-q`` is per worker, so rate / connections each."""
+    per_worker = max(1, rate // connections)
+    out = subprocess.run(
+        pinned(0, ["hey", "-z", f"{seconds}s", "-c", str(connections), "-q", str(per_worker), url]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = float(re.search(r"50%% in ([\d.]+) secs".replace("%%", "%"), out).group(1)) * 1000  # type: ignore[union-attr]
+    p99 = float(re.search(r"99% in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
+    errors = sum(int(n) for code, n in codes if not code.startswith("2"))
+    if match := re.search(r"Error distribution:(.*)", out, re.S):
+        errors += sum(int(n) for n in re.findall(r"\[(\d+)\]", match.group(1)))
+    return LoadResult(rps, p50, p99, errors)

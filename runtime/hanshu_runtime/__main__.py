@@ -1,0 +1,45 @@
+"""``python -m hanshu_runtime``: serve the handler named by ``HANSHU_HANDLER``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from .config import config_from_env
+from .faults import StartupFault
+from .logs import configure_logging
+from .server import Instance
+
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def report_startup_fault(fault: StartupFault, termination_log: str) -> None:
+    """One line on stderr, and the same line where Kubernetes reads a container's last words."""
+    line = fault.one_line()
+    print(line, file=sys.stderr, flush=True)
+    try:
+        with open(termination_log, "w", encoding="utf-8") as sink:
+            sink.write(line + "\n")
+    except OSError:
+        pass  # not in a pod, or the path is not writable: stderr already has it
+
+
+async def _serve() -> None:
+    config = config_from_env(os.environ)
+    configure_logging(config.function_name, config.log_level)
+    await Instance(config).run()
+
+
+def main() -> None:
+    try:
+        asyncio.run(_serve())
+    except StartupFault as fault:
+        report_startup_fault(
+            fault, os.environ.get("HANSHU_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

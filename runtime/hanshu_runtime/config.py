@@ -1,0 +1,108 @@
+"""Runtime settings, read once from ``HANSHU_*`` environment variables.
+
+The variable names are the contract between the operator (which sets them on every
+function pod) and this runtime.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .faults import ConfigError
+
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # AWS Lambda's synchronous payload limit
+DEFAULT_CONCURRENCY = 100
+
+
+class HandlerType(enum.StrEnum):
+    EVENT = "event"
+    WSGI = "wsgi"
+    ASGI = "asgi"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    handler: str
+    handler_type: HandlerType = HandlerType.EVENT
+    code_dir: str = "/code"
+    initializer: str | None = None
+    timeout_seconds: float = 30.0
+    initializer_timeout_seconds: float = 30.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    host: str = "0.0.0.0"
+    port: int = 8080
+    admin_port: int = 9090
+    function_name: str = "function"
+    function_version: str = "$LATEST"
+    memory_mb: int = 128
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    drain_seconds: float = 25.0
+    log_level: str = "INFO"
+    termination_log: str = "/dev/termination-log"
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a number", f"set {name} to a number >= {minimum:g}"
+        ) from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} is below {minimum:g}", f"set {name} >= {minimum:g}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    value = _number(env, name, default, minimum=minimum)
+    if value != int(value):
+        raise ConfigError(
+            f"{name}={env[name]!r} is not a whole number", f"set {name} to an integer"
+        )
+    return int(value)
+
+
+def config_from_env(env: Mapping[str, str]) -> RuntimeConfig:
+    """Parse and check every setting; a bad one is a start-up fault naming the variable."""
+    handler = env.get("HANSHU_HANDLER", "").strip()
+    if not handler:
+        raise ConfigError(
+            "HANSHU_HANDLER is not set",
+            "set HANSHU_HANDLER to 'module.function' (for example 'index.handler') "
+            "or 'module:object' for a WSGI/ASGI app",
+        )
+    raw_type = env.get("HANSHU_HANDLER_TYPE", "event").strip().lower() or "event"
+    try:
+        handler_type = HandlerType(raw_type)
+    except ValueError:
+        raise ConfigError(
+            f"HANSHU_HANDLER_TYPE={raw_type!r} is not a known handler type",
+            "set HANSHU_HANDLER_TYPE to one of: event, wsgi, asgi",
+        ) from None
+    timeout = _number(env, "HANSHU_TIMEOUT", 30.0, minimum=0.001)
+    return RuntimeConfig(
+        handler=handler,
+        handler_type=handler_type,
+        code_dir=env.get("HANSHU_CODE_DIR", "/code") or "/code",
+        initializer=env.get("HANSHU_INITIALIZER", "").strip() or None,
+        timeout_seconds=timeout,
+        initializer_timeout_seconds=_number(
+            env, "HANSHU_INITIALIZER_TIMEOUT", timeout, minimum=0.001
+        ),
+        concurrency=_integer(env, "HANSHU_CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1),
+        host=env.get("HANSHU_HOST", "0.0.0.0") or "0.0.0.0",
+        port=_integer(env, "HANSHU_PORT", 8080, minimum=0),
+        admin_port=_integer(env, "HANSHU_ADMIN_PORT", 9090, minimum=0),
+        function_name=env.get("HANSHU_FUNCTION_NAME", "function") or "function",
+        function_version=env.get("HANSHU_FUNCTION_VERSION", "$LATEST") or "$LATEST",
+        memory_mb=_integer(env, "HANSHU_MEMORY_MB", 128, minimum=1),
+        max_body_bytes=_integer(env, "HANSHU_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=0),
+        drain_seconds=_number(env, "HANSHU_DRAIN_SECONDS", 25.0, minimum=0),
+        log_level=(env.get("HANSHU_LOG_LEVEL", "INFO") or "INFO").upper(),
+        termination_log=env.get("HANSHU_TERMINATION_LOG", "/dev/termination-log"),
+    )

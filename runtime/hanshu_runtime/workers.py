@@ -1,0 +1,106 @@
+"""A thread pool for synchronous handlers that survives handlers that never return.
+
+``concurrent.futures.ThreadPoolExecutor`` has a fixed number of workers, so a handler stuck
+past its timeout would hold one of them forever. Here a timed-out call's thread is simply
+abandoned (never killed by an injected exception: that corrupts user state) and the pool
+starts another thread when every live one is busy. The number of threads is bounded by the
+runtime's concurrency limit plus the threads abandoned so far, which ``/metrics`` reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import contextvars
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_Job = tuple[asyncio.Future[Any], contextvars.Context, Callable[..., Any], tuple[Any, ...]]
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller timed out and cancelled it
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class HandlerThreads:
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str = "hanshu-handler") -> None:
+        self._loop = loop
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._pending = 0
+        self._threads = 0
+        # Finished calls are handed back in batches: one loop wake-up (a self-pipe write and
+        # a syscall) serves every call that finished before the loop got to run.
+        self._finished: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        self._finished = collections.deque()
+        self._wakeup_scheduled = False
+
+    @property
+    def thread_count(self) -> int:
+        return self._threads
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        with self._lock:
+            self._pending += 1
+            start_thread = self._pending > self._idle
+            if start_thread:
+                self._threads += 1
+        self._jobs.put((future, contextvars.copy_context(), function, args))
+        if start_thread:
+            threading.Thread(
+                target=self._work, name=f"{self._name}-{self._threads}", daemon=True
+            ).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            job = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+                self._pending -= 1
+            if job is None:
+                with self._lock:
+                    self._threads -= 1
+                return
+            future, context, function, args = job
+            try:
+                result = context.run(function, *args)
+            except BaseException as error:  # handed to the caller, who reports it
+                self._post(future, None, error)
+            else:
+                self._post(future, result, None)
+
+    def _post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self._finished.append((future, result, error))
+        if self._wakeup_scheduled:
+            return
+        self._wakeup_scheduled = True
+        # RuntimeError: the loop closed while an abandoned call was still running.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._hand_back)
+
+    def _hand_back(self) -> None:
+        # Clear the flag before draining: a call finishing meanwhile either is drained here
+        # or schedules another wake-up, never neither.
+        self._wakeup_scheduled = False
+        finished = self._finished
+        while finished:
+            _resolve(*finished.popleft())
+
+    def shutdown(self) -> None:
+        """Ask idle threads to exit; busy (or abandoned) ones are daemons and die with us."""
+        for _ in range(self._threads):
+            self._jobs.put(None)

@@ -1,0 +1,82 @@
+"""Call a WSGI app (Flask, Django, ...) with a faithful PEP 3333 environ built from a request."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .events import HttpRequest
+from .replies import HttpReply
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# Hop-by-hop and framing headers are the server's to write, not the app's.
+SERVER_OWNED_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive"}
+)
+
+
+def build_environ(request: HttpRequest, server_name: str, server_port: int) -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": "",
+        # PEP 3333: PATH_INFO is the percent-decoded path as latin-1 characters.
+        "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
+        "QUERY_STRING": request.raw_query,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": str(server_port),
+        "SERVER_PROTOCOL": request.protocol,
+        "REMOTE_ADDR": request.client_ip,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": request.scheme,
+        "wsgi.input": io.BytesIO(request.body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+    for name, value in request.headers:
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            environ[key] = value
+            continue
+        key = "HTTP_" + key
+        if key in environ:
+            separator = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] = environ[key] + separator + value
+        else:
+            environ[key] = value
+    if request.body and "CONTENT_LENGTH" not in environ:
+        environ["CONTENT_LENGTH"] = str(len(request.body))
+    return environ
+
+
+def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> HttpReply:
+    """Runs in a handler thread: the app may block."""
+    reply = HttpReply(500)
+    written: list[bytes] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None and reply.status != 500 and written:
+            raise exc_info[1].with_traceback(exc_info[2])
+        reply.status = int(status.split(" ", 1)[0])
+        reply.headers = [(k, v) for k, v in headers if k.lower() not in SERVER_OWNED_HEADERS]
+        return written.append
+
+    iterable = app(environ, start_response)
+    try:
+        for chunk in iterable:
+            if chunk:
+                written.append(bytes(chunk))
+    finally:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+    reply.body = b"".join(written)
+    return reply

@@ -1,0 +1,122 @@
+"""Shared fixtures: real runtime processes on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RuntimeProcess:
+    process: subprocess.Popen[str]
+    port: int
+    admin_port: int
+    termination_log: Path
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def logs(self) -> str:
+        """Everything the process wrote to stdout (JSON lines), once it has exited."""
+        assert self.process.poll() is not None, "read logs only after the process exited"
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
+
+
+def start_runtime(code_dir: Path, handler: str, tmp_path: Path, **env: str) -> RuntimeProcess:
+    port, admin_port = free_port(), free_port()
+    termination_log = tmp_path / f"termination-log-{port}"
+    full_env = {
+        **os.environ,
+        "HANSHU_HANDLER": handler,
+        "HANSHU_CODE_DIR": str(code_dir),
+        "HANSHU_HOST": "127.0.0.1",
+        "HANSHU_PORT": str(port),
+        "HANSHU_ADMIN_PORT": str(admin_port),
+        "HANSHU_TERMINATION_LOG": str(termination_log),
+        "HANSHU_FUNCTION_NAME": "test-fn",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hanshu_runtime"],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return RuntimeProcess(process, port, admin_port, termination_log)
+
+
+def wait_ready(runtime: RuntimeProcess, timeout: float = 30) -> None:
+    """Poll /readyz until 200; fail with the process's stderr if it exits first."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runtime.process.poll() is not None:
+            assert runtime.process.stderr is not None
+            pytest.fail(f"runtime exited early: {runtime.process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"{runtime.admin_url}/readyz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.02)
+    pytest.fail(f"runtime not ready within {timeout}s")
+
+
+@pytest.fixture
+def runtime_factory(tmp_path: Path) -> Iterator[object]:
+    started: list[RuntimeProcess] = []
+
+    def factory(code_dir: Path, handler: str, *, ready: bool = True, **env: str) -> RuntimeProcess:
+        runtime = start_runtime(code_dir, handler, tmp_path, **env)
+        started.append(runtime)
+        if ready:
+            wait_ready(runtime)
+        return runtime
+
+    yield factory
+    for runtime in started:
+        runtime.stop(timeout=10)
+
+
+@pytest.fixture
+async def http() -> Iterator[aiohttp.ClientSession]:  # type: ignore[misc]
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -1,0 +1,35 @@
+"""A real Flask app served as a function (handler type wsgi)."""
+
+from flask import Flask, jsonify, make_response, request
+
+app = Flask(__name__)
+
+
+@app.route("/items/<item_id>", methods=["GET", "POST", "PUT"])
+def item(item_id):
+    return jsonify(
+        item=item_id,
+        method=request.method,
+        args={key: request.args.getlist(key) for key in request.args},
+        body=request.get_data(as_text=True),
+        scheme=request.scheme,
+        remote_addr=request.remote_addr,
+        agent=request.headers.get("User-Agent"),
+        multi=request.headers.get("X-Multi"),
+        path=request.path,
+        full_path=request.full_path,
+    )
+
+
+@app.route("/cookies")
+def cookies():
+    response = make_response("two cookies", 202)
+    response.set_cookie("a", "1")
+    response.set_cookie("b", "2")
+    response.headers["X-App"] = "flask"
+    return response
+
+
+@app.route("/fail")
+def fail():
+    raise RuntimeError("flask view failed")

@@ -1,0 +1,6 @@
+def initialize(context):
+    raise RuntimeError("database unreachable")
+
+
+def handler(event, context):
+    return "never"

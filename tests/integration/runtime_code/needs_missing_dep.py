@@ -1,0 +1,5 @@
+import hanshu_no_such_dependency  # noqa: F401
+
+
+def handler(event, context):
+    return "never"

@@ -1,0 +1,1 @@
+raise KeyError("CONFIG_PATH")

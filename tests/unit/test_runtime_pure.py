@@ -1,0 +1,190 @@
+"""Unit tests for the runtime's pure pieces: config, handler names, events, replies."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+from hanshu_runtime.config import HandlerType, config_from_env
+from hanshu_runtime.deadlines import Deadline, RequestIds
+from hanshu_runtime.events import HttpRequest, build_event, encode_body
+from hanshu_runtime.faults import (
+    BuiltInModuleConflict,
+    ConfigError,
+    InvalidResponse,
+    MalformedHandlerName,
+)
+from hanshu_runtime.loader import HandlerRef, parse_handler_ref
+from hanshu_runtime.replies import build_reply
+from hanshu_runtime.wsgi import build_environ
+
+
+def test_config_defaults_and_overrides():
+    config = config_from_env({"HANSHU_HANDLER": "index.handler"})
+    assert config.handler_type is HandlerType.EVENT
+    assert (config.port, config.admin_port, config.timeout_seconds) == (8080, 9090, 30.0)
+    assert config.max_body_bytes == 6 * 1024 * 1024
+    assert config.code_dir == "/code"
+    config = config_from_env(
+        {
+            "HANSHU_HANDLER": "app:app",
+            "HANSHU_HANDLER_TYPE": "ASGI",
+            "HANSHU_CONCURRENCY": "8",
+            "HANSHU_TIMEOUT": "2.5",
+        }
+    )
+    assert (config.handler_type, config.concurrency, config.timeout_seconds) == (
+        HandlerType.ASGI,
+        8,
+        2.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({}, "HANSHU_HANDLER is not set"),
+        ({"HANSHU_HANDLER": "a.b", "HANSHU_CONCURRENCY": "0"}, "HANSHU_CONCURRENCY='0' is below 1"),
+        ({"HANSHU_HANDLER": "a.b", "HANSHU_CONCURRENCY": "1.5"}, "not a whole number"),
+        ({"HANSHU_HANDLER": "a.b", "HANSHU_PORT": "http"}, "HANSHU_PORT='http' is not a number"),
+    ],
+)
+def test_config_errors_name_the_variable(env, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        config_from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("spec", "ref"),
+    [
+        ("index.handler", HandlerRef("index", "handler")),
+        ("pkg.mod.handler", HandlerRef("pkg.mod", "handler")),
+        ("app:app", HandlerRef("app", "app")),
+        ("project.wsgi:application", HandlerRef("project.wsgi", "application")),
+        ("main:api.app", HandlerRef("main", "api.app")),
+    ],
+)
+def test_handler_names(spec, ref):
+    assert parse_handler_ref(spec) == ref
+
+
+@pytest.mark.parametrize("spec", ["index", "index.", "1abc.handler", "a b.c", "a:b:c", ""])
+def test_malformed_handler_names(spec):
+    with pytest.raises(MalformedHandlerName):
+        parse_handler_ref(spec)
+
+
+@pytest.mark.parametrize("spec", ["json.handler", "email.utils:thing", "asyncio.main"])
+def test_standard_library_names_are_refused(spec):
+    with pytest.raises(BuiltInModuleConflict, match="rename"):
+        parse_handler_ref(spec)
+
+
+def test_body_encoding():
+    assert encode_body(b"", "text/plain") == (None, False)
+    assert encode_body(b'{"a":1}', "application/json; charset=utf-8") == ('{"a":1}', False)
+    assert encode_body(b"a=1", "application/x-www-form-urlencoded") == ("a=1", False)
+    assert encode_body(b"<x/>", "application/soap+xml") == ("<x/>", False)
+    assert encode_body(b"text", "application/octet-stream") == (
+        base64.b64encode(b"text").decode(),
+        True,
+    )
+    assert encode_body(b"\xff\xfe", "text/plain") == (base64.b64encode(b"\xff\xfe").decode(), True)
+
+
+def _request(**overrides):
+    fields = dict(
+        method="GET",
+        path="/a%20b",
+        raw_query="x=1&x=2&y=",
+        body=b"",
+        headers=[("Host", "h"), ("Cookie", "a=1"), ("Cookie", "b=2")],
+        client_ip="10.0.0.1",
+    )
+    fields.update(overrides)
+    return HttpRequest(**fields)
+
+
+def test_event_multi_values_survive():
+    event = build_event(_request(), "rid")
+    assert event["path"] == "/a b"
+    assert event["queryParameters"] == {"x": "2", "y": ""}
+    assert event["multiValueQueryParameters"] == {"x": ["1", "2"], "y": [""]}
+    assert event["multiValueHeaders"]["Cookie"] == ["a=1", "b=2"]
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+    assert event["requestContext"]["requestId"] == "rid"
+
+
+def test_wsgi_environ_joins_repeated_headers_and_cookies():
+    environ = build_environ(
+        _request(
+            headers=[
+                ("Cookie", "a=1"),
+                ("Cookie", "b=2"),
+                ("Accept", "x"),
+                ("Accept", "y"),
+                ("Content-Type", "text/plain"),
+            ],
+            body=b"abc",
+        ),
+        "fn",
+        8080,
+    )
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert environ["HTTP_ACCEPT"] == "x, y"
+    assert environ["CONTENT_TYPE"] == "text/plain"
+    assert environ["CONTENT_LENGTH"] == "3"
+    assert environ["PATH_INFO"] == "/a b"
+    assert environ["QUERY_STRING"] == "x=1&x=2&y="
+
+
+def test_replies():
+    assert build_reply("hi").status == 200
+    assert build_reply(None).status == 204
+    assert build_reply({"a": 1}).body == b'{"a":1}'
+    reply = build_reply({"statusCode": 302, "headers": {"Location": "/x", "X-N": 5}})
+    assert reply.status == 302
+    assert ("Location", "/x") in reply.headers
+    assert ("X-N", "5") in reply.headers
+    reply = build_reply(
+        {"statusCode": 200, "headers": {"A": "single"}, "multiValueHeaders": {"A": ["m1", "m2"]}}
+    )
+    assert [v for k, v in reply.headers if k == "A"] == ["m1", "m2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({"statusCode": 200, "body": {"a": 1}}, "'body' is a dict"),
+        ({"statusCode": 700}, "100 to 599"),
+        ({"statusCode": True}, "100 to 599"),
+        ({"statusCode": 200, "statuscode": 1}, "unknown keys ['statuscode']"),
+        ({"statusCode": 200, "headers": {"A": ["x"]}}, "header 'A' has a list value"),
+        ({"statusCode": 200, "body": "***", "isBase64Encoded": True}, "not base64"),
+        ({"statusCode": 200, "cookies": "a=1"}, "'cookies' must be a list"),
+        (object(), "returned a object"),
+        ({"n": float("nan")}, "not JSON serializable"),
+        ({"s": {1, 2}}, "not JSON serializable"),
+    ],
+)
+def test_invalid_replies_say_what_is_wrong(value, fragment):
+    with pytest.raises(InvalidResponse, match=fragment.replace("[", r"\[").replace("(", r"\(")):
+        build_reply(value)
+
+
+def test_request_ids_are_unique():
+    ids = RequestIds()
+    assert len({ids.next() for _ in range(1000)}) == 1000
+
+
+async def test_deadline_expires_only_for_its_own_timeout():
+    with pytest.raises(Deadline.Expired), Deadline(0.01):
+        await asyncio.sleep(5)
+    # A user TimeoutError is not the deadline.
+    with pytest.raises(TimeoutError), Deadline(5):
+        raise TimeoutError("socket")
+    with Deadline(5):
+        await asyncio.sleep(0)
+    assert asyncio.current_task().cancelling() == 0

@@ -25,7 +25,7 @@ _TEXT_TYPES = (
 _TEXT_SUFFIXES = ("+json", "+xml")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpRequest:
     """What the runtime read off the wire; no aiohttp types, so events are built purely."""
 
@@ -78,7 +78,11 @@ def build_event(
     content_type = next(
         (value for name, value in headers.items() if name.lower() == "content-type"), None
     )
-    query, multi_query = _single_and_multi(parse_qsl(request.raw_query, keep_blank_values=True))
+    query, multi_query = (
+        _single_and_multi(parse_qsl(request.raw_query, keep_blank_values=True))
+        if request.raw_query
+        else ({}, {})
+    )
     body, is_base64 = encode_body(request.body, content_type)
     return {
         "path": unquote(request.path),

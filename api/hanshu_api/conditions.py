@@ -1,0 +1,60 @@
+"""Conditions in the ``metav1.Condition`` shape, Knative style: ``Ready`` summarises the rest."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str = ""
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def summarize(dependents: Sequence[Condition], ready_reason: str, ready_message: str) -> Condition:
+    """Ready is False on the first False dependent, Unknown on the first Unknown, else True."""
+    for status in (FALSE, UNKNOWN):
+        for condition in dependents:
+            if condition.status == status:
+                return Condition("Ready", status, condition.reason, condition.message)
+    return Condition("Ready", TRUE, ready_reason, ready_message)
+
+
+def merge_conditions(
+    previous: Iterable[Mapping[str, Any]] | None,
+    current: Iterable[Condition],
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """The new condition list; ``lastTransitionTime`` moves only when a status flips."""
+    before = {c.get("type"): c for c in previous or ()}
+    merged = []
+    for condition in current:
+        old = before.get(condition.type)
+        changed = old is None or old.get("status") != condition.status
+        entry: dict[str, Any] = {
+            "type": condition.type,
+            "status": condition.status,
+            "reason": condition.reason,
+            "message": condition.message,
+            "lastTransitionTime": now if changed or old is None else old["lastTransitionTime"],
+        }
+        if generation is not None:
+            entry["observedGeneration"] = generation
+        merged.append(entry)
+    return merged
+
+
+def find(conditions: Iterable[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions or () if c.get("type") == kind), None)

@@ -1,0 +1,137 @@
+"""Five-field cron expressions (minute hour day-of-month month day-of-week) and their next
+fire time in a time zone. Vixie-cron semantics: when both day fields are restricted, a day
+matching either one fires; names (JAN, MON) and @hourly-style macros are accepted."""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from dataclasses import dataclass
+
+MACROS = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}  # fmt: skip
+_MONTHS = {
+    n: i
+    for i, n in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1
+    )
+}
+_DAYS = {n: i for i, n in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _DAYS),
+)
+
+
+class CronError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Cron:
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+    days_restricted: bool
+    weekdays_restricted: bool
+
+    def _day_matches(self, day: datetime.date) -> bool:
+        dom = day.day in self.days
+        dow = (day.isoweekday() % 7) in self.weekdays
+        if self.days_restricted and self.weekdays_restricted:
+            return dom or dow
+        return dom and dow
+
+    def next_after(self, after: datetime.datetime, time_zone: str) -> datetime.datetime:
+        """The first fire strictly after ``after`` (aware), as an aware UTC datetime."""
+        zone = zoneinfo.ZoneInfo(time_zone)
+        local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None)
+        candidate = local + datetime.timedelta(minutes=1)
+        limit = candidate + datetime.timedelta(days=366 * 5)
+        while candidate < limit:
+            if candidate.month not in self.months or not self._day_matches(candidate.date()):
+                candidate = datetime.datetime.combine(
+                    candidate.date() + datetime.timedelta(days=1), datetime.time()
+                )
+                continue
+            if candidate.hour not in self.hours:
+                candidate = candidate.replace(minute=0) + datetime.timedelta(hours=1)
+                continue
+            if candidate.minute not in self.minutes:
+                candidate += datetime.timedelta(minutes=1)
+                continue
+            aware = candidate.replace(tzinfo=zone)
+            # A wall time skipped by a DST jump does not exist: take the next one that does.
+            round_trip = aware.astimezone(datetime.UTC).astimezone(zone).replace(tzinfo=None)
+            if round_trip != candidate:
+                candidate += datetime.timedelta(minutes=1)
+                continue
+            fire = aware.astimezone(datetime.UTC)
+            if fire > after:
+                return fire
+            candidate += datetime.timedelta(minutes=1)
+        raise CronError("the expression never fires (e.g. February 30th)")
+
+
+def _value(token: str, names: dict[str, int], name: str) -> int:
+    upper = token.upper()
+    if upper in names:
+        return names[upper]
+    if not token.isdigit():
+        raise CronError(
+            f"{name} field: {token!r} is not a number"
+            + (f" or a name ({', '.join(names)})" if names else "")
+        )
+    return int(token)
+
+
+def _field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> frozenset[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        body, _, step_text = part.partition("/")
+        step = 1
+        if step_text:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise CronError(f"{name} field: step {step_text!r} must be a positive number")
+            step = int(step_text)
+        if body == "*":
+            start, end = lo, hi
+        elif "-" in body:
+            first, _, last = body.partition("-")
+            start, end = _value(first, names, name), _value(last, names, name)
+        else:
+            start = _value(body, names, name)
+            end = hi if step_text else start
+        if not (lo <= start <= hi and lo <= end <= hi) or start > end:
+            raise CronError(f"{name} field: {part!r} is outside {lo}-{hi}")
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
+
+
+def parse_cron(expression: str) -> Cron:
+    text = MACROS.get(expression.strip().lower(), expression.strip())
+    fields = text.split()
+    if len(fields) != 5:
+        raise CronError(
+            f"{expression!r} has {len(fields)} fields; cron takes five (minute hour "
+            "day-of-month month day-of-week), e.g. '*/5 * * * *', or @hourly / @daily"
+        )
+    parsed = [_field(f, *spec) for f, spec in zip(fields, _FIELDS, strict=True)]
+    weekdays = frozenset(d % 7 for d in parsed[4])
+    return Cron(
+        parsed[0],
+        parsed[1],
+        parsed[2],
+        parsed[3],
+        weekdays,
+        days_restricted=fields[2] != "*",
+        weekdays_restricted=fields[4] != "*",
+    )

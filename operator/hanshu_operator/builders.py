@@ -1,0 +1,224 @@
+"""Children of a Function, built by pure functions: spec in, manifest dict out, no I/O.
+
+Follows dask-kubernetes' operator: the handlers decide and do I/O; these only build, so they
+are tested without a cluster. Pods meet the restricted Pod Security Standard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from hanshu_api import (
+    ADMIN_PORT,
+    ANNOTATION_CHECKSUM,
+    FUNCTION_PORT,
+    LABEL_COMPONENT,
+    LABEL_FUNCTION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGED_BY,
+    RUNTIME_CONTAINER,
+)
+from hanshu_api.models import FunctionSpec
+
+from .config import OperatorConfig
+
+CODE_DIR = "/code"
+RUNTIME_UID = 10001
+TMP_SIZE_LIMIT = "64Mi"
+
+
+def labels(function: str) -> dict[str, str]:
+    return {
+        LABEL_NAME: "hanshu-function",
+        LABEL_INSTANCE: function,
+        LABEL_COMPONENT: "function",
+        LABEL_PART_OF: "hanshu",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_FUNCTION: function,
+    }
+
+
+def selector(function: str) -> dict[str, str]:
+    return {LABEL_FUNCTION: function}
+
+
+def code_config_map_name(function: str) -> str:
+    return f"{function}-code"
+
+
+def function_url(function: str, namespace: str, cluster_domain: str) -> str:
+    return f"http://{function}.{namespace}.svc.{cluster_domain}"
+
+
+def code_checksum(spec: FunctionSpec, referenced_code: Mapping[str, str] | None) -> str:
+    """Changes with the code, so a code change rolls the Deployment even though the pod
+    template (which only names the ConfigMap) stays the same."""
+    code: Mapping[str, Any] = spec.code.inline or referenced_code or {"image": spec.code.image}
+    digest = hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()
+    return digest[:32]
+
+
+def build_code_config_map(name: str, namespace: str, spec: FunctionSpec) -> dict[str, Any] | None:
+    if spec.code.inline is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": code_config_map_name(name),
+            "namespace": namespace,
+            "labels": labels(name),
+        },
+        "data": dict(spec.code.inline),
+    }
+
+
+def runtime_env(name: str, spec: FunctionSpec, generation: int | None) -> list[dict[str, Any]]:
+    """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables."""
+    env = {
+        "HANSHU_HANDLER": spec.handler,
+        "HANSHU_HANDLER_TYPE": spec.handler_type,
+        "HANSHU_CODE_DIR": CODE_DIR,
+        "HANSHU_TIMEOUT": str(spec.timeout_seconds),
+        "HANSHU_CONCURRENCY": str(spec.concurrency),
+        "HANSHU_PORT": str(FUNCTION_PORT),
+        "HANSHU_ADMIN_PORT": str(ADMIN_PORT),
+        "HANSHU_FUNCTION_NAME": name,
+        "HANSHU_FUNCTION_VERSION": str(generation or 1),
+        "HANSHU_MEMORY_MB": str(spec.memory_mb),
+        # An in-flight request may run for the whole timeout; let it finish on scale-down.
+        "HANSHU_DRAIN_SECONDS": str(spec.timeout_seconds),
+    }
+    if spec.initializer:
+        env["HANSHU_INITIALIZER"] = spec.initializer
+    return [{"name": k, "value": v} for k, v in env.items()] + [dict(e) for e in spec.env]
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "admin"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 1,
+    }
+
+
+def build_pod_template(
+    name: str,
+    spec: FunctionSpec,
+    config: OperatorConfig,
+    checksum: str,
+    generation: int | None,
+) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    code_map = code_config_map_name(name) if spec.code.inline is not None else spec.code.config_map
+    if code_map is not None:
+        volumes.append({"name": "code", "configMap": {"name": code_map}})
+        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": RUNTIME_CONTAINER,
+        "image": spec.code.image or config.runtime_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "env": runtime_env(name, spec, generation),
+        "ports": [
+            {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
+        # Readiness is polled every second: it gates how soon a cold request is served.
+        "readinessProbe": _probe("/readyz", period=1, failures=1),
+        "livenessProbe": _probe("/healthz", period=10, failures=3),
+        "startupProbe": _probe("/healthz", period=1, failures=60),
+        "resources": dict(spec.resources) or dict(config.default_resources),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.env_from:
+        container["envFrom"] = [dict(e) for e in spec.env_from]
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "enableServiceLinks": False,
+        # No API token unless the function asks for an identity of its own.
+        "automountServiceAccountToken": spec.service_account_name is not None,
+        "terminationGracePeriodSeconds": spec.timeout_seconds + 10,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    return {
+        "metadata": {"labels": labels(name), "annotations": {ANNOTATION_CHECKSUM: checksum}},
+        "spec": pod_spec,
+    }
+
+
+def build_deployment(
+    name: str,
+    namespace: str,
+    spec: FunctionSpec,
+    config: OperatorConfig,
+    checksum: str,
+    generation: int | None,
+) -> dict[str, Any]:
+    """The full Deployment for creation; ``initial replicas`` is minReplicas (0: cold)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "spec": {
+            "replicas": spec.scaling.min_replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector(name)},
+            # Never fewer ready replicas than wanted during a roll-out: no cold requests.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": build_pod_template(name, spec, config, checksum, generation),
+        },
+    }
+
+
+def deployment_update(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch for an existing Deployment: everything but ``spec.replicas``, which
+    belongs to the autoscaler and must never be reset by a reconcile."""
+    spec = {k: v for k, v in deployment["spec"].items() if k not in ("replicas", "selector")}
+    return {"metadata": {"labels": deployment["metadata"]["labels"]}, "spec": spec}
+
+
+def build_service(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,47 @@
+"""Operator settings, read once from the environment (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "256Mi"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    runtime_image: str = "hanshu/runtime:dev"
+    image_pull_policy: str = "IfNotPresent"
+    # Where the gateway serves HTTP Triggers; empty while no gateway is installed, and the
+    # Trigger status says so instead of pretending.
+    gateway_url: str = ""
+    cluster_domain: str = "cluster.local"
+    namespaces: tuple[str, ...] = ()
+    default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    metrics_port: int = 8000
+    liveness_port: int = 8080
+    retry_delay_seconds: float = 15.0
+
+
+def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
+    namespaces = tuple(
+        n.strip() for n in env.get("HANSHU_WATCH_NAMESPACES", "").split(",") if n.strip()
+    )
+    resources = env.get("HANSHU_DEFAULT_RESOURCES")
+    return OperatorConfig(
+        runtime_image=env.get("HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev"),
+        image_pull_policy=env.get("HANSHU_IMAGE_PULL_POLICY", "IfNotPresent"),
+        gateway_url=env.get("HANSHU_GATEWAY_URL", "").rstrip("/"),
+        cluster_domain=env.get("HANSHU_CLUSTER_DOMAIN", "cluster.local"),
+        namespaces=namespaces,
+        default_resources=json.loads(resources) if resources else dict(DEFAULT_RESOURCES),
+        metrics_port=int(env.get("HANSHU_OPERATOR_METRICS_PORT", "8000")),
+        liveness_port=int(env.get("HANSHU_OPERATOR_LIVENESS_PORT", "8080")),
+        retry_delay_seconds=float(env.get("HANSHU_RETRY_DELAY_SECONDS", "15")),
+    )

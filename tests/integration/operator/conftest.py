@@ -1,0 +1,142 @@
+"""The operator under kopf, against kmock (the Kubernetes API emulator) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import hanshu_operator.handlers  # noqa: F401  (registers the handlers)
+import kmock
+import pytest
+from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
+from kopf.testing import KopfRunner
+
+from tests.conftest import free_port
+
+NAMESPACE = "ns1"
+
+
+def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
+    emulator.resources.load_bundled()
+    verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
+    emulator.resources[f"{API_VERSION}/{FUNCTION_PLURAL}"] = kmock.ResourceInfo(
+        kind="Function",
+        singular="function",
+        namespaced=True,
+        verbs=verbs,
+        subresources={"status"},
+        shortnames={"fn"},
+        categories={"hanshu"},
+    )
+    emulator.resources[f"{API_VERSION}/{TRIGGER_PLURAL}"] = kmock.ResourceInfo(
+        kind="Trigger",
+        singular="trigger",
+        namespaced=True,
+        verbs=verbs,
+        subresources={"status"},
+        shortnames={"trg"},
+        categories={"hanshu"},
+    )
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
+        f"clusters: [{{name: kmock, cluster: {{server: '{server}'}}}}]\n"
+        "contexts: [{name: kmock, context: {cluster: kmock, user: kmock, namespace: ns1}}]\n"
+        "users: [{name: kmock, user: {}}]\n"
+    )
+    return path
+
+
+class Cluster:
+    """What a test does to the emulated cluster, through the real API (like kubectl)."""
+
+    def __init__(self, emulator: kmock.KubernetesEmulator, kube: KubeClient) -> None:
+        self.emulator = emulator
+        self.kube = kube
+
+    def object(self, resource: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        found = self.emulator.objects[resource, namespace, name]
+        if found.deleted:
+            raise KeyError(name)
+        return dict(found.raw)
+
+    def exists(self, resource: str, name: str, namespace: str = NAMESPACE) -> bool:
+        try:
+            self.object(resource, name, namespace)
+        except KeyError:
+            return False
+        return True
+
+    async def create(self, api_version: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"].setdefault("namespace", NAMESPACE)
+        body["metadata"].setdefault("uid", f"uid-{plural}-{body['metadata']['name']}")
+        body["metadata"].setdefault("generation", 1)
+        return await self.kube.create(path_for(api_version, plural, namespace), body)
+
+    async def patch(
+        self,
+        api_version: str,
+        plural: str,
+        name: str,
+        body: dict[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.kube.merge_patch(
+            path_for(api_version, plural, NAMESPACE, name, subresource), body
+        )
+
+    async def delete(self, api_version: str, plural: str, name: str) -> None:
+        await self.kube.delete(path_for(api_version, plural, NAMESPACE, name))
+
+    def condition(self, resource: str, name: str, kind: str = "Ready") -> dict[str, Any] | None:
+        status = self.object(resource, name).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+    def events(self, reason: str | None = None) -> list[dict[str, Any]]:
+        """Events the operator posted (kmock keeps the requests even for generated names)."""
+        posted = [
+            request.data
+            for request in self.emulator[kmock.resource("v1/events")]
+            if request.method == "POST"
+        ]
+        return [e for e in posted if reason is None or e.get("reason") == reason]
+
+
+@pytest.fixture
+async def cluster(
+    kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    declare_resources(kmock)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("HANSHU_RETRY_DELAY_SECONDS", "0.5")
+    monkeypatch.setenv("HANSHU_OPERATOR_METRICS_PORT", str(free_port()))
+    monkeypatch.setenv("HANSHU_GATEWAY_URL", "http://gateway.example")
+    monkeypatch.setenv("HANSHU_RUNTIME_IMAGE", "registry.example/hanshu/runtime:test")
+    kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
+    yield Cluster(kmock, kube)
+    await kube.close()
+
+
+@pytest.fixture
+async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
+    """The operator in its own thread and event loop, as ``kopf run`` would run it.
+
+    kopf cancels every task created in its loop after it started when it stops, so it
+    cannot share the test's loop (where kmock serves) and stop cleanly.
+    """
+    runner = KopfRunner(
+        ["run", "--standalone", "--namespace", NAMESPACE, "-m", "hanshu_operator.handlers"],
+        timeout=30,
+    )
+    await asyncio.to_thread(runner.__enter__)
+    try:
+        yield cluster
+    finally:
+        await asyncio.to_thread(runner.__exit__, None, None, None)
+    assert runner.exception is None, runner.output

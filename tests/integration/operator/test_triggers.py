@@ -1,0 +1,99 @@
+"""The operator binding Triggers to Functions, under kopf, against kmock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+
+from tests.helpers import eventually
+
+from .conftest import Cluster
+from .test_functions import hello
+
+TRG = f"{API_VERSION}/{TRIGGER_PLURAL}"
+
+
+def trigger(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Trigger",
+        "metadata": {"name": name},
+        "spec": {"functionRef": {"name": "hello"}, **spec},
+    }
+
+
+def ready_with(cluster: Cluster, name: str, status: str):
+    def probe() -> dict[str, Any] | None:
+        ready = cluster.condition(TRG, name)
+        return ready if ready and ready["status"] == status else None
+
+    return probe
+
+
+async def test_http_trigger_waits_for_its_function_then_reports_its_url(operator: Cluster):
+    await operator.create(API_VERSION, TRIGGER_PLURAL, trigger("web", http={"path": "/hello"}))
+    ready = await eventually(ready_with(operator, "web", "False"), message="Ready=False")
+    assert ready["reason"] == "FunctionNotFound"
+    assert "the Function 'hello' does not exist in namespace 'ns1'" in ready["message"]
+
+    await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
+    ready = await eventually(
+        ready_with(operator, "web", "True"),
+        timeout=20,
+        message="Ready=True once the Function exists",
+    )
+    status = operator.object(TRG, "web")["status"]
+    assert status["url"] == "http://gateway.example/hello"
+    assert status["type"] == "http"
+    assert operator.condition(TRG, "web", "FunctionBound")["reason"] == "Bound"
+
+
+async def test_trigger_with_a_host_reports_the_host_url(operator: Cluster):
+    await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
+    await operator.create(
+        API_VERSION, TRIGGER_PLURAL, trigger("api", http={"host": "api.example.com", "path": "/v1"})
+    )
+    await eventually(ready_with(operator, "api", "True"))
+    assert operator.object(TRG, "api")["status"]["url"] == "http://api.example.com/v1"
+
+
+async def test_schedule_trigger_reports_the_next_fire_time(operator: Cluster):
+    await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
+    await operator.create(
+        API_VERSION,
+        TRIGGER_PLURAL,
+        trigger("nightly", schedule={"cron": "30 2 * * *", "timeZone": "Asia/Shanghai"}),
+    )
+
+    def scheduled() -> str | None:
+        return (operator.object(TRG, "nightly").get("status") or {}).get("nextFireTime")
+
+    next_fire = await eventually(scheduled, message="nextFireTime")
+    assert next_fire.endswith("T18:30:00Z")  # 02:30 in Shanghai is 18:30 UTC the day before
+    assert operator.object(TRG, "nightly")["status"]["type"] == "schedule"
+
+
+async def test_invalid_trigger_says_every_problem(operator: Cluster):
+    await operator.create(
+        API_VERSION,
+        TRIGGER_PLURAL,
+        trigger(
+            "bad", http={"path": "/x"}, schedule={"cron": "61 * * * *", "timeZone": "Mars/Base"}
+        ),
+    )
+    ready = await eventually(ready_with(operator, "bad", "False"))
+    assert ready["reason"] == "InvalidSpec"
+    assert "exactly one source: http or schedule (found: http, schedule)" in ready["message"]
+    assert "minute field: '61' is outside 0-59" in ready["message"]
+    assert "'Mars/Base' is not an IANA time zone" in ready["message"]
+
+
+async def test_deleting_a_function_unbinds_its_triggers(operator: Cluster):
+    await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
+    await operator.create(API_VERSION, TRIGGER_PLURAL, trigger("web", http={"path": "/"}))
+    await eventually(ready_with(operator, "web", "True"))
+    await operator.delete(API_VERSION, FUNCTION_PLURAL, "hello")
+    ready = await eventually(ready_with(operator, "web", "False"), message="unbound")
+    assert ready["reason"] == "FunctionNotFound"
+    assert "the Function 'hello'" in ready["message"]

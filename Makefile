@@ -7,7 +7,7 @@ EXTRAS ?= runtime,operator,gateway,test,bench
 PORT ?= 8080
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration e2e bench bench-runtime run clean
+.PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator run operator clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,10 +37,16 @@ integration: $(STAMP) ## integration tests only (real processes on loopback)
 e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG
 	$(BIN)/pytest -m e2e tests/e2e
 
-bench: bench-runtime ## every benchmark (needs wrk and hey: apt-get install wrk hey)
+bench: bench-runtime bench-operator ## every benchmark (needs wrk and hey: apt-get install wrk hey)
 
 bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
 	$(BIN)/python bench/runtime_bench.py
+
+bench-operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
+	$(BIN)/python bench/operator_bench.py --functions 500
+
+operator: $(STAMP) ## run the operator against the cluster at KUBECONFIG
+	$(BIN)/python -m hanshu_operator
 
 run: $(STAMP) ## serve examples/hello with the runtime on PORT (default 8080)
 	HANSHU_HANDLER=index.handler HANSHU_CODE_DIR=examples/hello HANSHU_PORT=$(PORT) \

@@ -15,41 +15,9 @@ from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from kopf.testing import KopfRunner
 
 from tests.conftest import free_port
+from tests.kube_emulator import declare_resources, write_kubeconfig
 
 NAMESPACE = "ns1"
-
-
-def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
-    emulator.resources.load_bundled()
-    verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
-    emulator.resources[f"{API_VERSION}/{FUNCTION_PLURAL}"] = kmock.ResourceInfo(
-        kind="Function",
-        singular="function",
-        namespaced=True,
-        verbs=verbs,
-        subresources={"status"},
-        shortnames={"fn"},
-        categories={"hanshu"},
-    )
-    emulator.resources[f"{API_VERSION}/{TRIGGER_PLURAL}"] = kmock.ResourceInfo(
-        kind="Trigger",
-        singular="trigger",
-        namespaced=True,
-        verbs=verbs,
-        subresources={"status"},
-        shortnames={"trg"},
-        categories={"hanshu"},
-    )
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
-        f"clusters: [{{name: kmock, cluster: {{server: '{server}'}}}}]\n"
-        "contexts: [{name: kmock, context: {cluster: kmock, user: kmock, namespace: ns1}}]\n"
-        "users: [{name: kmock, user: {}}]\n"
-    )
-    return path
 
 
 class Cluster:
@@ -112,7 +80,7 @@ async def cluster(
     kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Cluster]:
     declare_resources(kmock)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url), NAMESPACE)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("HANSHU_RETRY_DELAY_SECONDS", "0.5")
     monkeypatch.setenv("HANSHU_OPERATOR_METRICS_PORT", str(free_port()))

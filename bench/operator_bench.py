@@ -26,11 +26,11 @@ import kmock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import free_port  # noqa: E402
+from common import free_port
+from hanshu_api import API_VERSION, FUNCTION_PLURAL
+from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from hanshu_api import API_VERSION, FUNCTION_PLURAL  # noqa: E402
-from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for  # noqa: E402
-from tests.kube_emulator import declare_resources, write_kubeconfig  # noqa: E402
+from tests.kube_emulator import declare_resources, write_kubeconfig
 
 NAMESPACE = "bench"
 CHILDREN = (("v1/configmaps", "{}-code"), ("apps/v1/deployments", "{}"), ("v1/services", "{}"))

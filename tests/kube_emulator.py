@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import kmock
-
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 
 
@@ -32,7 +31,8 @@ def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Pat
     path.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
         f"clusters: [{{name: kmock, cluster: {{server: '{server}'}}}}]\n"
-        f"contexts: [{{name: kmock, context: {{cluster: kmock, user: kmock, namespace: {namespace}}}}}]\n"
+        "contexts: [{name: kmock, context: "
+        f"{{cluster: kmock, user: kmock, namespace: {namespace}}}}}]\n"
         "users: [{name: kmock, user: {}}]\n"
     )
     return path

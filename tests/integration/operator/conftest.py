@@ -10,7 +10,6 @@ from typing import Any
 import hanshu_operator.handlers  # noqa: F401  (registers the handlers)
 import kmock
 import pytest
-from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from kopf.testing import KopfRunner
 

@@ -217,7 +217,9 @@ class KubeClient:
                 return None
             raise
 
-    async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list_items(
+        self, path: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         params = {"labelSelector": label_selector} if label_selector else None
         result = await self.request("GET", path, params=params)
         return list(result.get("items") or []) if result else []
@@ -239,13 +241,23 @@ class KubeClient:
             if error.status != 404:
                 raise
 
-    async def watch(
+    async def list_with_version(
         self, path: str, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self.request("GET", path, params=params) or {}
+        version = (result.get("metadata") or {}).get("resourceVersion")
+        return list(result.get("items") or []), version
+
+    async def watch(
+        self, path: str, label_selector: str | None = None, resource_version: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Events ({type, object}) of a watch stream; the caller restarts it when it ends."""
-        params = {"watch": "true"}
+        params = {"watch": "true", "allowWatchBookmarks": "true"}
         if label_selector:
             params["labelSelector"] = label_selector
+        if resource_version:
+            params["resourceVersion"] = resource_version
         async with self._session_now().get(
             f"{path}?{urlencode(params)}",
             headers=self._headers(),

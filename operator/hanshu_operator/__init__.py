@@ -1,3 +1,5 @@
-"""hanshu_operator: the kopf operator that turns Functions and Triggers into workloads."""
+"""hanshu_operator: the kopf operator that turns Functions and Triggers into workloads, and
+the autoscaler that sizes them from the gateway's request-queue metrics.
 
-from . import handlers  # noqa: F401  (kopf run -m hanshu_operator registers them)
+Run it with ``python -m hanshu_operator`` (or ``kopf run -m hanshu_operator.handlers``).
+"""

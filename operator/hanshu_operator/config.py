@@ -27,6 +27,13 @@ class OperatorConfig:
     metrics_port: int = 8000
     liveness_port: int = 8080
     retry_delay_seconds: float = 15.0
+    # Gateways POST their stats here; 0 turns the autoscaler off.
+    autoscaler_port: int = 8090
+    stable_window_seconds: float = 60.0
+    panic_window_seconds: float = 6.0
+    panic_threshold: float = 2.0
+    # Where schedules fire: the gateway's internal port (/_hanshu/invoke/...).
+    gateway_internal_url: str = ""
 
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -44,4 +51,9 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         metrics_port=int(env.get("HANSHU_OPERATOR_METRICS_PORT", "8000")),
         liveness_port=int(env.get("HANSHU_OPERATOR_LIVENESS_PORT", "8080")),
         retry_delay_seconds=float(env.get("HANSHU_RETRY_DELAY_SECONDS", "15")),
+        autoscaler_port=int(env.get("HANSHU_AUTOSCALER_PORT", "8090")),
+        stable_window_seconds=float(env.get("HANSHU_STABLE_WINDOW_SECONDS", "60")),
+        panic_window_seconds=float(env.get("HANSHU_PANIC_WINDOW_SECONDS", "6")),
+        panic_threshold=float(env.get("HANSHU_PANIC_THRESHOLD", "2")),
+        gateway_internal_url=env.get("HANSHU_GATEWAY_INTERNAL_URL", "").rstrip("/"),
     )

@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import kopf
+from aiohttp import web
 from hanshu_api import (
     API_VERSION,
     FUNCTION_KIND,
@@ -40,12 +42,16 @@ from hanshu_api.cron import parse_cron
 from hanshu_api.kube import KubeClient, load_config, path_for
 from hanshu_api.models import (
     FunctionSpec,
+    Scaling,
     SpecInvalid,
     TriggerSpec,
     parse_function_spec,
     parse_trigger_spec,
 )
+from hanshu_api.platform import FunctionKey
 
+from .autoscaler import Decision, Policy
+from .autoscaling_service import AutoscalerService
 from .builders import (
     build_code_config_map,
     build_deployment,
@@ -55,8 +61,11 @@ from .builders import (
     function_url,
 )
 from .config import OperatorConfig, config_from_env
+from .events import post_event
+from .kube_scaler import KubeScaler
 from .metrics import instrumented
 from .references import missing_env_sources, resolve_code
+from .scheduler import FireRecord, invoke_through_gateway, run_schedule
 from .status import (
     deployment_conditions,
     function_conditions,
@@ -75,6 +84,11 @@ class OperatorState:
     # The last start-up fault a Function's pods reported, until one of them becomes ready.
     runtime_faults: dict[tuple[str, str], str] = field(default_factory=dict)
     metrics_server: Any = None
+    scaler: KubeScaler | None = None
+    # Each Function's scaling spec, for the autoscaler (filled by the reconcile).
+    scaling: dict[FunctionKey, Scaling] = field(default_factory=dict)
+    autoscaler: AutoscalerService | None = None
+    background: list[Any] = field(default_factory=list)
     _status_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     def status_lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -110,6 +124,47 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
         state.metrics_server = start_http_server(config.metrics_port)
     memo["hanshu"] = state
+    if config.autoscaler_port:
+        await start_autoscaler(state)
+
+
+async def start_autoscaler(state: OperatorState) -> None:
+    """The autoscaler: gateways POST stats to it; it scales Deployments and says why."""
+    config = state.config
+    state.scaler = KubeScaler(state.kube)
+    policy = Policy(
+        config.stable_window_seconds, config.panic_window_seconds, config.panic_threshold
+    )
+
+    async def on_scaled(key: FunctionKey, decision: Decision, previous: int) -> None:
+        namespace, name = key
+        function = await write_function_status(
+            state,
+            namespace,
+            name,
+            lastScale={
+                "replicas": decision.replicas,
+                "reason": decision.reason,
+                "message": decision.message,
+                "time": now_rfc3339(),
+            },
+        )
+        if function is not None:
+            await post_event(
+                state.kube,
+                function,
+                "Normal",
+                decision.reason,
+                f"{previous} -> {decision.replicas} replicas: {decision.message}",
+            )
+
+    state.autoscaler = AutoscalerService(
+        state.scaler, lambda: list(state.scaling.items()), policy=policy, on_scaled=on_scaled
+    )
+    runner = web.AppRunner(state.autoscaler.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", config.autoscaler_port).start()
+    state.background += [runner, asyncio.create_task(state.autoscaler.run())]
 
 
 @kopf.on.login()
@@ -135,6 +190,11 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     state = _state(memo)
+    for item in state.background:
+        if isinstance(item, asyncio.Task):
+            item.cancel()
+        else:
+            await item.cleanup()
     await state.kube.close()
     if state.metrics_server is not None:
         server, _thread = state.metrics_server
@@ -334,6 +394,9 @@ async def reconcile_function(
     deployment = await _children(
         state, body, name, namespace, function, referenced_code, generation
     )
+    state.scaling[(namespace, name)] = function.scaling
+    if state.scaler is not None:
+        state.scaler.observe((namespace, name), (deployment.get("spec") or {}).get("replicas"))
     await write_function_status(
         state,
         namespace,
@@ -361,8 +424,12 @@ async def follow_deployment(
     name = labels.get(LABEL_FUNCTION)
     if not name or namespace is None:
         return
+    state = _state(memo)
+    if state.scaler is not None:
+        replicas = None if type == "DELETED" else (body.get("spec") or {}).get("replicas")
+        state.scaler.observe((namespace, name), replicas)
     await write_function_status(
-        _state(memo), namespace, name, deployment=None if type == "DELETED" else dict(body)
+        state, namespace, name, deployment=None if type == "DELETED" else dict(body)
     )
 
 
@@ -434,15 +501,81 @@ def trigger_delivery(
         }
     assert trigger.schedule is not None
     next_fire = parse_cron(trigger.schedule.cron).next_after(now, trigger.schedule.time_zone)
+    fields = {"nextFireTime": _rfc3339(next_fire)}
+    if not config.gateway_internal_url:
+        return (
+            Condition(
+                "Served",
+                FALSE,
+                "NoGateway",
+                "no gateway is configured (HANSHU_GATEWAY_INTERNAL_URL is empty); "
+                "schedules fire through the gateway",
+            ),
+            fields,
+        )
     return (
         Condition(
             "Served",
-            FALSE,
-            "SchedulerNotRunning",
-            "no scheduler fires schedule Triggers yet; the next fire time is computed",
+            TRUE,
+            "Scheduled",
+            f"fires at {trigger.schedule.cron} ({trigger.schedule.time_zone})",
         ),
-        {"nextFireTime": next_fire.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        fields,
     )
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_schedule(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("schedule") is not None
+
+
+@kopf.daemon(GROUP, VERSION, TRIGGER_PLURAL, when=_is_schedule, cancellation_timeout=5)
+async def fire_schedule(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    **_: Any,
+) -> None:
+    """One daemon per schedule Trigger: fires through the gateway, records every outcome."""
+    assert namespace is not None
+    state = _state(memo)
+    if not state.config.gateway_internal_url:
+        return  # the Served condition already says why nothing fires
+    try:
+        trigger = parse_trigger_spec(spec, namespace)
+    except SpecInvalid:
+        return  # the reconcile reported it
+    assert trigger.schedule is not None
+    url = f"{state.config.gateway_internal_url}/_hanshu/invoke/{namespace}/{trigger.function_name}"
+    status_path = path_for(API_VERSION, TRIGGER_PLURAL, namespace, name, "status")
+
+    async def record(fire: FireRecord) -> None:
+        status: dict[str, Any] = {"nextFireTime": _rfc3339(fire.next_fire)}
+        if fire.last_fire is not None:
+            status["lastFireTime"] = _rfc3339(fire.last_fire)
+            status["lastFireOutcome"] = fire.outcome
+            if not fire.delivered:
+                kopf.warn(
+                    body,
+                    reason="FireFailed",
+                    message=f"the fire at {status['lastFireTime']} was not delivered: "
+                    f"{fire.outcome}",
+                )
+        await state.kube.merge_patch(status_path, {"status": status})
+
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        fire = invoke_through_gateway(session, url, timeout=900)
+        runner = asyncio.create_task(run_schedule(name, trigger.schedule, fire, record, stop))
+        await stopped.wait()
+        stop.set()
+        await runner
 
 
 @kopf.on.resume(GROUP, VERSION, TRIGGER_PLURAL)
@@ -497,7 +630,8 @@ async def unbind_triggers_of_deleted_function(
     if type != "DELETED" or namespace is None:
         return
     state = _state(memo)
-    for trigger in await state.kube.list(path_for(API_VERSION, TRIGGER_PLURAL, namespace)):
+    state.scaling.pop((namespace, name), None)
+    for trigger in await state.kube.list_items(path_for(API_VERSION, TRIGGER_PLURAL, namespace)):
         if (trigger.get("spec") or {}).get("functionRef", {}).get("name") != name:
             continue
         status = trigger.get("status") or {}

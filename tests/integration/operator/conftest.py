@@ -43,6 +43,7 @@ class Cluster:
         namespace = body["metadata"].setdefault("namespace", NAMESPACE)
         body["metadata"].setdefault("uid", f"uid-{plural}-{body['metadata']['name']}")
         body["metadata"].setdefault("generation", 1)
+        body["metadata"].setdefault("resourceVersion", "1")
         return await self.kube.create(path_for(api_version, plural, namespace), body)
 
     async def patch(
@@ -83,6 +84,7 @@ async def cluster(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("HANSHU_RETRY_DELAY_SECONDS", "0.5")
     monkeypatch.setenv("HANSHU_OPERATOR_METRICS_PORT", str(free_port()))
+    monkeypatch.setenv("HANSHU_AUTOSCALER_PORT", str(free_port()))
     monkeypatch.setenv("HANSHU_GATEWAY_URL", "http://gateway.example")
     monkeypatch.setenv("HANSHU_RUNTIME_IMAGE", "registry.example/hanshu/runtime:test")
     kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))

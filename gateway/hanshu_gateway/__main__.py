@@ -1,0 +1,63 @@
+"""``python -m hanshu_gateway``: the gateway in a cluster (Triggers, Functions and
+EndpointSlices from the Kubernetes API), or ``python -m hanshu_gateway dev PATH...``: the
+whole platform on this machine, from manifest files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from hanshu_operator.autoscaler import Policy
+
+
+async def _serve_until_signalled(start: object, stop: object) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await start()  # type: ignore[operator]
+    await stopping.wait()
+    await stop()  # type: ignore[operator]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m hanshu_gateway")
+    commands = parser.add_subparsers(dest="command")
+    dev = commands.add_parser("dev", help="run gateway, autoscaler and functions locally")
+    dev.add_argument("paths", nargs="+", help="Function / Trigger / Secret manifests or folders")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--internal-port", type=int, default=0)
+    dev.add_argument("--stable-window", type=float, default=60.0)
+    dev.add_argument("--cold-start-timeout", type=float, default=60.0)
+    dev.add_argument("--queue-limit", type=int, default=1000)
+    dev.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    dev.add_argument("--stats-interval", type=float, default=1.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "dev":
+        from .devmode import DevStack
+
+        stack = DevStack(
+            args.paths,
+            port=args.port,
+            internal_port=args.internal_port,
+            policy=Policy(
+                stable_window=args.stable_window, panic_window=max(1.0, args.stable_window / 10)
+            ),
+            cold_start_timeout=args.cold_start_timeout,
+            queue_limit=args.queue_limit,
+            max_body_bytes=args.max_body_bytes,
+            stats_interval=args.stats_interval,
+        )
+        asyncio.run(_serve_until_signalled(stack.start, stack.stop))
+    else:
+        from .kube import KubeGateway
+
+        gateway = KubeGateway.from_env()
+        asyncio.run(_serve_until_signalled(gateway.start, gateway.stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The cluster-less developer mode: the same gateway, autoscaler and scheduler as in a
+cluster, with each replica a local runtime process, configured from the same Function,
+Trigger and Secret manifests you would ``kubectl apply``.
+
+    python -m hanshu_gateway dev examples/hello [--port 8080]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from hanshu_api.local_platform import LocalPlatform
+from hanshu_api.manifests import load_manifests
+from hanshu_api.models import (
+    FunctionSpec,
+    Scaling,
+    TriggerSpec,
+    parse_function_spec,
+    parse_trigger_spec,
+)
+from hanshu_api.platform import FunctionKey
+from hanshu_operator.autoscaler import Decision, Policy
+from hanshu_operator.autoscaling_service import AutoscalerService
+from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
+
+from .catalog import Catalog
+from .server import Gateway, GatewayConfig
+
+log = logging.getLogger("hanshu.dev")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DevStack:
+    paths: Sequence[str | Path]
+    port: int = 8080
+    internal_port: int = 0
+    autoscaler_port: int = 0
+    policy: Policy = field(default_factory=Policy)
+    queue_limit: int = 1000
+    max_body_bytes: int = 6 * 1024 * 1024
+    cold_start_timeout: float = 60.0
+    stats_interval: float = 1.0
+    host: str = "127.0.0.1"
+    functions: dict[FunctionKey, FunctionSpec] = field(default_factory=dict)
+    fires: list[tuple[str, FireRecord]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        manifests = load_manifests(self.paths)
+        self.internal_port = self.internal_port or _free_port()
+        self.autoscaler_port = self.autoscaler_port or _free_port()
+        self.platform = LocalPlatform()
+        self.catalog = Catalog(self.queue_limit, self._read_secret)
+        self._secrets = manifests.secrets
+        for key, document in manifests.functions.items():
+            spec = parse_function_spec(document["spec"])
+            self.functions[key] = spec
+            self.platform.add_function(key, spec)
+            self.catalog.set_function(key, spec)
+        triggers: list[tuple[str, str, TriggerSpec]] = [
+            (key[0], key[1], parse_trigger_spec(document["spec"], key[0]))
+            for key, document in manifests.triggers.items()
+        ]
+        self.catalog.set_triggers(triggers)
+        self.platform.listen(self.catalog.set_endpoints)
+
+        self.autoscaler = AutoscalerService(
+            self.platform,
+            self._scaling,
+            policy=self.policy,
+            on_scaled=self._scaled,
+            interval=self.stats_interval,
+        )
+        self._autoscaler_runner = web.AppRunner(self.autoscaler.app(), access_log=None)
+        await self._autoscaler_runner.setup()
+        await web.TCPSite(self._autoscaler_runner, "127.0.0.1", self.autoscaler_port).start()
+        self.gateway = Gateway(
+            GatewayConfig(
+                host=self.host,
+                port=self.port,
+                internal_port=self.internal_port,
+                queue_limit=self.queue_limit,
+                cold_start_timeout=self.cold_start_timeout,
+                max_body_bytes=self.max_body_bytes,
+                autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
+                stats_interval=self.stats_interval,
+            ),
+            self.catalog,
+        )
+        await self.gateway.start()
+        for key, spec in self.functions.items():
+            if spec.scaling.min_replicas:
+                await self.platform.set_replicas(key, spec.scaling.min_replicas)
+            else:
+                await self.platform.set_replicas(key, 0)
+        self._tasks = [asyncio.create_task(self.autoscaler.run())]
+        self._stopped = asyncio.Event()
+        self._session = aiohttp.ClientSession()
+        for namespace, name, trigger in triggers:
+            if trigger.schedule is not None:
+                url = (
+                    f"http://127.0.0.1:{self.internal_port}/_hanshu/invoke/"
+                    f"{namespace}/{trigger.function_name}"
+                )
+                timeout = self.functions[(namespace, trigger.function_name)].timeout_seconds
+                self._tasks.append(
+                    asyncio.create_task(
+                        run_schedule(
+                            name,
+                            trigger.schedule,
+                            invoke_through_gateway(
+                                self._session, url, timeout + self.cold_start_timeout
+                            ),
+                            self._record(name),
+                            self._stopped,
+                        )
+                    )
+                )
+        log.info(
+            "serving %d function(s) and %d trigger(s) on http://%s:%d",
+            len(self.functions),
+            len(triggers),
+            self.host,
+            self.port,
+        )
+
+    def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
+        return [(key, spec.scaling) for key, spec in self.functions.items()]
+
+    async def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
+        return self._secrets.get((namespace, name), {}).get(key)
+
+    async def _scaled(self, key: FunctionKey, decision: Decision, previous: int) -> None:
+        log.info(
+            "%s: %d -> %d replicas (%s: %s)",
+            key[1],
+            previous,
+            decision.replicas,
+            decision.reason,
+            decision.message,
+        )
+
+    def _record(self, trigger: str) -> Any:
+        async def record(fire: FireRecord) -> None:
+            self.fires.append((trigger, fire))
+            if fire.last_fire is not None:
+                log.info(
+                    "schedule %s fired at %s: %s; next at %s",
+                    trigger,
+                    fire.last_fire.isoformat(),
+                    fire.outcome,
+                    fire.next_fire.isoformat(),
+                )
+
+        return record
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.gateway.close()
+        await self._autoscaler_runner.cleanup()
+        await self._session.close()
+        await self.platform.close()

@@ -1,0 +1,38 @@
+"""Gateway metrics: what a pay-per-call bill and a cold-start dashboard are made of."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "hanshu_gateway_requests",
+    "Requests by function, trigger and status code.",
+    ["namespace", "function", "trigger", "code"],
+)
+LATENCY = Histogram(
+    "hanshu_gateway_request_duration_seconds",
+    "Time from the request's arrival to the reply, queueing and cold starts included.",
+    ["namespace", "function"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+IN_FLIGHT = Gauge("hanshu_gateway_in_flight", "Requests being served.", ["namespace", "function"])
+QUEUED = Gauge(
+    "hanshu_gateway_queued", "Requests waiting for a replica.", ["namespace", "function"]
+)
+COLD_STARTS = Counter(
+    "hanshu_gateway_cold_starts",
+    "Requests that arrived while the function had no ready replica.",
+    ["namespace", "function"],
+)
+COLD_START_LATENCY = Histogram(
+    "hanshu_gateway_cold_start_seconds",
+    "How long cold requests waited for the first ready replica.",
+    ["namespace", "function"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+)
+GB_SECONDS = Counter(
+    "hanshu_gateway_gb_seconds",
+    "Memory (GB) x duration (s) of invocations: the unit of a pay-per-call bill.",
+    ["namespace", "function"],
+)
+NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")

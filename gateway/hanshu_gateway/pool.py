@@ -1,0 +1,121 @@
+"""A Function's ready endpoints and the requests waiting for one.
+
+Forwarding picks the ready endpoint with the fewest requests in flight and never gives one
+more than the Function's ``concurrency``. When none has room (cold, or all busy) the request
+waits in a bounded FIFO queue and is handed an endpoint the moment one frees up or appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Sequence
+
+from hanshu_api.platform import Endpoint
+
+
+class QueueFull(Exception):
+    pass
+
+
+class NoEndpointInTime(Exception):
+    pass
+
+
+class EndpointPool:
+    def __init__(self, concurrency: int, queue_limit: int) -> None:
+        self.concurrency = concurrency
+        self.queue_limit = queue_limit
+        self._in_flight: dict[Endpoint, int] = {}
+        self._ready: list[Endpoint] = []
+        self._waiters: collections.deque[asyncio.Future[Endpoint]] = collections.deque()
+        self._penalized: dict[Endpoint, float] = {}
+
+    @property
+    def ready(self) -> Sequence[Endpoint]:
+        return self._ready
+
+    @property
+    def is_cold(self) -> bool:
+        return not self._ready
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
+    def _pick(self) -> Endpoint | None:
+        now = time.monotonic()
+        best: Endpoint | None = None
+        best_load = self.concurrency
+        for endpoint in self._ready:
+            load = self._in_flight.get(endpoint, 0)
+            if load < best_load and self._penalized.get(endpoint, 0.0) <= now:
+                best, best_load = endpoint, load
+        return best
+
+    def _take(self, endpoint: Endpoint) -> Endpoint:
+        self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
+        return endpoint
+
+    def try_acquire(self) -> Endpoint | None:
+        if self._waiters:  # first come, first served
+            return None
+        endpoint = self._pick()
+        return None if endpoint is None else self._take(endpoint)
+
+    async def acquire(self, within: float) -> Endpoint:
+        endpoint = self.try_acquire()
+        if endpoint is not None:
+            return endpoint
+        if len(self._waiters) >= self.queue_limit:
+            raise QueueFull
+        waiter: asyncio.Future[Endpoint] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(within):
+                return await waiter
+        except (TimeoutError, asyncio.CancelledError) as error:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # handed over just as we gave up
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(error, TimeoutError):
+                raise NoEndpointInTime from None
+            raise
+
+    def release(self, endpoint: Endpoint) -> None:
+        left = self._in_flight.get(endpoint, 1) - 1
+        if left > 0:
+            self._in_flight[endpoint] = left
+        else:
+            self._in_flight.pop(endpoint, None)
+        self._dispatch()
+
+    def penalize(self, endpoint: Endpoint, seconds: float) -> None:
+        """Skip an endpoint that refused a connection for a moment (it may be starting)."""
+        self._penalized[endpoint] = time.monotonic() + seconds
+        asyncio.get_running_loop().call_later(seconds, self._dispatch)
+
+    def set_ready(self, endpoints: Sequence[Endpoint]) -> None:
+        self._ready = sorted(set(endpoints))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._waiters:
+            waiter = self._waiters[0]
+            if waiter.done():
+                self._waiters.popleft()
+                continue
+            endpoint = self._pick()
+            if endpoint is None:
+                return
+            self._waiters.popleft()
+            waiter.set_result(self._take(endpoint))

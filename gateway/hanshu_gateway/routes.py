@@ -1,0 +1,84 @@
+"""HTTP Triggers as a route table: host, then the longest path prefix, then the method."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hanshu_api.models import HttpRoute
+from hanshu_api.platform import FunctionKey
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    namespace: str
+    trigger: str
+    function: str
+    http: HttpRoute
+
+    @property
+    def function_key(self) -> FunctionKey:
+        return (self.namespace, self.function)
+
+    def allows(self, method: str) -> bool:
+        methods = self.http.methods
+        return not methods or method in methods or (method == "HEAD" and "GET" in methods)
+
+    def upstream_path(self, path: str) -> str:
+        """The path the Function sees: the prefix stripped when the Trigger says so."""
+        if not self.http.strip_prefix or self.http.path == "/":
+            return path
+        rest = path[len(self.http.path.rstrip("/")) :]
+        return rest if rest.startswith("/") else "/" + rest
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route | None
+    allowed_methods: tuple[str, ...] = ()  # when the path matched but the method did not
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    if prefix == "/":
+        return True
+    prefix = prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _host_rank(route_host: str, host: str) -> int | None:
+    """3: exact host, 2: wildcard, 1: any host; None: no match."""
+    if not route_host:
+        return 1
+    if route_host.startswith("*."):
+        return 2 if host.endswith(route_host[1:]) and host != route_host[2:] else None
+    return 3 if host == route_host else None
+
+
+class RouteTable:
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        # Most specific first: the host rank is checked per request, the prefix length here.
+        self._routes = sorted(routes, key=lambda r: len(r.http.path.rstrip("/")), reverse=True)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def match(self, host: str, path: str, method: str) -> Match:
+        """The most specific (host rank, prefix length) group of matching routes decides:
+        the route in it that allows the method, else a 405 listing what it allows."""
+        host = host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+        best: tuple[int, int] | None = None
+        group: list[Route] = []
+        for route in self._routes:
+            rank = _host_rank(route.http.host.split(":", 1)[0], host)
+            if rank is None or not _prefix_matches(route.http.path, path):
+                continue
+            key = (rank, len(route.http.path.rstrip("/")))
+            if best is None or key > best:
+                best, group = key, [route]
+            elif key == best:
+                group.append(route)
+        for route in group:
+            if route.allows(method):
+                return Match(route)
+        allowed = sorted({m for route in group for m in route.http.methods})
+        return Match(None, tuple(allowed))

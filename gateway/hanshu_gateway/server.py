@@ -1,0 +1,488 @@
+"""The gateway's HTTP servers: the public port (every HTTP Trigger) and the internal port
+(health, metrics, and the invoke path schedules use to wake a Function)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from hanshu_api.platform import Endpoint
+from multidict import CIMultiDict
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import metrics
+from .catalog import Catalog, FunctionEntry
+from .pool import NoEndpointInTime, QueueFull
+from .protect import (
+    api_key_matches,
+    keys_from_secret_value,
+    preflight_headers,
+    response_cors_headers,
+    retry_after_header,
+)
+from .routes import Route
+from .stats import StatsReporter
+
+log = logging.getLogger("hanshu.gateway")
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+})  # fmt: skip
+RETRY_PENALTY_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    internal_port: int = 8081
+    max_body_bytes: int = 6 * 1024 * 1024
+    queue_limit: int = 1000
+    cold_start_timeout: float = 60.0
+    read_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    autoscaler_url: str = ""
+    stats_interval: float = 1.0
+
+
+def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
+    return GatewayConfig(
+        host=env.get("HANSHU_GATEWAY_HOST", "0.0.0.0"),
+        port=int(env.get("HANSHU_GATEWAY_PORT", "8080")),
+        internal_port=int(env.get("HANSHU_GATEWAY_INTERNAL_PORT", "8081")),
+        max_body_bytes=int(env.get("HANSHU_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
+        queue_limit=int(env.get("HANSHU_QUEUE_LIMIT", "1000")),
+        cold_start_timeout=float(env.get("HANSHU_COLD_START_TIMEOUT", "60")),
+        read_timeout=float(env.get("HANSHU_READ_TIMEOUT", "30")),
+        autoscaler_url=env.get("HANSHU_AUTOSCALER_URL", ""),
+        stats_interval=float(env.get("HANSHU_STATS_INTERVAL", "1")),
+    )
+
+
+def error(
+    status: int,
+    error_type: str,
+    message: str,
+    request_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = {"errorType": error_type, "errorMessage": message, "requestId": request_id}
+    response = web.Response(
+        status=status, body=json.dumps(body).encode(), content_type="application/json"
+    )
+    response.headers["X-Request-Id"] = request_id
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: web.BaseRequest, limit: int, within: float) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    if not request.body_exists:
+        return b""
+    chunks, size = [], 0
+    async with asyncio.timeout(within):
+        while chunk := await request.content.read(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.reporter = (
+            StatsReporter(config.autoscaler_url, catalog.all_stats, config.stats_interval)
+            if config.autoscaler_url
+            else None
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runners: list[web.BaseRunner] = []
+
+    # -- the public port ------------------------------------------------------------------
+
+    def _request_id(self, request: web.BaseRequest) -> str:
+        return request.headers.get("X-Request-Id") or f"{self._id_prefix}-{next(self._ids):x}"
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        request_id = self._request_id(request)
+        match = self.catalog.routes.match(request.host, request.path, request.method)
+        route = match.route
+        if route is None:
+            if match.allowed_methods:
+                return error(
+                    405,
+                    "MethodNotAllowed",
+                    f"{request.method} is not allowed here; use {', '.join(match.allowed_methods)}",
+                    request_id,
+                    {"Allow": ", ".join(match.allowed_methods)},
+                )
+            metrics.NO_ROUTE.inc()
+            return error(
+                404, "NoRoute", f"no Trigger serves {request.host}{request.path}", request_id
+            )
+        cors = route.http.cors
+        origin = request.headers.get("Origin")
+        if (
+            cors is not None
+            and origin
+            and request.method == "OPTIONS"
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            headers = preflight_headers(
+                cors, origin, request.headers.get("Access-Control-Request-Headers")
+            )
+            if headers is None:
+                return error(
+                    403,
+                    "CorsOriginNotAllowed",
+                    f"origin {origin} is not allowed by this Trigger",
+                    request_id,
+                )
+            return web.Response(status=204, headers={**headers, "X-Request-Id": request_id})
+        response = await self._serve(request, route, request_id)
+        if cors is not None and origin:
+            response.headers.update(response_cors_headers(cors, origin))
+        return response
+
+    async def _check_key(
+        self, request: web.BaseRequest, route: Route, request_id: str
+    ) -> web.Response | None:
+        auth = route.http.auth
+        if auth is None:
+            return None
+        presented = request.headers.get(auth.header)
+        if not presented:
+            return error(
+                401,
+                "MissingApiKey",
+                f"send the API key in the {auth.header} header",
+                request_id,
+                {"WWW-Authenticate": f'ApiKey header="{auth.header}"'},
+            )
+        value = await self.catalog.read_secret(route.namespace, auth.secret_name, auth.secret_key)
+        if value is None:
+            log.error(
+                "API key Secret %s/%s (key %s) is missing",
+                route.namespace,
+                auth.secret_name,
+                auth.secret_key,
+            )
+            return error(
+                503,
+                "ApiKeysUnavailable",
+                "this route's API keys are not available; try again later",
+                request_id,
+            )
+        if not api_key_matches(presented, keys_from_secret_value(value)):
+            return error(
+                403, "InvalidApiKey", "the API key is not valid for this route", request_id
+            )
+        return None
+
+    async def _serve(
+        self, request: web.BaseRequest, route: Route, request_id: str
+    ) -> web.StreamResponse:
+        started = time.monotonic()
+        namespace, function = route.function_key
+        entry = self.catalog.functions.get(route.function_key)
+        code = 500
+        try:
+            if entry is None:
+                code = 503
+                return error(
+                    503,
+                    "FunctionNotFound",
+                    f"the Function '{function}' of this route does not exist",
+                    request_id,
+                )
+            refused = await self._check_key(request, route, request_id)
+            if refused is not None:
+                code = refused.status
+                return refused
+            bucket = self.catalog.bucket(route)
+            if bucket is not None:
+                wait = bucket.take(time.monotonic())
+                if wait > 0:
+                    code = 429
+                    return error(
+                        429,
+                        "RateLimited",
+                        f"over this route's limit of "
+                        f"{route.http.rate_limit.requests_per_second:g} requests/s",  # type: ignore[union-attr]
+                        request_id,
+                        {"Retry-After": retry_after_header(wait)},
+                    )
+            try:
+                body = await read_body(
+                    request, self.config.max_body_bytes, self.config.read_timeout
+                )
+            except BodyTooLarge:
+                code = 413
+                return error(
+                    413,
+                    "RequestTooLarge",
+                    f"the body is over the limit of {self.config.max_body_bytes} bytes",
+                    request_id,
+                    {"Connection": "close"},
+                )
+            except TimeoutError:
+                code = 408
+                return error(
+                    408,
+                    "RequestTimeout",
+                    "the request body did not arrive in time",
+                    request_id,
+                    {"Connection": "close"},
+                )
+            headers = self._upstream_headers(request, route, request_id)
+            path = route.upstream_path(request.path)
+            if request.query_string:
+                path += "?" + request.rel_url.raw_query_string
+            response = await self.forward(entry, request.method, path, headers, body, request_id)
+            code = response.status
+            return response
+        finally:
+            metrics.REQUESTS.labels(namespace, function, route.trigger, str(code)).inc()
+            metrics.LATENCY.labels(namespace, function).observe(time.monotonic() - started)
+
+    def _upstream_headers(
+        self, request: web.BaseRequest, route: Route, request_id: str
+    ) -> CIMultiDict[str]:
+        drop = HOP_BY_HOP | ({route.http.auth.header.lower()} if route.http.auth else set())
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        client = peer[0] if peer else ""
+        forwarded_for = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{forwarded_for}, {client}" if forwarded_for else client
+        headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+        headers["X-Forwarded-Host"] = request.host
+        headers["X-Request-Id"] = request_id
+        if route.http.strip_prefix and route.http.path != "/":
+            headers["X-Forwarded-Prefix"] = route.http.path.rstrip("/")
+        return headers
+
+    async def forward(
+        self,
+        entry: FunctionEntry,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        request_id: str,
+    ) -> web.StreamResponse:
+        """Queue for a replica (waking the Function when cold), forward, and retry what a
+        replica that is starting or draining refuses."""
+        namespace, function = entry.key
+        pool, stats = entry.pool, entry.stats
+        arrived = time.monotonic()
+        deadline = arrived + self.config.cold_start_timeout
+        cold = pool.is_cold
+        stats.arrivals += 1
+        if cold:
+            metrics.COLD_STARTS.labels(namespace, function).inc()
+        stats.in_flight += 1
+        metrics.IN_FLIGHT.labels(namespace, function).inc()
+        try:
+            while True:
+                endpoint = pool.try_acquire()
+                if endpoint is None:
+                    if pool.is_cold and self.reporter is not None:
+                        self.reporter.cold(entry.key)
+                    stats.queued += 1
+                    queued = metrics.QUEUED.labels(namespace, function)
+                    queued.inc()
+                    try:
+                        endpoint = await pool.acquire(max(0.0, deadline - time.monotonic()))
+                    except QueueFull:
+                        return error(
+                            429,
+                            "QueueFull",
+                            f"{pool.queued} requests are already waiting for "
+                            f"'{function}'; retry shortly",
+                            request_id,
+                            {"Retry-After": "1"},
+                        )
+                    except NoEndpointInTime:
+                        return error(
+                            503,
+                            "FunctionNotReady",
+                            f"'{function}' did not become ready within "
+                            f"{self.config.cold_start_timeout:g}s",
+                            request_id,
+                            {"Retry-After": "5"},
+                        )
+                    finally:
+                        stats.queued -= 1
+                        queued.dec()
+                outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
+                if outcome is not None:
+                    if cold:
+                        waited = time.monotonic() - arrived
+                        metrics.COLD_START_LATENCY.labels(namespace, function).observe(waited)
+                        outcome.headers["X-Hanshu-Cold-Start"] = "true"
+                    return outcome
+                if time.monotonic() > deadline:
+                    return error(
+                        503,
+                        "FunctionNotReady",
+                        f"no replica of '{function}' accepted the request",
+                        request_id,
+                        {"Retry-After": "5"},
+                    )
+        finally:
+            stats.in_flight -= 1
+            stats.last_completed = time.monotonic()
+            metrics.IN_FLIGHT.labels(namespace, function).dec()
+            metrics.GB_SECONDS.labels(namespace, function).inc(
+                entry.memory_gb * (time.monotonic() - arrived)
+            )
+
+    async def _call(
+        self,
+        entry: FunctionEntry,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        request_id: str,
+    ) -> web.Response | None:
+        """One attempt; None means 'not served, try another replica'."""
+        assert self._session is not None
+        pool = entry.pool
+        try:
+            async with self._session.request(
+                method,
+                endpoint.url + path,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=entry.timeout_seconds + 1),
+            ) as reply:
+                payload = await reply.read()
+                if reply.status == 503 and b'"Draining"' in payload:
+                    pool.penalize(endpoint, 1.0)  # it is shutting down; another one will do
+                    return None
+                response = web.Response(status=reply.status, body=payload)
+                for name, value in reply.headers.items():
+                    if name.lower() not in HOP_BY_HOP:
+                        response.headers.add(name, value)
+                response.headers["X-Request-Id"] = request_id
+                return response
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as failure:
+            # A replica that is starting or stopping: never a 502 for the caller.
+            log.info("replica %s refused the request (%s); trying again", endpoint.url, failure)
+            pool.penalize(endpoint, RETRY_PENALTY_SECONDS)
+            return None
+        except TimeoutError:
+            return error(
+                504,
+                "FunctionTimeout",
+                f"'{entry.key[1]}' did not answer within {entry.timeout_seconds:g}s",
+                request_id,
+            )
+        finally:
+            pool.release(endpoint)
+
+    # -- the internal port ----------------------------------------------------------------
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        """POST /_hanshu/invoke/{namespace}/{function}: a raw event for schedules and event
+        sources; it queues and wakes the Function like any request."""
+        request_id = self._request_id(request)
+        key = (request.match_info["namespace"], request.match_info["function"])
+        entry = self.catalog.functions.get(key)
+        if entry is None:
+            return error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
+        body = await request.read()
+        headers = CIMultiDict({"Content-Type": "application/json", "X-Request-Id": request_id})
+        return await self.forward(entry, "POST", "/_hanshu/invoke", headers, body, request_id)
+
+    async def function_states(self, request: web.Request) -> web.Response:
+        """GET /functions: each Function's ready replicas and requests, as the gateway sees."""
+        return web.json_response(
+            [
+                {
+                    "namespace": key[0],
+                    "name": key[1],
+                    "readyReplicas": len(entry.pool.ready),
+                    "inFlight": entry.stats.in_flight,
+                    "queued": entry.pool.queued,
+                }
+                for key, entry in sorted(self.catalog.functions.items())
+            ]
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        for key, entry in self.catalog.functions.items():
+            metrics.QUEUED.labels(*key).set(entry.pool.queued)
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def internal_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.healthz)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/functions", self.function_states)
+        app.router.add_post("/_hanshu/invoke/{namespace}/{function}", self.invoke)
+        return app
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            auto_decompress=False,
+        )
+        public = web.ServerRunner(
+            web.Server(
+                self.handle,
+                access_log=None,
+                keepalive_timeout=self.config.keepalive_timeout,
+                max_field_size=16 * 1024,
+            ),
+            shutdown_timeout=10,
+        )
+        internal = web.AppRunner(self.internal_app(), access_log=None)
+        for runner, port in ((public, self.config.port), (internal, self.config.internal_port)):
+            await runner.setup()
+            await web.TCPSite(runner, self.config.host, port, backlog=2048).start()
+            self._runners.append(runner)
+        if self.reporter is not None:
+            self._tasks.append(asyncio.create_task(self.reporter.run()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for runner in self._runners:
+            await runner.cleanup()
+        if self.reporter is not None:
+            await self.reporter.close()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,102 @@
+"""Per-function request stats, pushed to the autoscaler every second and at once when a
+request arrives at a cold function."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from hanshu_api.platform import FunctionKey
+
+log = logging.getLogger("hanshu.gateway")
+
+
+@dataclass
+class FunctionStats:
+    in_flight: int = 0
+    queued: int = 0
+    arrivals: int = 0  # since the last report
+    last_completed: float | None = None  # time.monotonic() of the last finished response
+
+    def snapshot(self, key: FunctionKey, now: float) -> dict[str, Any]:
+        busy = self.in_flight > 0 or self.queued > 0
+        idle_for = (
+            None
+            if self.last_completed is None
+            else (0.0 if busy else round(now - self.last_completed, 3))
+        )
+        report = {
+            "namespace": key[0],
+            "name": key[1],
+            "inFlight": self.in_flight,
+            "queued": self.queued,
+            "arrivals": self.arrivals,
+            "idleFor": idle_for,
+        }
+        self.arrivals = 0
+        return report
+
+
+class StatsReporter:
+    """POSTs ``{gateway, functions: [...], cold: [...]}`` to the autoscaler's /stats."""
+
+    def __init__(
+        self,
+        url: str,
+        stats: Callable[[], Iterable[tuple[FunctionKey, FunctionStats]]],
+        interval: float = 1.0,
+    ) -> None:
+        self.url = url.rstrip("/") + "/stats"
+        self.gateway_id = uuid.uuid4().hex[:12]
+        self._stats = stats
+        self._interval = interval
+        self._cold: dict[FunctionKey, float] = {}
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self.failures = 0
+
+    def cold(self, key: FunctionKey) -> None:
+        """A request is waiting at a function with no replica: report now, not next tick."""
+        self._cold.setdefault(key, time.time())
+        self._wake.set()
+
+    async def _send(self) -> None:
+        now = time.monotonic()
+        cold, self._cold = self._cold, {}
+        body = {
+            "gateway": self.gateway_id,
+            "sentAt": time.time(),
+            "functions": [stats.snapshot(key, now) for key, stats in self._stats()],
+            "cold": [{"namespace": k[0], "name": k[1], "since": at} for k, at in cold.items()],
+        }
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        try:
+            async with self._session.post(self.url, json=body) as reply:
+                reply.raise_for_status()
+            self.failures = 0
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self.failures += 1
+            for key, at in cold.items():  # a lost wake-up must be sent again
+                self._cold.setdefault(key, at)
+            if self.failures in (1, 10) or self.failures % 60 == 0:
+                log.warning("cannot reach the autoscaler at %s: %s", self.url, error)
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self._send()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

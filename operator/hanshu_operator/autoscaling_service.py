@@ -1,0 +1,181 @@
+"""The autoscaler as a service: gateways POST their per-function stats to ``/stats``; every
+second (and at once for a cold request) each Function gets a decision, applied through the
+platform's "set this function's replica count" seam.
+
+Several gateway replicas may report: their numbers are summed, and a gateway that has not
+reported for ``gateway_ttl`` seconds is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from hanshu_api.models import Scaling
+from hanshu_api.platform import FunctionKey, ReplicaScaler
+from prometheus_client import Histogram
+
+from .autoscaler import Decision, Observation, Policy, ScalerState, decide, observe
+
+log = logging.getLogger("hanshu.autoscaler")
+
+COLD_DECISION = Histogram(
+    "hanshu_autoscaler_cold_decision_seconds",
+    "From a cold request's arrival at the gateway to the scale-up being issued.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
+OnScaled = Callable[[FunctionKey, Decision, int], Awaitable[None]]
+
+
+@dataclass
+class _GatewayReport:
+    received: float
+    functions: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
+
+
+class AutoscalerService:
+    def __init__(
+        self,
+        scaler: ReplicaScaler,
+        functions: Callable[[], Iterable[tuple[FunctionKey, Scaling]]],
+        *,
+        policy: Policy | None = None,
+        on_scaled: OnScaled | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        gateway_ttl: float = 3.0,
+        interval: float = 1.0,
+    ) -> None:
+        self.scaler = scaler
+        self.functions = functions
+        self.policy = policy or Policy()
+        self.on_scaled = on_scaled
+        self.clock = clock
+        self.gateway_ttl = gateway_ttl
+        self.interval = interval
+        self.started_at = clock()
+        self.cold_decision_seconds: list[float] = []  # recent, for benchmarks and tests
+        self._gateways: dict[str, _GatewayReport] = {}
+        self._states: dict[FunctionKey, ScalerState] = {}
+        self._locks: dict[FunctionKey, asyncio.Lock] = {}
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def ingest(self, report: dict[str, Any]) -> list[tuple[FunctionKey, float]]:
+        """Store one gateway's report; returns the cold (function, since) pairs in it."""
+        functions = {(f["namespace"], f["name"]): f for f in report.get("functions") or []}
+        self._gateways[str(report["gateway"])] = _GatewayReport(self.clock(), functions)
+        return [
+            ((c["namespace"], c["name"]), float(c.get("since", 0)))
+            for c in report.get("cold") or []
+        ]
+
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        try:
+            report = await request.json()
+            cold = self.ingest(report)
+        except (ValueError, KeyError, TypeError) as error:
+            return web.json_response(
+                {"errorType": "InvalidStats", "errorMessage": f"malformed stats report: {error}"},
+                status=400,
+            )
+        for key, since in cold:
+            await self.wake(key, since)
+        return web.Response(status=204)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/stats", self.handle_stats)
+        return app
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def observation(self, key: FunctionKey) -> Observation:
+        now = self.clock()
+        for gateway, report in list(self._gateways.items()):
+            if now - report.received > self.gateway_ttl:
+                log.info(
+                    "forgetting gateway %s: no report for %.1fs", gateway, now - report.received
+                )
+                del self._gateways[gateway]
+        in_flight = queued = 0
+        idle: list[float] = []
+        for report in self._gateways.values():
+            stats = report.functions.get(key)
+            if stats is None:
+                continue
+            in_flight += int(stats.get("inFlight", 0))
+            queued += int(stats.get("queued", 0))
+            if stats.get("idleFor") is not None:
+                idle.append(float(stats["idleFor"]))
+        return Observation(float(in_flight + queued), queued, min(idle) if idle else None)
+
+    def _state(self, key: FunctionKey) -> ScalerState:
+        if key not in self._states:
+            self._states[key] = ScalerState(started_at=self.started_at)
+        return self._states[key]
+
+    async def _apply(self, key: FunctionKey, decision: Decision, current: int) -> None:
+        log.info(
+            "scaling %s/%s %d -> %d: %s (%s)",
+            key[0],
+            key[1],
+            current,
+            decision.replicas,
+            decision.reason,
+            decision.message,
+        )
+        await self.scaler.set_replicas(key, decision.replicas)
+        if self.on_scaled is not None:
+            await self.on_scaled(key, decision, current)
+
+    async def wake(self, key: FunctionKey, since: float) -> None:
+        """A cold request is waiting: decide now instead of at the next tick."""
+        scaling = dict(self.functions()).get(key)
+        if scaling is None:
+            return
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            current = self.scaler.current_replicas(key) or 0
+            if current > 0:
+                return  # already waking (or awake): the endpoint will appear
+            decision = decide(
+                self._state(key), self.observation(key), current, scaling, self.clock(), self.policy
+            )
+            if decision.changes(current):
+                if since:
+                    latency = max(0.0, time.time() - since)
+                    COLD_DECISION.observe(latency)
+                    self.cold_decision_seconds = [*self.cold_decision_seconds[-999:], latency]
+                await self._apply(key, decision, current)
+
+    async def tick(self) -> None:
+        now = self.clock()
+        for key, scaling in list(self.functions()):
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                current = self.scaler.current_replicas(key)
+                if current is None:
+                    continue
+                observation = self.observation(key)
+                state = self._state(key)
+                observe(state, observation, now, self.policy)
+                decision = decide(state, observation, current, scaling, now, self.policy)
+                if decision.changes(current):
+                    try:
+                        await self._apply(key, decision, current)
+                    except Exception:
+                        log.exception("scaling %s/%s failed", *key)
+
+    async def run(self) -> None:
+        next_tick = self.clock()
+        while True:
+            next_tick += self.interval
+            try:
+                await self.tick()
+            except Exception:  # one bad tick must not stop the autoscaler
+                log.exception("autoscaler tick failed")
+            await asyncio.sleep(max(0.0, next_tick - self.clock()))

@@ -1,0 +1,30 @@
+"""'Set this function's replica count' on Kubernetes: the Deployment's scale subresource."""
+
+from __future__ import annotations
+
+from hanshu_api.kube import KubeClient, path_for
+from hanshu_api.platform import FunctionKey
+
+
+class KubeScaler:
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
+        # spec.replicas of each Function's Deployment, as last written or watched.
+        self.replicas: dict[FunctionKey, int] = {}
+
+    def observe(self, key: FunctionKey, replicas: int | None) -> None:
+        if replicas is None:
+            self.replicas.pop(key, None)
+        else:
+            self.replicas[key] = replicas
+
+    def current_replicas(self, key: FunctionKey) -> int | None:
+        return self.replicas.get(key)
+
+    async def set_replicas(self, key: FunctionKey, replicas: int) -> None:
+        namespace, name = key
+        await self._kube.merge_patch(
+            path_for("apps/v1", "deployments", namespace, name, "scale"),
+            {"spec": {"replicas": replicas}},
+        )
+        self.replicas[key] = replicas

@@ -1,0 +1,134 @@
+"""The whole platform on loopback: ``python -m hanshu_gateway dev`` as its own process, with
+runtime processes as replicas, configured from manifests written by each test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import free_port
+
+HANDLERS = textwrap.dedent("""
+    import time
+
+
+    def echo(event, context):
+        return {"path": event["path"], "method": event["httpMethod"],
+                "headers": event["headers"], "query": event["queryParameters"],
+                "body": event["body"]}
+
+
+    def slow(event, context):
+        time.sleep(float(event["queryParameters"].get("seconds", "0.2")))
+        return "done"
+
+
+    def invoked(event, context):
+        return {"event": event}
+""")
+
+
+@dataclass
+class Platform:
+    process: subprocess.Popen[str]
+    port: int
+    internal_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://127.0.0.1:{self.internal_port}"
+
+    def functions(self) -> dict[str, dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.internal_url}/functions", timeout=5) as reply:
+            return {f["name"]: f for f in json.load(reply)}
+
+    def ready_replicas(self, name: str) -> int:
+        return int(self.functions()[name]["readyReplicas"])
+
+
+def function(name: str, handler: str = "handlers.echo", **spec: Any) -> dict[str, Any]:
+    body = {
+        "handler": handler,
+        "code": {"inline": {"handlers.py": HANDLERS}},
+        "scaling": {"scaleToZeroGracePeriod": "2s", "targetConcurrency": 5},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def trigger(name: str, function_name: str, **http: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": name},
+        "spec": {"functionRef": {"name": function_name}, "http": http},
+    }
+
+
+@pytest.fixture
+def platform_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[Platform] = []
+
+    def start(documents: list[dict[str, Any]], *args: str) -> Platform:
+        manifest = tmp_path / f"manifests-{len(started)}.yaml"
+        manifest.write_text(yaml.safe_dump_all(documents))
+        port, internal = free_port(), free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hanshu_gateway",
+                "dev",
+                str(manifest),
+                "--port",
+                str(port),
+                "--internal-port",
+                str(internal),
+                "--stable-window",
+                "2",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        platform = Platform(process, port, internal)
+        started.append(platform)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the dev platform exited: {process.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                platform.functions()
+                return platform
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("the dev platform did not start")
+
+    yield start
+    for platform in started:
+        platform.process.terminate()
+        try:
+            platform.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            platform.process.kill()

@@ -1,0 +1,148 @@
+"""Scale from zero and back: the heart of the product, with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import aiohttp
+
+from tests.helpers import eventually
+
+from .conftest import function, trigger
+
+
+async def test_first_request_wakes_the_function_and_idle_returns_it_to_zero(platform_factory):
+    platform = platform_factory([function("hello"), trigger("web", "hello", path="/")])
+    assert platform.ready_replicas("hello") == 0
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.url}/greet?name=Ada") as reply:
+            assert reply.status == 200
+            assert reply.headers["X-Hanshu-Cold-Start"] == "true"
+            body = await reply.json()
+        assert body["query"] == {"name": "Ada"}
+        assert platform.ready_replicas("hello") == 1
+        async with http.get(f"{platform.url}/again") as reply:  # warm now
+            assert reply.status == 200
+            assert "X-Hanshu-Cold-Start" not in reply.headers
+        await eventually(
+            lambda: platform.ready_replicas("hello") == 0,
+            timeout=15,
+            message="scale to zero after the 2s grace period",
+        )
+        async with http.get(f"{platform.url}/after") as reply:
+            assert reply.status == 200
+            assert reply.headers["X-Hanshu-Cold-Start"] == "true"
+
+
+async def test_two_hundred_concurrent_requests_at_a_cold_function(platform_factory):
+    platform = platform_factory(
+        [
+            function(
+                "burst",
+                handler="handlers.slow",
+                concurrency=10,
+                scaling={
+                    "targetConcurrency": 10,
+                    "maxReplicas": 4,
+                    "scaleToZeroGracePeriod": "30s",
+                },
+            ),
+            trigger("web", "burst", path="/"),
+        ]
+    )
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def call(index: int) -> tuple[int, str | None]:
+            async with http.get(f"{platform.url}/{index}?seconds=0.05") as reply:
+                await reply.read()
+                return reply.status, reply.headers.get("Retry-After")
+
+        results = await asyncio.gather(*(call(i) for i in range(200)))
+    statuses = Counter(status for status, _ in results)
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses[200] > 0
+    assert all(retry for status, retry in results if status == 429)
+
+
+async def test_queue_full_is_an_explicit_429(platform_factory):
+    platform = platform_factory(
+        [
+            function(
+                "narrow",
+                handler="handlers.slow",
+                concurrency=1,
+                scaling={"maxReplicas": 1, "targetConcurrency": 1},
+            ),
+            trigger("web", "narrow", path="/"),
+        ],
+        "--queue-limit",
+        "3",
+    )
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def call() -> int:
+            async with http.get(f"{platform.url}/?seconds=1") as reply:
+                await reply.read()
+                return reply.status
+
+        statuses = Counter(await asyncio.gather(*(call() for _ in range(10))))
+    assert statuses[429] >= 5, statuses
+    assert set(statuses) <= {200, 429}
+
+
+async def test_function_that_never_becomes_ready_is_a_503(platform_factory):
+    platform = platform_factory(
+        [
+            function("stuck", initializer="handlers.never"),  # the initializer does not exist
+            trigger("web", "stuck", path="/"),
+        ],
+        "--cold-start-timeout",
+        "2",
+    )
+    async with aiohttp.ClientSession() as http, http.get(f"{platform.url}/") as reply:
+        assert reply.status == 503
+        body = await reply.json()
+    assert body["errorType"] == "FunctionNotReady"
+    assert "did not become ready within 2s" in body["errorMessage"]
+
+
+async def test_scale_down_under_load_fails_no_request(platform_factory):
+    platform = platform_factory(
+        [
+            function(
+                "steady",
+                handler="handlers.slow",
+                concurrency=4,
+                scaling={"targetConcurrency": 2, "maxReplicas": 6, "scaleToZeroGracePeriod": "30s"},
+            ),
+            trigger("web", "steady", path="/"),
+        ]
+    )
+    statuses: Counter[int] = Counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def client(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                async with http.get(f"{platform.url}/?seconds=0.1") as reply:
+                    await reply.read()
+                    statuses[reply.status] += 1
+
+        burst_stop, steady_stop = asyncio.Event(), asyncio.Event()
+        burst = [asyncio.create_task(client(burst_stop)) for _ in range(12)]
+        steady = [asyncio.create_task(client(steady_stop)) for _ in range(2)]
+        peak = await eventually(
+            lambda: platform.ready_replicas("steady") >= 3 and platform.ready_replicas("steady"),
+            timeout=20,
+            message="scaled out by the burst",
+        )
+        burst_stop.set()
+        await asyncio.gather(*burst)
+        await eventually(
+            lambda: platform.ready_replicas("steady") < peak,
+            timeout=30,
+            message="scaled in while the steady load continues",
+        )
+        steady_stop.set()
+        await asyncio.gather(*steady)
+    assert set(statuses) == {200}, statuses

@@ -1,0 +1,236 @@
+"""Routing and protections through the gateway, each with the status code a user sees."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+
+import aiohttp
+import pytest
+from hanshu_api.models import Schedule
+from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
+
+from .conftest import function, trigger
+
+SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "keys"},
+    "stringData": {"api-key": "old-key-123\nnew-key-456\n"},
+}
+
+
+@pytest.fixture
+def platform(platform_factory):
+    return platform_factory(
+        [
+            function("echo", scaling={"minReplicas": 1, "scaleToZeroGracePeriod": "60s"}),
+            function(
+                "slow",
+                handler="handlers.slow",
+                timeoutSeconds=1,
+                scaling={"minReplicas": 1, "scaleToZeroGracePeriod": "60s"},
+            ),
+            SECRET,
+            trigger("public", "echo", path="/api", stripPrefix=True, methods=["GET", "POST"]),
+            trigger("exact-host", "echo", host="shop.example.com", path="/"),
+            trigger("private", "echo", path="/private", auth={"apiKeySecretRef": {"name": "keys"}}),
+            trigger(
+                "limited", "echo", path="/limited", rateLimit={"requestsPerSecond": 1, "burst": 2}
+            ),
+            trigger(
+                "browser",
+                "echo",
+                path="/cors",
+                cors={
+                    "allowOrigins": ["https://app.example.com"],
+                    "allowMethods": ["GET", "PUT"],
+                    "allowHeaders": ["Content-Type"],
+                    "maxAgeSeconds": 600,
+                    "exposeHeaders": ["X-Request-Id"],
+                },
+            ),
+            trigger("timeouts", "slow", path="/slow"),
+        ],
+        "--max-body-bytes",
+        "1024",
+    )
+
+
+async def test_routes_by_prefix_and_host_and_strips_the_prefix(platform):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.url}/api/orders/7?x=1") as reply:
+            assert reply.status == 200
+            body = await reply.json()
+            assert reply.headers["X-Request-Id"]
+        assert body["path"] == "/orders/7"
+        assert body["query"] == {"x": "1"}
+        assert body["headers"]["X-Forwarded-Prefix"] == "/api"
+        assert body["headers"]["X-Forwarded-For"] == "127.0.0.1"
+        async with http.get(f"{platform.url}/", headers={"Host": "shop.example.com"}) as reply:
+            assert reply.status == 200
+        async with http.get(f"{platform.url}/nothing-here") as reply:
+            assert reply.status == 404
+            assert (await reply.json())["errorType"] == "NoRoute"
+        async with http.delete(f"{platform.url}/api/orders/7") as reply:
+            assert reply.status == 405
+            assert reply.headers["Allow"] == "GET, POST"
+
+
+async def test_api_key(platform):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.url}/private") as reply:
+            assert reply.status == 401
+            assert (await reply.json())["errorType"] == "MissingApiKey"
+        async with http.get(f"{platform.url}/private", headers={"X-API-Key": "guess"}) as reply:
+            assert reply.status == 403
+            assert (await reply.json())["errorType"] == "InvalidApiKey"
+        for key in ("old-key-123", "new-key-456"):  # both keys work while rotating
+            async with http.get(f"{platform.url}/private", headers={"X-API-Key": key}) as reply:
+                assert reply.status == 200
+                body = await reply.json()
+            assert "X-API-Key" not in body["headers"]  # the key never reaches the function
+
+
+async def test_rate_limit(platform):
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(4):
+            async with http.get(f"{platform.url}/limited") as reply:
+                statuses.append(reply.status)
+                if reply.status == 429:
+                    assert int(reply.headers["Retry-After"]) >= 1
+                    assert (await reply.json())["errorType"] == "RateLimited"
+    assert statuses[:2] == [200, 200]
+    assert 429 in statuses[2:]
+
+
+async def test_cors(platform):
+    origin = {"Origin": "https://app.example.com"}
+    async with aiohttp.ClientSession() as http:
+        async with http.options(
+            f"{platform.url}/cors", headers={**origin, "Access-Control-Request-Method": "PUT"}
+        ) as reply:
+            assert reply.status == 204
+            assert reply.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+            assert reply.headers["Access-Control-Allow-Methods"] == "GET, PUT"
+            assert reply.headers["Access-Control-Max-Age"] == "600"
+        async with http.options(
+            f"{platform.url}/cors",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"},
+        ) as reply:
+            assert reply.status == 403
+        async with http.get(f"{platform.url}/cors", headers=origin) as reply:
+            assert reply.status == 200
+            assert reply.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+            assert reply.headers["Access-Control-Expose-Headers"] == "X-Request-Id"
+
+
+async def test_body_limit(platform):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{platform.url}/api/x", data=b"x" * 1025) as reply:
+            assert reply.status == 413
+            assert (await reply.json())["errorType"] == "RequestTooLarge"
+        async with http.post(f"{platform.url}/api/x", data=b"x" * 1024) as reply:
+            assert reply.status == 200
+
+
+async def test_function_timeout_is_a_504(platform):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.url}/slow?seconds=3") as reply:
+            assert reply.status == 504
+            assert (await reply.json())["errorType"] == "FunctionTimeout"
+        async with http.get(f"{platform.url}/slow?seconds=0") as reply:
+            assert reply.status == 200
+
+
+async def test_gateway_metrics(platform):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.url}/api/m") as reply:
+            assert reply.status == 200
+        async with http.get(f"{platform.internal_url}/metrics") as reply:
+            text = await reply.text()
+    assert (
+        'hanshu_gateway_requests_total{code="200",function="echo",namespace="default",'
+        'trigger="public"}'
+    ) in text
+    assert 'hanshu_gateway_gb_seconds_total{function="echo",namespace="default"}' in text
+    assert "hanshu_gateway_request_duration_seconds_bucket" in text
+
+
+async def test_schedule_fires_through_the_gateway_and_wakes_the_function(platform_factory):
+    platform = platform_factory([function("cron", handler="handlers.invoked")])
+    assert platform.ready_replicas("cron") == 0
+    # A clock half a second before a minute boundary, so the fire comes at once.
+    real = datetime.datetime.now(datetime.UTC)
+    boundary = real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    offset = boundary - real - datetime.timedelta(seconds=0.5)
+    records: list[FireRecord] = []
+    stopped = asyncio.Event()
+
+    async def record(fire: FireRecord) -> None:
+        records.append(fire)
+        if fire.last_fire is not None:
+            stopped.set()
+
+    async with aiohttp.ClientSession() as http:
+        fire = invoke_through_gateway(
+            http, f"{platform.internal_url}/_hanshu/invoke/default/cron", 30
+        )
+        await asyncio.wait_for(
+            run_schedule(
+                "nightly",
+                Schedule(cron="* * * * *", payload={"team": "payments"}),
+                fire,
+                record,
+                stopped,
+                now=lambda: datetime.datetime.now(datetime.UTC) + offset,
+            ),
+            timeout=30,
+        )
+    last = records[-1]
+    assert last.delivered
+    assert last.outcome == "200"
+    assert last.last_fire == boundary
+    assert platform.ready_replicas("cron") == 1  # woke from zero for the fire
+
+
+async def test_undeliverable_fire_is_reported():
+    records: list[FireRecord] = []
+    stopped = asyncio.Event()
+
+    async def record(fire: FireRecord) -> None:
+        records.append(fire)
+        if fire.last_fire is not None:
+            stopped.set()
+
+    async def refuse(event):  # nothing listens: the gateway is down
+        return False, "not delivered: ClientConnectorError: connection refused"
+
+    real = datetime.datetime.now(datetime.UTC)
+    offset = (
+        (real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1))
+        - real
+        - datetime.timedelta(seconds=0.2)
+    )
+    attempts: list[dict] = []
+
+    async def counting(event):
+        attempts.append(event)
+        return await refuse(event)
+
+    await asyncio.wait_for(
+        run_schedule(
+            "nightly",
+            Schedule(cron="* * * * *"),
+            counting,
+            record,
+            stopped,
+            now=lambda: datetime.datetime.now(datetime.UTC) + offset,
+            retry_delays=(0.01, 0.01),
+        ),
+        timeout=10,
+    )
+    assert len(attempts) == 3  # the first try and two retries
+    assert records[-1].delivered is False
+    assert "connection refused" in (records[-1].outcome or "")

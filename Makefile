@@ -7,7 +7,7 @@ EXTRAS ?= runtime,operator,gateway,test,bench
 PORT ?= 8080
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator run operator clean
+.PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,13 +37,31 @@ integration: $(STAMP) ## integration tests only (real processes on loopback)
 e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG
 	$(BIN)/pytest -m e2e tests/e2e
 
-bench: bench-runtime bench-operator ## every benchmark (needs wrk and hey: apt-get install wrk hey)
+bench: bench-runtime bench-operator bench-gateway ## every benchmark (needs wrk and hey: apt-get install wrk hey)
 
 bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
 	$(BIN)/python bench/runtime_bench.py
 
-bench-operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
+bench-bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from zero
+	$(BIN)/python bench/gateway_bench.py
+
+dev: $(STAMP) ## the whole platform locally: gateway, autoscaler, replicas (examples/)
+	$(BIN)/python -m hanshu_gateway dev examples/hello examples/scheduled examples/api-key --port $(PORT)
+
+gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
+	$(BIN)/python -m hanshu_gateway
+
+operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
 	$(BIN)/python bench/operator_bench.py --functions 500
+
+bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from zero
+	$(BIN)/python bench/gateway_bench.py
+
+dev: $(STAMP) ## the whole platform locally: gateway, autoscaler, replicas (examples/)
+	$(BIN)/python -m hanshu_gateway dev examples/hello examples/scheduled examples/api-key --port $(PORT)
+
+gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
+	$(BIN)/python -m hanshu_gateway
 
 operator: $(STAMP) ## run the operator against the cluster at KUBECONFIG
 	$(BIN)/python -m hanshu_operator

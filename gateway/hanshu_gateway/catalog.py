@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from hanshu_api.models import FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 
+from .metrics import FunctionMeters
 from .pool import EndpointPool
 from .protect import TokenBucket
 from .routes import Route, RouteTable
@@ -29,6 +30,7 @@ class FunctionEntry:
     memory_gb: float
     pool: EndpointPool
     stats: FunctionStats
+    meters: FunctionMeters
 
 
 class Catalog:
@@ -54,6 +56,7 @@ class Catalog:
                 spec.memory_mb / 1024,
                 pool,
                 FunctionStats(),
+                FunctionMeters(*key),
             )
             self.functions[key] = entry
             if key in self._pending_endpoints:

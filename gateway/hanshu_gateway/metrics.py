@@ -36,3 +36,16 @@ GB_SECONDS = Counter(
     ["namespace", "function"],
 )
 NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")
+
+
+class FunctionMeters:
+    """One function's metric children, bound once: no label lookups per request."""
+
+    def __init__(self, namespace: str, function: str) -> None:
+        labels = (namespace, function)
+        self.latency = LATENCY.labels(*labels)
+        self.in_flight = IN_FLIGHT.labels(*labels)
+        self.queued = QUEUED.labels(*labels)
+        self.cold_starts = COLD_STARTS.labels(*labels)
+        self.cold_start_latency = COLD_START_LATENCY.labels(*labels)
+        self.gb_seconds = GB_SECONDS.labels(*labels)

@@ -265,7 +265,8 @@ class Gateway:
             return response
         finally:
             metrics.REQUESTS.labels(namespace, function, route.trigger, str(code)).inc()
-            metrics.LATENCY.labels(namespace, function).observe(time.monotonic() - started)
+            if entry is not None:
+                entry.meters.latency.observe(time.monotonic() - started)
 
     def _upstream_headers(
         self, request: web.BaseRequest, route: Route, request_id: str
@@ -294,16 +295,16 @@ class Gateway:
     ) -> web.StreamResponse:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
         replica that is starting or draining refuses."""
-        namespace, function = entry.key
-        pool, stats = entry.pool, entry.stats
+        function = entry.key[1]
+        pool, stats, meters = entry.pool, entry.stats, entry.meters
         arrived = time.monotonic()
         deadline = arrived + self.config.cold_start_timeout
         cold = pool.is_cold
         stats.arrivals += 1
         if cold:
-            metrics.COLD_STARTS.labels(namespace, function).inc()
+            meters.cold_starts.inc()
         stats.in_flight += 1
-        metrics.IN_FLIGHT.labels(namespace, function).inc()
+        meters.in_flight.inc()
         try:
             while True:
                 endpoint = pool.try_acquire()
@@ -311,8 +312,7 @@ class Gateway:
                     if pool.is_cold and self.reporter is not None:
                         self.reporter.cold(entry.key)
                     stats.queued += 1
-                    queued = metrics.QUEUED.labels(namespace, function)
-                    queued.inc()
+                    meters.queued.inc()
                     try:
                         endpoint = await pool.acquire(max(0.0, deadline - time.monotonic()))
                     except QueueFull:
@@ -335,12 +335,12 @@ class Gateway:
                         )
                     finally:
                         stats.queued -= 1
-                        queued.dec()
+                        meters.queued.dec()
                 outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
                 if outcome is not None:
                     if cold:
                         waited = time.monotonic() - arrived
-                        metrics.COLD_START_LATENCY.labels(namespace, function).observe(waited)
+                        meters.cold_start_latency.observe(waited)
                         outcome.headers["X-Hanshu-Cold-Start"] = "true"
                     return outcome
                 if time.monotonic() > deadline:
@@ -354,10 +354,8 @@ class Gateway:
         finally:
             stats.in_flight -= 1
             stats.last_completed = time.monotonic()
-            metrics.IN_FLIGHT.labels(namespace, function).dec()
-            metrics.GB_SECONDS.labels(namespace, function).inc(
-                entry.memory_gb * (time.monotonic() - arrived)
-            )
+            meters.in_flight.dec()
+            meters.gb_seconds.inc(entry.memory_gb * (stats.last_completed - arrived))
 
     async def _call(
         self,
@@ -440,8 +438,6 @@ class Gateway:
         return web.json_response({"status": "alive"})
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        for key, entry in self.catalog.functions.items():
-            metrics.QUEUED.labels(*key).set(entry.pool.queued)
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def internal_app(self) -> web.Application:
@@ -459,6 +455,9 @@ class Gateway:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             auto_decompress=False,
+            # One session serves every caller: it must never keep a function's Set-Cookie
+            # and send it along with someone else's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         public = web.ServerRunner(
             web.Server(

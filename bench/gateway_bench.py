@@ -1,0 +1,201 @@
+"""Scale-from-zero figures: the gateway's warm overhead, the cold path, and a burst.
+
+The platform runs in this process in its developer mode (gateway + autoscaler, each
+replica a real ``hanshu_runtime`` process on loopback); load comes from hey and wrk as
+separate processes.
+
+1. Warm path: the same runtime replica called directly and through the gateway, in one
+   run: p50/p99 at a fixed rate (hey -q), and saturated req/s (wrk).
+2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
+   reply, over repeated cold starts.
+3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
+
+    python bench/gateway_bench.py [--rate 500] [--seconds 10] [--cold-starts 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import free_port, run_hey, run_wrk
+from hanshu_gateway.devmode import DevStack
+from hanshu_operator.autoscaler import Policy
+
+HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"
+
+
+def manifests(folder: Path) -> Path:
+    def function(name: str, **scaling: object) -> dict[str, object]:
+        return {
+            "apiVersion": "hanshu.io/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": name},
+            "spec": {
+                "handler": "index.handler",
+                "code": {"inline": {"index.py": HELLO}},
+                "concurrency": 100,
+                "scaling": scaling,
+            },
+        }
+
+    def trigger(name: str, path: str) -> dict[str, object]:
+        return {
+            "apiVersion": "hanshu.io/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": name},
+            "spec": {"functionRef": {"name": name}, "http": {"path": path}},
+        }
+
+    documents = [
+        function("warm", minReplicas=1, maxReplicas=1),
+        trigger("warm", "/warm"),
+        function("cold", scaleToZeroGracePeriod="1s", maxReplicas=1),
+        trigger("cold", "/cold"),
+        function("burst", scaleToZeroGracePeriod="60s", maxReplicas=10, targetConcurrency=50),
+        trigger("burst", "/burst"),
+    ]
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump_all(documents))
+    return path
+
+
+async def in_thread(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """hey / wrk block; run them off the loop that serves the gateway."""
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
+    entry = stack.catalog.functions[("default", "warm")]
+    while not entry.pool.ready:
+        await asyncio.sleep(0.05)
+    direct = f"{entry.pool.ready[0].url}/"
+    gateway = f"http://127.0.0.1:{stack.port}/warm"
+    for url in (direct, gateway):
+        await in_thread(run_wrk, url, connections=20, seconds=2)  # warm-up
+    fixed = {
+        name: await in_thread(run_hey, url, rate=args.rate, seconds=args.seconds, connections=10)
+        for name, url in (("direct", direct), ("gateway", gateway))
+    }
+    saturated = {
+        name: await in_thread(run_wrk, url, connections=50, seconds=args.seconds)
+        for name, url in (("direct", direct), ("gateway", gateway))
+    }
+    print(f"\n1. Warm path, {os.cpu_count()} cores, runtime and gateway unpinned")
+    print(f"   fixed rate {args.rate} req/s (hey -c 10 -q {args.rate // 10}, {args.seconds}s):")
+    for name, result in fixed.items():
+        print(
+            f"     {name:<8} p50 {result.p50_ms:6.2f} ms   p99 {result.p99_ms:6.2f} ms   "
+            f"{result.requests_per_second:7.0f} req/s   errors {result.errors}"
+        )
+    print(
+        f"     added by the gateway: p50 {fixed['gateway'].p50_ms - fixed['direct'].p50_ms:+.2f} ms"
+        f" (target <= 1 ms), p99 {fixed['gateway'].p99_ms - fixed['direct'].p99_ms:+.2f} ms"
+        " (target <= 5 ms)"
+    )
+    print(f"   saturated (wrk -c 50, {args.seconds}s):")
+    for name, result in saturated.items():
+        print(
+            f"     {name:<8} {result.requests_per_second:7.0f} req/s   p50 {result.p50_ms:6.2f} ms"
+            f"   p99 {result.p99_ms:6.2f} ms   errors {result.errors}"
+        )
+    share = saturated["gateway"].requests_per_second / saturated["direct"].requests_per_second
+    print(f"     through the gateway: {share:.2f}x of direct (target >= 0.6x)")
+
+
+async def cold_path(stack: DevStack, args: argparse.Namespace) -> None:
+    key = ("default", "cold")
+    entry = stack.catalog.functions[key]
+    replies: list[float] = []
+    stack.autoscaler.cold_decision_seconds.clear()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(args.cold_starts):
+            while stack.platform.current_replicas(key) or entry.pool.ready:
+                await asyncio.sleep(0.05)  # wait until it is back at zero
+            started = time.perf_counter()
+            async with http.get(f"http://127.0.0.1:{stack.port}/cold") as reply:
+                await reply.read()
+                assert reply.status == 200, reply.status
+                assert reply.headers.get("X-Hanshu-Cold-Start") == "true"
+            replies.append((time.perf_counter() - started) * 1000)
+    decisions = [s * 1000 for s in stack.autoscaler.cold_decision_seconds]
+
+    def p(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+    print(f"\n2. Cold path, {len(replies)} cold starts (local runtime processes)")
+    print(
+        f"   arrival -> scale decision issued: p50 {statistics.median(decisions):6.2f} ms   "
+        f"p90 {p(decisions, 90):6.2f} ms   max {max(decisions):6.2f} ms  (target p50 <= 10 ms)"
+    )
+    print(
+        f"   arrival -> reply:                 p50 {statistics.median(replies):6.1f} ms   "
+        f"p90 {p(replies, 90):6.1f} ms   max {max(replies):6.1f} ms"
+    )
+
+
+async def burst(stack: DevStack, args: argparse.Namespace) -> None:
+    url = f"http://127.0.0.1:{stack.port}/burst"
+    process = await asyncio.create_subprocess_exec(
+        "hey",
+        "-n",
+        str(args.burst),
+        "-c",
+        str(args.burst),
+        "-t",
+        "120",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out = (await process.communicate())[0].decode()
+    codes = Counter(
+        {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    )
+    errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get", out))
+    other = sum(n for code, n in codes.items() if code not in (200, 429)) + errors
+    total = re.search(r"Total:\s+([\d.]+) secs", out)
+    print(
+        f"\n3. Burst: {args.burst} concurrent requests at a zero-scaled function "
+        f"(hey -c {args.burst})"
+    )
+    print(
+        f"   200: {codes[200]}   429: {codes[429]}   anything else: {other} (target 0)   "
+        f"all answered in {float(total.group(1)) if total else float('nan'):.2f} s   "
+        f"replicas at the end: {stack.platform.current_replicas(('default', 'burst'))}"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="hanshu-gateway-bench-"))
+    stack = DevStack(
+        [manifests(folder)], port=free_port(), policy=Policy(stable_window=2, panic_window=1)
+    )
+    await stack.start()
+    try:
+        await warm_path(stack, args)
+        await cold_path(stack, args)
+        await burst(stack, args)
+    finally:
+        await stack.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--cold-starts", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=1000)
+    asyncio.run(main(parser.parse_args()))

@@ -9,8 +9,6 @@ import asyncio
 import logging
 import signal
 
-from hanshu_operator.autoscaler import Policy
-
 
 async def _serve_until_signalled(start: object, stop: object) -> None:
     stopping = asyncio.Event()
@@ -37,6 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "dev":
+        from hanshu_operator.autoscaler import Policy
+
         from .devmode import DevStack
 
         stack = DevStack(

@@ -222,3 +222,54 @@ def build_service(name: str, namespace: str) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+def build_network_policy(
+    name: str, namespace: str, config: OperatorConfig
+) -> dict[str, Any] | None:
+    """Function pods take traffic only from the gateway (and metrics scrapes from the
+    namespaces named for them); kubelet probes are not subject to NetworkPolicy."""
+    if not config.network_policy:
+        return None
+    ingress: list[dict[str, Any]] = [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": config.gateway_namespace}
+                    },
+                    "podSelector": {"matchLabels": dict(config.gateway_pod_labels)},
+                }
+            ],
+            "ports": [{"port": FUNCTION_PORT, "protocol": "TCP"}],
+        }
+    ]
+    if config.metrics_namespaces:
+        ingress.append(
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/metadata.name",
+                                    "operator": "In",
+                                    "values": list(config.metrics_namespaces),
+                                }
+                            ]
+                        }
+                    }
+                ],
+                "ports": [{"port": ADMIN_PORT, "protocol": "TCP"}],
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "spec": {
+            "podSelector": {"matchLabels": selector(name)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }

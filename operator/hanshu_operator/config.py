@@ -34,6 +34,11 @@ class OperatorConfig:
     panic_threshold: float = 2.0
     # Where schedules fire: the gateway's internal port (/_hanshu/invoke/...).
     gateway_internal_url: str = ""
+    # A NetworkPolicy per Function: ingress only from the gateway's pods.
+    network_policy: bool = False
+    gateway_namespace: str = "hanshu-system"
+    gateway_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    metrics_namespaces: tuple[str, ...] = ()
 
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -56,4 +61,10 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         panic_window_seconds=float(env.get("HANSHU_PANIC_WINDOW_SECONDS", "6")),
         panic_threshold=float(env.get("HANSHU_PANIC_THRESHOLD", "2")),
         gateway_internal_url=env.get("HANSHU_GATEWAY_INTERNAL_URL", "").rstrip("/"),
+        network_policy=env.get("HANSHU_NETWORK_POLICY", "false").lower() == "true",
+        gateway_namespace=env.get("HANSHU_GATEWAY_NAMESPACE", "hanshu-system"),
+        gateway_pod_labels=json.loads(env.get("HANSHU_GATEWAY_POD_LABELS") or "{}"),
+        metrics_namespaces=tuple(
+            n.strip() for n in env.get("HANSHU_METRICS_NAMESPACES", "").split(",") if n.strip()
+        ),
     )

@@ -55,6 +55,7 @@ from .autoscaling_service import AutoscalerService
 from .builders import (
     build_code_config_map,
     build_deployment,
+    build_network_policy,
     build_service,
     code_checksum,
     deployment_update,
@@ -63,7 +64,7 @@ from .builders import (
 from .config import OperatorConfig, config_from_env
 from .events import post_event
 from .kube_scaler import KubeScaler
-from .metrics import instrumented
+from .metrics import FUNCTION_REPLICAS, instrumented
 from .references import missing_env_sources, resolve_code
 from .scheduler import FireRecord, invoke_through_gateway, run_schedule
 from .status import (
@@ -225,9 +226,12 @@ async def _apply(
 ) -> tuple[dict[str, Any], bool]:
     """Create the object, or merge-patch it when it exists. Returns (object, created)."""
     meta = manifest["metadata"]
-    plural = {"ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments"}[
-        manifest["kind"]
-    ]
+    plural = {
+        "ConfigMap": "configmaps",
+        "Service": "services",
+        "Deployment": "deployments",
+        "NetworkPolicy": "networkpolicies",
+    }[manifest["kind"]]
     path = path_for(manifest["apiVersion"], plural, meta["namespace"], meta["name"])
     existing = await kube.get(path)
     if existing is None:
@@ -250,9 +254,10 @@ async def _children(
     code_map = build_code_config_map(name, namespace, spec)
     deployment = build_deployment(name, namespace, spec, config, checksum, generation)
     service = build_service(name, namespace)
-    children = [c for c in (code_map, deployment, service) if c is not None]
+    policy = build_network_policy(name, namespace, config)
+    children = [c for c in (code_map, deployment, service, policy) if c is not None]
     kopf.adopt(children, owner=body)
-    for child in (code_map, service):
+    for child in (code_map, service, policy):
         if child is not None:
             _, created = await _apply(state.kube, child)
             if created:
@@ -333,6 +338,8 @@ async def write_function_status(
         }
         if observed is not None:
             new_status["observedGeneration"] = observed
+        FUNCTION_REPLICAS.labels(namespace, name, "desired").set(new_status["desiredReplicas"])
+        FUNCTION_REPLICAS.labels(namespace, name, "ready").set(new_status["readyReplicas"])
         if any(status.get(key) != value for key, value in new_status.items()):
             await state.kube.merge_patch(
                 path_for(API_VERSION, FUNCTION_PLURAL, namespace, name, "status"),

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import kopf
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "hanshu_operator_reconciles",
@@ -20,6 +20,13 @@ RECONCILE_DURATION = Histogram(
     "Time one reconcile took, by resource kind.",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+FUNCTION_REPLICAS = Gauge(
+    "hanshu_function_replicas",
+    "Replicas of each Function: desired (what the autoscaler or minReplicas asked for) and "
+    "ready (serving).",
+    ["namespace", "function", "state"],
 )
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])

@@ -8,6 +8,7 @@ from hanshu_api.models import parse_function_spec
 from hanshu_operator.builders import (
     build_code_config_map,
     build_deployment,
+    build_network_policy,
     build_service,
     code_checksum,
     deployment_update,
@@ -153,3 +154,25 @@ def test_operator_config_from_env():
     config = config_from_env({"HANSHU_WATCH_NAMESPACES": "a, b", "HANSHU_GATEWAY_URL": "http://g/"})
     assert config.namespaces == ("a", "b")
     assert config.gateway_url == "http://g"
+
+
+def test_network_policy_admits_only_the_gateway():
+    assert build_network_policy("f", "ns", CONFIG) is None  # off unless the chart turns it on
+    config = OperatorConfig(
+        network_policy=True,
+        gateway_namespace="hanshu-system",
+        gateway_pod_labels={"app.kubernetes.io/component": "gateway"},
+        metrics_namespaces=("monitoring",),
+    )
+    policy = build_network_policy("f", "ns", config)
+    assert policy is not None
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"hanshu.io/function": "f"}}
+    gateway_rule, metrics_rule = policy["spec"]["ingress"]
+    assert gateway_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "hanshu-system"
+    }
+    assert gateway_rule["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/component": "gateway"
+    }
+    assert gateway_rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert metrics_rule["ports"] == [{"port": 9090, "protocol": "TCP"}]

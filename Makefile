@@ -5,9 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= runtime,operator,gateway,test,bench
 PORT ?= 8080
+TAG ?= dev
+CLUSTER ?= hanshu
+NAMESPACE ?= hanshu-system
+KIND ?= kind
+KUBECTL ?= kubectl
+HELM ?= helm
+DOCKER ?= docker
+IMAGES := runtime operator gateway
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean
+.PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,7 +42,7 @@ unit: $(STAMP) ## unit tests only
 integration: $(STAMP) ## integration tests only (real processes on loopback)
 	$(BIN)/pytest tests/integration
 
-e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG
+e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG (after make deploy)
 	$(BIN)/pytest -m e2e tests/e2e
 
 bench: bench-runtime bench-operator bench-gateway ## every benchmark (needs wrk and hey: apt-get install wrk hey)
@@ -42,16 +50,7 @@ bench: bench-runtime bench-operator bench-gateway ## every benchmark (needs wrk 
 bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
 	$(BIN)/python bench/runtime_bench.py
 
-bench-bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from zero
-	$(BIN)/python bench/gateway_bench.py
-
-dev: $(STAMP) ## the whole platform locally: gateway, autoscaler, replicas (examples/)
-	$(BIN)/python -m hanshu_gateway dev examples/hello examples/scheduled examples/api-key --port $(PORT)
-
-gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
-	$(BIN)/python -m hanshu_gateway
-
-operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
+bench-operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
 	$(BIN)/python bench/operator_bench.py --functions 500
 
 bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from zero
@@ -70,6 +69,35 @@ run: $(STAMP) ## serve examples/hello with the runtime on PORT (default 8080)
 	HANSHU_HANDLER=index.handler HANSHU_CODE_DIR=examples/hello HANSHU_PORT=$(PORT) \
 	HANSHU_ADMIN_PORT=$$(( $(PORT) + 1010 )) HANSHU_FUNCTION_NAME=hello \
 	HANSHU_TERMINATION_LOG=/dev/null $(BIN)/python -m hanshu_runtime
+
+images: ## build the three images (hanshu/<name>:$(TAG)) and the example function images
+	for image in $(IMAGES); do \
+		$(DOCKER) build -f $$image/Dockerfile -t hanshu/$$image:$(TAG) . || exit 1; done
+	$(DOCKER) build --build-arg RUNTIME_IMAGE=hanshu/runtime:$(TAG) -t hanshu/example-flask:$(TAG) examples/flask-app
+	$(DOCKER) build --build-arg RUNTIME_IMAGE=hanshu/runtime:$(TAG) -t hanshu/example-fastapi:$(TAG) examples/fastapi-app
+
+kind-up: ## create the kind cluster from kind/cluster.yaml (does nothing if it exists)
+	$(KIND) get clusters 2>/dev/null | grep -qx $(CLUSTER) || $(KIND) create cluster --name $(CLUSTER) --config kind/cluster.yaml
+
+kind-load: ## load the images into the kind cluster
+	$(KIND) load docker-image --name $(CLUSTER) $(foreach image,$(IMAGES),hanshu/$(image):$(TAG)) hanshu/example-flask:$(TAG) hanshu/example-fastapi:$(TAG)
+
+deploy: ## CRDs, then helm upgrade --install with the local images
+	$(KUBECTL) apply --server-side -f crds/
+	$(HELM) upgrade --install hanshu charts/hanshu --namespace $(NAMESPACE) --create-namespace \
+		-f charts/hanshu/ci/kind-values.yaml $(foreach image,$(IMAGES),--set image.$(image).tag=$(TAG)) --wait --timeout 5m
+
+demo: kind-up images kind-load deploy ## everything on kind, then call examples/hello from zero
+	KUBECTL=$(KUBECTL) hack/demo.sh
+
+undeploy: ## uninstall the chart (CRDs and Functions stay)
+	$(HELM) uninstall hanshu --namespace $(NAMESPACE)
+
+kind-down: ## delete the kind cluster
+	$(KIND) delete cluster --name $(CLUSTER)
+
+docs: $(STAMP) ## regenerate docs/reference from the CRD schemas
+	$(BIN)/python hack/gen_reference.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -201,3 +201,18 @@ def test_bad_triggers_are_rejected_with_a_clear_message(obj: dict[str, Any], mes
 def test_good_crons_are_admitted(cron: str):
     _, errors = admit(_trigger(schedule={"cron": cron}), CRDS)
     assert errors == []
+
+
+def test_reference_docs_are_generated_from_the_current_crds():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gen_reference", ROOT / "hack" / "gen_reference.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for target, text in module.generate().items():
+        assert target.exists(), f"{target} is missing: run `make docs`"
+        assert target.read_text() == text, f"{target} is stale: run `make docs`"

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from hanshu_api.platform import Endpoint
 from multidict import CIMultiDict
@@ -31,6 +30,7 @@ from .protect import (
 )
 from .routes import Route
 from .stats import StatsReporter
+from .upstream import MalformedReply, UpstreamClosed, UpstreamPool
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -114,7 +114,8 @@ class Gateway:
             if config.autoscaler_url
             else None
         )
-        self._session: aiohttp.ClientSession | None = None
+        # Never a cookie jar on this hop: one client serves every caller.
+        self._upstream = UpstreamPool()
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -368,33 +369,32 @@ class Gateway:
         request_id: str,
     ) -> web.Response | None:
         """One attempt; None means 'not served, try another replica'."""
-        assert self._session is not None
         pool = entry.pool
         try:
-            async with self._session.request(
-                method,
-                endpoint.url + path,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=entry.timeout_seconds + 1),
-            ) as reply:
-                payload = await reply.read()
-                if reply.status == 503 and b'"Draining"' in payload:
-                    pool.penalize(endpoint, 1.0)  # it is shutting down; another one will do
-                    return None
-                response = web.Response(status=reply.status, body=payload)
-                for name, value in reply.headers.items():
-                    if name.lower() not in HOP_BY_HOP:
-                        response.headers.add(name, value)
-                response.headers["X-Request-Id"] = request_id
-                return response
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as failure:
+            reply = await self._upstream.request(
+                endpoint, method, path, headers.items(), body, entry.timeout_seconds + 1
+            )
+        except (OSError, UpstreamClosed) as failure:
+            if isinstance(failure, UpstreamClosed) and failure.received_any:
+                log.warning("replica %s closed the connection mid-reply", endpoint.url)
+                return error(
+                    502,
+                    "ReplicaFailed",
+                    f"a replica of '{entry.key[1]}' failed while replying",
+                    request_id,
+                )
             # A replica that is starting or stopping: never a 502 for the caller.
             log.info("replica %s refused the request (%s); trying again", endpoint.url, failure)
             pool.penalize(endpoint, RETRY_PENALTY_SECONDS)
             return None
+        except MalformedReply as failure:
+            log.warning("replica %s sent a malformed reply: %s", endpoint.url, failure)
+            return error(
+                502,
+                "ReplicaFailed",
+                f"a replica of '{entry.key[1]}' sent a malformed reply",
+                request_id,
+            )
         except TimeoutError:
             return error(
                 504,
@@ -404,6 +404,14 @@ class Gateway:
             )
         finally:
             pool.release(endpoint)
+        if reply.status == 503 and b'"Draining"' in reply.body:
+            pool.penalize(endpoint, 1.0)  # it is shutting down; another one will do
+            return None
+        response_headers = CIMultiDict(
+            (name, value) for name, value in reply.headers if name.lower() not in HOP_BY_HOP
+        )
+        response_headers["X-Request-Id"] = request_id
+        return web.Response(status=reply.status, body=reply.body, headers=response_headers)
 
     # -- the internal port ----------------------------------------------------------------
 
@@ -427,6 +435,7 @@ class Gateway:
                     "namespace": key[0],
                     "name": key[1],
                     "readyReplicas": len(entry.pool.ready),
+                    "endpoints": [endpoint.url for endpoint in entry.pool.ready],
                     "inFlight": entry.stats.in_flight,
                     "queued": entry.pool.queued,
                 }
@@ -452,13 +461,6 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-            auto_decompress=False,
-            # One session serves every caller: it must never keep a function's Set-Cookie
-            # and send it along with someone else's request.
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
         public = web.ServerRunner(
             web.Server(
                 self.handle,
@@ -483,5 +485,4 @@ class Gateway:
             await runner.cleanup()
         if self.reporter is not None:
             await self.reporter.close()
-        if self._session is not None:
-            await self._session.close()
+        self._upstream.close()

@@ -1,0 +1,234 @@
+"""The gateway's hop to function replicas: a small HTTP/1.1 client with keep-alive pools.
+
+The replicas are our own runtime, on a trusted network, answering with Content-Length (or
+chunked) bodies. A general client (aiohttp's) spent a third of the gateway's time on this
+hop; this one writes the request in one call and parses the reply in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hanshu_api.platform import Endpoint
+
+IDLE_SECONDS = 30.0  # below aiohttp's 75 s keep-alive: we close first, never race a close
+MAX_IDLE_PER_ENDPOINT = 256
+
+
+class UpstreamClosed(Exception):
+    """The replica closed the connection before a complete reply."""
+
+    def __init__(self, received_any: bool) -> None:
+        super().__init__(
+            "the replica closed the connection"
+            + (" mid-reply" if received_any else " before replying")
+        )
+        self.received_any = received_any
+
+
+class MalformedReply(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _dechunk(data: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
+    """(body, end) when the chunked body starting at ``start`` is complete, else None."""
+    parts: list[bytes] = []
+    position = start
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        try:
+            size = int(bytes(data[position:line_end]).split(b";", 1)[0], 16)
+        except ValueError:
+            raise MalformedReply("bad chunk size") from None
+        position = line_end + 2
+        if size == 0:
+            trailer_end = data.find(b"\r\n\r\n", position - 2)
+            return (b"".join(parts), trailer_end + 4) if trailer_end >= 0 else None
+        if len(data) < position + size + 2:
+            return None
+        parts.append(bytes(data[position : position + size]))
+        position += size + 2
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[UpstreamReply] | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.keep_alive = True
+        self._head_end = -1
+        self._status = 0
+        self._headers: list[tuple[str, str]] = []
+        self._length: int | None = None
+        self._chunked = False
+        self._bodyless = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is not None and not self.waiter.done():
+            try:
+                reply = self._parse()
+            except MalformedReply as error:
+                self.keep_alive = False
+                self.waiter.set_exception(error)
+                return
+            if reply is not None:
+                self.waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            if self._head_end >= 0 and self._length is None and not self._chunked:
+                # A reply delimited by the end of the connection is now complete.
+                body = bytes(self.buffer[self._head_end :])
+                self.waiter.set_result(UpstreamReply(self._status, self._headers, body))
+            else:
+                self.waiter.set_exception(UpstreamClosed(bool(self.buffer)))
+
+    # -- one exchange ---------------------------------------------------------------------
+
+    def send(self, request: bytes, head_only: bool) -> asyncio.Future[UpstreamReply]:
+        assert self.transport is not None
+        self.buffer.clear()
+        self._head_end, self._bodyless = -1, head_only
+        self._length, self._chunked = None, False
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+    def _parse(self) -> UpstreamReply | None:
+        if self._head_end < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            version, _, rest = lines[0].partition(" ")
+            try:
+                self._status = int(rest[:3])
+            except ValueError:
+                raise MalformedReply(f"bad status line {lines[0]!r}") from None
+            self._headers = []
+            connection = ""
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                value = value.strip()
+                lower = name.lower()
+                if lower == "content-length":
+                    self._length = int(value)
+                elif lower == "transfer-encoding":
+                    self._chunked = "chunked" in value.lower()
+                elif lower == "connection":
+                    connection = value.lower()
+                self._headers.append((name, value))
+            self.keep_alive = version == "HTTP/1.1" and connection != "close"
+            self._head_end = end + 4
+            if self._bodyless or self._status in (204, 304) or self._status < 200:
+                self._length, self._chunked = 0, False
+            elif self._length is None and not self._chunked:
+                self.keep_alive = False  # the body ends with the connection
+        if self._chunked:
+            done = _dechunk(self.buffer, self._head_end)
+            if done is None:
+                return None
+            return UpstreamReply(self._status, self._headers, done[0])
+        if self._length is not None and len(self.buffer) - self._head_end >= self._length:
+            body = bytes(self.buffer[self._head_end : self._head_end + self._length])
+            return UpstreamReply(self._status, self._headers, body)
+        return None
+
+
+class UpstreamPool:
+    def __init__(self) -> None:
+        self._idle: dict[Endpoint, list[_Connection]] = {}
+
+    async def _connect(self, endpoint: Endpoint) -> _Connection:
+        _, connection = await asyncio.get_running_loop().create_connection(
+            _Connection, endpoint.host, endpoint.port
+        )
+        return connection
+
+    def _reuse(self, endpoint: Endpoint) -> _Connection | None:
+        idle = self._idle.get(endpoint)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            if connection.transport is not None:
+                connection.transport.close()
+        return None
+
+    def _release(self, endpoint: Endpoint, connection: _Connection) -> None:
+        idle = self._idle.setdefault(endpoint, [])
+        if connection.closed or not connection.keep_alive or len(idle) >= MAX_IDLE_PER_ENDPOINT:
+            if connection.transport is not None:
+                connection.transport.close()
+            return
+        connection.idle_since = time.monotonic()
+        idle.append(connection)
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        within: float,
+    ) -> UpstreamReply:
+        """One exchange. Raises OSError when the replica refuses the connection,
+        UpstreamClosed when it closes without replying, TimeoutError past ``within`` s."""
+        head = [f"{method} {target} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"]
+        head += [f"{name}: {value}\r\n" for name, value in headers]
+        head.append(f"Content-Length: {len(body)}\r\n\r\n")
+        request = "".join(head).encode("latin-1") + body
+        connection = self._reuse(endpoint)
+        reused = connection is not None
+        if connection is None:
+            connection = await self._connect(endpoint)
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(within):
+                    reply = await connection.send(request, method == "HEAD")
+            except UpstreamClosed as closed:
+                if connection.transport is not None:
+                    connection.transport.close()
+                # A kept-alive connection the replica closed before reading our request:
+                # nothing was processed, so one fresh connection may try again.
+                if reused and attempt == 1 and not closed.received_any:
+                    connection, reused = await self._connect(endpoint), False
+                    continue
+                raise
+            except BaseException:
+                if connection.transport is not None:
+                    connection.transport.close()
+                raise
+            self._release(endpoint, connection)
+            return reply
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                if connection.transport is not None:
+                    connection.transport.close()
+        self._idle.clear()

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-
 from hanshu_api.platform import Endpoint
 from hanshu_gateway.upstream import UpstreamClosed, UpstreamPool
+
 from tests.conftest import free_port
 
 

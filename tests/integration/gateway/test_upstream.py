@@ -86,7 +86,7 @@ async def test_chunked_and_bodyless_replies(server):
 async def test_refused_closed_and_timed_out(server):
     endpoint, _ = server
     pool = UpstreamPool()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await pool.request(Endpoint("127.0.0.1", free_port()), "GET", "/", [], b"", 5)
     with pytest.raises(UpstreamClosed):
         await pool.request(endpoint, "GET", "/hang-up", [], b"", 5)

@@ -102,3 +102,20 @@ async def test_body_over_the_limit_is_413(runtime_factory, http):
         assert reply.status == 413
     async with http.post(f"{runtime.url}/", data=b"x" * 1000) as reply:
         assert reply.status == 200
+
+
+async def test_blocking_sync_handlers_still_run_side_by_side(runtime_factory, http):
+    import time
+
+    runtime = runtime_factory(CODE, "handlers.slow", HANSHU_CONCURRENCY="50")
+
+    async def call() -> int:
+        async with http.get(f"{runtime.url}/?seconds=0.5") as reply:
+            return reply.status
+
+    started = time.monotonic()
+    statuses = await asyncio.gather(*(call() for _ in range(20)))
+    elapsed = time.monotonic() - started
+    assert statuses == [200] * 20
+    # Four threads at once, more for calls waiting behind blocked ones: not 20 x 0.5 s / 4.
+    assert elapsed < 1.5, f"20 blocking calls took {elapsed:.2f}s"

@@ -29,7 +29,8 @@ log = logging.getLogger("hanshu.local")
 _READY_POLL_SECONDS = 0.01
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -112,7 +113,7 @@ class LocalPlatform:
 
     async def _start(self, key: FunctionKey, function: _LocalFunction) -> _Replica:
         spec = function.spec
-        port, admin_port = _free_port(), _free_port()
+        port, admin_port = free_port(), free_port()
         env = {
             **os.environ,
             **{e["name"]: str(e.get("value", "")) for e in spec.env if "value" in e},

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from hanshu_api.local_platform import LocalPlatform
+from hanshu_api.local_platform import LocalPlatform, free_port
 from hanshu_api.manifests import load_manifests
 from hanshu_api.models import (
     FunctionSpec,
@@ -38,12 +37,6 @@ from .server import Gateway, GatewayConfig
 log = logging.getLogger("hanshu.dev")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class DevStack:
     paths: Sequence[str | Path]
@@ -61,8 +54,8 @@ class DevStack:
 
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
-        self.internal_port = self.internal_port or _free_port()
-        self.autoscaler_port = self.autoscaler_port or _free_port()
+        self.internal_port = self.internal_port or free_port()
+        self.autoscaler_port = self.autoscaler_port or free_port()
         self.platform = LocalPlatform()
         self.catalog = Catalog(self.queue_limit, self._read_secret)
         self._secrets = manifests.secrets

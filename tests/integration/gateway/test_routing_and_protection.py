@@ -158,79 +158,56 @@ async def test_gateway_metrics(platform):
     assert "hanshu_gateway_request_duration_seconds_bucket" in text
 
 
-async def test_schedule_fires_through_the_gateway_and_wakes_the_function(platform_factory):
-    platform = platform_factory([function("cron", handler="handlers.invoked")])
-    assert platform.ready_replicas("cron") == 0
-    # A clock half a second before a minute boundary, so the fire comes at once.
+async def fire_once(fire, schedule: Schedule, **kwargs) -> list[FireRecord]:
+    """Run a schedule on a clock just before a minute boundary until its first fire."""
     real = datetime.datetime.now(datetime.UTC)
     boundary = real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
     offset = boundary - real - datetime.timedelta(seconds=0.5)
     records: list[FireRecord] = []
     stopped = asyncio.Event()
 
-    async def record(fire: FireRecord) -> None:
-        records.append(fire)
-        if fire.last_fire is not None:
+    async def record(fire_record: FireRecord) -> None:
+        records.append(fire_record)
+        if fire_record.last_fire is not None:
             stopped.set()
-
-    async with aiohttp.ClientSession() as http:
-        fire = invoke_through_gateway(
-            http, f"{platform.internal_url}/_hanshu/invoke/default/cron", 30
-        )
-        await asyncio.wait_for(
-            run_schedule(
-                "nightly",
-                Schedule(cron="* * * * *", payload={"team": "payments"}),
-                fire,
-                record,
-                stopped,
-                now=lambda: datetime.datetime.now(datetime.UTC) + offset,
-            ),
-            timeout=30,
-        )
-    last = records[-1]
-    assert last.delivered
-    assert last.outcome == "200"
-    assert last.last_fire == boundary
-    assert platform.ready_replicas("cron") == 1  # woke from zero for the fire
-
-
-async def test_undeliverable_fire_is_reported():
-    records: list[FireRecord] = []
-    stopped = asyncio.Event()
-
-    async def record(fire: FireRecord) -> None:
-        records.append(fire)
-        if fire.last_fire is not None:
-            stopped.set()
-
-    async def refuse(event):  # nothing listens: the gateway is down
-        return False, "not delivered: ClientConnectorError: connection refused"
-
-    real = datetime.datetime.now(datetime.UTC)
-    offset = (
-        (real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1))
-        - real
-        - datetime.timedelta(seconds=0.2)
-    )
-    attempts: list[dict] = []
-
-    async def counting(event):
-        attempts.append(event)
-        return await refuse(event)
 
     await asyncio.wait_for(
         run_schedule(
             "nightly",
-            Schedule(cron="* * * * *"),
-            counting,
+            schedule,
+            fire,
             record,
             stopped,
             now=lambda: datetime.datetime.now(datetime.UTC) + offset,
-            retry_delays=(0.01, 0.01),
+            **kwargs,
         ),
-        timeout=10,
+        timeout=30,
     )
+    assert records[-1].last_fire == boundary
+    return records
+
+
+async def test_schedule_fires_through_the_gateway_and_wakes_the_function(platform_factory):
+    platform = platform_factory([function("cron", handler="handlers.invoked")])
+    assert platform.ready_replicas("cron") == 0
+    async with aiohttp.ClientSession() as http:
+        fire = invoke_through_gateway(
+            http, f"{platform.internal_url}/_hanshu/invoke/default/cron", 30
+        )
+        records = await fire_once(fire, Schedule(cron="* * * * *", payload={"team": "payments"}))
+    assert records[-1].delivered
+    assert records[-1].outcome == "200"
+    assert platform.ready_replicas("cron") == 1  # woke from zero for the fire
+
+
+async def test_undeliverable_fire_is_reported():
+    attempts: list[dict] = []
+
+    async def refuse(event):  # nothing listens: the gateway is down
+        attempts.append(event)
+        return False, "not delivered: ClientConnectorError: connection refused"
+
+    records = await fire_once(refuse, Schedule(cron="* * * * *"), retry_delays=(0.01, 0.01))
     assert len(attempts) == 3  # the first try and two retries
     assert records[-1].delivered is False
     assert "connection refused" in (records[-1].outcome or "")

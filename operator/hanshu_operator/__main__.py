@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import kopf
 
 from . import handlers  # noqa: F401  (registers the handlers)
@@ -10,6 +12,8 @@ from .config import config_from_env
 
 def main() -> None:
     config = config_from_env()
+    level = os.environ.get("HANSHU_LOG_LEVEL", "INFO").upper()
+    kopf.configure(debug=level == "DEBUG", quiet=level in ("WARNING", "ERROR"))
     kopf.run(
         # One active replica by deployment (strategy Recreate, replicas 1): no peering CRD.
         standalone=True,

@@ -169,3 +169,23 @@ def test_schema_rejects_typos_and_wrong_types(helm_bin: Path):
         )
         assert result.returncode != 0, setting
         assert fragment in result.stderr
+
+
+def test_network_policies_guard_the_internal_ports(helm_bin: Path):
+    documents = render(helm_bin, CHART / "ci" / "monitoring-values.yaml")
+    policies = {d["metadata"]["name"]: d for d in documents if d["kind"] == "NetworkPolicy"}
+    gateway = policies["hanshu-gateway"]["spec"]["ingress"]
+    assert gateway[0] == {"ports": [{"port": 8080, "protocol": "TCP"}]}  # public
+    internal_from = gateway[1]["from"]
+    assert internal_from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "operator"
+    )
+    assert internal_from[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+    operator = policies["hanshu-operator"]["spec"]["ingress"]
+    assert operator[0]["ports"] == [{"port": 8090, "protocol": "TCP"}]
+    assert (
+        operator[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "gateway"
+    )
+    off = render(helm_bin, None, "--set", "networkPolicy.enabled=false")
+    assert not [d for d in off if d["kind"] == "NetworkPolicy"]

@@ -337,8 +337,11 @@ class Gateway:
                     finally:
                         stats.queued -= 1
                         meters.queued.dec()
+                call_started = time.monotonic()
                 outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
                 if outcome is not None:
+                    # Billed from the replica taking the request, not from the wait for one.
+                    meters.gb_seconds.inc(entry.memory_gb * (time.monotonic() - call_started))
                     if cold:
                         waited = time.monotonic() - arrived
                         meters.cold_start_latency.observe(waited)
@@ -356,7 +359,6 @@ class Gateway:
             stats.in_flight -= 1
             stats.last_completed = time.monotonic()
             meters.in_flight.dec()
-            meters.gb_seconds.inc(entry.memory_gb * (stats.last_completed - arrived))
 
     async def _call(
         self,

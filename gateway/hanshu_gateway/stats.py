@@ -20,8 +20,8 @@ log = logging.getLogger("hanshu.gateway")
 
 @dataclass
 class FunctionStats:
-    in_flight: int = 0
-    queued: int = 0
+    in_flight: int = 0  # requests the gateway holds for the function: waiting or being served
+    queued: int = 0  # of those, the ones waiting for a replica
     arrivals: int = 0  # since the last report
     last_completed: float | None = None  # time.monotonic() of the last finished response
 
@@ -35,7 +35,7 @@ class FunctionStats:
         report = {
             "namespace": key[0],
             "name": key[1],
-            "inFlight": self.in_flight,
+            "inFlight": self.in_flight - self.queued,
             "queued": self.queued,
             "arrivals": self.arrivals,
             "idleFor": idle_for,

@@ -89,10 +89,6 @@ class LocalPlatform:
         function = self._functions.get(key)
         return None if function is None else function.wanted
 
-    def processes(self, key: FunctionKey) -> list[int]:
-        """PIDs of the running replicas (for tests)."""
-        return [r.process.pid for r in self._functions[key].replicas]
-
     def _publish(self, key: FunctionKey) -> None:
         ready = [r.endpoint for r in self._functions[key].replicas if r.ready]
         for listener in self._listeners:

@@ -54,10 +54,6 @@ class HandlerThreads:
         self._growth_check_scheduled = False
         self._busy_since: dict[int, float] = {}  # thread id -> when its current call began
 
-    @property
-    def thread_count(self) -> int:
-        return self._threads
-
     def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
         with self._lock:

@@ -20,31 +20,22 @@ from common import ROOT, LoadResult, free_port, pinned, run_wrk, wait_http
 HELLO = os.path.join(ROOT, "bench", "hello")
 
 
+def hanshu(handler: str, port: int) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "hanshu_runtime"], {
+        "HANSHU_HANDLER": handler,
+        "HANSHU_CODE_DIR": HELLO,
+        "HANSHU_HOST": "127.0.0.1",
+        "HANSHU_PORT": str(port),
+        "HANSHU_ADMIN_PORT": str(free_port()),
+        "HANSHU_LOG_LEVEL": "WARNING",
+    }
+
+
 def servers(port: int) -> dict[str, tuple[list[str], dict[str, str]]]:
     python = sys.executable
     return {
-        "hanshu runtime": (
-            [python, "-m", "hanshu_runtime"],
-            {
-                "HANSHU_HANDLER": "hanshu_hello.handler",
-                "HANSHU_CODE_DIR": HELLO,
-                "HANSHU_HOST": "127.0.0.1",
-                "HANSHU_PORT": str(port),
-                "HANSHU_ADMIN_PORT": str(free_port()),
-                "HANSHU_LOG_LEVEL": "WARNING",
-            },
-        ),
-        "hanshu (async def)": (
-            [python, "-m", "hanshu_runtime"],
-            {
-                "HANSHU_HANDLER": "hanshu_hello.async_handler",
-                "HANSHU_CODE_DIR": HELLO,
-                "HANSHU_HOST": "127.0.0.1",
-                "HANSHU_PORT": str(port),
-                "HANSHU_ADMIN_PORT": str(free_port()),
-                "HANSHU_LOG_LEVEL": "WARNING",
-            },
-        ),
+        "hanshu runtime": hanshu("hanshu_hello.handler", port),
+        "hanshu (async def)": hanshu("hanshu_hello.async_handler", port),
         "functions-framework": (
             [
                 os.path.join(os.path.dirname(python), "functions-framework"),

@@ -32,6 +32,7 @@ def main() -> None:
     dev.add_argument("--queue-limit", type=int, default=1000)
     dev.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
     dev.add_argument("--stats-interval", type=float, default=1.0)
+    dev.add_argument("--header-timeout", type=float, default=10.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "dev":

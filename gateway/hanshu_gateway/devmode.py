@@ -46,6 +46,7 @@ class DevStack:
     policy: Policy = field(default_factory=Policy)
     queue_limit: int = 1000
     max_body_bytes: int = 6 * 1024 * 1024
+    header_timeout: float = 10.0
     cold_start_timeout: float = 60.0
     stats_interval: float = 1.0
     host: str = "127.0.0.1"
@@ -89,6 +90,7 @@ class DevStack:
                 queue_limit=self.queue_limit,
                 cold_start_timeout=self.cold_start_timeout,
                 max_body_bytes=self.max_body_bytes,
+                header_timeout=self.header_timeout,
                 autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
                 stats_interval=self.stats_interval,
             ),

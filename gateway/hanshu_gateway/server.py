@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
 from .catalog import Catalog, FunctionEntry
+from .header_timeout import HeaderTimeoutServer
 from .pool import NoEndpointInTime, QueueFull
 from .protect import (
     api_key_matches,
@@ -50,6 +51,7 @@ class GatewayConfig:
     queue_limit: int = 1000
     cold_start_timeout: float = 60.0
     read_timeout: float = 30.0
+    header_timeout: float = 10.0
     keepalive_timeout: float = 75.0
     autoscaler_url: str = ""
     stats_interval: float = 1.0
@@ -64,6 +66,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         queue_limit=int(env.get("HANSHU_QUEUE_LIMIT", "1000")),
         cold_start_timeout=float(env.get("HANSHU_COLD_START_TIMEOUT", "60")),
         read_timeout=float(env.get("HANSHU_READ_TIMEOUT", "30")),
+        header_timeout=float(env.get("HANSHU_HEADER_TIMEOUT", "10")),
         autoscaler_url=env.get("HANSHU_AUTOSCALER_URL", ""),
         stats_interval=float(env.get("HANSHU_STATS_INTERVAL", "1")),
     )
@@ -464,8 +467,9 @@ class Gateway:
 
     async def start(self) -> None:
         public = web.ServerRunner(
-            web.Server(
+            HeaderTimeoutServer(
                 self.handle,
+                header_timeout=self.config.header_timeout,
                 access_log=None,
                 keepalive_timeout=self.config.keepalive_timeout,
                 max_field_size=16 * 1024,

@@ -211,3 +211,20 @@ async def test_undeliverable_fire_is_reported():
     assert len(attempts) == 3  # the first try and two retries
     assert records[-1].delivered is False
     assert "connection refused" in (records[-1].outcome or "")
+
+
+async def test_a_client_that_trickles_its_headers_is_cut_off(platform_factory):
+    platform = platform_factory(
+        [function("echo", scaling={"minReplicas": 1}), trigger("web", "echo", path="/")],
+        "--header-timeout",
+        "0.5",
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # ... and never the rest
+    await writer.drain()
+    closed = await asyncio.wait_for(reader.read(), timeout=10)  # EOF once the gateway hangs up
+    assert closed == b""
+    writer.close()
+    # A client that sends its head in time is served on the same server.
+    async with aiohttp.ClientSession() as http, http.get(f"{platform.url}/ok") as reply:
+        assert reply.status == 200

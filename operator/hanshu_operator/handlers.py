@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -549,17 +550,13 @@ async def fire_schedule(
     stopped: kopf.DaemonStopped,
     **_: Any,
 ) -> None:
-    """One daemon per schedule Trigger: fires through the gateway, records every outcome."""
+    """One daemon per schedule Trigger: fires through the gateway, records every outcome.
+    ``spec`` is kopf's live view: an edited cron, time zone or payload restarts the
+    schedule at once."""
     assert namespace is not None
     state = _state(memo)
     if not state.config.gateway_internal_url:
         return  # the Served condition already says why nothing fires
-    try:
-        trigger = parse_trigger_spec(spec, namespace)
-    except SpecInvalid:
-        return  # the reconcile reported it
-    assert trigger.schedule is not None
-    url = f"{state.config.gateway_internal_url}/_hanshu/invoke/{namespace}/{trigger.function_name}"
     status_path = path_for(API_VERSION, TRIGGER_PLURAL, namespace, name, "status")
 
     async def record(fire: FireRecord) -> None:
@@ -576,13 +573,26 @@ async def fire_schedule(
                 )
         await state.kube.merge_patch(status_path, {"status": status})
 
-    stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
-        fire = invoke_through_gateway(session, url, timeout=900)
-        runner = asyncio.create_task(run_schedule(name, trigger.schedule, fire, record, stop))
-        await stopped.wait()
-        stop.set()
-        await runner
+        while not stopped:
+            current = json.dumps(dict(spec), sort_keys=True)
+            try:
+                trigger = parse_trigger_spec(spec, namespace)
+            except SpecInvalid:
+                return  # the reconcile reported it
+            if trigger.schedule is None:
+                return  # no longer a schedule
+            url = (
+                f"{state.config.gateway_internal_url}/_hanshu/invoke/{namespace}/"
+                f"{trigger.function_name}"
+            )
+            fire = invoke_through_gateway(session, url, timeout=900)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(run_schedule(name, trigger.schedule, fire, record, stop))
+            while not stopped and json.dumps(dict(spec), sort_keys=True) == current:
+                await stopped.wait(2)
+            stop.set()
+            await runner
 
 
 @kopf.on.resume(GROUP, VERSION, TRIGGER_PLURAL)

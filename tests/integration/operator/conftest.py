@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,8 @@ async def cluster(
     await kube.close()
 
 
-@pytest.fixture
-async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def run_operator(cluster: Cluster) -> AsyncIterator[Cluster]:
     """The operator in its own thread and event loop, as ``kopf run`` would run it.
 
     kopf cancels every task created in its loop after it started when it stops, so it
@@ -109,3 +110,9 @@ async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
     assert runner.exception is None, runner.output
+
+
+@pytest.fixture
+async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
+    async with run_operator(cluster) as running:
+        yield running

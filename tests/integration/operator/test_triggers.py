@@ -97,3 +97,58 @@ async def test_deleting_a_function_unbinds_its_triggers(operator: Cluster):
     ready = await eventually(ready_with(operator, "web", "False"), message="unbound")
     assert ready["reason"] == "FunctionNotFound"
     assert "the Function 'hello'" in ready["message"]
+
+
+async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
+    cluster: Cluster, monkeypatch
+):
+    """The operator's schedule daemon against a stand-in for the gateway's internal port.
+    It fires at the next minute boundary, so this test waits up to a minute."""
+    from aiohttp import web
+
+    from tests.conftest import free_port
+
+    fired: list[dict[str, Any]] = []
+
+    async def invoke(request: web.Request) -> web.Response:
+        fired.append({"path": request.path, "event": await request.json()})
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/_hanshu/invoke/{namespace}/{function}", invoke)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    monkeypatch.setenv("HANSHU_GATEWAY_INTERNAL_URL", f"http://127.0.0.1:{port}")
+    try:
+        from .conftest import run_operator
+
+        async with run_operator(cluster):
+            await cluster.create(API_VERSION, FUNCTION_PLURAL, hello())
+            await cluster.create(
+                API_VERSION,
+                TRIGGER_PLURAL,
+                trigger("every-minute", schedule={"cron": "* * * * *", "payload": {"n": 1}}),
+            )
+            await eventually(ready_with(cluster, "every-minute", "True"))
+            assert cluster.condition(TRG, "every-minute", "Served")["reason"] == "Scheduled"
+
+            def fired_and_recorded() -> dict[str, Any] | None:
+                status = cluster.object(TRG, "every-minute").get("status") or {}
+                return status if status.get("lastFireOutcome") else None
+
+            status = await eventually(
+                fired_and_recorded,
+                timeout=75,
+                interval=0.5,
+                message="a fire at the next minute, recorded",
+            )
+    finally:
+        await runner.cleanup()
+    assert status["lastFireOutcome"] == "200"
+    assert status["lastFireTime"].endswith(":00Z")
+    assert status["nextFireTime"] > status["lastFireTime"]
+    assert fired[0]["path"] == "/_hanshu/invoke/ns1/hello"
+    assert fired[0]["event"]["payload"] == {"n": 1}
+    assert fired[0]["event"]["triggerName"] == "every-minute"

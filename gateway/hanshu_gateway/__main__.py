@@ -51,6 +51,7 @@ def main() -> None:
             queue_limit=args.queue_limit,
             max_body_bytes=args.max_body_bytes,
             stats_interval=args.stats_interval,
+            header_timeout=args.header_timeout,
         )
         asyncio.run(_serve_until_signalled(stack.start, stack.stop))
     else:

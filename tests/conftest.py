@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hanshu_api.local_platform import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +116,16 @@ def runtime_factory(tmp_path: Path) -> Iterator[object]:
 async def http() -> Iterator[aiohttp.ClientSession]:  # type: ignore[misc]
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[int]:
+    """A real aiohttp server for ``app`` on a loopback port (stand-ins for peers)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()

@@ -17,7 +17,7 @@ from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 from tests.helpers import eventually
 from tests.kube_emulator import declare_resources, write_kubeconfig
 
@@ -50,12 +50,8 @@ async def stats_sink() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/stats", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", reports
-    await runner.cleanup()
+    async with serving(app) as port:
+        yield f"http://127.0.0.1:{port}", reports
 
 
 async def test_gateway_follows_the_kubernetes_api(kmock, tmp_path, runtime_factory, stats_sink):

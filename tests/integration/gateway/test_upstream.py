@@ -10,7 +10,7 @@ from aiohttp import web
 from hanshu_api.platform import Endpoint
 from hanshu_gateway.upstream import UpstreamClosed, UpstreamPool
 
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 
 
 @pytest.fixture
@@ -51,12 +51,8 @@ async def server() -> AsyncIterator[tuple[Endpoint, list[str]]]:
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/empty", empty)
     app.router.add_get("/hang-up", hang_up)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield Endpoint("127.0.0.1", port), peers
-    await runner.cleanup()
+    async with serving(app) as port:
+        yield Endpoint("127.0.0.1", port), peers
 
 
 async def test_content_length_reply_headers_and_keep_alive(server):

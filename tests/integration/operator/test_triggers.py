@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 
+from tests.conftest import serving
 from tests.helpers import eventually
 
-from .conftest import Cluster
+from .conftest import Cluster, run_operator
 from .test_functions import hello
 
 TRG = f"{API_VERSION}/{TRIGGER_PLURAL}"
@@ -104,10 +106,6 @@ async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
 ):
     """The operator's schedule daemon against a stand-in for the gateway's internal port.
     It fires at the next minute boundary, so this test waits up to a minute."""
-    from aiohttp import web
-
-    from tests.conftest import free_port
-
     fired: list[dict[str, Any]] = []
 
     async def invoke(request: web.Request) -> web.Response:
@@ -116,14 +114,8 @@ async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
 
     app = web.Application()
     app.router.add_post("/_hanshu/invoke/{namespace}/{function}", invoke)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    monkeypatch.setenv("HANSHU_GATEWAY_INTERNAL_URL", f"http://127.0.0.1:{port}")
-    try:
-        from .conftest import run_operator
-
+    async with serving(app) as port:
+        monkeypatch.setenv("HANSHU_GATEWAY_INTERNAL_URL", f"http://127.0.0.1:{port}")
         async with run_operator(cluster):
             await cluster.create(API_VERSION, FUNCTION_PLURAL, hello())
             await cluster.create(
@@ -144,8 +136,6 @@ async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
                 interval=0.5,
                 message="a fire at the next minute, recorded",
             )
-    finally:
-        await runner.cleanup()
     assert status["lastFireOutcome"] == "200"
     assert status["lastFireTime"].endswith(":00Z")
     assert status["nextFireTime"] > status["lastFireTime"]

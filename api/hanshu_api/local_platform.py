@@ -146,18 +146,27 @@ class LocalPlatform:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
         url = f"http://127.0.0.1:{replica.admin_port}/readyz"
-        while replica.process.returncode is None:
+        while replica.process.returncode is None and not replica.ready:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with self._http.get(url) as reply:
                     if reply.status == 200:
                         replica.ready = True
                         self._publish(key)
-                        return
+                        break
             await asyncio.sleep(_READY_POLL_SECONDS)
-        log.error(
-            "replica exited before it was ready",
-            extra={"function": key[1], "code": replica.process.returncode},
-        )
+        code = await replica.process.wait()
+        function = self._functions[key]
+        if replica not in function.replicas:
+            return  # stopped on purpose
+        # Died by itself: withdraw it and start a replacement, as a ReplicaSet would, but
+        # not for a replica that never became ready (its start-up fault is on stderr).
+        log.error("replica exited with code %s", code, extra={"function": key[1]})
+        async with self._lock:
+            if replica in function.replicas:
+                function.replicas.remove(replica)
+                self._publish(key)
+                if replica.ready:
+                    function.replicas.append(await self._start(key, function))
 
     async def _stop(self, replica: _Replica) -> None:
         if replica.watcher is not None:

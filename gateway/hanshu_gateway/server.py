@@ -379,16 +379,20 @@ class Gateway:
             reply = await self._upstream.request(
                 endpoint, method, path, headers.items(), body, entry.timeout_seconds + 1
             )
-        except (OSError, UpstreamClosed) as failure:
-            if isinstance(failure, UpstreamClosed) and failure.received_any:
-                log.warning("replica %s closed the connection mid-reply", endpoint.url)
-                return error(
-                    502,
-                    "ReplicaFailed",
-                    f"a replica of '{entry.key[1]}' failed while replying",
-                    request_id,
-                )
-            # A replica that is starting or stopping: never a 502 for the caller.
+        except UpstreamClosed:
+            # The request reached a replica that died before replying (the pool already
+            # retried a kept-alive connection closed while idle). Running it again elsewhere
+            # could run it twice, and a request that crashes replicas would crash them all.
+            log.warning("replica %s closed the connection without a reply", endpoint.url)
+            pool.penalize(endpoint, RETRY_PENALTY_SECONDS)
+            return error(
+                502,
+                "ReplicaFailed",
+                f"a replica of '{entry.key[1]}' failed before it replied",
+                request_id,
+            )
+        except OSError as failure:
+            # Refused: a replica that is starting or stopping. Never a 502 for the caller.
             log.info("replica %s refused the request (%s); trying again", endpoint.url, failure)
             pool.penalize(endpoint, RETRY_PENALTY_SECONDS)
             return None

@@ -36,6 +36,14 @@ HANDLERS = textwrap.dedent("""
 
     def invoked(event, context):
         return {"event": event}
+
+
+    def crash(event, context):
+        import os
+
+        if event["path"].endswith("/crash"):
+            os._exit(3)  # the process dies mid-request, as with a segfault in a C extension
+        return "alive"
 """)
 
 

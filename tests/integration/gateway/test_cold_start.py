@@ -146,3 +146,28 @@ async def test_scale_down_under_load_fails_no_request(platform_factory):
         steady_stop.set()
         await asyncio.gather(*steady)
     assert set(statuses) == {200}, statuses
+
+
+async def test_a_replica_that_dies_mid_request_is_a_502_and_is_replaced(platform_factory):
+    platform = platform_factory(
+        [
+            function(
+                "fragile",
+                handler="handlers.crash",
+                scaling={"minReplicas": 1, "scaleToZeroGracePeriod": "60s"},
+            ),
+            trigger("web", "fragile", path="/"),
+        ]
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.url}/ok") as reply:
+            assert reply.status == 200
+        async with http.get(f"{platform.url}/crash") as reply:
+            assert reply.status == 502  # reported, not run again on another replica
+            assert (await reply.json())["errorType"] == "ReplicaFailed"
+
+        async def served() -> bool:
+            async with http.get(f"{platform.url}/ok") as reply:
+                return reply.status == 200 and await reply.text() == "alive"
+
+        await eventually(served, timeout=20, message="a replacement replica serving")

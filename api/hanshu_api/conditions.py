@@ -18,8 +18,13 @@ class Condition:
     message: str = ""
 
 
+def rfc3339(moment: datetime.datetime) -> str:
+    """The timestamp form of Kubernetes status fields (UTC, whole seconds)."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.datetime.now(datetime.UTC))
 
 
 def summarize(dependents: Sequence[Condition], ready_reason: str, ready_message: str) -> Condition:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from hanshu_api.conditions import rfc3339
 from hanshu_api.kube import ApiError, KubeClient, path_for
 
 log = logging.getLogger("hanshu.operator")
@@ -18,7 +19,7 @@ def build_event(
     involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime.datetime
 ) -> dict[str, Any]:
     meta = involved.get("metadata") or {}
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = rfc3339(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",

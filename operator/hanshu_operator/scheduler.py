@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from hanshu_api.conditions import rfc3339
 from hanshu_api.cron import parse_cron
 from hanshu_api.models import Schedule
 
@@ -36,7 +37,7 @@ def schedule_event(
     """The event a scheduled Function receives (Function Compute's timer trigger shape)."""
     return {
         "triggerName": trigger,
-        "triggerTime": fire_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "triggerTime": rfc3339(fire_time),
         "source": "hanshu.schedule",
         "payload": dict(schedule.payload),
     }

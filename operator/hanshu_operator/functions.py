@@ -1,0 +1,305 @@
+"""kopf handlers for Functions: children, status, and what their Deployments and Pods say.
+
+The I/O edge: decisions live in builders, status and hanshu_api.models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from hanshu_api import (
+    API_VERSION,
+    FUNCTION_PLURAL,
+    GROUP,
+    LABEL_FUNCTION,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    VERSION,
+)
+from hanshu_api.conditions import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Condition,
+    find,
+    merge_conditions,
+    now_rfc3339,
+)
+from hanshu_api.kube import KubeClient, path_for
+from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
+
+from .builders import (
+    build_code_config_map,
+    build_deployment,
+    build_network_policy,
+    build_service,
+    code_checksum,
+    deployment_update,
+    function_url,
+)
+from .metrics import FUNCTION_REPLICAS, instrumented
+from .references import missing_env_sources, resolve_code
+from .state import OperatorState, operator_state
+from .status import (
+    deployment_conditions,
+    function_conditions,
+    pod_fault,
+    previous_dependent,
+    replica_counts,
+)
+
+
+async def _apply(
+    kube: KubeClient, manifest: Mapping[str, Any], update: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Create the object, or merge-patch it when it exists. Returns (object, created)."""
+    meta = manifest["metadata"]
+    plural = {
+        "ConfigMap": "configmaps",
+        "Service": "services",
+        "Deployment": "deployments",
+        "NetworkPolicy": "networkpolicies",
+    }[manifest["kind"]]
+    path = path_for(manifest["apiVersion"], plural, meta["namespace"], meta["name"])
+    existing = await kube.get(path)
+    if existing is None:
+        collection = path_for(manifest["apiVersion"], plural, meta["namespace"])
+        return await kube.create(collection, manifest), True
+    return await kube.merge_patch(path, update if update is not None else manifest), False
+
+
+async def _children(
+    state: OperatorState,
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    spec: FunctionSpec,
+    referenced_code: Mapping[str, str] | None,
+    generation: int | None,
+) -> dict[str, Any]:
+    config = state.config
+    checksum = code_checksum(spec, referenced_code)
+    code_map = build_code_config_map(name, namespace, spec)
+    deployment = build_deployment(name, namespace, spec, config, checksum, generation)
+    service = build_service(name, namespace)
+    policy = build_network_policy(name, namespace, config)
+    children = [c for c in (code_map, deployment, service, policy) if c is not None]
+    kopf.adopt(children, owner=body)
+    for child in (code_map, service, policy):
+        if child is not None:
+            _, created = await _apply(state.kube, child)
+            if created:
+                kopf.info(
+                    body,
+                    reason="Created",
+                    message=f"Created {child['kind']} {child['metadata']['name']}",
+                )
+    current, created = await _apply(state.kube, deployment, deployment_update(deployment))
+    if created:
+        kopf.info(body, reason="Created", message=f"Created Deployment {name}")
+    else:
+        current = await _clamp_replicas(state.kube, body, current, spec)
+    return current
+
+
+async def _clamp_replicas(
+    kube: KubeClient, body: kopf.Body, deployment: dict[str, Any], spec: FunctionSpec
+) -> dict[str, Any]:
+    """Replicas belong to the autoscaler; the operator only moves them into new bounds."""
+    replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
+    bounded = min(max(replicas, spec.scaling.min_replicas), spec.scaling.max_replicas)
+    if bounded == replicas:
+        return deployment
+    meta = deployment["metadata"]
+    await kube.merge_patch(
+        path_for("apps/v1", "deployments", meta["namespace"], meta["name"], "scale"),
+        {"spec": {"replicas": bounded}},
+    )
+    reason = "MinReplicas" if bounded > replicas else "MaxReplicas"
+    kopf.info(body, reason="Scaled", message=f"{reason}: {replicas} -> {bounded} replicas")
+    deployment.setdefault("spec", {})["replicas"] = bounded
+    return deployment
+
+
+_FROM_API = object()  # "read the Deployment from the API" (None means: there is none)
+
+
+async def write_function_status(
+    state: OperatorState,
+    namespace: str,
+    name: str,
+    *,
+    configuration: Condition | None = None,
+    code: Condition | None = None,
+    deployment: Mapping[str, Any] | object | None = _FROM_API,
+    generation: int | None = None,
+    **fields: Any,
+) -> dict[str, Any] | None:
+    """The one writer of a Function's status.
+
+    The reconcile (spec and code verdicts) and the Deployment / Pod watchers (replicas,
+    readiness, faults) all write the one ``conditions`` list; a lock per Function makes
+    each write a read-modify-write of the latest status, so none undoes another. Returns
+    the Function (for Events), or None when it is gone.
+    """
+    async with state.status_lock(namespace, name):
+        function = await state.kube.get(path_for(API_VERSION, FUNCTION_PLURAL, namespace, name))
+        if function is None:
+            return None
+        status = function.get("status") or {}
+        previous = status.get("conditions")
+        if configuration is None and find(previous, "ConfigurationValid") is None:
+            return function  # not reconciled yet: the reconcile writes the first status
+        if deployment is _FROM_API:
+            deployment = await state.kube.get(path_for("apps/v1", "deployments", namespace, name))
+        current = deployment if isinstance(deployment, Mapping) else None
+        conditions = function_conditions(
+            configuration or previous_dependent(previous, "ConfigurationValid"),
+            code or previous_dependent(previous, "CodeReady"),
+            *deployment_conditions(current, state.runtime_faults.get((namespace, name))),
+        )
+        observed = generation if generation is not None else status.get("observedGeneration")
+        new_status: dict[str, Any] = {
+            "conditions": merge_conditions(previous, conditions, observed, now_rfc3339()),
+            **replica_counts(current),
+            **fields,
+        }
+        if observed is not None:
+            new_status["observedGeneration"] = observed
+        FUNCTION_REPLICAS.labels(namespace, name, "desired").set(new_status["desiredReplicas"])
+        FUNCTION_REPLICAS.labels(namespace, name, "ready").set(new_status["readyReplicas"])
+        if any(status.get(key) != value for key, value in new_status.items()):
+            await state.kube.merge_patch(
+                path_for(API_VERSION, FUNCTION_PLURAL, namespace, name, "status"),
+                {"status": new_status},
+            )
+        return function
+
+
+@kopf.on.resume(GROUP, VERSION, FUNCTION_PLURAL)
+@kopf.on.create(GROUP, VERSION, FUNCTION_PLURAL)
+@kopf.on.update(GROUP, VERSION, FUNCTION_PLURAL)
+@instrumented("Function")
+async def reconcile_function(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    assert namespace is not None  # Functions are namespaced
+    state = operator_state(memo)
+    generation = meta.get("generation")
+    try:
+        function = parse_function_spec(spec)
+    except SpecInvalid as error:
+        await write_function_status(
+            state,
+            namespace,
+            name,
+            generation=generation,
+            configuration=Condition("ConfigurationValid", FALSE, "InvalidSpec", str(error)),
+            code=Condition(
+                "CodeReady", UNKNOWN, "InvalidSpec", "not checked while the spec is invalid"
+            ),
+        )
+        kopf.warn(body, reason="InvalidSpec", message=str(error))
+        raise kopf.PermanentError(f"the Function spec is invalid: {error}") from None
+    valid = Condition("ConfigurationValid", TRUE, "Valid", "the spec is valid")
+
+    referenced_code, missing_code = await resolve_code(state.kube, namespace, function)
+    missing = ([missing_code] if missing_code else []) + await missing_env_sources(
+        state.kube, namespace, function
+    )
+    if missing:
+        message = "; ".join(m.message for m in missing)
+        await write_function_status(
+            state,
+            namespace,
+            name,
+            generation=generation,
+            configuration=valid,
+            code=Condition("CodeReady", FALSE, missing[0].reason, message),
+        )
+        kopf.warn(body, reason=missing[0].reason, message=message)
+        raise kopf.TemporaryError(message, delay=state.config.retry_delay_seconds)
+
+    deployment = await _children(
+        state, body, name, namespace, function, referenced_code, generation
+    )
+    state.scaling[(namespace, name)] = function.scaling
+    if state.scaler is not None:
+        state.scaler.observe((namespace, name), (deployment.get("spec") or {}).get("replicas"))
+    await write_function_status(
+        state,
+        namespace,
+        name,
+        generation=generation,
+        configuration=valid,
+        code=Condition("CodeReady", TRUE, "CodeAvailable", "the code is in place"),
+        deployment=deployment,
+        url=function_url(name, namespace, state.config.cluster_domain),
+    )
+
+
+_MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
+async def follow_deployment(
+    body: kopf.Body,
+    type: str,
+    namespace: str | None,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    name = labels.get(LABEL_FUNCTION)
+    if not name or namespace is None:
+        return
+    state = operator_state(memo)
+    if state.scaler is not None:
+        replicas = None if type == "DELETED" else (body.get("spec") or {}).get("replicas")
+        state.scaler.observe((namespace, name), replicas)
+    await write_function_status(
+        state, namespace, name, deployment=None if type == "DELETED" else dict(body)
+    )
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+@kopf.on.event("", "v1", "pods", labels=_MANAGED)
+async def follow_pod(
+    body: kopf.Body,
+    type: str,
+    namespace: str | None,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    name = labels.get(LABEL_FUNCTION)
+    if not name or namespace is None:
+        return
+    state = operator_state(memo)
+    key = (namespace, name)
+    before = state.runtime_faults.get(key)
+    fault = None if type == "DELETED" else pod_fault(body)
+    if fault is not None:
+        state.runtime_faults[key] = fault
+    elif before is not None and (type == "DELETED" or _pod_ready(body)):
+        del state.runtime_faults[key]
+    if state.runtime_faults.get(key) == before:
+        return
+    function = await write_function_status(state, namespace, name)
+    if function is not None and fault is not None:
+        body_of_function = kopf.Body(function)  # type: ignore[arg-type]  # a dict is a RawBody
+        kopf.warn(body_of_function, reason="RuntimeStartupFailed", message=fault)

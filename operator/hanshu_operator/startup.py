@@ -1,0 +1,124 @@
+"""The operator's lifecycle: every setting in one startup handler, the login kopf and our
+client share, the autoscaler's intake, and clean-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from aiohttp import web
+from hanshu_api import GROUP
+from hanshu_api.conditions import now_rfc3339
+from hanshu_api.kube import KubeClient, load_config
+from hanshu_api.platform import FunctionKey
+
+from .autoscaler import Decision, Policy
+from .autoscaling_service import AutoscalerService
+from .config import config_from_env
+from .events import post_event
+from .functions import write_function_status
+from .kube_scaler import KubeScaler
+from .state import OperatorState, operator_state
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Every operator setting, in one place."""
+    # Progress and the last-handled spec go to annotations: the CRDs' structural schemas
+    # would prune kopf's default status.kopf field.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # We watch exact namespaces (or the whole cluster) and our CRDs are installed before us
+    # (Helm's crds/), so there is nothing to rescan at run time.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
+    config = config_from_env()
+    state = OperatorState(config=config, kube=KubeClient(load_config()))
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        state.metrics_server = start_http_server(config.metrics_port)
+    memo["hanshu"] = state
+    if config.autoscaler_port:
+        await start_autoscaler(state)
+
+
+async def start_autoscaler(state: OperatorState) -> None:
+    """The autoscaler: gateways POST stats to it; it scales Deployments and says why."""
+    config = state.config
+    state.scaler = KubeScaler(state.kube)
+    policy = Policy(
+        config.stable_window_seconds, config.panic_window_seconds, config.panic_threshold
+    )
+
+    async def on_scaled(key: FunctionKey, decision: Decision, previous: int) -> None:
+        namespace, name = key
+        function = await write_function_status(
+            state,
+            namespace,
+            name,
+            lastScale={
+                "replicas": decision.replicas,
+                "reason": decision.reason,
+                "message": decision.message,
+                "time": now_rfc3339(),
+            },
+        )
+        if function is not None:
+            await post_event(
+                state.kube,
+                function,
+                "Normal",
+                decision.reason,
+                f"{previous} -> {decision.replicas} replicas: {decision.message}",
+            )
+
+    state.autoscaler = AutoscalerService(
+        state.scaler, lambda: list(state.scaling.items()), policy=policy, on_scaled=on_scaled
+    )
+    runner = web.AppRunner(state.autoscaler.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", config.autoscaler_port).start()
+    state.background += [runner, asyncio.create_task(state.autoscaler.run())]
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf and our own client use the same credentials: in-cluster or KUBECONFIG."""
+    config = load_config()
+    token = config.token
+    if token is None and config.token_file:
+        with open(config.token_file, encoding="utf-8") as token_file:
+            token = token_file.read().strip()
+    return kopf.ConnectionInfo(
+        server=config.server,
+        ca_path=config.ca_file,
+        insecure=config.insecure,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        default_namespace=config.namespace,
+        # Bound service-account tokens expire; kopf logs in again when the API says 401.
+    )
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    state = operator_state(memo)
+    for item in state.background:
+        if isinstance(item, asyncio.Task):
+            item.cancel()
+        else:
+            await item.cleanup()
+    await state.kube.close()
+    if state.metrics_server is not None:
+        server, _thread = state.metrics_server
+        server.shutdown()

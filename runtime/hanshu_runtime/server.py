@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .config import RuntimeConfig
 from .deadlines import Deadline, RequestIds
 from .events import Context, HttpRequest
-from .faults import InitializerError, InvalidResponse, error_body
+from .faults import ConfigError, InitializerError, InvalidResponse, error_body
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
 from .logs import request_id_var
@@ -100,6 +100,17 @@ async def _invoke_reply(invoker: Invoker, event: Any, context: Context) -> HttpR
     """``/_hanshu/invoke``: the raw event in, the handler's result as JSON out."""
     result = await invoker.invoke(event, context)
     return HttpReply(200, [("Content-Type", "application/json")], to_json_bytes(result))
+
+
+async def _listen(site: web.TCPSite, variable: str) -> None:
+    """Start listening; a port that cannot be had is a start-up fault, not a traceback."""
+    try:
+        await site.start()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on {site.name}: {error.strerror or error}",
+            f"set {variable} to a free port (or stop what is using it)",
+        ) from None
 
 
 class Instance:
@@ -290,7 +301,9 @@ class Instance:
 
         admin_runner = web.AppRunner(self.admin_app(), access_log=None)
         await admin_runner.setup()
-        await web.TCPSite(admin_runner, config.host, config.admin_port).start()
+        await _listen(
+            web.TCPSite(admin_runner, config.host, config.admin_port), "HANSHU_ADMIN_PORT"
+        )
         function_runner: web.ServerRunner | None = None
         try:
             await self.load()
@@ -299,7 +312,7 @@ class Instance:
             )
             await function_runner.setup()
             site = web.TCPSite(function_runner, config.host, config.port, backlog=1024)
-            await site.start()
+            await _listen(site, "HANSHU_PORT")
             # What is loaded now lives as long as the process: keep the GC from rescanning it.
             gc.freeze()
             self.phase = Phase.READY

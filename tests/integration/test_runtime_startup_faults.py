@@ -73,3 +73,19 @@ def test_startup_fault_exits_with_one_clear_line(
     assert fragment in line
     assert "Fix: " in line
     assert runtime.termination_log.read_text().strip() == line
+
+
+def test_a_port_in_use_is_a_config_fault(runtime_factory, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = runtime_factory(CODE, "handlers.echo", ready=False, HANSHU_PORT=str(port))
+        assert runtime.process.wait(timeout=30) != 0
+    assert runtime.process.stderr is not None
+    line = runtime.process.stderr.read().strip()
+    assert line.startswith("Runtime.ConfigError: cannot listen on http://127.0.0.1:")
+    assert "Fix: set HANSHU_PORT to a free port" in line
+    assert "\n" not in line  # one line, no traceback

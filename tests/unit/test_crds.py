@@ -53,6 +53,17 @@ def test_structural_check_catches_a_missing_description():
     assert "spec.concurrency: no type" in problems
 
 
+def test_structural_check_allows_only_name_restrictions_on_root_metadata():
+    schema = copy.deepcopy(schema_of(CRDS["Function"]))
+    metadata = schema["properties"]["metadata"]
+    assert structural_problems(schema) == []
+    metadata["properties"]["labels"] = {"type": "object"}
+    del metadata["properties"]["generateName"]
+    problems = structural_problems(schema)
+    assert "metadata.labels: only name and generateName may be restricted" in problems
+    assert any("declare both name and generateName" in p for p in problems)
+
+
 def _documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
@@ -152,6 +163,8 @@ BAD_FUNCTIONS = [
     ),
     (_function(timeout=30), "spec.timeout: unknown field"),
     (dict(_function(), metadata={"name": "Hello_World"}), "a Function's name must be a DNS label"),
+    (dict(_function(), metadata={"name": "a" * 64}), "a Function's name must be a DNS label"),
+    (dict(_function(), metadata={"name": "a" * 254}), "metadata.name: longer than 253"),
 ]
 
 

@@ -36,7 +36,7 @@ def _rows(node: dict[str, Any], path: str, required: set[str]) -> list[str]:
             notes.append(f"default `{shown.strip().removesuffix('...').strip()}`")
         if "enum" in child:
             notes.append("one of " + ", ".join(f"`{v}`" for v in child["enum"]))
-        for bound in ("minimum", "maximum", "maxLength", "maxProperties"):
+        for bound in ("minimum", "maximum", "maxLength", "maxItems", "maxProperties"):
             if bound in child:
                 notes.append(f"{bound} {child[bound]}")
         if "pattern" in child:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from .events import HttpRequest
 from .faults import InitializerError
@@ -27,17 +27,30 @@ AsgiApp = Callable[
 log = logging.getLogger("hanshu.runtime")
 
 
+# RFC 3986 pchar punctuation: what a path segment may carry unencoded.
+_PATH_SAFE = "/!$&'()*+,;=:@"
+
+
 def build_scope(request: HttpRequest, server: tuple[str, int], client_port: int) -> dict[str, Any]:
+    path = unquote(request.path)
+    raw_path = request.path.encode("latin-1", "replace")
+    prefix = request.prefix
+    if prefix:
+        # The ASGI spec derives PATH_INFO "by stripping root_path from path", so path
+        # includes root_path; uvicorn's --root-path does the same and Starlette's router
+        # strips it again (starlette._utils.get_route_path).
+        path = prefix + path
+        raw_path = quote(prefix, safe=_PATH_SAFE).encode("ascii") + raw_path
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": request.protocol.removeprefix("HTTP/"),
         "method": request.method,
         "scheme": request.scheme,
-        "path": unquote(request.path),
-        "raw_path": request.path.encode("latin-1", "replace"),
+        "path": path,
+        "raw_path": raw_path,
         "query_string": request.raw_query.encode("latin-1", "replace"),
-        "root_path": "",
+        "root_path": prefix,
         "headers": [
             (name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
             for name, value in request.headers

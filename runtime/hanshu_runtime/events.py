@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,10 +25,22 @@ _TEXT_TYPES = (
 )
 _TEXT_SUFFIXES = ("+json", "+xml")
 
+PREFIX_HEADER = "X-Forwarded-Prefix"
+MAX_PREFIX_LENGTH = 1024
+# One or more "/segment"s: no empty, "." or ".." segment (a leading "//" makes every URL
+# the app builds protocol-relative: off-site), no backslash (browsers read it as "/"), no
+# query, fragment or whitespace.
+_PREFIX = re.compile(r"(?:/(?!\.{1,2}(?:/|$))[^/\\?#\s]+)+")
+
 
 @dataclass(slots=True)
 class HttpRequest:
-    """What the runtime read off the wire; no aiohttp types, so events are built purely."""
+    """What the runtime read off the wire; no aiohttp types, so events are built purely.
+
+    ``path`` and ``raw_query`` are still percent-encoded, exactly as received: each
+    consumer decodes them once. ``prefix`` is the decoded path the app is mounted at
+    (a stripped Trigger prefix), "" when there is none.
+    """
 
     method: str
     path: str
@@ -37,6 +50,22 @@ class HttpRequest:
     client_ip: str
     scheme: str = "http"
     protocol: str = "HTTP/1.1"
+    prefix: str = ""
+
+
+def mount_prefix(header: str | None) -> str:
+    """``X-Forwarded-Prefix`` as a mount point, or "" when absent or unsafe to use.
+
+    Apps put it in front of every URL they build (redirects, ``url_for``, the OpenAPI
+    link), so anything that could turn such a URL into another origin or a header break
+    is refused rather than repaired.
+    """
+    if not header:
+        return ""
+    prefix = header.rstrip("/")
+    if len(prefix) <= MAX_PREFIX_LENGTH and prefix.isprintable() and _PREFIX.fullmatch(prefix):
+        return prefix
+    return ""
 
 
 def _is_text(content_type: str | None) -> bool:
@@ -84,8 +113,10 @@ def build_event(
         else ({}, {})
     )
     body, is_base64 = encode_body(request.body, content_type)
+    path = unquote(request.path)
     return {
-        "path": unquote(request.path),
+        "path": path,
+        "rawPath": request.path,
         "httpMethod": request.method,
         "headers": headers,
         "multiValueHeaders": multi_headers,
@@ -98,7 +129,9 @@ def build_event(
         "requestContext": {
             "requestId": request_id,
             "httpMethod": request.method,
-            "path": request.path,
+            # Lambda's REST shape: the path as the client asked for it, mount prefix included.
+            "path": request.prefix + path,
+            "pathPrefix": request.prefix,
             "protocol": request.protocol,
             "sourceIp": request.client_ip,
             "scheme": request.scheme,

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import RuntimeConfig
 from .deadlines import Deadline, RequestIds
-from .events import Context, HttpRequest
+from .events import PREFIX_HEADER, Context, HttpRequest, mount_prefix
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
@@ -33,6 +33,9 @@ log = logging.getLogger("hanshu.runtime")
 user_log = logging.getLogger("hanshu.function")
 
 INVOKE_PATH = "/_hanshu/invoke"
+# Only this runtime's own "draining" 503 carries it: the gateway retries such a request on
+# another replica, so a function must never be able to send it (it is stripped from replies).
+DRAINING_HEADER = "X-Hanshu-Draining"
 _READ_CHUNK = 64 * 1024
 
 
@@ -93,6 +96,8 @@ def _to_http_request(request: web.BaseRequest, body: bytes) -> HttpRequest:
         # The gateway terminates TLS; it says what the caller used.
         scheme=request.headers.get("X-Forwarded-Proto") or request.scheme,
         protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+        # The gateway strips a Trigger's prefix and says which: apps build URLs with it.
+        prefix=mount_prefix(request.headers.get(PREFIX_HEADER)),
     )
 
 
@@ -138,6 +143,7 @@ class Instance:
                 "this instance is shutting down; retry",
                 request_id,
                 Connection="close",
+                **{DRAINING_HEADER: "true"},
             )
         if self.in_flight >= self.config.concurrency:
             self.metrics.count("throttled")
@@ -176,7 +182,9 @@ class Instance:
                 Connection="close",
             )
         call: Awaitable[HttpReply]
-        if request.method == "POST" and request.path == INVOKE_PATH:
+        # The raw path: no encoded spelling of it (/_hanshu%2Finvoke) reaches the raw-event
+        # entry point, whatever a proxy in front decodes or does not.
+        if request.method == "POST" and request.rel_url.raw_path == INVOKE_PATH:
             try:
                 event = json.loads(body) if body else {}
             except ValueError as error:
@@ -219,6 +227,7 @@ class Instance:
             return _error(500, type(error).__name__, str(error), request_id)
         metrics.observe("success", time.perf_counter() - started)
         headers = CIMultiDict(reply.headers)
+        headers.popall(DRAINING_HEADER, None)
         headers["X-Request-Id"] = request_id
         return web.Response(status=reply.status, body=reply.body, headers=headers)
 

@@ -19,13 +19,23 @@ SERVER_OWNED_HEADERS = frozenset(
 )
 
 
+def _native(text: str) -> str:
+    """PEP 3333's "native string": the UTF-8 bytes as latin-1 characters (the app decodes)."""
+    return text.encode("utf-8").decode("latin-1")
+
+
 def build_environ(request: HttpRequest, server_name: str, server_port: int) -> dict[str, Any]:
+    # What was on the request line, still encoded (gunicorn and Werkzeug's server set both).
+    raw_uri = f"{request.path}?{request.raw_query}" if request.raw_query else request.path
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
-        "SCRIPT_NAME": "",
-        # PEP 3333: PATH_INFO is the percent-decoded path as latin-1 characters.
+        # The stripped mount point: url_for and redirects put it back in front.
+        "SCRIPT_NAME": _native(request.prefix),
+        # PEP 3333: PATH_INFO is the percent-decoded path (decoded once) as latin-1 chars.
         "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
         "QUERY_STRING": request.raw_query,
+        "RAW_URI": raw_uri,
+        "REQUEST_URI": raw_uri,
         "SERVER_NAME": server_name,
         "SERVER_PORT": str(server_port),
         "SERVER_PROTOCOL": request.protocol,

@@ -147,3 +147,11 @@ async def test_logs_are_json_lines_with_the_request_id(runtime_factory, http):
     assert user_lines
     assert user_lines[0]["requestId"] == "log-me"
     assert user_lines[0]["function"] == "test-fn"
+
+
+async def test_a_handler_cannot_forge_the_draining_header(runtime_factory, http):
+    runtime = runtime_factory(CODE, "handlers.own_503")
+    async with http.get(f"{runtime.url}/") as reply:
+        assert reply.status == 503  # the function's own 503 reaches the caller as it is ...
+        assert (await reply.json())["errorMessage"] == "our database is draining"
+        assert "X-Hanshu-Draining" not in reply.headers  # ... without the runtime's mark

@@ -10,6 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.helpers import eventually
+
 CODE = Path(__file__).parent / "runtime_code"
 
 
@@ -98,3 +100,33 @@ async def test_drain_gives_up_after_drain_seconds(runtime_factory, http):
     assert await asyncio.to_thread(runtime.process.wait, 15) == 0
     assert time.monotonic() - started < 10
     task.cancel()
+
+
+async def test_a_draining_runtime_marks_its_503_with_a_header(runtime_factory, http):
+    runtime = runtime_factory(CODE, "handlers.slow", HANSHU_DRAIN_SECONDS="10")
+    # One connection, kept alive: the only way to reach a runtime that stopped listening.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as kept:
+        async with kept.get(f"{runtime.url}/?seconds=0") as reply:
+            assert reply.status == 200
+            assert "X-Hanshu-Draining" not in reply.headers
+            await reply.read()
+        in_flight = asyncio.create_task(http.get(f"{runtime.url}/?seconds=3"))
+
+        async def metric_in_flight() -> bool:
+            async with http.get(f"{runtime.admin_url}/metrics") as metrics:
+                return 'hanshu_runtime_in_flight{function="test-fn"} 1.0' in await metrics.text()
+
+        async def draining() -> bool:
+            async with http.get(f"{runtime.admin_url}/readyz") as ready:
+                return ready.status == 503
+
+        await eventually(metric_in_flight, message="a request in flight")
+        runtime.process.send_signal(signal.SIGTERM)
+        await eventually(draining, message="readiness dropped")
+        async with kept.get(f"{runtime.url}/?seconds=0") as reply:
+            assert reply.status == 503
+            assert reply.headers["X-Hanshu-Draining"] == "true"
+            assert (await reply.json())["errorType"] == "Draining"
+    reply = await in_flight
+    assert reply.status == 200  # the request in flight still finished
+    reply.release()

@@ -81,3 +81,19 @@ async def test_fastapi_app_with_lifespan(runtime_factory, http, tmp_path):
         assert await reply.json() == {"multi": ["1", "2"]}
     assert runtime.stop() == 0
     assert marker.read_text() == "started\nstopped\n"
+
+
+async def test_web_apps_cannot_forge_the_draining_header(runtime_factory, http, tmp_path):
+    apps = {"flask_app:app": "wsgi", "fastapi_app:app": "asgi"}
+    for handler, handler_type in apps.items():
+        runtime = runtime_factory(
+            CODE,
+            handler,
+            HANSHU_HANDLER_TYPE=handler_type,
+            LIFESPAN_MARKER=str(tmp_path / "lifespan"),
+        )
+        async with http.get(f"{runtime.url}/own-503") as reply:
+            assert reply.status == 503, handler
+            assert (await reply.json())["errorMessage"] == "our database is draining", handler
+            assert "X-Hanshu-Draining" not in reply.headers, handler
+        runtime.stop()

@@ -6,9 +6,16 @@ import asyncio
 import base64
 
 import pytest
+from hanshu_runtime.asgi import build_scope
 from hanshu_runtime.config import HandlerType, config_from_env
 from hanshu_runtime.deadlines import Deadline, RequestIds
-from hanshu_runtime.events import HttpRequest, build_event, encode_body
+from hanshu_runtime.events import (
+    MAX_PREFIX_LENGTH,
+    HttpRequest,
+    build_event,
+    encode_body,
+    mount_prefix,
+)
 from hanshu_runtime.faults import (
     BuiltInModuleConflict,
     ConfigError,
@@ -138,6 +145,76 @@ def test_wsgi_environ_joins_repeated_headers_and_cookies():
     assert environ["CONTENT_LENGTH"] == "3"
     assert environ["PATH_INFO"] == "/a b"
     assert environ["QUERY_STRING"] == "x=1&x=2&y="
+
+
+@pytest.mark.parametrize(
+    ("header", "prefix"),
+    [
+        (None, ""),
+        ("", ""),
+        ("/", ""),
+        ("/shop", "/shop"),
+        ("/shop/", "/shop"),
+        ("/api/v1", "/api/v1"),
+        ("/店", "/店"),
+        ("/a..b/.well-known", "/a..b/.well-known"),
+        ("/" + "a" * (MAX_PREFIX_LENGTH - 1), "/" + "a" * (MAX_PREFIX_LENGTH - 1)),
+    ],
+)
+def test_mount_prefix_accepts_a_plain_path(header, prefix):
+    assert mount_prefix(header) == prefix
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "shop",
+        "//evil.example",
+        "/shop//x",
+        "/\\evil.example",
+        "/shop/..",
+        "/../etc",
+        "/shop/./x",
+        "/shop?x=1",
+        "/shop#top",
+        "/sh op",
+        "/shop\r\nSet-Cookie: a=1",
+        "/shop\n",
+        "/shop\t",
+        "/shop\x00",
+        "/shop\x7f",
+        "/shop\x85",
+        "/shop\u2028",
+        "/" + "a" * MAX_PREFIX_LENGTH,
+    ],
+)
+def test_mount_prefix_refuses_what_could_leave_the_site_or_break_a_header(header):
+    assert mount_prefix(header) == ""
+
+
+def test_event_paths_with_a_mount_prefix():
+    event = build_event(_request(path="/a%2Fb%20c", prefix="/shop"), "rid")
+    assert event["path"] == "/a/b c"
+    assert event["rawPath"] == "/a%2Fb%20c"
+    assert event["requestContext"]["path"] == "/shop/a/b c"
+    assert event["requestContext"]["pathPrefix"] == "/shop"
+
+
+def test_wsgi_environ_with_a_mount_prefix_and_the_raw_uri():
+    environ = build_environ(_request(path="/%E4%BD%A0/%252e", prefix="/店"), "fn", 8080)
+    assert environ["SCRIPT_NAME"] == "/店".encode().decode("latin-1")
+    assert environ["PATH_INFO"] == "/你/%2e".encode().decode("latin-1")
+    assert environ["RAW_URI"] == environ["REQUEST_URI"] == "/%E4%BD%A0/%252e?x=1&x=2&y="
+    assert build_environ(_request(raw_query=""), "fn", 8080)["RAW_URI"] == "/a%20b"
+
+
+def test_asgi_scope_path_includes_the_root_path():
+    scope = build_scope(_request(path="/docs/%252e", prefix="/店"), ("fn", 8080), 0)
+    assert scope["root_path"] == "/店"
+    assert scope["path"] == "/店/docs/%2e"
+    assert scope["raw_path"] == b"/%E5%BA%97/docs/%252e"
+    scope = build_scope(_request(path="/docs"), ("fn", 8080), 0)
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == ("", "/docs", b"/docs")
 
 
 def test_replies():

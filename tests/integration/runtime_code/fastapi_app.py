@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 MARKER = Path(os.environ.get("LIFESPAN_MARKER", "/tmp/hanshu-lifespan"))
@@ -46,3 +47,27 @@ async def headers(response: Response, request: Request):
     response.set_cookie("a", "1")
     response.set_cookie("b", "2")
     return {"multi": request.headers.getlist("x-multi")}
+
+
+@app.get("/echo/{rest:path}")
+async def echo(rest: str, request: Request):
+    scope = request.scope
+    return {
+        "rest": rest,
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode("latin-1"),
+        "root_path": scope["root_path"],
+        "url_path": request.url.path,
+        "query": {key: request.query_params.getlist(key) for key in request.query_params},
+        "url_for": str(request.url_for("echo", rest=rest).path),
+    }
+
+
+@app.get("/own-503")
+async def own_503():
+    # A function's own 503 that looks like the runtime's draining reply, header and all.
+    return JSONResponse(
+        {"errorType": "Draining", "errorMessage": "our database is draining"},
+        status_code=503,
+        headers={"X-Hanshu-Draining": "true"},
+    )

@@ -1,6 +1,6 @@
 """A real Flask app served as a function (handler type wsgi)."""
 
-from flask import Flask, jsonify, make_response, request
+from flask import Flask, jsonify, make_response, redirect, request, url_for
 
 app = Flask(__name__)
 
@@ -33,3 +33,34 @@ def cookies():
 @app.route("/fail")
 def fail():
     raise RuntimeError("flask view failed")
+
+
+@app.route("/echo/<path:rest>")
+def echo(rest):
+    environ = request.environ
+    return jsonify(
+        rest=rest,
+        path=request.path,
+        args={key: request.args.getlist(key) for key in request.args},
+        url=url_for("echo", rest=rest),
+        **{key: environ.get(key) for key in ("PATH_INFO", "SCRIPT_NAME", "RAW_URI", "REQUEST_URI")},
+    )
+
+
+@app.route("/go")
+def go():
+    return redirect(url_for("landing"))
+
+
+@app.route("/landing")
+def landing():
+    return "landed"
+
+
+@app.route("/own-503")
+def own_503():
+    # A function's own 503 that looks like the runtime's draining reply, header and all.
+    response = jsonify(errorType="Draining", errorMessage="our database is draining")
+    response.status_code = 503
+    response.headers["X-Hanshu-Draining"] = "true"
+    return response

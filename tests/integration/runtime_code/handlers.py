@@ -89,3 +89,13 @@ def a_list(event, context):
 
 def nothing(event, context):
     return None
+
+
+def own_503(event, context):
+    # A function's own 503 that looks like the runtime's draining reply, header and all.
+    return {
+        "statusCode": 503,
+        "headers": {"Content-Type": "application/json", "X-Hanshu-Draining": "true"},
+        "multiValueHeaders": {"x-hanshu-draining": ["true", "yes"]},
+        "body": '{"errorType": "Draining", "errorMessage": "our database is draining"}',
+    }

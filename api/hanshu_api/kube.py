@@ -1,5 +1,5 @@
 """A small async Kubernetes API client: just the calls Hanshu makes (get, list, create,
-merge-patch, delete, watch), authenticated in-cluster or from a kubeconfig.
+merge-patch, apply, delete, watch), authenticated in-cluster or from a kubeconfig.
 
 kopf watches our resources; this client is for the objects kopf does not write for us
 (children, the scale subresource, other objects' status) and for the gateway, which runs
@@ -15,17 +15,22 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
 _TOKEN_REREAD_SECONDS = 60.0  # bound service-account tokens rotate; re-read the file
+# An event is one object; etcd caps objects at 1.5 MiB, and JSON framing adds little.
+_MAX_EVENT_BYTES = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -36,26 +41,76 @@ class ApiError(Exception):
         self.message = message
 
 
+class WatchIdle(TimeoutError):
+    """Nothing (no event, no bookmark) arrived on a watch within its idle bound: the
+    connection is presumed dead, though no error ever said so."""
+
+
 @dataclass(frozen=True, slots=True)
 class KubeConfig:
+    """Where the API is and who we are. Credentials given inline (a kubeconfig's '*-data'
+    fields) stay in memory as PEM bytes: never in files that outlive loading them."""
+
     server: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a config may end up in a log
     token_file: str | None = None
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     insecure: bool = False
     namespace: str = "default"
+    ca_data: bytes | None = field(default=None, repr=False)
+    cert_data: bytes | None = field(default=None, repr=False)
+    key_data: bytes | None = field(default=None, repr=False)
 
 
-def _materialize(data_b64: str | None, path: str | None, suffix: str) -> str | None:
-    """kubeconfig '*-data' fields become files, since ssl wants paths."""
-    if path or not data_b64:
-        return path
-    handle = tempfile.NamedTemporaryFile(prefix="hanshu-", suffix=suffix, delete=False)  # noqa: SIM115
-    with handle:
-        handle.write(base64.b64decode(data_b64))
-    return handle.name
+def _inline(data_b64: str | None) -> bytes | None:
+    return base64.b64decode(data_b64) if data_b64 else None
+
+
+def _file_unless_inline(data_b64: str | None, path: str | None) -> str | None:
+    # As in kubectl, the '*-data' field overrides the file it stands for.
+    return None if data_b64 else path
+
+
+def _pem_text(data: bytes) -> str | bytes:
+    # ssl's cadata takes PEM as text and DER as bytes.
+    return data.decode("ascii") if data.lstrip().startswith(b"-----BEGIN") else data
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+@contextmanager
+def _written(cert: bytes, key: bytes) -> Iterator[tuple[str, str]]:
+    """The client certificate and key as files only while ssl loads them: ssl has no
+    in-memory API for a chain. A private directory (0700), removed on the way out."""
+    with tempfile.TemporaryDirectory(prefix="hanshu-tls-") as directory:
+        os.chmod(directory, 0o700)
+        paths = (os.path.join(directory, "client.crt"), os.path.join(directory, "client.key"))
+        for path, data in zip(paths, (cert, key), strict=True):
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+        yield paths
+
+
+def ssl_context(config: KubeConfig) -> ssl.SSLContext:
+    """Verifies the server against the configured CA (else the system's) and presents the
+    client certificate when there is one, from files or from inline data."""
+    context = ssl.create_default_context(
+        cafile=config.ca_file, cadata=_pem_text(config.ca_data) if config.ca_data else None
+    )
+    if config.cert_data or config.key_data:
+        cert = config.cert_data or _read(config.cert_file)
+        key = config.key_data or _read(config.key_file)
+        if cert and key:
+            with _written(cert, key) as (cert_path, key_path):
+                context.load_cert_chain(cert_path, key_path)
+    elif config.cert_file and config.key_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    return context
 
 
 def config_from_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
@@ -76,21 +131,21 @@ def config_from_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
     def rel(p: str | None) -> str | None:
         return str(base / p) if p else None
 
+    ca_data = cluster.get("certificate-authority-data")
+    cert_data = user.get("client-certificate-data")
+    key_data = user.get("client-key-data")
     return KubeConfig(
         server=str(cluster["server"]).rstrip("/"),
         token=user.get("token"),
         token_file=rel(user.get("tokenFile")),
-        ca_file=_materialize(
-            cluster.get("certificate-authority-data"),
-            rel(cluster.get("certificate-authority")),
-            ".crt",
-        ),
-        cert_file=_materialize(
-            user.get("client-certificate-data"), rel(user.get("client-certificate")), ".crt"
-        ),
-        key_file=_materialize(user.get("client-key-data"), rel(user.get("client-key")), ".key"),
+        ca_file=_file_unless_inline(ca_data, rel(cluster.get("certificate-authority"))),
+        cert_file=_file_unless_inline(cert_data, rel(user.get("client-certificate"))),
+        key_file=_file_unless_inline(key_data, rel(user.get("client-key"))),
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         namespace=ctx.get("namespace") or "default",
+        ca_data=_inline(ca_data),
+        cert_data=_inline(cert_data),
+        key_data=_inline(key_data),
     )
 
 
@@ -135,6 +190,18 @@ def path_for(
     return "/".join(parts)
 
 
+async def _within(seconds: float | None, step: Awaitable[T], path: str) -> T:
+    """One step of a watch under the idle bound. Each await is bounded on its own: a
+    timeout spanning the generator's yields would cancel the consumer's code instead."""
+    if seconds is None:
+        return await step
+    try:
+        async with asyncio.timeout(seconds):
+            return await step
+    except TimeoutError:
+        raise WatchIdle(f"nothing from the watch of {path} in {seconds:g}s") from None
+
+
 class KubeClient:
     def __init__(self, config: KubeConfig, *, timeout: float = 30.0) -> None:
         self.config = config
@@ -148,10 +215,7 @@ class KubeClient:
             return False
         if self.config.insecure:
             return False
-        context = ssl.create_default_context(cafile=self.config.ca_file)
-        if self.config.cert_file and self.config.key_file:
-            context.load_cert_chain(self.config.cert_file, self.config.key_file)
-        return context
+        return ssl_context(self.config)
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -234,6 +298,25 @@ class KubeClient:
         )
         return result
 
+    async def apply(
+        self, path: str, manifest: Mapping[str, Any], field_manager: str
+    ) -> dict[str, Any]:
+        """Server-side apply of a whole desired object (creating it when missing).
+
+        Unlike a merge patch, a field this manager applied before and omits now is removed
+        (unless another manager owns it): a deleted toleration or ConfigMap key goes away.
+        ``force`` takes over fields another manager set (a user's ``kubectl edit``), as a
+        controller should; fields the manager never sends (``spec.replicas``) stay theirs.
+        """
+        result: dict[str, Any] = await self.request(
+            "PATCH",
+            path,
+            body=manifest,
+            content_type=APPLY_PATCH,
+            params={"fieldManager": field_manager, "force": "true"},
+        )
+        return result
+
     async def delete(self, path: str) -> None:
         try:
             await self.request("DELETE", path)
@@ -250,22 +333,52 @@ class KubeClient:
         return list(result.get("items") or []), version
 
     async def watch(
-        self, path: str, label_selector: str | None = None, resource_version: str | None = None
+        self,
+        path: str,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        *,
+        timeout_seconds: int | None = None,
+        idle_timeout: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Events ({type, object}) of a watch stream; the caller restarts it when it ends."""
+        """Events ({type, object}) of a watch stream, BOOKMARK and ERROR events included;
+        the caller restarts it when it ends.
+
+        ``timeout_seconds`` asks the server to end the stream (it sends a last bookmark
+        first); ``idle_timeout`` raises WatchIdle when nothing at all arrives for that
+        long, connecting included: a connection that died silently never ends by itself.
+        """
         params = {"watch": "true", "allowWatchBookmarks": "true"}
         if label_selector:
             params["labelSelector"] = label_selector
         if resource_version:
             params["resourceVersion"] = resource_version
-        async with self._session_now().get(
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        request = self._session_now().get(
             f"{path}?{urlencode(params)}",
             headers=self._headers(),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-        ) as reply:
+        )
+        reply = await _within(idle_timeout, request, path)
+        try:
             if reply.status >= 400:
-                raise ApiError(reply.status, reply.reason or "", await reply.text())
-            async for line in reply.content:
-                if line.strip():
-                    yield json.loads(line)
-            await asyncio.sleep(0)
+                text = await _within(idle_timeout, reply.text(), path)
+                raise ApiError(reply.status, reply.reason or "", text)
+            pending = bytearray()
+            while chunk := await _within(idle_timeout, reply.content.readany(), path):
+                pending += chunk
+                # Split by hand: aiohttp's readline refuses a line longer than its read
+                # buffer (128 to 512 KiB by version), and an event is one line: a Function
+                # with a lot of inline code is longer.
+                *lines, rest = pending.split(b"\n")
+                if len(rest) > _MAX_EVENT_BYTES:
+                    raise ValueError(f"a watch event of {path} is over {_MAX_EVENT_BYTES} bytes")
+                pending = bytearray(rest)
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            if pending.strip():  # a last event without its newline (or a torn one: raises)
+                yield json.loads(pending)
+        finally:
+            reply.close()  # a stream cut short cannot go back to the pool

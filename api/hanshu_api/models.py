@@ -83,9 +83,20 @@ class FunctionSpec:
 
     @property
     def memory_mb(self) -> int:
-        """The memory limit (else request) in MiB: what context and metering report."""
+        """The memory limit (else request) in MiB, with no platform defaults known."""
+        return self.effective_memory_mb({})
+
+    def effective_resources(self, defaults: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the pod gets: the Function's own resources win whole, else the platform's
+        defaults (the chart's ``functionDefaults.resources``)."""
+        return self.resources or defaults
+
+    def effective_memory_mb(self, defaults: Mapping[str, Any]) -> int:
+        """The memory limit (else request) in MiB the pod really has: what
+        ``context.memory_limit_in_mb`` and GB-second metering report."""
+        resources = self.effective_resources(defaults)
         for section in ("limits", "requests"):
-            value = (self.resources.get(section) or {}).get("memory")
+            value = (resources.get(section) or {}).get("memory")
             if value is not None:
                 return max(1, int(parse_quantity(value) // 2**20))
         return DEFAULT_MEMORY_MB

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 
 
 async def _serve_until_signalled(start: object, stop: object) -> None:
@@ -56,8 +57,22 @@ def main() -> None:
         asyncio.run(_serve_until_signalled(stack.start, stack.stop))
     else:
         from .kube import KubeGateway
+        from .server import ConfigError
 
-        gateway = KubeGateway.from_env()
+        try:
+            gateway = KubeGateway.from_env()
+        except ConfigError as bad:
+            # One line naming the variable, where a pod's logs and events show it.
+            print(f"hanshu-gateway: {bad}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        except (OSError, RuntimeError, ValueError, KeyError) as bad:
+            print(
+                f"hanshu-gateway: cannot load Kubernetes credentials ({bad}); set KUBECONFIG "
+                "to a readable kubeconfig or run in a pod with a service account",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
         asyncio.run(_serve_until_signalled(gateway.start, gateway.stop))
 
 

@@ -6,11 +6,14 @@ path only reads it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from hanshu_api.api_keys import KeyVerifiers
 from hanshu_api.models import FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
+from hanshu_api.route_claims import RouteClaim, route_owners
 
 from .metrics import FunctionMeters
 from .pool import EndpointPool
@@ -18,8 +21,36 @@ from .protect import TokenBucket
 from .routes import Route, RouteTable
 from .stats import FunctionStats
 
-# (namespace, secret, key) -> the Secret key's value, or None when it does not exist.
-SecretReader = Callable[[str, str, str], Awaitable[str | None]]
+# (namespace, trigger) -> the verifiers of that Trigger's API keys, None when unknown.
+# Synchronous: the sources keep them in memory, so checking a key costs no I/O.
+KeyLookup = Callable[[str, str], KeyVerifiers | None]
+# (the claim not served, the older claim that owns its route)
+Conflict = tuple[RouteClaim, RouteClaim]
+
+
+@dataclass(frozen=True, slots=True)
+class KnownTrigger:
+    namespace: str
+    name: str
+    created: str | None  # creationTimestamp: the oldest Trigger claiming a route owns it
+    spec: TriggerSpec
+
+
+def owned_routes(triggers: Iterable[KnownTrigger]) -> tuple[list[Route], list[Conflict]]:
+    """The routes of the HTTP Triggers that own them, and the claims refused (pure)."""
+    http = [(t, t.spec.http) for t in triggers if t.spec.http is not None]
+    claims = {
+        (t.namespace, t.name): RouteClaim.of(t.namespace, t.name, t.created, route)
+        for t, route in http
+    }
+    owners = route_owners(claims.values())
+    routes = [
+        Route(t.namespace, t.name, t.spec.function_name, route)
+        for t, route in http
+        if owners[(t.namespace, t.name)] is None
+    ]
+    conflicts = [(claims[key], owner) for key, owner in owners.items() if owner is not None]
+    return routes, conflicts
 
 
 @dataclass
@@ -34,9 +65,17 @@ class FunctionEntry:
 
 
 class Catalog:
-    def __init__(self, queue_limit: int, read_secret: SecretReader) -> None:
+    def __init__(
+        self,
+        queue_limit: int,
+        key_verifiers: KeyLookup,
+        default_resources: Mapping[str, Any] | None = None,
+    ) -> None:
         self.queue_limit = queue_limit
-        self.read_secret = read_secret
+        self.key_verifiers = key_verifiers
+        # What a Function without its own resources gets (the chart's functionDefaults):
+        # metering bills the memory the pod really has.
+        self.default_resources: Mapping[str, Any] = default_resources or {}
         self.routes = RouteTable()
         self.functions: dict[FunctionKey, FunctionEntry] = {}
         self._buckets: dict[tuple[str, str], tuple[RateLimit, TokenBucket]] = {}
@@ -53,7 +92,7 @@ class Catalog:
                 key,
                 spec.concurrency,
                 spec.timeout_seconds,
-                spec.memory_mb / 1024,
+                self._memory_gb(spec),
                 pool,
                 FunctionStats(),
                 FunctionMeters(*key),
@@ -64,7 +103,10 @@ class Catalog:
         else:
             entry.concurrency = entry.pool.concurrency = spec.concurrency
             entry.timeout_seconds = spec.timeout_seconds
-            entry.memory_gb = spec.memory_mb / 1024
+            entry.memory_gb = self._memory_gb(spec)
+
+    def _memory_gb(self, spec: FunctionSpec) -> float:
+        return spec.effective_memory_mb(self.default_resources) / 1024
 
     def set_endpoints(self, key: FunctionKey, endpoints: Sequence[Endpoint]) -> None:
         entry = self.functions.get(key)
@@ -73,17 +115,16 @@ class Catalog:
         else:
             entry.pool.set_ready(endpoints)
 
-    def set_triggers(self, triggers: Iterable[tuple[str, str, TriggerSpec]]) -> None:
-        routes = [
-            Route(namespace, name, spec.function_name, spec.http)
-            for namespace, name, spec in triggers
-            if spec.http is not None
-        ]
+    def set_triggers(self, triggers: Iterable[KnownTrigger]) -> list[Conflict]:
+        """Serve the routes their oldest claimants own; when an owner goes, the next oldest
+        claimant takes over on the next call. Returns the claims refused."""
+        routes, conflicts = owned_routes(triggers)
         self.routes = RouteTable(routes)
         live = {(r.namespace, r.trigger) for r in routes}
         for key in list(self._buckets):
             if key not in live:
                 del self._buckets[key]
+        return conflicts
 
     def bucket(self, route: Route) -> TokenBucket | None:
         limit = route.http.rate_limit

@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
 from hanshu_api.local_platform import LocalPlatform, free_port
 from hanshu_api.manifests import load_manifests
 from hanshu_api.models import (
     FunctionSpec,
     Scaling,
-    TriggerSpec,
     parse_function_spec,
     parse_trigger_spec,
 )
@@ -31,10 +31,48 @@ from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
 
-from .catalog import Catalog
+from .catalog import Catalog, Conflict, KnownTrigger
 from .server import Gateway, GatewayConfig
 
 log = logging.getLogger("hanshu.dev")
+
+
+def triggers_in_order(
+    documents: Iterable[tuple[FunctionKey, Mapping[str, Any]]],
+) -> list[KnownTrigger]:
+    """Manifests have no creation times: the one that comes first is the older, so the
+    first Trigger to claim a route owns it, as the oldest does in a cluster."""
+    return [
+        KnownTrigger(namespace, name, f"{index:08d}", parse_trigger_spec(doc["spec"], namespace))
+        for index, ((namespace, name), doc) in enumerate(documents)
+    ]
+
+
+def conflict_line(conflict: Conflict) -> str:
+    loser, owner = conflict
+    return (
+        f"Trigger {loser.namespace}/{loser.name} is not served: the route "
+        f"{loser.describe()} belongs to Trigger {owner.namespace}/{owner.name}, which comes "
+        "first in the manifests (the oldest Trigger owns a route in a cluster too)"
+    )
+
+
+def verifiers_from_manifests(
+    triggers: Iterable[KnownTrigger], secrets: Mapping[FunctionKey, Mapping[str, str]]
+) -> dict[tuple[str, str], KeyVerifiers]:
+    """What the operator would publish for each keyed Trigger, from the Secret manifests
+    given; a Trigger whose Secret or key is missing gets none (503, as in a cluster)."""
+    found: dict[tuple[str, str], KeyVerifiers] = {}
+    for trigger in triggers:
+        auth = trigger.spec.http.auth if trigger.spec.http else None
+        if auth is None:
+            continue
+        value = secrets.get((trigger.namespace, auth.secret_name), {}).get(auth.secret_key)
+        if value is not None:
+            found[(trigger.namespace, trigger.name)] = KeyVerifiers.of_keys(
+                keys_from_secret_value(value)
+            )
+    return found
 
 
 @dataclass
@@ -58,18 +96,16 @@ class DevStack:
         self.internal_port = self.internal_port or free_port()
         self.autoscaler_port = self.autoscaler_port or free_port()
         self.platform = LocalPlatform()
-        self.catalog = Catalog(self.queue_limit, self._read_secret)
-        self._secrets = manifests.secrets
+        triggers = triggers_in_order(manifests.triggers.items())
+        self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
+        self.catalog = Catalog(self.queue_limit, self._key_verifiers)
         for key, document in manifests.functions.items():
             spec = parse_function_spec(document["spec"])
             self.functions[key] = spec
             self.platform.add_function(key, spec)
             self.catalog.set_function(key, spec)
-        triggers: list[tuple[str, str, TriggerSpec]] = [
-            (key[0], key[1], parse_trigger_spec(document["spec"], key[0]))
-            for key, document in manifests.triggers.items()
-        ]
-        self.catalog.set_triggers(triggers)
+        for conflict in self.catalog.set_triggers(triggers):
+            log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
 
         self.autoscaler = AutoscalerService(
@@ -105,7 +141,8 @@ class DevStack:
         self._tasks = [asyncio.create_task(self.autoscaler.run())]
         self._stopped = asyncio.Event()
         self._session = aiohttp.ClientSession()
-        for namespace, name, trigger in triggers:
+        for known in triggers:
+            namespace, name, trigger = known.namespace, known.name, known.spec
             if trigger.schedule is not None:
                 url = (
                     f"http://127.0.0.1:{self.internal_port}/_hanshu/invoke/"
@@ -136,8 +173,8 @@ class DevStack:
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
         return [(key, spec.scaling) for key, spec in self.functions.items()]
 
-    async def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
-        return self._secrets.get((namespace, name), {}).get(key)
+    def _key_verifiers(self, namespace: str, trigger: str) -> KeyVerifiers | None:
+        return self._verifiers.get((namespace, trigger))
 
     async def _scaled(self, key: FunctionKey, decision: Decision, previous: int) -> None:
         log.info(

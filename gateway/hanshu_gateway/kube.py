@@ -1,26 +1,87 @@
-"""The gateway in a cluster: Triggers, Functions and EndpointSlices from the Kubernetes API
-(list, then watch, re-listing after any break), API keys read from Secrets on demand."""
+"""The gateway in a cluster: Triggers, Functions and EndpointSlices from the Kubernetes API,
+and the API-key verifiers the operator publishes as Secrets in the gateway's own namespace.
+
+Each kind is listed once, then watched; a watch that ends, or goes silent, resumes from the
+last resourceVersion seen (an event's or a bookmark's). Only the API server saying the
+position is gone (410) makes the gateway list again, as client-go's reflector does.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import enum
+import json
 import logging
 import os
-import time
+import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, TRIGGER_PLURAL
-from hanshu_api.kube import ApiError, KubeClient, load_config, path_for
-from hanshu_api.models import SpecInvalid, TriggerSpec, parse_function_spec, parse_trigger_spec
+from hanshu_api.api_keys import SELECTOR, KeyVerifiers, read_published
+from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_for
+from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
 
-from .catalog import Catalog
-from .server import Gateway, GatewayConfig, config_from_env
+from .catalog import Catalog, Conflict, KnownTrigger
+from .server import ConfigError, Gateway, GatewayConfig, config_from_env
 
 log = logging.getLogger("hanshu.gateway")
-SECRET_CACHE_SECONDS = 10.0
+
+# Asked of the server per watch, spread over [300, 600) s as client-go's reflector does, so
+# that many gateways do not all reconnect at once.
+WATCH_TIMEOUT_SECONDS = 300
+# The API server sends a bookmark about every minute on a watch with a timeout: two
+# minutes of nothing at all means the connection is dead (resuming costs little if not).
+DEFAULT_WATCH_IDLE_SECONDS = 120.0
+BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+Handler = Callable[[str, Mapping[str, Any]], None]
+
+
+class WatchEnd(enum.Enum):
+    CLOSED = "closed"  # the server ended the stream (timeoutSeconds): the position holds
+    IDLE = "idle"  # nothing arrived within the idle bound: the position holds
+    GONE = "gone"  # 410: the position is older than the server's history
+    BROKEN = "broken"  # refused, torn, or an error: the position still holds
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOutcome:
+    ended: WatchEnd
+    version: str | None  # the last resourceVersion seen: a list's, an event's, a bookmark's
+    progressed: bool  # an event or a bookmark arrived
+
+
+@dataclass(frozen=True, slots=True)
+class NextWatch:
+    relist: bool
+    delay: float
+    failures: int  # attempts in a row that ended early with nothing
+
+
+def next_watch(outcome: WatchOutcome, failures: int) -> NextWatch:
+    """Resume from the last version seen unless the server said it is gone (or there is
+    none yet); reconnect at once after a stream that delivered or idled out, and back off
+    exponentially while attempts keep ending early with nothing."""
+    relist = outcome.ended is WatchEnd.GONE or not outcome.version
+    if outcome.progressed or outcome.ended is WatchEnd.IDLE:
+        return NextWatch(relist, 0.0, 0)
+    failures += 1
+    return NextWatch(
+        relist, min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (failures - 1)), failures
+    )
+
+
+def watch_timeout_seconds(jitter: float) -> int:
+    """The server-side timeout of one watch, ``jitter`` in [0, 1)."""
+    return int(WATCH_TIMEOUT_SECONDS * (1.0 + jitter))
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str | None:
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
 
 
 def _key(obj: Mapping[str, Any]) -> FunctionKey:
@@ -44,40 +105,95 @@ def ready_endpoints(endpoint_slice: Mapping[str, Any]) -> list[Endpoint]:
     return found
 
 
+# -- settings from the environment (each bad value: a ValueError naming its variable) -----
+
+
+def watch_idle_seconds_from_env(env: Mapping[str, str]) -> float:
+    raw = env.get("HANSHU_WATCH_IDLE_SECONDS", "")
+    if not raw:
+        return DEFAULT_WATCH_IDLE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(
+            f"HANSHU_WATCH_IDLE_SECONDS={raw!r} is not valid: set it to a number of seconds > 0"
+        )
+    return seconds
+
+
+def default_resources_from_env(env: Mapping[str, str]) -> Mapping[str, Any]:
+    """The chart's functionDefaults.resources, as the operator reads them: what a Function
+    without its own resources really gets, and so what it is metered for."""
+    raw = env.get("HANSHU_DEFAULT_RESOURCES", "")
+    if not raw:
+        return {}
+    try:
+        resources = json.loads(raw)
+    except ValueError as error:
+        resources = error
+    if not isinstance(resources, dict):
+        raise ConfigError(
+            f"HANSHU_DEFAULT_RESOURCES={raw!r} is not valid: set it to a JSON object like "
+            '{"limits": {"memory": "256Mi"}} (the chart sets functionDefaults.resources)'
+        )
+    return resources
+
+
+@dataclass
+class _Cursor:
+    """Where one watch is: the version to resume from, and the objects it has seen."""
+
+    version: str | None = None
+    seen: set[FunctionKey] = field(default_factory=set)
+
+
 class KubeGateway:
     def __init__(
-        self, config: GatewayConfig, kube: KubeClient, namespaces: tuple[str, ...] = ()
+        self,
+        config: GatewayConfig,
+        kube: KubeClient,
+        namespaces: tuple[str, ...] = (),
+        *,
+        gateway_namespace: str | None = None,
+        idle_seconds: float = DEFAULT_WATCH_IDLE_SECONDS,
+        default_resources: Mapping[str, Any] | None = None,
     ) -> None:
         self.kube = kube
         self.namespaces = namespaces or ("",)
-        self.catalog = Catalog(config.queue_limit, self.read_secret)
+        # Published verifiers live here, and the gateway reads Secrets nowhere else.
+        self.gateway_namespace = gateway_namespace or kube.config.namespace
+        self.idle_seconds = idle_seconds
+        self.catalog = Catalog(config.queue_limit, self.key_verifiers, default_resources or {})
         self.gateway = Gateway(config, self.catalog)
-        self._triggers: dict[FunctionKey, TriggerSpec] = {}
+        self._triggers: dict[FunctionKey, KnownTrigger] = {}
+        self._conflicts: list[Conflict] = []
         self._slices: dict[FunctionKey, tuple[FunctionKey, list[Endpoint]]] = {}
-        self._secrets: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
+        self._published: dict[FunctionKey, tuple[tuple[str, str], KeyVerifiers]] = {}
+        self._verifiers: dict[tuple[str, str], KeyVerifiers] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KubeGateway:
+        """Raises ConfigError naming the variable when one is malformed."""
         namespaces = tuple(
             n.strip() for n in env.get("HANSHU_WATCH_NAMESPACES", "").split(",") if n.strip()
         )
-        return cls(config_from_env(env), KubeClient(load_config(env)), namespaces)
+        idle_seconds = watch_idle_seconds_from_env(env)
+        default_resources = default_resources_from_env(env)
+        config = config_from_env(env)
+        return cls(
+            config,
+            KubeClient(load_config(env)),
+            namespaces,
+            gateway_namespace=env.get("HANSHU_GATEWAY_NAMESPACE") or None,
+            idle_seconds=idle_seconds,
+            default_resources=default_resources,
+        )
 
-    async def read_secret(self, namespace: str, name: str, key: str) -> str | None:
-        cached = self._secrets.get((namespace, name))
-        if cached is None or time.monotonic() - cached[0] > SECRET_CACHE_SECONDS:
-            secret = await self.kube.get(path_for("v1", "secrets", namespace, name))
-            data = (
-                None
-                if secret is None
-                else {
-                    k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()
-                }
-            )
-            cached = (time.monotonic(), data)
-            self._secrets[(namespace, name)] = cached
-        return None if cached[1] is None else cached[1].get(key)
+    def key_verifiers(self, namespace: str, trigger: str) -> KeyVerifiers | None:
+        return self._verifiers.get((namespace, trigger))
 
     # -- what the watches feed ------------------------------------------------------------
 
@@ -87,11 +203,24 @@ class KubeGateway:
             self._triggers.pop(key, None)
         else:
             try:
-                self._triggers[key] = parse_trigger_spec(obj.get("spec") or {}, key[0])
+                spec = parse_trigger_spec(obj.get("spec") or {}, key[0])
+                created = (obj.get("metadata") or {}).get("creationTimestamp")
+                self._triggers[key] = KnownTrigger(*key, created, spec)
             except SpecInvalid as error:  # the operator reports it on the Trigger
                 log.warning("ignoring Trigger %s/%s: %s", *key, error)
                 self._triggers.pop(key, None)
-        self.catalog.set_triggers((ns, name, spec) for (ns, name), spec in self._triggers.items())
+        conflicts = self.catalog.set_triggers(self._triggers.values())
+        for loser, owner in conflicts:
+            if (loser, owner) not in self._conflicts:  # once per conflict, not per event
+                log.warning(
+                    "not serving Trigger %s/%s: the route %s belongs to Trigger %s/%s",
+                    loser.namespace,
+                    loser.name,
+                    loser.describe(),
+                    owner.namespace,
+                    owner.name,
+                )
+        self._conflicts = conflicts
 
     def on_function(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = _key(obj)
@@ -118,6 +247,17 @@ class KubeGateway:
             ]
             self.catalog.set_endpoints(affected, endpoints)
 
+    def on_key_secret(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """A published verifier Secret: a changed one takes effect on its event, so a key
+        rotation reaches the gateway within seconds."""
+        secret = _key(obj)
+        published = None if kind == "DELETED" else read_published(obj)
+        if published is None:
+            self._published.pop(secret, None)
+        else:
+            self._published[secret] = published
+        self._verifiers = dict(self._published.values())
+
     # -- watching -------------------------------------------------------------------------
 
     async def _follow(
@@ -125,34 +265,84 @@ class KubeGateway:
         api_version: str,
         plural: str,
         namespace: str,
-        handle: Callable[[str, Mapping[str, Any]], None],
+        handle: Handler,
         label_selector: str | None = None,
     ) -> None:
         path = path_for(api_version, plural, namespace or None)
-        seen: set[FunctionKey] = set()
+        cursor = _Cursor()
+        failures = 0
         while True:
-            try:
-                items, version = await self.kube.list_with_version(path, label_selector)
-                current = {_key(item) for item in items}
-                for gone in seen - current:  # deleted while we were not watching
-                    handle("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
-                for item in items:
-                    handle("ADDED", item)
-                seen = current
-                async for event in self.kube.watch(path, label_selector, version):
-                    if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        handle(event["type"], event["object"])
-                        key = _key(event["object"])
-                        (seen.discard if event["type"] == "DELETED" else seen.add)(key)
-            except (ApiError, OSError, TimeoutError, ValueError) as error:
-                log.warning("watching %s stopped (%s); listing again", plural, error)
-                await asyncio.sleep(1)
-            except Exception as error:  # aiohttp payload errors and the like
-                log.warning("watching %s broke (%s); listing again", plural, error)
-                await asyncio.sleep(1)
+            outcome = await self._watch_once(path, plural, cursor, handle, label_selector)
+            step = next_watch(outcome, failures)
+            failures = step.failures
+            if step.relist:
+                cursor.version = None
+            if step.delay:
+                await asyncio.sleep(step.delay)
+
+    async def _relist(
+        self, path: str, cursor: _Cursor, handle: Handler, label_selector: str | None
+    ) -> None:
+        items, version = await self.kube.list_with_version(path, label_selector)
+        current = {_key(item) for item in items}
+        for gone in cursor.seen - current:  # deleted while nobody watched
+            handle("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
+        for item in items:
+            handle("ADDED", item)
+        cursor.seen, cursor.version = current, version
+
+    async def _watch_once(
+        self,
+        path: str,
+        plural: str,
+        cursor: _Cursor,
+        handle: Handler,
+        label_selector: str | None,
+    ) -> WatchOutcome:
+        """One list (when there is no position) and one watch, until it ends."""
+        progressed = False
+        try:
+            if cursor.version is None:
+                await self._relist(path, cursor, handle, label_selector)
+            async for event in self.kube.watch(
+                path,
+                label_selector,
+                cursor.version,
+                timeout_seconds=watch_timeout_seconds(random.random()),  # noqa: S311
+                idle_timeout=self.idle_seconds,
+            ):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    log.info("watching %s: %s", plural, obj.get("message", obj))
+                    ended = WatchEnd.GONE if obj.get("code") == 410 else WatchEnd.BROKEN
+                    return WatchOutcome(ended, cursor.version, progressed)
+                progressed = True
+                cursor.version = _resource_version(obj) or cursor.version
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    handle(kind, obj)
+                    (cursor.seen.discard if kind == "DELETED" else cursor.seen.add)(_key(obj))
+            return WatchOutcome(WatchEnd.CLOSED, cursor.version, progressed)
+        except WatchIdle as idle:
+            log.info("%s; resuming from %s", idle, cursor.version)
+            return WatchOutcome(WatchEnd.IDLE, cursor.version, progressed)
+        except ApiError as error:
+            log.warning("watching %s: %s", plural, error)
+            ended = WatchEnd.GONE if error.status == 410 else WatchEnd.BROKEN
+            return WatchOutcome(ended, cursor.version, progressed)
+        except Exception as error:  # refused, reset, torn JSON: the position still holds
+            log.warning("watching %s broke (%s: %s)", plural, type(error).__name__, error)
+            return WatchOutcome(WatchEnd.BROKEN, cursor.version, progressed)
 
     def _watches(self) -> list[Awaitable[None]]:
-        watches: list[Awaitable[None]] = []
+        watches: list[Awaitable[None]] = [
+            self._follow(
+                "v1",
+                "secrets",
+                self.gateway_namespace,
+                self.on_key_secret,
+                label_selector=SELECTOR,
+            )
+        ]
         for namespace in self.namespaces:
             watches += [
                 self._follow(API_VERSION, TRIGGER_PLURAL, namespace, self.on_trigger),

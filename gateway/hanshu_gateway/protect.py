@@ -1,28 +1,13 @@
-"""Protections per Trigger: API keys, token-bucket rate limits, CORS. Pure logic."""
+"""Protections per Trigger: token-bucket rate limits, CORS. Pure logic. (API keys are
+verified against published hashes: hanshu_api.api_keys.)"""
 
 from __future__ import annotations
 
-import hmac
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hanshu_api.models import Cors
-
-
-def api_key_matches(presented: str, keys: Iterable[str]) -> bool:
-    """Constant-time comparison against every valid key (several allow rotation)."""
-    presented_bytes = presented.encode()
-    matched = False
-    for key in keys:
-        # No early exit: the time does not tell which key (or how much of one) matched.
-        matched |= hmac.compare_digest(presented_bytes, key.encode())
-    return matched
-
-
-def keys_from_secret_value(value: str) -> list[str]:
-    """One key per line, so a Secret can hold the old and the new key while rotating."""
-    return [line.strip() for line in value.splitlines() if line.strip()]
 
 
 @dataclass

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -17,20 +18,20 @@ from aiohttp import web
 from hanshu_api.platform import Endpoint
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
 from . import metrics
 from .catalog import Catalog, FunctionEntry
 from .header_timeout import HeaderTimeoutServer
 from .pool import NoEndpointInTime, QueueFull
 from .protect import (
-    api_key_matches,
-    keys_from_secret_value,
     preflight_headers,
     response_cors_headers,
     retry_after_header,
 )
 from .routes import Route
 from .stats import StatsReporter
+from .target import BadTarget, Target, checked_host, parse_target, visible_ascii
 from .upstream import MalformedReply, UpstreamClosed, UpstreamPool
 
 log = logging.getLogger("hanshu.gateway")
@@ -40,6 +41,11 @@ HOP_BY_HOP = frozenset({
     "trailers", "transfer-encoding", "upgrade", "host", "content-length",
 })  # fmt: skip
 RETRY_PENALTY_SECONDS = 0.05
+# Only the runtime's own "draining" 503 carries it (the runtime strips it from what a
+# function returns): such a request is retried on another replica. Never shown to callers.
+DRAINING_HEADER = "X-Hanshu-Draining"
+REPLY_DROP = HOP_BY_HOP | {DRAINING_HEADER.lower()}
+MAX_REQUEST_ID_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +63,77 @@ class GatewayConfig:
     stats_interval: float = 1.0
 
 
+class ConfigError(Exception):
+    """A bad setting: ``python -m hanshu_gateway`` exits with this one line."""
+
+
+def _setting(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    return raw or None
+
+
+def _whole_number(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    raw = _setting(env, name)
+    if raw is None:
+        return default
+    accepted = f"a whole number >= {minimum}"
+    if maximum is not None:
+        accepted = f"a whole number from {minimum} to {maximum}"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not valid: set it to {accepted}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name}={raw!r} is out of range: set it to {accepted}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _setting(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={raw!r} is not valid: set it to a number of seconds > 0")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str:
+    raw = _setting(env, name)
+    if raw is None:
+        return ""
+    try:
+        url = URL(raw)
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"{name}={raw!r} is not valid: set it to an http(s) URL such as "
+            "http://hanshu-operator:8090, or leave it empty"
+        )
+    return raw
+
+
 def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
+    """Parse and check every setting; a bad one is a ConfigError naming the variable."""
     return GatewayConfig(
-        host=env.get("HANSHU_GATEWAY_HOST", "0.0.0.0"),
-        port=int(env.get("HANSHU_GATEWAY_PORT", "8080")),
-        internal_port=int(env.get("HANSHU_GATEWAY_INTERNAL_PORT", "8081")),
-        max_body_bytes=int(env.get("HANSHU_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
-        queue_limit=int(env.get("HANSHU_QUEUE_LIMIT", "1000")),
-        cold_start_timeout=float(env.get("HANSHU_COLD_START_TIMEOUT", "60")),
-        read_timeout=float(env.get("HANSHU_READ_TIMEOUT", "30")),
-        header_timeout=float(env.get("HANSHU_HEADER_TIMEOUT", "10")),
-        autoscaler_url=env.get("HANSHU_AUTOSCALER_URL", ""),
-        stats_interval=float(env.get("HANSHU_STATS_INTERVAL", "1")),
+        host=_setting(env, "HANSHU_GATEWAY_HOST") or "0.0.0.0",
+        port=_whole_number(env, "HANSHU_GATEWAY_PORT", 8080, minimum=1, maximum=65535),
+        internal_port=_whole_number(
+            env, "HANSHU_GATEWAY_INTERNAL_PORT", 8081, minimum=1, maximum=65535
+        ),
+        max_body_bytes=_whole_number(env, "HANSHU_MAX_BODY_BYTES", 6 * 1024 * 1024, minimum=0),
+        queue_limit=_whole_number(env, "HANSHU_QUEUE_LIMIT", 1000, minimum=1),
+        cold_start_timeout=_seconds(env, "HANSHU_COLD_START_TIMEOUT", 60.0),
+        read_timeout=_seconds(env, "HANSHU_READ_TIMEOUT", 30.0),
+        header_timeout=_seconds(env, "HANSHU_HEADER_TIMEOUT", 10.0),
+        autoscaler_url=_http_url(env, "HANSHU_AUTOSCALER_URL"),
+        stats_interval=_seconds(env, "HANSHU_STATS_INTERVAL", 1.0),
     )
 
 
@@ -108,6 +173,26 @@ async def read_body(request: web.BaseRequest, limit: int, within: float) -> byte
     return b"".join(chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class Routed:
+    route: Route
+    target: Target  # as the Function sees it: the prefix stripped when the Trigger says so
+    host: str  # what was routed on: the Host header, or an absolute-form target's host
+
+
+def _echoable(value: str | None) -> str | None:
+    """A request header's value if it is safe to send back in a reply header (aiohttp
+    gives bytes that are not UTF-8 as surrogates, which no reply can carry)."""
+    if value is None or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
+def _draining(headers: list[tuple[str, str]]) -> bool:
+    target = DRAINING_HEADER.lower()
+    return any(name.lower() == target and value.lower() == "true" for name, value in headers)
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
         self.config = config
@@ -127,36 +212,59 @@ class Gateway:
     # -- the public port ------------------------------------------------------------------
 
     def _request_id(self, request: web.BaseRequest) -> str:
-        return request.headers.get("X-Request-Id") or f"{self._id_prefix}-{next(self._ids):x}"
+        # The caller's id is echoed in headers and logs: only one that is safe to echo.
+        given = request.headers.get("X-Request-Id", "")
+        if given and len(given) <= MAX_REQUEST_ID_LENGTH and visible_ascii(given):
+            return given
+        return self.new_request_id()
+
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
+    def refusal(self, status: int, error_type: str, message: str) -> web.StreamResponse:
+        """A reply to a request aiohttp could not parse: the same JSON as any other."""
+        return error(status, error_type, message, self.new_request_id())
+
+    def _route(self, request: web.BaseRequest, request_id: str) -> Routed | web.Response:
+        """The route and the target its Function sees, or the reply refusing the request."""
+        try:
+            target = parse_target(request.raw_path)
+            host = checked_host(request.host)
+        except BadTarget as bad:
+            return error(400, bad.error_type, str(bad), request_id)
+        match = self.catalog.routes.match(host, target, request.method)
+        if match.route is None and match.allowed_methods:
+            return error(
+                405,
+                "MethodNotAllowed",
+                f"{request.method} is not allowed here; use {', '.join(match.allowed_methods)}",
+                request_id,
+                {"Allow": ", ".join(match.allowed_methods)},
+            )
+        upstream = match.route.upstream_target(target) if match.route is not None else None
+        # A replica's own /_hanshu/ paths are not public, whatever the prefix.
+        if match.route is None or upstream is None or upstream.reserved:
+            metrics.NO_ROUTE.inc()
+            return error(404, "NoRoute", f"no Trigger serves {host}{target.path}", request_id)
+        return Routed(match.route, upstream, host)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         request_id = self._request_id(request)
-        match = self.catalog.routes.match(request.host, request.path, request.method)
-        route = match.route
-        if route is None:
-            if match.allowed_methods:
-                return error(
-                    405,
-                    "MethodNotAllowed",
-                    f"{request.method} is not allowed here; use {', '.join(match.allowed_methods)}",
-                    request_id,
-                    {"Allow": ", ".join(match.allowed_methods)},
-                )
-            metrics.NO_ROUTE.inc()
-            return error(
-                404, "NoRoute", f"no Trigger serves {request.host}{request.path}", request_id
-            )
+        routed = self._route(request, request_id)
+        if isinstance(routed, web.Response):
+            return routed
+        route = routed.route
         cors = route.http.cors
-        origin = request.headers.get("Origin")
+        # Echoed back in CORS headers: an Origin no browser could send counts as none.
+        origin = _echoable(request.headers.get("Origin"))
         if (
             cors is not None
             and origin
             and request.method == "OPTIONS"
             and "Access-Control-Request-Method" in request.headers
         ):
-            headers = preflight_headers(
-                cors, origin, request.headers.get("Access-Control-Request-Headers")
-            )
+            requested = _echoable(request.headers.get("Access-Control-Request-Headers"))
+            headers = preflight_headers(cors, origin, requested)
             if headers is None:
                 return error(
                     403,
@@ -165,7 +273,7 @@ class Gateway:
                     request_id,
                 )
             return web.Response(status=204, headers={**headers, "X-Request-Id": request_id})
-        response = await self._serve(request, route, request_id)
+        response = await self._serve(request, routed, request_id)
         if cors is not None and origin:
             response.headers.update(response_cors_headers(cors, origin))
         return response
@@ -185,11 +293,14 @@ class Gateway:
                 request_id,
                 {"WWW-Authenticate": f'ApiKey header="{auth.header}"'},
             )
-        value = await self.catalog.read_secret(route.namespace, auth.secret_name, auth.secret_key)
-        if value is None:
+        # Salted hashes the operator published from the Trigger's Secret: the gateway
+        # never holds the keys themselves, nor reads Secrets outside its namespace.
+        verifiers = self.catalog.key_verifiers(route.namespace, route.trigger)
+        if verifiers is None:
             log.error(
-                "API key Secret %s/%s (key %s) is missing",
+                "no API key verifiers published for Trigger %s/%s (Secret %s, key %s)",
                 route.namespace,
+                route.trigger,
                 auth.secret_name,
                 auth.secret_key,
             )
@@ -199,15 +310,16 @@ class Gateway:
                 "this route's API keys are not available; try again later",
                 request_id,
             )
-        if not api_key_matches(presented, keys_from_secret_value(value)):
+        if not verifiers.matches(presented):
             return error(
                 403, "InvalidApiKey", "the API key is not valid for this route", request_id
             )
         return None
 
     async def _serve(
-        self, request: web.BaseRequest, route: Route, request_id: str
+        self, request: web.BaseRequest, routed: Routed, request_id: str
     ) -> web.StreamResponse:
+        route = routed.route
         started = time.monotonic()
         namespace, function = route.function_key
         entry = self.catalog.functions.get(route.function_key)
@@ -260,10 +372,9 @@ class Gateway:
                     request_id,
                     {"Connection": "close"},
                 )
-            headers = self._upstream_headers(request, route, request_id)
-            path = route.upstream_path(request.path)
-            if request.query_string:
-                path += "?" + request.rel_url.raw_query_string
+            headers = self._upstream_headers(request, routed, request_id)
+            # The raw target, never a decoded one: decoding is the replica's, and only once.
+            path = routed.target.upstream
             response = await self.forward(entry, request.method, path, headers, body, request_id)
             code = response.status
             return response
@@ -273,19 +384,24 @@ class Gateway:
                 entry.meters.latency.observe(time.monotonic() - started)
 
     def _upstream_headers(
-        self, request: web.BaseRequest, route: Route, request_id: str
+        self, request: web.BaseRequest, routed: Routed, request_id: str
     ) -> CIMultiDict[str]:
-        drop = HOP_BY_HOP | ({route.http.auth.header.lower()} if route.http.auth else set())
+        route = routed.route
+        # The caller's X-Forwarded-Prefix goes: only the gateway says where an app is mounted.
+        drop = HOP_BY_HOP | {"x-forwarded-prefix"}
+        if route.http.auth:
+            drop |= {route.http.auth.header.lower()}
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         client = peer[0] if peer else ""
         forwarded_for = request.headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{forwarded_for}, {client}" if forwarded_for else client
         headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
-        headers["X-Forwarded-Host"] = request.host
+        headers["X-Forwarded-Host"] = routed.host
         headers["X-Request-Id"] = request_id
-        if route.http.strip_prefix and route.http.path != "/":
-            headers["X-Forwarded-Prefix"] = route.http.path.rstrip("/")
+        if route.http.strip_prefix and route.prefix:
+            # Decoded, as the runtime takes it (the Trigger may spell it either way).
+            headers["X-Forwarded-Prefix"] = "/" + "/".join(route.prefix)
         return headers
 
     async def forward(
@@ -413,11 +529,11 @@ class Gateway:
             )
         finally:
             pool.release(endpoint)
-        if reply.status == 503 and b'"Draining"' in reply.body:
+        if reply.status == 503 and _draining(reply.headers):
             pool.penalize(endpoint, 1.0)  # it is shutting down; another one will do
             return None
         response_headers = CIMultiDict(
-            (name, value) for name, value in reply.headers if name.lower() not in HOP_BY_HOP
+            (name, value) for name, value in reply.headers if name.lower() not in REPLY_DROP
         )
         response_headers["X-Request-Id"] = request_id
         return web.Response(status=reply.status, body=reply.body, headers=response_headers)
@@ -474,9 +590,9 @@ class Gateway:
             HeaderTimeoutServer(
                 self.handle,
                 header_timeout=self.config.header_timeout,
+                refusal=self.refusal,
                 access_log=None,
                 keepalive_timeout=self.config.keepalive_timeout,
-                max_field_size=16 * 1024,
             ),
             shutdown_timeout=10,
         )

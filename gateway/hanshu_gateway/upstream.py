@@ -8,12 +8,18 @@ hop; this one writes the request in one call and parses the reply in place.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hanshu_api.platform import Endpoint
 
+# What may be written into a request head: a header name or method is a token, a target
+# visible ASCII; a value anything but what ends a line.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_LINE_BREAKING = re.compile(r"[\r\n\x00]")
 IDLE_SECONDS = 30.0  # below aiohttp's 75 s keep-alive: we close first, never race a close
 MAX_IDLE_PER_ENDPOINT = 256
 
@@ -120,7 +126,9 @@ class _Connection(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return None
-            lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            # UTF-8 as the runtime writes it, so a value reaches the caller unchanged.
+            head = bytes(self.buffer[:end]).decode("utf-8", "replace")
+            lines = head.split("\r\n")
             version, _, rest = lines[0].partition(" ")
             try:
                 self._status = int(rest[:3])
@@ -154,6 +162,29 @@ class _Connection(asyncio.Protocol):
             body = bytes(self.buffer[self._head_end : self._head_end + self._length])
             return UpstreamReply(self._status, self._headers, body)
         return None
+
+
+def _request_head(
+    endpoint: Endpoint,
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    length: int,
+) -> bytes:
+    """The request head for a replica. Whatever would end a line early is refused here,
+    the one place the hop's request lines are written: no caller can split a request on
+    a connection other callers' requests share."""
+    if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+        raise ValueError(f"refusing to write the request line {method!r} {target!r}")
+    head = [f"{method} {target} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or _LINE_BREAKING.search(value):
+            raise ValueError(f"refusing to write the header {name!r}: {value!r}")
+        head.append(f"{name}: {value}\r\n")
+    head.append(f"Content-Length: {length}\r\n\r\n")
+    # aiohttp's parser gives header bytes that are not UTF-8 as surrogates: this writes
+    # every value back as the bytes the caller sent.
+    return "".join(head).encode("utf-8", "surrogateescape")
 
 
 class UpstreamPool:
@@ -196,11 +227,9 @@ class UpstreamPool:
         within: float,
     ) -> UpstreamReply:
         """One exchange. Raises OSError when the replica refuses the connection,
-        UpstreamClosed when it closes without replying, TimeoutError past ``within`` s."""
-        head = [f"{method} {target} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"]
-        head += [f"{name}: {value}\r\n" for name, value in headers]
-        head.append(f"Content-Length: {len(body)}\r\n\r\n")
-        request = "".join(head).encode("latin-1") + body
+        UpstreamClosed when it closes without replying, TimeoutError past ``within`` s,
+        ValueError (before sending anything) for a target or header that would break a line."""
+        request = _request_head(endpoint, method, target, headers, len(body)) + body
         connection = self._reuse(endpoint)
         reused = connection is not None
         if connection is None:

@@ -4,6 +4,7 @@ Kubernetes schemas and against our security rules."""
 from __future__ import annotations
 
 import filecmp
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,10 @@ def test_rbac_is_least_privilege(helm_bin: Path):
             for rule in document["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule[field], f"{document['metadata']['name']}: {rule}"
-                if "secrets" in rule["resources"]:
-                    assert rule["verbs"] == ["get"], "Secrets: get by name only, never list"
+                if "secrets" in rule["resources"] and not _is_api_keys_role(document):
+                    # Read where Functions and Triggers live; written nowhere but the
+                    # release namespace (the published API-key verifiers).
+                    assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
     operator = next(
         d
         for d in render(helm_bin, None)
@@ -107,6 +110,63 @@ def test_rbac_is_least_privilege(helm_bin: Path):
     assert ("functions/status", "patch") in granted
 
 
+def _is_api_keys_role(document: dict[str, Any]) -> bool:
+    return document["kind"] == "Role" and document["metadata"]["name"].endswith("-api-keys")
+
+
+def _secret_verbs(document: dict[str, Any]) -> set[str]:
+    return {
+        v for rule in document["rules"] if "secrets" in rule["resources"] for v in rule["verbs"]
+    }
+
+
+def _bound_roles(documents: list[dict[str, Any]], account: str) -> list[dict[str, Any]]:
+    """The Roles and ClusterRoles a service account is bound to."""
+    roles = {
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in documents
+    }
+    bound = []
+    for binding in documents:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any(s["name"] == account for s in binding["subjects"]):
+            continue
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        bound.append(roles[(ref["kind"], namespace, ref["name"])])
+    return bound
+
+
+@pytest.mark.parametrize("values", VALUES, ids=lambda v: v.name if v else "defaults")
+def test_secrets_of_the_release_namespace_only(helm_bin: Path, values: Path | None):
+    """The gateway reads the published API-key verifiers in its own namespace and no other
+    Secret; the operator writes them there, and elsewhere only reads (and watches) Secrets."""
+    documents = render(helm_bin, values)
+    gateway = _bound_roles(documents, "hanshu-gateway")
+    assert gateway
+    for role in gateway:
+        if role["kind"] == "ClusterRole" or role["metadata"]["namespace"] != "hanshu-system":
+            assert not _secret_verbs(role), f"{role['kind']} {role['metadata']['name']}"
+    keys = [r for r in gateway if r["kind"] == "Role" and _secret_verbs(r)]
+    assert [(r["metadata"]["namespace"], _secret_verbs(r)) for r in keys] == [
+        ("hanshu-system", {"list", "watch"})
+    ]
+    operator = _bound_roles(documents, "hanshu-operator")
+    writes = [r for r in operator if "create" in _secret_verbs(r)]
+    assert [(r["kind"], r["metadata"]["namespace"]) for r in writes] == [("Role", "hanshu-system")]
+    assert _secret_verbs(writes[0]) == {"get", "list", "watch", "create", "patch", "delete"}
+    for role in operator:
+        if role is not writes[0]:
+            assert _secret_verbs(role) <= {"get", "list", "watch"}, role["metadata"]["name"]
+    for document in documents:
+        if document["kind"] == "Deployment":
+            env = {
+                e["name"]: e.get("value")
+                for e in document["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
+            assert env["HANSHU_GATEWAY_NAMESPACE"] == "hanshu-system"
+
+
 def test_namespaced_mode_creates_nothing_cluster_wide(helm_bin: Path):
     documents = render(helm_bin, CHART / "ci" / "namespaced-values.yaml")
     kinds = {d["kind"] for d in documents}
@@ -117,7 +177,10 @@ def test_namespaced_mode_creates_nothing_cluster_wide(helm_bin: Path):
         for d in documents
         if d["kind"] in ("Role", "RoleBinding")
     }
-    assert roles == {(k, ns) for k in ("Role", "RoleBinding") for ns in ("team-a", "team-b")}
+    # The watched namespaces, and the release namespace for the published API-key Secrets.
+    assert roles == {
+        (k, ns) for k in ("Role", "RoleBinding") for ns in ("team-a", "team-b", "hanshu-system")
+    }
     assert "PodDisruptionBudget" not in kinds  # one gateway replica
 
 
@@ -137,6 +200,14 @@ def test_defaults(helm_bin: Path):
     assert env["HANSHU_NETWORK_POLICY"] == "true"
     assert env["HANSHU_GATEWAY_POD_LABELS"].startswith("{")
     assert by_kind["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 1
+    gateway = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("gateway"))
+    gateway_env = {
+        e["name"]: e["value"] for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    # The gateway meters the memory the operator gives a Function without resources.
+    assert gateway_env["HANSHU_DEFAULT_RESOURCES"] == env["HANSHU_DEFAULT_RESOURCES"]
+    assert json.loads(gateway_env["HANSHU_DEFAULT_RESOURCES"])["limits"] == {"memory": "256Mi"}
+    assert gateway_env["HANSHU_WATCH_IDLE_SECONDS"] == "120"
 
 
 def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):
@@ -146,8 +217,6 @@ def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):
     assert "PodMonitor" in kinds
     dashboard = next(d for d in documents if d["kind"] == "ConfigMap")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    import json
-
     panels = json.loads(dashboard["data"]["hanshu.json"])["panels"]
     assert len(panels) == 6
     deployment = next(d for d in documents if d["kind"] == "Deployment")

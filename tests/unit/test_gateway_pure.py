@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from hanshu_api.models import Cors, HttpRoute
+from hanshu_api.models import ApiKeyAuth, Cors, HttpRoute, TriggerSpec
 from hanshu_api.platform import Endpoint
+from hanshu_gateway.catalog import KnownTrigger, owned_routes
+from hanshu_gateway.devmode import verifiers_from_manifests
+from hanshu_gateway.header_timeout import describe_failure
 from hanshu_gateway.pool import EndpointPool, NoEndpointInTime, QueueFull
-from hanshu_gateway.protect import (
-    TokenBucket,
-    api_key_matches,
-    keys_from_secret_value,
-    preflight_headers,
-)
+from hanshu_gateway.protect import TokenBucket, preflight_headers
 from hanshu_gateway.routes import Route, RouteTable
+from hanshu_gateway.server import ConfigError, GatewayConfig, config_from_env
 from hanshu_gateway.stats import FunctionStats
+from hanshu_gateway.target import BadTarget, Target, parse_target
+
+
+def at(target: str) -> Target:
+    return parse_target(target)
 
 
 def route(
@@ -37,31 +42,68 @@ def test_longest_prefix_then_host_then_method():
             route("get-only", "/ro", methods=("GET",)),
         ]
     )
-    assert table.match("x.io", "/", "GET").route.trigger == "root"
-    assert table.match("x.io", "/api/v2/items", "GET").route.trigger == "v2"
-    assert table.match("x.io", "/api/v20", "GET").route.trigger == "api"  # not a path prefix
-    assert table.match("x.io", "/apis", "GET").route.trigger == "root"
-    assert table.match("shop.example.com:8080", "/", "GET").route.trigger == "shop"
-    assert table.match("eu.example.com", "/", "GET").route.trigger == "any-shop"
-    assert table.match("x.io", "/ro", "HEAD").route.trigger == "get-only"
-    refused = table.match("x.io", "/ro/x", "POST")
+    assert table.match("x.io", at("/"), "GET").route.trigger == "root"
+    assert table.match("x.io", at("/api/v2/items"), "GET").route.trigger == "v2"
+    assert table.match("x.io", at("/api/v20"), "GET").route.trigger == "api"  # not a prefix
+    assert table.match("x.io", at("/apis"), "GET").route.trigger == "root"
+    assert table.match("shop.example.com:8080", at("/"), "GET").route.trigger == "shop"
+    assert table.match("eu.example.com", at("/"), "GET").route.trigger == "any-shop"
+    assert table.match("x.io", at("/ro"), "HEAD").route.trigger == "get-only"
+    refused = table.match("x.io", at("/ro/x"), "POST")
     assert refused.route is None
     assert refused.allowed_methods == ("GET",)
-    assert RouteTable().match("x.io", "/", "GET").route is None
+    assert RouteTable().match("x.io", at("/"), "GET").route is None
+
+
+def test_prefixes_match_decoded_segments():
+    table = RouteTable([route("root"), route("shop", "/shop/"), route("cafe", "/caf%C3%A9")])
+    assert table.match("x.io", at("/sh%6Fp/x"), "GET").route.trigger == "shop"
+    assert table.match("x.io", at("/shop"), "GET").route.trigger == "shop"
+    assert table.match("x.io", at("/shop%2Fx"), "GET").route.trigger == "root"  # one segment
+    assert table.match("x.io", at("/café/menu".replace("é", "%C3%A9")), "GET").route.trigger == (
+        "cafe"
+    )
+    assert table.match("x.io", at("/shop/../cafe"), "GET").route.trigger == "root"
 
 
 def test_strip_prefix():
-    assert route("a", "/api", strip=True).upstream_path("/api/x/y") == "/x/y"
-    assert route("a", "/api", strip=True).upstream_path("/api") == "/"
-    assert route("a", "/api").upstream_path("/api/x") == "/api/x"
+    def seen(trigger: Route, path: str) -> str:
+        return trigger.upstream_target(at(path)).upstream
+
+    assert seen(route("a", "/api", strip=True), "/api/x/y?q=%0A") == "/x/y?q=%0A"
+    assert seen(route("a", "/api", strip=True), "/api") == "/"
+    assert seen(route("a", "/api", strip=True), "/api/") == "/"
+    assert seen(route("a", "/api", strip=True), "/%61pi/%252e") == "/%252e"  # raw, as sent
+    assert seen(route("a", "/api"), "/%61pi/x") == "/%61pi/x"
+    assert seen(route("a", "/", strip=True), "/x") == "/x"
 
 
-def test_api_keys():
-    keys = keys_from_secret_value("old\nnew\n\n")
-    assert keys == ["old", "new"]
-    assert api_key_matches("new", keys)
-    assert not api_key_matches("ne", keys)
-    assert not api_key_matches("", keys)
+def known(name: str, created: str | None, namespace: str = "ns", **http: Any) -> KnownTrigger:
+    return KnownTrigger(namespace, name, created, TriggerSpec(name, http=HttpRoute(**http)))
+
+
+def test_only_the_oldest_claimant_of_a_route_is_served():
+    older = known("older", "2026-01-01T00:00:00Z", namespace="team-b", path="/shop")
+    newer = known("newer", "2026-02-01T00:00:00Z", namespace="team-a", path="/shop/")
+    other = known("other", "2026-03-01T00:00:00Z", path="/shop", methods=("POST",), host="x.io")
+    routes, conflicts = owned_routes([newer, older, other])
+    assert sorted(r.trigger for r in routes) == ["older", "other"]
+    assert [(loser.name, owner.name) for loser, owner in conflicts] == [("newer", "older")]
+    routes, conflicts = owned_routes([newer, other])  # the owner is gone: the next takes over
+    assert sorted(r.trigger for r in routes) == ["newer", "other"]
+    assert conflicts == []
+
+
+def test_dev_mode_verifies_keys_from_the_secret_manifests():
+    auth = HttpRoute(path="/p", auth=ApiKeyAuth(secret_name="keys", secret_key="api-key"))
+    keyed = KnownTrigger("ns", "keyed", None, TriggerSpec("fn", http=auth))
+    orphan = KnownTrigger("other", "orphan", None, TriggerSpec("fn", http=auth))
+    verifiers = verifiers_from_manifests(
+        [keyed, orphan, known("open", None, path="/o")], {("ns", "keys"): {"api-key": "old\nnew\n"}}
+    )
+    assert set(verifiers) == {("ns", "keyed")}  # no Secret, no verifiers: a 503, as in a cluster
+    assert verifiers[("ns", "keyed")].matches("new")
+    assert not verifiers[("ns", "keyed")].matches("ne")
 
 
 def test_token_bucket():
@@ -120,3 +162,77 @@ async def test_pool_least_loaded_within_concurrency_and_fifo_queue():
         await pool.acquire(0.01)
     assert pool.queued == 1  # the timed-out waiter left the queue
     queued[1].cancel()
+
+
+def test_a_target_is_resolved_and_checked_segment_by_segment():
+    target = parse_target("/a/./b/../c%2Fd/%E4%BD%A0?x=%0A#fragment")
+    assert target.raw == ("a", "c%2Fd", "%E4%BD%A0")
+    assert target.decoded == ("a", "c/d", "你")
+    assert target.upstream == "/a/c%2Fd/%E4%BD%A0?x=%0A"  # no fragment, query as sent
+    assert parse_target("/a/..").upstream == "/"
+    assert parse_target("/a/b/.").upstream == "/a/b/"
+    assert parse_target("/a/%2E%2e/b").upstream == "/b"
+    assert parse_target("http://h.example:8080").upstream == "/"
+    assert parse_target("HTTPS://h.example/x?y").upstream == "/x?y"
+    for bad, error_type in (
+        ("/a%0d%0aX: 1", "InvalidPath"),
+        ("/a%00", "InvalidPath"),
+        ("/a%7F", "InvalidPath"),
+        ("/a%FF", "InvalidPath"),
+        ("/..", "InvalidPath"),
+        ("/a/../..", "InvalidPath"),
+        ("/a/..%2F..", "InvalidPath"),
+        ("/a/%2e%2e%2fb", "InvalidPath"),
+        ("/a b", "InvalidPath"),
+        ("/a\r\n", "InvalidPath"),
+        ("/你", "InvalidPath"),
+        ("*", "InvalidTarget"),
+        ("example.com:443", "InvalidTarget"),
+        ("ftp://h/x", "InvalidTarget"),
+    ):
+        with pytest.raises(BadTarget) as refused:
+            parse_target(bad)
+        assert refused.value.error_type == error_type, bad
+
+
+def test_the_reserved_space_under_any_spelling():
+    for path in ("/_hanshu", "/_hanshu/", "/_HANSHU/invoke", "/_hanshu%2Finvoke", "//_hanshu"):
+        assert parse_target(path).reserved, path
+    assert parse_target("/%5Fhanshu/invoke").reserved
+    assert parse_target("/shop/_hanshu/x").without_prefix(1).reserved
+    for path in ("/_hanshux", "/x/_hanshu", "/"):
+        assert not parse_target(path).reserved, path
+
+
+def test_parser_failures_become_statuses_a_caller_can_act_on():
+    from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
+
+    assert describe_failure(400, LineTooLong(b"/aaa...", 8190), 8190)[:2] == (414, "TargetTooLong")
+    assert describe_failure(400, LineTooLong(b"aaa...", 16384), 8190)[:2] == (
+        431,
+        "HeadersTooLarge",
+    )
+    too_many = BadHttpMessage("Too many headers received")
+    assert describe_failure(400, too_many, 8190)[:2] == (431, "HeadersTooLarge")
+    status, error_type, message = describe_failure(
+        400, BadStatusLine("GARBAGE", "Invalid method encountered:\n\n  b'GARBAGE'\n  ^"), 8190
+    )
+    assert (status, error_type) == (400, "BadRequest")
+    assert message.endswith("Invalid method encountered")
+    assert describe_failure(500, ValueError("bug"), 8190)[:2] == (500, "InternalError")
+
+
+def test_gateway_settings_from_the_environment():
+    assert config_from_env({}) == GatewayConfig()
+    assert config_from_env({"HANSHU_QUEUE_LIMIT": " 5 "}).queue_limit == 5
+    assert config_from_env({"HANSHU_COLD_START_TIMEOUT": "2.5"}).cold_start_timeout == 2.5
+    for name, value in (
+        ("HANSHU_QUEUE_LIMIT", "lots"),
+        ("HANSHU_GATEWAY_INTERNAL_PORT", "0"),
+        ("HANSHU_MAX_BODY_BYTES", "-1"),
+        ("HANSHU_HEADER_TIMEOUT", "0"),
+        ("HANSHU_STATS_INTERVAL", "inf"),
+        ("HANSHU_AUTOSCALER_URL", "ftp://x"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            config_from_env({name: value})

@@ -1,13 +1,16 @@
-"""The gateway's Kubernetes seam: Triggers, Functions, EndpointSlices and Secrets from the
-API (kmock), forwarding to a real runtime process, cold reports to a real stats sink."""
+"""The gateway's Kubernetes seam: Triggers, Functions, EndpointSlices and published API-key
+verifiers from the API (kmock), forwarding to a real runtime process, cold reports to a
+real stats sink."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+from hanshu_api.api_keys import KeyVerifiers, published_secret
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
+from hanshu_gateway.kube import KubeGateway
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port, serving
 from tests.helpers import eventually
@@ -25,19 +31,110 @@ CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 NS = "ns1"
 
 
-def endpoint_slice(port: int, ready: bool) -> dict[str, Any]:
+def endpoint_slice(
+    port: int, ready: bool, function: str = "echo", namespace: str = NS
+) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": "echo-abcde",
-            "namespace": NS,
-            "labels": {"hanshu.io/function": "echo", "kubernetes.io/service-name": "echo"},
+            "name": f"{function}-abcde",
+            "namespace": namespace,
+            "labels": {"hanshu.io/function": function, "kubernetes.io/service-name": function},
         },
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
     }
+
+
+def function(name: str, namespace: str = NS, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"handler": "handlers.echo", "code": {"image": "x"}, **spec},
+    }
+
+
+def trigger(
+    name: str, function_name: str, namespace: str = NS, created: str | None = None, **http: Any
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if created is not None:
+        metadata["creationTimestamp"] = created
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Trigger",
+        "metadata": metadata,
+        "spec": {"functionRef": {"name": function_name}, "http": http},
+    }
+
+
+def stored(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """A Secret as the API server keeps it (and kmock does not): stringData becomes data."""
+    kept = {k: v for k, v in secret.items() if k != "stringData"}
+    kept["data"] = {
+        k: base64.b64encode(v.encode()).decode() for k, v in secret["stringData"].items()
+    }
+    return kept
+
+
+def published(
+    gateway_namespace: str, namespace: str, trigger_name: str, *keys: str
+) -> dict[str, Any]:
+    """What the operator publishes for a keyed Trigger: salted hashes, never the keys."""
+    return stored(
+        published_secret(gateway_namespace, namespace, trigger_name, KeyVerifiers.of_keys(keys))
+    )
+
+
+async def create(kube: KubeClient, body: dict[str, Any]) -> None:
+    api_version, kind = body["apiVersion"], body["kind"]
+    plural = {"Function": FUNCTION_PLURAL, "Trigger": TRIGGER_PLURAL}.get(kind)
+    plural = plural or {"Secret": "secrets", "EndpointSlice": "endpointslices"}[kind]
+    await kube.create(path_for(api_version, plural, body["metadata"]["namespace"]), body)
+
+
+@contextlib.asynccontextmanager
+async def kube_client(kmock: Any, tmp_path: Path) -> AsyncIterator[tuple[KubeClient, Path]]:
+    declare_resources(kmock)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url), NS)
+    kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
+    try:
+        yield kube, kubeconfig
+    finally:
+        await kube.close()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(kubeconfig: Path, **env: str) -> AsyncIterator[tuple[str, str]]:
+    """The cluster gateway in this process, configured as its entry point is: from the
+    environment. Yields its public and internal URLs."""
+    port, internal = free_port(), free_port()
+    gateway = KubeGateway.from_env(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "HANSHU_GATEWAY_HOST": "127.0.0.1",
+            "HANSHU_GATEWAY_PORT": str(port),
+            "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
+            **env,
+        }
+    )
+    await gateway.start()
+    try:
+        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{internal}"
+    finally:
+        await gateway.stop()
+
+
+async def fetch(url: str, **headers: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as reply:
+        return reply.status, await reply.read()
+
+
+async def status_is(url: str, expected: int, **headers: str) -> bool:
+    return (await fetch(url, **headers))[0] == expected
 
 
 @pytest.fixture
@@ -108,6 +205,9 @@ async def test_gateway_follows_the_kubernetes_api(kmock, tmp_path, runtime_facto
             "data": {"api-key": base64.b64encode(b"s3cret").decode()},
         },
     )
+    # What the operator publishes from it, in the gateway's namespace: with no
+    # HANSHU_GATEWAY_NAMESPACE, the one its credentials name (the kubeconfig's here).
+    await kube.create(path_for("v1", "secrets", NS), published(NS, NS, "keyed", "s3cret"))
     await create("discovery.k8s.io/v1", "endpointslices", endpoint_slice(runtime.port, True))
 
     port, internal = free_port(), free_port()
@@ -174,3 +274,36 @@ async def _cold_pool(http: aiohttp.ClientSession, internal: int) -> bool:
     async with http.get(f"http://127.0.0.1:{internal}/functions") as reply:
         functions = await reply.json()
     return any(f["name"] == "echo" and f["readyReplicas"] == 0 for f in functions)
+
+
+async def test_gb_seconds_meter_the_memory_the_pod_really_has(kmock, tmp_path, runtime_factory):
+    """A Function without resources gets the chart's functionDefaults: 512Mi here, so a
+    call of s seconds is 0.5 x s GB-seconds (not the 256Mi fallback's 0.25 x s)."""
+    runtime = runtime_factory(CODE, "handlers.slow")
+    async with kube_client(kmock, tmp_path) as (kube, kubeconfig):
+        await create(kube, function("metered", handler="handlers.slow"))
+        await create(kube, trigger("metered", "metered", path="/metered"))
+        await create(kube, endpoint_slice(runtime.port, True, function="metered"))
+        defaults = '{"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}}'
+        async with running_gateway(
+            kubeconfig, HANSHU_WATCH_NAMESPACES=NS, HANSHU_DEFAULT_RESOURCES=defaults
+        ) as (url, internal):
+            await eventually(lambda: status_is(f"{url}/metered?seconds=0", 200))
+            before = await _gb_seconds(internal, "metered")
+            started = time.monotonic()
+            assert await status_is(f"{url}/metered?seconds=0.4", 200)
+            wall = time.monotonic() - started
+            billed = await _gb_seconds(internal, "metered") - before
+    assert 0.5 * 0.4 <= billed <= 0.5 * wall
+
+
+async def _gb_seconds(internal: str, function_name: str) -> float:
+    _, page = await fetch(f"{internal}/metrics")
+    for family in text_string_to_metric_families(page.decode()):
+        for sample in family.samples:
+            if (
+                sample.name == "hanshu_gateway_gb_seconds_total"
+                and sample.labels.get("function") == function_name
+            ):
+                return float(sample.value)
+    return 0.0

@@ -35,6 +35,7 @@ def platform(platform_factory):
             trigger("public", "echo", path="/api", stripPrefix=True, methods=["GET", "POST"]),
             trigger("exact-host", "echo", host="shop.example.com", path="/"),
             trigger("private", "echo", path="/private", auth={"apiKeySecretRef": {"name": "keys"}}),
+            trigger("unkeyed", "echo", path="/unkeyed", auth={"apiKeySecretRef": {"name": "gone"}}),
             trigger(
                 "limited", "echo", path="/limited", rateLimit={"requestsPerSecond": 1, "burst": 2}
             ),
@@ -90,6 +91,11 @@ async def test_api_key(platform):
                 assert reply.status == 200
                 body = await reply.json()
             assert "X-API-Key" not in body["headers"]  # the key never reaches the function
+        # No Secret among the manifests: nothing to verify against, as when the operator
+        # has published nothing in a cluster.
+        async with http.get(f"{platform.url}/unkeyed", headers={"X-API-Key": "guess"}) as reply:
+            assert reply.status == 503
+            assert (await reply.json())["errorType"] == "ApiKeysUnavailable"
 
 
 async def test_rate_limit(platform):

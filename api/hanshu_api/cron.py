@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MACROS = {
@@ -42,6 +43,7 @@ class Cron:
     weekdays: frozenset[int]  # 0 = Sunday
     days_restricted: bool
     weekdays_restricted: bool
+    repeats_in_fall_back: bool = False
 
     def _day_matches(self, day: datetime.date) -> bool:
         dom = day.day in self.days
@@ -50,12 +52,10 @@ class Cron:
             return dom or dow
         return dom and dow
 
-    def next_after(self, after: datetime.datetime, time_zone: str) -> datetime.datetime:
-        """The first fire strictly after ``after`` (aware), as an aware UTC datetime."""
-        zone = zoneinfo.ZoneInfo(time_zone)
-        local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None)
-        candidate = local + datetime.timedelta(minutes=1)
-        limit = candidate + datetime.timedelta(days=366 * 5)
+    def _wall_matches(self, start: datetime.datetime) -> Iterator[datetime.datetime]:
+        """Matching wall-clock minutes (naive) from ``start`` on, ascending, for 5 years."""
+        candidate = start
+        limit = start + datetime.timedelta(days=366 * 5)
         while candidate < limit:
             if candidate.month not in self.months or not self._day_matches(candidate.date()):
                 candidate = datetime.datetime.combine(
@@ -68,17 +68,45 @@ class Cron:
             if candidate.minute not in self.minutes:
                 candidate += datetime.timedelta(minutes=1)
                 continue
-            aware = candidate.replace(tzinfo=zone)
-            # A wall time skipped by a DST jump does not exist: take the next one that does.
-            round_trip = aware.astimezone(datetime.UTC).astimezone(zone).replace(tzinfo=None)
-            if round_trip != candidate:
-                candidate += datetime.timedelta(minutes=1)
-                continue
-            fire = aware.astimezone(datetime.UTC)
-            if fire > after:
-                return fire
+            yield candidate
             candidate += datetime.timedelta(minutes=1)
+
+    def _instants(
+        self, wall: datetime.datetime, zone: zoneinfo.ZoneInfo
+    ) -> list[datetime.datetime]:
+        """The real instants (UTC) a matching wall time names: none when a spring-forward
+        jump skips it, two on a fall-back night for a job that repeats (Vixie cron: a job
+        with a wildcard minute or hour keeps its real-time cadence through the repeated
+        hour; a job at a fixed time runs once)."""
+        first = wall.replace(tzinfo=zone, fold=0)
+        if first.astimezone(datetime.UTC).astimezone(zone).replace(tzinfo=None) != wall:
+            return []  # skipped by a DST jump: the wall time does not exist
+        instants = [first.astimezone(datetime.UTC)]
+        second = wall.replace(tzinfo=zone, fold=1).astimezone(datetime.UTC)
+        if self.repeats_in_fall_back and second != instants[0]:
+            instants.append(second)
+        return instants
+
+    def next_after(self, after: datetime.datetime, time_zone: str) -> datetime.datetime:
+        """The first fire strictly after ``after`` (aware), as an aware UTC datetime."""
+        zone = zoneinfo.ZoneInfo(time_zone)
+        local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None)
+        # A repeated hour's second pass has wall times earlier than ``after``'s own wall
+        # time: start far enough back to see them (no zone shifts by more than 3 hours).
+        best: datetime.datetime | None = None
+        for wall in self._wall_matches(local - _LOOK_BACK):
+            instants = self._instants(wall, zone)
+            if best is not None and instants and instants[0] >= best:
+                return best  # first passes only grow from here, second passes are later
+            for instant in instants:
+                if instant > after and (best is None or instant < best):
+                    best = instant
+        if best is not None:
+            return best
         raise CronError("the expression never fires (e.g. February 30th)")
+
+
+_LOOK_BACK = datetime.timedelta(hours=3)
 
 
 def _value(token: str, names: dict[str, int], name: str) -> int:
@@ -134,4 +162,5 @@ def parse_cron(expression: str) -> Cron:
         weekdays,
         days_restricted=fields[2] != "*",
         weekdays_restricted=fields[4] != "*",
+        repeats_in_fall_back=fields[0].startswith("*") or fields[1].startswith("*"),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 
 import pytest
 from hanshu_api.conditions import FALSE, TRUE, UNKNOWN, Condition, merge_conditions, summarize
@@ -156,3 +157,24 @@ def test_api_paths():
         "/apis/apps/v1/namespaces/ns/deployments/f/scale"
     )
     assert path_for("hanshu.io/v1alpha1", "functions") == "/apis/hanshu.io/v1alpha1/functions"
+
+
+def fires(expression: str, start: datetime.datetime, count: int, zone: str) -> list[str]:
+    cron, found = parse_cron(expression), []
+    for _ in range(count):
+        start = cron.next_after(start, zone)
+        found.append(start.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%d %H:%M %Z"))
+    return found
+
+
+def test_cron_on_a_fall_back_night_repeats_wildcard_jobs_and_runs_fixed_times_once():
+    # New York repeats 01:00-01:59 on 2026-11-01 (EDT, then EST): vixie cron's rule.
+    before = datetime.datetime(2026, 11, 1, 4, 50, tzinfo=UTC)  # 00:50 EDT
+    assert fires("*/30 * * * *", before, 5, "America/New_York") == [
+        "01 01:00 EDT", "01 01:30 EDT", "01 01:00 EST", "01 01:30 EST", "01 02:00 EST",
+    ]  # fmt: skip
+    # A fixed time runs once that night; the next fire is the next day's.
+    assert fires("30 1 * * *", before, 2, "America/New_York") == ["01 01:30 EDT", "02 01:30 EST"]
+    # From inside the repeated hour's second pass, the next fire is in that pass.
+    inside = datetime.datetime(2026, 11, 1, 6, 10, tzinfo=UTC)  # 01:10 EST
+    assert fires("*/15 * * * *", inside, 1, "America/New_York") == ["01 01:15 EST"]

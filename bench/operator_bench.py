@@ -30,16 +30,17 @@ from common import free_port
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from tests.kube_emulator import declare_resources, write_kubeconfig
+from tests.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
 
 NAMESPACE = "bench"
 CHILDREN = (("v1/configmaps", "{}-code"), ("apps/v1/deployments", "{}"), ("v1/services", "{}"))
 
 
-class ForgetfulEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
-    """kmock without its request log. kmock records every request for test assertions
-    and, to dispatch each new one, scans the whole log: O(n) per request, O(n^2) per run,
-    which would make the emulator, not the operator, what this benchmark measures."""
+class ForgetfulEmulator(ApplyingEmulator):
+    """kmock (taught server-side apply, which the operator's children need) without its
+    request log. kmock records every request for test assertions and, to dispatch each new
+    one, scans the whole log: O(n) per request, O(n^2) per run, which would make the
+    emulator, not the operator, what this benchmark measures."""
 
     async def _handle(self, request: Any) -> Any:
         try:

@@ -299,7 +299,7 @@ class KubeClient:
         return result
 
     async def apply(
-        self, path: str, manifest: Mapping[str, Any], field_manager: str
+        self, path: str, manifest: Mapping[str, Any], field_manager: str, *, force: bool = True
     ) -> dict[str, Any]:
         """Server-side apply of a whole desired object (creating it when missing).
 
@@ -307,13 +307,14 @@ class KubeClient:
         (unless another manager owns it): a deleted toleration or ConfigMap key goes away.
         ``force`` takes over fields another manager set (a user's ``kubectl edit``), as a
         controller should; fields the manager never sends (``spec.replicas``) stay theirs.
+        Without it, a field another manager holds with another value is a 409 ApiError.
         """
         result: dict[str, Any] = await self.request(
             "PATCH",
             path,
             body=manifest,
             content_type=APPLY_PATCH,
-            params={"fieldManager": field_manager, "force": "true"},
+            params={"fieldManager": field_manager, **({"force": "true"} if force else {})},
         )
         return result
 

@@ -1,8 +1,15 @@
-"""Runs on a schedule: the event is the Trigger's payload."""
+"""Runs on a schedule. The event is what every fire sends: the Trigger's name, the time
+the fire is for, and the Trigger's ``payload`` under its own key."""
 
 import datetime
 
 
 def handler(event, context):
-    context.logger.info("nightly report for %s", event.get("team", "everyone"))
-    return {"reportedAt": datetime.datetime.now(datetime.UTC).isoformat(), "event": event}
+    team = event.get("payload", {}).get("team", "everyone")
+    message = f"nightly report for {team}"
+    context.logger.info("%s (the fire of %s)", message, event.get("triggerTime"))
+    return {
+        "message": message,
+        "triggerTime": event.get("triggerTime"),
+        "reportedAt": datetime.datetime.now(datetime.UTC).isoformat(),
+    }

@@ -1,19 +1,32 @@
-"""``python -m hanshu_operator``: run the operator (``kopf run -m hanshu_operator`` works too)."""
+"""``python -m hanshu_operator``: check the settings, then run the operator.
+
+``kopf run -m hanshu_operator.handlers`` runs the same handlers (importing this package
+alone registers none: the package stays importable without side effects).
+"""
 
 from __future__ import annotations
 
-import os
+import sys
 
 import kopf
 
 from . import handlers  # noqa: F401  (registers the handlers)
-from .config import config_from_env
+from .config import ConfigError, OperatorConfig, config_from_env
 
 
 def main() -> None:
-    config = config_from_env()
-    level = os.environ.get("HANSHU_LOG_LEVEL", "INFO").upper()
-    kopf.configure(debug=level == "DEBUG", quiet=level in ("WARNING", "ERROR"))
+    # Before kopf starts or anything connects: a bad setting is one line, not a traceback.
+    try:
+        config = config_from_env()
+    except ConfigError as error:
+        sys.exit(f"hanshu-operator: {error}")
+    run(config)
+
+
+def run(config: OperatorConfig) -> None:
+    kopf.configure(
+        debug=config.log_level == "DEBUG", quiet=config.log_level in ("WARNING", "ERROR")
+    )
     kopf.run(
         # One active replica by deployment (strategy Recreate, replicas 1): no peering CRD.
         standalone=True,

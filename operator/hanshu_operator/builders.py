@@ -79,7 +79,12 @@ def build_code_config_map(name: str, namespace: str, spec: FunctionSpec) -> dict
     }
 
 
-def runtime_env(name: str, spec: FunctionSpec, generation: int | None) -> list[dict[str, Any]]:
+def runtime_env(
+    name: str,
+    spec: FunctionSpec,
+    generation: int | None,
+    default_resources: Mapping[str, Any],
+) -> list[dict[str, Any]]:
     """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables."""
     env = {
         "HANSHU_HANDLER": spec.handler,
@@ -91,7 +96,8 @@ def runtime_env(name: str, spec: FunctionSpec, generation: int | None) -> list[d
         "HANSHU_ADMIN_PORT": str(ADMIN_PORT),
         "HANSHU_FUNCTION_NAME": name,
         "HANSHU_FUNCTION_VERSION": str(generation or 1),
-        "HANSHU_MEMORY_MB": str(spec.memory_mb),
+        # What the pod really gets, platform defaults included: context.memory_limit_in_mb.
+        "HANSHU_MEMORY_MB": str(spec.effective_memory_mb(default_resources)),
         # An in-flight request may run for the whole timeout; let it finish on scale-down.
         "HANSHU_DRAIN_SECONDS": str(spec.timeout_seconds),
     }
@@ -128,7 +134,7 @@ def build_pod_template(
         "name": RUNTIME_CONTAINER,
         "image": spec.code.image or config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
-        "env": runtime_env(name, spec, generation),
+        "env": runtime_env(name, spec, generation, config.default_resources),
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
@@ -137,7 +143,7 @@ def build_pod_template(
         "readinessProbe": _probe("/readyz", period=1, failures=1),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "startupProbe": _probe("/healthz", period=1, failures=60),
-        "resources": dict(spec.resources) or dict(config.default_resources),
+        "resources": dict(spec.effective_resources(config.default_resources)),
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -185,13 +191,17 @@ def build_deployment(
     checksum: str,
     generation: int | None,
 ) -> dict[str, Any]:
-    """The full Deployment for creation; ``initial replicas`` is minReplicas (0: cold)."""
+    """The Deployment the operator applies on every reconcile.
+
+    It has no ``spec.replicas``: that field is the autoscaler's (through the scale
+    subresource), and a field manager that stops applying a field it owned makes the API
+    server remove it; only creation sets it (``with_replicas``, then ``replicas_only``).
+    """
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
         "spec": {
-            "replicas": spec.scaling.min_replicas,
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector(name)},
             # Never fewer ready replicas than wanted during a roll-out: no cold requests.
@@ -204,11 +214,33 @@ def build_deployment(
     }
 
 
-def deployment_update(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """The merge patch for an existing Deployment: everything but ``spec.replicas``, which
-    belongs to the autoscaler and must never be reset by a reconcile."""
-    spec = {k: v for k, v in deployment["spec"].items() if k not in ("replicas", "selector")}
-    return {"metadata": {"labels": deployment["metadata"]["labels"]}, "spec": spec}
+def with_replicas(deployment: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    """The Deployment as first applied: without ``spec.replicas`` the API server would
+    default it to 1 and a Function meant to sit at zero would start a pod."""
+    return {**deployment, "spec": {**deployment["spec"], "replicas": replicas}}
+
+
+def replicas_only(deployment: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    """What the autoscaler's field manager applies right after creation, so that it
+    co-owns ``spec.replicas`` before the operator's manager stops applying it."""
+    meta = deployment["metadata"]
+    return {
+        "apiVersion": deployment["apiVersion"],
+        "kind": deployment["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": replicas},
+    }
+
+
+def owns_replicas_alone(deployment: Mapping[str, Any], manager: str) -> bool:
+    """Whether, by ``metadata.managedFields``, ``manager`` applied ``spec.replicas`` and
+    nobody else holds it: then omitting it from the next apply would remove it."""
+    holders = {
+        (entry.get("manager"), entry.get("operation"))
+        for entry in (deployment.get("metadata") or {}).get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    }
+    return holders == {(manager, "Apply")}
 
 
 def build_service(name: str, namespace: str) -> dict[str, Any]:

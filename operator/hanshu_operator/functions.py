@@ -6,6 +6,7 @@ The I/O edge: decisions live in builders, status and hanshu_api.models.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import kopf
@@ -27,7 +28,7 @@ from hanshu_api.conditions import (
     merge_conditions,
     now_rfc3339,
 )
-from hanshu_api.kube import KubeClient, path_for
+from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 
 from .builders import (
@@ -36,9 +37,13 @@ from .builders import (
     build_network_policy,
     build_service,
     code_checksum,
-    deployment_update,
+    code_config_map_name,
     function_url,
+    owns_replicas_alone,
+    replicas_only,
+    with_replicas,
 )
+from .kube_scaler import REPLICAS_MANAGER, scale
 from .metrics import FUNCTION_REPLICAS, instrumented
 from .references import missing_env_sources, resolve_code
 from .state import OperatorState, operator_state
@@ -50,24 +55,82 @@ from .status import (
     replica_counts,
 )
 
+# The operator's server-side-apply identity: it owns every field it applies to a child, and
+# a field it stops applying (a deleted inline file, a removed toleration) is removed.
+FIELD_MANAGER = MANAGED_BY
 
-async def _apply(
-    kube: KubeClient, manifest: Mapping[str, Any], update: Mapping[str, Any] | None = None
-) -> tuple[dict[str, Any], bool]:
-    """Create the object, or merge-patch it when it exists. Returns (object, created)."""
+_PLURALS = {
+    "ConfigMap": "configmaps",
+    "Service": "services",
+    "Deployment": "deployments",
+    "NetworkPolicy": "networkpolicies",
+}
+
+
+def _path_of(manifest: Mapping[str, Any]) -> str:
     meta = manifest["metadata"]
-    plural = {
-        "ConfigMap": "configmaps",
-        "Service": "services",
-        "Deployment": "deployments",
-        "NetworkPolicy": "networkpolicies",
-    }[manifest["kind"]]
-    path = path_for(manifest["apiVersion"], plural, meta["namespace"], meta["name"])
+    plural = _PLURALS[manifest["kind"]]
+    return path_for(manifest["apiVersion"], plural, meta["namespace"], meta["name"])
+
+
+async def _apply_child(kube: KubeClient, body: kopf.Body, child: Mapping[str, Any]) -> None:
+    path = _path_of(child)
+    # Apply creates a missing object too; the read is only for the Created event.
+    existed = await kube.get(path) is not None
+    await kube.apply(path, child, FIELD_MANAGER)
+    if not existed:
+        kind, name = child["kind"], child["metadata"]["name"]
+        kopf.info(body, reason="Created", message=f"Created {kind} {name}")
+
+
+async def _hand_over_replicas(
+    kube: KubeClient, path: str, deployment: Mapping[str, Any], replicas: int
+) -> dict[str, Any] | None:
+    """Apply ``spec.replicas`` as the autoscaler's manager, so that it co-owns the field.
+
+    Not forced: a conflict means another writer (a scale) already holds the field with
+    another value, which is all the handover is for; the docs say to do nothing then.
+    Returns the Deployment, or None after a conflict.
+    """
+    try:
+        return await kube.apply(
+            path, replicas_only(deployment, replicas), REPLICAS_MANAGER, force=False
+        )
+    except ApiError as error:
+        if error.status != HTTPStatus.CONFLICT:
+            raise
+        return None
+
+
+async def _apply_deployment(
+    kube: KubeClient, body: kopf.Body, deployment: Mapping[str, Any], spec: FunctionSpec
+) -> dict[str, Any]:
+    """Apply the Deployment without ever leaving ``spec.replicas`` to the operator alone.
+
+    Kubernetes' recipe for handing a field to another controller ("Server-Side Apply:
+    Transferring ownership", the HorizontalPodAutoscaler example,
+    https://kubernetes.io/docs/reference/using-api/server-side-apply/#transferring-ownership):
+    a manager that stops applying a field it owns alone makes the API server remove it (a
+    Deployment then defaults to 1 replica), so the field is first applied with the same
+    value by a second manager, which then co-owns it. So: create with the initial count,
+    at once apply that count as the autoscaler's manager, and never send it again.
+    """
+    path = _path_of(deployment)
     existing = await kube.get(path)
     if existing is None:
-        collection = path_for(manifest["apiVersion"], plural, meta["namespace"])
-        return await kube.create(collection, manifest), True
-    return await kube.merge_patch(path, update if update is not None else manifest), False
+        initial = spec.scaling.min_replicas
+        created = await kube.apply(path, with_replicas(deployment, initial), FIELD_MANAGER)
+        handed = await _hand_over_replicas(kube, path, deployment, initial)
+        name = deployment["metadata"]["name"]
+        kopf.info(body, reason="Created", message=f"Created Deployment {name}")
+        # After a conflict, someone scaled it meanwhile: read what they set.
+        return handed or await kube.get(path) or created
+    if owns_replicas_alone(existing, FIELD_MANAGER):
+        # Stopped between the two creation applies: hand the count over before dropping it.
+        current = int((existing.get("spec") or {}).get("replicas") or 0)
+        await _hand_over_replicas(kube, path, deployment, current)
+    applied = await kube.apply(path, deployment, FIELD_MANAGER)
+    return await _clamp_replicas(kube, body, applied, spec)
 
 
 async def _children(
@@ -89,19 +152,37 @@ async def _children(
     kopf.adopt(children, owner=body)
     for child in (code_map, service, policy):
         if child is not None:
-            _, created = await _apply(state.kube, child)
-            if created:
-                kopf.info(
-                    body,
-                    reason="Created",
-                    message=f"Created {child['kind']} {child['metadata']['name']}",
-                )
-    current, created = await _apply(state.kube, deployment, deployment_update(deployment))
-    if created:
-        kopf.info(body, reason="Created", message=f"Created Deployment {name}")
-    else:
-        current = await _clamp_replicas(state.kube, body, current, spec)
-    return current
+            await _apply_child(state.kube, body, child)
+    # A child the spec no longer asks for goes too: the inline code after a switch to an
+    # image, the NetworkPolicy after the chart turned it off.
+    if code_map is None:
+        await _remove_child(state.kube, body, "v1", "configmaps", code_config_map_name(name))
+    if policy is None:
+        await _remove_child(state.kube, body, NETWORKING, "networkpolicies", name)
+    return await _apply_deployment(state.kube, body, deployment, spec)
+
+
+NETWORKING = "networking.k8s.io/v1"
+
+
+async def _remove_child(
+    kube: KubeClient, body: kopf.Body, api_version: str, plural: str, name: str
+) -> None:
+    """Delete the object if this Function owns it (never a user's object of that name)."""
+    namespace = body["metadata"]["namespace"]
+    path = path_for(api_version, plural, namespace, name)
+    found = await kube.get(path)
+    if found is None or not _owned_by(found, body):
+        return
+    await kube.delete(path)
+    kind = found.get("kind") or plural
+    kopf.info(body, reason="Deleted", message=f"Deleted {kind} {name}: the spec no longer needs it")
+
+
+def _owned_by(child: Mapping[str, Any], owner: kopf.Body) -> bool:
+    uid = owner["metadata"].get("uid")
+    references = (child.get("metadata") or {}).get("ownerReferences") or []
+    return uid is not None and any(ref.get("uid") == uid for ref in references)
 
 
 async def _clamp_replicas(
@@ -113,10 +194,7 @@ async def _clamp_replicas(
     if bounded == replicas:
         return deployment
     meta = deployment["metadata"]
-    await kube.merge_patch(
-        path_for("apps/v1", "deployments", meta["namespace"], meta["name"], "scale"),
-        {"spec": {"replicas": bounded}},
-    )
+    await scale(kube, (meta["namespace"], meta["name"]), bounded)
     reason = "MinReplicas" if bounded > replicas else "MaxReplicas"
     kopf.info(body, reason="Scaled", message=f"{reason}: {replicas} -> {bounded} replicas")
     deployment.setdefault("spec", {})["replicas"] = bounded

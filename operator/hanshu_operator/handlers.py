@@ -4,8 +4,10 @@ hanshu_operator.handlers`` (or ``python -m hanshu_operator``).
 - startup: settings, login, the autoscaler's intake, clean-up
 - functions: Function -> code ConfigMap + Deployment + Service + NetworkPolicy, status
 - triggers: Trigger -> bound to its Function, status; the schedule daemon
+- route_ownership: the oldest Trigger owns a route; the others say RouteConflict
+- api_key_publisher: API-key verifiers published to the gateway's namespace
 """
 
-from . import functions, startup, triggers
+from . import api_key_publisher, functions, route_ownership, startup, triggers
 
-__all__ = ["functions", "startup", "triggers"]
+__all__ = ["api_key_publisher", "functions", "route_ownership", "startup", "triggers"]

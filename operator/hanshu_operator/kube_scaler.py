@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from hanshu_api.kube import KubeClient, path_for
+from hanshu_api.kube import MERGE_PATCH, KubeClient, path_for
 from hanshu_api.platform import FunctionKey
+
+# Who owns a Deployment's spec.replicas once it exists (the operator's own manager never
+# applies it after creation); named on every write so managedFields say who scaled.
+REPLICAS_MANAGER = "hanshu-autoscaler"
+
+
+async def scale(kube: KubeClient, key: FunctionKey, replicas: int) -> None:
+    namespace, name = key
+    await kube.request(
+        "PATCH",
+        path_for("apps/v1", "deployments", namespace, name, "scale"),
+        body={"spec": {"replicas": replicas}},
+        content_type=MERGE_PATCH,
+        params={"fieldManager": REPLICAS_MANAGER},
+    )
 
 
 class KubeScaler:
@@ -22,9 +37,5 @@ class KubeScaler:
         return self.replicas.get(key)
 
     async def set_replicas(self, key: FunctionKey, replicas: int) -> None:
-        namespace, name = key
-        await self._kube.merge_patch(
-            path_for("apps/v1", "deployments", namespace, name, "scale"),
-            {"spec": {"replicas": replicas}},
-        )
+        await scale(self._kube, key, replicas)
         self.replicas[key] = replicas

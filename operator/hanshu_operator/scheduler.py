@@ -1,6 +1,9 @@
 """Schedule Triggers: fire the Function at each cron time, through the gateway's invoke path
 (so a Function at zero wakes for it), and record every outcome. A fire that cannot be
-delivered is retried a few times and then reported, never dropped silently."""
+delivered is retried a few times and then reported, never dropped silently.
+
+Time comes from a ``Clock`` (``now`` and ``sleep_until``): the real one in production, a
+simulated one in tests, so a test checks a day of fires without waiting for any of them."""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ import contextlib
 import datetime
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from hanshu_api.conditions import rfc3339
@@ -21,6 +24,48 @@ from hanshu_api.models import Schedule
 log = logging.getLogger("hanshu.scheduler")
 
 RETRY_DELAYS = (1.0, 3.0, 10.0)
+
+Plan = TypeVar("Plan")
+SleepUntil = Callable[[datetime.datetime, asyncio.Event], Awaitable[None]]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def sleeper(now: Callable[[], datetime.datetime]) -> SleepUntil:
+    """A ``sleep_until`` on the event loop's timer, measured against ``now``."""
+
+    async def sleep_until(moment: datetime.datetime, wake: asyncio.Event) -> None:
+        # The loop's timer is monotonic and the wall clock is not (NTP steps it, a laptop
+        # sleeps): check again on waking, so a fire never goes off before its time.
+        while not wake.is_set():
+            delay = (moment - now()).total_seconds()
+            if delay <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wake.wait()
+
+    return sleep_until
+
+
+class Clock(Protocol):
+    def now(self) -> datetime.datetime: ...
+
+    async def sleep_until(self, moment: datetime.datetime, wake: asyncio.Event) -> None:
+        """Return at ``moment``, or as soon as ``wake`` is set."""
+        ...
+
+
+class SystemClock:
+    """The real clock: UTC wall time, and sleeps on the event loop."""
+
+    def now(self) -> datetime.datetime:
+        return utc_now()
+
+    async def sleep_until(self, moment: datetime.datetime, wake: asyncio.Event) -> None:
+        await sleeper(self.now)(moment, wake)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +130,13 @@ async def run_schedule(
     fire: Fire,
     record: Callable[[FireRecord], Awaitable[None]],
     stopped: asyncio.Event,
-    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    now: Callable[[], datetime.datetime] = utc_now,
     retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    sleep_until: SleepUntil | None = None,
 ) -> None:
+    """Fire at every cron time until ``stopped``; ``now`` and ``sleep_until`` are the clock
+    (by default the real one; ``sleep_until`` defaults to real sleeps measured by ``now``)."""
+    sleep_until = sleep_until or sleeper(now)
     cron = parse_cron(schedule.cron)
     last: FireRecord | None = None
     while not stopped.is_set():
@@ -100,10 +149,7 @@ async def run_schedule(
                 last.delivered if last else True,
             )
         )
-        delay = (next_fire - now()).total_seconds()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, delay)):
-                await stopped.wait()
+        await sleep_until(next_fire, stopped)
         if stopped.is_set():
             return
         delivered, outcome = await fire_with_retries(
@@ -117,3 +163,31 @@ async def run_schedule(
                 outcome,
             )
         last = FireRecord(next_fire, next_fire, outcome, delivered)
+
+
+async def follow_schedule(
+    current_plan: Callable[[], Plan | None],
+    run: Callable[[Plan, asyncio.Event], Coroutine[Any, Any, None]],
+    is_stopped: Callable[[], bool],
+    next_look: Callable[[], Awaitable[object]],
+) -> None:
+    """Run the Trigger's current plan (what to fire, and when) until it is stopped; when an
+    edit changes the plan, stop the old run before the new one starts, so an edited
+    schedule never fires twice. While there is no plan (an edit made the spec invalid),
+    wait for the next edit instead of ending: a fixed spec fires again.
+
+    ``next_look`` returns when the plan may have changed (the daemon polls kopf's live
+    spec; a test edits it directly)."""
+    while not is_stopped():
+        plan = current_plan()
+        if plan is None:
+            await next_look()
+            continue
+        stop = asyncio.Event()
+        runner = asyncio.create_task(run(plan, stop))
+        try:
+            while not is_stopped() and not runner.done() and current_plan() == plan:
+                await next_look()
+        finally:
+            stop.set()
+            await runner

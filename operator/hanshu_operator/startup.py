@@ -16,7 +16,7 @@ from hanshu_api.platform import FunctionKey
 
 from .autoscaler import Decision, Policy
 from .autoscaling_service import AutoscalerService
-from .config import config_from_env
+from .config import ConfigError, config_from_env
 from .events import post_event
 from .functions import write_function_status
 from .kube_scaler import KubeScaler
@@ -40,7 +40,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
-    config = config_from_env()
+    try:
+        config = config_from_env()
+    except ConfigError as error:
+        # Under `kopf run` (python -m hanshu_operator checks before kopf starts): retrying
+        # cannot fix the environment, so stop with the line that says what to set.
+        raise kopf.PermanentError(str(error)) from None
     state = OperatorState(config=config, kube=KubeClient(load_config()))
     if config.metrics_port:
         from prometheus_client import start_http_server
@@ -100,11 +105,15 @@ def login(**_: Any) -> kopf.ConnectionInfo:
             token = token_file.read().strip()
     return kopf.ConnectionInfo(
         server=config.server,
-        ca_path=config.ca_file,
+        # kubeconfig '*-data' stays in memory (PEM): kopf takes it as such, never a path too.
+        ca_path=None if config.ca_data else config.ca_file,
+        ca_data=config.ca_data,
         insecure=config.insecure,
         token=token,
-        certificate_path=config.cert_file,
-        private_key_path=config.key_file,
+        certificate_path=None if config.cert_data else config.cert_file,
+        certificate_data=config.cert_data,
+        private_key_path=None if config.key_data else config.key_file,
+        private_key_data=config.key_data,
         default_namespace=config.namespace,
         # Bound service-account tokens expire; kopf logs in again when the API says 401.
     )

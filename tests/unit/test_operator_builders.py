@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hanshu_api.models import parse_function_spec
 from hanshu_operator.builders import (
     build_code_config_map,
@@ -11,9 +12,11 @@ from hanshu_operator.builders import (
     build_network_policy,
     build_service,
     code_checksum,
-    deployment_update,
+    owns_replicas_alone,
+    replicas_only,
+    with_replicas,
 )
-from hanshu_operator.config import OperatorConfig, config_from_env
+from hanshu_operator.config import ConfigError, OperatorConfig, config_from_env
 from hanshu_operator.status import deployment_conditions, pod_fault
 from hanshu_runtime.config import config_from_env as runtime_config_from_env
 
@@ -74,12 +77,66 @@ def test_runtime_env_is_what_the_runtime_reads():
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 9
 
 
-def test_update_never_carries_replicas_or_the_immutable_selector():
-    deployment = build_deployment("f", "ns", spec(), CONFIG, "s", 1)
-    update = deployment_update(deployment)
-    assert "replicas" not in update["spec"]
-    assert "selector" not in update["spec"]
-    assert update["spec"]["template"] == deployment["spec"]["template"]
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_memory_falls_back_to_the_platform_defaults_the_pod_gets():
+    defaults = {"requests": {"cpu": "50m"}, "limits": {"memory": "512Mi"}}
+    config = OperatorConfig(runtime_image="rt:1", default_resources=defaults)
+    deployment = build_deployment("f", "ns", spec(), config, "s", 1)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == defaults
+    assert env_of(deployment)["HANSHU_MEMORY_MB"] == "512"
+    own = spec(resources={"requests": {"memory": "64Mi"}})
+    deployment = build_deployment("f", "ns", own, config, "s", 1)
+    assert env_of(deployment)["HANSHU_MEMORY_MB"] == "64"  # the Function's own win whole
+
+
+def test_the_applied_deployment_never_carries_replicas():
+    deployment = build_deployment("f", "ns", spec(scaling={"minReplicas": 2}), CONFIG, "s", 1)
+    assert "replicas" not in deployment["spec"]
+    assert deployment["spec"]["selector"] == {"matchLabels": {"hanshu.io/function": "f"}}
+    created = with_replicas(deployment, 2)
+    assert created["spec"] == {**deployment["spec"], "replicas": 2}
+    assert "replicas" not in deployment["spec"]  # not changed in place
+    assert replicas_only(deployment, 2) == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "f", "namespace": "ns"},
+        "spec": {"replicas": 2},
+    }
+
+
+def managed(*entries: tuple[str, str, bool]) -> dict[str, Any]:
+    """A Deployment's managedFields as a real API server writes them."""
+    return {
+        "metadata": {
+            "managedFields": [
+                {
+                    "manager": manager,
+                    "operation": operation,
+                    "apiVersion": "apps/v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {
+                        "f:spec": {"f:replicas": {}} if replicas else {"f:paused": {}},
+                    },
+                }
+                for manager, operation, replicas in entries
+            ]
+        }
+    }
+
+
+def test_replicas_owned_by_the_operator_alone_are_seen():
+    alone = ("op", "Apply", True)
+    assert owns_replicas_alone(managed(alone), "op")
+    assert not owns_replicas_alone(managed(alone, ("scaler", "Apply", True)), "op")
+    scaled = managed(("op", "Apply", False), ("scaler", "Update", True))
+    assert not owns_replicas_alone(scaled, "op")
+    assert not owns_replicas_alone(managed(("op", "Update", True)), "op")
+    assert not owns_replicas_alone({"metadata": {}}, "op")
 
 
 def test_checksum_follows_the_code():
@@ -154,6 +211,38 @@ def test_operator_config_from_env():
     config = config_from_env({"HANSHU_WATCH_NAMESPACES": "a, b", "HANSHU_GATEWAY_URL": "http://g/"})
     assert config.namespaces == ("a", "b")
     assert config.gateway_url == "http://g"
+    assert config_from_env({}) == OperatorConfig()
+    assert config_from_env({"HANSHU_NETWORK_POLICY": "True", "HANSHU_LOG_LEVEL": "debug"}) == (
+        OperatorConfig(network_policy=True, log_level="DEBUG")
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("HANSHU_RETRY_DELAY_SECONDS", "soon", "a number >= 0"),
+        ("HANSHU_AUTOSCALER_PORT", "x", "a port number from 0 to 65535"),
+        ("HANSHU_OPERATOR_METRICS_PORT", "70000", "a port number from 0 to 65535"),
+        ("HANSHU_DEFAULT_RESOURCES", "{requests", "a JSON object like"),
+        ("HANSHU_DEFAULT_RESOURCES", '{"limits": {"memory": "lots"}}', "a JSON object like"),
+        ("HANSHU_GATEWAY_POD_LABELS", "[]", "a JSON object of label keys"),
+        ("HANSHU_NETWORK_POLICY", "yes", "one of true, false"),
+        ("HANSHU_PANIC_THRESHOLD", "0.5", "a number >= 1"),
+        ("HANSHU_STABLE_WINDOW_SECONDS", "0", "a number > 0"),
+        ("HANSHU_IMAGE_PULL_POLICY", "Sometimes", "one of Always, IfNotPresent, Never"),
+        ("HANSHU_LOG_LEVEL", "loud", "one of DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_a_bad_setting_names_the_variable_and_what_it_takes(
+    variable: str, value: str, accepted: str
+):
+    with pytest.raises(ConfigError) as refused:
+        config_from_env({variable: value})
+    assert refused.value.variable == variable
+    message = str(refused.value)
+    assert message.startswith(f"{variable} ")
+    assert f"set {variable} to {accepted}" in message
+    assert "\n" not in message
 
 
 def test_network_policy_admits_only_the_gateway():

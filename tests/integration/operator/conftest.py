@@ -15,15 +15,17 @@ from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from kopf.testing import KopfRunner
 
 from tests.conftest import free_port
-from tests.kube_emulator import declare_resources, write_kubeconfig
+from tests.kube_emulator import ApplyingEmulator, declare_resources, is_apply, write_kubeconfig
 
 NAMESPACE = "ns1"
+# The module kopf runs (``kopf run -m``): importing it registers every handler.
+HANDLERS_MODULE = "hanshu_operator.handlers"
 
 
 class Cluster:
     """What a test does to the emulated cluster, through the real API (like kubectl)."""
 
-    def __init__(self, emulator: kmock.KubernetesEmulator, kube: KubeClient) -> None:
+    def __init__(self, emulator: ApplyingEmulator, kube: KubeClient) -> None:
         self.emulator = emulator
         self.kube = kube
 
@@ -75,10 +77,25 @@ class Cluster:
         ]
         return [e for e in posted if reason is None or e.get("reason") == reason]
 
+    def applies(self, resource: str, name: str) -> list[kmock.Request]:
+        """The server-side applies sent to one object, oldest first."""
+        return [
+            request
+            for request in self.emulator[kmock.resource(resource)]
+            if is_apply(request) and request.name == name and request.subresource is None
+        ]
+
+
+@pytest.fixture
+def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
+    """kmock's own ``kmock`` fixture, with the emulator that understands server-side apply
+    (the operator applies its children)."""
+    return {**kmock_options, "cls": ApplyingEmulator}
+
 
 @pytest.fixture
 async def cluster(
-    kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kmock: ApplyingEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Cluster]:
     declare_resources(kmock)
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url), NAMESPACE)
@@ -101,7 +118,7 @@ async def run_operator(cluster: Cluster) -> AsyncIterator[Cluster]:
     cannot share the test's loop (where kmock serves) and stop cleanly.
     """
     runner = KopfRunner(
-        ["run", "--standalone", "--namespace", NAMESPACE, "-m", "hanshu_operator.handlers"],
+        ["run", "--standalone", "--namespace", NAMESPACE, "-m", HANDLERS_MODULE],
         timeout=30,
     )
     await asyncio.to_thread(runner.__enter__)

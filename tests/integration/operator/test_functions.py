@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hanshu_api import ANNOTATION_CHECKSUM, API_VERSION, FUNCTION_PLURAL
 
 from tests.helpers import eventually
 
-from .conftest import Cluster
+from .conftest import Cluster, run_operator
 
 FN = f"{API_VERSION}/{FUNCTION_PLURAL}"
 DEPLOYMENTS = "apps/v1/deployments"
@@ -108,27 +109,30 @@ async def test_function_gets_code_configmap_deployment_service_and_status(operat
     )
 
 
-async def test_code_change_rolls_the_deployment_but_keeps_the_replica_count(operator: Cluster):
-    await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
-    first = await eventually(lambda: operator.object(DEPLOYMENTS, "hello"))
-    checksum = first["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CHECKSUM]
-    # The autoscaler scaled it to 3 meanwhile.
-    await operator.patch("apps/v1", "deployments", "hello", {"spec": {"replicas": 3}}, "scale")
+async def test_code_change_rolls_the_deployment_but_keeps_the_replica_count(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+):
+    # The operator's own autoscaler off: only this test scales (as an autoscaler would),
+    # and no idle tick scales it back down while a loaded machine runs the test slowly.
+    monkeypatch.setenv("HANSHU_AUTOSCALER_PORT", "0")
+    async with run_operator(cluster) as operator:
+        await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
+        first = await eventually(lambda: operator.object(DEPLOYMENTS, "hello"))
+        checksum = first["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CHECKSUM]
+        await operator.patch("apps/v1", "deployments", "hello", {"spec": {"replicas": 3}}, "scale")
 
-    new_code = {"index.py": "def handler(event, context):\n    return 'v2'\n"}
-    await operator.patch(
-        API_VERSION, FUNCTION_PLURAL, "hello", {"spec": {"code": {"inline": new_code}}}
-    )
+        new_code = {"index.py": "def handler(event, context):\n    return 'v2'\n"}
+        await operator.patch(
+            API_VERSION, FUNCTION_PLURAL, "hello", {"spec": {"code": {"inline": new_code}}}
+        )
 
-    def rolled() -> bool:
-        annotations = operator.object(DEPLOYMENTS, "hello")["spec"]["template"]["metadata"][
-            "annotations"
-        ]
-        return annotations[ANNOTATION_CHECKSUM] != checksum
+        def rolled() -> bool:
+            template = operator.object(DEPLOYMENTS, "hello")["spec"]["template"]
+            return template["metadata"]["annotations"][ANNOTATION_CHECKSUM] != checksum
 
-    await eventually(rolled, message="a new checksum on the pod template")
-    assert operator.object("v1/configmaps", "hello-code")["data"] == new_code
-    assert operator.object(DEPLOYMENTS, "hello")["spec"]["replicas"] == 3
+        await eventually(rolled, message="a new checksum on the pod template")
+        assert operator.object("v1/configmaps", "hello-code")["data"] == new_code
+        assert operator.object(DEPLOYMENTS, "hello")["spec"]["replicas"] == 3
 
 
 async def test_new_scaling_bounds_clamp_the_replica_count(operator: Cluster):

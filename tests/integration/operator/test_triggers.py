@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+from hanshu_operator.scheduler import SystemClock
 
 from tests.conftest import serving
 from tests.helpers import eventually
@@ -101,11 +103,29 @@ async def test_deleting_a_function_unbinds_its_triggers(operator: Cluster):
     assert "the Function 'hello'" in ready["message"]
 
 
+class JustBeforeAMinute:
+    """The real clock, shifted so that the first look at it is ``lead`` seconds before a
+    minute boundary: a cron fire comes in seconds instead of up to a minute."""
+
+    def __init__(self, lead: float) -> None:
+        self.lead = datetime.timedelta(seconds=lead)
+        self.offset: datetime.timedelta | None = None
+
+    def __call__(self) -> datetime.datetime:
+        real = datetime.datetime.now(datetime.UTC)
+        if self.offset is None:
+            boundary = real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+            self.offset = boundary - self.lead - real
+        return real + self.offset
+
+
 async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
     cluster: Cluster, monkeypatch
 ):
-    """The operator's schedule daemon against a stand-in for the gateway's internal port.
-    It fires at the next minute boundary, so this test waits up to a minute."""
+    """The operator's schedule daemon against a stand-in for the gateway's internal port,
+    on the operator's clock (``OperatorState.clock``, the real one), shifted to just
+    before a minute boundary: the daemon sleeps for real, a few seconds."""
+    monkeypatch.setattr(SystemClock, "now", JustBeforeAMinute(lead=3.0))
     fired: list[dict[str, Any]] = []
 
     async def invoke(request: web.Request) -> web.Response:
@@ -132,8 +152,8 @@ async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
 
             status = await eventually(
                 fired_and_recorded,
-                timeout=75,
-                interval=0.5,
+                timeout=15,
+                interval=0.1,
                 message="a fire at the next minute, recorded",
             )
     assert status["lastFireOutcome"] == "200"

@@ -173,6 +173,8 @@ class KubeGateway:
         self._published: dict[FunctionKey, tuple[tuple[str, str], KeyVerifiers]] = {}
         self._verifiers: dict[tuple[str, str], KeyVerifiers] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._listed: set[tuple[str, str | None]] = set()
+        self._watch_count = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KubeGateway:
@@ -290,6 +292,7 @@ class KubeGateway:
         for item in items:
             handle("ADDED", item)
         cursor.seen, cursor.version = current, version
+        self._listed.add((path, label_selector))
 
     async def _watch_once(
         self,
@@ -357,9 +360,16 @@ class KubeGateway:
             ]
         return watches
 
+    def synced(self) -> bool:
+        """Every watch has listed once: routes, Functions, replicas and keys are known."""
+        return len(self._listed) >= self._watch_count
+
     async def start(self) -> None:
+        watches = self._watches()
+        self._watch_count = len(watches)
+        self.gateway.routes_synced = self.synced
         await self.gateway.start()
-        self._tasks = [asyncio.ensure_future(watch) for watch in self._watches()]
+        self._tasks = [asyncio.ensure_future(watch) for watch in watches]
 
     async def stop(self) -> None:
         for task in self._tasks:

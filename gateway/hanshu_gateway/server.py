@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +208,8 @@ class Gateway:
         self._id_prefix = os.urandom(4).hex()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
+        # Whether every source has delivered its first full state (the cluster's watches).
+        self.routes_synced: Callable[[], bool] = lambda: True
 
     # -- the public port ------------------------------------------------------------------
 
@@ -571,13 +573,20 @@ class Gateway:
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
+    async def readyz(self, request: web.Request) -> web.Response:
+        # Not before the routes are known: a new gateway pod taking traffic with an empty
+        # table would answer 404 NoRoute for every Trigger during a rollout.
+        if not self.routes_synced():
+            return web.json_response({"status": "syncing"}, status=503)
+        return web.json_response({"status": "ready"})
+
     async def metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def internal_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/functions", self.function_states)
         app.router.add_post("/_hanshu/invoke/{namespace}/{function}", self.invoke)

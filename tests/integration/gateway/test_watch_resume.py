@@ -46,6 +46,10 @@ class SilentApi:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     expired_below: int = 0  # a watch from an older version is answered 410 (compacted)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    lists_answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.lists_answered.set()  # a test clears it to hold every list back
 
     def record(self, path: str, kind: str, obj: dict[str, Any]) -> int:
         self.version += 1
@@ -81,6 +85,7 @@ class SilentApi:
         query = dict(request.query)
         self.requests.append((request.path, query))
         if query.get("watch") != "true":
+            await self.lists_answered.wait()
             return web.json_response(
                 {
                     "metadata": {"resourceVersion": str(self.version)},
@@ -234,3 +239,32 @@ async def test_a_version_gone_from_history_lists_again(silent_api, gateway):
         message="a watch from the version of the second list",
     )
     assert len(api.lists(TRIGGERS)) == 2
+
+
+async def test_the_gateway_is_not_ready_until_it_has_listed_everything(silent_api, tmp_path):
+    """A new gateway pod must not take traffic with an empty route table (404s in a
+    rollout): /readyz says 503 until every watch has listed once."""
+    api, url = silent_api
+    api.record(TRIGGERS, "ADDED", _trigger("first"))
+    api.lists_answered.clear()
+    internal = free_port()
+    kube_gateway = KubeGateway.from_env(
+        {
+            "KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", url, NS)),
+            "HANSHU_WATCH_NAMESPACES": NS,
+            "HANSHU_GATEWAY_NAMESPACE": "hanshu-system",
+            "HANSHU_GATEWAY_HOST": "127.0.0.1",
+            "HANSHU_GATEWAY_PORT": str(free_port()),
+            "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
+        }
+    )
+    await kube_gateway.start()
+    try:
+        readyz = f"http://127.0.0.1:{internal}/readyz"
+        await eventually(lambda: len(api.lists(TRIGGERS)) == 1, message="the list asked for")
+        assert await _status(readyz) == 503
+        assert await _status(f"http://127.0.0.1:{internal}/healthz") == 200  # alive all along
+        api.lists_answered.set()
+        await eventually(lambda: _serves(readyz, 200), message="ready once everything is listed")
+    finally:
+        await kube_gateway.stop()

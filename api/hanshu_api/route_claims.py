@@ -11,17 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from .models import HttpRoute
 
 TriggerKey = tuple[str, str]  # (namespace, name)
+RouteKey = tuple[str, tuple[str, ...]]  # (host, decoded path segments)
 _NEWEST = "9999"  # no creationTimestamp yet (sorts after every real RFC 3339 time)
 
 
-def route_identity(host: str, path: str) -> tuple[str, str]:
-    """Host without port, lower-cased; the path prefix without its trailing slash."""
+def prefix_segments(path: str) -> tuple[str, ...]:
+    """A Trigger's path as the gateway matches it: decoded segments, '/' being none.
+    Written decoded ('/商店') or encoded ('/%E5%95%86%E5%BA%97', '/sh%6Fp'), it is the
+    same route; an encoded slash stays inside its segment."""
+    stem = path.rstrip("/")
+    if not stem:
+        return ()
+    return tuple(
+        unquote_to_bytes(segment).decode("utf-8", "replace") for segment in stem[1:].split("/")
+    )
+
+
+def route_identity(host: str, path: str) -> RouteKey:
+    """Host without port, lower-cased; the path prefix as the gateway routes on it."""
     bare_host = host.lower().split(":", 1)[0]
-    return bare_host, path.rstrip("/") or "/"
+    return bare_host, prefix_segments(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +56,7 @@ class RouteClaim:
         return (self.namespace, self.name)
 
     @property
-    def route(self) -> tuple[str, str]:
+    def route(self) -> RouteKey:
         return route_identity(self.host, self.path)
 
     @property
@@ -71,7 +85,7 @@ def _with_head(methods: tuple[str, ...]) -> set[str]:
 def route_owners(claims: Iterable[RouteClaim]) -> dict[TriggerKey, RouteClaim | None]:
     """For every claim: None when it owns its route, else the older claim that does."""
     verdicts: dict[TriggerKey, RouteClaim | None] = {}
-    accepted: dict[tuple[str, str], list[RouteClaim]] = {}
+    accepted: dict[RouteKey, list[RouteClaim]] = {}
     for claim in sorted(claims, key=lambda c: c.age_order):
         owners = accepted.setdefault(claim.route, [])
         owner = next((o for o in owners if o.overlaps(claim)), None)

@@ -20,7 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 # (status, errorType, errorMessage) -> the reply; the gateway adds a request id.
@@ -123,6 +126,24 @@ class HeaderTimeoutServer(web.Server):
             (_PublicHandler,),
             {"header_timeout": header_timeout, "refusal": staticmethod(refusal)},
         )
+
+    def _make_request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        try:
+            return super()._make_request(message, payload, protocol, writer, task)
+        except ValueError:
+            # An absolute-form target whose host yarl cannot decode ('http://xn--zz/x')
+            # fails inside aiohttp before any handler runs, leaving the caller with no
+            # reply and an open socket. Build the request without that host: an empty
+            # host is refused as InvalidHost by the gateway like any bad Host.
+            relative = message._replace(url=message.url.relative())
+            return web.BaseRequest(relative, payload, protocol, writer, task, self._loop, host="")
 
     def __call__(self) -> RequestHandler:
         handler: RequestHandler = self._handler_class(self, loop=self._loop, **self._kwargs)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from hanshu_api.models import HttpRoute
 from hanshu_api.platform import FunctionKey
+from hanshu_api.route_claims import prefix_segments
 
-from .target import Target, prefix_segments
+from .target import Target
 
 
 @dataclass(frozen=True, slots=True)

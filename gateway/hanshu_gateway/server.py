@@ -39,6 +39,9 @@ log = logging.getLogger("hanshu.gateway")
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+    # The gateway has read the whole body already: asking a replica to "continue" would
+    # only make it send an interim 100.
+    "expect",
 })  # fmt: skip
 RETRY_PENALTY_SECONDS = 0.05
 # Only the runtime's own "draining" 503 carries it (the runtime strips it from what a

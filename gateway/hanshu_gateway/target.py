@@ -99,20 +99,9 @@ def parse_target(raw: str) -> Target:
 
 def checked_host(host: str) -> str:
     """The Host (or the absolute-form target's host), which is routed on and forwarded."""
-    if not visible_ascii(host):
+    if not host or not visible_ascii(host):
         raise BadTarget("the Host header is not a host name", "InvalidHost")
     return host
-
-
-def prefix_segments(path: str) -> tuple[str, ...]:
-    """A Trigger's path as decoded segments; '/' is no segment at all. Written decoded
-    ('/商店') or encoded ('/%E5%95%86%E5%BA%97'), it matches the same requests."""
-    stem = path.rstrip("/")
-    if not stem:
-        return ()
-    return tuple(
-        unquote_to_bytes(segment).decode("utf-8", "replace") for segment in stem[1:].split("/")
-    )
 
 
 def _path_of_absolute_form(target: str) -> str:

@@ -134,6 +134,11 @@ class _Connection(asyncio.Protocol):
                 self._status = int(rest[:3])
             except ValueError:
                 raise MalformedReply(f"bad status line {lines[0]!r}") from None
+            if 100 <= self._status < 200 and self._status != 101:
+                # An interim reply (100 Continue, 103 Early Hints) from a server in a user's
+                # image: the final reply follows on this connection; never hand it out.
+                del self.buffer[: end + 4]
+                return self._parse()
             self._headers = []
             connection = ""
             for line in lines[1:]:
@@ -141,6 +146,8 @@ class _Connection(asyncio.Protocol):
                 value = value.strip()
                 lower = name.lower()
                 if lower == "content-length":
+                    if not value.isdigit():
+                        raise MalformedReply(f"bad Content-Length {value[:40]!r}")
                     self._length = int(value)
                 elif lower == "transfer-encoding":
                     self._chunked = "chunked" in value.lower()

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
-from hanshu_api.route_claims import RouteClaim, TriggerKey
+from hanshu_api.route_claims import RouteClaim, RouteKey, TriggerKey
 
 from .state import operator_state
 from .trigger_status import (
@@ -35,7 +35,7 @@ from .trigger_status import (
 @kopf.index(GROUP, VERSION, TRIGGER_PLURAL, id=ROUTE_INDEX)
 def trigger_route_claims(
     namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], RouteClaim]:
+) -> dict[RouteKey, RouteClaim]:
     """Route identity (host, path) -> the claims on it."""
     claim = claim_of(namespace, name, meta, spec) if namespace else None
     # An empty mapping (not None) drops a Trigger that no longer claims a route.

@@ -31,7 +31,7 @@ from hanshu_api.conditions import (
 from hanshu_api.cron import parse_cron
 from hanshu_api.kube import ApiError, path_for
 from hanshu_api.models import SpecInvalid, TriggerSpec, parse_trigger_spec
-from hanshu_api.route_claims import RouteClaim, conflict_message, route_owners
+from hanshu_api.route_claims import RouteClaim, RouteKey, conflict_message, route_owners
 
 from .config import OperatorConfig
 from .events import post_event
@@ -40,7 +40,7 @@ from .state import OperatorState
 log = logging.getLogger("hanshu.operator")
 
 # The kopf index of HTTP route claims: route identity (host, path) -> the claims on it.
-RouteIndex = Mapping[tuple[str, str], Iterable[RouteClaim]]
+RouteIndex = Mapping[RouteKey, Iterable[RouteClaim]]
 ROUTE_INDEX = "trigger_route_claims"  # its id: kopf passes it to handlers under this name
 
 # A condition that turns False for one of these reasons is also a Warning Event: once per

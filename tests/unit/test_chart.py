@@ -106,8 +106,17 @@ def test_rbac_is_least_privilege(helm_bin: Path):
     granted = {
         (r, v) for rule in operator["rules"] for r in rule["resources"] for v in rule["verbs"]
     }
-    assert ("deployments/scale", "patch") in granted
-    assert ("functions/status", "patch") in granted
+    # What the operator's code does to children: apply (create + patch), and delete the
+    # ones the spec no longer needs (functions.py _remove_child).
+    for needed in (
+        ("deployments/scale", "patch"),
+        ("functions/status", "patch"),
+        ("deployments", "patch"),
+        ("deployments", "create"),
+        ("configmaps", "delete"),
+        ("networkpolicies", "delete"),
+    ):
+        assert needed in granted, needed
 
 
 def _is_api_keys_role(document: dict[str, Any]) -> bool:

@@ -74,3 +74,18 @@ def test_when_the_owner_goes_the_next_claim_takes_over() -> None:
     third = claim("c", "t", "2026-01-03T00:00:00Z")
     assert route_owners([second, third]) == {second.key: None, third.key: second}
     assert route_owners([first, second, third])[third.key] == first
+
+
+def test_the_same_path_spelled_encoded_is_the_same_route():
+    # The gateway routes on decoded segments: '/sh%6Fp' serves exactly what '/shop' does.
+    owner = claim("a", "t", "2026-01-01T00:00:00Z", path="/shop")
+    for spelling in ("/sh%6Fp", "/%73hop/"):
+        rival = claim("b", "t", "2026-01-02T00:00:00Z", path=spelling)
+        assert route_owners([owner, rival])[rival.key] == owner
+    chinese = claim("a", "zh", "2026-01-01T00:00:00Z", path="/商店")
+    encoded = claim("b", "zh", "2026-01-02T00:00:00Z", path="/%E5%95%86%E5%BA%97")
+    assert route_owners([chinese, encoded])[encoded.key] == chinese
+    # An encoded slash is inside its segment: '/a%2Fb' is not '/a/b'.
+    slash = claim("c", "s", "2026-01-03T00:00:00Z", path="/a%2Fb")
+    nested = claim("d", "s", "2026-01-04T00:00:00Z", path="/a/b")
+    assert route_owners([slash, nested])[nested.key] is None

@@ -210,6 +210,8 @@ async def test_absolute_form_fragment_and_other_target_forms(platform):
     assert (await seen(platform, b"/echo/a#part"))["path"] == "/echo/a"
     assert_error(await exchange(platform.port, get(b"*", method=b"OPTIONS")), 400)
     assert_error(await exchange(platform.port, get(b"gw.test:443", method=b"CONNECT")), 400)
+    # A host in the target that cannot be decoded: a 400, not a reply that never comes.
+    assert_error(await exchange(platform.port, get(b"http://xn--zz/echo")), 400, "InvalidHost")
 
 
 async def test_a_host_or_request_id_that_is_not_ascii_is_never_a_500(platform):
@@ -351,3 +353,35 @@ async def test_the_upstream_client_never_writes_a_line_break_into_a_request():
         assert (await pool.request(endpoint, "GET", "/fine", [], b"", 5)).status == 200
         pool.close()
     assert received == ["/fine"]
+
+
+async def test_an_interim_reply_never_stands_in_for_the_real_one():
+    """A server in a user's image may send '100 Continue' or '103 Early Hints' first: the
+    caller gets the final reply, and the next request on the kept-alive connection gets
+    its own, not the previous one's."""
+    served = 0
+
+    async def replica(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        while await reader.readuntil(b"\r\n\r\n"):
+            served += 1
+            body = f"reply {served}".encode()
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                + b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            await writer.drain()
+
+    server = await asyncio.start_server(replica, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = UpstreamPool()
+    try:
+        endpoint = Endpoint("127.0.0.1", port)
+        for expected in (b"reply 1", b"reply 2"):
+            reply = await pool.request(endpoint, "GET", "/", [], b"", 5)
+            assert (reply.status, reply.body) == (200, expected)
+    finally:
+        pool.close()
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,1 @@
+"""Hanshu dispatcher: durable async invocations on NATS JetStream."""

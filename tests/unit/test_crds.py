@@ -38,7 +38,7 @@ def test_printer_columns():
             if c.get("priority", 0) == 0
         ]
 
-    assert columns("Function") == ["Ready", "Replicas", "URL", "Age"]
+    assert columns("Function") == ["Ready", "Reason", "Replicas", "URL", "Age"]
     assert columns("Trigger") == ["Function", "Type", "Ready", "URL", "Age"]
     assert CRDS["Function"]["spec"]["names"]["shortNames"] == ["fn"]
     assert CRDS["Trigger"]["spec"]["names"]["shortNames"] == ["trg"]

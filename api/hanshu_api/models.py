@@ -32,6 +32,13 @@ DEFAULT_TARGET_CONCURRENCY = 10
 DEFAULT_SCALE_TO_ZERO_GRACE = "30s"
 DEFAULT_SCALE_DOWN_DELAY = "0s"
 DEFAULT_MEMORY_MB = 256
+DEFAULT_MAX_RETRY_ATTEMPTS = 2
+MAX_RETRY_ATTEMPTS = 8
+DEFAULT_MAX_EVENT_AGE = "6h"
+# Lambda's bounds for an async event's age: a minute to six hours.
+MIN_EVENT_AGE_SECONDS = 60.0
+MAX_EVENT_AGE_SECONDS = 6 * 3600.0
+SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 class SpecInvalid(ValueError):
@@ -59,6 +66,30 @@ class Scaling:
 
 
 @dataclass(frozen=True, slots=True)
+class Destination:
+    """Where an async invocation's outcome goes: exactly one of the three."""
+
+    function: str | None = None  # a Function in the same namespace, invoked async
+    url: str | None = None  # POSTed the record
+    subject: str | None = None  # a NATS subject the record is published on
+
+    def as_dict(self) -> dict[str, str]:
+        for key in ("function", "url", "subject"):
+            value = getattr(self, key)
+            if value:
+                return {key: value}
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncPolicy:
+    max_retry_attempts: int = DEFAULT_MAX_RETRY_ATTEMPTS
+    max_event_age_seconds: float = 6 * 3600.0
+    on_success: Destination | None = None
+    on_failure: Destination | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Code:
     inline: Mapping[str, str] | None = None
     config_map: str | None = None
@@ -80,6 +111,7 @@ class FunctionSpec:
     service_account_name: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    async_policy: AsyncPolicy = AsyncPolicy()
 
     @property
     def memory_mb(self) -> int:
@@ -153,6 +185,57 @@ def _scaling(raw: Mapping[str, Any], problems: list[str]) -> Scaling:
             f"spec.scaling.maxReplicas ({scaling.max_replicas})"
         )
     return scaling
+
+
+def _destination(raw: Any, where: str, problems: list[str]) -> Destination | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where} must be an object with one of function, url or subject")
+        return None
+    given = [key for key in ("function", "url", "subject") if raw.get(key)]
+    if len(given) != 1:
+        problems.append(
+            f"{where} must have exactly one of function, url or subject "
+            f"(found: {', '.join(given) or 'none'})"
+        )
+        return None
+    value = str(raw[given[0]])
+    if given[0] == "url" and not re.match(r"^https?://[^/\s]+", value):
+        problems.append(f"{where}.url {value!r} must be an http(s) URL")
+    if given[0] == "subject" and not SUBJECT_PATTERN.match(value):
+        problems.append(
+            f"{where}.subject {value!r} must be a NATS subject of dot-separated tokens "
+            "(letters, digits, '-' and '_'; no wildcards)"
+        )
+    return Destination(**{given[0]: value})
+
+
+def _async_policy(raw: Mapping[str, Any], problems: list[str]) -> AsyncPolicy:
+    where = "spec.async."
+    max_age = _duration(raw, "maxEventAge", DEFAULT_MAX_EVENT_AGE, where, problems)
+    if not MIN_EVENT_AGE_SECONDS <= max_age <= MAX_EVENT_AGE_SECONDS:
+        problems.append(f"{where}maxEventAge must be from 1m to 6h, got {raw.get('maxEventAge')!r}")
+        max_age = MAX_EVENT_AGE_SECONDS
+    destinations = raw.get("destinations") or {}
+    return AsyncPolicy(
+        max_retry_attempts=_integer(
+            raw,
+            "maxRetryAttempts",
+            DEFAULT_MAX_RETRY_ATTEMPTS,
+            0,
+            MAX_RETRY_ATTEMPTS,
+            where,
+            problems,
+        ),
+        max_event_age_seconds=max_age,
+        on_success=_destination(
+            destinations.get("onSuccess"), f"{where}destinations.onSuccess", problems
+        ),
+        on_failure=_destination(
+            destinations.get("onFailure"), f"{where}destinations.onFailure", problems
+        ),
+    )
 
 
 def _code(
@@ -247,6 +330,7 @@ def parse_function_spec(spec: Mapping[str, Any]) -> FunctionSpec:
         service_account_name=spec.get("serviceAccountName") or None,
         node_selector=dict(spec.get("nodeSelector") or {}),
         tolerations=tuple(spec.get("tolerations") or ()),
+        async_policy=_async_policy(spec.get("async") or {}, problems),
     )
     if problems:
         raise SpecInvalid(problems)

@@ -34,6 +34,17 @@ def main() -> None:
     dev.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
     dev.add_argument("--stats-interval", type=float, default=1.0)
     dev.add_argument("--header-timeout", type=float, default=10.0)
+    dev.add_argument("--autoscaler-port", type=int, default=0)
+    dev.add_argument(
+        "--nats-url",
+        default="",
+        help="an existing NATS for async invocations ('off' for none); default: start one",
+    )
+    dev.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="do not run a dispatcher in this process (run python -m hanshu_dispatcher)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "dev":
@@ -53,6 +64,9 @@ def main() -> None:
             max_body_bytes=args.max_body_bytes,
             stats_interval=args.stats_interval,
             header_timeout=args.header_timeout,
+            autoscaler_port=args.autoscaler_port,
+            nats_url=args.nats_url,
+            dispatcher=not args.no_dispatcher,
         )
         asyncio.run(_serve_until_signalled(stack.start, stack.stop))
     else:

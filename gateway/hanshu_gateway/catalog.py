@@ -7,11 +7,11 @@ path only reads it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hanshu_api.api_keys import KeyVerifiers
-from hanshu_api.models import FunctionSpec, RateLimit, TriggerSpec
+from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.route_claims import RouteClaim, route_owners
 
@@ -62,6 +62,8 @@ class FunctionEntry:
     pool: EndpointPool
     stats: FunctionStats
     meters: FunctionMeters
+    # What async calls to it are stored with.
+    async_policy: AsyncPolicy = field(default_factory=AsyncPolicy)
 
 
 class Catalog:
@@ -80,6 +82,7 @@ class Catalog:
         self.functions: dict[FunctionKey, FunctionEntry] = {}
         self._buckets: dict[tuple[str, str], tuple[RateLimit, TokenBucket]] = {}
         self._pending_endpoints: dict[FunctionKey, Sequence[Endpoint]] = {}
+        self._trigger_routes: dict[tuple[str, str], Route] = {}
 
     def set_function(self, key: FunctionKey, spec: FunctionSpec | None) -> None:
         if spec is None:
@@ -97,6 +100,7 @@ class Catalog:
                 FunctionStats(),
                 FunctionMeters(*key),
             )
+            entry.async_policy = spec.async_policy
             self.functions[key] = entry
             if key in self._pending_endpoints:
                 pool.set_ready(self._pending_endpoints.pop(key))
@@ -104,6 +108,7 @@ class Catalog:
             entry.concurrency = entry.pool.concurrency = spec.concurrency
             entry.timeout_seconds = spec.timeout_seconds
             entry.memory_gb = self._memory_gb(spec)
+            entry.async_policy = spec.async_policy
 
     def _memory_gb(self, spec: FunctionSpec) -> float:
         return spec.effective_memory_mb(self.default_resources) / 1024
@@ -120,11 +125,16 @@ class Catalog:
         claimant takes over on the next call. Returns the claims refused."""
         routes, conflicts = owned_routes(triggers)
         self.routes = RouteTable(routes)
+        self._trigger_routes = {(r.namespace, r.trigger): r for r in routes}
         live = {(r.namespace, r.trigger) for r in routes}
         for key in list(self._buckets):
             if key not in live:
                 del self._buckets[key]
         return conflicts
+
+    def route_of_trigger(self, namespace: str, trigger: str) -> Route | None:
+        """The route an HTTP Trigger owns now (an async status is read through it)."""
+        return self._trigger_routes.get((namespace, trigger))
 
     def bucket(self, route: Route) -> TokenBucket | None:
         limit = route.http.rate_limit

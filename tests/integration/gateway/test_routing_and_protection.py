@@ -160,7 +160,12 @@ async def test_gateway_metrics(platform):
         'hanshu_gateway_requests_total{code="200",function="echo",namespace="default",'
         'trigger="public"}'
     ) in text
-    assert 'hanshu_gateway_gb_seconds_total{function="echo",namespace="default"}' in text
+    billed = 'hanshu_gateway_gb_seconds_total{function="echo",namespace="default",type="Sync"}'
+    assert billed in text
+    assert (
+        'hanshu_gateway_invocations_total{code="200",function="echo",namespace="default",'
+        'type="Sync"}'
+    ) in text
     assert "hanshu_gateway_request_duration_seconds_bucket" in text
 
 

@@ -1,0 +1,335 @@
+"""Async invocations as the gateway stores them and the dispatcher runs them.
+
+An async call is stored as one JetStream message on the subject of its Function: the HTTP
+request to replay (method, raw target, headers, body) and the Function's async policy at
+the time of the call (retries, event age, destinations), so the dispatcher needs no view of
+the cluster. Its progress is a JSON record in a JetStream key-value bucket, keyed by the
+invocation id, which the gateway serves at the status URL.
+
+Pure names and shapes only: the NATS I/O lives in the gateway and the dispatcher.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import AsyncPolicy, Destination
+from .platform import FunctionKey
+
+STREAM = "HANSHU_INVOCATIONS"
+SUBJECT_PREFIX = "hanshu.invoke"
+# A nudge (core NATS, not stored) so a dispatcher starts consuming a Function at once
+# rather than at its next look at the stream.
+WAKE_SUBJECT = "hanshu.dispatch.wake"
+STATUS_BUCKET = "hanshu_invocations"
+IDEMPOTENCY_BUCKET = "hanshu_idempotency"
+
+# Message headers (NATS headers travel with the stored message).
+H_MSG_ID = "Nats-Msg-Id"  # JetStream drops a second message with the same id in its window
+H_INVOCATION = "Hanshu-Invocation-Id"
+H_TYPE = "Hanshu-Invocation-Type"
+H_ENQUEUED = "Hanshu-Enqueued-At"
+H_POLICY = "Hanshu-Policy"
+H_REQUEST = "Hanshu-Request"
+H_JOB = "Hanshu-Job"
+H_ORIGIN = "Hanshu-Origin"  # who may read the status: namespace, function, trigger, key header
+
+# The HTTP headers of the invocation itself, as the runtime reads them.
+HTTP_INVOCATION_TYPE = "X-Hanshu-Invocation-Type"
+HTTP_FC_INVOCATION_TYPE = "X-Fc-Invocation-Type"  # Function Compute's name for it
+HTTP_INVOCATION_ID = "X-Hanshu-Invocation-Id"
+HTTP_ATTEMPT = "X-Hanshu-Attempt"
+HTTP_JOB_ID = "X-Hanshu-Job-Id"
+# On the dispatcher's call to the gateway's internal port: the target the Function sees.
+HTTP_TARGET = "X-Hanshu-Target"
+# On errors the gateway itself made (not the Function's replies): the errorType.
+HTTP_GATEWAY_ERROR = "X-Hanshu-Gateway-Error"
+
+SYNC, ASYNC, BATCH, EVENT = "Sync", "Async", "Batch", "Event"
+INVOCATION_TYPES = {t.lower(): t for t in (SYNC, ASYNC, BATCH)}
+
+ENQUEUED, RUNNING, RETRYING = "Enqueued", "Running", "Retrying"
+SUCCEEDED, FAILED, EXPIRED = "Succeeded", "Failed", "Expired"
+FINAL_STATES = frozenset({SUCCEEDED, FAILED, EXPIRED})
+STATES = (ENQUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, EXPIRED)
+
+# What the status keeps of a reply: enough to read an answer or an error, bounded so a
+# large reply cannot fill the bucket.
+MAX_RESULT_BODY_BYTES = 32 * 1024
+MAX_BATCH_EVENTS = 10_000
+
+_ID = re.compile(r"^[0-9a-f]{32}(?:-[0-9]{1,5})?$")
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_id() -> str:
+    """128 random bits: an id is the capability to read a status, so it is unguessable."""
+    return secrets.token_hex(16)
+
+
+def is_invocation_id(text: str) -> bool:
+    return bool(_ID.match(text))
+
+
+def is_job_id(text: str) -> bool:
+    return bool(_JOB_ID.match(text))
+
+
+def member_id(job_id: str, index: int) -> str:
+    return f"{job_id}-{index}"
+
+
+def record_key(invocation_id: str) -> str:
+    """A job's members share a key prefix, so the job's status is one prefix watch."""
+    return "inv." + invocation_id.replace("-", ".")
+
+
+def job_members_filter(job_id: str) -> str:
+    return f"inv.{job_id}.*"
+
+
+def job_key(job_id: str) -> str:
+    return f"job.{job_id}"
+
+
+def _token(name: str) -> str:
+    # Kubernetes names are [a-z0-9.-]; '.' separates NATS subject tokens and '_' can
+    # never appear in a name, so it stands for '.' without ambiguity.
+    return name.replace(".", "_")
+
+
+def _untoken(token: str) -> str:
+    return token.replace("_", ".")
+
+
+def subject_for(key: FunctionKey) -> str:
+    return f"{SUBJECT_PREFIX}.{_token(key[0])}.{_token(key[1])}"
+
+
+def function_of_subject(subject: str) -> FunctionKey | None:
+    parts = subject.split(".")
+    if len(parts) != 4 or ".".join(parts[:2]) != SUBJECT_PREFIX:
+        return None
+    return _untoken(parts[2]), _untoken(parts[3])
+
+
+def consumer_name(key: FunctionKey) -> str:
+    """A durable consumer per Function: its backlog is its own, and one Function's burst
+    never stands in front of another's events."""
+    return f"fn-{_token(key[0])}-{_token(key[1])}"[:200]
+
+
+def idempotency_key(key: FunctionKey, given: str) -> str:
+    digest = hashlib.sha256(f"{key[0]}/{key[1]}/{given}".encode()).hexdigest()
+    return f"idem.{digest[:48]}"
+
+
+def invocation_type_of(headers: Mapping[str, str]) -> str | None:
+    """'Sync', 'Async' or 'Batch' from either header name; None for a value that is none
+    of them."""
+    raw = headers.get(HTTP_INVOCATION_TYPE) or headers.get(HTTP_FC_INVOCATION_TYPE) or SYNC
+    return INVOCATION_TYPES.get(raw.strip().lower())
+
+
+def now_iso(now: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(now, datetime.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+# -- what travels in the message --------------------------------------------------------------
+
+
+def policy_document(policy: AsyncPolicy, timeout_seconds: float) -> dict[str, Any]:
+    return {
+        "maxAttempts": 1 + policy.max_retry_attempts,
+        "maxEventAgeSeconds": policy.max_event_age_seconds,
+        "timeoutSeconds": timeout_seconds,
+        "onSuccess": policy.on_success.as_dict() if policy.on_success else None,
+        "onFailure": policy.on_failure.as_dict() if policy.on_failure else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPolicy:
+    max_attempts: int
+    max_event_age_seconds: float
+    timeout_seconds: float
+    on_success: Destination | None
+    on_failure: Destination | None
+
+    @classmethod
+    def parse(cls, text: str) -> StoredPolicy:
+        raw = json.loads(text)
+
+        def destination(value: Any) -> Destination | None:
+            return Destination(**value) if value else None
+
+        return cls(
+            max_attempts=max(1, int(raw["maxAttempts"])),
+            max_event_age_seconds=float(raw["maxEventAgeSeconds"]),
+            timeout_seconds=float(raw["timeoutSeconds"]),
+            on_success=destination(raw.get("onSuccess")),
+            on_failure=destination(raw.get("onFailure")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """The HTTP request to replay: what the Function would have seen synchronously."""
+
+    method: str
+    target: str  # the raw target the replica gets (prefix already stripped)
+    headers: Sequence[tuple[str, str]] = ()
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {"method": self.method, "target": self.target, "headers": list(self.headers)},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> StoredRequest:
+        raw = json.loads(text)
+        return cls(
+            str(raw["method"]),
+            str(raw["target"]),
+            tuple((str(k), str(v)) for k, v in raw.get("headers") or ()),
+        )
+
+
+def message_headers(
+    invocation_id: str,
+    invocation_type: str,
+    enqueued_at: float,
+    policy: str,
+    request: StoredRequest,
+    origin: Origin,
+    job_id: str | None = None,
+) -> dict[str, str]:
+    headers = {
+        H_MSG_ID: invocation_id,
+        H_INVOCATION: invocation_id,
+        H_TYPE: invocation_type,
+        H_ENQUEUED: repr(enqueued_at),
+        H_POLICY: policy,
+        H_REQUEST: request.dumps(),
+        H_ORIGIN: json.dumps(
+            {
+                "namespace": origin.namespace,
+                "function": origin.function,
+                "trigger": origin.trigger,
+                "authHeader": origin.auth_header,
+            }
+        ),
+    }
+    if job_id:
+        headers[H_JOB] = job_id
+    return headers
+
+
+# -- the status record --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who may read a status: the Trigger that took the call, and its key header if any."""
+
+    namespace: str
+    function: str
+    trigger: str | None = None
+    auth_header: str | None = None
+
+
+def new_record(
+    invocation_id: str,
+    origin: Origin,
+    invocation_type: str,
+    enqueued_at: float,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "invocationId": invocation_id,
+        "namespace": origin.namespace,
+        "function": origin.function,
+        "trigger": origin.trigger,
+        "authHeader": origin.auth_header,
+        "invocationType": invocation_type,
+        "state": ENQUEUED,
+        "attempts": 0,
+        "enqueuedAt": now_iso(enqueued_at),
+        "updatedAt": now_iso(enqueued_at),
+    }
+    if job_id:
+        record["jobId"] = job_id
+    return record
+
+
+def result_of(status: int, body: bytes) -> dict[str, Any]:
+    kept = body[:MAX_RESULT_BODY_BYTES]
+    result: dict[str, Any] = {"statusCode": status, "truncated": len(body) > len(kept)}
+    try:
+        result["body"] = kept.decode()
+        result["isBase64Encoded"] = False
+    except UnicodeDecodeError:
+        result["body"] = base64.b64encode(kept).decode()
+        result["isBase64Encoded"] = True
+    return result
+
+
+def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the status URL shows: the record without who may read it."""
+    return {k: v for k, v in record.items() if k not in ("authHeader",)}
+
+
+@dataclass
+class JobCounts:
+    total: int
+    states: dict[str, int] = field(default_factory=dict)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        state = str(record.get("state", ENQUEUED))
+        self.states[state] = self.states.get(state, 0) + 1
+        if state in (FAILED, EXPIRED) and len(self.failed) < 1000:
+            self.failed.append(
+                {
+                    "invocationId": record.get("invocationId"),
+                    "state": state,
+                    "attempts": record.get("attempts"),
+                    "error": record.get("error"),
+                }
+            )
+
+    def document(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        counted = sum(self.states.values())
+        running = self.states.get(RUNNING, 0)
+        enqueued = (
+            self.states.get(ENQUEUED, 0)
+            + self.states.get(RETRYING, 0)
+            + max(0, self.total - counted)  # stored, not yet written to the bucket
+        )
+        finished = sum(self.states.get(s, 0) for s in FINAL_STATES)
+        return {
+            "jobId": job.get("jobId"),
+            "namespace": job.get("namespace"),
+            "function": job.get("function"),
+            "createdAt": job.get("createdAt"),
+            "state": "Finished" if finished >= self.total else "Running",
+            "total": self.total,
+            "enqueued": enqueued,
+            "running": running,
+            "succeeded": self.states.get(SUCCEEDED, 0),
+            "failed": self.states.get(FAILED, 0) + self.states.get(EXPIRED, 0),
+            "failedInvocations": self.failed,
+        }

@@ -1,0 +1,149 @@
+"""The JetStream side both the gateway and the dispatcher need: a connection that keeps
+trying, and the stream and buckets of async invocations, created when missing.
+
+Imported only by the components that talk to NATS (it needs ``nats-py``); the operator
+never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+
+from .invocations import IDEMPOTENCY_BUCKET, STATUS_BUCKET, STREAM, SUBJECT_PREFIX
+
+log = logging.getLogger("hanshu.jetstream")
+
+CONNECT_BACKOFF_SECONDS = 0.2
+MAX_CONNECT_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    replicas: int = 1  # 3 on a three-node NATS cluster
+    # How long a status stays readable after its last change.
+    status_ttl_seconds: float = 24 * 3600.0
+    # The Idempotency-Key window: a repeated key within it returns the first invocation.
+    idempotency_window_seconds: float = 3600.0
+    # Events older than the longest maxEventAge (6 h) are expired anyway: keep a margin.
+    max_age_seconds: float = 7 * 3600.0
+
+
+@dataclass
+class Invocations:
+    """Handles on the stream and buckets, valid while the connection lives."""
+
+    client: NATS
+    js: JetStreamContext
+    status: KeyValue
+    idempotency: KeyValue
+
+
+def stream_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=[f"{SUBJECT_PREFIX}.>"],
+        # Work queue: a message leaves when acknowledged, so the subject counts are the
+        # backlog per Function.
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        max_age=settings.max_age_seconds,
+        # De-duplication by Nats-Msg-Id (the invocation id): a publish retried after a
+        # lost acknowledgement is stored once.
+        duplicate_window=min(settings.idempotency_window_seconds, 3600.0),
+    )
+
+
+async def ensure(client: NATS, settings: StreamSettings) -> Invocations:
+    js = client.jetstream(timeout=5.0)
+    try:
+        await js.stream_info(STREAM)
+    except NotFoundError:
+        await js.add_stream(stream_config(settings))
+        log.info("created JetStream stream %s", STREAM)
+    status = await _bucket(js, STATUS_BUCKET, settings.status_ttl_seconds, settings.replicas)
+    idempotency = await _bucket(
+        js, IDEMPOTENCY_BUCKET, settings.idempotency_window_seconds, settings.replicas
+    )
+    return Invocations(client, js, status, idempotency)
+
+
+async def _bucket(js: JetStreamContext, name: str, ttl: float, replicas: int) -> KeyValue:
+    try:
+        return await js.key_value(name)
+    except Exception:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=name,
+                ttl=ttl,
+                history=1,
+                replicas=replicas,
+                storage=StorageType.FILE,
+            )
+        )
+
+
+async def connect(
+    url: str,
+    name: str,
+    on_change: Callable[[bool], None] | None = None,
+) -> NATS:
+    """Connect, trying again with backoff until NATS answers; once connected, nats-py
+    reconnects on its own for ever, buffering nothing we would later regret."""
+
+    async def disconnected() -> None:
+        log.warning("lost the connection to NATS at %s; reconnecting", url)
+        if on_change:
+            on_change(False)
+
+    async def reconnected() -> None:
+        log.info("reconnected to NATS at %s", url)
+        if on_change:
+            on_change(True)
+
+    async def errored(error: Exception) -> None:
+        log.debug("NATS: %s", error)
+
+    delay = CONNECT_BACKOFF_SECONDS
+    failures = 0
+    while True:
+        try:
+            client = await nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                # Publishes made while disconnected fail at once instead of waiting in a
+                # buffer: a caller gets 503, never a 202 for an event that was not stored.
+                pending_size=0,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=errored,
+            )
+        except (OSError, TimeoutError, nats.errors.Error) as error:
+            failures += 1
+            if failures in (1, 10) or failures % 50 == 0:
+                log.warning("cannot reach NATS at %s (%s); trying again", url, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_CONNECT_BACKOFF_SECONDS)
+            continue
+        if on_change:
+            on_change(True)
+        return client

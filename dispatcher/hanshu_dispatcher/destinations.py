@@ -1,0 +1,151 @@
+"""Where an async invocation's outcome goes: another Function, an HTTP URL, or a NATS
+subject, each sent Lambda's destination record.
+
+A destination that fails is tried again a few times; one that still fails is counted in
+``hanshu_dispatcher_destination_failures_total`` and logged with the invocation id and the
+record, never dropped without a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from hanshu_api.invocations import now_iso
+from hanshu_api.models import Destination
+from hanshu_api.platform import FunctionKey
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+
+from . import metrics
+
+log = logging.getLogger("hanshu.dispatcher")
+
+ATTEMPTS = 4
+FIRST_DELAY_SECONDS = 0.5
+
+
+def function_arn(key: FunctionKey) -> str:
+    """A stable Lambda-style name for a Function: region and account are the namespace."""
+    return f"arn:hanshu:function:{key[0]}:{key[1]}"
+
+
+def payload_of(body: bytes) -> Any:
+    """JSON stays JSON in the record; anything else is its text."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+def destination_record(
+    *,
+    key: FunctionKey,
+    invocation_id: str,
+    condition: str,
+    attempts: int,
+    request_body: bytes,
+    status: int | None,
+    response_body: bytes | None,
+    error: Mapping[str, Any] | None,
+    now: float,
+) -> dict[str, Any]:
+    """Lambda's async destination record (version 1.0), with Hanshu's function name."""
+    response_context: dict[str, Any] = {"executedVersion": "$LATEST"}
+    if status is not None:
+        response_context["statusCode"] = status
+    if error is not None:
+        response_context["functionError"] = "Unhandled"
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": now_iso(now),
+        "requestContext": {
+            "requestId": invocation_id,
+            "functionArn": f"{function_arn(key)}:$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": payload_of(request_body),
+        "responseContext": response_context,
+    }
+    if error is not None:
+        record["responsePayload"] = dict(error)
+    elif response_body is not None:
+        record["responsePayload"] = payload_of(response_body)
+    return record
+
+
+class Destinations:
+    def __init__(
+        self, session: aiohttp.ClientSession, nats_client: NATS, gateway_internal_url: str
+    ) -> None:
+        self.session = session
+        self.nats = nats_client
+        self.gateway = gateway_internal_url.rstrip("/")
+
+    async def send(
+        self, source: FunctionKey, destination: Destination, record: Mapping[str, Any]
+    ) -> bool:
+        body = json.dumps(record, separators=(",", ":")).encode()
+        kind = "function" if destination.function else "url" if destination.url else "subject"
+        delay = FIRST_DELAY_SECONDS
+        problem = ""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await self._send_once(source, destination, body, record)
+                metrics.DESTINATIONS.labels(kind, "delivered").inc()
+                return True
+            except (aiohttp.ClientError, TimeoutError, NatsError, DestinationRefused) as error:
+                problem = str(error) or type(error).__name__
+                if attempt < ATTEMPTS:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        metrics.DESTINATIONS.labels(kind, "failed").inc()
+        log.error(
+            "destination %s of %s/%s failed %d times (%s); the record was: %s",
+            destination.as_dict(),
+            *source,
+            ATTEMPTS,
+            problem,
+            body.decode(),
+        )
+        return False
+
+    async def _send_once(
+        self,
+        source: FunctionKey,
+        destination: Destination,
+        body: bytes,
+        record: Mapping[str, Any],
+    ) -> None:
+        timeout = aiohttp.ClientTimeout(total=10)
+        if destination.function:
+            # Through the gateway, which knows the target's async policy and says 404 for a
+            # Function that does not exist. The request id makes a resend harmless.
+            url = f"{self.gateway}/_hanshu/enqueue/{source[0]}/{destination.function}"
+            headers = {
+                "Content-Type": "application/json",
+                "Idempotency-Key": f"destination-{record['requestContext']['requestId']}-"
+                f"{record['requestContext']['condition']}",
+            }
+            async with self.session.post(url, data=body, headers=headers, timeout=timeout) as r:
+                if r.status != 202:
+                    raise DestinationRefused(f"the gateway answered {r.status}: {await r.text()}")
+        elif destination.url:
+            headers = {"Content-Type": "application/json"}
+            async with self.session.post(
+                destination.url, data=body, headers=headers, timeout=timeout
+            ) as reply:
+                if reply.status >= 300:
+                    raise DestinationRefused(f"{destination.url} answered {reply.status}")
+        elif destination.subject:
+            await self.nats.publish(destination.subject, body)
+            await self.nats.flush(timeout=5)
+
+
+class DestinationRefused(Exception):
+    pass

@@ -1,0 +1,41 @@
+"""Dispatcher metrics: what happened to every async invocation, and what is left to do."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+OUTCOMES = Counter(
+    "hanshu_dispatcher_invocations",
+    "Async invocations that reached a final state, by function, type and state.",
+    ["namespace", "function", "type", "state"],
+)
+ATTEMPTS = Counter(
+    "hanshu_dispatcher_attempts",
+    "Attempts made (each a call of the function), by function and how it went.",
+    ["namespace", "function", "verdict"],
+)
+DUPLICATES = Counter(
+    "hanshu_dispatcher_duplicate_deliveries",
+    "Deliveries of an invocation that had already ended (at-least-once redelivery).",
+    ["namespace", "function"],
+)
+REPEATED_RUNS = Counter(
+    "hanshu_dispatcher_repeated_runs",
+    "Attempts started for an invocation whose previous attempt may still have run to its end "
+    "(its dispatcher or replica died mid-run): the function may have run twice.",
+    ["namespace", "function"],
+)
+DESTINATIONS = Counter(
+    "hanshu_dispatcher_destination_deliveries",
+    "Outcome records sent to destinations, by kind and result.",
+    ["kind", "result"],
+)
+BACKLOG = Gauge(
+    "hanshu_dispatcher_backlog",
+    "Invocations stored and not yet finished, per function.",
+    ["namespace", "function"],
+)
+MALFORMED = Counter(
+    "hanshu_dispatcher_malformed_messages",
+    "Stored messages without the headers of an invocation (removed).",
+)

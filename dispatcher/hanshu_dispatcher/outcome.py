@@ -1,0 +1,129 @@
+"""What one attempt's reply means for an async invocation (pure).
+
+The rules are Lambda's for async events: a function error, a timeout or a replica that died
+is retried, up to the Function's ``maxRetryAttempts``, with growing backoff; throttling (the
+platform could not run it yet) is retried until the event's age runs out and does not use an
+attempt; an answer the function gave on purpose, a 4xx, is final.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hanshu_api.invocations import EXPIRED, FAILED, SUCCEEDED
+
+# Errors the gateway makes when it could not run the invocation yet: throttling.
+THROTTLES = frozenset({"QueueFull", "FunctionNotReady", "RateLimited"})
+# Replies a function could send that say "try again".
+RETRIED_CLIENT_CODES = frozenset({408, 429})
+
+# Lambda's destination conditions, and ours for a reply that ended it on purpose.
+SUCCESS = "Success"
+RETRIES_EXHAUSTED = "RetriesExhausted"
+EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+NOT_RETRIED = "NotRetried"
+
+
+class Verdict(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # final: onFailure gets it
+    RETRY = "retry"  # a function error, a timeout, a replica that died
+    THROTTLED = "throttled"  # not run: retry without using an attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What came back from the gateway; status 0 means no reply at all."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    gateway_error: str | None = None  # errorType when the gateway itself refused
+
+    @property
+    def retry_after(self) -> float | None:
+        raw = self.headers.get("Retry-After", "")
+        try:
+            return max(0.0, float(raw)) if raw else None
+        except ValueError:
+            return None
+
+
+def judge(reply: Reply) -> Verdict:
+    if reply.gateway_error in THROTTLES:
+        return Verdict.THROTTLED
+    if reply.status == 0 or reply.status >= 500 or reply.status in RETRIED_CLIENT_CODES:
+        return Verdict.RETRY
+    if reply.status >= 400:
+        return Verdict.FAILED
+    return Verdict.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    state: str | None  # a final state, or None to retry
+    condition: str | None = None  # the destination condition when final
+    delay: float = 0.0  # before the next delivery when retrying
+    uses_attempt: bool = True
+
+
+def next_step(
+    verdict: Verdict,
+    attempt: int,
+    max_attempts: int,
+    *,
+    age: float,
+    max_age: float,
+    retry_after: float | None,
+    base: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> Next:
+    """The state after attempt number ``attempt`` (1-based) had ``verdict``."""
+    if verdict is Verdict.SUCCEEDED:
+        return Next(SUCCEEDED, SUCCESS)
+    if verdict is Verdict.FAILED:
+        return Next(FAILED, NOT_RETRIED)
+    if verdict is Verdict.RETRY and attempt >= max_attempts:
+        return Next(FAILED, RETRIES_EXHAUSTED)
+    delay = backoff(attempt, base, cap, rng)
+    if retry_after is not None:
+        delay = max(delay if verdict is Verdict.RETRY else 0.0, min(retry_after, cap))
+    if age + delay > max_age:
+        return Next(EXPIRED, EVENT_AGE_EXCEEDED)
+    return Next(None, delay=delay, uses_attempt=verdict is Verdict.RETRY)
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """base, 2 x base, 4 x base ... up to cap, with +-20% jitter so that the retries of a
+    burst that failed together do not all come back at the same moment."""
+    spread = (rng or random).uniform(0.8, 1.2)
+    return float(min(cap, base * 2 ** max(0, attempt - 1)) * spread)
+
+
+def error_of(reply: Reply) -> dict[str, Any]:
+    """``errorType`` / ``errorMessage`` from a runtime's or the gateway's JSON error, else
+    the status line."""
+    if reply.status == 0:
+        return {
+            "errorType": reply.gateway_error or "NoReply",
+            "errorMessage": reply.body.decode(errors="replace")[:1000],
+        }
+    try:
+        body = json.loads(reply.body)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "errorType" in body:
+        return {
+            "errorType": str(body["errorType"]),
+            "errorMessage": str(body.get("errorMessage", ""))[:1000],
+        }
+    return {
+        "errorType": f"HTTP{reply.status}",
+        "errorMessage": f"the function answered {reply.status}",
+    }

@@ -1,0 +1,373 @@
+"""One Function's async invocations: pull them from its durable consumer and run each
+through the gateway's internal port, recording every step in the status bucket.
+
+Several dispatchers pull from the same durable consumer, so they share the work; what a
+dispatcher that dies was running is redelivered when its heartbeats stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from hanshu_api.invocations import (
+    FINAL_STATES,
+    H_ENQUEUED,
+    H_INVOCATION,
+    H_JOB,
+    H_ORIGIN,
+    H_POLICY,
+    H_REQUEST,
+    H_TYPE,
+    HTTP_ATTEMPT,
+    HTTP_GATEWAY_ERROR,
+    HTTP_INVOCATION_ID,
+    HTTP_INVOCATION_TYPE,
+    HTTP_JOB_ID,
+    HTTP_TARGET,
+    RETRYING,
+    RUNNING,
+    STREAM,
+    Origin,
+    StoredPolicy,
+    StoredRequest,
+    consumer_name,
+    new_record,
+    now_iso,
+    record_key,
+    result_of,
+    subject_for,
+)
+from hanshu_api.jetstream import Invocations
+from hanshu_api.platform import FunctionKey
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError
+
+from . import metrics
+from .config import DispatcherConfig
+from .destinations import Destinations, destination_record
+from .outcome import Next, Reply, Verdict, error_of, judge, next_step
+
+log = logging.getLogger("hanshu.dispatcher")
+
+FETCH_WAIT_SECONDS = 5.0
+# A consumer no dispatcher has pulled from for this long is removed by the server.
+CONSUMER_INACTIVE_SECONDS = 3600.0
+
+
+def consumer_config(key: FunctionKey, config: DispatcherConfig) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=consumer_name(key),
+        filter_subject=subject_for(key),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=config.ack_wait_seconds,
+        # Retries are decided here (attempts, event age): the server never gives up on its own.
+        max_deliver=-1,
+        # Delayed retries hold a slot too: leave room for them next to the running ones.
+        max_ack_pending=max(1000, config.concurrency * 10),
+        inactive_threshold=CONSUMER_INACTIVE_SECONDS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    invocation_id: str
+    invocation_type: str
+    enqueued_at: float
+    origin: Origin
+    policy: StoredPolicy
+    request: StoredRequest
+    job_id: str | None
+    body: bytes
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str], body: bytes) -> Delivery:
+        origin = json.loads(headers[H_ORIGIN])
+        return cls(
+            invocation_id=headers[H_INVOCATION],
+            invocation_type=headers.get(H_TYPE, "Async"),
+            enqueued_at=float(headers[H_ENQUEUED]),
+            origin=Origin(
+                origin["namespace"],
+                origin["function"],
+                origin.get("trigger"),
+                origin.get("authHeader"),
+            ),
+            policy=StoredPolicy.parse(headers[H_POLICY]),
+            request=StoredRequest.parse(headers[H_REQUEST]),
+            job_id=headers.get(H_JOB) or None,
+            body=body,
+        )
+
+
+class FunctionWorker:
+    def __init__(
+        self,
+        key: FunctionKey,
+        config: DispatcherConfig,
+        store: Invocations,
+        session: aiohttp.ClientSession,
+        destinations: Destinations,
+    ) -> None:
+        self.key = key
+        self.config = config
+        self.store = store
+        self.session = session
+        self.destinations = destinations
+        self.running: set[asyncio.Task[None]] = set()
+        self.last_message = time.monotonic()
+        self._slots = asyncio.Semaphore(config.concurrency)
+
+    async def run(self) -> None:
+        subscription = await self.store.js.pull_subscribe_bind(
+            consumer_name(self.key), stream=STREAM
+        )
+        while True:
+            await self._slots.acquire()
+            free = 1
+            while free < self.config.concurrency and not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
+            try:
+                messages = await subscription.fetch(free, timeout=FETCH_WAIT_SECONDS)
+            except (NatsTimeout, TimeoutError):
+                messages = []
+            except NatsError as error:
+                log.warning("%s/%s: fetching failed (%s)", *self.key, error)
+                messages = []
+                await asyncio.sleep(0.5)
+            for _ in range(free - len(messages)):
+                self._slots.release()
+            for message in messages:
+                self.last_message = time.monotonic()
+                task = asyncio.create_task(self._run_one(message))
+                self.running.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "%s/%s: an invocation failed in the dispatcher",
+                *self.key,
+                exc_info=task.exception(),
+            )
+
+    async def _run_one(self, message: Msg) -> None:
+        try:
+            delivery = Delivery.of(message.headers or {}, message.data)
+        except (KeyError, ValueError, TypeError) as bad:
+            metrics.MALFORMED.inc()
+            log.error(
+                "%s/%s: removing a stored message that is not an invocation (%s)", *self.key, bad
+            )
+            await message.term()
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(message))
+        try:
+            await self._deliver(message, delivery)
+        except (NatsError, TimeoutError) as error:
+            # The status could not be written: let JetStream deliver it again shortly.
+            log.warning("%s: %s; it will be delivered again", delivery.invocation_id, error)
+            with contextlib.suppress(NatsError, TimeoutError):
+                await message.nak(delay=1.0)
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, message: Msg) -> None:
+        """Tell JetStream the attempt is still running: a job that runs longer than the
+        ack deadline is never handed to a second dispatcher while it runs."""
+        while True:
+            await asyncio.sleep(self.config.ack_wait_seconds / 3)
+            with contextlib.suppress(NatsError, TimeoutError):
+                await message.in_progress()
+
+    async def _load(self, delivery: Delivery) -> dict[str, Any]:
+        try:
+            entry = await self.store.status.get(record_key(delivery.invocation_id))
+            return json.loads(entry.value or b"{}")  # type: ignore[no-any-return]
+        except KeyNotFoundError:
+            # A batch member (the gateway stores only the job), or a status that expired.
+            return new_record(
+                delivery.invocation_id,
+                delivery.origin,
+                delivery.invocation_type,
+                delivery.enqueued_at,
+                delivery.job_id,
+            )
+
+    async def _save(self, record: dict[str, Any]) -> None:
+        record["updatedAt"] = now_iso(time.time())
+        await self.store.status.put(record_key(record["invocationId"]), json.dumps(record).encode())
+
+    async def _deliver(self, message: Msg, delivery: Delivery) -> None:
+        namespace, function = self.key
+        record = await self._load(delivery)
+        if record.get("state") in FINAL_STATES:
+            metrics.DUPLICATES.labels(namespace, function).inc()
+            await message.ack()
+            return
+        policy = delivery.policy
+        age = time.time() - delivery.enqueued_at
+        if age > policy.max_event_age_seconds:
+            await self._finish(message, delivery, record, Next("Expired", "EventAgeExceeded"), None)
+            return
+        if record.get("state") == RUNNING:
+            # The last attempt's dispatcher (or its replica) died mid-run: it may have run.
+            metrics.REPEATED_RUNS.labels(namespace, function).inc()
+            if int(record.get("attempts", 0)) >= policy.max_attempts:
+                await self._finish(
+                    message, delivery, record, Next("Failed", "RetriesExhausted"), None
+                )
+                return
+        attempt = int(record.get("attempts", 0)) + 1
+        record.update(state=RUNNING, attempts=attempt)
+        record.setdefault("startedAt", now_iso(time.time()))
+        await self._save(record)
+        reply = await self._call(delivery, attempt)
+        verdict = judge(reply)
+        metrics.ATTEMPTS.labels(namespace, function, verdict.value).inc()
+        step = next_step(
+            verdict,
+            attempt,
+            policy.max_attempts,
+            age=time.time() - delivery.enqueued_at,
+            max_age=policy.max_event_age_seconds,
+            retry_after=reply.retry_after,
+            base=self.config.retry_base_seconds,
+            cap=self.config.retry_max_seconds,
+        )
+        if step.state is not None:
+            await self._finish(message, delivery, record, step, reply)
+            return
+        if not step.uses_attempt:
+            record["attempts"] = attempt - 1
+        record["state"] = RETRYING
+        record["lastError"] = error_of(reply)
+        record["nextAttemptAt"] = now_iso(time.time() + step.delay)
+        await self._save(record)
+        await message.nak(delay=step.delay)
+
+    async def _call(self, delivery: Delivery, attempt: int) -> Reply:
+        request = delivery.request
+        namespace, function = self.key
+        headers = [(k, v) for k, v in request.headers if k.lower() not in _REPLACED]
+        headers += [
+            (HTTP_TARGET, request.target),
+            (HTTP_INVOCATION_ID, delivery.invocation_id),
+            (HTTP_ATTEMPT, str(attempt)),
+            (HTTP_INVOCATION_TYPE, delivery.invocation_type),
+            ("X-Request-Id", delivery.invocation_id),
+        ]
+        if delivery.job_id:
+            headers.append((HTTP_JOB_ID, delivery.job_id))
+        gateway = self.config.gateway_internal_url.rstrip("/")
+        url = f"{gateway}/_hanshu/dispatch/{namespace}/{function}"
+        timeout = aiohttp.ClientTimeout(
+            total=delivery.policy.timeout_seconds + self.config.call_margin_seconds
+        )
+        body = b""
+        try:
+            async with self.session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=delivery.body,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as reply:
+                body = await reply.read()
+                return Reply(
+                    reply.status,
+                    {k: v for k, v in reply.headers.items()},
+                    body,
+                    reply.headers.get(HTTP_GATEWAY_ERROR),
+                )
+        except TimeoutError:
+            return Reply(0, {}, b"the gateway did not answer in time", "DispatchTimeout")
+        except aiohttp.ClientError as error:
+            return Reply(0, {}, str(error).encode(), "GatewayUnreachable")
+
+    async def _finish(
+        self,
+        message: Msg,
+        delivery: Delivery,
+        record: dict[str, Any],
+        step: Next,
+        reply: Reply | None,
+    ) -> None:
+        now = time.time()
+        assert step.state is not None
+        record["state"] = step.state
+        record["finishedAt"] = now_iso(now)
+        record.pop("nextAttemptAt", None)
+        error = None
+        if reply is not None and step.state == "Succeeded":
+            record["result"] = result_of(reply.status, reply.body)
+        elif reply is not None:
+            error = error_of(reply)
+            record["result"] = result_of(reply.status, reply.body) if reply.status else None
+            record["error"] = error
+        else:
+            error = {
+                "errorType": step.condition or "Failed",
+                "errorMessage": (
+                    "the event was older than the Function's maxEventAge"
+                    if step.condition == "EventAgeExceeded"
+                    else "the last attempt did not finish (its replica or dispatcher stopped)"
+                ),
+            }
+            record["error"] = error
+        await self._save(record)
+        metrics.OUTCOMES.labels(*self.key, delivery.invocation_type, step.state).inc()
+        destination = (
+            delivery.policy.on_success if step.state == "Succeeded" else delivery.policy.on_failure
+        )
+        if destination is not None:
+            await self.destinations.send(
+                self.key,
+                destination,
+                destination_record(
+                    key=self.key,
+                    invocation_id=delivery.invocation_id,
+                    condition=step.condition or "",
+                    attempts=int(record.get("attempts", 0)),
+                    request_body=delivery.body,
+                    status=reply.status if reply is not None and reply.status else None,
+                    response_body=reply.body if reply is not None else None,
+                    error=error,
+                    now=now,
+                ),
+            )
+        await message.ack()
+
+
+# Set by the dispatcher's own call (a fresh target, id and attempt per delivery), or by the
+# HTTP client (framing).
+_REPLACED = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        HTTP_TARGET.lower(),
+        HTTP_INVOCATION_ID.lower(),
+        HTTP_ATTEMPT.lower(),
+        HTTP_INVOCATION_TYPE.lower(),
+        HTTP_JOB_ID.lower(),
+        "x-request-id",
+    }
+)
+
+__all__ = ["FunctionWorker", "Verdict", "consumer_config"]

@@ -1,0 +1,297 @@
+"""The HTTP faces of async invocation at the gateway.
+
+Public port: a routed call with ``X-Hanshu-Invocation-Type: Async`` (or Function Compute's
+``X-Fc-Invocation-Type``) is stored and answered ``202``; ``Batch`` stores a job of many;
+``GET /_hanshu/invocations/{id}`` and ``GET /_hanshu/jobs/{id}`` read their status, with
+the route's API key when the route has one.
+
+Internal port: ``POST /_hanshu/enqueue/{namespace}/{function}`` stores an event (function
+destinations and event sources use it), and ``/_hanshu/dispatch/{namespace}/{function}``
+is where the dispatcher runs a stored call, through the same cold queue and limits as a
+synchronous one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from hanshu_api.invocations import (
+    ASYNC,
+    BATCH,
+    HTTP_ATTEMPT,
+    HTTP_INVOCATION_ID,
+    HTTP_INVOCATION_TYPE,
+    HTTP_JOB_ID,
+    HTTP_TARGET,
+    Origin,
+    StoredRequest,
+    public_record,
+)
+from hanshu_api.platform import FunctionKey
+from multidict import CIMultiDict
+
+from .async_intake import AsyncIntake, AsyncUnavailable, BadBatch, Call, batch_events
+from .catalog import FunctionEntry
+from .routes import Route
+from .target import BadTarget, parse_target
+
+log = logging.getLogger("hanshu.gateway")
+
+INVOCATIONS_PATH = "/_hanshu/invocations/"
+JOBS_PATH = "/_hanshu/jobs/"
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+RETRY_AFTER_UNAVAILABLE = "5"
+
+ErrorReply = Callable[..., web.Response]
+KeyCheck = Callable[[web.BaseRequest, Route, str], Awaitable[web.Response | None]]
+Forward = Callable[..., Awaitable[web.StreamResponse]]
+# Headers of the dispatcher's call that are not the stored request's: its own framing and
+# hop-by-hop headers (the hop to the replica sets its own).
+_DISPATCH_ONLY = frozenset({
+    HTTP_TARGET.lower(), "host", "content-length", "transfer-encoding", "connection",
+    "keep-alive", "te", "trailer", "upgrade", "expect",
+})  # fmt: skip
+
+
+def is_status_path(path: str) -> bool:
+    return path.startswith((INVOCATIONS_PATH, JOBS_PATH))
+
+
+class AsyncCalls:
+    def __init__(
+        self,
+        intake: AsyncIntake | None,
+        error: ErrorReply,
+        routes_of_trigger: Callable[[str, str], Route | None],
+        check_key: KeyCheck,
+    ) -> None:
+        self.intake = intake
+        self.error = error
+        self.routes_of_trigger = routes_of_trigger
+        self.check_key = check_key
+
+    def _unavailable(self, request_id: str, why: str) -> web.Response:
+        return self.error(
+            503,
+            "AsyncUnavailable",
+            f"the event was not stored: {why}; try again later",
+            request_id,
+            {"Retry-After": RETRY_AFTER_UNAVAILABLE},
+        )
+
+    def _intake(self, request_id: str) -> AsyncIntake | web.Response:
+        if self.intake is None:
+            return self.error(
+                503,
+                "AsyncNotEnabled",
+                "async invocation is not enabled on this gateway: it needs NATS "
+                "(the chart's nats.enabled=true or nats.url; HANSHU_NATS_URL)",
+                request_id,
+            )
+        return self.intake
+
+    # -- the public port --------------------------------------------------------------------
+
+    async def accept(
+        self,
+        invocation_type: str,
+        route: Route,
+        entry: FunctionEntry,
+        spec_policy: Any,
+        stored: StoredRequest,
+        body: bytes,
+        idempotency: str | None,
+        request_id: str,
+    ) -> web.Response:
+        """Store an Async or Batch call and answer 202 with where to read its status."""
+        intake = self._intake(request_id)
+        if isinstance(intake, web.Response):
+            return intake
+        if idempotency is not None and not (
+            0 < len(idempotency) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency.isprintable()
+        ):
+            return self.error(
+                400,
+                "InvalidIdempotencyKey",
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable "
+                "characters",
+                request_id,
+            )
+        if len(body) > intake.max_payload - 64 * 1024 and invocation_type == ASYNC:
+            return self.error(
+                413,
+                "RequestTooLarge",
+                f"an async call's body can be at most {intake.max_payload - 64 * 1024} bytes "
+                "(the event store's message limit)",
+                request_id,
+            )
+        call = Call(
+            key=entry.key,
+            origin=Origin(
+                route.namespace,
+                route.function,
+                route.trigger,
+                route.http.auth.header if route.http.auth else None,
+            ),
+            policy=spec_policy,
+            timeout_seconds=entry.timeout_seconds,
+            request=stored,
+            body=body,
+        )
+        try:
+            if invocation_type == BATCH:
+                return await self._accept_batch(intake, call, body, request_id)
+            accepted = await intake.enqueue(call, idempotency)
+        except AsyncUnavailable as why:
+            log.warning("async call to %s/%s not stored: %s", *entry.key, why)
+            return self._unavailable(request_id, "the event store is not reachable")
+        location = f"{INVOCATIONS_PATH}{accepted.invocation_id}"
+        return web.json_response(
+            {
+                "invocationId": accepted.invocation_id,
+                "status": location,
+                "duplicate": accepted.duplicate,
+            },
+            status=202,
+            headers={
+                HTTP_INVOCATION_ID: accepted.invocation_id,
+                "Location": location,
+                "X-Request-Id": request_id,
+            },
+        )
+
+    async def _accept_batch(
+        self, intake: AsyncIntake, call: Call, body: bytes, request_id: str
+    ) -> web.Response:
+        try:
+            events = batch_events(body)
+        except (BadBatch, UnicodeDecodeError) as bad:
+            return self.error(400, "InvalidBatch", str(bad), request_id)
+        too_big = [i for i, event in enumerate(events) if len(event) > intake.max_payload // 2]
+        if too_big:
+            return self.error(
+                413,
+                "RequestTooLarge",
+                f"event {too_big[0]} of the batch is over {intake.max_payload // 2} bytes",
+                request_id,
+            )
+        job_id, total = await intake.enqueue_batch(call, events)
+        location = f"{JOBS_PATH}{job_id}"
+        return web.json_response(
+            {"jobId": job_id, "total": total, "status": location},
+            status=202,
+            headers={HTTP_JOB_ID: job_id, "Location": location, "X-Request-Id": request_id},
+        )
+
+    async def status(self, request: web.BaseRequest, request_id: str) -> web.Response:
+        """GET /_hanshu/invocations/{id} or /_hanshu/jobs/{id}."""
+        if request.method not in ("GET", "HEAD"):
+            return self.error(
+                405, "MethodNotAllowed", "use GET", request_id, {"Allow": "GET, HEAD"}
+            )
+        intake = self._intake(request_id)
+        if isinstance(intake, web.Response):
+            return intake
+        path = request.path
+        is_job = path.startswith(JOBS_PATH)
+        wanted = path[len(JOBS_PATH if is_job else INVOCATIONS_PATH) :]
+        kind = "job" if is_job else "invocation"
+        not_found = self.error(404, "NotFound", f"no {kind} {wanted!r}", request_id)
+        try:
+            record = await (intake.job(wanted) if is_job else intake.record(wanted))
+            if record is None:
+                return not_found
+            refused = await self._may_read(request, record, request_id)
+            if refused is not None:
+                return refused
+            document = (
+                await intake.job_status(record) if is_job else public_record(record)
+            )
+        except AsyncUnavailable:
+            return self._unavailable(request_id, "the event store is not reachable")
+        document.pop("authHeader", None)
+        document.pop("trigger", None)
+        return web.json_response(document, headers={"X-Request-Id": request_id})
+
+    async def _may_read(
+        self, request: web.BaseRequest, record: Mapping[str, Any], request_id: str
+    ) -> web.Response | None:
+        """A status of a call made with an API key is read with a key of the same route."""
+        if not record.get("authHeader"):
+            return None
+        route = self.routes_of_trigger(str(record["namespace"]), str(record.get("trigger")))
+        if route is None or route.http.auth is None:
+            # The route is gone or lost its key: nobody can prove they may read it.
+            return self.error(404, "NotFound", "no such invocation", request_id)
+        return await self.check_key(request, route, request_id)
+
+    # -- the internal port ------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        request: web.Request,
+        entry: FunctionEntry | None,
+        spec_policy: Any,
+        request_id: str,
+    ) -> web.Response:
+        """POST /_hanshu/enqueue/{namespace}/{function}: store an event as an async call."""
+        key: FunctionKey = (request.match_info["namespace"], request.match_info["function"])
+        if entry is None:
+            return self.error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
+        intake = self._intake(request_id)
+        if isinstance(intake, web.Response):
+            return intake
+        body = await request.read()
+        call = Call(
+            key=key,
+            origin=Origin(key[0], key[1]),
+            policy=spec_policy,
+            timeout_seconds=entry.timeout_seconds,
+            request=StoredRequest(
+                "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
+            ),
+            body=body,
+        )
+        try:
+            accepted = await intake.enqueue(call, request.headers.get("Idempotency-Key"))
+        except AsyncUnavailable:
+            return self._unavailable(request_id, "the event store is not reachable")
+        return web.json_response(
+            {"invocationId": accepted.invocation_id, "duplicate": accepted.duplicate},
+            status=202,
+            headers={HTTP_INVOCATION_ID: accepted.invocation_id},
+        )
+
+    async def dispatch(
+        self,
+        request: web.Request,
+        entry: FunctionEntry | None,
+        forward: Forward,
+        request_id: str,
+    ) -> web.StreamResponse:
+        """Run one attempt of a stored call: the dispatcher's way in."""
+        key = (request.match_info["namespace"], request.match_info["function"])
+        if entry is None:
+            return self.error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
+        target = request.headers.get(HTTP_TARGET, "")
+        try:
+            parse_target(target)
+        except BadTarget as bad:
+            return self.error(400, bad.error_type, str(bad), request_id)
+        headers = CIMultiDict(
+            (name, value)
+            for name, value in request.headers.items()
+            if name.lower() not in _DISPATCH_ONLY
+        )
+        headers["X-Request-Id"] = request_id
+        body = await request.read()
+        invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
+        return await forward(
+            entry, request.method, target, headers, body, request_id, invocation_type
+        )
+
+
+__all__ = ["HTTP_ATTEMPT", "AsyncCalls", "is_status_path"]

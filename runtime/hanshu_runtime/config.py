@@ -7,6 +7,7 @@ function pod) and this runtime.
 from __future__ import annotations
 
 import enum
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ class RuntimeConfig:
     admin_port: int = 9090
     function_name: str = "function"
     function_version: str = "$LATEST"
+    namespace: str = "default"
+    # The pod (Kubernetes sets HOSTNAME to its name): context.log_stream_name.
+    instance: str = "local"
     memory_mb: int = 128
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_seconds: float = 25.0
@@ -100,6 +104,8 @@ def config_from_env(env: Mapping[str, str]) -> RuntimeConfig:
         admin_port=_integer(env, "HANSHU_ADMIN_PORT", 9090, minimum=0),
         function_name=env.get("HANSHU_FUNCTION_NAME", "function") or "function",
         function_version=env.get("HANSHU_FUNCTION_VERSION", "$LATEST") or "$LATEST",
+        namespace=env.get("HANSHU_NAMESPACE", "").strip() or "default",
+        instance=env.get("HOSTNAME", "").strip() or socket.gethostname(),
         memory_mb=_integer(env, "HANSHU_MEMORY_MB", 128, minimum=1),
         max_body_bytes=_integer(env, "HANSHU_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=0),
         drain_seconds=_number(env, "HANSHU_DRAIN_SECONDS", 25.0, minimum=0),

@@ -1,17 +1,21 @@
-"""HTTP request -> API-gateway style event, and the context object handlers receive.
+"""HTTP request -> API-gateway style event, in two dialects at once.
 
-The event has the shape of Function Compute's HTTP trigger and Lambda's proxy integration:
-single-value maps carry the last value, ``multiValue*`` maps carry all of them.
+One dict carries Function Compute's HTTP-trigger names (``queryParameters``, ``path``,
+``headers``, ...) and Lambda's API Gateway REST proxy names, payload format 1.0
+(``resource``, ``queryStringParameters``, ``requestContext.identity``, ...), so handlers
+and adapters (Mangum, apig-wsgi, Powertools) written for either run unmodified. Single-value
+maps carry the last value, ``multiValue*`` maps carry all of them. docs/runtime.md lists
+every field and where its name comes from.
 """
 
 from __future__ import annotations
 
 import base64
-import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -24,6 +28,38 @@ _TEXT_TYPES = (
     "application/graphql",
 )
 _TEXT_SUFFIXES = ("+json", "+xml")
+
+# A Trigger routes every path under its prefix to the function: in API Gateway terms a
+# greedy proxy resource, which is what Mangum / apig-wsgi deployments configure.
+PROXY_RESOURCE = "/{proxy+}"
+ROOT_RESOURCE = "/"
+# What API Gateway's stage is when the URL carries none (Powertools reads it that way).
+NO_STAGE = "$default"
+# requestContext.identity as API Gateway sends it without IAM, Cognito or an API key.
+_ANONYMOUS_IDENTITY: dict[str, str | None] = dict.fromkeys(
+    (
+        "cognitoIdentityPoolId",
+        "accountId",
+        "cognitoIdentityId",
+        "caller",
+        "apiKey",
+        "apiKeyId",
+        "accessKey",
+        "cognitoAuthenticationType",
+        "cognitoAuthenticationProvider",
+        "userArn",
+        "user",
+        "principalOrgId",
+        "clientCert",
+    )
+)
+_CONTENT_TYPE = "content-type"
+_USER_AGENT = "user-agent"
+_FORWARDED_FOR = "x-forwarded-for"
+_HOST = "host"
+_NOTED_HEADERS = frozenset({_CONTENT_TYPE, _USER_AGENT, _FORWARDED_FOR, _HOST})
+# requestTime's month names, fixed: strftime's %b follows the locale.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 PREFIX_HEADER = "X-Forwarded-Prefix"
 MAX_PREFIX_LENGTH = 1024
@@ -98,62 +134,108 @@ def _single_and_multi(
     return single, multi
 
 
-def build_event(
-    request: HttpRequest,
-    request_id: str,
-    path_parameters: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    headers, multi_headers = _single_and_multi(request.headers)
-    content_type = next(
-        (value for name, value in headers.items() if name.lower() == "content-type"), None
+def _read_headers(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, list[str]], dict[str, str]]:
+    """Both header maps (names as sent) and the few values the event reads, in one pass:
+    this runs on every request."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    noted: dict[str, str] = {}
+    for name, value in pairs:
+        single[name] = value
+        values = multi.get(name)
+        if values is None:
+            multi[name] = [value]
+        else:
+            values.append(value)
+        lower = name.lower()
+        if lower in _NOTED_HEADERS:
+            noted[lower] = value
+    return single, multi, noted
+
+
+def source_ip(forwarded_for: str | None, peer: str) -> str:
+    """The caller's address as the platform saw it.
+
+    The gateway appends the address that connected to it to ``X-Forwarded-For``: that last
+    hop is the one the platform vouches for (API Gateway's ``sourceIp``); earlier hops are
+    whatever the caller claimed. Called directly (no gateway), the peer is the caller.
+    """
+    if forwarded_for:
+        last = forwarded_for.rpartition(",")[2].strip()
+        if last:
+            return last
+    return peer
+
+
+@lru_cache(maxsize=2)
+def request_time(epoch_seconds: int) -> str:
+    """API Gateway's ``requestTime`` (CLF, ``10/Feb/2024:13:40:02 +0000``); cached because
+    every request in the same second shares it."""
+    t = time.gmtime(epoch_seconds)
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
+
+
+def build_event(request: HttpRequest, request_id: str) -> dict[str, Any]:
+    headers, multi_headers, noted = _read_headers(request.headers)
     query, multi_query = (
         _single_and_multi(parse_qsl(request.raw_query, keep_blank_values=True))
         if request.raw_query
         else ({}, {})
     )
-    body, is_base64 = encode_body(request.body, content_type)
+    body, is_base64 = encode_body(request.body, noted.get(_CONTENT_TYPE))
     path = unquote(request.path)
+    if path == ROOT_RESOURCE:
+        # Lambda sends null path parameters here; Function Compute's map is always a map.
+        resource, path_parameters = ROOT_RESOURCE, {}
+    else:
+        resource, path_parameters = PROXY_RESOURCE, {"proxy": path[1:]}
+    prefix = request.prefix
+    caller = source_ip(noted.get(_FORWARDED_FOR), request.client_ip)
+    now = time.time()
     return {
+        "resource": resource,
         "path": path,
         "rawPath": request.path,
         "httpMethod": request.method,
         "headers": headers,
         "multiValueHeaders": multi_headers,
+        # One parse, two names: Function Compute's maps are always maps, Lambda's are null
+        # when the URL has no query (code tests `if event["queryStringParameters"]`).
         "queryParameters": query,
         "multiValueQueryParameters": multi_query,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi_query or None,
         "rawQueryString": request.raw_query,
-        "pathParameters": dict(path_parameters or {}),
+        "pathParameters": path_parameters,
+        "stageVariables": None,
         "body": body,
         "isBase64Encoded": is_base64,
         "requestContext": {
             "requestId": request_id,
+            "resourcePath": resource,
             "httpMethod": request.method,
-            # Lambda's REST shape: the path as the client asked for it, mount prefix included.
-            "path": request.prefix + path,
-            "pathPrefix": request.prefix,
+            # API Gateway's stage: the part of the URL in front of ``path``. The stripped
+            # Trigger prefix is exactly that, so adapters that build URLs from the stage
+            # (Powertools' OpenAPI servers) keep them under the prefix the client used.
+            "path": prefix + path,
+            "stage": prefix[1:] or NO_STAGE,
             "protocol": request.protocol,
-            "sourceIp": request.client_ip,
+            "domainName": noted.get(_HOST, ""),
+            "identity": {
+                **_ANONYMOUS_IDENTITY,
+                "sourceIp": caller,
+                "userAgent": noted.get(_USER_AGENT),
+            },
+            "requestTime": request_time(int(now)),
+            "requestTimeEpoch": int(now * 1000),
+            # Hanshu's own names, kept for handlers written against them.
+            "pathPrefix": prefix,
+            "sourceIp": caller,
             "scheme": request.scheme,
-            "requestTimeEpoch": int(time.time() * 1000),
         },
     }
-
-
-@dataclass(slots=True)
-class Context:
-    """The ``context`` argument: Function Compute / Lambda names, so ported code runs."""
-
-    request_id: str
-    function_name: str
-    function_version: str
-    memory_limit_in_mb: int
-    deadline_monotonic: float
-    logger: logging.Logger = field(repr=False)
-
-    @property
-    def aws_request_id(self) -> str:
-        return self.request_id
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline_monotonic - time.monotonic()) * 1000))

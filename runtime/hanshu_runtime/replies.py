@@ -35,20 +35,31 @@ def _header_value(name: str, value: Any) -> str:
 
 
 def _proxy_headers(reply: Mapping[str, Any]) -> list[tuple[str, str]]:
-    headers: list[tuple[str, str]] = []
+    """``headers`` and ``multiValueHeaders`` merged as API Gateway merges them: every value
+    of both, except that a name-value pair given in both is sent once. So Mangum's reply
+    (single headers in one map, repeated ones such as two Set-Cookie in the other) arrives
+    whole."""
     single = reply.get("headers") or {}
     if not isinstance(single, Mapping):
         raise InvalidResponse("'headers' must be an object of header name to string value")
     multi = reply.get("multiValueHeaders") or {}
     if not isinstance(multi, Mapping):
         raise InvalidResponse("'multiValueHeaders' must be an object of header name to a list")
-    for name, value in single.items():
-        if name not in multi:
-            headers.append((str(name), _header_value(name, value)))
+    multi_values: list[tuple[str, str]] = []
     for name, values in multi.items():
         if not isinstance(values, list):
             raise InvalidResponse(f"multiValueHeaders[{name!r}] must be a list of strings")
-        headers.extend((str(name), _header_value(name, value)) for value in values)
+        multi_values.extend((str(name), _header_value(name, value)) for value in values)
+    headers: list[tuple[str, str]] = []
+    if single:
+        # Header names are case-insensitive: "Set-Cookie" here and "set-cookie" there
+        # are the same header.
+        given_in_multi = {(name.lower(), value) for name, value in multi_values}
+        for name, value in single.items():
+            text = _header_value(name, value)
+            if (str(name).lower(), text) not in given_in_multi:
+                headers.append((str(name), text))
+    headers.extend(multi_values)
     cookies = reply.get("cookies") or []
     if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
         raise InvalidResponse("'cookies' must be a list of Set-Cookie strings")

@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -19,8 +19,9 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import RuntimeConfig
+from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
-from .events import PREFIX_HEADER, Context, HttpRequest, mount_prefix
+from .events import PREFIX_HEADER, HttpRequest, mount_prefix
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
@@ -125,6 +126,15 @@ class Instance:
         self.in_flight = 0
         self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
         self._request_ids = RequestIds()
+        self._function = FunctionInfo(
+            name=config.function_name,
+            handler=config.handler,
+            version=config.function_version,
+            memory=config.memory_mb,
+            timeout=config.timeout_seconds,
+            namespace=config.namespace,
+            instance=config.instance,
+        )
         self._idle = asyncio.Event()
         self._idle.set()
         self._stop = asyncio.Event()
@@ -195,9 +205,11 @@ class Instance:
                     f"the invoke body is not JSON: {error}",
                     request_id,
                 )
-            call = _invoke_reply(invoker, event, self._context(request_id))
+            call = _invoke_reply(invoker, event, self._context(request_id, request.headers))
         else:
-            call = invoker.http(_to_http_request(request, body), self._context(request_id))
+            call = invoker.http(
+                _to_http_request(request, body), self._context(request_id, request.headers)
+            )
         started = time.perf_counter()
         try:
             with Deadline(config.timeout_seconds):
@@ -231,15 +243,23 @@ class Instance:
         headers["X-Request-Id"] = request_id
         return web.Response(status=reply.status, body=reply.body, headers=headers)
 
-    def _context(self, request_id: str, timeout: float | None = None) -> Context:
-        config = self.config
+    def _context(
+        self,
+        request_id: str,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Context:
+        invocation_id, attempt, invocation_type = (
+            invocation_of(headers, request_id) if headers else (request_id, 1, SYNC)
+        )
         return Context(
             request_id,
-            config.function_name,
-            config.function_version,
-            config.memory_mb,
-            time.monotonic() + (config.timeout_seconds if timeout is None else timeout),
+            self._function,
+            time.monotonic() + (self.config.timeout_seconds if timeout is None else timeout),
             user_log,
+            invocation_id,
+            attempt,
+            invocation_type,
         )
 
     # -- the admin port ---------------------------------------------------------------------
@@ -279,7 +299,7 @@ class Instance:
         ref = parse_handler_ref(spec, variable="HANSHU_INITIALIZER")
         initializer = load_callable(ref, self.config.code_dir, variable="HANSHU_INITIALIZER")
         timeout = self.config.initializer_timeout_seconds
-        context = self._context(uuid.uuid4().hex, timeout)
+        context = self._context(uuid.uuid4().hex, timeout=timeout)
         try:
             with Deadline(timeout):
                 if is_async_callable(initializer):

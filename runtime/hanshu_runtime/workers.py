@@ -99,6 +99,18 @@ class HandlerThreads:
             self._loop.call_later(GROWTH_DELAY_SECONDS, self._grow)
 
     def _work(self) -> None:
+        # Lambda runs a handler in a thread where ``asyncio.get_event_loop()`` works, and
+        # adapters rely on it: Mangum drives the ASGI app with the thread's loop. Ours are
+        # pool threads, which have none unless given one.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            self._serve()
+        finally:
+            with contextlib.suppress(RuntimeError):  # a handler left it running
+                loop.close()
+
+    def _serve(self) -> None:
         while True:
             with self._lock:
                 self._idle += 1

@@ -35,10 +35,18 @@ async def test_event_has_the_api_gateway_shape(runtime_factory, http: aiohttp.Cl
     assert event["rawQueryString"] == "tag=a&tag=b&single=x"
     assert event["multiValueHeaders"]["X-Multi"] == ["one", "two"]
     assert event["headers"]["Content-Type"] == "application/json"
-    assert event["pathParameters"] == {}
+    # Lambda's API Gateway REST names for the same request, next to Function Compute's.
+    assert event["resource"] == event["requestContext"]["resourcePath"] == "/{proxy+}"
+    assert event["pathParameters"] == {"proxy": "orders/42"}
+    assert event["queryStringParameters"] == {"tag": "b", "single": "x"}
+    assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"], "single": ["x"]}
+    assert event["stageVariables"] is None
     assert event["body"] == '{"n": 1}'
     assert event["isBase64Encoded"] is False
     assert event["requestContext"]["sourceIp"] == "127.0.0.1"
+    assert event["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
+    assert event["requestContext"]["requestId"] == "req-123"
+    assert event["requestContext"]["stage"] == "$default"
     assert context["request_id"] == "req-123"
     assert context["function_name"] == "test-fn"
     assert context["memory_limit_in_mb"] == 256
@@ -155,3 +163,52 @@ async def test_a_handler_cannot_forge_the_draining_header(runtime_factory, http)
         assert reply.status == 503  # the function's own 503 reaches the caller as it is ...
         assert (await reply.json())["errorMessage"] == "our database is draining"
         assert "X-Hanshu-Draining" not in reply.headers  # ... without the runtime's mark
+
+
+async def test_lambda_context_and_the_dispatchers_invocation_headers(runtime_factory, http):
+    runtime = runtime_factory(
+        CODE,
+        "lambda_proxy.lambda_handler",
+        HANSHU_NAMESPACE="shop",
+        HANSHU_FUNCTION_VERSION="4",
+        HOSTNAME="orders-6c9f-x2",
+    )
+    async with http.get(
+        f"{runtime.url}/",
+        headers={
+            "X-Request-Id": "req-9",
+            "X-Hanshu-Invocation-Id": "inv-1",
+            "X-Hanshu-Attempt": "3",
+            "X-Hanshu-Invocation-Type": "batch",
+        },
+    ) as reply:
+        assert reply.status == 200
+        context = (await reply.json())["context"]
+    assert context["function_name"] == "test-fn"
+    assert context["function_version"] == "4"
+    assert context["invoked_function_arn"] == "arn:hanshu:function::shop:function:test-fn"
+    assert context["log_group_name"] == "/hanshu/shop/test-fn"
+    assert context["log_stream_name"] == "orders-6c9f-x2"
+    assert context["aws_request_id"] == "req-9"
+    assert (context["invocation_id"], context["attempt"], context["invocation_type"]) == (
+        "inv-1",
+        3,
+        "Batch",
+    )
+    async with http.get(
+        f"{runtime.url}/", headers={"X-Hanshu-Attempt": "first", "X-Hanshu-Invocation-Type": "?"}
+    ) as reply:
+        context = (await reply.json())["context"]
+    assert context["invocation_id"] == context["aws_request_id"]
+    assert (context["attempt"], context["invocation_type"]) == (1, "Sync")
+
+
+async def test_raw_invocations_carry_the_invocation_headers_too(runtime_factory, http):
+    runtime = runtime_factory(CODE, "lambda_proxy.invocation")
+    async with http.post(
+        f"{runtime.url}/_hanshu/invoke",
+        json={"source": "bucket"},
+        headers={"X-Hanshu-Invocation-Id": "inv-2", "X-Hanshu-Invocation-Type": "Event"},
+    ) as reply:
+        assert reply.status == 200
+        assert await reply.json() == {"invocation_id": "inv-2", "attempt": 1, "type": "Event"}

@@ -8,6 +8,7 @@ import base64
 import pytest
 from hanshu_runtime.asgi import build_scope
 from hanshu_runtime.config import HandlerType, config_from_env
+from hanshu_runtime.context import Context, FunctionInfo, invocation_of
 from hanshu_runtime.deadlines import Deadline, RequestIds
 from hanshu_runtime.events import (
     MAX_PREFIX_LENGTH,
@@ -15,6 +16,8 @@ from hanshu_runtime.events import (
     build_event,
     encode_body,
     mount_prefix,
+    request_time,
+    source_ip,
 )
 from hanshu_runtime.faults import (
     BuiltInModuleConflict,
@@ -25,6 +28,7 @@ from hanshu_runtime.faults import (
 from hanshu_runtime.loader import HandlerRef, parse_handler_ref
 from hanshu_runtime.replies import build_reply
 from hanshu_runtime.wsgi import build_environ
+from multidict import CIMultiDict
 
 
 def test_config_defaults_and_overrides():
@@ -33,14 +37,19 @@ def test_config_defaults_and_overrides():
     assert (config.port, config.admin_port, config.timeout_seconds) == (8080, 9090, 30.0)
     assert config.max_body_bytes == 6 * 1024 * 1024
     assert config.code_dir == "/code"
+    assert config.namespace == "default"
+    assert config.instance  # the host name when HOSTNAME is not set
     config = config_from_env(
         {
             "HANSHU_HANDLER": "app:app",
             "HANSHU_HANDLER_TYPE": "ASGI",
             "HANSHU_CONCURRENCY": "8",
             "HANSHU_TIMEOUT": "2.5",
+            "HANSHU_NAMESPACE": "shop",
+            "HOSTNAME": "orders-7d9f-x2k",
         }
     )
+    assert (config.namespace, config.instance) == ("shop", "orders-7d9f-x2k")
     assert (config.handler_type, config.concurrency, config.timeout_seconds) == (
         HandlerType.ASGI,
         8,
@@ -124,6 +133,119 @@ def test_event_multi_values_survive():
     assert event["requestContext"]["requestId"] == "rid"
 
 
+def test_event_speaks_lambda_rest_v1_next_to_function_compute():
+    event = build_event(
+        _request(
+            headers=[("host", "api.example"), ("User-Agent", "curl/8"), ("X", "1"), ("X", "2")]
+        ),
+        "rid",
+    )
+    # The same parse under both names; Lambda's names hold what API Gateway would send.
+    assert event["queryStringParameters"] == event["queryParameters"] == {"x": "2", "y": ""}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": [""]}
+    assert event["headers"]["X"] == "2"
+    assert event["multiValueHeaders"]["X"] == ["1", "2"]
+    assert event["resource"] == "/{proxy+}"
+    assert event["pathParameters"] == {"proxy": "a b"}
+    assert event["stageVariables"] is None
+    context = event["requestContext"]
+    assert context["resourcePath"] == "/{proxy+}"
+    assert (context["path"], context["stage"]) == ("/a b", "$default")
+    assert context["identity"]["sourceIp"] == context["sourceIp"] == "10.0.0.1"
+    assert context["identity"]["userAgent"] == "curl/8"
+    assert context["identity"]["user"] is None
+    assert context["domainName"] == "api.example"
+    assert context["protocol"] == "HTTP/1.1"
+    assert context["requestTime"] == request_time(context["requestTimeEpoch"] // 1000)
+
+
+def test_event_without_a_query_has_null_lambda_maps_and_empty_fc_maps():
+    event = build_event(_request(path="/", raw_query="", headers=[]), "rid")
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["queryParameters"] == event["multiValueQueryParameters"] == {}
+    assert (event["resource"], event["pathParameters"]) == ("/", {})
+    assert event["requestContext"]["identity"]["userAgent"] is None
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "peer", "caller"),
+    [
+        (None, "10.0.0.1", "10.0.0.1"),
+        ("203.0.113.9", "10.0.0.1", "203.0.113.9"),
+        # Only the hop the gateway appended is trusted; the rest is the caller's claim.
+        ("1.2.3.4, 203.0.113.9", "10.0.0.1", "203.0.113.9"),
+        ("1.2.3.4, ", "10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_source_ip_is_the_hop_the_gateway_saw(forwarded_for, peer, caller):
+    assert source_ip(forwarded_for, peer) == caller
+
+
+def test_request_time_is_api_gateways_clf_in_english_whatever_the_locale():
+    assert request_time(1428582896) == "09/Apr/2015:12:34:56 +0000"
+
+
+def _function_info(**overrides):
+    fields = dict(
+        name="orders",
+        handler="app.handler",
+        version="3",
+        memory=256,
+        timeout=7.0,
+        namespace="shop",
+        instance="orders-5f7-abc",
+    )
+    fields.update(overrides)
+    return FunctionInfo(**fields)
+
+
+def test_context_has_lambdas_attributes():
+    context = Context("rid", _function_info(), deadline_monotonic=0.0, logger=None)
+    assert context.aws_request_id == context.request_id == "rid"
+    assert (context.function_name, context.function_version) == ("orders", "3")
+    assert context.memory_limit_in_mb == 256
+    assert context.invoked_function_arn == "arn:hanshu:function::shop:function:orders"
+    assert context.invoked_function_arn.split(":")[6] == "orders"  # where Lambda's name is
+    assert context.log_group_name == "/hanshu/shop/orders"
+    assert context.log_stream_name == "orders-5f7-abc"
+    assert context.identity.cognito_identity_id is None
+    assert context.identity.cognito_identity_pool_id is None
+    assert context.client_context is None
+    assert context.get_remaining_time_in_millis() == 0
+    assert context.function.handler == "app.handler"  # Function Compute's context.function
+    assert (context.invocation_id, context.attempt, context.invocation_type) == ("rid", 1, "Sync")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, ("rid", 1, "Sync")),
+        (
+            {
+                "x-hanshu-invocation-id": "inv-1",
+                "X-Hanshu-Attempt": "3",
+                "X-Hanshu-Invocation-Type": "async",
+            },
+            ("inv-1", 3, "Async"),
+        ),
+        ({"X-Hanshu-Invocation-Type": "Batch"}, ("rid", 1, "Batch")),
+        ({"X-Hanshu-Invocation-Type": "Event"}, ("rid", 1, "Event")),
+        ({"X-Hanshu-Invocation-Type": "whatever"}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Attempt": "0"}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Attempt": "-2"}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Attempt": "two"}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Attempt": "²"}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Attempt": "9" * 5000}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Invocation-Id": "  "}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Invocation-Id": "a\x00b"}, ("rid", 1, "Sync")),
+        ({"X-Hanshu-Invocation-Id": "a" * 1000}, ("rid", 1, "Sync")),
+    ],
+)
+def test_invocation_headers(headers, expected):
+    assert invocation_of(CIMultiDict(headers), "rid") == expected
+
+
 def test_wsgi_environ_joins_repeated_headers_and_cookies():
     environ = build_environ(
         _request(
@@ -198,6 +320,9 @@ def test_event_paths_with_a_mount_prefix():
     assert event["rawPath"] == "/a%2Fb%20c"
     assert event["requestContext"]["path"] == "/shop/a/b c"
     assert event["requestContext"]["pathPrefix"] == "/shop"
+    # API Gateway's stage is what stands in front of ``path``: the mount point.
+    assert event["requestContext"]["stage"] == "shop"
+    assert event["pathParameters"] == {"proxy": "a/b c"}
 
 
 def test_wsgi_environ_with_a_mount_prefix_and_the_raw_uri():
@@ -225,10 +350,31 @@ def test_replies():
     assert reply.status == 302
     assert ("Location", "/x") in reply.headers
     assert ("X-N", "5") in reply.headers
-    reply = build_reply(
-        {"statusCode": 200, "headers": {"A": "single"}, "multiValueHeaders": {"A": ["m1", "m2"]}}
-    )
-    assert [v for k, v in reply.headers if k == "A"] == ["m1", "m2"]
+
+
+@pytest.mark.parametrize(
+    ("single", "multi", "sent"),
+    [
+        # API Gateway merges both maps into one list ...
+        ({"A": "single"}, {"A": ["m1", "m2"]}, [("A", "single"), ("A", "m1"), ("A", "m2")]),
+        # ... and a name-value pair given in both is sent once, whatever the names' case.
+        ({"a": "m1", "B": "b"}, {"A": ["m1", "m2"]}, [("B", "b"), ("A", "m1"), ("A", "m2")]),
+        # Mangum's shape: single headers in one map, repeated ones in the other.
+        (
+            {"content-type": "application/json"},
+            {"set-cookie": ["a=1; Path=/", "b=2; Path=/"]},
+            [
+                ("content-type", "application/json"),
+                ("set-cookie", "a=1; Path=/"),
+                ("set-cookie", "b=2; Path=/"),
+            ],
+        ),
+        (None, {"X": []}, []),
+    ],
+)
+def test_reply_headers_merge_like_api_gateway(single, multi, sent):
+    reply = build_reply({"statusCode": 200, "headers": single, "multiValueHeaders": multi})
+    assert reply.headers == sent
 
 
 @pytest.mark.parametrize(
@@ -241,6 +387,8 @@ def test_replies():
         ({"statusCode": 200, "headers": {"A": ["x"]}}, "header 'A' has a list value"),
         ({"statusCode": 200, "body": "***", "isBase64Encoded": True}, "not base64"),
         ({"statusCode": 200, "cookies": "a=1"}, "'cookies' must be a list"),
+        ({"statusCode": 200, "multiValueHeaders": {"A": "x"}}, "must be a list of strings"),
+        ({"statusCode": 200, "multiValueHeaders": {"A": [None]}}, "header 'A' has a NoneType"),
         (object(), "returned a object"),
         ({"n": float("nan")}, "not JSON serializable"),
         ({"s": {1, 2}}, "not JSON serializable"),

@@ -203,6 +203,9 @@ def build_deployment(
         "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
         "spec": {
             "revisionHistoryLimit": 3,
+            # How long Kubernetes waits for a ready replica before its Progressing
+            # condition says ProgressDeadlineExceeded, which the Function's status reports.
+            "progressDeadlineSeconds": config.progress_deadline_seconds,
             "selector": {"matchLabels": selector(name)},
             # Never fewer ready replicas than wanted during a roll-out: no cold requests.
             "strategy": {

@@ -46,6 +46,9 @@ class OperatorConfig:
     metrics_port: int = 8000
     liveness_port: int = 8080
     retry_delay_seconds: float = 15.0
+    # A Deployment with no replica ready after this long says ProgressDeadlineExceeded
+    # (Kubernetes' default, 600 s, is ten minutes of 'Starting' for a user to stare at).
+    progress_deadline_seconds: int = 180
     # Gateways POST their stats here; 0 turns the autoscaler off.
     autoscaler_port: int = 8090
     stable_window_seconds: float = 60.0
@@ -79,6 +82,20 @@ def _number(
     except ValueError:
         raise ConfigError(name, f"is {raw!r}, not a number", accepted) from None
     if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
+        raise ConfigError(name, f"is {raw!r}, out of range", accepted)
+    return value
+
+
+def _whole_seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    accepted = "a whole number of seconds >= 1"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"is {raw!r}, not a whole number", accepted) from None
+    if value < 1:
         raise ConfigError(name, f"is {raw!r}, out of range", accepted)
     return value
 
@@ -171,6 +188,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         metrics_port=_port(env, "HANSHU_OPERATOR_METRICS_PORT", 8000),
         liveness_port=_port(env, "HANSHU_OPERATOR_LIVENESS_PORT", 8080),
         retry_delay_seconds=_number(env, "HANSHU_RETRY_DELAY_SECONDS", 15.0, minimum=0),
+        progress_deadline_seconds=_whole_seconds(env, "HANSHU_PROGRESS_DEADLINE_SECONDS", 180),
         autoscaler_port=_port(env, "HANSHU_AUTOSCALER_PORT", 8090),
         stable_window_seconds=_number(
             env, "HANSHU_STABLE_WINDOW_SECONDS", 60.0, minimum=0, exclusive=True

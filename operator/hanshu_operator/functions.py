@@ -43,14 +43,20 @@ from .builders import (
     replicas_only,
     with_replicas,
 )
+from .events import post_event
 from .kube_scaler import REPLICAS_MANAGER, scale
 from .metrics import FUNCTION_REPLICAS, instrumented
 from .references import missing_env_sources, resolve_code
+from .replica_faults import (
+    StartFailure,
+    deployment_version,
+    replica_failure,
+    report_pod,
+)
 from .state import OperatorState, operator_state
 from .status import (
     deployment_conditions,
     function_conditions,
-    pod_fault,
     previous_dependent,
     replica_counts,
 )
@@ -222,9 +228,11 @@ async def write_function_status(
     each write a read-modify-write of the latest status, so none undoes another. Returns
     the Function (for Events), or None when it is gone.
     """
+    key = (namespace, name)
     async with state.status_lock(namespace, name):
         function = await state.kube.get(path_for(API_VERSION, FUNCTION_PLURAL, namespace, name))
         if function is None:
+            state.warned.pop(key, None)
             return None
         status = function.get("status") or {}
         previous = status.get("conditions")
@@ -233,10 +241,11 @@ async def write_function_status(
         if deployment is _FROM_API:
             deployment = await state.kube.get(path_for("apps/v1", "deployments", namespace, name))
         current = deployment if isinstance(deployment, Mapping) else None
+        failure = replica_failure(current, list(state.pod_reports.get(key, {}).values()))
         conditions = function_conditions(
             configuration or previous_dependent(previous, "ConfigurationValid"),
             code or previous_dependent(previous, "CodeReady"),
-            *deployment_conditions(current, state.runtime_faults.get((namespace, name))),
+            *deployment_conditions(current, failure),
         )
         observed = generation if generation is not None else status.get("observedGeneration")
         new_status: dict[str, Any] = {
@@ -248,12 +257,34 @@ async def write_function_status(
             new_status["observedGeneration"] = observed
         FUNCTION_REPLICAS.labels(namespace, name, "desired").set(new_status["desiredReplicas"])
         FUNCTION_REPLICAS.labels(namespace, name, "ready").set(new_status["readyReplicas"])
-        if any(status.get(key) != value for key, value in new_status.items()):
+        if any(status.get(field) != value for field, value in new_status.items()):
             await state.kube.merge_patch(
                 path_for(API_VERSION, FUNCTION_PLURAL, namespace, name, "status"),
                 {"status": new_status},
             )
-        return function
+        warning = _first_warning(state, key, current, failure)
+    if warning is not None:
+        await post_event(state.kube, function, "Warning", warning.reason, warning.message)
+    return function
+
+
+def _first_warning(
+    state: OperatorState,
+    key: tuple[str, str],
+    deployment: Mapping[str, Any] | None,
+    failure: StartFailure | None,
+) -> StartFailure | None:
+    """The failure to post a Warning Event for: once per failure (its signature) and pod
+    template, never per kubelet retry. A replica that crash-loops is ready between crashes,
+    so the failure comes and goes; only a new one, or the same after the user changed the
+    Function (a new template), is news. Called under the Function's status lock."""
+    if failure is None:
+        return None
+    seen = (deployment_version(deployment), failure.reason, failure.signature)
+    if state.warned.get(key) == seen:
+        return None
+    state.warned[key] = seen
+    return failure
 
 
 @kopf.on.resume(GROUP, VERSION, FUNCTION_PLURAL)
@@ -348,13 +379,6 @@ async def follow_deployment(
     )
 
 
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
-
-
 @kopf.on.event("", "v1", "pods", labels=_MANAGED)
 async def follow_pod(
     body: kopf.Body,
@@ -365,19 +389,19 @@ async def follow_pod(
     **_: Any,
 ) -> None:
     name = labels.get(LABEL_FUNCTION)
-    if not name or namespace is None:
+    pod_name = body.get("metadata", {}).get("name")
+    if not name or namespace is None or not pod_name:
         return
     state = operator_state(memo)
-    key = (namespace, name)
-    before = state.runtime_faults.get(key)
-    fault = None if type == "DELETED" else pod_fault(body)
-    if fault is not None:
-        state.runtime_faults[key] = fault
-    elif before is not None and (type == "DELETED" or _pod_ready(body)):
-        del state.runtime_faults[key]
-    if state.runtime_faults.get(key) == before:
-        return
-    function = await write_function_status(state, namespace, name)
-    if function is not None and fault is not None:
-        body_of_function = kopf.Body(function)  # type: ignore[arg-type]  # a dict is a RawBody
-        kopf.warn(body_of_function, reason="RuntimeStartupFailed", message=fault)
+    pods = state.pod_reports.setdefault((namespace, name), {})
+    before = pods.get(pod_name)
+    if type == "DELETED":
+        pods.pop(pod_name, None)
+        after = None
+    else:
+        after = pods[pod_name] = report_pod(body, before)
+    if not pods:
+        del state.pod_reports[(namespace, name)]
+    if after == before:
+        return  # a retry that changed nothing the status says
+    await write_function_status(state, namespace, name)

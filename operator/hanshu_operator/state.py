@@ -15,6 +15,7 @@ from hanshu_api.route_claims import RouteClaim, TriggerKey
 from .autoscaling_service import AutoscalerService
 from .config import OperatorConfig
 from .kube_scaler import KubeScaler
+from .replica_faults import PodReport
 from .scheduler import Clock, SystemClock
 
 
@@ -22,8 +23,11 @@ from .scheduler import Clock, SystemClock
 class OperatorState:
     config: OperatorConfig
     kube: KubeClient
-    # The last start-up fault a Function's pods reported, until one of them becomes ready.
-    runtime_faults: dict[tuple[str, str], str] = field(default_factory=dict)
+    # What each Function's pods last said, by pod name: why they cannot start, if so.
+    pod_reports: dict[FunctionKey, dict[str, PodReport]] = field(default_factory=dict)
+    # The last replica failure a Warning Event was posted for, per Function: (pod template
+    # version, reason, signature), so that a kubelet retry posts nothing.
+    warned: dict[FunctionKey, tuple[str | None, str, str]] = field(default_factory=dict)
     metrics_server: Any = None
     scaler: KubeScaler | None = None
     # Each Function's scaling spec, for the autoscaler (filled by the reconcile).

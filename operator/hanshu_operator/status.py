@@ -12,36 +12,16 @@ from typing import Any
 
 from hanshu_api.conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 
-# Pod waiting reasons that will not heal without a change from the user.
-_STUCK_WAITING = {
-    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
-}  # fmt: skip
+from .replica_faults import StartFailure
 
 DEPENDENTS = ("ConfigurationValid", "CodeReady", "DeploymentReady")
 
 
-def pod_fault(pod: Mapping[str, Any]) -> str | None:
-    """Why a function pod cannot run, in the runtime's own words when it left any."""
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        state = status.get("state") or {}
-        last = (status.get("lastState") or {}).get("terminated") or {}
-        terminated = state.get("terminated") or last
-        waiting = state.get("waiting") or {}
-        if terminated and terminated.get("exitCode", 0) != 0:
-            message = (terminated.get("message") or "").strip()
-            lines = [line for line in message.splitlines() if line.strip()]
-            detail = lines[-1] if lines else terminated.get("reason", "Error")
-            return f"the runtime exited with code {terminated.get('exitCode')}: {detail}"
-        if waiting.get("reason") in _STUCK_WAITING:
-            return f"{waiting['reason']}: {waiting.get('message', '').strip()}".rstrip(": ")
-    return None
-
-
 def deployment_conditions(
-    deployment: Mapping[str, Any] | None, runtime_fault: str | None
+    deployment: Mapping[str, Any] | None, failure: StartFailure | None
 ) -> tuple[Condition, Condition]:
-    """(DeploymentReady, Active) from the Deployment and what its pods reported."""
+    """(DeploymentReady, Active) from the Deployment and why its replicas cannot start
+    (``replica_faults.replica_failure``: its pods' faults, its own progress deadline)."""
     if deployment is None:
         return (
             Condition(
@@ -67,29 +47,8 @@ def deployment_conditions(
             else f"0 of {desired} replica(s) ready",
         )
     )
-    if runtime_fault is not None:
-        return (Condition("DeploymentReady", FALSE, "RuntimeStartupFailed", runtime_fault), active)
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("status") == "False":
-            return (
-                Condition(
-                    "DeploymentReady",
-                    FALSE,
-                    condition.get("reason") or "NotProgressing",
-                    condition.get("message") or "the roll-out is stuck",
-                ),
-                active,
-            )
-        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
-            return (
-                Condition(
-                    "DeploymentReady",
-                    FALSE,
-                    "ReplicaFailure",
-                    condition.get("message") or "replicas cannot be created",
-                ),
-                active,
-            )
+    if failure is not None:
+        return (Condition("DeploymentReady", FALSE, failure.reason, failure.message), active)
     if desired == 0:
         return (
             Condition(

@@ -17,7 +17,6 @@ from hanshu_operator.builders import (
     with_replicas,
 )
 from hanshu_operator.config import ConfigError, OperatorConfig, config_from_env
-from hanshu_operator.status import deployment_conditions, pod_fault
 from hanshu_runtime.config import config_from_env as runtime_config_from_env
 
 CONFIG = OperatorConfig(runtime_image="rt:1")
@@ -154,64 +153,15 @@ def test_children_for_each_code_source():
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def test_pod_fault_reads_the_runtimes_termination_message():
-    line = "Runtime.ImportModuleError: unable to import module 'x'. Fix: put the file in"
-    pod = {
-        "status": {
-            "containerStatuses": [
-                {
-                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"exitCode": 1, "message": f"{line}\n"}},
-                }
-            ]
-        }
-    }
-    assert pod_fault(pod) == f"the runtime exited with code 1: {line}"
-    pulling = {
-        "status": {
-            "containerStatuses": [
-                {
-                    "state": {
-                        "waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}
-                    }
-                }
-            ]
-        }
-    }
-    assert pod_fault(pulling) == "ImagePullBackOff: pull access denied"
-    assert pod_fault({"status": {"containerStatuses": [{"state": {"running": {}}}]}}) is None
-
-
-def test_deployment_conditions():
-    ready, active = deployment_conditions(None, None)
-    assert (ready.status, ready.reason) == ("Unknown", "DeploymentPending")
-    zero = {"spec": {"replicas": 0}, "status": {}}
-    ready, active = deployment_conditions(zero, None)
-    assert (ready.status, ready.reason, active.status) == ("True", "ScaledToZero", "False")
-    starting = {"spec": {"replicas": 1}, "status": {"replicas": 1}}
-    assert deployment_conditions(starting, None)[0].reason == "Starting"
-    stuck = {
-        "spec": {"replicas": 1},
-        "status": {
-            "conditions": [
-                {
-                    "type": "Progressing",
-                    "status": "False",
-                    "reason": "ProgressDeadlineExceeded",
-                    "message": "too slow",
-                }
-            ]
-        },
-    }
-    assert deployment_conditions(stuck, None)[0].reason == "ProgressDeadlineExceeded"
-    assert deployment_conditions(starting, "boom")[0].message == "boom"
-
-
 def test_operator_config_from_env():
     config = config_from_env({"HANSHU_WATCH_NAMESPACES": "a, b", "HANSHU_GATEWAY_URL": "http://g/"})
     assert config.namespaces == ("a", "b")
     assert config.gateway_url == "http://g"
     assert config_from_env({}) == OperatorConfig()
+    deadline = config_from_env({"HANSHU_PROGRESS_DEADLINE_SECONDS": "90"})
+    assert deadline.progress_deadline_seconds == 90
+    deployment = build_deployment("f", "ns", spec(), deadline, "s", 1)
+    assert deployment["spec"]["progressDeadlineSeconds"] == 90
     assert config_from_env({"HANSHU_NETWORK_POLICY": "True", "HANSHU_LOG_LEVEL": "debug"}) == (
         OperatorConfig(network_policy=True, log_level="DEBUG")
     )
@@ -231,6 +181,8 @@ def test_operator_config_from_env():
         ("HANSHU_STABLE_WINDOW_SECONDS", "0", "a number > 0"),
         ("HANSHU_IMAGE_PULL_POLICY", "Sometimes", "one of Always, IfNotPresent, Never"),
         ("HANSHU_LOG_LEVEL", "loud", "one of DEBUG, INFO, WARNING, ERROR"),
+        ("HANSHU_PROGRESS_DEADLINE_SECONDS", "0", "a whole number of seconds >= 1"),
+        ("HANSHU_PROGRESS_DEADLINE_SECONDS", "2m", "a whole number of seconds >= 1"),
     ],
 )
 def test_a_bad_setting_names_the_variable_and_what_it_takes(

@@ -56,6 +56,7 @@ class LocalNats:
         if not self.store_dir:
             self.store_dir = tempfile.mkdtemp(prefix="hanshu-nats-")
             self._owns_dir = True
+        Path(self.store_dir).mkdir(parents=True, exist_ok=True)
         config = Path(self.store_dir) / "nats.conf"
         config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n")
         log_path = Path(self.store_dir) / "nats-server.log"

@@ -201,12 +201,25 @@ class AsyncIntake:
         }
         policy = json.dumps(policy_document(call.policy, call.timeout_seconds))
         subject = subject_for(call.key)
+        # Each member is one JSON event, whatever the whole body was sent as (NDJSON).
+        member_request = StoredRequest(
+            call.request.method,
+            call.request.target,
+            tuple((k, v) for k, v in call.request.headers if k.lower() != "content-type")
+            + (("Content-Type", "application/json"),),
+        )
         try:
             await store.status.create(job_key(job_id), json.dumps(job).encode())
             pending: list[asyncio.Future[Any]] = []
             for index, event in enumerate(events):
                 headers = message_headers(
-                    member_id(job_id, index), BATCH, now, policy, call.request, call.origin, job_id
+                    member_id(job_id, index),
+                    BATCH,
+                    now,
+                    policy,
+                    member_request,
+                    call.origin,
+                    job_id,
                 )
                 pending.append(await store.js.publish_async(subject, event, headers=headers))
                 if len(pending) >= BATCH_PUBLISH_WINDOW:

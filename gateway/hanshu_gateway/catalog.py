@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hanshu_api.api_keys import KeyVerifiers
+from hanshu_api.conditions import ReplicaFault
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.route_claims import RouteClaim, route_owners
@@ -84,7 +85,11 @@ class Catalog:
         self._pending_endpoints: dict[FunctionKey, Sequence[Endpoint]] = {}
         self._trigger_routes: dict[tuple[str, str], Route] = {}
 
-    def set_function(self, key: FunctionKey, spec: FunctionSpec | None) -> None:
+    def set_function(
+        self, key: FunctionKey, spec: FunctionSpec | None, fault: ReplicaFault | None = None
+    ) -> None:
+        """A Function's spec (None: gone or invalid), and why its replicas cannot start when
+        its status says so (cold requests are then refused at once)."""
         if spec is None:
             self.functions.pop(key, None)
             return
@@ -109,6 +114,7 @@ class Catalog:
             entry.timeout_seconds = spec.timeout_seconds
             entry.memory_gb = self._memory_gb(spec)
             entry.async_policy = spec.async_policy
+        entry.pool.set_fault(fault)
 
     def _memory_gb(self, spec: FunctionSpec) -> float:
         return spec.effective_memory_mb(self.default_resources) / 1024

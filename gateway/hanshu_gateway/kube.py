@@ -20,6 +20,7 @@ from typing import Any
 
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, TRIGGER_PLURAL
 from hanshu_api.api_keys import SELECTOR, KeyVerifiers, read_published
+from hanshu_api.conditions import replica_fault
 from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_for
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
@@ -230,9 +231,13 @@ class KubeGateway:
             self.catalog.set_function(key, None)
             return
         try:
-            self.catalog.set_function(key, parse_function_spec(obj.get("spec") or {}))
+            spec = parse_function_spec(obj.get("spec") or {})
         except SpecInvalid:
             self.catalog.set_function(key, None)
+            return
+        # The operator writes why replicas cannot start into the status, which this watch
+        # already brings: no pod or event reading, and no RBAC, of the gateway's own.
+        self.catalog.set_function(key, spec, replica_fault(obj))
 
     def on_endpoint_slice(self, kind: str, obj: Mapping[str, Any]) -> None:
         slice_key = _key(obj)

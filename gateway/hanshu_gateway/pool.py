@@ -3,6 +3,10 @@
 Forwarding picks the ready endpoint with the fewest requests in flight and never gives one
 more than the Function's ``concurrency``. When none has room (cold, or all busy) the request
 waits in a bounded FIFO queue and is handed an endpoint the moment one frees up or appears.
+
+While the Function's status says its replicas cannot start (an image that cannot be pulled,
+no node with room, ...) and none is ready, nothing would come for the queue: a request is
+refused at once with the reason, and those already waiting are released with it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,21 @@ import contextlib
 import time
 from collections.abc import Sequence
 
+from hanshu_api.conditions import ReplicaFault
 from hanshu_api.platform import Endpoint
+
+# What a caller is told of each fault: what kind of trouble, never the details (image names,
+# registries, node counts and memory limits are the Function owner's, in its status).
+_FAULT_PHRASES = {
+    "ImagePullFailed": "its image cannot be pulled",
+    "Unschedulable": "no node has room for a replica",
+    "CrashLoop": "its replicas keep crashing",
+    "OutOfMemory": "its replicas run out of memory",
+    "ContainerConfigError": "its container cannot be created",
+    "RuntimeStartupFailed": "its code fails to start",
+    "ProgressDeadlineExceeded": "no replica became ready in time",
+    "ReplicaFailure": "the cluster refuses to create its replicas",
+}
 
 
 class QueueFull(Exception):
@@ -24,6 +42,21 @@ class NoEndpointInTime(Exception):
     pass
 
 
+class ReplicasFailing(Exception):
+    """No replica is ready and, as the Function's status says, none can start."""
+
+    def __init__(self, fault: ReplicaFault) -> None:
+        super().__init__(fault.reason)
+        self.fault = fault
+
+    def for_caller(self, function: str) -> str:
+        phrase = _FAULT_PHRASES.get(self.fault.reason, "its replicas cannot start")
+        return (
+            f"'{function}' cannot start a replica: {phrase} ({self.fault.reason}); the "
+            "Function's status says why and how to fix it"
+        )
+
+
 class EndpointPool:
     def __init__(self, concurrency: int, queue_limit: int) -> None:
         self.concurrency = concurrency
@@ -32,6 +65,7 @@ class EndpointPool:
         self._ready: list[Endpoint] = []
         self._waiters: collections.deque[asyncio.Future[Endpoint]] = collections.deque()
         self._penalized: dict[Endpoint, float] = {}
+        self._fault: ReplicaFault | None = None
 
     @property
     def ready(self) -> Sequence[Endpoint]:
@@ -73,6 +107,8 @@ class EndpointPool:
         endpoint = self.try_acquire()
         if endpoint is not None:
             return endpoint
+        if self._fault is not None and not self._ready:
+            raise ReplicasFailing(self._fault)
         if len(self._waiters) >= self.queue_limit:
             raise QueueFull
         waiter: asyncio.Future[Endpoint] = asyncio.get_running_loop().create_future()
@@ -81,7 +117,7 @@ class EndpointPool:
             async with asyncio.timeout(within):
                 return await waiter
         except (TimeoutError, asyncio.CancelledError) as error:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())  # handed over just as we gave up
             else:
                 waiter.cancel()
@@ -107,6 +143,25 @@ class EndpointPool:
     def set_ready(self, endpoints: Sequence[Endpoint]) -> None:
         self._ready = sorted(set(endpoints))
         self._dispatch()
+        self._refuse_waiters()
+
+    @property
+    def fault(self) -> ReplicaFault | None:
+        return self._fault
+
+    def set_fault(self, fault: ReplicaFault | None) -> None:
+        """What the Function's status says of its replicas; None once they can start."""
+        self._fault = fault
+        self._refuse_waiters()
+
+    def _refuse_waiters(self) -> None:
+        """Release the queue with the fault: no replica is ready and none is coming."""
+        if self._fault is None or self._ready:
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ReplicasFailing(self._fault))
 
     def _dispatch(self) -> None:
         while self._waiters:

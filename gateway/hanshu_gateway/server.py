@@ -34,7 +34,7 @@ from .async_calls import AsyncCalls, is_status_path
 from .async_intake import AsyncIntake
 from .catalog import Catalog, FunctionEntry
 from .header_timeout import HeaderTimeoutServer
-from .pool import NoEndpointInTime, QueueFull
+from .pool import NoEndpointInTime, QueueFull, ReplicasFailing
 from .protect import (
     preflight_headers,
     response_cors_headers,
@@ -55,6 +55,8 @@ HOP_BY_HOP = frozenset({
     "expect",
 })  # fmt: skip
 RETRY_PENALTY_SECONDS = 0.05
+# When to try a Function whose replicas cannot start again: a fix takes a person.
+FAULT_RETRY_AFTER_SECONDS = 10
 # Only the runtime's own "draining" 503 carries it (the runtime strips it from what a
 # function returns): such a request is retried on another replica. Never shown to callers.
 DRAINING_HEADER = "X-Hanshu-Draining"
@@ -530,6 +532,18 @@ class Gateway:
                             f"{self.config.cold_start_timeout:g}s",
                             request_id,
                             {"Retry-After": "5"},
+                        )
+                    except ReplicasFailing as failing:
+                        # Its replicas cannot start (the Function's status says why): say so
+                        # now rather than after the whole cold-start timeout. The cold
+                        # report above still went out, so a fix outside the spec (an image
+                        # pushed, a node added) is found by a replica that keeps trying.
+                        return error(
+                            503,
+                            failing.fault.reason,
+                            failing.for_caller(function),
+                            request_id,
+                            {"Retry-After": str(FAULT_RETRY_AFTER_SECONDS)},
                         )
                     finally:
                         stats.queued -= 1

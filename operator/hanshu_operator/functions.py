@@ -402,6 +402,8 @@ async def follow_pod(
         after = pods[pod_name] = report_pod(body, before)
     if not pods:
         del state.pod_reports[(namespace, name)]
-    if after == before:
-        return  # a retry that changed nothing the status says
+    if (before and before.failure) == (after and after.failure):
+        # Nothing the status says changed (a retry, or a step of a normal start): the
+        # report is kept for the next write (a progress deadline lists the pods' steps).
+        return
     await write_function_status(state, namespace, name)

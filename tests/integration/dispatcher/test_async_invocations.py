@@ -23,7 +23,7 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings, ensure
 from hanshu_api.models import AsyncPolicy, Destination
 
-from tests.conftest import serving
+from tests.conftest import free_port, serving
 from tests.helpers import eventually
 from tests.integration.dispatcher.conftest import async_function, final_status, get_json
 from tests.integration.gateway.conftest import trigger
@@ -421,3 +421,33 @@ async def _dispatcher_metric(platform: Any, name: str) -> float:
                     if line.startswith(name):
                         total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+async def test_a_destination_that_keeps_failing_is_counted_and_logged(async_platform, http):
+    closed = free_port()  # nothing listens here
+    platform = async_platform(
+        [
+            async_function(
+                "orphan",
+                **{
+                    "async": {
+                        "maxRetryAttempts": 0,
+                        "destinations": {"onSuccess": {"url": f"http://127.0.0.1:{closed}/"}},
+                    }
+                },
+            ),
+            trigger("orphan", "orphan", path="/orphan"),
+        ]
+    )
+    _, headers, _ = await call_async(http, f"{platform.url}/orphan", {"n": 1})
+    invocation_id = headers["X-Hanshu-Invocation-Id"]
+    assert (await final_status(platform, invocation_id))["state"] == "Succeeded"
+    name = 'hanshu_dispatcher_destination_deliveries_total{kind="url",result="failed"}'
+    await eventually(
+        lambda: _dispatcher_metric(platform, name),
+        timeout=30,
+        message="the failed destination counted",
+    )
+    logged = platform.dispatcher_logs()
+    assert f"destination {{'url': 'http://127.0.0.1:{closed}/'}}" in logged
+    assert invocation_id in logged  # the record, whole, in the log

@@ -259,9 +259,7 @@ class Gateway:
             if config.nats_url
             else None
         )
-        self.async_calls = AsyncCalls(
-            self.intake, error, catalog.route_of_trigger, self._check_key
-        )
+        self.async_calls = AsyncCalls(self.intake, error, catalog.route_of_trigger, self._check_key)
 
     # -- the public port ------------------------------------------------------------------
 
@@ -382,9 +380,10 @@ class Gateway:
         code = 500
         try:
             if entry is None:
-                code = 503
+                # An async call must never be taken for a Function that is not there.
+                code = 503 if invocation_type_of(request.headers) in (SYNC, None) else 404
                 return error(
-                    503,
+                    code,
                     "FunctionNotFound",
                     f"the Function '{function}' of this route does not exist",
                     request_id,
@@ -690,7 +689,14 @@ class Gateway:
         # table would answer 404 NoRoute for every Trigger during a rollout.
         if not self.routes_synced():
             return web.json_response({"status": "syncing"}, status=503)
-        return web.json_response({"status": "ready"})
+        # NATS does not decide readiness: synchronous calls are served without it, and an
+        # async call meanwhile gets 503 AsyncUnavailable. It is reported, for operators.
+        asynchronous = (
+            "off"
+            if self.intake is None
+            else ("connected" if self.intake.available else "unavailable")
+        )
+        return web.json_response({"status": "ready", "async": asynchronous})
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -17,8 +17,12 @@ from typing import Any
 
 from hanshu_api.invocations import EXPIRED, FAILED, SUCCEEDED
 
-# Errors the gateway makes when it could not run the invocation yet: throttling.
-THROTTLES = frozenset({"QueueFull", "FunctionNotReady", "RateLimited"})
+# The gateway's own 429 and 503 say it could not run the invocation yet (a full queue, a
+# cold start past its timeout, replicas that cannot start: ImagePullFailed, Unschedulable
+# ...): throttling, retried until the event's age runs out without using an attempt, so
+# a fault fixed within maxEventAge loses nothing. Its 502 (a replica died mid-run) and
+# 504 (the function timed out) are failed attempts.
+THROTTLE_CODES = frozenset({429, 503})
 # Replies a function could send that say "try again".
 RETRIED_CLIENT_CODES = frozenset({408, 429})
 
@@ -55,7 +59,7 @@ class Reply:
 
 
 def judge(reply: Reply) -> Verdict:
-    if reply.gateway_error in THROTTLES:
+    if reply.gateway_error and reply.status in THROTTLE_CODES:
         return Verdict.THROTTLED
     if reply.status == 0 or reply.status >= 500 or reply.status in RETRIED_CLIENT_CODES:
         return Verdict.RETRY

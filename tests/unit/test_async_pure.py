@@ -45,6 +45,8 @@ def reply(status: int, gateway_error: str | None = None, **headers: str) -> Repl
         (reply(0, "GatewayUnreachable"), Verdict.RETRY),
         (reply(429, "QueueFull"), Verdict.THROTTLED),  # never ran: no attempt used
         (reply(503, "FunctionNotReady"), Verdict.THROTTLED),
+        (reply(503, "ImagePullFailed"), Verdict.THROTTLED),  # retried once it is fixed
+        (reply(503), Verdict.RETRY),  # the function's own 503 is a failed attempt
     ],
 )
 def test_what_a_reply_means(given, verdict):

@@ -48,16 +48,12 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(
-    url: str, *, connections: int, seconds: int, script: str | None = None
-) -> LoadResult:
+def run_wrk(url: str, *, connections: int, seconds: int, script: str | None = None) -> LoadResult:
     """Saturating load with wrk (one thread, pinned to core 0); ``script`` is a wrk Lua
     script (a method, headers, a body)."""
     extra = ["-s", script] if script else []
     out = subprocess.run(
-        pinned(
-            0, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
-        ),
+        pinned(0, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]),
         capture_output=True,
         text=True,
         check=True,

@@ -116,8 +116,7 @@ class AsyncCalls:
             return self.error(
                 400,
                 "InvalidIdempotencyKey",
-                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable "
-                "characters",
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
                 request_id,
             )
         if len(body) > intake.max_payload - 64 * 1024 and invocation_type == ASYNC:
@@ -207,9 +206,7 @@ class AsyncCalls:
             refused = await self._may_read(request, record, request_id)
             if refused is not None:
                 return refused
-            document = (
-                await intake.job_status(record) if is_job else public_record(record)
-            )
+            document = await intake.job_status(record) if is_job else public_record(record)
         except AsyncUnavailable:
             return self._unavailable(request_id, "the event store is not reachable")
         document.pop("authHeader", None)

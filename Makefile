@@ -12,7 +12,7 @@ KIND ?= kind
 KUBECTL ?= kubectl
 HELM ?= helm
 DOCKER ?= docker
-IMAGES := runtime operator gateway
+IMAGES := runtime operator gateway dispatcher
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs
@@ -70,7 +70,7 @@ run: $(STAMP) ## serve examples/hello with the runtime on PORT (default 8080)
 	HANSHU_ADMIN_PORT=$$(( $(PORT) + 1010 )) HANSHU_FUNCTION_NAME=hello \
 	HANSHU_TERMINATION_LOG=/dev/null $(BIN)/python -m hanshu_runtime
 
-images: ## build the three images (hanshu/<name>:$(TAG)) and the example function images
+images: ## build the four component images (hanshu/<name>:$(TAG)) and the example function images
 	for image in $(IMAGES); do \
 		$(DOCKER) build -f $$image/Dockerfile -t hanshu/$$image:$(TAG) . || exit 1; done
 	$(DOCKER) build --build-arg RUNTIME_IMAGE=hanshu/runtime:$(TAG) -t hanshu/example-flask:$(TAG) examples/flask-app

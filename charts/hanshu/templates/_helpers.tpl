@@ -39,6 +39,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-gateway" (include "hanshu.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "hanshu.dispatcher.fullname" -}}
+{{- printf "%s-dispatcher" (include "hanshu.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "hanshu.nats.fullname" -}}
+{{- printf "%s-nats" (include "hanshu.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Where the gateway and the dispatcher find NATS: the bundled server, an existing one
+(nats.url), or "" (async invocation off: the gateway answers 503 AsyncNotEnabled and no
+dispatcher runs). Both at once is refused: which one holds the events must be unambiguous.
+*/}}
+{{- define "hanshu.natsUrl" -}}
+{{- if and .Values.nats.enabled .Values.nats.url }}
+{{- fail "nats.enabled=true runs the chart's own NATS; to use nats.url, set nats.enabled=false too" }}
+{{- end }}
+{{- if and .Values.nats.enabled (ne (int .Values.nats.replicas) 1) }}
+{{- fail "nats.replicas must be 1 with the bundled one-node NATS (3 needs a three-node cluster: nats.enabled=false, nats.url)" }}
+{{- end }}
+{{- if .Values.nats.enabled }}
+{{- printf "nats://%s.%s.svc:4222" (include "hanshu.nats.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- .Values.nats.url }}
+{{- end }}
+{{- end }}
+
+{{/* The client port of nats.url (4222 when it names none), for the dispatcher's egress. */}}
+{{- define "hanshu.natsPort" -}}
+{{- $host := (urlParse .Values.nats.url).host -}}
+{{- $parts := splitList ":" $host -}}
+{{- if gt (len $parts) 1 }}{{ last $parts }}{{ else }}4222{{ end }}
+{{- end }}
+
 {{/* An image reference: call with (dict "root" $ "image" .Values.image.gateway). */}}
 {{- define "hanshu.image" -}}
 {{- $registry := .root.Values.image.registry -}}
@@ -68,4 +102,26 @@ seccompProfile:
 
 {{- define "hanshu.gatewayPublicUrl" -}}
 {{- if .Values.gateway.publicUrl }}{{ .Values.gateway.publicUrl }}{{ else }}{{ printf "http://%s.%s.svc" (include "hanshu.gateway.fullname" .) .Release.Namespace }}{{ end }}
+{{- end }}
+
+{{/* The bundled NATS server's configuration (nats.yaml): its ConfigMap and its checksum. */}}
+{{- define "hanshu.natsConfig" -}}
+server_name: $POD_NAME
+port: 4222
+# Monitoring: the probes' /healthz (and /varz, /jsz for people).
+http_port: 8222
+# An async event is stored whole, up to the gateway's body limit (6 MiB by default).
+max_payload: 8MB
+# On shutdown, clients are moved off gently before the server stops.
+lame_duck_grace_period: 10s
+lame_duck_duration: 30s
+pid_file: /var/run/nats/nats.pid
+jetstream {
+  # nats-server keeps its files in <store_dir>/jetstream on the volume.
+  store_dir: /data
+  max_memory_store: {{ .Values.nats.jetstream.maxMemoryStore }}
+  {{- with .Values.nats.jetstream.maxFileStore }}
+  max_file_store: {{ . }}
+  {{- end }}
+}
 {{- end }}

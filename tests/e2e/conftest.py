@@ -146,7 +146,7 @@ def cluster() -> Iterator[Cluster]:
                 f"watchNamespaces={{{found.apps}}}",
                 *[
                     arg
-                    for image in ("operator", "gateway", "runtime")
+                    for image in ("operator", "gateway", "runtime", "dispatcher")
                     for arg in ("--set", f"image.{image}.tag={tag}")
                 ],
                 "--wait",

@@ -19,6 +19,8 @@ class ManifestSet:
     functions: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
     triggers: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[FunctionKey, dict[str, str]] = field(default_factory=dict)
+    # The folder of each Function's manifest: where dev mode finds an image Function's code.
+    folders: dict[FunctionKey, Path] = field(default_factory=dict)
 
 
 def secret_data(secret: dict[str, Any]) -> dict[str, str]:
@@ -41,6 +43,7 @@ def load_manifests(paths: Iterable[str | Path], namespace: str = "default") -> M
             key = (meta.get("namespace") or namespace, meta["name"])
             if document.get("apiVersion") == API_VERSION and document.get("kind") == "Function":
                 found.functions[key] = document
+                found.folders[key] = file.parent
             elif document.get("apiVersion") == API_VERSION and document.get("kind") == "Trigger":
                 found.triggers[key] = document
             elif document.get("kind") == "Secret":

@@ -23,6 +23,7 @@ HANDLER_PATTERN = re.compile(
 FILE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 HANDLER_TYPES = ("event", "wsgi", "asgi")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+TRIGGER_SOURCES = ("http", "schedule", "objectStorage")
 
 DEFAULT_TIMEOUT_SECONDS = 30
 DEFAULT_CONCURRENCY = 100
@@ -381,15 +382,50 @@ class Schedule:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
+OBJECT_EVENT_FORMATS = ("s3", "oss")
+OBJECT_EVENT_PATTERN = re.compile(
+    r"^s3:Object(Created|Removed|Restore|Tagging|Acl)?(:[A-Za-z*]+)?$"
+)
+DEFAULT_OBJECT_EVENTS = ("s3:ObjectCreated:*",)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStorage:
+    """Bucket notifications (MinIO webhooks, AWS S3 through SNS) as async invocations."""
+
+    bucket: str
+    events: tuple[str, ...] = DEFAULT_OBJECT_EVENTS
+    prefix: str = ""
+    suffix: str = ""
+    event_format: str = "s3"
+    # The bearer token the storage must send: a Secret key, verified like an API key.
+    token: ApiKeyAuth | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class TriggerSpec:
     function_name: str
     http: HttpRoute | None = None
     schedule: Schedule | None = None
+    object_storage: ObjectStorage | None = None
 
     @property
     def source_type(self) -> str:
-        return "http" if self.http is not None else "schedule"
+        if self.http is not None:
+            return "http"
+        if self.object_storage is not None:
+            return "objectStorage"
+        return "schedule"
+
+    @property
+    def auth(self) -> ApiKeyAuth | None:
+        """The Secret-held key callers must present: an HTTP route's API key, or the token
+        a bucket's notifications carry."""
+        if self.http is not None:
+            return self.http.auth
+        if self.object_storage is not None:
+            return self.object_storage.token
+        return None
 
 
 def _http(raw: Mapping[str, Any], problems: list[str]) -> HttpRoute:
@@ -465,6 +501,43 @@ def _schedule(raw: Mapping[str, Any], problems: list[str]) -> Schedule:
     return Schedule(cron=cron, time_zone=time_zone, payload=payload)
 
 
+def _object_storage(raw: Mapping[str, Any], problems: list[str]) -> ObjectStorage:
+    where = "spec.objectStorage."
+    bucket = str(raw.get("bucket") or "")
+    if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket):
+        problems.append(
+            f"{where}bucket {bucket!r} must be a bucket name: 3-63 lowercase letters, digits, "
+            "'.' and '-'"
+        )
+    events = tuple(str(e) for e in raw.get("events") or DEFAULT_OBJECT_EVENTS)
+    for event in events:
+        if not OBJECT_EVENT_PATTERN.match(event):
+            problems.append(
+                f"{where}events: {event!r} is not an S3 event name such as "
+                "'s3:ObjectCreated:*', 's3:ObjectCreated:Put' or 's3:ObjectRemoved:*'"
+            )
+    event_format = str(raw.get("eventFormat") or "s3")
+    if event_format not in OBJECT_EVENT_FORMATS:
+        problems.append(f"{where}eventFormat {event_format!r} must be one of s3, oss")
+    filters = raw.get("filter") or {}
+    token = None
+    ref = (raw.get("auth") or {}).get("tokenSecretRef")
+    if ref is not None:
+        if not ref.get("name"):
+            problems.append(f"{where}auth.tokenSecretRef.name is required")
+        token = ApiKeyAuth(
+            str(ref.get("name", "")), str(ref.get("key") or "token"), "Authorization"
+        )
+    return ObjectStorage(
+        bucket=bucket,
+        events=events,
+        prefix=str(filters.get("prefix") or ""),
+        suffix=str(filters.get("suffix") or ""),
+        event_format=event_format,
+        token=token,
+    )
+
+
 def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) -> TriggerSpec:
     problems: list[str] = []
     ref = spec.get("functionRef") or {}
@@ -477,18 +550,21 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
             f"spec.functionRef.namespace {ref_namespace!r} differs from the Trigger's namespace "
             f"{namespace!r}; a Trigger can only call a Function in its own namespace"
         )
-    sources = [key for key in ("http", "schedule") if spec.get(key) is not None]
+    sources = [key for key in TRIGGER_SOURCES if spec.get(key) is not None]
     if len(sources) != 1:
         problems.append(
-            "a Trigger must have exactly one source: http or schedule "
+            f"a Trigger must have exactly one source: {', '.join(TRIGGER_SOURCES)} "
             f"(found: {', '.join(sources) or 'none'})"
         )
     http = _http(spec["http"], problems) if spec.get("http") is not None else None
     schedule = _schedule(spec["schedule"], problems) if spec.get("schedule") is not None else None
+    storage = spec.get("objectStorage")
+    object_storage = _object_storage(storage, problems) if storage is not None else None
     if problems:
         raise SpecInvalid(problems)
     return TriggerSpec(
         function_name=str(name),
         http=http if sources == ["http"] else None,
         schedule=schedule if sources == ["schedule"] else None,
+        object_storage=object_storage if sources == ["objectStorage"] else None,
     )

@@ -150,7 +150,9 @@ class AsyncIntake:
         invocations = self._invocations
         return invocations.client.max_payload if invocations else 1024 * 1024
 
-    async def enqueue(self, call: Call, idempotency: str | None) -> Accepted:
+    async def enqueue(
+        self, call: Call, idempotency: str | None, invocation_type: str = "Async"
+    ) -> Accepted:
         store = self._ready()
         invocation_id = new_id()
         if idempotency:
@@ -163,7 +165,7 @@ class AsyncIntake:
             except (NatsError, TimeoutError) as error:
                 raise AsyncUnavailable(str(error)) from None
         now = time.time()
-        record = new_record(invocation_id, call.origin, "Async", now)
+        record = new_record(invocation_id, call.origin, invocation_type, now)
         try:
             await store.status.create(record_key(invocation_id), json.dumps(record).encode())
             await store.js.publish(
@@ -172,7 +174,7 @@ class AsyncIntake:
                 timeout=PUBLISH_TIMEOUT_SECONDS,
                 headers=message_headers(
                     invocation_id,
-                    "Async",
+                    invocation_type,
                     now,
                     json.dumps(policy_document(call.policy, call.timeout_seconds)),
                     call.request,
@@ -205,8 +207,10 @@ class AsyncIntake:
         member_request = StoredRequest(
             call.request.method,
             call.request.target,
-            tuple((k, v) for k, v in call.request.headers if k.lower() != "content-type")
-            + (("Content-Type", "application/json"),),
+            (
+                *((k, v) for k, v in call.request.headers if k.lower() != "content-type"),
+                ("Content-Type", "application/json"),
+            ),
         )
         try:
             await store.status.create(job_key(job_id), json.dumps(job).encode())

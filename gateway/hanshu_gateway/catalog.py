@@ -84,6 +84,8 @@ class Catalog:
         self._buckets: dict[tuple[str, str], tuple[RateLimit, TokenBucket]] = {}
         self._pending_endpoints: dict[FunctionKey, Sequence[Endpoint]] = {}
         self._trigger_routes: dict[tuple[str, str], Route] = {}
+        # Triggers whose bucket sends notifications to /_hanshu/events/{namespace}/{name}.
+        self.object_triggers: dict[tuple[str, str], KnownTrigger] = {}
 
     def set_function(
         self, key: FunctionKey, spec: FunctionSpec | None, fault: ReplicaFault | None = None
@@ -129,6 +131,10 @@ class Catalog:
     def set_triggers(self, triggers: Iterable[KnownTrigger]) -> list[Conflict]:
         """Serve the routes their oldest claimants own; when an owner goes, the next oldest
         claimant takes over on the next call. Returns the claims refused."""
+        triggers = list(triggers)
+        self.object_triggers = {
+            (t.namespace, t.name): t for t in triggers if t.spec.object_storage is not None
+        }
         routes, conflicts = owned_routes(triggers)
         self.routes = RouteTable(routes)
         self._trigger_routes = {(r.namespace, r.trigger): r for r in routes}

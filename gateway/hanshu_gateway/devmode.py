@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
 from hanshu_api.local_nats import LocalNats, NatsServerMissing
 from hanshu_api.local_platform import LocalPlatform, free_port
+from hanshu_api.local_s3 import LocalS3, MotoMissing
 from hanshu_api.manifests import load_manifests
 from hanshu_api.models import (
     FunctionSpec,
     Scaling,
+    module_of,
     parse_function_spec,
     parse_trigger_spec,
 )
@@ -55,6 +58,16 @@ def triggers_in_order(
     ]
 
 
+def image_code_folder(spec: FunctionSpec, folder: Path | None) -> Path | None:
+    """Dev mode runs an image Function's code from its manifest's folder (the folder the
+    image is built from), with the packages of this machine's Python."""
+    if spec.code.image is None or folder is None:
+        return None
+    module = module_of(spec.handler).replace(".", "/")
+    found = (folder / f"{module}.py").exists() or (folder / module / "__init__.py").exists()
+    return folder if found else None
+
+
 def conflict_line(conflict: Conflict) -> str:
     loser, owner = conflict
     return (
@@ -71,7 +84,7 @@ def verifiers_from_manifests(
     given; a Trigger whose Secret or key is missing gets none (503, as in a cluster)."""
     found: dict[tuple[str, str], KeyVerifiers] = {}
     for trigger in triggers:
-        auth = trigger.spec.http.auth if trigger.spec.http else None
+        auth = trigger.spec.auth
         if auth is None:
             continue
         value = secrets.get((trigger.namespace, auth.secret_name), {}).get(auth.secret_key)
@@ -103,6 +116,8 @@ class DevStack:
     dispatcher_config: dict[str, Any] = field(default_factory=dict)
     local_nats: LocalNats | None = None
     running_dispatcher: Dispatcher | None = None
+    # Object storage Triggers get a local S3 server (moto) whose buckets notify the gateway.
+    local_s3: LocalS3 | None = None
 
     def _start_nats(self) -> str:
         if self.nats_url == "off":
@@ -122,14 +137,32 @@ class DevStack:
         self.internal_port = self.internal_port or free_port()
         self.autoscaler_port = self.autoscaler_port or free_port()
         nats_url = await asyncio.to_thread(self._start_nats)
-        self.platform = LocalPlatform()
         triggers = triggers_in_order(manifests.triggers.items())
+        buckets = [t for t in triggers if t.spec.object_storage is not None]
+        if buckets:
+            try:
+                self.local_s3 = await asyncio.to_thread(LocalS3().start)
+            except MotoMissing as missing:
+                log.warning("object storage Triggers are off: %s", missing)
+        self.platform = LocalPlatform(
+            extra_env=self.local_s3.environment() if self.local_s3 else None
+        )
         self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
         self.catalog = Catalog(self.queue_limit, self._key_verifiers)
         for key, document in manifests.functions.items():
             spec = parse_function_spec(document["spec"])
+            code_dir = image_code_folder(spec, manifests.folders.get(key))
+            if spec.code.image is not None and code_dir is None:
+                log.warning(
+                    "Function %s is not run: its code is in the image %s, and dev mode runs "
+                    "images' code from the manifest's folder (put %s.py beside it)",
+                    key[1],
+                    spec.code.image,
+                    module_of(spec.handler).replace(".", "/"),
+                )
+                continue
             self.functions[key] = spec
-            self.platform.add_function(key, spec)
+            self.platform.add_function(key, spec, code_dir)
             self.catalog.set_function(key, spec)
         for conflict in self.catalog.set_triggers(triggers):
             log.warning("%s", conflict_line(conflict))
@@ -181,6 +214,8 @@ class DevStack:
                 await self.platform.set_replicas(key, spec.scaling.min_replicas)
             else:
                 await self.platform.set_replicas(key, 0)
+        if self.local_s3 is not None:
+            await asyncio.to_thread(self._wire_buckets, buckets, manifests.secrets)
         self._tasks = [asyncio.create_task(self.autoscaler.run())]
         self._stopped = asyncio.Event()
         self._session = aiohttp.ClientSession()
@@ -212,6 +247,30 @@ class DevStack:
             self.host,
             self.port,
         )
+
+    def _wire_buckets(
+        self, triggers: Sequence[KnownTrigger], secrets: Mapping[FunctionKey, Mapping[str, str]]
+    ) -> None:
+        """Each object storage Trigger's bucket, created, notifying the gateway (the way
+        `aws s3api put-bucket-notification-configuration` and an SNS subscription do)."""
+        assert self.local_s3 is not None
+        for known in triggers:
+            storage = known.spec.object_storage
+            assert storage is not None
+            endpoint = f"http://127.0.0.1:{self.port}/_hanshu/events/{known.namespace}/{known.name}"
+            if storage.token is not None:
+                token = secrets.get((known.namespace, storage.token.secret_name), {}).get(
+                    storage.token.secret_key
+                )
+                if token:
+                    endpoint += f"?token={urllib.parse.quote(token.strip(), safe='')}"
+            self.local_s3.notify(
+                storage.bucket, endpoint, storage.events, storage.prefix, storage.suffix
+            )
+            print(
+                f"object storage (S3) at {self.local_s3.url}, bucket {storage.bucket}",
+                flush=True,
+            )
 
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
         return [(key, spec.scaling) for key, spec in self.functions.items()]
@@ -257,3 +316,5 @@ class DevStack:
         await self.platform.close()
         if self.local_nats is not None:
             await asyncio.to_thread(self.local_nats.close)
+        if self.local_s3 is not None:
+            await asyncio.to_thread(self.local_s3.stop)

@@ -34,6 +34,7 @@ from .async_calls import AsyncCalls, is_status_path
 from .async_intake import AsyncIntake
 from .catalog import Catalog, FunctionEntry
 from .header_timeout import HeaderTimeoutServer
+from .object_notifications import ObjectNotifications, is_events_path
 from .pool import NoEndpointInTime, QueueFull, ReplicasFailing
 from .protect import (
     preflight_headers,
@@ -260,6 +261,7 @@ class Gateway:
             else None
         )
         self.async_calls = AsyncCalls(self.intake, error, catalog.route_of_trigger, self._check_key)
+        self.object_notifications = ObjectNotifications(catalog, self.intake, error)
 
     # -- the public port ------------------------------------------------------------------
 
@@ -304,6 +306,8 @@ class Gateway:
         request_id = self._request_id(request)
         if is_status_path(request.raw_path):
             return await self.async_calls.status(request, request_id)
+        if is_events_path(request.raw_path):
+            return await self.object_notifications.handle(request, request_id)
         routed = self._route(request, request_id)
         if isinstance(routed, web.Response):
             return routed
@@ -744,4 +748,5 @@ class Gateway:
             await self.reporter.close()
         if self.intake is not None:
             await self.intake.close()
+        await self.object_notifications.close()
         self._upstream.close()

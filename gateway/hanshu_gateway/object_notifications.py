@@ -1,0 +1,171 @@
+"""``POST /_hanshu/events/{namespace}/{trigger}``: where a bucket sends its notifications.
+
+The token is checked like an API key (salted hashes the operator publishes; the gateway
+never holds the token), the body parsed (MinIO webhook or SNS), SNS subscriptions
+confirmed, and each record that passes the Trigger's filters stored as one async
+invocation of its Function. The storage gets 200 only once every record is stored, so its
+own retries cover a NATS outage; a record delivered twice runs once (its sequencer is the
+idempotency key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+from hanshu_api.invocations import EVENT, Origin, StoredRequest
+
+from .async_intake import AsyncIntake, AsyncUnavailable, Call
+from .catalog import Catalog
+from .object_events import (
+    BadNotification,
+    SubscriptionConfirmation,
+    function_event,
+    parse_notification,
+    presented_token,
+    selected,
+)
+
+log = logging.getLogger("hanshu.gateway")
+
+EVENTS_PATH = "/_hanshu/events/"
+MAX_NOTIFICATION_BYTES = 1024 * 1024
+
+ErrorReply = Callable[..., web.Response]
+
+
+def is_events_path(path: str) -> bool:
+    return path.startswith(EVENTS_PATH)
+
+
+class ObjectNotifications:
+    def __init__(self, catalog: Catalog, intake: AsyncIntake | None, error: ErrorReply) -> None:
+        self.catalog = catalog
+        self.intake = intake
+        self.error = error
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.BaseRequest, request_id: str) -> web.Response:
+        parts = request.path[len(EVENTS_PATH) :].split("/")
+        known = self.catalog.object_triggers.get((parts[0], parts[1])) if len(parts) == 2 else None
+        if known is None or known.spec.object_storage is None:
+            return self.error(404, "NotFound", "no object storage Trigger here", request_id)
+        if request.method != "POST":
+            return self.error(405, "MethodNotAllowed", "use POST", request_id, {"Allow": "POST"})
+        storage = known.spec.object_storage
+        if storage.token is not None:
+            refused = self._check_token(request, known.namespace, known.name, request_id)
+            if refused is not None:
+                return refused
+        if request.content_length is not None and request.content_length > MAX_NOTIFICATION_BYTES:
+            return self.error(413, "RequestTooLarge", "a notification is at most 1 MiB", request_id)
+        body = await request.content.read(MAX_NOTIFICATION_BYTES + 1)
+        if len(body) > MAX_NOTIFICATION_BYTES:
+            return self.error(413, "RequestTooLarge", "a notification is at most 1 MiB", request_id)
+        try:
+            parsed = parse_notification(body)
+        except BadNotification as bad:
+            return self.error(400, "InvalidNotification", str(bad), request_id)
+        if isinstance(parsed, SubscriptionConfirmation):
+            return await self._confirm(parsed, known.namespace, known.name, request_id)
+        key = (known.namespace, known.spec.function_name)
+        entry = self.catalog.functions.get(key)
+        if entry is None:
+            return self.error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
+        if self.intake is None:
+            return self.error(
+                503,
+                "AsyncNotEnabled",
+                "object storage events need NATS (the chart's nats.enabled or nats.url)",
+                request_id,
+            )
+        chosen = selected(storage, parsed)
+        ids = []
+        try:
+            for event in chosen:
+                call = Call(
+                    key=key,
+                    origin=Origin(key[0], key[1], known.name),
+                    policy=entry.async_policy,
+                    timeout_seconds=entry.timeout_seconds,
+                    request=StoredRequest(
+                        "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
+                    ),
+                    body=json.dumps(function_event(storage, event)).encode(),
+                )
+                accepted = await self.intake.enqueue(call, event.dedup_key, EVENT)
+                ids.append(accepted.invocation_id)
+        except AsyncUnavailable as why:
+            log.warning("object events for %s/%s not stored: %s", *key, why)
+            return self.error(
+                503,
+                "AsyncUnavailable",
+                "the events were not stored; send them again",
+                request_id,
+                {"Retry-After": "5"},
+            )
+        return web.json_response(
+            {"accepted": len(ids), "skipped": len(parsed) - len(chosen), "invocationIds": ids},
+            headers={"X-Request-Id": request_id},
+        )
+
+    def _check_token(
+        self, request: web.BaseRequest, namespace: str, trigger: str, request_id: str
+    ) -> web.Response | None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="hanshu"'}
+        presented = presented_token(request.headers, request.query)
+        verifiers = self.catalog.key_verifiers(namespace, trigger)
+        if verifiers is None:
+            log.error("no token verifiers published for Trigger %s/%s", namespace, trigger)
+            return self.error(
+                503,
+                "TokenUnavailable",
+                "this Trigger's token is not available yet; try again later",
+                request_id,
+            )
+        if presented is None or not verifiers.matches(presented):
+            # Nothing is stored for a notification that does not prove where it comes from.
+            return self.error(
+                401,
+                "InvalidToken",
+                "send the Trigger's token as 'Authorization: Bearer <token>' (MinIO "
+                "auth_token), as the basic-auth password, or as ?token= in the URL",
+                request_id,
+                challenge,
+            )
+        return None
+
+    async def _confirm(
+        self, confirmation: SubscriptionConfirmation, namespace: str, trigger: str, request_id: str
+    ) -> web.Response:
+        """Fetch SNS's SubscribeURL, which confirms the subscription (only after the
+        token was checked: nobody else can make the gateway fetch a URL)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        try:
+            async with self._session.get(confirmation.subscribe_url) as reply:
+                confirmed = reply.status < 300
+        except (aiohttp.ClientError, TimeoutError) as failure:
+            log.warning("cannot confirm SNS subscription of %s/%s: %s", namespace, trigger, failure)
+            confirmed = False
+        if not confirmed:
+            return self.error(
+                502, "ConfirmationFailed", "the SNS SubscribeURL did not answer", request_id
+            )
+        log.info(
+            "confirmed SNS subscription of topic %s for Trigger %s/%s",
+            confirmation.topic_arn,
+            namespace,
+            trigger,
+        )
+        return web.json_response({"confirmed": True}, headers={"X-Request-Id": request_id})
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+__all__ = ["ObjectNotifications", "is_events_path"]

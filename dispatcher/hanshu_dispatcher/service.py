@@ -63,7 +63,12 @@ class Dispatcher:
         while True:
             try:
                 self._store = await ensure(
-                    client, StreamSettings(replicas=self.config.stream_replicas)
+                    client,
+                    StreamSettings(
+                        replicas=self.config.stream_replicas,
+                        status_ttl_seconds=self.config.status_ttl_seconds,
+                        idempotency_window_seconds=self.config.idempotency_window_seconds,
+                    ),
                 )
                 break
             except (NatsError, TimeoutError) as error:

@@ -82,6 +82,7 @@ class GatewayConfig:
     nats_url: str = ""
     idempotency_window: float = 3600.0
     status_ttl: float = 24 * 3600.0
+    nats_replicas: int = 1  # JetStream copies of the stream and buckets (3 on a 3-node NATS)
 
 
 class ConfigError(Exception):
@@ -170,6 +171,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         nats_url=_nats_url(env, "HANSHU_NATS_URL"),
         idempotency_window=_seconds(env, "HANSHU_IDEMPOTENCY_WINDOW", 3600.0),
         status_ttl=_seconds(env, "HANSHU_STATUS_TTL", 24 * 3600.0),
+        nats_replicas=_whole_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1, maximum=5),
     )
 
 
@@ -253,6 +255,7 @@ class Gateway:
             AsyncIntake(
                 config.nats_url,
                 StreamSettings(
+                    replicas=config.nats_replicas,
                     status_ttl_seconds=config.status_ttl,
                     idempotency_window_seconds=config.idempotency_window,
                 ),

@@ -58,7 +58,9 @@ def _auth_of(namespace: str, spec: Mapping[str, Any]) -> ApiKeyAuth | None:
         trigger = parse_trigger_spec(spec, namespace)
     except SpecInvalid:
         return None
-    return trigger.http.auth if trigger.http is not None else None
+    # An HTTP route's API keys, or the token a bucket's notifications carry: both are
+    # published as salted verifiers, so the gateway never holds either.
+    return trigger.auth
 
 
 @kopf.index(GROUP, VERSION, TRIGGER_PLURAL, id=KEY_REF_INDEX)
@@ -96,8 +98,8 @@ def keys_verdict(
             FALSE,
             "SecretKeyNotFound",
             f"{where} has no key '{auth.secret_key}' (its keys: {present}); add the API keys "
-            f"under '{auth.secret_key}', one per line, or point "
-            "spec.http.auth.apiKeySecretRef.key at the right one; until then callers get 503",
+            f"under '{auth.secret_key}', one per line, or point {_ref_field(auth)} at the "
+            "right one; until then callers get 503",
         ), []
     try:
         value = base64.b64decode(data[auth.secret_key], validate=True).decode("utf-8", "replace")
@@ -118,6 +120,13 @@ def keys_verdict(
         "Published",
         f"the gateway checks {len(keys)} API key(s) from {where}, key '{auth.secret_key}'",
     ), keys
+
+
+def _ref_field(auth: ApiKeyAuth) -> str:
+    """Where the user names the Secret key, to point them at it."""
+    if auth.header == "Authorization":  # a bucket notification token
+        return "spec.objectStorage.auth.tokenSecretRef.key"
+    return "spec.http.auth.apiKeySecretRef.key"
 
 
 def published_manifest(
@@ -184,7 +193,7 @@ async def sync_api_keys(
     A Trigger without keys costs one DELETE (a 404, normally) per reconcile, as much as
     its Function lookup: it is how a Trigger that dropped ``auth`` while the operator
     was down loses its verifiers."""
-    auth = trigger.http.auth if trigger.http is not None else None
+    auth = trigger.auth
     if auth is None:
         await unpublish(state, namespace, name)
         return None

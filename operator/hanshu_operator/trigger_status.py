@@ -52,6 +52,11 @@ API_KEYS = "ApiKeysReady"
 EVENT_RETRY_DELAYS = (1.0, 3.0, 10.0)
 
 
+def notification_url(gateway_url: str, namespace: str, name: str) -> str | None:
+    """Where a bucket sends its notifications (MinIO webhook endpoint, SNS subscription)."""
+    return f"{gateway_url}/_hanshu/events/{namespace}/{name}" if gateway_url else None
+
+
 def trigger_url(gateway_url: str, trigger: TriggerSpec) -> str | None:
     if trigger.http is None:
         return None
@@ -94,9 +99,29 @@ def trigger_delivery(
     trigger: TriggerSpec,
     now: datetime.datetime,
     conflict: tuple[RouteClaim, RouteClaim] | None = None,
+    where: tuple[str, str] = ("", ""),
 ) -> tuple[Condition, dict[str, Any]]:
     """(Served condition, status fields) saying honestly whether anything delivers calls.
-    ``conflict`` is (this Trigger's claim, the older claim that owns the route)."""
+    ``conflict`` is (this Trigger's claim, the older claim that owns the route);
+    ``where`` the Trigger's (namespace, name)."""
+    if trigger.object_storage is not None:
+        storage = trigger.object_storage
+        url = notification_url(config.gateway_url, *where)
+        if url is None:
+            return Condition(
+                "Served",
+                FALSE,
+                "NoGateway",
+                "no gateway is configured (HANSHU_GATEWAY_URL is empty); install the Hanshu "
+                "gateway to receive bucket notifications",
+            ), {}
+        return Condition(
+            "Served",
+            TRUE,
+            "Listening",
+            f"bucket {storage.bucket} notifications ({', '.join(storage.events)}) to {url} "
+            "become async invocations",
+        ), {"url": url}
     if trigger.http is not None:
         url = trigger_url(config.gateway_url, trigger)
         if conflict is not None:
@@ -178,9 +203,9 @@ def trigger_conditions(
     claim = claim_of(namespace, name, meta, body.get("spec") or {})
     owner = route_owner(claim, routes) if claim is not None else None
     conflict = (claim, owner) if claim is not None and owner is not None else None
-    served, _fields = trigger_delivery(config, trigger, now, conflict)
+    served, _fields = trigger_delivery(config, trigger, now, conflict, (namespace, name))
     dependents = [valid, bound, served]
-    if trigger.http is not None and trigger.http.auth is not None:
+    if trigger.auth is not None:
         dependents.append(
             keys
             or _previous(previous, API_KEYS)

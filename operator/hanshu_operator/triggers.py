@@ -124,7 +124,9 @@ async def reconcile_trigger(
         path_for(API_VERSION, FUNCTION_PLURAL, namespace, trigger.function_name)
     )
     bound = _binding(trigger.function_name, namespace, function)
-    _served, fields = trigger_delivery(state.config, trigger, state.clock.now())
+    _served, fields = trigger_delivery(
+        state.config, trigger, state.clock.now(), where=(namespace, name)
+    )
     async with state.api_keys_lock(namespace, name):
         keys = await sync_api_keys(state, namespace, name, trigger)
         written = await write_trigger_status(

@@ -5,6 +5,10 @@ with its production server (gunicorn); a bare aiohttp app (the ceiling). One ser
 each, pinned to one core, wrk pinned to the other, same connections and duration.
 
     python bench/runtime_bench.py [--seconds 10] [--connections 50]
+
+It also times what the runtime builds for every request (the two-dialect event and the
+context) in this process, and prints that as a share of one request's time on the
+server's core: the event may grow, but not by more than a few percent of a request.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import timeit
+from typing import Any
 
 from common import ROOT, LoadResult, free_port, pinned, run_wrk, wait_http
 
@@ -52,6 +59,62 @@ def servers(port: int) -> dict[str, tuple[list[str], dict[str, str]]]:
         ),
         "bare aiohttp": ([python, os.path.join(HELLO, "aiohttp_hello.py"), str(port)], {}),
     }
+
+
+# The request wrk sends, and one a browser or SDK sends (headers, a query, a JSON body,
+# under a stripped prefix): the event's cost grows with what it copies.
+PER_REQUEST_SHAPES: dict[str, dict[str, Any]] = {
+    "wrk GET /": {
+        "method": "GET",
+        "path": "/",
+        "raw_query": "",
+        "headers": [("Host", "127.0.0.1:8080")],
+        "body": b"",
+    },
+    "browser POST": {
+        "method": "POST",
+        "path": "/orders/42",
+        "raw_query": "tag=a&tag=b&q=x",
+        "headers": [
+            ("Host", "api.example.com"),
+            ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)"),
+            ("Accept", "application/json"),
+            ("Accept-Encoding", "gzip, deflate, br"),
+            ("Content-Type", "application/json"),
+            ("Cookie", "session=s-1; theme=dark"),
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        "body": b'{"item": "tea", "quantity": 2}',
+        "prefix": "/shop",
+    },
+}
+
+
+def per_request_build_us() -> dict[str, float]:
+    """Microseconds to build one event and one context with the code the server runs, on
+    the server's core, the best of many short runs (the least disturbed by neighbours)."""
+    import logging
+
+    from hanshu_runtime.context import Context, FunctionInfo, invocation_of
+    from hanshu_runtime.events import HttpRequest, build_event
+    from multidict import CIMultiDict
+
+    function = FunctionInfo("hello", "hanshu_hello.handler", "1", 128, 30.0, "default", "pod")
+    logger = logging.getLogger("bench")
+    costs: dict[str, float] = {}
+    for name, shape in PER_REQUEST_SHAPES.items():
+        request = HttpRequest(client_ip="127.0.0.1", **shape)
+        headers = CIMultiDict(shape["headers"])
+
+        def build() -> None:
+            build_event(request, "0123456789ab-00000001")  # noqa: B023 (timed at once)
+            invocation_id, attempt, kind = invocation_of(headers, "r")  # noqa: B023
+            Context("r", function, time.monotonic(), logger, invocation_id, attempt, kind)
+
+        number = 10_000
+        costs[name] = min(timeit.repeat(build, number=number, repeat=30)) / number * 1e6
+    return costs
 
 
 def start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -126,6 +189,16 @@ def main() -> None:
     )
     print(f"hanshu / bare aiohttp req/s:        {vs_bare:.2f}x  (target >= 0.7x)")
     print(f"hanshu async def / bare aiohttp:    {async_vs_bare:.2f}x")
+    # Pinned to one core, the server spends 1/rps of a second on each request.
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    request_us = 1e6 / ours.requests_per_second
+    print(f"\nper request, event + context built in-process (one request = {request_us:.0f} us):")
+    for name, cost in per_request_build_us().items():
+        print(
+            f"  {name:<14}{cost:>7.2f} us  = {cost / request_us:>5.1%} of a request "
+            "(target: a few percent)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 # Set by the dispatcher (async invocations and batch jobs) on its call through the gateway;
 # a direct HTTP call carries none of them.
@@ -74,17 +75,14 @@ class Context:
     function: FunctionInfo
     deadline_monotonic: float
     logger: logging.Logger = field(repr=False)
-    invocation_id: str = ""
+    invocation_id: str
     attempt: int = 1
     invocation_type: str = SYNC
-    identity: CognitoIdentity = NO_IDENTITY
+    # The same for every call (class attributes: one is built per request, keep it cheap).
     # Lambda sets these only for mobile SDK and tenant-isolated calls; Hanshu has neither.
-    client_context: None = None
-    tenant_id: None = None
-
-    def __post_init__(self) -> None:
-        if not self.invocation_id:
-            self.invocation_id = self.request_id
+    identity: ClassVar[CognitoIdentity] = NO_IDENTITY
+    client_context: ClassVar[None] = None
+    tenant_id: ClassVar[None] = None
 
     @property
     def aws_request_id(self) -> str:

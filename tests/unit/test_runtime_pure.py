@@ -201,7 +201,7 @@ def _function_info(**overrides):
 
 
 def test_context_has_lambdas_attributes():
-    context = Context("rid", _function_info(), deadline_monotonic=0.0, logger=None)
+    context = Context("rid", _function_info(), 0.0, logger=None, invocation_id="rid")
     assert context.aws_request_id == context.request_id == "rid"
     assert (context.function_name, context.function_version) == ("orders", "3")
     assert context.memory_limit_in_mb == 256

@@ -2,8 +2,10 @@
 a loopback port. Backs the integration tests and the cluster-less developer mode.
 
 Scaling up starts processes and reports each as an endpoint once its ``/readyz`` answers;
-scaling down withdraws the endpoint first, then sends SIGTERM so the runtime drains its
-in-flight requests (as kubelet does after the endpoint is removed).
+a process that is still starting is reported to ``listen_starting`` listeners at once (as
+a not-ready endpoint in an EndpointSlice), so a gateway may probe it itself. Scaling down
+withdraws the endpoint first, then sends SIGTERM so the runtime drains its in-flight
+requests (as kubelet does after the endpoint is removed).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class LocalPlatform:
     ) -> None:
         self._functions: dict[FunctionKey, _LocalFunction] = {}
         self._listeners: list[EndpointListener] = []
+        self._starting_listeners: list[EndpointListener] = []
         self._extra_env = dict(extra_env or {})
         self._workdir = workdir or Path(tempfile.mkdtemp(prefix="hanshu-local-"))
         self._lock = asyncio.Lock()
@@ -85,21 +88,32 @@ class LocalPlatform:
     def listen(self, listener: EndpointListener) -> None:
         self._listeners.append(listener)
 
+    def listen_starting(self, listener: EndpointListener) -> None:
+        """Told the replicas started but not ready yet (never one that is stopping)."""
+        self._starting_listeners.append(listener)
+
     def current_replicas(self, key: FunctionKey) -> int | None:
         function = self._functions.get(key)
         return None if function is None else function.wanted
 
     def _publish(self, key: FunctionKey) -> None:
-        ready = [r.endpoint for r in self._functions[key].replicas if r.ready]
+        replicas = self._functions[key].replicas
+        ready = [r.endpoint for r in replicas if r.ready]
         for listener in self._listeners:
             listener(key, ready)
+        starting = [r.endpoint for r in replicas if not r.ready]
+        for listener in self._starting_listeners:
+            listener(key, starting)
 
     async def set_replicas(self, key: FunctionKey, replicas: int) -> None:
         async with self._lock:
             function = self._functions[key]
             function.wanted = replicas
+            started = len(function.replicas) < replicas
             while len(function.replicas) < replicas:
                 function.replicas.append(await self._start(key, function))
+            if started and self._starting_listeners:
+                self._publish(key)
             stopping = function.replicas[replicas:]
             del function.replicas[replicas:]
             if stopping:
@@ -167,6 +181,7 @@ class LocalPlatform:
                 self._publish(key)
                 if replica.ready:
                     function.replicas.append(await self._start(key, function))
+                    self._publish(key)
 
     async def _stop(self, replica: _Replica) -> None:
         if replica.watcher is not None:

@@ -9,6 +9,7 @@ position is gone (410) makes the gateway list again, as client-go's reflector do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -90,20 +91,34 @@ def _key(obj: Mapping[str, Any]) -> FunctionKey:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
-def ready_endpoints(endpoint_slice: Mapping[str, Any]) -> list[Endpoint]:
-    """The ready, not terminating, endpoints of a slice, on its port named 'http'."""
+@dataclass(frozen=True, slots=True)
+class SliceEndpoints:
+    ready: list[Endpoint]
+    starting: list[Endpoint]  # not ready yet and not terminating: the gateway may probe them
+
+
+def slice_endpoints(endpoint_slice: Mapping[str, Any]) -> SliceEndpoints:
+    """A slice's endpoints on its port named 'http': the ready ones, and the ones not ready
+    yet. A terminating endpoint is neither: a draining pod finishes its requests but takes
+    no new ones, whatever it would answer."""
     port = next(
         (p.get("port") for p in endpoint_slice.get("ports") or [] if p.get("name") == "http"), None
     )
+    found = SliceEndpoints([], [])
     if port is None:
-        return []
-    found = []
+        return found
     for endpoint in endpoint_slice.get("endpoints") or []:
         conditions = endpoint.get("conditions") or {}
-        if conditions.get("ready", True) is False or conditions.get("terminating") is True:
-            continue  # a draining pod finishes its requests but takes no new ones
-        found += [Endpoint(address, int(port)) for address in endpoint.get("addresses") or []]
+        if conditions.get("terminating") is True:
+            continue
+        into = found.starting if conditions.get("ready", True) is False else found.ready
+        into += [Endpoint(address, int(port)) for address in endpoint.get("addresses") or []]
     return found
+
+
+def ready_endpoints(endpoint_slice: Mapping[str, Any]) -> list[Endpoint]:
+    """The ready, not terminating, endpoints of a slice, on its port named 'http'."""
+    return slice_endpoints(endpoint_slice).ready
 
 
 # -- settings from the environment (each bad value: a ValueError naming its variable) -----
@@ -170,7 +185,7 @@ class KubeGateway:
         self.gateway = Gateway(config, self.catalog)
         self._triggers: dict[FunctionKey, KnownTrigger] = {}
         self._conflicts: list[Conflict] = []
-        self._slices: dict[FunctionKey, tuple[FunctionKey, list[Endpoint]]] = {}
+        self._slices: dict[FunctionKey, tuple[FunctionKey, SliceEndpoints]] = {}
         self._published: dict[FunctionKey, tuple[tuple[str, str], KeyVerifiers]] = {}
         self._verifiers: dict[tuple[str, str], KeyVerifiers] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -227,17 +242,22 @@ class KubeGateway:
 
     def on_function(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = _key(obj)
-        if kind == "DELETED":
+        spec = None
+        if kind != "DELETED":
+            with contextlib.suppress(SpecInvalid):
+                spec = parse_function_spec(obj.get("spec") or {})
+        if spec is None:
+            gone = self.catalog.functions.get(key)
+            if gone is not None:
+                gone.pool.close()
             self.catalog.set_function(key, None)
             return
-        try:
-            spec = parse_function_spec(obj.get("spec") or {})
-        except SpecInvalid:
-            self.catalog.set_function(key, None)
-            return
+        known = key in self.catalog.functions
         # The operator writes why replicas cannot start into the status, which this watch
         # already brings: no pod or event reading, and no RBAC, of the gateway's own.
         self.catalog.set_function(key, spec, replica_fault(obj))
+        if not known:  # its starting replicas may have been seen before it
+            self._publish_starting(key)
 
     def on_endpoint_slice(self, kind: str, obj: Mapping[str, Any]) -> None:
         slice_key = _key(obj)
@@ -247,12 +267,30 @@ class KubeGateway:
             affected = known[0] if known else None
         else:
             affected = (slice_key[0], function)
-            self._slices[slice_key] = (affected, ready_endpoints(obj))
+            self._slices[slice_key] = (affected, slice_endpoints(obj))
         if affected is not None:
             endpoints = [
-                e for owner, found in self._slices.values() if owner == affected for e in found
+                e
+                for owner, found in self._slices.values()
+                if owner == affected
+                for e in found.ready
             ]
             self.catalog.set_endpoints(affected, endpoints)
+            self._publish_starting(affected)
+
+    def _publish_starting(self, key: FunctionKey) -> None:
+        """The not-ready replicas go to the pool directly: the catalog's seam carries ready
+        ones only, and these must never be taken for ready without the pool's own probe."""
+        entry = self.catalog.functions.get(key)
+        if entry is not None:
+            entry.pool.set_starting(
+                [
+                    e
+                    for owner, found in self._slices.values()
+                    if owner == key
+                    for e in found.starting
+                ]
+            )
 
     def on_key_secret(self, kind: str, obj: Mapping[str, Any]) -> None:
         """A published verifier Secret: a changed one takes effect on its event, so a key

@@ -4,6 +4,13 @@ Forwarding picks the ready endpoint with the fewest requests in flight and never
 more than the Function's ``concurrency``. When none has room (cold, or all busy) the request
 waits in a bounded FIFO queue and is handed an endpoint the moment one frees up or appears.
 
+While requests wait, the pool probes the replicas that are starting (known to the source
+but not ready yet) itself, every few milliseconds, and takes each one the moment it answers,
+as Knative's activator does: waiting for the kubelet's next readiness probe and the
+EndpointSlice update would add up to a second to every cold start. The kubelet's probes
+still decide what the Service and other gateways see; a probed replica that later refuses
+a connection is probed again before it takes another request.
+
 While the Function's status says its replicas cannot start (an image that cannot be pulled,
 no node with room, ...) and none is ready, nothing would come for the queue: a request is
 refused at once with the reason, and those already waiting are released with it.
@@ -15,7 +22,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from hanshu_api.conditions import ReplicaFault
 from hanshu_api.platform import Endpoint
@@ -32,6 +39,14 @@ _FAULT_PHRASES = {
     "ProgressDeadlineExceeded": "no replica became ready in time",
     "ReplicaFailure": "the cluster refuses to create its replicas",
 }
+
+
+# Whether a starting replica answers its readiness path now (never raises).
+Probe = Callable[[Endpoint], Awaitable[bool]]
+# How often a starting replica is probed while requests wait for it: each probe is one small
+# request on loopback or the pod network, and every millisecond between two of them is a
+# millisecond added to the cold start (Knative's activator probes about as often).
+PROBE_INTERVAL_SECONDS = 0.01
 
 
 class QueueFull(Exception):
@@ -66,14 +81,29 @@ class EndpointPool:
         self._waiters: collections.deque[asyncio.Future[Endpoint]] = collections.deque()
         self._penalized: dict[Endpoint, float] = {}
         self._fault: ReplicaFault | None = None
+        # Replicas the source reports but not ready yet, those that answered our own probe,
+        # and the probes running; what takes requests is the ready and the probed ones.
+        self._starting: frozenset[Endpoint] = frozenset()
+        # Replicas the source has called ready: if one turns not ready later, the kubelet's
+        # probe has seen something ours may not (it stays out until the source says ready).
+        self._was_ready: set[Endpoint] = set()
+        self._probed: set[Endpoint] = set()
+        self._probes: dict[Endpoint, asyncio.Task[None]] = {}
+        self._usable: list[Endpoint] = []
+        self.prober: Probe | None = None  # the gateway's, set before the first wait
 
     @property
     def ready(self) -> Sequence[Endpoint]:
-        return self._ready
+        """The replicas that take requests: ready, or starting and answering our probe."""
+        return self._usable
+
+    @property
+    def starting(self) -> frozenset[Endpoint]:
+        return self._starting
 
     @property
     def is_cold(self) -> bool:
-        return not self._ready
+        return not self._usable
 
     @property
     def queued(self) -> int:
@@ -87,7 +117,7 @@ class EndpointPool:
         now = time.monotonic()
         best: Endpoint | None = None
         best_load = self.concurrency
-        for endpoint in self._ready:
+        for endpoint in self._usable:
             load = self._in_flight.get(endpoint, 0)
             if load < best_load and self._penalized.get(endpoint, 0.0) <= now:
                 best, best_load = endpoint, load
@@ -107,12 +137,13 @@ class EndpointPool:
         endpoint = self.try_acquire()
         if endpoint is not None:
             return endpoint
-        if self._fault is not None and not self._ready:
+        if self._fault is not None and not self._usable:
             raise ReplicasFailing(self._fault)
         if len(self._waiters) >= self.queue_limit:
             raise QueueFull
         waiter: asyncio.Future[Endpoint] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._probe_starting()
         try:
             async with asyncio.timeout(within):
                 return await waiter
@@ -138,12 +169,74 @@ class EndpointPool:
     def penalize(self, endpoint: Endpoint, seconds: float) -> None:
         """Skip an endpoint that refused a connection for a moment (it may be starting)."""
         self._penalized[endpoint] = time.monotonic() + seconds
+        if endpoint in self._probed:
+            # Our probe's word only held until now: probe it again before it takes more.
+            self._probed.discard(endpoint)
+            self._refresh_usable()
+            self._probe_starting()
         asyncio.get_running_loop().call_later(seconds, self._dispatch)
 
     def set_ready(self, endpoints: Sequence[Endpoint]) -> None:
         self._ready = sorted(set(endpoints))
+        self._starting -= set(self._ready)
+        # Once the kubelet has a word on a replica, its word holds.
+        self._was_ready |= set(self._ready)
+        self._probed -= set(self._ready)
+        self._refresh_usable()
         self._dispatch()
         self._refuse_waiters()
+
+    def set_starting(self, endpoints: Sequence[Endpoint]) -> None:
+        """The replicas the source reports that are not ready yet and not terminating; only
+        those it has never called ready are probed (new ones, not ones that turned unready)."""
+        known = set(endpoints)
+        self._was_ready &= known | set(self._ready)  # forget the ones that are gone
+        self._starting = frozenset(known - set(self._ready) - self._was_ready)
+        gone = self._probed - self._starting
+        if gone:
+            self._probed -= gone
+            self._refresh_usable()
+        for endpoint, probe in list(self._probes.items()):
+            if endpoint not in self._starting:
+                probe.cancel()
+                del self._probes[endpoint]
+        self._probe_starting()
+
+    def close(self) -> None:
+        """Stop probing (the Function is gone)."""
+        for probe in self._probes.values():
+            probe.cancel()
+        self._probes.clear()
+
+    def _refresh_usable(self) -> None:
+        self._usable = sorted({*self._ready, *self._probed})
+
+    def _waiting(self) -> bool:
+        return any(not waiter.done() for waiter in self._waiters)
+
+    def _probe_starting(self) -> None:
+        """Probe every starting replica not probed yet, while requests wait."""
+        if self.prober is None or not self._waiting():
+            return
+        for endpoint in self._starting - self._probed - self._probes.keys():
+            self._probes[endpoint] = asyncio.get_running_loop().create_task(
+                self._probe_until_ready(endpoint, self.prober)
+            )
+
+    async def _probe_until_ready(self, endpoint: Endpoint, probe: Probe) -> None:
+        try:
+            while endpoint in self._starting and self._waiting():
+                if await probe(endpoint):
+                    if endpoint in self._starting:  # not withdrawn while we asked
+                        self._probed.add(endpoint)
+                        self._penalized.pop(endpoint, None)
+                        self._refresh_usable()
+                        self._dispatch()
+                    return
+                await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+        finally:
+            if self._probes.get(endpoint) is asyncio.current_task():
+                del self._probes[endpoint]
 
     @property
     def fault(self) -> ReplicaFault | None:
@@ -156,7 +249,7 @@ class EndpointPool:
 
     def _refuse_waiters(self) -> None:
         """Release the queue with the fault: no replica is ready and none is coming."""
-        if self._fault is None or self._ready:
+        if self._fault is None or self._usable:
             return
         while self._waiters:
             waiter = self._waiters.popleft()

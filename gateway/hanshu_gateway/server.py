@@ -36,6 +36,7 @@ from .catalog import Catalog, FunctionEntry
 from .header_timeout import HeaderTimeoutServer
 from .object_notifications import ObjectNotifications, is_events_path
 from .pool import NoEndpointInTime, QueueFull, ReplicasFailing
+from .probe import replica_prober
 from .protect import (
     preflight_headers,
     response_cors_headers,
@@ -517,6 +518,8 @@ class Gateway:
                 if endpoint is None:
                     if pool.is_cold and self.reporter is not None:
                         self.reporter.cold(entry.key)
+                    if pool.prober is None:  # starting replicas are probed while we wait
+                        pool.prober = replica_prober(self._upstream)
                     stats.queued += 1
                     meters.queued.inc()
                     try:

@@ -34,6 +34,10 @@ log = logging.getLogger("hanshu.runtime")
 user_log = logging.getLogger("hanshu.function")
 
 INVOKE_PATH = "/_hanshu/invoke"
+# The gateway's own readiness probe on the function port (it probes a starting replica
+# every few milliseconds rather than wait for the kubelet's probe and the EndpointSlice):
+# the admin /readyz's answer, without the function, the request id or any metric.
+READY_PATH = "/_hanshu/ready"
 # Only this runtime's own "draining" 503 carries it: the gateway retries such a request on
 # another replica, so a function must never be able to send it (it is stripped from replies).
 DRAINING_HEADER = "X-Hanshu-Draining"
@@ -144,6 +148,8 @@ class Instance:
     # -- the function port ------------------------------------------------------------------
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.raw_path == READY_PATH and request.method == "GET":
+            return web.Response(status=200 if self.phase is Phase.READY else 503)
         request_id = request.headers.get("X-Request-Id") or self._request_ids.next()
         if self.phase is not Phase.READY or self._invoker is None:
             self.metrics.count("rejected")

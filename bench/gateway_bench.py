@@ -9,8 +9,14 @@ separate processes.
 2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
    reply, over repeated cold starts.
 3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
+4. Cold start through the Kubernetes seam: the cluster gateway (``KubeGateway``) against
+   kmock; the cold report starts a runtime process and writes an EndpointSlice whose
+   endpoint is not ready (as the Deployment and the endpoints controller would), and
+   nothing ever marks it ready: the gateway's own probe finds it. Arrival to reply, next
+   to the floor measured in the same run: a runtime process's start to its first answer.
 
     python bench/gateway_bench.py [--rate 500] [--seconds 10] [--cold-starts 20]
+        [--sections warm,cold,burst,kube-cold]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import free_port, run_hey, run_wrk
 from hanshu_gateway.devmode import DevStack
 from hanshu_operator.autoscaler import Policy
+from kube_cold import kube_cold
 
 HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"
 
@@ -191,17 +198,24 @@ async def burst(stack: DevStack, args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="hanshu-gateway-bench-"))
-    stack = DevStack(
-        [manifests(folder)], port=free_port(), policy=Policy(stable_window=2, panic_window=1)
-    )
-    await stack.start()
-    try:
-        await warm_path(stack, args)
-        await cold_path(stack, args)
-        await burst(stack, args)
-    finally:
-        await stack.stop()
+    sections = set(args.sections.split(","))
+    if sections & {"warm", "cold", "burst"}:
+        folder = Path(tempfile.mkdtemp(prefix="hanshu-gateway-bench-"))
+        stack = DevStack(
+            [manifests(folder)], port=free_port(), policy=Policy(stable_window=2, panic_window=1)
+        )
+        await stack.start()
+        try:
+            if "warm" in sections:
+                await warm_path(stack, args)
+            if "cold" in sections:
+                await cold_path(stack, args)
+            if "burst" in sections:
+                await burst(stack, args)
+        finally:
+            await stack.stop()
+    if "kube-cold" in sections:
+        await kube_cold(args.kube_cold_starts)
 
 
 if __name__ == "__main__":
@@ -210,4 +224,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--cold-starts", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--kube-cold-starts", type=int, default=15)
+    parser.add_argument("--sections", default="warm,cold,burst,kube-cold")
     asyncio.run(main(parser.parse_args()))

@@ -23,7 +23,7 @@ HANDLER_PATTERN = re.compile(
 FILE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 HANDLER_TYPES = ("event", "wsgi", "asgi")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-TRIGGER_SOURCES = ("http", "schedule", "objectStorage")
+TRIGGER_SOURCES = ("http", "schedule", "objectStorage", "stream")
 
 DEFAULT_TIMEOUT_SECONDS = 30
 DEFAULT_CONCURRENCY = 100
@@ -403,11 +403,53 @@ class ObjectStorage:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class NatsSource:
+    stream: str
+    subject: str = ""  # a filter within the stream; empty: every subject
+    url: SecretKeyRef | None = None  # another NATS; default: the platform's
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSource:
+    stream: str
+    url: SecretKeyRef
+    group: str = ""  # default: hanshu-<namespace>-<trigger>
+    start_from: str = "latest"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSource:
+    """Records of a NATS JetStream stream or a Redis Stream, in batches, after Lambda's
+    event source mappings."""
+
+    nats: NatsSource | None = None
+    redis: RedisSource | None = None
+    batch_size: int = 10
+    batch_window_seconds: float = 0.0
+    max_retry_attempts: int = 2
+    max_record_age_seconds: float = 6 * 3600.0
+    on_failure: Destination | None = None
+    report_batch_item_failures: bool = False
+    ordered: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "nats" if self.nats is not None else "redis"
+
+
+@dataclass(frozen=True, slots=True)
 class TriggerSpec:
     function_name: str
     http: HttpRoute | None = None
     schedule: Schedule | None = None
     object_storage: ObjectStorage | None = None
+    stream: StreamSource | None = None
 
     @property
     def source_type(self) -> str:
@@ -415,6 +457,8 @@ class TriggerSpec:
             return "http"
         if self.object_storage is not None:
             return "objectStorage"
+        if self.stream is not None:
+            return "stream"
         return "schedule"
 
     @property
@@ -538,6 +582,77 @@ def _object_storage(raw: Mapping[str, Any], problems: list[str]) -> ObjectStorag
     )
 
 
+STREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+SUBJECT_FILTER_PATTERN = re.compile(r"^[A-Za-z0-9_*>-]+(\.[A-Za-z0-9_*>-]+)*$")
+
+
+def _secret_key_ref(raw: Any, where: str, default_key: str, problems: list[str]) -> SecretKeyRef:
+    if not isinstance(raw, Mapping) or not raw.get("name"):
+        problems.append(f"{where}.name is required (a Secret in the Trigger's namespace)")
+        return SecretKeyRef("", default_key)
+    return SecretKeyRef(str(raw["name"]), str(raw.get("key") or default_key))
+
+
+def _stream(raw: Mapping[str, Any], problems: list[str]) -> StreamSource:
+    where = "spec.stream."
+    kinds = [key for key in ("nats", "redis") if raw.get(key) is not None]
+    if len(kinds) != 1:
+        problems.append(
+            f"{where[:-1]} must have exactly one source: nats or redis "
+            f"(found: {', '.join(kinds) or 'none'}); Kafka is not supported yet"
+        )
+    nats_source = redis_source = None
+    if raw.get("nats") is not None:
+        nats = raw["nats"]
+        name = str(nats.get("stream") or "")
+        if not STREAM_NAME_PATTERN.match(name):
+            problems.append(f"{where}nats.stream {name!r} must be a JetStream stream name")
+        subject = str(nats.get("subject") or "")
+        if subject and not SUBJECT_FILTER_PATTERN.match(subject):
+            problems.append(f"{where}nats.subject {subject!r} is not a NATS subject filter")
+        url = nats.get("urlSecretRef")
+        nats_source = NatsSource(
+            name,
+            subject,
+            _secret_key_ref(url, f"{where}nats.urlSecretRef", "url", problems) if url else None,
+        )
+    if raw.get("redis") is not None:
+        redis = raw["redis"]
+        name = str(redis.get("stream") or "")
+        if not name or len(name) > 512:
+            problems.append(f"{where}redis.stream is required (the Redis Stream's key)")
+        start = str(redis.get("startFrom") or "latest")
+        if start not in ("latest", "earliest"):
+            problems.append(f"{where}redis.startFrom {start!r} must be latest or earliest")
+        redis_source = RedisSource(
+            name,
+            _secret_key_ref(
+                redis.get("urlSecretRef"), f"{where}redis.urlSecretRef", "url", problems
+            ),
+            str(redis.get("group") or ""),
+            start,
+        )
+    window = _duration(raw, "batchWindow", "0s", where, problems)
+    if window > 300:
+        problems.append(f"{where}batchWindow must be at most 5m, got {raw.get('batchWindow')!r}")
+        window = 300.0
+    max_age = _duration(raw, "maxRecordAge", "6h", where, problems)
+    if not 60 <= max_age <= 7 * 24 * 3600:
+        problems.append(f"{where}maxRecordAge must be from 1m to 168h")
+        max_age = 6 * 3600.0
+    return StreamSource(
+        nats=nats_source,
+        redis=redis_source,
+        batch_size=_integer(raw, "batchSize", 10, 1, 1000, where, problems),
+        batch_window_seconds=window,
+        max_retry_attempts=_integer(raw, "maxRetryAttempts", 2, 0, 100, where, problems),
+        max_record_age_seconds=max_age,
+        on_failure=_destination(raw.get("onFailure"), f"{where}onFailure", problems),
+        report_batch_item_failures=bool(raw.get("reportBatchItemFailures", False)),
+        ordered=bool(raw.get("ordered", True)),
+    )
+
+
 def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) -> TriggerSpec:
     problems: list[str] = []
     ref = spec.get("functionRef") or {}
@@ -560,6 +675,7 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
     schedule = _schedule(spec["schedule"], problems) if spec.get("schedule") is not None else None
     storage = spec.get("objectStorage")
     object_storage = _object_storage(storage, problems) if storage is not None else None
+    stream = _stream(spec["stream"], problems) if spec.get("stream") is not None else None
     if problems:
         raise SpecInvalid(problems)
     return TriggerSpec(
@@ -567,4 +683,5 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
         http=http if sources == ["http"] else None,
         schedule=schedule if sources == ["schedule"] else None,
         object_storage=object_storage if sources == ["objectStorage"] else None,
+        stream=stream if sources == ["stream"] else None,
     )

@@ -40,6 +40,15 @@ from hanshu_dispatcher.service import Dispatcher
 from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
+from hanshu_operator.stream_consumer import SourceHealth, StreamConsumer
+from hanshu_operator.stream_triggers import (
+    SourceConfigError,
+    build_source,
+    failure_sender,
+    function_arn,
+    gateway_invoker,
+    lag_report,
+)
 
 from .catalog import Catalog, Conflict, KnownTrigger
 from .server import Gateway, GatewayConfig
@@ -118,6 +127,7 @@ class DevStack:
     running_dispatcher: Dispatcher | None = None
     # Object storage Triggers get a local S3 server (moto) whose buckets notify the gateway.
     local_s3: LocalS3 | None = None
+    stream_health: dict[str, SourceHealth] = field(default_factory=dict)
 
     def _start_nats(self) -> str:
         if self.nats_url == "off":
@@ -240,6 +250,9 @@ class DevStack:
                         )
                     )
                 )
+        for known in triggers:
+            if known.spec.stream is not None:
+                await self._start_stream(known, manifests.secrets, nats_url)
         log.info(
             "serving %d function(s) and %d trigger(s) on http://%s:%d",
             len(self.functions),
@@ -271,6 +284,46 @@ class DevStack:
                 f"object storage (S3) at {self.local_s3.url}, bucket {storage.bucket}",
                 flush=True,
             )
+
+    async def _start_stream(
+        self,
+        known: KnownTrigger,
+        secrets: Mapping[FunctionKey, Mapping[str, str]],
+        nats_url: str,
+    ) -> None:
+        """A stream Trigger's consumer, as the operator's daemon runs it in a cluster."""
+        stream, namespace, name = known.spec.stream, known.namespace, known.name
+        assert stream is not None
+
+        async def secret(ref: Any) -> str | None:
+            return secrets.get((namespace, ref.name), {}).get(ref.key)
+
+        try:
+            source = await build_source(namespace, name, stream, secret, nats_url)
+        except SourceConfigError as bad:
+            log.warning("stream Trigger %s is not consumed: %s", name, bad)
+            return
+        function = known.spec.function_name
+        internal = f"http://127.0.0.1:{self.internal_port}"
+
+        async def on_change(health: SourceHealth) -> None:
+            if health.lag is not None:
+                self.autoscaler.ingest(lag_report(namespace, name, function, health.lag))
+            self.stream_health[name] = health
+
+        consumer = StreamConsumer(
+            (namespace, name),
+            function_arn(namespace, function),
+            stream,
+            source,
+            gateway_invoker(self._session, f"{internal}/_hanshu/invoke/{namespace}/{function}"),
+            failure_sender(self._session, internal, nats_url, namespace, stream.on_failure)
+            if stream.on_failure
+            else None,
+            on_change,
+        )
+        self._tasks.append(asyncio.create_task(consumer.run(self._stopped)))
+        log.info("stream Trigger %s reads %s", name, source.description)
 
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
         return [(key, spec.scaling) for key, spec in self.functions.items()]

@@ -45,7 +45,10 @@ ROUTE_INDEX = "trigger_route_claims"  # its id: kopf passes it to handlers under
 
 # A condition that turns False for one of these reasons is also a Warning Event: once per
 # change (the writer compares with the status it replaces), never once per retry.
-WARNED_REASONS = frozenset({"RouteConflict", "SecretNotFound", "SecretKeyNotFound", "NoApiKeys"})
+WARNED_REASONS = frozenset(
+    {"RouteConflict", "SecretNotFound", "SecretKeyNotFound", "NoApiKeys", "SourceUnavailable"}
+)
+SOURCE_READY = "SourceReady"  # a stream Trigger's source: reachable and read
 API_KEYS = "ApiKeysReady"
 # kopf never retries an @on.event handler that fails: the re-judging of rivals and the
 # re-publishing of keys retry API errors themselves, a few times.
@@ -104,6 +107,28 @@ def trigger_delivery(
     """(Served condition, status fields) saying honestly whether anything delivers calls.
     ``conflict`` is (this Trigger's claim, the older claim that owns the route);
     ``where`` the Trigger's (namespace, name)."""
+    if trigger.stream is not None:
+        stream = trigger.stream
+        what = (
+            f"NATS stream {stream.nats.stream}"
+            if stream.nats is not None
+            else f"Redis stream {stream.redis.stream}"  # type: ignore[union-attr]
+        )
+        if not config.gateway_internal_url:
+            return Condition(
+                "Served",
+                FALSE,
+                "NoGateway",
+                "no gateway is configured (HANSHU_GATEWAY_INTERNAL_URL is empty); stream "
+                "records are invoked through the gateway",
+            ), {}
+        mode = "in order" if stream.ordered else "in parallel"
+        return Condition(
+            "Served",
+            TRUE,
+            "Consuming",
+            f"records of the {what} are invoked in batches of up to {stream.batch_size}, {mode}",
+        ), {}
     if trigger.object_storage is not None:
         storage = trigger.object_storage
         url = notification_url(config.gateway_url, *where)
@@ -182,6 +207,7 @@ def trigger_conditions(
     now: datetime.datetime,
     bound: Condition | None = None,
     keys: Condition | None = None,
+    source: Condition | None = None,
 ) -> list[Condition]:
     """Every condition of the Trigger ``body``: Valid and Served from its spec and the route
     claims; FunctionBound and ApiKeysReady as given, else as its status says (they are
@@ -211,6 +237,12 @@ def trigger_conditions(
             or _previous(previous, API_KEYS)
             or Condition(API_KEYS, UNKNOWN, "Pending", "the API keys are not published yet")
         )
+    if trigger.stream is not None:
+        dependents.append(
+            source
+            or _previous(previous, SOURCE_READY)
+            or Condition(SOURCE_READY, UNKNOWN, "Connecting", "the source is not read yet")
+        )
     return [summarize(dependents, "Ready", served.message), *dependents]
 
 
@@ -238,6 +270,7 @@ async def write_trigger_status(
     *,
     bound: Condition | None = None,
     keys: Condition | None = None,
+    source: Condition | None = None,
     generation: int | None = None,
     **fields: Any,
 ) -> dict[str, Any] | None:
@@ -257,7 +290,7 @@ async def write_trigger_status(
         if generation is None and find(previous, "Valid") is None:
             return body  # not reconciled yet: the reconcile writes the first status
         conditions = trigger_conditions(
-            state.config, body, routes, state.clock.now(), bound=bound, keys=keys
+            state.config, body, routes, state.clock.now(), bound=bound, keys=keys, source=source
         )
         observed = generation if generation is not None else status.get("observedGeneration")
         merged = merge_conditions(previous, conditions, observed, now_rfc3339())

@@ -184,10 +184,10 @@ def _trigger(**spec: Any) -> dict[str, Any]:
 
 
 BAD_TRIGGERS = [
-    (_trigger(), "a Trigger must have exactly one source: http, schedule or objectStorage"),
+    (_trigger(), "a Trigger must have exactly one source: http, schedule, objectStorage or stream"),
     (
         _trigger(http={}, schedule={"cron": "@daily"}),
-        "a Trigger must have exactly one source: http, schedule or objectStorage",
+        "a Trigger must have exactly one source: http, schedule, objectStorage or stream",
     ),
     (_trigger(schedule={"cron": "every day"}), "cron must have five fields"),
     (_trigger(schedule={"cron": "* * * *"}), "cron must have five fields"),

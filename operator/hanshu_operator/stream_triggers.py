@@ -1,0 +1,270 @@
+"""Stream Triggers in the operator: one kopf daemon per Trigger with ``spec.stream`` runs
+its consumer, writes its source's health, lag and last delivery to the Trigger's status,
+and hands the lag to the autoscaler as queued requests (scale from zero on lag).
+
+The pieces here (building a source, invoking through the gateway, sending failures) are
+also what the developer mode runs without kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import kopf
+import nats
+from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
+from hanshu_api.conditions import FALSE, TRUE, Condition, rfc3339
+from hanshu_api.kube import path_for
+from hanshu_api.models import Destination, SecretKeyRef, SpecInvalid, parse_trigger_spec
+
+from .state import operator_state
+from .stream_consumer import Invoke, SendFailure, SourceHealth, StreamConsumer
+from .stream_sources import NatsStreamSource, RedisStreamSource, Source
+from .trigger_status import SOURCE_READY, route_index, write_trigger_status
+
+log = logging.getLogger("hanshu.streams")
+
+# Status writes for lag alone at most this often: health changes are written at once.
+STATUS_INTERVAL_SECONDS = 5.0
+INVOKE_TIMEOUT_SECONDS = 900.0
+
+SecretValue = Callable[[SecretKeyRef], Awaitable[str | None]]
+
+
+class SourceConfigError(Exception):
+    """The Trigger's source cannot be built: a Secret or key missing, no NATS."""
+
+
+def function_arn(namespace: str, function: str) -> str:
+    return f"arn:hanshu:function:{namespace}:{function}"
+
+
+def consumer_id(namespace: str, trigger: str) -> str:
+    return f"hanshu-{namespace}-{trigger}".replace(".", "_")
+
+
+async def build_source(
+    namespace: str, trigger: str, spec: Any, secret: SecretValue, default_nats_url: str
+) -> Source:
+    """The Trigger's source, with its URL read from the Secret it names."""
+    if spec.nats is not None:
+        url = default_nats_url
+        if spec.nats.url is not None:
+            url = await _required(secret, spec.nats.url, "spec.stream.nats.urlSecretRef")
+        if not url:
+            raise SourceConfigError(
+                "no NATS to read from: set spec.stream.nats.urlSecretRef, or install Hanshu "
+                "with NATS (HANSHU_NATS_URL)"
+            )
+        return NatsStreamSource(
+            url, spec.nats.stream, spec.nats.subject, consumer_id(namespace, trigger)
+        )
+    url = await _required(secret, spec.redis.url, "spec.stream.redis.urlSecretRef")
+    return RedisStreamSource(
+        url,
+        spec.redis.stream,
+        spec.redis.group or consumer_id(namespace, trigger),
+        os.environ.get("HOSTNAME") or socket.gethostname(),
+        spec.redis.start_from,
+    )
+
+
+async def _required(secret: SecretValue, ref: SecretKeyRef, field: str) -> str:
+    value = await secret(ref)
+    if not value:
+        raise SourceConfigError(
+            f"the Secret '{ref.name}' (key '{ref.key}') named by {field} is missing or empty"
+        )
+    return value.strip()
+
+
+def gateway_invoker(session: aiohttp.ClientSession, url: str) -> Invoke:
+    async def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        try:
+            async with session.post(
+                url,
+                json=event,
+                timeout=aiohttp.ClientTimeout(total=INVOKE_TIMEOUT_SECONDS),
+            ) as reply:
+                return reply.status, dict(reply.headers), await reply.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return 0, {}, f"{type(error).__name__}: {error}".encode()
+
+    return invoke
+
+
+def failure_sender(
+    session: aiohttp.ClientSession,
+    gateway_internal_url: str,
+    nats_url: str,
+    namespace: str,
+    destination: Destination,
+) -> SendFailure:
+    """onFailure: a Function (stored as its async invocation), a URL, or a NATS subject."""
+
+    async def send(record: dict[str, Any]) -> bool:
+        body = json.dumps(record).encode()
+        for delay in (0.5, 1.0, 2.0, None):
+            try:
+                if destination.function:
+                    url = (
+                        f"{gateway_internal_url}/_hanshu/enqueue/{namespace}/{destination.function}"
+                    )
+                    async with session.post(url, data=body) as reply:
+                        if reply.status == 202:
+                            return True
+                elif destination.url:
+                    async with session.post(
+                        destination.url, data=body, headers={"Content-Type": "application/json"}
+                    ) as reply:
+                        if reply.status < 300:
+                            return True
+                elif destination.subject and nats_url:
+                    client = await nats.connect(nats_url, connect_timeout=3)
+                    try:
+                        await client.publish(destination.subject, body)
+                        await client.flush(timeout=5)
+                        return True
+                    finally:
+                        await client.close()
+            except (aiohttp.ClientError, TimeoutError, OSError, nats.errors.Error) as error:
+                log.warning("onFailure %s: %s", destination.as_dict(), error)
+            if delay is None:
+                return False
+            await asyncio.sleep(delay)
+        return False
+
+    return send
+
+
+def lag_report(namespace: str, trigger: str, function: str, lag: int) -> dict[str, Any]:
+    """The lag as queued requests, in the shape gateways report (its own reporter id)."""
+    return {
+        "gateway": f"stream:{namespace}/{trigger}",
+        "sentAt": time.time(),
+        "functions": [
+            {
+                "namespace": namespace,
+                "name": function,
+                "inFlight": 0,
+                "queued": lag,
+                "arrivals": 0,
+                "idleFor": None,
+            }
+        ],
+        "cold": [],
+    }
+
+
+def _is_stream(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("stream") is not None
+
+
+@kopf.daemon(GROUP, VERSION, TRIGGER_PLURAL, when=_is_stream, cancellation_timeout=10)
+async def consume_stream(
+    spec: kopf.Spec,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
+) -> None:
+    """One daemon per stream Trigger; kopf restarts it when the spec changes."""
+    assert namespace is not None
+    state = operator_state(memo)
+    try:
+        trigger = parse_trigger_spec(dict(spec), namespace)
+    except SpecInvalid:
+        return  # the reconcile says why
+    if trigger.stream is None or not state.config.gateway_internal_url:
+        return
+    routes = route_index(kwargs)
+    stream = trigger.stream
+    changed = asyncio.Event()
+    current = SourceHealth()
+
+    async def write(health: SourceHealth) -> None:
+        if health.healthy is None:
+            return
+        condition = (
+            Condition(SOURCE_READY, TRUE, "Reading", health.message)
+            if health.healthy
+            else Condition(SOURCE_READY, FALSE, "SourceUnavailable", health.message)
+        )
+        fields: dict[str, Any] = {"lag": health.lag}
+        if health.last_delivery is not None:
+            fields["lastDeliveryTime"] = rfc3339_of(health.last_delivery)
+        # Nothing is written when nothing changed (the writer compares with the status).
+        await write_trigger_status(state, namespace, name, routes, source=condition, **fields)
+
+    async def keep_status_written(stop: asyncio.Event) -> None:
+        """Health changes are written at once, lag at most every STATUS_INTERVAL_SECONDS;
+        a write that came before the Trigger's first status is made again later."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STATUS_INTERVAL_SECONDS):
+                    await changed.wait()
+            changed.clear()
+            try:
+                await write(current)
+            except Exception as error:  # a status write never stops the consumer
+                log.warning("%s/%s: cannot write the status: %s", namespace, name, error)
+
+    async def on_change(health: SourceHealth) -> None:
+        nonlocal current
+        if state.autoscaler is not None and health.lag is not None:
+            state.autoscaler.ingest(lag_report(namespace, name, trigger.function_name, health.lag))
+        if (health.healthy, health.message) != (current.healthy, current.message):
+            changed.set()
+        current = health
+
+    async def secret(ref: SecretKeyRef) -> str | None:
+        found = await state.kube.get(path_for("v1", "secrets", namespace, ref.name))
+        raw = ((found or {}).get("data") or {}).get(ref.key)
+        return base64.b64decode(raw).decode() if raw else None
+
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        try:
+            source = await build_source(namespace, name, stream, secret, state.config.nats_url)
+        except SourceConfigError as bad:
+            await write(SourceHealth(healthy=False, message=str(bad)))
+            raise kopf.TemporaryError(str(bad), delay=30) from None
+        gateway = state.config.gateway_internal_url
+        consumer = StreamConsumer(
+            (namespace, name),
+            function_arn(namespace, trigger.function_name),
+            stream,
+            source,
+            gateway_invoker(
+                session, f"{gateway}/_hanshu/invoke/{namespace}/{trigger.function_name}"
+            ),
+            failure_sender(session, gateway, state.config.nats_url, namespace, stream.on_failure)
+            if stream.on_failure
+            else None,
+            on_change,
+        )
+        tasks = [
+            asyncio.create_task(consumer.run(stop)),
+            asyncio.create_task(keep_status_written(stop)),
+        ]
+        await stopped.wait()
+        stop.set()
+        changed.set()
+        await asyncio.gather(*tasks)
+
+
+def rfc3339_of(epoch: float) -> str:
+    import datetime
+
+    return rfc3339(datetime.datetime.fromtimestamp(epoch, datetime.UTC))

@@ -1,0 +1,350 @@
+"""Stream Triggers on real servers: a NATS JetStream stream (the platform's nats-server) and
+a Redis Stream (Debian's redis-server), consumed by the dev platform's stream consumers and
+invoked through its gateway into real runtime replicas."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import redis
+from aiohttp import web
+
+from tests.conftest import free_port, serving
+from tests.helpers import eventually
+
+CONSUMER = textwrap.dedent("""
+    import json
+    import os
+    import time
+
+
+    def consume(event, context):
+        records = event["records"]
+        with open(os.environ["RUNS_FILE"], "a") as runs:
+            runs.write(json.dumps({"ids": [r["id"] for r in records],
+                                   "data": [r["data"] for r in records],
+                                   "encodings": [r["dataEncoding"] for r in records],
+                                   "attributes": [r["attributes"] for r in records]}) + "\\n")
+        time.sleep(float(os.environ.get("SECONDS_PER_BATCH", "0")))
+        failed = [r["id"] for r in records
+                  if isinstance(r["data"], dict) and r["data"].get("fail")]
+        if failed and os.environ.get("ON_FAILURE") == "raise":
+            raise RuntimeError(f"cannot take {failed}")
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
+""")
+
+
+def consumer_function(name: str, **env: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name},
+        "spec": {
+            "handler": "consumer.consume",
+            "code": {"inline": {"consumer.py": CONSUMER}},
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "scaling": {"scaleToZeroGracePeriod": "2s", "maxReplicas": 3},
+        },
+    }
+
+
+def stream_trigger(name: str, function: str, **stream: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": name},
+        "spec": {"functionRef": {"name": function}, "stream": stream},
+    }
+
+
+def redis_secret(url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "redis"},
+        "stringData": {"url": url},
+    }
+
+
+def batches(platform: Any) -> list[dict[str, Any]]:
+    return platform.runs()
+
+
+def seen_ids(platform: Any) -> list[str]:
+    return [i for batch in batches(platform) for i in batch["ids"]]
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it (the dev platform and its replicas)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    doomed, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        doomed.append(current)
+        queue += children.get(current, [])
+    for victim in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("redis-server did not start")
+            time.sleep(0.02)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+async def test_nats_records_arrive_in_batches_filtered_and_decoded(async_platform):
+    platform = async_platform(
+        [
+            consumer_function("orders"),
+            stream_trigger(
+                "orders",
+                "orders",
+                nats={"stream": "ORDERS", "subject": "orders.created"},
+                batchSize=10,
+                batchWindow="500ms",
+            ),
+        ],
+        dispatchers=0,
+    )
+    client = await nats.connect(platform.nats.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(name="ORDERS", subjects=["orders.>"])
+        for n in range(25):
+            await js.publish("orders.created", json.dumps({"n": n}).encode())
+        await js.publish("orders.cancelled", b'{"n": -1}')  # not the Trigger's subject
+        await js.publish("orders.created", b"\xff\xfe binary")
+        await js.publish("orders.created", b"plain words")
+    finally:
+        await client.close()
+    await eventually(lambda: len(seen_ids(platform)) >= 27, timeout=30, message="27 records")
+    found = batches(platform)
+    assert all(len(batch["ids"]) <= 10 for batch in found)
+    assert len(found) < 27  # batched, not one call per record
+    data = [d for batch in found for d in batch["data"]]
+    encodings = [e for batch in found for e in batch["encodings"]]
+    assert data[:25] == [{"n": n} for n in range(25)]
+    assert encodings[25:] == ["base64", "text"]
+    assert data[26] == "plain words"
+    assert {"n": -1} not in data
+    assert found[0]["attributes"][0]["subject"] == "orders.created"
+
+
+async def test_redis_partial_failures_retry_only_the_failed_then_go_to_on_failure(
+    async_platform, redis_server
+):
+    store = redis.Redis.from_url(redis_server)
+    # Stored before the consumer starts: one batch of 20 (startFrom earliest).
+    ids = [
+        store.xadd("payments", {"data": json.dumps({"n": n, "fail": n in (3, 11)})}).decode()
+        for n in range(20)
+    ]
+    platform = async_platform(
+        [
+            consumer_function("payments"),
+            stream_trigger(
+                "payments",
+                "payments",
+                redis={"stream": "payments", "urlSecretRef": {"name": "redis"},
+                       "startFrom": "earliest"},
+                batchSize=20,
+                batchWindow="300ms",
+                maxRetryAttempts=1,
+                reportBatchItemFailures=True,
+                ordered=False,
+                onFailure={"subject": "payments.failed"},
+            ),
+            redis_secret(redis_server),
+        ],
+        dispatchers=0,
+    )  # fmt: skip
+    listener = await nats.connect(platform.nats.url)
+    failures = await listener.subscribe("payments.failed")
+    try:
+        message = await failures.next_msg(timeout=30)
+        record = json.loads(message.data)
+        assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert record["requestContext"]["approximateInvokeCount"] == 2
+        assert [r["id"] for r in record["records"]] == [ids[3], ids[11]]
+        assert record["records"][0]["data"] == {"n": 3, "fail": True}
+        # One batch of all 20, then only the two that failed; all acknowledged in the end.
+        assert [batch["ids"] for batch in batches(platform)] == [ids, [ids[3], ids[11]]]
+        assert sorted(set(seen_ids(platform))) == sorted(ids)
+
+        def all_acknowledged() -> bool:
+            return store.xpending("payments", "hanshu-default-payments")["pending"] == 0
+
+        await eventually(all_acknowledged, message="nothing left pending")
+    finally:
+        await listener.close()
+        store.close()
+
+
+async def test_ordered_a_failing_record_holds_back_the_ones_after_it(async_platform, redis_server):
+    store = redis.Redis.from_url(redis_server)
+    ids = [
+        store.xadd("ledger", {"data": json.dumps({"n": n, "fail": n == 1})}).decode()
+        for n in range(4)
+    ]
+    platform = async_platform(
+        [
+            consumer_function("ledger", ON_FAILURE="raise"),
+            stream_trigger(
+                "ledger",
+                "ledger",
+                redis={"stream": "ledger", "urlSecretRef": {"name": "redis"},
+                       "startFrom": "earliest"},
+                batchSize=1,
+                maxRetryAttempts=2,
+                ordered=True,
+            ),
+            redis_secret(redis_server),
+        ],
+        dispatchers=0,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: ids[3] in seen_ids(platform), timeout=60, message="the last")
+        # 0, then 1 three times (1 + maxRetryAttempts), and only then 2 and 3.
+        assert seen_ids(platform) == [ids[0], ids[1], ids[1], ids[1], ids[2], ids[3]]
+    finally:
+        store.close()
+
+
+async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform, redis_server):
+    store = redis.Redis.from_url(redis_server)
+    store.xgroup_create("audit", "auditors", id="0", mkstream=True)
+    poison = store.xadd("audit", {"data": '{"n": 1}'}).decode()
+    # A consumer that died with it again and again: read, then claimed 9 more times, and
+    # idle for ten minutes.
+    store.xreadgroup("auditors", "crashed", {"audit": ">"})
+    store.xclaim("audit", "auditors", "crashed", 0, [poison], idle=600_000, retrycount=9)
+    received: list[dict[str, Any]] = []
+
+    async def on_failure(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/failed", on_failure)
+    async with serving(app) as port:
+        platform = async_platform(
+            [
+                consumer_function("audit"),
+                stream_trigger(
+                    "audit",
+                    "audit",
+                    redis={"stream": "audit", "urlSecretRef": {"name": "redis"},
+                           "group": "auditors"},
+                    maxRetryAttempts=2,
+                    onFailure={"url": f"http://127.0.0.1:{port}/failed"},
+                ),
+                redis_secret(redis_server),
+            ],
+            dispatchers=0,
+        )  # fmt: skip
+        sent = await eventually(lambda: received, timeout=30, message="the failure record")
+    store.close()
+    assert sent[0]["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert [r["id"] for r in sent[0]["records"]] == [poison]
+    assert poison not in seen_ids(platform)  # never sent to the Function
+
+
+async def test_a_consumer_killed_mid_batch_loses_nothing(
+    async_platform, platform_factory, redis_server, tmp_path
+):
+    documents = [
+        consumer_function("ingest", SECONDS_PER_BATCH="0.3"),
+        stream_trigger(
+            "ingest",
+            "ingest",
+            redis={"stream": "ingest", "urlSecretRef": {"name": "redis"}, "startFrom": "earliest"},
+            batchSize=5,
+        ),
+        redis_secret(redis_server),
+    ]
+    store = redis.Redis.from_url(redis_server)
+    ids = [store.xadd("ingest", {"data": json.dumps({"n": n})}).decode() for n in range(40)]
+    platform = async_platform(documents, dispatchers=0)
+    try:
+        await eventually(lambda: len(seen_ids(platform)) >= 10, message="work under way")
+        kill_tree(platform.process.pid)  # the consumer dies holding a batch, replicas too
+        platform.process.wait()
+        again = platform_factory(
+            documents,
+            "--nats-url", platform.nats.url,
+            "--no-dispatcher",
+        )  # fmt: skip
+        del again
+        await eventually(
+            lambda: set(ids) <= set(seen_ids(platform)), timeout=60, message="all 40 records"
+        )
+
+        def all_acknowledged() -> bool:
+            return store.xpending("ingest", "hanshu-default-ingest")["pending"] == 0
+
+        await eventually(all_acknowledged, timeout=30, message="nothing left pending")
+    finally:
+        store.close()
+
+
+async def test_lag_wakes_the_function_from_zero_and_it_goes_back(async_platform):
+    platform = async_platform(
+        [
+            consumer_function("backlog", SECONDS_PER_BATCH="0.05"),
+            stream_trigger("backlog", "backlog", nats={"stream": "JOBS"}, batchSize=2),
+        ],
+        dispatchers=0,
+    )
+    assert platform.ready_replicas("backlog") == 0
+    client = await nats.connect(platform.nats.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(name="JOBS", subjects=["jobs.>"])
+        for n in range(20):
+            await js.publish("jobs.new", json.dumps({"n": n}).encode())
+    finally:
+        await client.close()
+    await eventually(lambda: len(seen_ids(platform)) == 20, timeout=60, message="20 records")
+    await eventually(
+        lambda: platform.ready_replicas("backlog") == 0, timeout=30, message="back to zero"
+    )

@@ -26,6 +26,8 @@ from .stream_records import Record, decode, decode_fields
 
 # How long one fetch waits for a first record before looking again (and at its stop flag).
 POLL_SECONDS = 2.0
+# What is already there, taken at once: a pull that ends this soon returns what it found.
+AVAILABLE_SECONDS = 0.005
 # A record not acknowledged nor kept alive this long is another consumer's to take over.
 HOLD_SECONDS = 60.0
 
@@ -115,9 +117,13 @@ class NatsStreamSource:
         return [self._record(message) for message in messages]
 
     async def fetch(self, count: int, window: float) -> list[Record]:
-        first = await self._fetch(count, POLL_SECONDS)
+        # One record first: a pull for a whole batch on an idle stream would be held by
+        # the server until the batch is full (or the poll ends), whatever the window says.
+        first = await self._fetch(1, POLL_SECONDS)
         if not first:
             return []
+        if count > 1:
+            first += await self._fetch(count - 1, AVAILABLE_SECONDS)
         return await _gather(first, self._fetch, count, window)
 
     async def ack(self, records: Sequence[Record]) -> None:

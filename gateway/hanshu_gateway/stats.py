@@ -58,16 +58,25 @@ class StatsReporter:
         self._stats = stats
         self._interval = interval
         self._cold: dict[FunctionKey, float] = {}
-        self._wake = asyncio.Event()
+        self._cold_send: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.failures = 0
 
     def cold(self, key: FunctionKey) -> None:
-        """A request is waiting at a function with no replica: report now, not next tick."""
+        """A request is waiting at a function with no replica: report now, not next tick,
+        and not behind a report already on its way (the autoscaler answers each one after
+        its scale writes)."""
         self._cold.setdefault(key, time.time())
-        self._wake.set()
+        if self._cold_send is None or self._cold_send.done():
+            self._cold_send = asyncio.get_running_loop().create_task(self._send_cold())
 
-    async def _send(self) -> None:
+    async def _send_cold(self) -> None:
+        # Cold ones that arrive while a report is on its way go right after it; a failed
+        # send leaves them to the periodic retry rather than hammer an autoscaler that is down.
+        while self._cold and await self._send():
+            pass
+
+    async def _send(self) -> bool:
         now = time.monotonic()
         cold, self._cold = self._cold, {}
         body = {
@@ -82,21 +91,24 @@ class StatsReporter:
             async with self._session.post(self.url, json=body) as reply:
                 reply.raise_for_status()
             self.failures = 0
+            return True
         except (aiohttp.ClientError, TimeoutError) as error:
             self.failures += 1
             for key, at in cold.items():  # a lost wake-up must be sent again
                 self._cold.setdefault(key, at)
             if self.failures in (1, 10) or self.failures % 60 == 0:
                 log.warning("cannot reach the autoscaler at %s: %s", self.url, error)
+            return False
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            self._wake.clear()
+            await asyncio.sleep(self._interval)
             await self._send()
 
     async def close(self) -> None:
+        if self._cold_send is not None:
+            self._cold_send.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cold_send
         if self._session is not None:
             await self._session.close()

@@ -63,6 +63,7 @@ class AutoscalerService:
         self._gateways: dict[str, _GatewayReport] = {}
         self._states: dict[FunctionKey, ScalerState] = {}
         self._locks: dict[FunctionKey, asyncio.Lock] = {}
+        self._reporting: set[asyncio.Task[None]] = set()
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -132,7 +133,24 @@ class AutoscalerService:
         )
         await self.scaler.set_replicas(key, decision.replicas)
         if self.on_scaled is not None:
+            # The status write and the Event say what happened; nothing waits on them: not
+            # the gateway's report (its next cold report queues behind this one), not the
+            # next decision for this Function (it holds the Function's lock).
+            report = asyncio.create_task(self._report(key, decision, current))
+            self._reporting.add(report)
+            report.add_done_callback(self._reporting.discard)
+
+    async def _report(self, key: FunctionKey, decision: Decision, current: int) -> None:
+        assert self.on_scaled is not None
+        try:
             await self.on_scaled(key, decision, current)
+        except Exception:
+            log.exception("reporting the scaling of %s/%s failed", *key)
+
+    async def settled(self) -> None:
+        """Until every status write and Event of past decisions is done (tests, shutdown)."""
+        while self._reporting:
+            await asyncio.gather(*self._reporting, return_exceptions=True)
 
     async def wake(self, key: FunctionKey, since: float) -> None:
         """A cold request is waiting: decide now instead of at the next tick."""

@@ -31,7 +31,9 @@ FIRST_DELAY_SECONDS = 0.5
 
 def function_arn(key: FunctionKey) -> str:
     """A stable Lambda-style name for a Function: region and account are the namespace."""
-    return f"arn:hanshu:function:{key[0]}:{key[1]}"
+    # As the runtime's context.invoked_function_arn: Lambda's positions, the namespace as
+    # the account.
+    return f"arn:hanshu:function::{key[0]}:function:{key[1]}"
 
 
 def payload_of(body: bytes) -> Any:

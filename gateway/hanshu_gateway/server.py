@@ -17,8 +17,13 @@ from typing import Any
 from aiohttp import web
 from hanshu_api.invocations import (
     EVENT,
+    HTTP_ATTEMPT,
+    HTTP_FC_INVOCATION_TYPE,
     HTTP_GATEWAY_ERROR,
+    HTTP_INVOCATION_ID,
     HTTP_INVOCATION_TYPE,
+    HTTP_JOB_ID,
+    HTTP_TARGET,
     SYNC,
     StoredRequest,
     invocation_type_of,
@@ -64,6 +69,17 @@ FAULT_RETRY_AFTER_SECONDS = 10
 DRAINING_HEADER = "X-Hanshu-Draining"
 REPLY_DROP = HOP_BY_HOP | {DRAINING_HEADER.lower()}
 MAX_REQUEST_ID_LENGTH = 200
+INVOCATION_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        HTTP_INVOCATION_ID,
+        HTTP_ATTEMPT,
+        HTTP_INVOCATION_TYPE,
+        HTTP_FC_INVOCATION_TYPE,
+        HTTP_JOB_ID,
+        HTTP_TARGET,
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,8 +489,9 @@ class Gateway:
         self, request: web.BaseRequest, routed: Routed, request_id: str
     ) -> CIMultiDict[str]:
         route = routed.route
-        # The caller's X-Forwarded-Prefix goes: only the gateway says where an app is mounted.
-        drop = HOP_BY_HOP | {"x-forwarded-prefix"}
+        # The caller's X-Forwarded-Prefix goes: only the gateway says where an app is mounted;
+        # so do the invocation headers only the dispatcher sets (id, attempt, type, job).
+        drop = HOP_BY_HOP | INVOCATION_HEADERS | {"x-forwarded-prefix"}
         if route.http.auth:
             drop |= {route.http.auth.header.lower()}
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)

@@ -103,7 +103,16 @@ def runtime_env(
     }
     if spec.initializer:
         env["HANSHU_INITIALIZER"] = spec.initializer
-    return [{"name": k, "value": v} for k, v in env.items()] + [dict(e) for e in spec.env]
+    # The pod's own namespace (downward API): the context's ARN and log group name it.
+    namespace = {
+        "name": "HANSHU_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
+    return [
+        *({"name": k, "value": v} for k, v in env.items()),
+        namespace,
+        *(dict(e) for e in spec.env),
+    ]
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:

@@ -46,7 +46,8 @@ class SourceConfigError(Exception):
 
 
 def function_arn(namespace: str, function: str) -> str:
-    return f"arn:hanshu:function:{namespace}:{function}"
+    # As the runtime's context.invoked_function_arn (Lambda's positions).
+    return f"arn:hanshu:function::{namespace}:function:{function}"
 
 
 def consumer_id(namespace: str, trigger: str) -> str:

@@ -182,7 +182,7 @@ def test_the_destination_record_is_lambdas():
     assert record["timestamp"] == "1970-01-01T00:00:00.000Z"
     assert record["requestContext"] == {
         "requestId": "abc",
-        "functionArn": "arn:hanshu:function:default:resize:$LATEST",
+        "functionArn": "arn:hanshu:function::default:function:resize:$LATEST",
         "condition": "RetriesExhausted",
         "approximateInvokeCount": 3,
     }

@@ -61,10 +61,14 @@ def test_runtime_env_is_what_the_runtime_reads():
         "s",
         4,
     )
-    env = {
-        e["name"]: e["value"]
-        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    entries = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = {e["name"]: e["value"] for e in entries if "value" in e}
+    # The namespace comes from the downward API: the kubelet fills it in.
+    fields = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in entries if "valueFrom" in e
     }
+    assert fields == {"HANSHU_NAMESPACE": "metadata.namespace"}
+    env["HANSHU_NAMESPACE"] = "ns"
     runtime = runtime_config_from_env(env)  # the runtime accepts every value we set
     assert runtime.handler == "index.handler"
     assert runtime.initializer == "index.init"
@@ -78,7 +82,7 @@ def test_runtime_env_is_what_the_runtime_reads():
 
 def env_of(deployment: dict[str, Any]) -> dict[str, str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 def test_memory_falls_back_to_the_platform_defaults_the_pod_gets():

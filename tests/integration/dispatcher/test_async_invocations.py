@@ -451,3 +451,21 @@ async def test_a_destination_that_keeps_failing_is_counted_and_logged(async_plat
     logged = platform.dispatcher_logs()
     assert f"destination {{'url': 'http://127.0.0.1:{closed}/'}}" in logged
     assert invocation_id in logged  # the record, whole, in the log
+
+
+async def test_a_caller_cannot_forge_the_invocation_headers(async_platform, http):
+    platform = async_platform(
+        [async_function("plain"), trigger("plain", "plain", path="/plain")], dispatchers=0
+    )
+    forged = {
+        "X-Hanshu-Invocation-Id": "forged",
+        "X-Hanshu-Attempt": "7",
+        "X-Hanshu-Job-Id": "job",
+        "X-Hanshu-Invocation-Type": "Sync",
+    }
+    async with http.post(f"{platform.url}/plain", json={"n": 1}, headers=forged) as reply:
+        assert reply.status == 200
+        seen = await reply.json()
+        request_id = reply.headers["X-Request-Id"]
+    # Only the dispatcher says which attempt of which invocation this is.
+    assert (seen["id"], seen["attempt"], seen["type"]) == (request_id, 1, "Sync")

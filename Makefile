@@ -57,7 +57,7 @@ bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from 
 	$(BIN)/python bench/gateway_bench.py
 
 dev: $(STAMP) ## the whole platform locally: gateway, autoscaler, replicas (examples/)
-	$(BIN)/python -m hanshu_gateway dev examples/hello examples/scheduled examples/api-key --port $(PORT)
+	$(BIN)/python -m hanshu_gateway dev examples/hello examples/scheduled examples/api-key examples/from-lambda examples/thumbnails --port $(PORT)
 
 gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
 	$(BIN)/python -m hanshu_gateway

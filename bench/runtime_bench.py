@@ -4,7 +4,11 @@ The same trivial hello handler served by: Hanshu's runtime; Google's functions-f
 with its production server (gunicorn); a bare aiohttp app (the ceiling). One server process
 each, pinned to one core, wrk pinned to the other, same connections and duration.
 
-    python bench/runtime_bench.py [--seconds 10] [--connections 50]
+    python bench/runtime_bench.py [--seconds 10] [--connections 50] [--boots 9]
+
+Before the load, the boot: from a process's start to its first answer (what a cold start
+waits for on top of the pod), for the runtime, a bare aiohttp app and bare Python, started
+in turns (each pinned to core 1) and asked every 2 ms from core 0; medians.
 
 It also times what the runtime builds for every request (the two-dialect event and the
 context) in this process, and prints that as a share of one request's time on the
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -128,6 +134,58 @@ def start(command: list[str], env: dict[str, str], port: int) -> subprocess.Pope
     return process
 
 
+def first_answer_ms(command: list[str], env: dict[str, str], port: int | None) -> float:
+    """Start to the first 200 on GET / (or to the exit, for a command that serves nothing)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        pinned(1, command), env={**os.environ, **env}, stdout=subprocess.DEVNULL
+    )
+    try:
+        if port is None:
+            process.wait()
+            return (time.perf_counter() - started) * 1000
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                    conn.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                    if conn.recv(16).startswith(b"HTTP/1.1 200"):
+                        return (time.perf_counter() - started) * 1000
+            except OSError:
+                pass  # not listening yet
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited before it answered")
+            time.sleep(0.002)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)
+
+
+def boot(rounds: int) -> None:
+    python = sys.executable
+    boots: dict[str, list[float]] = {"hanshu runtime": [], "bare aiohttp": [], "bare python": []}
+    for _ in range(rounds):
+        port = free_port()
+        command, env = hanshu("hanshu_hello.handler", port)
+        boots["hanshu runtime"].append(first_answer_ms(command, env, port))
+        port = free_port()
+        aiohttp_app = [python, os.path.join(HELLO, "aiohttp_hello.py"), str(port)]
+        boots["bare aiohttp"].append(first_answer_ms(aiohttp_app, {}, port))
+        boots["bare python"].append(first_answer_ms([python, "-c", "pass"], {}, None))
+    print(f"\nboot: process start -> first answer, {rounds} rounds in turns (median, min-max)")
+    for name, values in boots.items():
+        print(
+            f"  {name:<16}{statistics.median(values):>7.1f} ms   "
+            f"({min(values):.0f}-{max(values):.0f})"
+        )
+    ours = statistics.median(boots["hanshu runtime"])
+    print(
+        f"  hanshu runtime: {ours:.1f} ms = "
+        f"{ours / statistics.median(boots['bare aiohttp']):.2f}x a bare aiohttp app's boot "
+        "(target <= 120 ms)"
+    )
+
+
 def median(results: list[LoadResult]) -> LoadResult:
     """The round with the median req/s: this VM's neighbours make single runs noisy."""
     return sorted(results, key=lambda r: r.requests_per_second)[len(results) // 2]
@@ -138,7 +196,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--boots", type=int, default=9)
     args = parser.parse_args()
+    if args.boots:
+        boot(args.boots)
+    if not args.rounds:
+        return
     ports = {name: free_port() for name in servers(0)}
     processes = {}
     try:

@@ -8,15 +8,14 @@ import enum
 import gc
 import json
 import logging
+import os
 import signal
 import time
-import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import RuntimeConfig
 from .context import SYNC, Context, FunctionInfo, invocation_of
@@ -129,6 +128,7 @@ class Instance:
         self.phase = Phase.STARTING
         self.in_flight = 0
         self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
+        self._metrics_registered = False
         self._request_ids = RequestIds()
         self._function = FunctionInfo(
             name=config.function_name,
@@ -278,6 +278,11 @@ class Instance:
         return web.json_response({"phase": self.phase.value}, status=status)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if not self._metrics_registered:  # at the first scrape, not before the first answer
+            self.metrics.register()
+            self._metrics_registered = True
         response = web.Response(body=generate_latest())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
@@ -305,7 +310,8 @@ class Instance:
         ref = parse_handler_ref(spec, variable="HANSHU_INITIALIZER")
         initializer = load_callable(ref, self.config.code_dir, variable="HANSHU_INITIALIZER")
         timeout = self.config.initializer_timeout_seconds
-        context = self._context(uuid.uuid4().hex, timeout=timeout)
+        # uuid would import platform & co. at start-up for this one id: 16 random bytes do.
+        context = self._context(os.urandom(16).hex(), timeout=timeout)
         try:
             with Deadline(timeout):
                 if is_async_callable(initializer):
@@ -332,7 +338,6 @@ class Instance:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
-        self.metrics.register()
 
         admin_runner = web.AppRunner(self.admin_app(), access_log=None)
         await admin_runner.setup()
@@ -350,6 +355,7 @@ class Instance:
             await _listen(site, "HANSHU_PORT")
             # What is loaded now lives as long as the process: keep the GC from rescanning it.
             gc.freeze()
+            gc.enable()  # ``python -m hanshu_runtime`` keeps it off while starting
             self.phase = Phase.READY
             log.info(
                 "ready",

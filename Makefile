@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= runtime,operator,gateway,dispatcher,test,bench
+EXTRAS ?= runtime,operator,gateway,dispatcher,cli,test,bench
 PORT ?= 8080
 TAG ?= dev
 CLUSTER ?= hanshu
@@ -57,7 +57,7 @@ bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from 
 	$(BIN)/python bench/gateway_bench.py
 
 dev: $(STAMP) ## the whole platform locally: gateway, autoscaler, replicas (examples/)
-	$(BIN)/python -m hanshu_gateway dev examples/hello examples/scheduled examples/api-key examples/from-lambda examples/thumbnails --port $(PORT)
+	$(BIN)/hanshu dev examples/hello examples/scheduled examples/api-key examples/from-lambda examples/thumbnails --port $(PORT)
 
 gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
 	$(BIN)/python -m hanshu_gateway
@@ -96,8 +96,9 @@ undeploy: ## uninstall the chart (CRDs and Functions stay)
 kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(CLUSTER)
 
-docs: $(STAMP) ## regenerate docs/reference from the CRD schemas
+docs: $(STAMP) ## regenerate docs/reference from the CRD schemas and docs/cli.md from hanshu's help
 	$(BIN)/python hack/gen_reference.py
+	$(BIN)/python -m hanshu_cli.docs docs/cli.md
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,664 @@
+"""The ``hanshu`` command: from a folder of code to a called Function, its logs and its bill.
+
+Each command is thin: it reads (the cluster, a folder, the gateway), calls the pure
+functions of folder / views / logs / usage / calls, and prints with rich.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import traceback
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from hanshu_api import RUNTIME_CONTAINER
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from . import calls, folder, logs, templates, usage, views
+from .cluster import Cluster, Target
+from .errors import CliError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DOCS_SHIPPING_LOGS = "docs/operations.md#logs"
+
+
+@dataclass
+class State:
+    target: Target
+    debug: bool = False
+    _cluster: Cluster | None = None
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = Cluster.connect(self.target)
+        return self._cluster
+
+
+class HanshuGroup(TyperGroup):
+    """Every failure is one readable line on stderr and a non-zero exit; ``--debug`` adds
+    the traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except CliError as failed:
+            _report(ctx, str(failed))
+            raise typer.Exit(failed.exit_code) from failed
+        except KeyboardInterrupt as stopped:
+            raise typer.Exit(130) from stopped
+        except Exception as unexpected:
+            _report(
+                ctx,
+                f"{type(unexpected).__name__}: {' '.join(str(unexpected).split())}",
+                hint=True,
+            )
+            raise typer.Exit(1) from unexpected
+
+
+def _report(ctx: Any, message: str, hint: bool = False) -> None:
+    debug = isinstance(ctx.obj, State) and ctx.obj.debug
+    if debug:
+        err.print(traceback.format_exc(), markup=False)
+    suffix = "" if debug or not hint else " (--debug shows the traceback)"
+    err.print(f"[bold red]error:[/] {message}{suffix}", soft_wrap=True)
+
+
+app = typer.Typer(
+    cls=HanshuGroup,
+    name="hanshu",
+    help="Hanshu: from a folder of Python to a called Function, its logs and its bill.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="The kubeconfig file (else $KUBECONFIG, else ~/.kube/config)."),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option(help="The kubeconfig context (else its current context).")
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="The namespace (else the context's, or default)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="Show the traceback of a failure.")] = False,
+) -> None:
+    """Hanshu: from a folder of Python to a called Function, its logs and its bill."""
+    ctx.obj = State(Target(kubeconfig, context, namespace), debug)
+
+
+def _state(ctx: typer.Context) -> State:
+    state = ctx.find_object(State)
+    assert state is not None
+    return state
+
+
+def _table(columns: list[str], rows: list[list[str]], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+# init
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="The Function's name (a DNS label: hello-world).")],
+    template: Annotated[
+        str, typer.Option(help="event (a handler), flask (WSGI app) or fastapi (ASGI app).")
+    ] = "event",
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to write it (default: ./NAME).")
+    ] = None,
+) -> None:
+    """Write a Function folder: the handler, requirements.txt, the Function and Trigger
+    manifest, a README. It deploys as is (hanshu deploy NAME) and runs locally (hanshu dev
+    NAME)."""
+    files = templates.render(name, template)
+    target = directory or Path(name)
+    if target.exists() and any(target.iterdir()):
+        raise CliError(f"{target} exists and is not empty: choose another --dir")
+    target.mkdir(parents=True, exist_ok=True)
+    for file_name, content in files.items():
+        (target / file_name).write_text(content)
+    out.print(f"wrote {target}/ ({', '.join(sorted(files))})")
+    if template == "event":
+        out.print(f"next: hanshu deploy {target}   or locally: hanshu dev {target}")
+    else:
+        out.print(
+            f"next: build the image (see {target}/README.md), then "
+            f"hanshu deploy {target} --image REGISTRY/{name}:v1"
+        )
+
+
+# deploy
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The Function's folder.")] = Path("."),
+    image: Annotated[
+        str | None,
+        typer.Option(help="Run this image's code (built from the folder: packages need one)."),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the Function is Ready.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Ready.")] = 180.0,
+) -> None:
+    """Apply a folder as a Function (inline code; a ConfigMap when larger; --image for code
+    that needs packages) and its Triggers, with server-side apply; wait until Ready and
+    print the URL, or print why it is not and exit non-zero."""
+    state = _state(ctx)
+    cluster = state.cluster()
+    plan = folder.plan_deploy(folder.read_folder(path), cluster.namespace, image)
+    cluster.ensure_installed()
+    for manifest in plan.objects():
+        cluster.apply(manifest)
+        err.print(
+            f"applied {manifest['kind']} {plan.namespace}/{manifest['metadata']['name']}"
+            + (f" (code: {plan.code_source})" if manifest is plan.function else "")
+        )
+    if not wait:
+        return
+    function, triggers = _wait_ready(cluster, plan, timeout)
+    url = views.condition(function) and (function.get("status") or {}).get("url")
+    out.print(f"[green]Function {plan.name} is Ready[/]")
+    for trigger in triggers:
+        status = trigger.get("status") or {}
+        where = status.get("url") or status.get("nextFireTime") or ""
+        out.print(
+            f"  Trigger {trigger['metadata']['name']} ({views.trigger_kind(trigger)}) {where}"
+        )
+    if url and not any((t.get("status") or {}).get("url") == url for t in triggers):
+        out.print(f"  URL {url}")
+
+
+def _verdict(obj: dict[str, Any]) -> str | None:
+    """'ready', 'failed' or None (not decided yet) for an object's current status."""
+    if not views.is_current(obj):
+        return None
+    found = views.condition(obj)
+    if found is None:
+        return None
+    return {"True": "ready", "False": "failed"}.get(str(found.get("status")))
+
+
+def _wait_ready(
+    cluster: Cluster, plan: folder.Plan, timeout: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    deadline = time.monotonic() + timeout
+    wanted = {t["metadata"]["name"] for t in plan.triggers}
+    with err.status(f"waiting for Function {plan.name} to be Ready") as progress:
+        while True:
+            function = cluster.function(plan.name, plan.namespace)
+            triggers = [
+                t for t in cluster.triggers(plan.namespace) if t["metadata"]["name"] in wanted
+            ]
+            for obj, kind in [(function, "Function"), *((t, "Trigger") for t in triggers)]:
+                if _verdict(obj) == "failed":
+                    found = views.condition(obj) or {}
+                    raise CliError(
+                        f"{kind} {obj['metadata']['name']} is not Ready: "
+                        f"{found.get('reason', '')}: {found.get('message', '')}"
+                    )
+            if _verdict(function) == "ready" and all(_verdict(t) == "ready" for t in triggers):
+                return function, triggers
+            found = views.condition(function) or {}
+            progress.update(
+                f"waiting for Function {plan.name}: "
+                f"{found.get('reason') or 'not reconciled yet'} {found.get('message') or ''}"
+            )
+            if time.monotonic() > deadline:
+                raise CliError(
+                    f"Function {plan.name} is not Ready after {timeout:g}s: "
+                    f"{found.get('reason') or 'the operator has not reported on it'}"
+                    f"{': ' + str(found['message']) if found.get('message') else ''} "
+                    f"(hanshu describe {plan.name})"
+                )
+            time.sleep(0.5)
+
+
+# get / describe
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="One Function (default: all).")] = None,
+) -> None:
+    """Functions: Ready, replicas (ready/desired), the last scaling decision and why, URL."""
+    cluster = _state(ctx).cluster()
+    found = [cluster.function(name)] if name else cluster.functions()
+    if not found:
+        out.print(f"no Functions in namespace {cluster.namespace} (hanshu init, hanshu deploy)")
+        return
+    out.print(_table(views.FUNCTION_COLUMNS, [views.function_row(f) for f in found]))
+
+
+@app.command()
+def describe(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The Function.")]
+) -> None:
+    """A Function in full: its status, conditions, Triggers and recent Events."""
+    cluster = _state(ctx).cluster()
+    function = cluster.function(name)
+    status = function.get("status") or {}
+    spec = function.get("spec") or {}
+    out.print(f"[bold]Function[/] {cluster.namespace}/{name}")
+    out.print(f"  handler     {spec.get('handler')} ({spec.get('handlerType', 'event')})")
+    out.print(f"  ready       {views.ready_text(function)}")
+    out.print(f"  replicas    {views.replicas_text(function)} (ready/desired)")
+    out.print(f"  last scale  {views.last_scale_text(function)}")
+    out.print(f"  url         {status.get('url') or '-'}")
+    out.print(_table(views.CONDITION_COLUMNS, views.condition_rows(function), "Conditions"))
+    triggers = views.triggers_of(cluster.triggers(), name)
+    out.print(
+        _table(views.TRIGGER_COLUMNS, [views.trigger_row(t) for t in triggers], "Triggers")
+        if triggers
+        else "Triggers: none (nothing calls this Function; add a Trigger)"
+    )
+    names = {("Function", name), *(("Trigger", t["metadata"]["name"]) for t in triggers)}
+    events = views.events_about(cluster.events(), names)
+    out.print(
+        _table(views.EVENT_COLUMNS, [views.event_row(e) for e in events], "Events")
+        if events
+        else "Events: none recent"
+    )
+
+
+# invoke
+
+
+def _trigger_url(cluster: Cluster, name: str) -> str:
+    cluster.function(name)  # a missing Function (or Hanshu) is said as such
+    http = [
+        t for t in views.triggers_of(cluster.triggers(), name) if "http" in (t.get("spec") or {})
+    ]
+    if not http:
+        raise CliError(
+            f"Function {name} has no HTTP Trigger to call it through: add one (kind: Trigger, "
+            "spec.http.path), or give --gateway URL"
+        )
+    url = (http[0].get("status") or {}).get("url")
+    if not url:
+        found = views.condition(http[0]) or {}
+        raise CliError(
+            f"Trigger {http[0]['metadata']['name']} has no URL yet "
+            f"({found.get('reason') or 'not reconciled'}): is the operator running? "
+            "or give --gateway URL"
+        )
+    return str(url)
+
+
+@app.command()
+def invoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The Function.")],
+    data: Annotated[str | None, typer.Option(help="The request body: JSON text, or @file.")] = None,
+    path: Annotated[
+        str,
+        typer.Option(
+            help="The path: below the Trigger's URL, or with --gateway the whole path "
+            "(default /NAME)."
+        ),
+    ] = "",
+    method: Annotated[
+        str | None, typer.Option(help="HTTP method (default: POST with --data, else GET).")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
+    ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option(help="Call this gateway (e.g. hanshu dev's http://127.0.0.1:8080)."),
+    ] = None,
+    asynchronous: Annotated[
+        bool, typer.Option("--async", help="Invoke asynchronously: 202 and an invocation id.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option(help="With --async: follow the invocation to its end state.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 120.0,
+) -> None:
+    """Call a Function through the gateway; print the status, the request id, whether it
+    was a cold start and how long it took, then the body. Exits non-zero on a 4xx / 5xx."""
+    if wait and not asynchronous:
+        raise CliError("--wait follows an async invocation: add --async")
+    if gateway:
+        url = calls.join_url(gateway, path or f"/{name}")
+    else:
+        url = calls.join_url(_trigger_url(_state(ctx).cluster(), name), path)
+    body = calls.payload(data)
+    headers = calls.parse_headers(header or [])
+    if asynchronous:
+        headers[calls.ASYNC_HEADER] = "Async"
+    call = calls.Call(url, method or ("POST" if body is not None else "GET"), body, headers)
+    with err.status(f"calling {name} at {url}"):
+        reply = calls.send(call, timeout)
+    if asynchronous and reply.status == 202:
+        invocation_id, status_url = calls.accepted(reply)
+        err.print(f"accepted: invocation {invocation_id} (status: {status_url})")
+        if wait:
+            _follow_invocation(invocation_id, status_url, headers, timeout)
+        else:
+            out.print(invocation_id)
+        return
+    style = "green" if reply.status < 400 else "red"
+    err.print(
+        f"[{style}]{reply.status} {reply.reason}[/]  request id {reply.request_id}  "
+        f"{'cold start' if reply.cold_start else 'warm'}  {reply.seconds * 1000:.0f} ms"
+    )
+    out.print(reply.text(), markup=False, end="" if reply.text().endswith("\n") else "\n")
+    if reply.status >= 400:
+        raise typer.Exit(1)
+
+
+def _follow_invocation(
+    invocation_id: str, status_url: str, headers: dict[str, str], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    auth = {k: v for k, v in headers.items() if k.lower() != calls.ASYNC_HEADER.lower()}
+    document: dict[str, Any] = {}
+    with err.status(f"invocation {invocation_id}: enqueued") as progress:
+        while time.monotonic() < deadline:
+            reply = calls.send(calls.Call(status_url, "GET", None, auth), timeout)
+            if reply.status != 200:
+                raise CliError(
+                    f"reading invocation {invocation_id}: {reply.status} {reply.text().strip()}"
+                )
+            document = json.loads(reply.body)
+            state = calls.invocation_state(document)
+            progress.update(
+                f"invocation {invocation_id}: {state} (attempt {document.get('attempts', 0)})"
+            )
+            if state in calls.FINAL_STATES:
+                break
+            time.sleep(0.2)
+        else:
+            raise CliError(
+                f"invocation {invocation_id} is still {calls.invocation_state(document)} "
+                f"after {timeout:g}s (status: {status_url})"
+            )
+    state = calls.invocation_state(document)
+    result = document.get("result") or {}
+    style = "green" if state == "Succeeded" else "red"
+    err.print(
+        f"[{style}]{state}[/]  invocation {invocation_id}  attempts {document.get('attempts')}"
+        + (f"  status code {result.get('statusCode')}" if result else "")
+    )
+    if state == "Succeeded":
+        out.print(str(result.get("body", "")), markup=False)
+        return
+    error = document.get("error") or document.get("lastError") or {}
+    raise CliError(
+        f"invocation {invocation_id} {state}: "
+        f"{error.get('errorType', '')}: {error.get('errorMessage', '')}".rstrip(": ")
+    )
+
+
+# logs
+
+
+@app.command(name="logs")
+def logs_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The Function.")],
+    request_id: Annotated[
+        str | None, typer.Option(help="Only the lines of this one invocation, across pods.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Only lines newer than this: 30s, 10m, 2h, 1d.")
+    ] = None,
+) -> None:
+    """The log lines of every replica of a Function, merged in time order; with
+    --request-id, what happened to that one call."""
+    try:
+        since_seconds = logs.parse_duration(since) if since else None
+    except ValueError as bad:
+        raise CliError(f"--since: {bad}") from bad
+    cluster = _state(ctx).cluster()
+    cluster.function(name)
+    pods = cluster.pods(name)
+    gone = _deleted_replicas(cluster, name, since_seconds)
+    if follow:
+        _follow_logs(cluster, name, pods, request_id, since_seconds)
+        return
+    lines = []
+    for pod in pods:
+        text = cluster.pod_log(pod.metadata.name, RUNTIME_CONTAINER, since_seconds=since_seconds)
+        lines += logs.parse_log(pod.metadata.name, text)
+    merged = logs.merge(lines, request_id)
+    for line in merged:
+        out.print(logs.render(line), markup=False)
+    if not pods:
+        err.print(f"no replica of {name} is running now (it scales to zero while idle)")
+    if gone:
+        err.print(
+            f"{len(gone)} replica(s) of {name} were deleted in this window "
+            f"({', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}): their lines went "
+            f"with their pods; to keep them, ship logs off the nodes (see {DOCS_SHIPPING_LOGS})"
+        )
+    if request_id and not merged:
+        raise CliError(
+            f"no line of request {request_id} in the running replicas of {name}"
+            + ("; it may have run on a deleted one (see above)" if gone else "")
+        )
+
+
+def _deleted_replicas(cluster: Cluster, name: str, since_seconds: int | None) -> list[str]:
+    """Pods of the Function's ReplicaSets deleted (scale-down, rollout) within the window,
+    from the ReplicaSet controller's Events, which outlive the pods (an hour by default)."""
+    import datetime
+
+    horizon = (
+        datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=since_seconds)
+        if since_seconds
+        else None
+    )
+    gone = []
+    for event in cluster.events():
+        involved = event.involved_object
+        if involved.kind != "ReplicaSet" or not str(involved.name).startswith(f"{name}-"):
+            continue
+        if event.reason != "SuccessfulDelete":
+            continue
+        moment = event.last_timestamp or event.event_time
+        if horizon is not None and moment is not None and moment < horizon:
+            continue
+        pod = str(event.message or "").rpartition(" ")[2]
+        gone.append(pod)
+    return gone
+
+
+def _follow_logs(
+    cluster: Cluster,
+    name: str,
+    pods: list[Any],
+    request_id: str | None,
+    since_seconds: int | None,
+) -> None:
+    if not pods:
+        raise CliError(f"no replica of {name} is running to follow (invoke it to start one)")
+    lines: queue.Queue[logs.LogLine | None] = queue.Queue()
+
+    def read(pod: str) -> None:
+        try:
+            for raw in cluster.follow_log(pod, RUNTIME_CONTAINER, None, since_seconds):
+                line = logs.parse_line(pod, raw)
+                if line is not None:
+                    lines.put(line)
+        finally:
+            lines.put(None)
+
+    for pod in pods:
+        threading.Thread(target=read, args=(pod.metadata.name,), daemon=True).start()
+    open_streams = len(pods)
+    while open_streams:
+        line = lines.get()
+        if line is None:
+            open_streams -= 1
+        elif request_id is None or line.request_id == request_id:
+            out.print(logs.render(line), markup=False)
+
+
+# usage
+
+
+@app.command(name="usage")
+def usage_command(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(help="The window (with --prometheus): 30m, 1h, 7d.")] = "1h",
+    prometheus: Annotated[
+        str | None, typer.Option(help="A Prometheus server that scrapes the gateway.")
+    ] = None,
+    metrics_url: Annotated[
+        str | None,
+        typer.Option(help="A gateway's /metrics (e.g. hanshu dev's internal port) instead."),
+    ] = None,
+) -> None:
+    """What each Function cost: invocations, errors (5xx), cold starts and GB-seconds (the
+    unit Function Compute and Lambda bill by), from the gateway's metrics."""
+    try:
+        logs.parse_duration(since)
+    except ValueError as bad:
+        raise CliError(f"--since: {bad}") from bad
+    if prometheus:
+        answers = {
+            column: _prometheus_query(prometheus, query)
+            for column, query in usage.prometheus_queries(since).items()
+        }
+        found = usage.from_prometheus(answers)
+        window = f"in the last {since} (Prometheus at {prometheus})"
+    elif metrics_url:
+        found = usage.from_metrics([_fetch(metrics_url)])
+        window = f"since the gateway at {metrics_url} started"
+    else:
+        texts = _state(ctx).cluster().gateway_metrics()
+        if not texts:
+            raise CliError(
+                "no running gateway pod (label app.kubernetes.io/component=gateway) to read: "
+                "is Hanshu installed? or give --prometheus URL"
+            )
+        found = usage.from_metrics(text for _, text in texts)
+        window = (
+            f"since each of the {len(texts)} gateway pod(s) started (--prometheus URL for a window)"
+        )
+    rows = [
+        [
+            f"{key[0]}/{key[1]}",
+            f"{u.invocations:.0f}",
+            f"{u.errors:.0f}",
+            f"{u.cold_starts:.0f}",
+            f"{u.gb_seconds:.3f}",
+        ]
+        for key, u in sorted(found.items())
+    ]
+    if not rows:
+        out.print(f"no invocations {window}")
+        return
+    columns = ["FUNCTION", "INVOCATIONS", "ERRORS", "COLD STARTS", "GB-SECONDS"]
+    out.print(_table(columns, rows, f"Usage {window}"))
+
+
+def _fetch(url: str) -> str:
+    reply = calls.send(calls.Call(url), 15.0)
+    if reply.status != 200:
+        raise CliError(f"{url} answered {reply.status} {reply.reason}")
+    return reply.text()
+
+
+def _prometheus_query(server: str, query: str) -> dict[str, Any]:
+    url = calls.join_url(server, "/api/v1/query") + "?" + urllib.parse.urlencode({"query": query})
+    answer: dict[str, Any] = json.loads(_fetch(url))
+    if answer.get("status") != "success":
+        raise CliError(f"Prometheus at {server} refused {query!r}: {answer.get('error')}")
+    return answer
+
+
+# dev
+
+
+@app.command(context_settings={"show_default": True})
+def dev(
+    paths: Annotated[
+        list[str], typer.Argument(help="Function / Trigger / Secret manifests or folders.")
+    ],
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8080,
+    internal_port: Annotated[
+        int, typer.Option(help="The gateway's internal port (/functions, /metrics); 0: any.")
+    ] = 0,
+    autoscaler_port: Annotated[int, typer.Option(help="The autoscaler's port; 0: any.")] = 0,
+    nats_url: Annotated[
+        str,
+        typer.Option(
+            help="An existing NATS for async invocations ('off' for none); default: start one."
+        ),
+    ] = "",
+    no_dispatcher: Annotated[
+        bool,
+        typer.Option(
+            "--no-dispatcher",
+            help="Run no dispatcher in this process (run python -m hanshu_dispatcher).",
+        ),
+    ] = False,
+    stable_window: Annotated[float, typer.Option(help="Autoscaler window, seconds.")] = 60.0,
+    cold_start_timeout: Annotated[
+        float, typer.Option(help="How long a cold request waits for a replica.")
+    ] = 60.0,
+    queue_limit: Annotated[int, typer.Option(help="Cold requests held per Function.")] = 1000,
+    max_body_bytes: Annotated[int, typer.Option(help="The largest request body.")] = 6
+    * 1024
+    * 1024,
+    stats_interval: Annotated[
+        float, typer.Option(help="Seconds between the gateway's reports to the autoscaler.")
+    ] = 1.0,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a client may take to send its request headers.")
+    ] = 10.0,
+) -> None:
+    """The whole platform on this machine: the gateway, the autoscaler, schedules, NATS
+    for async calls, a dispatcher, and each replica a local runtime process, from the same
+    manifests you would kubectl apply (a folder from hanshu init runs as it is)."""
+    from .dev import run_dev
+
+    run_dev(
+        paths,
+        port=port,
+        internal_port=internal_port,
+        autoscaler_port=autoscaler_port,
+        nats_url=nats_url,
+        dispatcher=not no_dispatcher,
+        stable_window=stable_window,
+        cold_start_timeout=cold_start_timeout,
+        queue_limit=queue_limit,
+        max_body_bytes=max_body_bytes,
+        stats_interval=stats_interval,
+        header_timeout=header_timeout,
+    )

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port, run_hey, run_wrk
 from hanshu_gateway.devmode import DevStack
+from hanshu_gateway.loop import run
 from hanshu_operator.autoscaler import Policy
 from kube_cold import kube_cold
 
@@ -109,7 +110,8 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
         name: await in_thread(run_wrk, url, connections=50, seconds=args.seconds)
         for name, url in targets.items()
     }
-    print(f"\n1. Warm path, {os.cpu_count()} cores, runtime and gateway unpinned")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"\n1. Warm path, {os.cpu_count()} cores, runtime and gateway unpinned, {loop} loop")
     for shape in shapes:
         print(f"   fixed rate {args.rate} req/s, {shape}, {args.seconds}s:")
         for name in targets:
@@ -226,4 +228,5 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--kube-cold-starts", type=int, default=15)
     parser.add_argument("--sections", default="warm,cold,burst,kube-cold")
-    asyncio.run(main(parser.parse_args()))
+    # The loop the gateway runs on in production (uvloop; HANSHU_EVENT_LOOP=asyncio to compare).
+    run(main(parser.parse_args()))

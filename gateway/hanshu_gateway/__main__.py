@@ -10,6 +10,8 @@ import logging
 import signal
 import sys
 
+from .loop import run
+
 
 async def _serve_until_signalled(start: object, stop: object) -> None:
     stopping = asyncio.Event()
@@ -68,7 +70,7 @@ def main() -> None:
             nats_url=args.nats_url,
             dispatcher=not args.no_dispatcher,
         )
-        asyncio.run(_serve_until_signalled(stack.start, stack.stop))
+        run(_serve_until_signalled(stack.start, stack.stop))
     else:
         from .kube import KubeGateway
         from .server import ConfigError
@@ -87,7 +89,7 @@ def main() -> None:
                 flush=True,
             )
             sys.exit(1)
-        asyncio.run(_serve_until_signalled(gateway.start, gateway.stop))
+        run(_serve_until_signalled(gateway.start, gateway.stop))
 
 
 if __name__ == "__main__":

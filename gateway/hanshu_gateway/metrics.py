@@ -59,6 +59,7 @@ class FunctionMeters:
         self.cold_start_latency = COLD_START_LATENCY.labels(*labels)
         self._labels = labels
         self._gb_seconds: dict[str, Any] = {}
+        self._invocations: dict[tuple[str, int], Any] = {}
 
     def bill(self, invocation_type: str, gb_seconds: float, code: int) -> None:
         meter = self._gb_seconds.get(invocation_type)
@@ -67,4 +68,9 @@ class FunctionMeters:
                 *self._labels, invocation_type
             )
         meter.inc(gb_seconds)
-        INVOCATIONS.labels(*self._labels, invocation_type, str(code)).inc()
+        counter = self._invocations.get((invocation_type, code))
+        if counter is None:  # bound once per type and code: no label lookup per request
+            counter = self._invocations[(invocation_type, code)] = INVOCATIONS.labels(
+                *self._labels, invocation_type, str(code)
+            )
+        counter.inc()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port, run_wrk, wait_http
 from hanshu_api.invocations import STREAM, subject_for
-from hanshu_api.local_nats import LocalNats
+from hanshu_cli.local_nats import LocalNats
 
 HANDLER = """
 import os
@@ -123,7 +123,7 @@ class Bench:
         log = (self.folder / "platform.log").open("ab")
         self.platform = subprocess.Popen(
             [
-                sys.executable, "-m", "hanshu_gateway", "dev",
+                sys.executable, "-m", "hanshu_cli", "dev",
                 str(manifests(self.folder, self.runs_file)),
                 "--port", str(self.port),
                 "--internal-port", str(self.internal_port),

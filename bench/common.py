@@ -10,7 +10,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from hanshu_api.local_platform import free_port
+from hanshu_cli.local_platform import free_port
 
 __all__ = ["free_port"]
 

@@ -38,8 +38,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port, wait_http
-from hanshu_api.local_nats import LocalNats
-from hanshu_api.local_s3 import LocalS3
+from hanshu_cli.local_nats import LocalNats
+from hanshu_cli.local_s3 import LocalS3
 
 HANDLER = """
 import json
@@ -142,7 +142,7 @@ class Platform:
         log = (self.folder / "platform.log").open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-u", "-m", "hanshu_gateway", "dev", str(self.manifest),
+                sys.executable, "-u", "-m", "hanshu_cli", "dev", str(self.manifest),
                 "--port", str(self.port), "--internal-port", str(self.internal),
                 "--nats-url", self.nats_url, "--stable-window", "6",
             ],

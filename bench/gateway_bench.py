@@ -38,7 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port, run_hey, run_wrk
-from hanshu_gateway.devmode import DevStack
+from hanshu_cli.devmode import DevStack
 from hanshu_gateway.loop import run
 from hanshu_operator.autoscaler import Policy
 from kube_cold import kube_cold

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from hanshu_api.local_platform import free_port
+from hanshu_cli.local_platform import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,8 +35,10 @@ def run_dev(
     stats_interval: float,
     header_timeout: float,
 ) -> None:
-    from hanshu_gateway.devmode import DevStack
+    from hanshu_gateway.loop import run
     from hanshu_operator.autoscaler import Policy
+
+    from .devmode import DevStack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stack = DevStack(
@@ -53,4 +55,4 @@ def run_dev(
         nats_url=nats_url,
         dispatcher=dispatcher,
     )
-    asyncio.run(_serve_until_signalled(stack))
+    run(_serve_until_signalled(stack))

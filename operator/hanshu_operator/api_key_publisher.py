@@ -33,10 +33,10 @@ from hanshu_api.api_keys import (
     published_secret_name,
     read_published,
 )
-from hanshu_api.conditions import FALSE, TRUE, Condition
 from hanshu_api.kube import ApiError, path_for
 from hanshu_api.models import ApiKeyAuth, SpecInvalid, TriggerSpec, parse_trigger_spec
 
+from .conditions import FALSE, TRUE, Condition
 from .state import OperatorState, operator_state
 from .trigger_status import (
     API_KEYS,

@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from hanshu_api.conditions import rfc3339
 from hanshu_api.kube import ApiError, KubeClient, path_for
+
+from .conditions import rfc3339
 
 log = logging.getLogger("hanshu.operator")
 

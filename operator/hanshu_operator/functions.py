@@ -19,15 +19,6 @@ from hanshu_api import (
     MANAGED_BY,
     VERSION,
 )
-from hanshu_api.conditions import (
-    FALSE,
-    TRUE,
-    UNKNOWN,
-    Condition,
-    find,
-    merge_conditions,
-    now_rfc3339,
-)
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 
@@ -42,6 +33,15 @@ from .builders import (
     owns_replicas_alone,
     replicas_only,
     with_replicas,
+)
+from .conditions import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Condition,
+    find,
+    merge_conditions,
+    now_rfc3339,
 )
 from .events import post_event
 from .kube_scaler import REPLICAS_MANAGER, scale

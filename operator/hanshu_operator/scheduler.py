@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
-from hanshu_api.conditions import rfc3339
 from hanshu_api.cron import parse_cron
 from hanshu_api.models import Schedule
+
+from .conditions import rfc3339
 
 log = logging.getLogger("hanshu.scheduler")
 

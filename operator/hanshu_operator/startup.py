@@ -10,12 +10,12 @@ from typing import Any
 import kopf
 from aiohttp import web
 from hanshu_api import GROUP
-from hanshu_api.conditions import now_rfc3339
 from hanshu_api.kube import KubeClient, load_config
 from hanshu_api.platform import FunctionKey
 
 from .autoscaler import Decision, Policy
 from .autoscaling_service import AutoscalerService
+from .conditions import now_rfc3339
 from .config import ConfigError, config_from_env
 from .events import post_event
 from .functions import write_function_status

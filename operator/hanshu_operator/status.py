@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hanshu_api.conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
-
+from .conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 from .replica_faults import StartFailure
 
 DEPENDENTS = ("ConfigurationValid", "CodeReady", "DeploymentReady")

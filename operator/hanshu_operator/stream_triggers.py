@@ -23,10 +23,10 @@ import aiohttp
 import kopf
 import nats
 from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
-from hanshu_api.conditions import FALSE, TRUE, Condition, rfc3339
 from hanshu_api.kube import path_for
 from hanshu_api.models import Destination, SecretKeyRef, SpecInvalid, parse_trigger_spec
 
+from .conditions import FALSE, TRUE, Condition, rfc3339
 from .state import operator_state
 from .stream_consumer import Invoke, SendFailure, SourceHealth, StreamConsumer
 from .stream_sources import NatsStreamSource, RedisStreamSource, Source

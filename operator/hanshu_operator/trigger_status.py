@@ -17,7 +17,12 @@ from typing import Any
 
 import aiohttp
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
-from hanshu_api.conditions import (
+from hanshu_api.cron import parse_cron
+from hanshu_api.kube import ApiError, path_for
+from hanshu_api.models import SpecInvalid, TriggerSpec, parse_trigger_spec
+from hanshu_api.route_claims import RouteClaim, RouteKey, conflict_message, route_owners
+
+from .conditions import (
     FALSE,
     TRUE,
     UNKNOWN,
@@ -28,11 +33,6 @@ from hanshu_api.conditions import (
     rfc3339,
     summarize,
 )
-from hanshu_api.cron import parse_cron
-from hanshu_api.kube import ApiError, path_for
-from hanshu_api.models import SpecInvalid, TriggerSpec, parse_trigger_spec
-from hanshu_api.route_claims import RouteClaim, RouteKey, conflict_message, route_owners
-
 from .config import OperatorConfig
 from .events import post_event
 from .state import OperatorState

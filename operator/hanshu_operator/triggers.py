@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import kopf
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, GROUP, TRIGGER_PLURAL, VERSION
-from hanshu_api.conditions import FALSE, TRUE, Condition, rfc3339
 from hanshu_api.kube import path_for
 from hanshu_api.models import Schedule, SpecInvalid, parse_trigger_spec
 
 from .api_key_publisher import sync_api_keys, unpublish
+from .conditions import FALSE, TRUE, Condition, rfc3339
 from .metrics import instrumented
 from .scheduler import FireRecord, follow_schedule, invoke_through_gateway, run_schedule
 from .state import operator_state

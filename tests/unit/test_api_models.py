@@ -6,12 +6,19 @@ import datetime
 import zoneinfo
 
 import pytest
-from hanshu_api.conditions import FALSE, TRUE, UNKNOWN, Condition, merge_conditions, summarize
 from hanshu_api.cron import CronError, parse_cron
 from hanshu_api.durations import parse_duration
 from hanshu_api.kube import path_for
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.quantities import parse_quantity
+from hanshu_operator.conditions import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Condition,
+    merge_conditions,
+    summarize,
+)
 
 UTC = datetime.UTC
 

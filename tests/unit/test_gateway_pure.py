@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from hanshu_api.models import ApiKeyAuth, Cors, HttpRoute, TriggerSpec
 from hanshu_api.platform import Endpoint
+from hanshu_cli.devmode import verifiers_from_manifests
 from hanshu_gateway.catalog import KnownTrigger, owned_routes
-from hanshu_gateway.devmode import verifiers_from_manifests
 from hanshu_gateway.header_timeout import describe_failure
 from hanshu_gateway.pool import EndpointPool, NoEndpointInTime, QueueFull
 from hanshu_gateway.protect import TokenBucket, preflight_headers

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from hanshu_api.invocations import FINAL_STATES
-from hanshu_api.local_nats import LocalNats
+from hanshu_cli.local_nats import LocalNats
 
 from tests.conftest import free_port
 from tests.helpers import eventually

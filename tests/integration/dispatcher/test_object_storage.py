@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from hanshu_api.local_s3 import LocalS3
+from hanshu_cli.local_s3 import LocalS3
 from PIL import Image
 
 from tests.conftest import serving
@@ -200,13 +200,13 @@ def _final(platform: Any, invocation_id: str) -> tuple[int, dict[str, Any]] | No
 
 @pytest.fixture
 def thumbnails_dev(tmp_path: Path):
-    """``python -m hanshu_gateway dev examples/thumbnails`` as a user runs it."""
+    """``hanshu dev examples/thumbnails`` as a user runs it."""
     from tests.conftest import free_port
 
     port = free_port()
     log = (tmp_path / "dev.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "hanshu_gateway", "dev", str(ROOT / "examples/thumbnails"),
+        [sys.executable, "-u", "-m", "hanshu_cli", "dev", str(ROOT / "examples/thumbnails"),
          "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,5 +1,5 @@
-"""The whole platform on loopback: ``python -m hanshu_gateway dev`` as its own process, with
-runtime processes as replicas, configured from manifests written by each test."""
+"""The whole platform on loopback: ``hanshu dev`` (``python -m hanshu_cli dev``) as its own
+process, with runtime processes as replicas, configured from manifests written by each test."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def platform_factory(tmp_path: Path) -> Iterator[Any]:
             [
                 sys.executable,
                 "-m",
-                "hanshu_gateway",
+                "hanshu_cli",
                 "dev",
                 str(manifest),
                 "--port",

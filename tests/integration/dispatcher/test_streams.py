@@ -327,11 +327,13 @@ async def test_a_consumer_killed_mid_batch_loses_nothing(
         store.close()
 
 
-async def test_lag_wakes_the_function_from_zero_and_it_goes_back(async_platform):
+async def test_lag_wakes_the_function_from_zero_scales_it_and_it_goes_back(async_platform):
     platform = async_platform(
         [
-            consumer_function("backlog", SECONDS_PER_BATCH="0.05"),
-            stream_trigger("backlog", "backlog", nats={"stream": "JOBS"}, batchSize=2),
+            consumer_function("backlog", SECONDS_PER_BATCH="0.1"),
+            # Ordered, one record a batch: one call in flight at a time, so only the lag
+            # reported to the autoscaler can ask for a second replica.
+            stream_trigger("backlog", "backlog", nats={"stream": "JOBS"}, batchSize=1),
         ],
         dispatchers=0,
     )
@@ -340,11 +342,14 @@ async def test_lag_wakes_the_function_from_zero_and_it_goes_back(async_platform)
     try:
         js = client.jetstream()
         await js.add_stream(name="JOBS", subjects=["jobs.>"])
-        for n in range(20):
+        for n in range(60):
             await js.publish("jobs.new", json.dumps({"n": n}).encode())
     finally:
         await client.close()
-    await eventually(lambda: len(seen_ids(platform)) == 20, timeout=60, message="20 records")
+    await eventually(
+        lambda: platform.ready_replicas("backlog") >= 2, timeout=30, message="scaled on lag"
+    )
+    await eventually(lambda: len(seen_ids(platform)) == 60, timeout=60, message="60 records")
     await eventually(
         lambda: platform.ready_replicas("backlog") == 0, timeout=30, message="back to zero"
     )

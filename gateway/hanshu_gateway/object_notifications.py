@@ -17,6 +17,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 from hanshu_api.invocations import EVENT, Origin, StoredRequest
+from prometheus_client import Counter
 
 from .async_intake import AsyncIntake, AsyncUnavailable, Call
 from .catalog import Catalog
@@ -30,6 +31,14 @@ from .object_events import (
 )
 
 log = logging.getLogger("hanshu.gateway")
+
+# A bucket Trigger's deliveries, next to its status (which says where to send them).
+OBJECT_EVENTS = Counter(
+    "hanshu_gateway_object_events",
+    "Bucket notification records, by Trigger and outcome: stored (an async invocation), "
+    "skipped (filtered out), refused (a bad token), unavailable (NATS down: sent again).",
+    ["namespace", "trigger", "outcome"],
+)
 
 EVENTS_PATH = "/_hanshu/events/"
 MAX_NOTIFICATION_BYTES = 1024 * 1024
@@ -59,6 +68,7 @@ class ObjectNotifications:
         if storage.token is not None:
             refused = self._check_token(request, known.namespace, known.name, request_id)
             if refused is not None:
+                OBJECT_EVENTS.labels(known.namespace, known.name, "refused").inc()
                 return refused
         if request.content_length is not None and request.content_length > MAX_NOTIFICATION_BYTES:
             return self.error(413, "RequestTooLarge", "a notification is at most 1 MiB", request_id)
@@ -99,6 +109,7 @@ class ObjectNotifications:
                 accepted = await self.intake.enqueue(call, event.dedup_key, EVENT)
                 ids.append(accepted.invocation_id)
         except AsyncUnavailable as why:
+            OBJECT_EVENTS.labels(known.namespace, known.name, "unavailable").inc(len(chosen))
             log.warning("object events for %s/%s not stored: %s", *key, why)
             return self.error(
                 503,
@@ -107,6 +118,8 @@ class ObjectNotifications:
                 request_id,
                 {"Retry-After": "5"},
             )
+        OBJECT_EVENTS.labels(known.namespace, known.name, "stored").inc(len(ids))
+        OBJECT_EVENTS.labels(known.namespace, known.name, "skipped").inc(len(parsed) - len(chosen))
         return web.json_response(
             {"accepted": len(ids), "skipped": len(parsed) - len(chosen), "invocationIds": ids},
             headers={"X-Request-Id": request_id},

@@ -125,6 +125,14 @@ async def test_a_minio_webhook_with_the_token_becomes_filtered_invocations(async
     basic = {"Authorization": "Basic " + base64.b64encode(f"sns:{TOKEN}".encode()).decode()}
     async with http.post(url, data=minio_body(minio_record("in/b.jpg")), headers=basic) as r:
         assert (r.status, (await r.json())["accepted"]) == (200, 1)
+    # What a bucket Trigger delivered is counted by outcome.
+    async with http.get(f"{platform.internal_url}/metrics") as r:
+        page = await r.text()
+    counted = (
+        'hanshu_gateway_object_events_total{namespace="default",outcome="%s",trigger="photos"}'
+    )
+    assert f"{counted % 'refused'} 2.0" in page
+    assert f"{counted % 'skipped'} 8.0" in page  # 4 skipped, twice
     # Not a notification: 400 naming what is expected; an unknown Trigger: 404.
     async with http.post(url, data=b"[]", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
         assert r.status == 400

@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import nats
-from aiohttp import web
 from hanshu_api.invocations import (
     Origin,
     StoredRequest,
@@ -23,9 +22,14 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings, ensure
 from hanshu_api.models import AsyncPolicy, Destination
 
-from tests.conftest import free_port, serving
+from tests.conftest import free_port
 from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import async_function, final_status, get_json
+from tests.integration.dispatcher.conftest import (
+    async_function,
+    final_status,
+    get_json,
+    recording_endpoint,
+)
 from tests.integration.gateway.conftest import trigger
 
 ASYNC = {"X-Hanshu-Invocation-Type": "Async"}
@@ -72,15 +76,7 @@ async def test_an_async_call_is_stored_answered_202_and_runs(async_platform, htt
 
 
 async def test_failures_are_retried_then_failed_with_the_record_sent_on(async_platform, http):
-    received: list[dict[str, Any]] = []
-
-    async def destination(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/failed", destination)
-    async with serving(app) as port:
+    async with recording_endpoint() as (url, received):
         platform = async_platform(
             [
                 async_function(
@@ -89,7 +85,7 @@ async def test_failures_are_retried_then_failed_with_the_record_sent_on(async_pl
                         "async": {
                             "maxRetryAttempts": 2,
                             "destinations": {
-                                "onFailure": {"url": f"http://127.0.0.1:{port}/failed"},
+                                "onFailure": {"url": url},
                                 "onSuccess": {"subject": "results.flaky"},
                             },
                         }
@@ -154,15 +150,7 @@ async def test_an_idempotency_key_runs_the_function_once(async_platform, http):
 
 
 async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, http):
-    received: list[dict[str, Any]] = []
-
-    async def destination(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/", destination)
-    async with serving(app) as port:
+    async with recording_endpoint() as (url, received):
         platform = async_platform(
             [
                 async_function(
@@ -170,7 +158,7 @@ async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, h
                     **{
                         "async": {
                             "maxEventAge": "1m",
-                            "destinations": {"onFailure": {"url": f"http://127.0.0.1:{port}/"}},
+                            "destinations": {"onFailure": {"url": url}},
                         }
                     },
                 ),
@@ -192,7 +180,7 @@ async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, h
             )
             policy = AsyncPolicy(
                 max_event_age_seconds=60,
-                on_failure=Destination(url=f"http://127.0.0.1:{port}/"),
+                on_failure=Destination(url=url),
             )
             await store.js.publish(
                 subject_for(("default", "stale")),

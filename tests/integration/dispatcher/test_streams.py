@@ -20,10 +20,10 @@ from typing import Any
 import nats
 import pytest
 import redis
-from aiohttp import web
 
-from tests.conftest import free_port, serving
+from tests.conftest import free_port
 from tests.helpers import eventually
+from tests.integration.dispatcher.conftest import recording_endpoint
 
 CONSUMER = textwrap.dedent("""
     import json
@@ -258,15 +258,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
     # idle for ten minutes.
     store.xreadgroup("auditors", "crashed", {"audit": ">"})
     store.xclaim("audit", "auditors", "crashed", 0, [poison], idle=600_000, retrycount=9)
-    received: list[dict[str, Any]] = []
-
-    async def on_failure(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/failed", on_failure)
-    async with serving(app) as port:
+    async with recording_endpoint() as (url, received):
         platform = async_platform(
             [
                 consumer_function("audit"),
@@ -276,7 +268,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
                     redis={"stream": "audit", "urlSecretRef": {"name": "redis"},
                            "group": "auditors"},
                     maxRetryAttempts=2,
-                    onFailure={"url": f"http://127.0.0.1:{port}/failed"},
+                    onFailure={"url": url},
                 ),
                 redis_secret(redis_server),
             ],

@@ -28,7 +28,14 @@ from typing import Any
 
 from hanshu_api.models import StreamSource
 
-from .stream_records import Record, batch_event, failure_record, judge_reply, too_old
+from .stream_records import (
+    MAX_RECORDS_IN_FAILURE,
+    Record,
+    batch_event,
+    failure_record,
+    judge_reply,
+    too_old,
+)
 from .stream_sources import HOLD_SECONDS, Source, SourceUnavailable, wait_or_stop
 
 log = logging.getLogger("hanshu.streams")
@@ -120,12 +127,19 @@ class StreamConsumer:
             while not stop.is_set():
                 if lags.done():
                     lags.result()  # raises the SourceUnavailable that ended it
-                records = await self.source.fetch(
-                    self.spec.batch_size, self.spec.batch_window_seconds
-                )
-                if not records:
-                    continue
+                # A slot first: fetched records would wait for one without heartbeats,
+                # and the source would hand them out again meanwhile.
                 await slots.acquire()
+                try:
+                    records = await self.source.fetch(
+                        self.spec.batch_size, self.spec.batch_window_seconds
+                    )
+                except BaseException:
+                    slots.release()
+                    raise
+                if not records:
+                    slots.release()
+                    continue
                 task = asyncio.create_task(self._batch(records))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -225,15 +239,6 @@ class StreamConsumer:
         a record that failed for good must not block the stream for ever."""
         if not records:
             return
-        record = failure_record(
-            function_arn=self.function_arn,
-            trigger=f"{self.trigger[0]}/{self.trigger[1]}",
-            condition=condition,
-            attempts=attempts,
-            records=records,
-            error=error,
-            now=time.time(),
-        )
         if self.send_failure is None:
             log.error(
                 "%s/%s: %d record(s) failed for good (%s) and no onFailure is set; dropped: %s",
@@ -242,14 +247,28 @@ class StreamConsumer:
                 condition,
                 ", ".join(r.id for r in records[:20]),
             )
-        elif not await self.send_failure(record):
-            log.error(
-                "%s/%s: onFailure did not take %d record(s) (%s): %s",
-                *self.trigger,
-                len(records),
-                condition,
-                record,
+        # One failure record per MAX_RECORDS_IN_FAILURE: none is acknowledged unsent.
+        for start in range(0, len(records) if self.send_failure else 0, MAX_RECORDS_IN_FAILURE):
+            chunk = records[start : start + MAX_RECORDS_IN_FAILURE]
+            record = failure_record(
+                function_arn=self.function_arn,
+                trigger=f"{self.trigger[0]}/{self.trigger[1]}",
+                condition=condition,
+                attempts=attempts,
+                records=chunk,
+                error=error,
+                now=time.time(),
             )
+            assert self.send_failure is not None
+            if not await self.send_failure(record):
+                # Only the ids: the records' data may be personal and logs are widely read.
+                log.error(
+                    "%s/%s: onFailure did not take %d record(s) (%s): %s",
+                    *self.trigger,
+                    len(chunk),
+                    condition,
+                    ", ".join(r.id for r in chunk),
+                )
         await self.source.ack(records)
         self.health.failed += len(records)
         await self.on_change(self.health)

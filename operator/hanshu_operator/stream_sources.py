@@ -60,8 +60,11 @@ async def _gather(first: list[Record], more: Any, count: int, window: float) -> 
 
 
 class NatsStreamSource:
-    def __init__(self, url: str, stream: str, subject: str, durable: str) -> None:
+    def __init__(
+        self, url: str, stream: str, subject: str, durable: str, in_flight: int = -1
+    ) -> None:
         self.url, self.stream, self.subject, self.durable = url, stream, subject, durable
+        self.in_flight = in_flight
         self.description = f"NATS stream {stream}" + (f" ({subject})" if subject else "")
         self._client: Any = None
         self._subscription: Any = None
@@ -80,6 +83,9 @@ class NatsStreamSource:
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=HOLD_SECONDS,
                 max_deliver=-1,  # poison records are ours to recognise (their delivery count)
+                # Ordered (in_flight = batchSize): nothing after the batch in hand is handed
+                # out, even to a consumer that took over from one that died holding it.
+                max_ack_pending=self.in_flight,
             )
             with contextlib.suppress(nats.js.errors.BadRequestError):
                 await js.add_consumer(self.stream, config)
@@ -157,11 +163,16 @@ class RedisStreamSource:
         self.start_from = start_from
         self.description = f"Redis stream {stream} (group {group})"
         self._redis: Any = None
-        self._own_pending_read = False
+        # Where the read of this consumer's own pending entries has got to; None: done.
+        # Each read of an entry counts as a delivery, so they are read once per open.
+        self._own_cursor: str | None = "0"
         self.holding: set[str] = set()  # ids in a batch right now: never reclaimed from us
 
     async def open(self) -> None:
-        self._redis = aioredis.from_url(self.url, socket_connect_timeout=3)
+        try:
+            self._redis = aioredis.from_url(self.url, socket_connect_timeout=3)
+        except ValueError as bad:  # not a redis:// URL at all
+            raise SourceUnavailable(f"{self.description}: the URL is not valid: {bad}") from None
         try:
             start = "$" if self.start_from == "latest" else "0"
             try:
@@ -173,7 +184,7 @@ class RedisStreamSource:
             await self.close()
             raise SourceUnavailable(f"{self.description}: {error}") from None
         # After a restart under the same name, what this consumer held comes first.
-        self._own_pending_read = False
+        self._own_cursor = "0"
 
     def _record(self, entry_id: bytes, fields: Any, deliveries: int) -> Record:
         ident = entry_id.decode()
@@ -200,15 +211,21 @@ class RedisStreamSource:
 
     async def _read(self, count: int, wait: float) -> list[Record]:
         try:
-            if not self._own_pending_read:
+            if self._own_cursor is not None:
                 mine = await self._redis.xreadgroup(
-                    self.group, self.consumer, {self.stream: "0"}, count=count
+                    self.group, self.consumer, {self.stream: self._own_cursor}, count=count
                 )
-                entries = [e for e in (mine[0][1] if mine else []) if e[1]]
+                history = mine[0][1] if mine else []
+                if history:
+                    self._own_cursor = history[-1][0].decode()  # on from the last one
+                else:
+                    self._own_cursor = None
+                entries = [e for e in history if e[1] and e[0].decode() not in self.holding]
                 if entries:
                     counts = await self._deliveries([e[0] for e in entries])
                     return [self._record(i, f, counts[i]) for i, f in entries]
-                self._own_pending_read = True
+                if self._own_cursor is not None:
+                    return []
             claimed = await self._redis.xautoclaim(
                 self.stream,
                 self.group,

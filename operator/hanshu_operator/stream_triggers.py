@@ -13,8 +13,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +37,7 @@ STATUS_INTERVAL_SECONDS = 5.0
 INVOKE_TIMEOUT_SECONDS = 900.0
 
 SecretValue = Callable[[SecretKeyRef], Awaitable[str | None]]
+CONSUMER_NAME = "hanshu"
 
 
 class SourceConfigError(Exception):
@@ -68,14 +67,20 @@ async def build_source(
                 "with NATS (HANSHU_NATS_URL)"
             )
         return NatsStreamSource(
-            url, spec.nats.stream, spec.nats.subject, consumer_id(namespace, trigger)
+            url,
+            spec.nats.stream,
+            spec.nats.subject,
+            consumer_id(namespace, trigger),
+            spec.batch_size if spec.ordered else -1,
         )
     url = await _required(secret, spec.redis.url, "spec.stream.redis.urlSecretRef")
     return RedisStreamSource(
         url,
         spec.redis.stream,
         spec.redis.group or consumer_id(namespace, trigger),
-        os.environ.get("HOSTNAME") or socket.gethostname(),
+        # One name for the Trigger, not the pod's: a new operator pod takes over the
+        # entries the old one held at once, in order, instead of after the claim timeout.
+        CONSUMER_NAME,
         spec.redis.start_from,
     )
 
@@ -255,14 +260,21 @@ async def consume_stream(
             else None,
             on_change,
         )
-        tasks = [
-            asyncio.create_task(consumer.run(stop)),
-            asyncio.create_task(keep_status_written(stop)),
-        ]
-        await stopped.wait()
+        running = asyncio.create_task(consumer.run(stop))
+        writer = asyncio.create_task(keep_status_written(stop))
+        stopping = asyncio.ensure_future(stopped.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         changed.set()
-        await asyncio.gather(*tasks)
+        stopping.cancel()
+        await writer
+        if running.done() and not running.cancelled() and running.exception() is not None:
+            # A consumer that crashed says so and is started again by kopf, never silent.
+            crash = running.exception()
+            log.error("%s/%s: the stream consumer stopped: %r", namespace, name, crash)
+            await write(SourceHealth(healthy=False, message=f"the consumer stopped: {crash!r}"))
+            raise kopf.TemporaryError(f"the stream consumer stopped: {crash!r}", delay=10)
+        await running
 
 
 def rfc3339_of(epoch: float) -> str:

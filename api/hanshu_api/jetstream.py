@@ -64,8 +64,8 @@ def stream_config(settings: StreamSettings) -> StreamConfig:
         num_replicas=settings.replicas,
         max_age=settings.max_age_seconds,
         # De-duplication by Nats-Msg-Id (the invocation id): a publish retried after a
-        # lost acknowledgement is stored once.
-        duplicate_window=min(settings.idempotency_window_seconds, 3600.0),
+        # lost acknowledgement, or an Idempotency-Key stored again, is stored once.
+        duplicate_window=settings.idempotency_window_seconds,
     )
 
 

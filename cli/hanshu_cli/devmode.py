@@ -207,6 +207,8 @@ class DevStack:
                 autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
                 stats_interval=self.stats_interval,
                 nats_url=nats_url,
+                # The local S3's SNS confirms subscriptions on loopback.
+                sns_confirm_hosts=("127.0.0.1",),
             ),
             self.catalog,
         )

@@ -8,6 +8,7 @@ dispatcher that dies was running is redelivered when its heartbeats stop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -46,6 +47,7 @@ from hanshu_api.invocations import (
     subject_for,
 )
 from hanshu_api.jetstream import Invocations
+from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -61,6 +63,8 @@ from .outcome import Next, Reply, Verdict, error_of, judge, next_step
 log = logging.getLogger("hanshu.dispatcher")
 
 FETCH_WAIT_SECONDS = 5.0
+# Where an outcome's destination record stands, in the status.
+DESTINATION_PENDING, DESTINATION_SENT, DESTINATION_FAILED = "Pending", "Sent", "Failed"
 # A consumer no dispatcher has pulled from for this long is removed by the server.
 CONSUMER_INACTIVE_SECONDS = 3600.0
 
@@ -133,6 +137,14 @@ class FunctionWorker:
         subscription = await self.store.js.pull_subscribe_bind(
             consumer_name(self.key), stream=STREAM
         )
+        try:
+            await self._pull(subscription)
+        finally:
+            # A worker stopped while idle leaves no pull subscription behind.
+            with contextlib.suppress(NatsError, TimeoutError):
+                await subscription.unsubscribe()
+
+    async def _pull(self, subscription: Any) -> None:
         while True:
             await self._slots.acquire()
             free = 1
@@ -227,7 +239,11 @@ class FunctionWorker:
         else:
             record = await self._load(delivery)
         if record.get("state") in FINAL_STATES:
-            metrics.DUPLICATES.labels(namespace, function).inc()
+            if record.get("destination") == DESTINATION_PENDING:
+                # Its dispatcher stopped between the outcome and its destination.
+                await self._send_destination(delivery, record)
+            else:
+                metrics.DUPLICATES.labels(namespace, function).inc()
             await message.ack()
             return
         policy = delivery.policy
@@ -341,28 +357,47 @@ class FunctionWorker:
                 ),
             }
             record["error"] = error
+        record["condition"] = step.condition
+        if self._destination_of(delivery, record) is not None:
+            # Saved before it is sent: a dispatcher that stops in between leaves the message
+            # unacknowledged, and whoever gets it again sends the record.
+            record["destination"] = DESTINATION_PENDING
         await self._save(record)
         metrics.OUTCOMES.labels(*self.key, delivery.invocation_type, step.state).inc()
-        destination = (
-            delivery.policy.on_success if step.state == "Succeeded" else delivery.policy.on_failure
-        )
-        if destination is not None:
-            await self.destinations.send(
-                self.key,
-                destination,
-                destination_record(
-                    key=self.key,
-                    invocation_id=delivery.invocation_id,
-                    condition=step.condition or "",
-                    attempts=int(record.get("attempts", 0)),
-                    request_body=delivery.body,
-                    status=reply.status if reply is not None and reply.status else None,
-                    response_body=reply.body if reply is not None else None,
-                    error=error,
-                    now=now,
-                ),
-            )
+        if record.get("destination") == DESTINATION_PENDING:
+            await self._send_destination(delivery, record)
         await message.ack()
+
+    def _destination_of(self, delivery: Delivery, record: dict[str, Any]) -> Destination | None:
+        policy = delivery.policy
+        return policy.on_success if record.get("state") == "Succeeded" else policy.on_failure
+
+    async def _send_destination(self, delivery: Delivery, record: dict[str, Any]) -> None:
+        """Lambda's destination record, from the invocation's stored outcome."""
+        destination = self._destination_of(delivery, record)
+        if destination is None:
+            return
+        result = record.get("result") or {}
+        body = result.get("body")
+        if body is not None and result.get("isBase64Encoded"):
+            body = base64.b64decode(body)
+        sent = await self.destinations.send(
+            self.key,
+            destination,
+            destination_record(
+                key=self.key,
+                invocation_id=delivery.invocation_id,
+                condition=str(record.get("condition") or ""),
+                attempts=int(record.get("attempts", 0)),
+                request_body=delivery.body,
+                status=result.get("statusCode"),
+                response_body=body.encode() if isinstance(body, str) else body,
+                error=record.get("error"),
+                now=time.time(),
+            ),
+        )
+        record["destination"] = DESTINATION_SENT if sent else DESTINATION_FAILED
+        await self._save(record)
 
 
 # Set by the dispatcher's own call (a fresh target, id and attempt per delivery), or by the

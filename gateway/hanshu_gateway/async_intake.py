@@ -154,20 +154,22 @@ class AsyncIntake:
         self, call: Call, idempotency: str | None, invocation_type: str = "Async"
     ) -> Accepted:
         store = self._ready()
-        invocation_id = new_id()
-        if idempotency:
-            claim = idempotency_key(call.key, idempotency)
-            try:
-                await store.idempotency.create(claim, invocation_id.encode())
-            except KeyWrongLastSequenceError:
-                entry = await store.idempotency.get(claim)
-                return Accepted((entry.value or b"").decode(), duplicate=True)
-            except (NatsError, TimeoutError) as error:
-                raise AsyncUnavailable(str(error)) from None
-        now = time.time()
-        record = new_record(invocation_id, call.origin, invocation_type, now)
+        invocation_id, duplicate = new_id(), False
         try:
-            await store.status.create(record_key(invocation_id), json.dumps(record).encode())
+            if idempotency:
+                claimed = await self._claim(
+                    store, idempotency_key(call.key, idempotency), invocation_id
+                )
+                if claimed != invocation_id:
+                    invocation_id, duplicate = claimed, True
+                    if await self._taken(store, invocation_id):
+                        return Accepted(invocation_id, duplicate=True)
+                    # Claimed but maybe never stored (NATS went away in between): store it
+                    # again under the same id; JetStream keeps one message per id.
+            now = time.time()
+            record = new_record(invocation_id, call.origin, invocation_type, now)
+            with contextlib.suppress(KeyWrongLastSequenceError):  # the first call's record
+                await store.status.create(record_key(invocation_id), json.dumps(record).encode())
             await store.js.publish(
                 subject_for(call.key),
                 call.body,
@@ -182,10 +184,35 @@ class AsyncIntake:
                 ),
             )
         except (NatsError, TimeoutError) as error:
-            await self._forget(store, invocation_id, call.key, idempotency)
+            if not duplicate:
+                # No status for what may not be stored; an Idempotency-Key keeps its claim,
+                # so a retry with it stores the event under the same id.
+                await self._forget(store, invocation_id)
             raise AsyncUnavailable(str(error)) from None
         await self._wake(store)
-        return Accepted(invocation_id, duplicate=False)
+        return Accepted(invocation_id, duplicate=duplicate)
+
+    async def _claim(self, store: Invocations, claim: str, invocation_id: str) -> str:
+        """The id an Idempotency-Key stands for: ours if the key is new."""
+        for _ in range(3):
+            try:
+                await store.idempotency.create(claim, invocation_id.encode())
+                return invocation_id
+            except KeyWrongLastSequenceError:
+                try:
+                    entry = await store.idempotency.get(claim)
+                except KeyNotFoundError:
+                    continue  # expired or deleted in between: claim it again
+                return (entry.value or b"").decode()
+        raise AsyncUnavailable("the idempotency key could not be claimed")
+
+    async def _taken(self, store: Invocations, invocation_id: str) -> bool:
+        """Whether the invocation is past being stored: running, or ended."""
+        try:
+            entry = await store.status.get(record_key(invocation_id))
+        except KeyNotFoundError:
+            return False
+        return bool(json.loads(entry.value or b"{}").get("state") != ENQUEUED)
 
     async def enqueue_batch(self, call: Call, events: Sequence[bytes]) -> tuple[str, int]:
         """One job of len(events) invocations; returns the job id and the count stored."""
@@ -238,14 +265,10 @@ class AsyncIntake:
         await self._wake(store)
         return job_id, len(events)
 
-    async def _forget(
-        self, store: Invocations, invocation_id: str, key: FunctionKey, idempotency: str | None
-    ) -> None:
-        """Undo the bookkeeping of an event that was not stored, so a retry starts fresh."""
+    async def _forget(self, store: Invocations, invocation_id: str) -> None:
+        """Drop the status of an event that may not be stored, so nobody waits on it."""
         try:
             await store.status.delete(record_key(invocation_id))
-            if idempotency:
-                await store.idempotency.delete(idempotency_key(key, idempotency))
         except (NatsError, TimeoutError) as error:
             log.warning("cannot clear invocation %s after a failed store: %s", invocation_id, error)
 

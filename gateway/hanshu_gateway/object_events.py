@@ -54,7 +54,11 @@ class ObjectEvent:
         """The same notification delivered twice (SNS and MinIO retry) runs once."""
         s3 = self.record.get("s3") or {}
         obj = s3.get("object") or {}
-        sequencer = obj.get("sequencer") or obj.get("eTag") or self.record.get("eventTime", "")
+        # S3's sequencer orders the events of one key; without one (MinIO, moto), the same
+        # bytes uploaded again still make a new event: the time tells them apart.
+        sequencer = (
+            obj.get("sequencer") or f"{obj.get('eTag', '')}@{self.record.get('eventTime', '')}"
+        )
         return f"{self.bucket}/{self.key}/{self.event_name}/{sequencer}"
 
 
@@ -93,7 +97,7 @@ def _event(record: Any) -> ObjectEvent | None:
     if not isinstance(record, dict):
         return None
     s3 = record.get("s3")
-    if not isinstance(s3, dict):
+    if not isinstance(s3, dict) or not isinstance(s3.get("object"), dict):
         return None
     bucket = str((s3.get("bucket") or {}).get("name") or "")
     raw_key = str((s3.get("object") or {}).get("key") or "")

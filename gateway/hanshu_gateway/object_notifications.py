@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from hanshu_api.invocations import EVENT, Origin, StoredRequest
 from prometheus_client import Counter
+from yarl import URL
 
 from .async_intake import AsyncIntake, AsyncUnavailable, Call
 from .catalog import Catalog
@@ -50,11 +51,32 @@ def is_events_path(path: str) -> bool:
     return path.startswith(EVENTS_PATH)
 
 
+def confirmable(url: str, extra_hosts: tuple[str, ...] = ()) -> bool:
+    """An SNS SubscribeURL the gateway may fetch: https on AWS SNS' own hosts, or a host
+    the operator of the platform named."""
+    parsed = URL(url)
+    host = (parsed.host or "").lower()
+    if host in extra_hosts:
+        return parsed.scheme in ("http", "https")
+    return parsed.scheme == "https" and (
+        host.startswith("sns.") and host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    )
+
+
 class ObjectNotifications:
-    def __init__(self, catalog: Catalog, intake: AsyncIntake | None, error: ErrorReply) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        intake: AsyncIntake | None,
+        error: ErrorReply,
+        confirm_hosts: tuple[str, ...] = (),
+    ) -> None:
         self.catalog = catalog
         self.intake = intake
         self.error = error
+        # Besides AWS' own SNS endpoints, the hosts a SubscribeURL may point at (an
+        # SNS-compatible service; the developer mode's local one).
+        self.confirm_hosts = confirm_hosts
         self._session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.BaseRequest, request_id: str) -> web.Response:
@@ -80,6 +102,22 @@ class ObjectNotifications:
         except BadNotification as bad:
             return self.error(400, "InvalidNotification", str(bad), request_id)
         if isinstance(parsed, SubscriptionConfirmation):
+            if storage.token is None:
+                # Without a token anybody could make the gateway fetch a URL.
+                return self.error(
+                    403,
+                    "ConfirmationRefused",
+                    "this Trigger has no auth.tokenSecretRef: SNS subscriptions are confirmed "
+                    "only for a Trigger with a token (in the endpoint URL as ?token=)",
+                    request_id,
+                )
+            if not confirmable(parsed.subscribe_url, self.confirm_hosts):
+                return self.error(
+                    400,
+                    "InvalidNotification",
+                    "the SubscribeURL is not an https URL of AWS SNS (sns.<region>.amazonaws.com)",
+                    request_id,
+                )
             return await self._confirm(parsed, known.namespace, known.name, request_id)
         key = (known.namespace, known.spec.function_name)
         entry = self.catalog.functions.get(key)
@@ -159,7 +197,9 @@ class ObjectNotifications:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         try:
-            async with self._session.get(confirmation.subscribe_url) as reply:
+            async with self._session.get(
+                confirmation.subscribe_url, allow_redirects=False
+            ) as reply:
                 confirmed = reply.status < 300
         except (aiohttp.ClientError, TimeoutError) as failure:
             log.warning("cannot confirm SNS subscription of %s/%s: %s", namespace, trigger, failure)

@@ -67,7 +67,9 @@ FAULT_RETRY_AFTER_SECONDS = 10
 # Only the runtime's own "draining" 503 carries it (the runtime strips it from what a
 # function returns): such a request is retried on another replica. Never shown to callers.
 DRAINING_HEADER = "X-Hanshu-Draining"
-REPLY_DROP = HOP_BY_HOP | {DRAINING_HEADER.lower()}
+# A function's reply may not pose as the gateway's own refusal (the dispatcher would take
+# its 503 for throttling and retry it without using an attempt).
+REPLY_DROP = HOP_BY_HOP | {DRAINING_HEADER.lower(), "x-hanshu-gateway-error"}
 MAX_REQUEST_ID_LENGTH = 200
 INVOCATION_HEADERS = frozenset(
     name.lower()
@@ -100,6 +102,8 @@ class GatewayConfig:
     idempotency_window: float = 3600.0
     status_ttl: float = 24 * 3600.0
     nats_replicas: int = 1  # JetStream copies of the stream and buckets (3 on a 3-node NATS)
+    # Hosts besides AWS SNS' own that an SNS SubscribeURL may point at.
+    sns_confirm_hosts: tuple[str, ...] = ()
 
 
 class ConfigError(Exception):
@@ -189,6 +193,11 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         idempotency_window=_seconds(env, "HANSHU_IDEMPOTENCY_WINDOW", 3600.0),
         status_ttl=_seconds(env, "HANSHU_STATUS_TTL", 24 * 3600.0),
         nats_replicas=_whole_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1, maximum=5),
+        sns_confirm_hosts=tuple(
+            h.strip().lower()
+            for h in env.get("HANSHU_SNS_CONFIRM_HOSTS", "").split(",")
+            if h.strip()
+        ),
     )
 
 
@@ -281,7 +290,9 @@ class Gateway:
             else None
         )
         self.async_calls = AsyncCalls(self.intake, error, catalog.route_of_trigger, self._check_key)
-        self.object_notifications = ObjectNotifications(catalog, self.intake, error)
+        self.object_notifications = ObjectNotifications(
+            catalog, self.intake, error, config.sns_confirm_hosts
+        )
 
     # -- the public port ------------------------------------------------------------------
 

@@ -250,3 +250,15 @@ def test_dispatcher_settings_name_what_is_wrong():
         config_from_env({**env, "HANSHU_NATS_URL": "http://x"})
     with pytest.raises(ConfigError, match="HANSHU_ACK_WAIT_SECONDS"):
         config_from_env({**env, "HANSHU_ACK_WAIT_SECONDS": "0"})
+
+
+def test_only_sns_subscribe_urls_are_fetched():
+    from hanshu_gateway.object_notifications import confirmable
+
+    assert confirmable("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")
+    assert confirmable("https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription")
+    assert not confirmable("http://sns.us-east-1.amazonaws.com/")  # not https
+    assert not confirmable("https://evil.example/sns.us-east-1.amazonaws.com")
+    assert not confirmable("https://sns.us-east-1.amazonaws.com.evil.example/")
+    assert not confirmable("http://169.254.169.254/latest/meta-data/")
+    assert confirmable("http://127.0.0.1:4566/", ("127.0.0.1",))

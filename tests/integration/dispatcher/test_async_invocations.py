@@ -12,6 +12,7 @@ import nats
 from hanshu_api.invocations import (
     Origin,
     StoredRequest,
+    idempotency_key,
     message_headers,
     new_id,
     new_record,
@@ -457,3 +458,29 @@ async def test_a_caller_cannot_forge_the_invocation_headers(async_platform, http
         request_id = reply.headers["X-Request-Id"]
     # Only the dispatcher says which attempt of which invocation this is.
     assert (seen["id"], seen["attempt"], seen["type"]) == (request_id, 1, "Sync")
+
+
+async def test_a_key_claimed_by_a_call_that_never_stored_its_event_still_runs(async_platform, http):
+    platform = async_platform([async_function("once"), trigger("once", "once", path="/once")])
+    # A gateway claimed the key, then died before storing the event (or NATS went away).
+    client = await nats.connect(platform.nats.url)
+    try:
+        store = await ensure(client, StreamSettings())
+        orphan = new_id()
+        await store.idempotency.create(
+            idempotency_key(("default", "once"), "order-7"), orphan.encode()
+        )
+    finally:
+        await client.close()
+    status, headers, body = await call_async(
+        http, f"{platform.url}/once", {"n": 7}, **{"Idempotency-Key": "order-7"}
+    )
+    # The caller's retry gets the claimed id, and this time the event is stored and runs.
+    assert (status, headers["X-Hanshu-Invocation-Id"], body["duplicate"]) == (202, orphan, True)
+    assert (await final_status(platform, orphan))["state"] == "Succeeded"
+    again = await call_async(
+        http, f"{platform.url}/once", {"n": 7}, **{"Idempotency-Key": "order-7"}
+    )
+    assert again[1]["X-Hanshu-Invocation-Id"] == orphan
+    starts = [r for r in platform.runs() if r["what"] == "start"]
+    assert [r["id"] for r in starts] == [orphan]  # once

@@ -172,7 +172,7 @@ async def test_the_function_gets_the_decoded_record_in_either_format(async_platf
     }
 
 
-async def test_an_sns_subscription_is_confirmed(async_platform, http):
+async def test_an_sns_subscription_is_confirmed_only_with_the_token(async_platform, http):
     confirmed: list[str] = []
 
     async def confirm(request: web.Request) -> web.Response:
@@ -183,19 +183,44 @@ async def test_an_sns_subscription_is_confirmed(async_platform, http):
     app.router.add_get("/", confirm)
     async with serving(app) as port:
         platform = async_platform(
-            [async_function("seen"), bucket_trigger("photos", "seen", bucket="photos")]
+            [
+                async_function("seen"),
+                bucket_trigger(
+                    "photos",
+                    "seen",
+                    bucket="photos",
+                    auth={"tokenSecretRef": {"name": "bucket-token"}},
+                ),
+                bucket_trigger("open", "seen", bucket="photos"),  # no token
+                TOKEN_SECRET,
+            ]
         )
-        envelope = {
-            "Type": "SubscriptionConfirmation",
-            "TopicArn": "arn:aws:sns:us-east-1:123456789012:photos",
-            "Token": "abc",
-            "SubscribeURL": f"http://127.0.0.1:{port}/?Action=ConfirmSubscription&Token=abc",
-        }
+
+        def confirmation(url: str) -> str:
+            return json.dumps(
+                {
+                    "Type": "SubscriptionConfirmation",
+                    "TopicArn": "arn:aws:sns:us-east-1:123456789012:photos",
+                    "Token": "abc",
+                    "SubscribeURL": url,
+                }
+            )
+
+        local = f"http://127.0.0.1:{port}/?Action=ConfirmSubscription&Token=abc"
+        events = f"{platform.url}/_hanshu/events/default"
+        # Without a token on the Trigger, nobody may make the gateway fetch a URL.
+        async with http.post(f"{events}/open", data=confirmation(local)) as reply:
+            assert (reply.status, (await reply.json())["errorType"]) == (
+                403,
+                "ConfirmationRefused",
+            )
+        # With it, only SNS' own hosts (and, in dev mode, loopback) are fetched.
+        metadata = "http://169.254.169.254/latest/meta-data/"
         async with http.post(
-            f"{platform.url}/_hanshu/events/default/photos",
-            data=json.dumps(envelope),
-            headers={"x-amz-sns-message-type": "SubscriptionConfirmation"},
+            f"{events}/photos?token={TOKEN}", data=confirmation(metadata)
         ) as reply:
+            assert reply.status == 400
+        async with http.post(f"{events}/photos?token={TOKEN}", data=confirmation(local)) as reply:
             assert reply.status == 200
             assert (await reply.json())["confirmed"] is True
     assert confirmed == ["abc"]

@@ -27,6 +27,17 @@ MANAGED_BY = "hanshu-operator"
 # Changes whenever the code or the runtime configuration changes: it rolls the Deployment.
 ANNOTATION_CHECKSUM = f"{GROUP}/config-checksum"
 
+# The gateway's internal invoke, enqueue and dispatch paths take calls only with this header
+# carrying the platform's internal token (a Secret the chart makes): a URL destination or a
+# Function cannot reach them to invoke another namespace's Function.
+INTERNAL_TOKEN_HEADER = "X-Hanshu-Internal-Token"  # noqa: S105 - a header name
+INTERNAL_TOKEN_ENV = "HANSHU_INTERNAL_TOKEN"  # noqa: S105 - a variable name
+
+
+def internal_headers(token: str) -> dict[str, str]:
+    return {INTERNAL_TOKEN_HEADER: token} if token else {}
+
+
 FUNCTION_PORT = 8080
 ADMIN_PORT = 9090
 RUNTIME_CONTAINER = "function"

@@ -32,6 +32,7 @@ class DispatcherConfig:
     port: int = 8082
     host: str = "0.0.0.0"
     stream_replicas: int = 1
+    internal_token: str = ""  # the gateway's internal paths take calls only with it
     # The same as the gateway's: whichever starts first creates the buckets with them.
     status_ttl_seconds: float = 24 * 3600.0
     idempotency_window_seconds: float = 3600.0
@@ -81,6 +82,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> DispatcherConfig:
         port=int(_number(env, "HANSHU_DISPATCHER_PORT", 8082, minimum=0)),
         host=_text(env, "HANSHU_DISPATCHER_HOST") or "0.0.0.0",
         stream_replicas=int(_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1)),
+        internal_token=_text(env, "HANSHU_INTERNAL_TOKEN"),
         status_ttl_seconds=_number(env, "HANSHU_STATUS_TTL", 24 * 3600.0, minimum=1),
         idempotency_window_seconds=_number(env, "HANSHU_IDEMPOTENCY_WINDOW", 3600.0, minimum=1),
     )

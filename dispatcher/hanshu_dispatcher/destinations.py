@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from hanshu_api import internal_headers
 from hanshu_api.invocations import now_iso
 from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
@@ -83,11 +84,16 @@ def destination_record(
 
 class Destinations:
     def __init__(
-        self, session: aiohttp.ClientSession, nats_client: NATS, gateway_internal_url: str
+        self,
+        session: aiohttp.ClientSession,
+        nats_client: NATS,
+        gateway_internal_url: str,
+        internal_token: str = "",
     ) -> None:
         self.session = session
         self.nats = nats_client
         self.gateway = gateway_internal_url.rstrip("/")
+        self.internal_token = internal_token
 
     async def send(
         self, source: FunctionKey, destination: Destination, record: Mapping[str, Any]
@@ -130,6 +136,7 @@ class Destinations:
             # Function that does not exist. The request id makes a resend harmless.
             url = f"{self.gateway}/_hanshu/enqueue/{source[0]}/{destination.function}"
             headers = {
+                **internal_headers(self.internal_token),  # only ever sent to the gateway
                 "Content-Type": "application/json",
                 "Idempotency-Key": f"destination-{record['requestContext']['requestId']}-"
                 f"{record['requestContext']['condition']}",

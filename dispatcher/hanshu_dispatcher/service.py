@@ -76,7 +76,9 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
         await client.subscribe(WAKE_SUBJECT, cb=self._woken)
         assert self._session is not None
-        self._destinations = Destinations(self._session, client, self.config.gateway_internal_url)
+        self._destinations = Destinations(
+            self._session, client, self.config.gateway_internal_url, self.config.internal_token
+        )
         log.info("dispatching async invocations from %s", self.config.nats_url)
         if self.config.autoscaler_url:
             self._tasks.append(asyncio.create_task(self._report_backlog()))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from hanshu_api import internal_headers
 from hanshu_api.invocations import (
     FINAL_STATES,
     H_ENQUEUED,
@@ -297,6 +298,7 @@ class FunctionWorker:
             (HTTP_ATTEMPT, str(attempt)),
             (HTTP_INVOCATION_TYPE, delivery.invocation_type),
             ("X-Request-Id", delivery.invocation_id),
+            *internal_headers(self.config.internal_token).items(),
         ]
         if delivery.job_id:
             headers.append((HTTP_JOB_ID, delivery.job_id))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import json
 import logging
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from hanshu_api import INTERNAL_TOKEN_ENV, INTERNAL_TOKEN_HEADER
 from hanshu_api.invocations import (
     EVENT,
     HTTP_ATTEMPT,
@@ -104,6 +106,8 @@ class GatewayConfig:
     nats_replicas: int = 1  # JetStream copies of the stream and buckets (3 on a 3-node NATS)
     # Hosts besides AWS SNS' own that an SNS SubscribeURL may point at.
     sns_confirm_hosts: tuple[str, ...] = ()
+    # Required on the internal invoke, enqueue and dispatch paths when set (the chart sets it).
+    internal_token: str = ""
 
 
 class ConfigError(Exception):
@@ -193,6 +197,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         idempotency_window=_seconds(env, "HANSHU_IDEMPOTENCY_WINDOW", 3600.0),
         status_ttl=_seconds(env, "HANSHU_STATUS_TTL", 24 * 3600.0),
         nats_replicas=_whole_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1, maximum=5),
+        internal_token=env.get(INTERNAL_TOKEN_ENV, "").strip(),
         sns_confirm_hosts=tuple(
             h.strip().lower()
             for h in env.get("HANSHU_SNS_CONFIRM_HOSTS", "").split(",")
@@ -739,8 +744,24 @@ class Gateway:
     async def metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    @web.middleware
+    async def _internal_caller(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Only the platform (dispatcher, operator) may invoke through the internal port."""
+        token = self.config.internal_token
+        if token and request.path.startswith("/_hanshu/"):
+            given = request.headers.get(INTERNAL_TOKEN_HEADER, "")
+            if not hmac.compare_digest(given.encode(errors="replace"), token.encode()):
+                return error(
+                    401,
+                    "InvalidInternalToken",
+                    f"the internal paths need the platform's {INTERNAL_TOKEN_HEADER}",
+                    self.new_request_id(),
+                )
+        response: web.StreamResponse = await handler(request)
+        return response
+
     def internal_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._internal_caller])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_page)

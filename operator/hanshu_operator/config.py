@@ -58,6 +58,7 @@ class OperatorConfig:
     gateway_internal_url: str = ""
     # The platform's NATS: a stream Trigger's default source server, subject destinations.
     nats_url: str = ""
+    internal_token: str = ""  # the gateway's internal paths take calls only with it
     # A NetworkPolicy per Function: ingress only from the gateway's pods.
     network_policy: bool = False
     gateway_namespace: str = "hanshu-system"
@@ -201,6 +202,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         panic_threshold=_number(env, "HANSHU_PANIC_THRESHOLD", 2.0, minimum=1),
         gateway_internal_url=env.get("HANSHU_GATEWAY_INTERNAL_URL", "").strip().rstrip("/"),
         nats_url=env.get("HANSHU_NATS_URL", "").strip(),
+        internal_token=env.get("HANSHU_INTERNAL_TOKEN", "").strip(),
         network_policy=_boolean(env, "HANSHU_NETWORK_POLICY", False),
         gateway_namespace=_raw(env, "HANSHU_GATEWAY_NAMESPACE") or "hanshu-system",
         gateway_pod_labels=_labels(env, "HANSHU_GATEWAY_POD_LABELS"),

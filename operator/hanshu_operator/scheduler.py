@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
+from hanshu_api import internal_headers
 from hanshu_api.cron import parse_cron
 from hanshu_api.models import Schedule
 
@@ -92,7 +93,9 @@ def schedule_event(
 Fire = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
 
 
-def invoke_through_gateway(session: aiohttp.ClientSession, url: str, timeout: float) -> Fire:
+def invoke_through_gateway(
+    session: aiohttp.ClientSession, url: str, timeout: float, token: str = ""
+) -> Fire:
     """A Fire that POSTs the event to the gateway's internal invoke path."""
 
     async def fire(event: dict[str, Any]) -> tuple[bool, str]:
@@ -100,7 +103,7 @@ def invoke_through_gateway(session: aiohttp.ClientSession, url: str, timeout: fl
             async with session.post(
                 url,
                 json=event,
-                headers={"X-Request-Id": uuid.uuid4().hex},
+                headers={"X-Request-Id": uuid.uuid4().hex, **internal_headers(token)},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as reply:
                 body = await reply.text()

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import kopf
 import nats
-from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
+from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION, internal_headers
 from hanshu_api.kube import path_for
 from hanshu_api.models import Destination, SecretKeyRef, SpecInvalid, parse_trigger_spec
 
@@ -94,12 +94,13 @@ async def _required(secret: SecretValue, ref: SecretKeyRef, field: str) -> str:
     return value.strip()
 
 
-def gateway_invoker(session: aiohttp.ClientSession, url: str) -> Invoke:
+def gateway_invoker(session: aiohttp.ClientSession, url: str, token: str = "") -> Invoke:
     async def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         try:
             async with session.post(
                 url,
                 json=event,
+                headers=internal_headers(token),
                 timeout=aiohttp.ClientTimeout(total=INVOKE_TIMEOUT_SECONDS),
             ) as reply:
                 return reply.status, dict(reply.headers), await reply.read()
@@ -115,6 +116,7 @@ def failure_sender(
     nats_url: str,
     namespace: str,
     destination: Destination,
+    token: str = "",
 ) -> SendFailure:
     """onFailure: a Function (stored as its async invocation), a URL, or a NATS subject."""
 
@@ -126,8 +128,9 @@ def failure_sender(
                     url = (
                         f"{gateway_internal_url}/_hanshu/enqueue/{namespace}/{destination.function}"
                     )
-                    async with session.post(url, data=body) as reply:
-                        if reply.status == 202:
+                    # The internal token goes to the gateway only, never to a URL.
+                    async with session.post(url, data=body, headers=internal_headers(token)) as r:
+                        if r.status == 202:
                             return True
                 elif destination.url:
                     async with session.post(
@@ -253,9 +256,18 @@ async def consume_stream(
             stream,
             source,
             gateway_invoker(
-                session, f"{gateway}/_hanshu/invoke/{namespace}/{trigger.function_name}"
+                session,
+                f"{gateway}/_hanshu/invoke/{namespace}/{trigger.function_name}",
+                state.config.internal_token,
             ),
-            failure_sender(session, gateway, state.config.nats_url, namespace, stream.on_failure)
+            failure_sender(
+                session,
+                gateway,
+                state.config.nats_url,
+                namespace,
+                stream.on_failure,
+                state.config.internal_token,
+            )
             if stream.on_failure
             else None,
             on_change,

@@ -81,7 +81,9 @@ async def fire_schedule(
         async def run(plan: tuple[str, Schedule], stop: asyncio.Event) -> None:
             function, schedule = plan
             url = f"{state.config.gateway_internal_url}/_hanshu/invoke/{namespace}/{function}"
-            fire = invoke_through_gateway(session, url, timeout=900)
+            fire = invoke_through_gateway(
+                session, url, timeout=900, token=state.config.internal_token
+            )
             clock = state.clock
             await run_schedule(
                 name, schedule, fire, record, stop, now=clock.now, sleep_until=clock.sleep_until

@@ -3,6 +3,7 @@ Kubernetes schemas and against our security rules."""
 
 from __future__ import annotations
 
+import base64
 import filecmp
 import json
 import os
@@ -205,21 +206,30 @@ def test_defaults(helm_bin: Path):
     operator = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("operator"))
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}
-    env = {
-        e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    env = _env(operator)
     assert env["HANSHU_RUNTIME_IMAGE"] == "hanshu/runtime:0.1.0"
     assert env["HANSHU_NETWORK_POLICY"] == "true"
     assert env["HANSHU_GATEWAY_POD_LABELS"].startswith("{")
     assert by_kind["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 1
     gateway = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("gateway"))
-    gateway_env = {
-        e["name"]: e["value"] for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    gateway_env = _env(gateway)
     # The gateway meters the memory the operator gives a Function without resources.
     assert gateway_env["HANSHU_DEFAULT_RESOURCES"] == env["HANSHU_DEFAULT_RESOURCES"]
     assert json.loads(gateway_env["HANSHU_DEFAULT_RESOURCES"])["limits"] == {"memory": "256Mi"}
     assert gateway_env["HANSHU_WATCH_IDLE_SECONDS"] == "120"
+    # The internal paths' token: from the chart's Secret, in the gateway and its callers.
+    token = next(d for d in by_kind["Secret"] if d["metadata"]["name"].endswith("internal-token"))
+    assert len(base64.b64decode(token["data"]["token"])) == 48
+    dispatcher = next(
+        d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("dispatcher")
+    )
+    for workload in (operator, gateway, dispatcher):
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        ref = next(e for e in container["env"] if e["name"] == "HANSHU_INTERNAL_TOKEN")
+        assert ref["valueFrom"]["secretKeyRef"] == {
+            "name": token["metadata"]["name"],
+            "key": "token",
+        }
 
 
 def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):

@@ -136,6 +136,7 @@ class LocalPlatform:
             "HANSHU_PORT": str(port),
             "HANSHU_ADMIN_PORT": str(admin_port),
             "HANSHU_FUNCTION_NAME": key[1],
+            "HANSHU_NAMESPACE": key[0],  # as the downward API gives it in a cluster
             "HANSHU_MEMORY_MB": str(spec.memory_mb),
             "HANSHU_DRAIN_SECONDS": str(spec.timeout_seconds),
             "HANSHU_TERMINATION_LOG": os.devnull,

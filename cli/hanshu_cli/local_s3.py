@@ -8,36 +8,23 @@ SNS topic, and SNS POSTs each message to the Trigger's notification URL on the g
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .local_platform import free_port
+from .local_servers import server_binary, wait_listening
 
 REGION = "us-east-1"
 # moto accepts any credentials; boto3 needs some.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-class MotoMissing(RuntimeError):
-    pass
-
-
 def moto_server_binary() -> str:
-    beside_python = Path(sys.executable).with_name("moto_server")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("moto_server")
-    if found is None:
-        raise MotoMissing("no moto_server found: install it with `pip install 'moto[server]'`")
-    return found
+    return server_binary("moto_server", "pip install 'moto[server]'")
 
 
 @dataclass
@@ -71,16 +58,8 @@ class LocalS3:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **CREDENTIALS},
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {log_path.read_text()[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"moto_server did not listen on port {self.port} in {timeout:g}s")
+        wait_listening(self.process, self.port, log_path, "moto_server", timeout)
+        return self
 
     def client(self, service: str) -> Any:
         import boto3

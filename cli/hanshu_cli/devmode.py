@@ -34,7 +34,6 @@ from hanshu_api.platform import FunctionKey
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
-from hanshu_gateway.probe import starting_listener
 from hanshu_gateway.server import Gateway, GatewayConfig
 from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
@@ -186,9 +185,6 @@ class DevStack:
         for conflict in self.catalog.set_triggers(triggers):
             log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
-        # Starting replicas are probed by the gateway itself, as in a cluster: a cold
-        # request is served the moment one answers, not at the next readiness report.
-        self.platform.listen_starting(starting_listener(self.catalog))
 
         self.autoscaler = AutoscalerService(
             self.platform,

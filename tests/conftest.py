@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -129,3 +130,21 @@ async def serving(app: web.Application) -> AsyncIterator[int]:
         yield port
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def recording_endpoint(
+    path: str = "/",
+) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP endpoint keeping every JSON body POSTed to ``path`` (a URL destination,
+    the autoscaler's /stats): yields its URL and the bodies received so far."""
+    received: list[dict[str, Any]] = []
+
+    async def keep(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post(path, keep)
+    async with serving(app) as port:
+        yield f"http://127.0.0.1:{port}{path}", received

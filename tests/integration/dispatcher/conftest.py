@@ -4,7 +4,6 @@ a test can kill one with SIGKILL."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,19 +13,18 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from hanshu_api.invocations import FINAL_STATES
 from hanshu_cli.local_nats import LocalNats
 
-from tests.conftest import free_port, serving
+from tests.conftest import free_port
 from tests.helpers import eventually
-from tests.integration.gateway.conftest import Platform, platform_factory
+from tests.integration.gateway.conftest import Platform, function, platform_factory
 
 __all__ = ["platform_factory"]  # the dev platform fixture, shared with the gateway tests
 
@@ -119,18 +117,7 @@ class AsyncPlatform(Platform):
 
 
 def async_function(name: str, handler: str = "handlers.work", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "handler": handler,
-        "code": {"inline": {"handlers.py": ASYNC_HANDLERS}},
-        "scaling": {"scaleToZeroGracePeriod": "2s", "targetConcurrency": 5},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "hanshu.io/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name},
-        "spec": body,
-    }
+    return function(name, handler, ASYNC_HANDLERS, **spec)
 
 
 @pytest.fixture
@@ -211,21 +198,6 @@ def wait_until(condition: Any, what: str, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout:g}s")
         time.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def recording_endpoint() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP endpoint keeping every JSON body POSTed to it: a URL destination."""
-    received: list[dict[str, Any]] = []
-
-    async def keep(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/", keep)
-    async with serving(app) as port:
-        yield f"http://127.0.0.1:{port}/", received
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:

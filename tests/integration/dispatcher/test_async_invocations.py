@@ -23,14 +23,9 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings, ensure
 from hanshu_api.models import AsyncPolicy, Destination
 
-from tests.conftest import free_port
+from tests.conftest import free_port, recording_endpoint
 from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import (
-    async_function,
-    final_status,
-    get_json,
-    recording_endpoint,
-)
+from tests.integration.dispatcher.conftest import async_function, final_status, get_json
 from tests.integration.gateway.conftest import trigger
 
 ASYNC = {"X-Hanshu-Invocation-Type": "Async"}

@@ -21,9 +21,9 @@ import nats
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, recording_endpoint
 from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import recording_endpoint
+from tests.integration.gateway.conftest import function
 
 CONSUMER = textwrap.dedent("""
     import json
@@ -48,17 +48,13 @@ CONSUMER = textwrap.dedent("""
 
 
 def consumer_function(name: str, **env: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "hanshu.io/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name},
-        "spec": {
-            "handler": "consumer.consume",
-            "code": {"inline": {"consumer.py": CONSUMER}},
-            "env": [{"name": k, "value": v} for k, v in env.items()],
-            "scaling": {"scaleToZeroGracePeriod": "2s", "maxReplicas": 3},
-        },
-    }
+    return function(
+        name,
+        "consumer.consume",
+        CONSUMER,
+        env=[{"name": k, "value": v} for k, v in env.items()],
+        scaling={"scaleToZeroGracePeriod": "2s", "maxReplicas": 3},
+    )
 
 
 def stream_trigger(name: str, function: str, **stream: Any) -> dict[str, Any]:

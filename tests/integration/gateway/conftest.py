@@ -69,10 +69,14 @@ class Platform:
         return int(self.functions()[name]["readyReplicas"])
 
 
-def function(name: str, handler: str = "handlers.echo", **spec: Any) -> dict[str, Any]:
+def function(
+    name: str, handler: str = "handlers.echo", source: str = HANDLERS, **spec: Any
+) -> dict[str, Any]:
+    """A Function of inline code: ``source`` is the handler module's text (a ``code``
+    in ``spec`` replaces it whole)."""
     body = {
         "handler": handler,
-        "code": {"inline": {"handlers.py": HANDLERS}},
+        "code": {"inline": {f"{handler.split('.', 1)[0]}.py": source}},
         "scaling": {"scaleToZeroGracePeriod": "2s", "targetConcurrency": 5},
     }
     body.update(spec)

@@ -16,14 +16,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.api_keys import KeyVerifiers, published_secret
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from hanshu_gateway.kube import KubeGateway
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, serving
+from tests.conftest import free_port, recording_endpoint
 from tests.helpers import eventually
 from tests.kube_emulator import declare_resources, write_kubeconfig
 
@@ -139,16 +138,8 @@ async def status_is(url: str, expected: int, **headers: str) -> bool:
 
 @pytest.fixture
 async def stats_sink() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    reports: list[dict[str, Any]] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        reports.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/stats", receive)
-    async with serving(app) as port:
-        yield f"http://127.0.0.1:{port}", reports
+    async with recording_endpoint("/stats") as (url, reports):
+        yield url.removesuffix("/stats"), reports
 
 
 async def test_gateway_follows_the_kubernetes_api(kmock, tmp_path, runtime_factory, stats_sink):

@@ -8,7 +8,10 @@ each, pinned to one core, wrk pinned to the other, same connections and duration
 
 Before the load, the boot: from a process's start to its first answer (what a cold start
 waits for on top of the pod), for the runtime, a bare aiohttp app and bare Python, started
-in turns (each pinned to core 1) and asked every 2 ms from core 0; medians.
+in turns (each pinned to core 1) and asked every 2 ms from core 0; medians. Two more rows
+say where the rest goes: Python importing asyncio alone (the floor of any asyncio server),
+and the runtime with no bytecode to read (an image built without it, on a read-only root
+filesystem, compiles every module at every start: why the runtime image compiles them).
 
 It also times what the runtime builds for every request (the two-dialect event and the
 context) in this process, and prints that as a share of one request's time on the
@@ -24,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
 from typing import Any
@@ -163,19 +167,34 @@ def first_answer_ms(command: list[str], env: dict[str, str], port: int | None) -
 
 def boot(rounds: int) -> None:
     python = sys.executable
-    boots: dict[str, list[float]] = {"hanshu runtime": [], "bare aiohttp": [], "bare python": []}
-    for _ in range(rounds):
-        port = free_port()
-        command, env = hanshu("hanshu_hello.handler", port)
-        boots["hanshu runtime"].append(first_answer_ms(command, env, port))
-        port = free_port()
-        aiohttp_app = [python, os.path.join(HELLO, "aiohttp_hello.py"), str(port)]
-        boots["bare aiohttp"].append(first_answer_ms(aiohttp_app, {}, port))
-        boots["bare python"].append(first_answer_ms([python, "-c", "pass"], {}, None))
+    boots: dict[str, list[float]] = {
+        "hanshu runtime": [],
+        "bare aiohttp": [],
+        "bare python": [],
+        "python + asyncio": [],
+        "hanshu, no .pyc": [],
+    }
+    with tempfile.TemporaryDirectory() as empty:
+        for _ in range(rounds):
+            port = free_port()
+            command, env = hanshu("hanshu_hello.handler", port)
+            boots["hanshu runtime"].append(first_answer_ms(command, env, port))
+            port = free_port()
+            aiohttp_app = [python, os.path.join(HELLO, "aiohttp_hello.py"), str(port)]
+            boots["bare aiohttp"].append(first_answer_ms(aiohttp_app, {}, port))
+            boots["bare python"].append(first_answer_ms([python, "-c", "pass"], {}, None))
+            asyncio_only = [python, "-c", "import asyncio"]
+            boots["python + asyncio"].append(first_answer_ms(asyncio_only, {}, None))
+            # An image whose bytecode was never compiled, on a read-only root: every start
+            # compiles every module again (what `pip install --no-compile` did to ours).
+            port = free_port()
+            command, env = hanshu("hanshu_hello.handler", port)
+            no_bytecode = {**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+            boots["hanshu, no .pyc"].append(first_answer_ms(command, no_bytecode, port))
     print(f"\nboot: process start -> first answer, {rounds} rounds in turns (median, min-max)")
     for name, values in boots.items():
         print(
-            f"  {name:<16}{statistics.median(values):>7.1f} ms   "
+            f"  {name:<18}{statistics.median(values):>7.1f} ms   "
             f"({min(values):.0f}-{max(values):.0f})"
         )
     ours = statistics.median(boots["hanshu runtime"])

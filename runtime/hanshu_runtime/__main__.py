@@ -12,10 +12,6 @@ import sys
 # once it is ready.
 gc.disable()
 
-from . import lean_aiohttp  # noqa: E402
-
-lean_aiohttp.install()  # before anything imports aiohttp: its client only when used
-
 from .config import config_from_env  # noqa: E402
 from .faults import StartupFault  # noqa: E402
 from .logs import configure_logging  # noqa: E402

@@ -121,7 +121,7 @@ class Context:
 def invocation_of(headers: Mapping[str, str], request_id: str) -> tuple[str, int, str]:
     """(invocation id, attempt, invocation type) from the dispatcher's headers.
 
-    ``headers`` must look names up case-insensitively (aiohttp's do). A value that cannot
+    ``headers`` must look names up case-insensitively (the server's do). A value that cannot
     be used falls back to what a first synchronous call has, never to an error: these
     describe the call, they do not decide whether it runs.
     """

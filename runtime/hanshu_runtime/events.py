@@ -71,7 +71,7 @@ _PREFIX = re.compile(r"(?:/(?!\.{1,2}(?:/|$))[^/\\?#\s]+)+")
 
 @dataclass(slots=True)
 class HttpRequest:
-    """What the runtime read off the wire; no aiohttp types, so events are built purely.
+    """What the runtime read off the wire; no server types, so events are built purely.
 
     ``path`` and ``raw_query`` are still percent-encoded, exactly as received: each
     consumer decodes them once. ``prefix`` is the decoded path the app is mounted at

@@ -48,5 +48,3 @@ def configure_logging(function_name: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
-    # aiohttp's own access log is replaced by our invocation metrics.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

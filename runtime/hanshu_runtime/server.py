@@ -14,14 +14,12 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from aiohttp import web
-from multidict import CIMultiDict
-
 from .config import RuntimeConfig
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
 from .events import PREFIX_HEADER, HttpRequest, mount_prefix
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
+from .http_server import HttpServer, Request, Response, invalid_header, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
 from .logs import request_id_var
@@ -40,7 +38,10 @@ READY_PATH = "/_hanshu/ready"
 # Only this runtime's own "draining" 503 carries it: the gateway retries such a request on
 # another replica, so a function must never be able to send it (it is stripped from replies).
 DRAINING_HEADER = "X-Hanshu-Draining"
-_READ_CHUNK = 64 * 1024
+# A function's reply never carries these: the first is ours alone, the second is set here.
+_REPLACED_REPLY_HEADERS = frozenset({DRAINING_HEADER.lower(), "x-request-id"})
+# The admin port takes no bodies.
+_ADMIN_MAX_BODY = 1024
 
 
 class Phase(enum.Enum):
@@ -49,59 +50,33 @@ class Phase(enum.Enum):
     DRAINING = "draining"
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def _json_response(status: int, payload: Any, request_id: str, **headers: str) -> web.Response:
-    response = web.Response(
-        status=status, body=to_json_bytes(payload), content_type="application/json"
-    )
-    response.headers["X-Request-Id"] = request_id
-    response.headers.update(headers)
-    return response
-
-
-def _error(
-    status: int, error_type: str, message: str, request_id: str, **headers: str
-) -> web.Response:
-    return _json_response(
-        status, error_body(error_type, message, request_id), request_id, **headers
+def _error(status: int, error_type: str, message: str, request_id: str, **headers: str) -> Response:
+    return Response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", request_id),
+            *headers.items(),
+        ],
+        to_json_bytes(error_body(error_type, message, request_id)),
+        close=headers.get("Connection") == "close",
     )
 
 
-async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
-    if not request.body_exists:
-        return b""
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise BodyTooLarge
-        return await request.content.readexactly(length)
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(_READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _to_http_request(request: web.BaseRequest, body: bytes) -> HttpRequest:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
+def _to_http_request(request: Request) -> HttpRequest:
+    headers = request.by_name
     return HttpRequest(
         method=request.method,
-        path=request.rel_url.raw_path,
-        raw_query=request.rel_url.raw_query_string,
-        headers=request.headers.items(),
-        body=body,
-        client_ip=peer[0] if peer else "",
+        path=request.path,
+        raw_query=request.raw_query,
+        headers=request.headers,
+        body=request.body,
+        client_ip=request.client_ip,
         # The gateway terminates TLS; it says what the caller used.
-        scheme=request.headers.get("X-Forwarded-Proto") or request.scheme,
-        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+        scheme=headers.get("X-Forwarded-Proto") or "http",
+        protocol=f"HTTP/{request.version}",
         # The gateway strips a Trigger's prefix and says which: apps build URLs with it.
-        prefix=mount_prefix(request.headers.get(PREFIX_HEADER)),
+        prefix=mount_prefix(headers.get(PREFIX_HEADER)),
     )
 
 
@@ -111,13 +86,13 @@ async def _invoke_reply(invoker: Invoker, event: Any, context: Context) -> HttpR
     return HttpReply(200, [("Content-Type", "application/json")], to_json_bytes(result))
 
 
-async def _listen(site: web.TCPSite, variable: str) -> None:
+async def _listen(server: HttpServer, host: str, port: int, variable: str) -> None:
     """Start listening; a port that cannot be had is a start-up fault, not a traceback."""
     try:
-        await site.start()
+        await server.listen(host, port)
     except OSError as error:
         raise ConfigError(
-            f"cannot listen on {site.name}: {error.strerror or error}",
+            f"cannot listen on http://{host}:{port}: {error.strerror or error}",
             f"set {variable} to a free port (or stop what is using it)",
         ) from None
 
@@ -147,10 +122,10 @@ class Instance:
 
     # -- the function port ------------------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.raw_path == READY_PATH and request.method == "GET":
-            return web.Response(status=200 if self.phase is Phase.READY else 503)
-        request_id = request.headers.get("X-Request-Id") or self._request_ids.next()
+    async def handle(self, request: Request) -> Response:
+        if request.path == READY_PATH and request.method == "GET":
+            return Response(200 if self.phase is Phase.READY else 503)
+        request_id = request.by_name.get("X-Request-Id") or self._request_ids.next()
         if self.phase is not Phase.READY or self._invoker is None:
             self.metrics.count("rejected")
             return _error(
@@ -181,14 +156,11 @@ class Instance:
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def _invoke(
-        self, request: web.BaseRequest, request_id: str, invoker: Invoker
-    ) -> web.StreamResponse:
+    async def _invoke(self, request: Request, request_id: str, invoker: Invoker) -> Response:
         config = self.config
         metrics = self.metrics
-        try:
-            body = await _read_body(request, config.max_body_bytes)
-        except BodyTooLarge:
+        body = request.body
+        if request.body_too_large:
             metrics.count("rejected")
             return _error(
                 413,
@@ -200,7 +172,7 @@ class Instance:
         call: Awaitable[HttpReply]
         # The raw path: no encoded spelling of it (/_hanshu%2Finvoke) reaches the raw-event
         # entry point, whatever a proxy in front decodes or does not.
-        if request.method == "POST" and request.rel_url.raw_path == INVOKE_PATH:
+        if request.method == "POST" and request.path == INVOKE_PATH:
             try:
                 event = json.loads(body) if body else {}
             except ValueError as error:
@@ -211,10 +183,10 @@ class Instance:
                     f"the invoke body is not JSON: {error}",
                     request_id,
                 )
-            call = _invoke_reply(invoker, event, self._context(request_id, request.headers))
+            call = _invoke_reply(invoker, event, self._context(request_id, request.by_name))
         else:
             call = invoker.http(
-                _to_http_request(request, body), self._context(request_id, request.headers)
+                _to_http_request(request), self._context(request_id, request.by_name)
             )
         started = time.perf_counter()
         try:
@@ -243,11 +215,19 @@ class Instance:
             metrics.observe("error", time.perf_counter() - started)
             log.exception("the handler raised")
             return _error(500, type(error).__name__, str(error), request_id)
+        problem = invalid_header(reply.headers)
+        if problem is not None:
+            metrics.observe("invalid_response", time.perf_counter() - started)
+            log.error("the handler's reply is invalid: %s", problem)
+            return _error(502, InvalidResponse.error_type, problem, request_id)
         metrics.observe("success", time.perf_counter() - started)
-        headers = CIMultiDict(reply.headers)
-        headers.popall(DRAINING_HEADER, None)
-        headers["X-Request-Id"] = request_id
-        return web.Response(status=reply.status, body=reply.body, headers=headers)
+        headers = [
+            (name, value)
+            for name, value in reply.headers
+            if name.lower() not in _REPLACED_REPLY_HEADERS
+        ]
+        headers.append(("X-Request-Id", request_id))
+        return Response(reply.status, headers, reply.body)
 
     def _context(
         self,
@@ -270,29 +250,32 @@ class Instance:
 
     # -- the admin port ---------------------------------------------------------------------
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "phase": self.phase.value})
+    async def admin(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return json_response(405, {"errorType": "MethodNotAllowed", "errorMessage": "GET only"})
+        if request.path == "/healthz":
+            return json_response(200, {"status": "alive", "phase": self.phase.value})
+        if request.path == "/readyz":
+            status = 200 if self.phase is Phase.READY else 503
+            return json_response(status, {"phase": self.phase.value})
+        if request.path == "/metrics":
+            return self.metrics_page()
+        return json_response(
+            404,
+            {
+                "errorType": "NotFound",
+                "errorMessage": f"no {request.path} here: the admin port serves "
+                "/healthz, /readyz and /metrics",
+            },
+        )
 
-    async def readyz(self, request: web.Request) -> web.Response:
-        status = 200 if self.phase is Phase.READY else 503
-        return web.json_response({"phase": self.phase.value}, status=status)
-
-    async def metrics_page(self, request: web.Request) -> web.Response:
+    def metrics_page(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         if not self._metrics_registered:  # at the first scrape, not before the first answer
             self.metrics.register()
             self._metrics_registered = True
-        response = web.Response(body=generate_latest())
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
-    def admin_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics_page)
-        return app
+        return Response(200, [("Content-Type", CONTENT_TYPE_LATEST)], generate_latest())
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -339,20 +322,13 @@ class Instance:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
 
-        admin_runner = web.AppRunner(self.admin_app(), access_log=None)
-        await admin_runner.setup()
-        await _listen(
-            web.TCPSite(admin_runner, config.host, config.admin_port), "HANSHU_ADMIN_PORT"
-        )
-        function_runner: web.ServerRunner | None = None
+        admin = HttpServer(self.admin, max_body_bytes=_ADMIN_MAX_BODY)
+        await _listen(admin, config.host, config.admin_port, "HANSHU_ADMIN_PORT")
+        function_port: HttpServer | None = None
         try:
             await self.load()
-            function_runner = web.ServerRunner(
-                web.Server(self.handle, access_log=None), shutdown_timeout=1.0
-            )
-            await function_runner.setup()
-            site = web.TCPSite(function_runner, config.host, config.port, backlog=1024)
-            await _listen(site, "HANSHU_PORT")
+            function_port = HttpServer(self.handle, max_body_bytes=config.max_body_bytes)
+            await _listen(function_port, config.host, config.port, "HANSHU_PORT")
             # What is loaded now lives as long as the process: keep the GC from rescanning it.
             gc.freeze()
             gc.enable()  # ``python -m hanshu_runtime`` keeps it off while starting
@@ -367,18 +343,18 @@ class Instance:
                 },
             )
             await self._stop.wait()
-            await self._drain(site)
+            await self._drain(function_port)
         finally:
-            if function_runner is not None:
-                await function_runner.cleanup()
+            if function_port is not None:
+                function_port.close()
             if isinstance(self._invoker, AsgiInvoker):
                 await self._invoker.lifespan.shutdown(config.drain_seconds)
-            await admin_runner.cleanup()
+            admin.close()
             self._threads.shutdown()
 
-    async def _drain(self, site: web.TCPSite) -> None:
+    async def _drain(self, function_port: HttpServer) -> None:
         self.phase = Phase.DRAINING
-        await site.stop()  # no new connections
+        function_port.stop_accepting()
         log.info("draining", extra={"inFlight": self.in_flight})
         try:
             async with asyncio.timeout(self.config.drain_seconds):

@@ -1,0 +1,424 @@
+"""The runtime's HTTP/1.1 server: asyncio and httptools' parser, nothing more.
+
+Why not aiohttp.web, which served here before: importing it takes about 180 ms on our
+2-core machine (``python -X importtime``), more than the whole boot budget of a cold
+start (the runtime bench prints the boot next to a bare aiohttp app's). The function
+contract buffers both ways (a whole request in, a whole reply out), so what the runtime
+needs of a server is small and is all here: parse HTTP/1.1 with httptools (the C parser
+uvicorn uses; it imports in about a millisecond), keep connections alive, answer
+pipelined requests in order, cap the body (413 without reading the rest), send
+``100 Continue`` when asked, write each reply in one call, and stop accepting then close
+idle connections when draining.
+
+Requests reach the handler whole; the handler's reply is framed here (Content-Length,
+Connection, Date), so a reply cannot set its own framing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import httptools
+
+log = logging.getLogger("hanshu.runtime")
+
+# Framing is the server's: a handler's own copy of these would contradict the bytes sent.
+SERVER_OWNED_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "date"}
+)
+# aiohttp's server default: longer than any client pool keeps an idle connection (the
+# gateway's keeps one 15 s), so the client, not the server, closes an idle connection and
+# never sends on one the server is closing.
+KEEPALIVE_SECONDS = 75.0
+# Pipelined requests waiting on one connection before it stops reading more.
+_MAX_PIPELINED = 16
+_NO_BODY_STATUSES = frozenset({204, 304})
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class Headers(Mapping[str, str]):
+    """A request's headers by name in any case (the first value of a repeated one)."""
+
+    __slots__ = ("_by_name", "_pairs")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+        self._by_name: dict[str, str] | None = None
+
+    def _index(self) -> dict[str, str]:
+        if self._by_name is None:  # built on the first lookup: most requests need none
+            self._by_name = {}
+            for name, value in self._pairs:
+                self._by_name.setdefault(name.lower(), value)
+        return self._by_name
+
+    def __getitem__(self, name: str) -> str:
+        return self._index()[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index())
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str  # as sent: still percent-encoded, never normalised
+    raw_query: str
+    headers: list[tuple[str, str]]  # in the order sent, names as sent
+    version: str  # "1.1"
+    client_ip: str
+    body: bytes = b""
+    # Over the body limit: the body is not read (``body`` is empty) and the connection
+    # closes after the reply.
+    body_too_large: bool = False
+    by_name: Headers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name = Headers(self.headers)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    close: bool = False  # close the connection after this reply
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def invalid_header(headers: list[tuple[str, str]]) -> str | None:
+    """What is wrong with a reply's headers, or None: a name that is not an HTTP token or a
+    value with a line break would let a reply write headers (or a second reply) of its own."""
+    for name, value in headers:
+        if not name or not set(name) <= _TOKEN_CHARS:
+            return f"the header name {name!r} is not a valid HTTP header name"
+        if "\r" in value or "\n" in value or "\0" in value:
+            return f"the value of header {name!r} contains a line break or NUL"
+    return None
+
+
+def json_response(status: int, payload: object, close: bool = False) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(status, [("Content-Type", "application/json")], body, close)
+
+
+class _Clock:
+    """The Date header, formatted once a second rather than per reply."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def date(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            tm = time.gmtime(now)
+            self._value = (
+                f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
+                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT"
+            )
+            self._second = now
+        return self._value
+
+
+_clock = _Clock()
+
+
+def encode_response(response: Response, keep_alive: bool, head: bool) -> bytes:
+    """The reply's bytes: status line, the handler's headers minus framing, our framing."""
+    status = response.status
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"]
+    has_type = False
+    for name, value in response.headers:
+        lowered = name.lower()
+        if lowered in SERVER_OWNED_HEADERS:
+            continue
+        if lowered == "content-type":
+            has_type = True
+        lines.append(f"{name}: {value}\r\n")
+    body = response.body
+    if status in _NO_BODY_STATUSES or status < 200:
+        body = b""
+    else:
+        if body and not has_type:
+            lines.append("Content-Type: application/octet-stream\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.append(f"Date: {_clock.date()}\r\n")
+    if not keep_alive:
+        lines.append("Connection: close\r\n")
+    lines.append("\r\n")
+    head_bytes = "".join(lines).encode("utf-8")
+    return head_bytes if head or not body else head_bytes + body
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, queue complete requests, answer them in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._client_ip = ""
+        # Complete requests in arrival order (with whether the client keeps the connection),
+        # or a ready reply to a request that could not be parsed.
+        self._queue: collections.deque[tuple[Request, bool] | Response] = collections.deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._can_write: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._closed = False
+        self._ignore_input = False  # after a parse error, an upgrade or an oversized body
+        # The request being parsed.
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._too_large = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._client_ip = peer[0] if isinstance(peer, tuple) else ""
+        self._server.connections.add(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._server.connections.discard(self)
+        self._cancel_idle_timer()
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+        # A handler running for this connection finishes (aiohttp's default too): its
+        # side effects happened or are happening; only its reply has nowhere to go.
+
+    def data_received(self, data: bytes) -> None:
+        if self._ignore_input:
+            return
+        self._cancel_idle_timer()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol switch here: the request is answered, then the connection ends.
+            self._ignore_input = True
+        except httptools.HttpParserError as error:
+            self._ignore_input = True
+            self._answer_malformed(str(error))
+
+    def pause_writing(self) -> None:
+        if self._can_write is None or self._can_write.done():
+            self._can_write = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+
+    # -- httptools callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+        self._body_size = 0
+        self._too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        expects_continue = False
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                length = value.strip()
+                if length.isdigit() and int(length) > self._server.max_body_bytes:
+                    self._too_large = True
+                    self._enqueue()  # answered now; the body is never read
+                    return
+            elif lowered == "expect":
+                expects_continue = value.strip().lower() == "100-continue"
+        if expects_continue:
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._server.max_body_bytes:
+            self._too_large = True
+            self._body = []
+            self._enqueue()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._too_large:
+            self._enqueue()
+
+    # -- requests and replies ---------------------------------------------------------------
+
+    def _enqueue(self) -> None:
+        if self._ignore_input:
+            return  # a request pipelined after one that ends the connection
+        parser = self._parser
+        try:
+            url = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            self._ignore_input = True
+            self._answer_malformed(f"the request target {self._url[:200]!r} is not a URL path")
+            return
+        request = Request(
+            method=parser.get_method().decode("ascii"),
+            path=(url.path or b"/").decode("utf-8", "surrogateescape"),
+            raw_query=(url.query or b"").decode("utf-8", "surrogateescape"),
+            headers=self._headers,
+            version=parser.get_http_version(),
+            client_ip=self._client_ip,
+            body=b"".join(self._body) if not self._too_large else b"",
+            body_too_large=self._too_large,
+        )
+        keep_alive = parser.should_keep_alive() and not self._too_large
+        if self._too_large:
+            self._ignore_input = True
+        self._push((request, keep_alive))
+
+    def _answer_malformed(self, reason: str) -> None:
+        self._push(
+            json_response(
+                400,
+                {"errorType": "BadRequest", "errorMessage": f"malformed HTTP request: {reason}"},
+                close=True,
+            )
+        )
+
+    def _push(self, item: tuple[Request, bool] | Response) -> None:
+        self._queue.append(item)
+        if len(self._queue) >= _MAX_PIPELINED and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        if self._worker is None:
+            self._worker = self._loop.create_task(self._answer_queue())
+
+    async def _answer_queue(self) -> None:
+        try:
+            while self._queue and not self._closed:
+                item = self._queue.popleft()
+                if self._reading_paused and len(self._queue) < _MAX_PIPELINED // 2:
+                    assert self._transport is not None
+                    self._transport.resume_reading()
+                    self._reading_paused = False
+                if isinstance(item, Response):
+                    response, keep_alive, head = item, False, False
+                else:
+                    request, keep_alive = item
+                    head = request.method == "HEAD"
+                    try:
+                        response = await self._server.handler(request)
+                    except Exception:
+                        # The handler answers every fault of its own; this is a bug of ours.
+                        log.exception("the request handler raised")
+                        response = json_response(
+                            500,
+                            {"errorType": "InternalError", "errorMessage": "the runtime failed"},
+                            close=True,
+                        )
+                keep_alive = keep_alive and not response.close and not self._server.draining
+                if self._ignore_input and not self._queue:
+                    keep_alive = False
+                if not self._write(encode_response(response, keep_alive, head)):
+                    return
+                if not keep_alive:
+                    self.close()
+                    return
+                if self._can_write is not None and not self._can_write.done():
+                    await self._can_write
+        finally:
+            self._worker = None
+        if not self._closed:
+            self._arm_idle_timer()
+
+    def _write(self, data: bytes) -> bool:
+        transport = self._transport
+        if self._closed or transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+    # -- idleness and closing ---------------------------------------------------------------
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        self._idle_timer = self._loop.call_later(self._server.keepalive_seconds, self.close)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def close(self) -> None:
+        self._cancel_idle_timer()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+
+class HttpServer:
+    """Listen on one address and give each complete request to ``handler``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_body_bytes: int,
+        keepalive_seconds: float = KEEPALIVE_SECONDS,
+    ) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.keepalive_seconds = keepalive_seconds
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[_Connection] = set()
+        self.draining = False
+        self._server: asyncio.AbstractServer | None = None
+
+    async def listen(self, host: str, port: int, backlog: int = 1024) -> None:
+        """Raises ``OSError`` when the address cannot be had."""
+        self._server = await self.loop.create_server(
+            lambda: _Connection(self), host, port, backlog=backlog, reuse_address=True
+        )
+
+    def stop_accepting(self) -> None:
+        """Draining: no new connections, and each reply from now on ends its connection.
+
+        Idle connections stay open: a request a client sends on one is answered (the
+        handler says it is draining) rather than lost to a close racing with the send,
+        after which the client cannot know whether the function ran."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+
+    def close(self) -> None:
+        self.stop_accepting()
+        for connection in list(self.connections):
+            connection.close()

@@ -1,0 +1,161 @@
+"""The runtime's HTTP/1.1 on the wire, byte for byte over plain sockets, against a real
+``python -m hanshu_runtime``: what any client or proxy in front may send (pipelining,
+``Expect: 100-continue``, HEAD, garbage) and what a handler may try to put in its reply
+(its own framing, a header with a line break)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+HANDLERS = textwrap.dedent("""
+    def echo(event, context):
+        return {"path": event["rawPath"], "body": event.get("body")}
+
+
+    def own_framing(event, context):
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Length": "999", "Transfer-Encoding": "chunked",
+                        "Connection": "close", "X-Kept": "yes"},
+            "body": "short",
+        }
+
+
+    def split_header(event, context):
+        return {"statusCode": 200, "headers": {"X-Evil": "a\\r\\nSet-Cookie: session=stolen"},
+                "body": "no"}
+""")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def read_reply(reader: asyncio.StreamReader, head: bool = False) -> Reply:
+    status_line = (await reader.readline()).decode("latin-1")
+    assert status_line.startswith("HTTP/1.1 "), status_line
+    headers: dict[str, str] = {}
+    while (line := (await reader.readline()).decode("latin-1")) != "\r\n":
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if head else int(headers.get("content-length", "0"))
+    return Reply(int(status_line.split()[1]), headers, await reader.readexactly(length))
+
+
+@pytest.fixture
+def runtime(runtime_factory, tmp_path):
+    (tmp_path / "wire.py").write_text(HANDLERS)
+    return lambda handler, **env: runtime_factory(tmp_path, f"wire.{handler}", **env)
+
+
+async def connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def test_pipelined_requests_are_answered_in_order_on_one_connection(runtime):
+    served = runtime("echo")
+    reader, writer = await connect(served.url)
+    writer.write(
+        b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody"
+        b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    replies = [await asyncio.wait_for(read_reply(reader), 10) for _ in range(3)]
+    assert [reply.json()["path"] for reply in replies] == ["/first", "/second", "/third"]
+    assert replies[1].json()["body"] == "body"
+    assert all(reply.headers.get("connection") != "close" for reply in replies)
+    writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(runtime):
+    served = runtime("echo")
+    reader, writer = await connect(served.url)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == 200
+    assert reply.json()["body"] == "hello"
+    writer.close()
+
+
+async def test_a_declared_body_over_the_limit_is_413_without_100_continue_or_reading_it(runtime):
+    served = runtime("echo", HANSHU_MAX_BODY_BYTES="1000")
+    reader, writer = await connect(served.url)
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == 413
+    assert reply.json()["errorType"] == "RequestTooLarge"
+    assert reply.headers["connection"] == "close"
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, the body never read
+    writer.close()
+
+
+async def test_a_malformed_request_is_a_json_400_and_the_runtime_keeps_serving(runtime):
+    served = runtime("echo")
+    reader, writer = await connect(served.url)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == 400
+    assert reply.json()["errorType"] == "BadRequest"
+    assert "malformed HTTP request" in reply.json()["errorMessage"]
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+    reader, writer = await connect(served.url)
+    writer.write(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(read_reply(reader), 10)).json()["path"] == "/after"
+    writer.close()
+
+
+async def test_head_gets_the_length_of_the_body_and_no_body(runtime):
+    served = runtime("echo")
+    reader, writer = await connect(served.url)
+    writer.write(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(read_reply(reader, head=True), 10)
+    assert head.status == 200
+    assert int(head.headers["content-length"]) == len(b'{"path":"/h","body":null}')
+    # The next reply starts right after HEAD's headers: no body bytes were sent.
+    assert (await asyncio.wait_for(read_reply(reader), 10)).json()["path"] == "/g"
+    writer.close()
+
+
+async def test_a_reply_cannot_set_its_own_framing(runtime):
+    served = runtime("own_framing")
+    reader, writer = await connect(served.url)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    for _ in range(2):  # the connection outlives the reply's "Connection: close"
+        reply = await asyncio.wait_for(read_reply(reader), 10)
+        assert reply.body == b"short"
+        assert reply.headers["content-length"] == "5"
+        assert "transfer-encoding" not in reply.headers
+        assert reply.headers["x-kept"] == "yes"
+    writer.close()
+
+
+async def test_a_header_with_a_line_break_is_a_502_not_a_second_header(runtime):
+    served = runtime("split_header")
+    reader, writer = await connect(served.url)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == 502
+    assert reply.json()["errorType"] == "InvalidResponse"
+    assert "line break" in reply.json()["errorMessage"]
+    assert "set-cookie" not in reply.headers
+    writer.close()

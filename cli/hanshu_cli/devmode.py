@@ -34,6 +34,7 @@ from hanshu_api.platform import FunctionKey
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
+from hanshu_gateway.probe import starting_listener
 from hanshu_gateway.server import Gateway, GatewayConfig
 from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
@@ -185,6 +186,11 @@ class DevStack:
         for conflict in self.catalog.set_triggers(triggers):
             log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
+        # Starting replicas are probed by the gateway itself, as in a cluster: a cold
+        # request is served the moment one answers, not at the next readiness report.
+        # Only a replica's first start is reported so (a restart after a crash is not new,
+        # as a pod the kubelet once called ready is not to the cluster's gateway).
+        self.platform.listen_starting(starting_listener(self.catalog))
 
         self.autoscaler = AutoscalerService(
             self.platform,

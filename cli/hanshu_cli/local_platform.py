@@ -6,6 +6,10 @@ a process that is still starting is reported to ``listen_starting`` listeners at
 a not-ready endpoint in an EndpointSlice), so a gateway may probe it itself. Scaling down
 withdraws the endpoint first, then sends SIGTERM so the runtime drains its in-flight
 requests (as kubelet does after the endpoint is removed).
+
+A replica that dies by itself is restarted on its own address, as the kubelet restarts a
+pod's container, and, as a gateway in a cluster treats a pod the kubelet has once called
+ready, it is never reported as starting again: only a replica's first start is probed.
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from hanshu_api.models import FunctionSpec
 from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
 
 log = logging.getLogger("hanshu.local")
-_READY_POLL_SECONDS = 0.01
+# How often a starting replica's /readyz is asked (read at each poll: tests slow it down).
+READY_POLL_SECONDS = 0.01
+# Restarts in a row of a replica that does not become ready wait longer each time, as the
+# kubelet's crash-loop back-off does (the first restart is at once).
+RESTART_BACKOFF_SECONDS = 1.0
+RESTART_BACKOFF_MAX_SECONDS = 30.0
 
 
 def free_port() -> int:
@@ -42,7 +51,13 @@ class _Replica:
     process: asyncio.subprocess.Process
     endpoint: Endpoint
     admin_port: int
+    termination_log: Path
     ready: bool = False
+    # Only a replica's first start is reported as starting (to be probed): once it has
+    # been ready, or once it has died, it is reported again only when /readyz says ready.
+    first_start: bool = True
+    # Restarts in a row without becoming ready (the back-off before the next one).
+    failed_restarts: int = 0
     watcher: asyncio.Task[None] | None = None
 
 
@@ -68,6 +83,10 @@ class LocalPlatform:
         self._lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
         self._draining: set[asyncio.subprocess.Process] = set()
+        # Each replica's termination log (its start-up fault, if it has one).
+        self._logs = self._workdir / "termination-logs"
+        self._logs.mkdir(parents=True, exist_ok=True)
+        self._started = 0
 
     def add_function(
         self, key: FunctionKey, spec: FunctionSpec, code_dir: Path | None = None
@@ -88,7 +107,9 @@ class LocalPlatform:
         self._listeners.append(listener)
 
     def listen_starting(self, listener: EndpointListener) -> None:
-        """Told the replicas started but not ready yet (never one that is stopping)."""
+        """Told the replicas on their first start, not ready yet: never one that is stopping,
+        and never one that has been ready or has died (a restart is not new, as a pod the
+        kubelet once called ready is not to a gateway in a cluster)."""
         self._starting_listeners.append(listener)
 
     def current_replicas(self, key: FunctionKey) -> int | None:
@@ -100,7 +121,7 @@ class LocalPlatform:
         ready = [r.endpoint for r in replicas if r.ready]
         for listener in self._listeners:
             listener(key, ready)
-        starting = [r.endpoint for r in replicas if not r.ready]
+        starting = [r.endpoint for r in replicas if r.first_start and not r.ready]
         for listener in self._starting_listeners:
             listener(key, starting)
 
@@ -121,8 +142,28 @@ class LocalPlatform:
                 await self._stop(replica)
 
     async def _start(self, key: FunctionKey, function: _LocalFunction) -> _Replica:
-        spec = function.spec
+        """A new replica on new ports (a new pod), started and watched."""
         port, admin_port = free_port(), free_port()
+        self._started += 1
+        termination_log = self._logs / f"{key[0]}.{key[1]}.{self._started}"
+        replica = _Replica(
+            await self._spawn(key, function, port, admin_port, termination_log),
+            Endpoint("127.0.0.1", port),
+            admin_port,
+            termination_log,
+        )
+        replica.watcher = asyncio.create_task(self._watch(key, replica))
+        return replica
+
+    async def _spawn(
+        self,
+        key: FunctionKey,
+        function: _LocalFunction,
+        port: int,
+        admin_port: int,
+        termination_log: Path,
+    ) -> asyncio.subprocess.Process:
+        spec = function.spec
         env = {
             **os.environ,
             **{e["name"]: str(e.get("value", "")) for e in spec.env if "value" in e},
@@ -139,7 +180,7 @@ class LocalPlatform:
             "HANSHU_NAMESPACE": key[0],  # as the downward API gives it in a cluster
             "HANSHU_MEMORY_MB": str(spec.memory_mb),
             "HANSHU_DRAIN_SECONDS": str(spec.timeout_seconds),
-            "HANSHU_TERMINATION_LOG": os.devnull,
+            "HANSHU_TERMINATION_LOG": str(termination_log),
         }
         if spec.initializer:
             env["HANSHU_INITIALIZER"] = spec.initializer
@@ -151,37 +192,79 @@ class LocalPlatform:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=None,
         )
-        replica = _Replica(process, Endpoint("127.0.0.1", port), admin_port)
-        replica.watcher = asyncio.create_task(self._watch_ready(key, replica))
         log.info("started replica", extra={"function": key[1], "pid": process.pid, "port": port})
-        return replica
+        return process
 
-    async def _watch_ready(self, key: FunctionKey, replica: _Replica) -> None:
+    async def _until_ready(self, key: FunctionKey, replica: _Replica) -> None:
+        """Poll the replica's /readyz until it answers 200 (reported ready) or it exits."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
         url = f"http://127.0.0.1:{replica.admin_port}/readyz"
-        while replica.process.returncode is None and not replica.ready:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with self._http.get(url) as reply:
-                    if reply.status == 200:
-                        replica.ready = True
-                        self._publish(key)
-                        break
-            await asyncio.sleep(_READY_POLL_SECONDS)
-        code = await replica.process.wait()
+        exited = asyncio.ensure_future(replica.process.wait())
+        try:
+            while not exited.done():
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with self._http.get(url) as reply:
+                        if reply.status == 200:
+                            replica.ready, replica.first_start = True, False
+                            replica.failed_restarts = 0
+                            self._publish(key)
+                            return
+                # Until the next poll, or at once if it exits meanwhile.
+                await asyncio.wait([exited], timeout=READY_POLL_SECONDS)
+        finally:
+            exited.cancel()
+
+    async def _watch(self, key: FunctionKey, replica: _Replica) -> None:
         function = self._functions[key]
-        if replica not in function.replicas:
-            return  # stopped on purpose
-        # Died by itself: withdraw it and start a replacement, as a ReplicaSet would, but
-        # not for a replica that never became ready (its start-up fault is on stderr).
-        log.error("replica exited with code %s", code, extra={"function": key[1]})
-        async with self._lock:
-            if replica in function.replicas:
-                function.replicas.remove(replica)
-                self._publish(key)
-                if replica.ready:
-                    function.replicas.append(await self._start(key, function))
+        while True:
+            await self._until_ready(key, replica)
+            code = await replica.process.wait()
+            async with self._lock:
+                if replica not in function.replicas:
+                    return  # stopped on purpose
+                log.error("replica exited with code %s", code, extra={"function": key[1]})
+                # Withdrawn now; from here on only its /readyz brings it back, never a
+                # gateway's probe: a restart is not new (it may have been ready and served
+                # requests already, even if our poll did not see it in time).
+                replica.ready, replica.first_start = False, False
+                if self._take_startup_fault(replica):
+                    # It cannot start (its fault is on stderr): not restarted.
+                    function.replicas.remove(replica)
                     self._publish(key)
+                    return
+                self._publish(key)
+            # Restarted on its own address, as the kubelet restarts a pod's container: at
+            # once the first time, later and later while it keeps dying before ready.
+            delay = 0.0
+            if replica.failed_restarts:
+                delay = min(
+                    RESTART_BACKOFF_SECONDS * 2 ** (replica.failed_restarts - 1),
+                    RESTART_BACKOFF_MAX_SECONDS,
+                )
+            replica.failed_restarts += 1
+            await asyncio.sleep(delay)
+            async with self._lock:
+                if replica not in function.replicas:
+                    return  # scaled down meanwhile
+                replica.process = await self._spawn(
+                    key,
+                    function,
+                    replica.endpoint.port,
+                    replica.admin_port,
+                    replica.termination_log,
+                )
+
+    @staticmethod
+    def _take_startup_fault(replica: _Replica) -> bool:
+        """Whether the replica's last start ended with a start-up fault (the runtime writes
+        it where Kubernetes reads a container's last words); the next start writes anew."""
+        try:
+            fault = replica.termination_log.read_text().strip()
+            replica.termination_log.unlink()
+        except OSError:
+            return False
+        return bool(fault)
 
     async def _stop(self, replica: _Replica) -> None:
         if replica.watcher is not None:

@@ -3,8 +3,12 @@
 ``GET /_hanshu/ready`` is the runtime's: it answers 200 only while the instance takes
 requests (the same phase its admin ``/readyz`` reports to the kubelet) and never reaches the
 function. Public routes cannot reach it (``target.py`` keeps ``/_hanshu/`` for replicas).
-The probe goes over the same keep-alive pool as requests: the connection it opens is the
-one the first request then uses.
+
+Each probe asks for its connection to be closed after the answer, so the first request a
+probed replica takes goes over a connection of its own. On a kept-alive connection, a
+close without a reply is taken for an idle close and the request is sent again: a first
+request that kills the replica would be run again on the next one (a 503 at the end of
+the cold-start timeout, crashing each replica that comes), instead of the 502 it is.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ READY_PATH = "/_hanshu/ready"
 # A pod IP that drops packets (no route yet) would hold a connect for minutes: one probe
 # is given up after this, and the next one follows.
 PROBE_TIMEOUT_SECONDS = 0.25
+_CLOSE_AFTER = (("Connection", "close"),)
 
 
 def replica_prober(upstream: UpstreamPool, timeout: float = PROBE_TIMEOUT_SECONDS) -> Probe:
     async def probe(endpoint: Endpoint) -> bool:
         try:
             async with asyncio.timeout(timeout):
-                reply = await upstream.request(endpoint, "GET", READY_PATH, (), b"", timeout)
+                reply = await upstream.request(
+                    endpoint, "GET", READY_PATH, _CLOSE_AFTER, b"", timeout
+                )
         except (OSError, UpstreamClosed, MalformedReply, TimeoutError):
             return False  # refused, reset or silent: not taking requests yet
         return reply.status == 200

@@ -1,20 +1,15 @@
 """The gateway probes a starting replica itself and forwards the moment it answers, before
 the kubelet's probes and the EndpointSlice say it is ready: through the Kubernetes seam
-(kmock, an endpoint that stays not ready, a real runtime process) and the local platform."""
+(kmock, an endpoint that stays not ready, a real runtime process). Dev mode's local platform:
+tests/integration/cli/test_local_replicas.py."""
 
 from __future__ import annotations
 
 import asyncio
-import textwrap
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from hanshu_api.models import parse_function_spec, parse_trigger_spec
-from hanshu_cli.local_platform import LocalPlatform, free_port
-from hanshu_gateway.catalog import Catalog, KnownTrigger
-from hanshu_gateway.probe import starting_listener
-from hanshu_gateway.server import Gateway, GatewayConfig
+from hanshu_cli.local_platform import free_port
 
 from tests.helpers import eventually
 from tests.integration.gateway.test_kube_gateway import (
@@ -119,61 +114,3 @@ def test_the_ready_path_answers_without_the_function(runtime_factory):
     with urllib.request.urlopen(f"{runtime.url}/_hanshu/ready", timeout=5) as reply:
         assert reply.status == 200
         assert reply.read() == b""
-
-
-HELLO = textwrap.dedent("""
-    def handler(event, context):
-        return "hello"
-""")
-
-
-async def test_the_local_platform_reports_starting_replicas_to_probe(tmp_path: Path):
-    """The local platform reports a replica as starting, then as ready: the gateway takes
-    either word without a 5xx, and a probed replica stays usable once it is ready."""
-    key = ("default", "hello")
-    spec = parse_function_spec(
-        {"handler": "index.handler", "code": {"inline": {"index.py": HELLO}}}
-    )
-    platform = LocalPlatform(workdir=tmp_path)
-    platform.add_function(key, spec)
-    catalog = Catalog(10, lambda namespace, trigger: None)
-    catalog.set_function(key, spec)
-    catalog.set_triggers(
-        [
-            KnownTrigger(
-                "default",
-                "hello",
-                None,
-                parse_trigger_spec(
-                    {"functionRef": {"name": "hello"}, "http": {"path": "/hello"}}, "default"
-                ),
-            )
-        ]
-    )
-    # As dev mode wires it, plus the starting replicas: whichever comes first (the
-    # platform's /readyz poll or the gateway's probe) hands the waiting request its replica.
-    platform.listen(catalog.set_endpoints)
-    platform.listen_starting(starting_listener(catalog))
-    port = free_port()
-    gateway = Gateway(
-        GatewayConfig(
-            host="127.0.0.1", port=port, internal_port=free_port(), cold_start_timeout=10
-        ),
-        catalog,
-    )
-    await gateway.start()
-    pool = catalog.functions[key].pool
-    try:
-        async with aiohttp.ClientSession() as http:
-            waiting = asyncio.ensure_future(http.get(f"http://127.0.0.1:{port}/hello"))
-            await eventually(lambda: pool.queued == 1, message="the request waits")
-            await platform.set_replicas(key, 1)
-            async with await waiting as reply:
-                assert reply.status == 200
-                assert await reply.text() == "hello"
-                assert reply.headers["X-Hanshu-Cold-Start"] == "true"
-            await eventually(lambda: not pool.starting, message="the platform calls it ready")
-            assert len(pool.ready) == 1
-    finally:
-        await gateway.close()
-        await platform.close()

@@ -239,8 +239,9 @@ class UpstreamPool:
         within: float,
     ) -> UpstreamReply:
         """One exchange. Raises OSError when the replica refuses the connection,
-        UpstreamClosed when it closes without replying, TimeoutError past ``within`` s,
-        ValueError (before sending anything) for a target or header that would break a line."""
+        UpstreamClosed when it closes without replying (or dies, perhaps of this request),
+        TimeoutError past ``within`` s, ValueError (before sending anything) for a target
+        or header that would break a line."""
         request = _request_head(endpoint, method, target, headers, len(body)) + body
         connection = self._reuse(endpoint)
         reused = connection is not None
@@ -257,10 +258,17 @@ class UpstreamPool:
             except UpstreamClosed as closed:
                 if connection.transport is not None:
                     connection.transport.close()
-                # A kept-alive connection the replica closed before reading our request:
-                # nothing was processed, so one fresh connection may try again.
+                # A kept-alive connection closed without a byte of reply: either the replica
+                # closed it while idle (then a fresh connection to it is accepted, and our
+                # request was never read), or the replica died, perhaps of this very
+                # request. Only the first may be sent again: a refused reconnect is the
+                # second, and is reported as such, never retried on another replica.
                 if reused and attempt == 1 and not closed.received_any:
-                    connection, reused = await self._connect(endpoint), False
+                    try:
+                        connection = await self._connect(endpoint)
+                    except OSError:
+                        raise closed from None
+                    reused = False
                     continue
                 raise
             except BaseException:

@@ -42,6 +42,10 @@ HANDLERS = textwrap.dedent("""
         import os
 
         if event["path"].endswith("/crash"):
+            record = event["queryParameters"].get("record")
+            if record:  # one line per run, so a test can count them
+                with open(record, "a") as runs:
+                    runs.write("ran\\n")
             os._exit(3)  # the process dies mid-request, as with a segfault in a C extension
         return "alive"
 """)

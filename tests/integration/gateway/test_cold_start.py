@@ -148,9 +148,7 @@ async def test_scale_down_under_load_fails_no_request(platform_factory):
     assert set(statuses) == {200}, statuses
 
 
-async def test_a_replica_that_dies_mid_request_is_a_502_and_is_replaced(
-    platform_factory, tmp_path
-):
+async def test_a_replica_that_dies_mid_request_is_a_502_and_is_replaced(platform_factory, tmp_path):
     platform = platform_factory(
         [
             function(

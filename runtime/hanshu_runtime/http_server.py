@@ -37,6 +37,9 @@ SERVER_OWNED_HEADERS = frozenset(
 # gateway's keeps one 15 s), so the client, not the server, closes an idle connection and
 # never sends on one the server is closing.
 KEEPALIVE_SECONDS = 75.0
+# The request line and headers together (aiohttp's and nginx's limits are of this order):
+# a head that never ends must not grow without bound.
+_MAX_HEAD_BYTES = 64 * 1024
 # Pipelined requests waiting on one connection before it stops reading more.
 _MAX_PIPELINED = 16
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -188,6 +191,9 @@ class _Connection(asyncio.Protocol):
         self._ignore_input = False  # after a parse error, an upgrade or an oversized body
         # The request being parsed.
         self._url = b""
+        # Bytes received while a request head was incomplete (bounded by _MAX_HEAD_BYTES).
+        self._in_head = True
+        self._head_size = 0
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._body_size = 0
@@ -216,6 +222,10 @@ class _Connection(asyncio.Protocol):
         if self._ignore_input:
             return
         self._cancel_idle_timer()
+        if self._in_head:
+            # The parser keeps a head it has not finished; a request completed in this
+            # chunk sets the count back to 0 (pipelined requests are not one big head).
+            self._head_size += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -224,6 +234,25 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self._ignore_input = True
             self._answer_malformed(str(error))
+            return
+        if self._in_head and self._head_size > _MAX_HEAD_BYTES:
+            self._ignore_input = True
+            self._push(
+                json_response(
+                    431,
+                    {
+                        "errorType": "RequestHeaderFieldsTooLarge",
+                        "errorMessage": "the request line and headers are over "
+                        f"{_MAX_HEAD_BYTES} bytes",
+                    },
+                    close=True,
+                )
+            )
+            return
+        if self._worker is None:
+            # Between requests, or a request still arriving: the idle clock starts again,
+            # so a client that stops halfway through a request is not held forever.
+            self._arm_idle_timer()
 
     def pause_writing(self) -> None:
         if self._can_write is None or self._can_write.done():
@@ -249,6 +278,7 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         expects_continue = False
         for name, value in self._headers:
             lowered = name.lower()
@@ -275,6 +305,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_head, self._head_size = True, 0
         if not self._too_large:
             self._enqueue()
 

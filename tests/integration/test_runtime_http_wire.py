@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
+
 HANDLERS = textwrap.dedent("""
     def echo(event, context):
         return {"path": event["rawPath"], "body": event.get("body")}
@@ -159,3 +161,39 @@ async def test_a_header_with_a_line_break_is_a_502_not_a_second_header(runtime):
     assert "line break" in reply.json()["errorMessage"]
     assert "set-cookie" not in reply.headers
     writer.close()
+
+
+async def test_a_request_head_without_end_is_431_not_unbounded_memory(runtime):
+    served = runtime("echo")
+    reader, writer = await connect(served.url)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\n")
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == 431
+    assert reply.json()["errorType"] == "RequestHeaderFieldsTooLarge"
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+
+async def test_a_client_that_stops_halfway_through_a_request_is_disconnected():
+    """The idle clock runs while a request is still arriving, not only between requests
+    (here 0.3 s instead of the runtime's 75 s, on a server in this process)."""
+    from hanshu_runtime.http_server import HttpServer, Request, Response
+
+    async def hello(request: Request) -> Response:
+        return Response(200, [], b"hello")
+
+    server = HttpServer(hello, max_body_bytes=1000, keepalive_seconds=0.3)
+    port = free_port()
+    await server.listen("127.0.0.1", port)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+        writer.close()
+        # A whole request on a new connection is served as usual.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(read_reply(reader), 5)).body == b"hello"
+        writer.close()
+    finally:
+        server.close()

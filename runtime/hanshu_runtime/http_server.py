@@ -40,6 +40,9 @@ KEEPALIVE_SECONDS = 75.0
 # The request line and headers together (aiohttp's and nginx's limits are of this order):
 # a head that never ends must not grow without bound.
 _MAX_HEAD_BYTES = 64 * 1024
+# How long a connection closed after an error reply still reads (and drops) what the
+# client sends, so that the client, still sending, gets to read the reply.
+_LINGER_SECONDS = 5.0
 # Pipelined requests waiting on one connection before it stops reading more.
 _MAX_PIPELINED = 16
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -106,20 +109,33 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def invalid_header(headers: list[tuple[str, str]]) -> str | None:
-    """What is wrong with a reply's headers, or None: a name that is not an HTTP token or a
-    value with a line break would let a reply write headers (or a second reply) of its own."""
+def invalid_reply(status: int, headers: list[tuple[str, str]]) -> str | None:
+    """What is wrong with a reply, or None. A status outside 200-599 is not a final reply
+    (a client would wait for the real one); a header name that is not an HTTP token or a
+    value with a line break would let a reply write headers (or a second reply) of its own;
+    a value that is not text (a request's undecodable bytes sent back) cannot be sent."""
+    if not 200 <= status <= 599:
+        return f"the status {status} is not a final HTTP status (200 to 599)"
     for name, value in headers:
         if not name or not set(name) <= _TOKEN_CHARS:
             return f"the header name {name!r} is not a valid HTTP header name"
         if "\r" in value or "\n" in value or "\0" in value:
             return f"the value of header {name!r} contains a line break or NUL"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"the value of header {name!r} is not valid text"
     return None
 
 
 def json_response(status: int, payload: object, close: bool = False) -> Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(status, [("Content-Type", "application/json")], body, close)
+
+
+_INTERNAL_ERROR = json_response(
+    500, {"errorType": "InternalError", "errorMessage": "the runtime failed"}, close=True
+)
 
 
 class _Clock:
@@ -144,7 +160,9 @@ class _Clock:
 _clock = _Clock()
 
 
-def encode_response(response: Response, keep_alive: bool, head: bool) -> bytes:
+def encode_response(
+    response: Response, keep_alive: bool, head: bool, version: str = "1.1"
+) -> bytes:
     """The reply's bytes: status line, the handler's headers minus framing, our framing."""
     status = response.status
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"]
@@ -166,6 +184,8 @@ def encode_response(response: Response, keep_alive: bool, head: bool) -> bytes:
     lines.append(f"Date: {_clock.date()}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
+    elif version == "1.0":
+        lines.append("Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
     lines.append("\r\n")
     head_bytes = "".join(lines).encode("utf-8")
     return head_bytes if head or not body else head_bytes + body
@@ -187,6 +207,11 @@ class _Connection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._can_write: asyncio.Future[None] | None = None
         self._reading_paused = False
+        self._queued_bytes = 0  # bodies of the queued requests
+        self._lingering = False  # replied and closing; reading only to discard
+        # An Upgrade request whose body is still arriving: (request, keep-alive, length,
+        # the body so far).
+        self._held: tuple[Request, bool, int, bytearray] | None = None
         self._closed = False
         self._ignore_input = False  # after a parse error, an upgrade or an oversized body
         # The request being parsed.
@@ -220,17 +245,21 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._ignore_input:
-            return
+            return  # dropped: the connection closes after its last reply
         self._cancel_idle_timer()
+        if self._held is not None:
+            self._feed_held_body(data)
+            return
         if self._in_head:
             # The parser keeps a head it has not finished; a request completed in this
             # chunk sets the count back to 0 (pipelined requests are not one big head).
             self._head_size += len(data)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol switch here: the request is answered, then the connection ends.
-            self._ignore_input = True
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._ignore_upgrade(data[offset:])
+            return
         except httptools.HttpParserError as error:
             self._ignore_input = True
             self._answer_malformed(str(error))
@@ -252,6 +281,61 @@ class _Connection(asyncio.Protocol):
         if self._worker is None:
             # Between requests, or a request still arriving: the idle clock starts again,
             # so a client that stops halfway through a request is not held forever.
+            self._arm_idle_timer()
+
+    # -- Upgrade: refused by ignoring it ----------------------------------------------------
+
+    def _ignore_upgrade(self, rest: bytes) -> None:
+        """A request asking to switch protocols (``curl --http2`` sends ``Upgrade: h2c``
+        with every request) is served as the HTTP/1.1 request it also is, as RFC 9110
+        lets a server do. httptools stops at its head, so its body is read here."""
+        item = self._queue[-1] if self._queue else None
+        if not isinstance(item, tuple) or item[0].body_too_large:
+            self._ignore_input = True  # answered already (413, 400): the connection ends
+            return
+        request, keep_alive = item
+        by_name = request.by_name
+        if "transfer-encoding" in by_name:
+            self._queue.pop()
+            self._ignore_input = True
+            self._push(
+                json_response(
+                    400,
+                    {
+                        "errorType": "BadRequest",
+                        "errorMessage": "a request with Upgrade and a chunked body is not "
+                        "supported: send it without Upgrade, or with a Content-Length",
+                    },
+                    close=True,
+                )
+            )
+            return
+        length = int(by_name.get("content-length", "0") or "0")
+        self._parser = httptools.HttpRequestParser(self)  # what follows is HTTP/1.1 again
+        if length == 0:
+            self._continue_with(rest)
+            return
+        self._queue.pop()  # not answered until its body is here (the worker has not run)
+        self._held = (request, keep_alive, length, bytearray())
+        self._feed_held_body(rest)
+
+    def _feed_held_body(self, data: bytes) -> None:
+        assert self._held is not None
+        request, keep_alive, length, body = self._held
+        missing = length - len(body)
+        body += data[:missing]
+        if len(body) < length:
+            return
+        self._held = None
+        request.body = bytes(body)
+        self._push((request, keep_alive))
+        self._continue_with(data[missing:])
+
+    def _continue_with(self, rest: bytes) -> None:
+        self._in_head, self._head_size = True, 0
+        if rest:
+            self.data_received(rest)
+        elif self._worker is None:
             self._arm_idle_timer()
 
     def pause_writing(self) -> None:
@@ -331,6 +415,7 @@ class _Connection(asyncio.Protocol):
             body=b"".join(self._body) if not self._too_large else b"",
             body_too_large=self._too_large,
         )
+        self._server.last_request_at = self._loop.time()
         keep_alive = parser.should_keep_alive() and not self._too_large
         if self._too_large:
             self._ignore_input = True
@@ -347,7 +432,13 @@ class _Connection(asyncio.Protocol):
 
     def _push(self, item: tuple[Request, bool] | Response) -> None:
         self._queue.append(item)
-        if len(self._queue) >= _MAX_PIPELINED and self._transport is not None:
+        if isinstance(item, tuple):
+            self._queued_bytes += len(item[0].body)
+        # Read ahead of the request being answered only so far: a client that pipelines
+        # large bodies must not make the runtime hold many of them at once.
+        if (
+            len(self._queue) >= _MAX_PIPELINED or self._queued_bytes > self._server.max_body_bytes
+        ) and self._transport is not None:
             self._transport.pause_reading()
             self._reading_paused = True
         if self._worker is None:
@@ -357,39 +448,53 @@ class _Connection(asyncio.Protocol):
         try:
             while self._queue and not self._closed:
                 item = self._queue.popleft()
-                if self._reading_paused and len(self._queue) < _MAX_PIPELINED // 2:
+                if isinstance(item, tuple):
+                    self._queued_bytes -= len(item[0].body)
+                if self._reading_paused and not self._queue:
                     assert self._transport is not None
                     self._transport.resume_reading()
                     self._reading_paused = False
                 if isinstance(item, Response):
-                    response, keep_alive, head = item, False, False
+                    response, keep_alive, head, version = item, False, False, "1.1"
                 else:
                     request, keep_alive = item
-                    head = request.method == "HEAD"
-                    try:
-                        response = await self._server.handler(request)
-                    except Exception:
-                        # The handler answers every fault of its own; this is a bug of ours.
-                        log.exception("the request handler raised")
-                        response = json_response(
-                            500,
-                            {"errorType": "InternalError", "errorMessage": "the runtime failed"},
-                            close=True,
-                        )
+                    head, version = request.method == "HEAD", request.version
+                    response = await self._answer(request)
                 keep_alive = keep_alive and not response.close and not self._server.draining
                 if self._ignore_input and not self._queue:
                     keep_alive = False
-                if not self._write(encode_response(response, keep_alive, head)):
+                try:
+                    data = encode_response(response, keep_alive, head, version)
+                except Exception:
+                    # A reply that cannot be written (the handler checks what it can): a
+                    # bug of ours, answered rather than leaving the client waiting.
+                    log.exception("a reply could not be encoded")
+                    keep_alive = False
+                    data = encode_response(_INTERNAL_ERROR, keep_alive, head, version)
+                if not self._write(data):
                     return
                 if not keep_alive:
-                    self.close()
+                    self._close_after_reply()
                     return
                 if self._can_write is not None and not self._can_write.done():
-                    await self._can_write
+                    # A client that does not read its replies is not held forever.
+                    stalled = self._loop.call_later(self._server.keepalive_seconds, self.abort)
+                    try:
+                        await self._can_write
+                    finally:
+                        stalled.cancel()
         finally:
             self._worker = None
-        if not self._closed:
-            self._arm_idle_timer()
+            if not self._closed and not self._lingering:
+                self._arm_idle_timer()
+
+    async def _answer(self, request: Request) -> Response:
+        try:
+            return await self._server.handler(request)
+        except Exception:
+            # The handler answers every fault of its own; this is a bug of ours.
+            log.exception("the request handler raised")
+            return _INTERNAL_ERROR
 
     def _write(self, data: bytes) -> bool:
         transport = self._transport
@@ -414,6 +519,31 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
+    def abort(self) -> None:
+        self._cancel_idle_timer()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _close_after_reply(self) -> None:
+        """Close once the reply is out. When the client may still be sending (a body over
+        the limit, a request that could not be parsed), closing at once would make the
+        kernel reset the connection, and a client busy sending would never read the
+        reply: so only our side is shut, and what still comes is read and dropped until
+        the client closes or ``_LINGER_SECONDS`` pass."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not self._ignore_input or not transport.can_write_eof():
+            self.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        if self._reading_paused:
+            transport.resume_reading()
+            self._reading_paused = False
+        self._cancel_idle_timer()
+        self._idle_timer = self._loop.call_later(_LINGER_SECONDS, self.close)
+
 
 class HttpServer:
     """Listen on one address and give each complete request to ``handler``."""
@@ -431,6 +561,7 @@ class HttpServer:
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self.draining = False
+        self.last_request_at = self.loop.time()
         self._server: asyncio.AbstractServer | None = None
 
     async def listen(self, host: str, port: int, backlog: int = 1024) -> None:
@@ -448,6 +579,19 @@ class HttpServer:
         self.draining = True
         if self._server is not None:
             self._server.close()
+
+    async def until_quiet(self, quiet_seconds: float, limit_seconds: float) -> None:
+        """Draining: until every client has closed its connection, or none has sent a
+        request for ``quiet_seconds`` (it has learnt this replica is going), or
+        ``limit_seconds`` pass. Closing kept-alive connections earlier would race with
+        requests already on their way, which then end without a reply."""
+        deadline = self.loop.time() + limit_seconds
+        while self.connections:
+            now = self.loop.time()
+            quiet_until = self.last_request_at + quiet_seconds
+            if now >= quiet_until or now >= deadline:
+                return
+            await asyncio.sleep(min(quiet_until, deadline) - now)
 
     def close(self) -> None:
         self.stop_accepting()

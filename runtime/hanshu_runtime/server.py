@@ -19,7 +19,7 @@ from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
 from .events import PREFIX_HEADER, HttpRequest, mount_prefix
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
-from .http_server import HttpServer, Request, Response, invalid_header, json_response
+from .http_server import HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
 from .logs import request_id_var
@@ -40,6 +40,9 @@ READY_PATH = "/_hanshu/ready"
 DRAINING_HEADER = "X-Hanshu-Draining"
 # A function's reply never carries these: the first is ours alone, the second is set here.
 _REPLACED_REPLY_HEADERS = frozenset({DRAINING_HEADER.lower(), "x-request-id"})
+_MAX_REQUEST_ID = 200
+# Draining ends once no request has come for this long (or every client has hung up).
+_DRAIN_QUIET_SECONDS = 1.0
 # The admin port takes no bodies.
 _ADMIN_MAX_BODY = 1024
 
@@ -125,7 +128,10 @@ class Instance:
     async def handle(self, request: Request) -> Response:
         if request.path == READY_PATH and request.method == "GET":
             return Response(200 if self.phase is Phase.READY else 503)
-        request_id = request.by_name.get("X-Request-Id") or self._request_ids.next()
+        given = request.by_name.get("X-Request-Id", "")
+        # A caller's id is kept only if it can go back out in a header and into a log.
+        usable = 0 < len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable()
+        request_id = given if usable else self._request_ids.next()
         if self.phase is not Phase.READY or self._invoker is None:
             self.metrics.count("rejected")
             return _error(
@@ -215,7 +221,7 @@ class Instance:
             metrics.observe("error", time.perf_counter() - started)
             log.exception("the handler raised")
             return _error(500, type(error).__name__, str(error), request_id)
-        problem = invalid_header(reply.headers)
+        problem = invalid_reply(reply.status, reply.headers)
         if problem is not None:
             metrics.observe("invalid_response", time.perf_counter() - started)
             log.error("the handler's reply is invalid: %s", problem)
@@ -355,6 +361,8 @@ class Instance:
     async def _drain(self, function_port: HttpServer) -> None:
         self.phase = Phase.DRAINING
         function_port.stop_accepting()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_seconds
         log.info("draining", extra={"inFlight": self.in_flight})
         try:
             async with asyncio.timeout(self.config.drain_seconds):
@@ -365,4 +373,8 @@ class Instance:
                 self.config.drain_seconds,
                 self.in_flight,
             )
+        # Gateways still sending here (they have not seen the endpoint go yet) are
+        # answered "draining" and retry elsewhere; close when they have stopped.
+        remaining = max(0.0, deadline - loop.time())
+        await function_port.until_quiet(_DRAIN_QUIET_SECONDS, remaining)
         log.info("drained")

@@ -197,3 +197,95 @@ async def test_a_client_that_stops_halfway_through_a_request_is_disconnected():
         writer.close()
     finally:
         server.close()
+
+
+async def test_an_upgrade_request_is_served_as_http_1_1_with_its_body(runtime):
+    """``curl --http2`` asks every request to switch to h2c: the runtime ignores that, as
+    RFC 9110 allows, and serves the request, body and what is pipelined after it."""
+    served = runtime("echo")
+    reader, writer = await connect(served.url)
+    writer.write(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 11\r\n\r\n"
+        b"hello"
+    )
+    await asyncio.sleep(0)  # the body may come in pieces
+    writer.write(b" world")
+    writer.write(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = await asyncio.wait_for(read_reply(reader), 10)
+    assert first.status == 200
+    assert first.json() == {"path": "/up", "body": "hello world"}
+    assert (await asyncio.wait_for(read_reply(reader), 10)).json()["path"] == "/next"
+    writer.close()
+
+
+async def test_a_reply_with_a_non_final_status_or_untextual_header_is_a_502(
+    runtime_factory, tmp_path
+):
+    (tmp_path / "bad.py").write_text(
+        textwrap.dedent("""
+            def early_hints(event, context):
+                return {"statusCode": 103, "body": ""}
+
+
+            def reflect(event, context):
+                return {"statusCode": 200, "headers": {"X-Origin": event["headers"]["Origin"]}}
+        """)
+    )
+    for handler, request, fragment in (
+        ("early_hints", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not a final HTTP status"),
+        ("reflect", b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: \xff\r\n\r\n", "not valid text"),
+    ):
+        served = runtime_factory(tmp_path, f"bad.{handler}")
+        reader, writer = await connect(served.url)
+        writer.write(request)
+        reply = await asyncio.wait_for(read_reply(reader), 10)
+        assert reply.status == 502
+        assert reply.json()["errorType"] == "InvalidResponse"
+        assert fragment in reply.json()["errorMessage"]
+        writer.close()
+
+
+def test_a_client_still_sending_a_body_over_the_limit_reads_the_413(runtime):
+    """The body is not stored, but read and dropped while the client sends it: closing at
+    once would reset the connection under a client still writing (http.client, requests),
+    which would then never see the reply."""
+    import http.client
+
+    served = runtime("echo", HANSHU_MAX_BODY_BYTES="1000")
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("POST", "/", body=b"x" * 8_000_000)
+    reply = connection.getresponse()
+    assert reply.status == 413
+    assert json.loads(reply.read())["errorType"] == "RequestTooLarge"
+    connection.close()
+
+
+async def test_a_kept_alive_connection_is_answered_draining_after_sigterm_then_closed(runtime):
+    """With nothing in flight, the runtime does not close kept-alive connections the moment
+    SIGTERM comes: a gateway that has not yet seen the endpoint go may be sending on one,
+    and must get the runtime's own 503 (retried elsewhere), not a connection closed
+    without a reply. Once requests stop coming, it exits."""
+    import signal
+
+    served = runtime("echo", HANSHU_DRAIN_SECONDS="20")
+    reader, writer = await connect(served.url)
+    writer.write(b"GET /before HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(read_reply(reader), 10)).status == 200
+
+    served.process.send_signal(signal.SIGTERM)
+    while True:  # until readiness drops: the runtime is draining
+        admin_reader, admin_writer = await connect(served.admin_url)
+        admin_writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        ready = await asyncio.wait_for(read_reply(admin_reader), 10)
+        admin_writer.close()
+        if ready.status == 503:
+            break
+    writer.write(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == 503
+    assert reply.headers["x-hanshu-draining"] == "true"
+    assert reply.headers["connection"] == "close"
+    writer.close()
+    assert await asyncio.to_thread(served.process.wait, 10) == 0

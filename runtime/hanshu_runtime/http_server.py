@@ -374,7 +374,11 @@ class _Connection(asyncio.Protocol):
                     return
             elif lowered == "expect":
                 expects_continue = value.strip().lower() == "100-continue"
-        if expects_continue:
+        # Only for a request nothing is answered ahead of: an interim reply must not come
+        # before the replies of earlier pipelined requests (without it, a client sends
+        # its body after a short wait anyway).
+        idle = self._worker is None and not self._queue
+        if expects_continue and idle and self._parser.get_http_version() == "1.1":
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:

@@ -30,7 +30,6 @@ from hanshu_api.invocations import (
     public_record,
 )
 from hanshu_api.platform import FunctionKey
-from multidict import CIMultiDict
 
 from .async_intake import AsyncIntake, AsyncUnavailable, BadBatch, Call, batch_events
 from .catalog import FunctionEntry
@@ -277,12 +276,12 @@ class AsyncCalls:
             parse_target(target)
         except BadTarget as bad:
             return self.error(400, bad.error_type, str(bad), request_id)
-        headers = CIMultiDict(
+        headers = [
             (name, value)
             for name, value in request.headers.items()
-            if name.lower() not in _DISPATCH_ONLY
-        )
-        headers["X-Request-Id"] = request_id
+            if name.lower() not in _DISPATCH_ONLY and name.lower() != "x-request-id"
+        ]
+        headers.append(("X-Request-Id", request_id))
         body = await request.read()
         invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
         return await forward(

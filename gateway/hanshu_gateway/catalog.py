@@ -98,14 +98,15 @@ class Catalog:
         entry = self.functions.get(key)
         if entry is None:
             pool = EndpointPool(spec.concurrency, self.queue_limit)
+            stats = FunctionStats()
             entry = FunctionEntry(
                 key,
                 spec.concurrency,
                 spec.timeout_seconds,
                 self._memory_gb(spec),
                 pool,
-                FunctionStats(),
-                FunctionMeters(*key),
+                stats,
+                FunctionMeters(*key, stats),
             )
             entry.async_policy = spec.async_policy
             self.functions[key] = entry

@@ -32,7 +32,6 @@ from hanshu_api.invocations import (
 )
 from hanshu_api.jetstream import StreamSettings
 from hanshu_api.platform import Endpoint
-from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
@@ -84,6 +83,16 @@ INVOCATION_HEADERS = frozenset(
         HTTP_TARGET,
     )
 )
+# What of a caller's headers never reaches a replica: hop-by-hop ones; X-Forwarded-Prefix
+# (only the gateway says where an app is mounted); the invocation headers only the
+# dispatcher sets (id, attempt, type, job); and those the gateway writes itself below.
+UPSTREAM_DROP = (
+    HOP_BY_HOP
+    | INVOCATION_HEADERS
+    | {"x-forwarded-prefix", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+    | {"x-request-id"}
+)
+Headers = list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +349,10 @@ class Gateway:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         request_id = self._request_id(request)
-        if is_status_path(request.raw_path):
+        raw_path = request.raw_path
+        if is_status_path(raw_path):
             return await self.async_calls.status(request, request_id)
-        if is_events_path(request.raw_path):
+        if is_events_path(raw_path):
             return await self.object_notifications.handle(request, request_id)
         routed = self._route(request, request_id)
         if isinstance(routed, web.Response):
@@ -428,10 +438,11 @@ class Gateway:
                     f"the Function '{function}' of this route does not exist",
                     request_id,
                 )
-            refused = await self._check_key(request, route, request_id)
-            if refused is not None:
-                code = refused.status
-                return refused
+            if route.http.auth is not None:
+                refused = await self._check_key(request, route, request_id)
+                if refused is not None:
+                    code = refused.status
+                    return refused
             invocation_type = invocation_type_of(request.headers)
             if invocation_type is None:
                 code = 400
@@ -480,7 +491,7 @@ class Gateway:
             # The raw target, never a decoded one: decoding is the replica's, and only once.
             path = routed.target.upstream
             if invocation_type != SYNC:
-                stored = StoredRequest(request.method, path, tuple(headers.items()))
+                stored = StoredRequest(request.method, path, tuple(headers))
                 accepted = await self.async_calls.accept(
                     invocation_type,
                     route,
@@ -497,30 +508,34 @@ class Gateway:
             code = response.status
             return response
         finally:
-            metrics.REQUESTS.labels(namespace, function, route.trigger, str(code)).inc()
+            metrics.count_request(namespace, function, route.trigger, code)
             if entry is not None:
                 entry.meters.latency.observe(time.monotonic() - started)
 
     def _upstream_headers(
         self, request: web.BaseRequest, routed: Routed, request_id: str
-    ) -> CIMultiDict[str]:
+    ) -> Headers:
+        """The caller's headers for the replica, as (name, value) pairs: a list, not a
+        CIMultiDict, as the hop writes them in order and never looks one up."""
         route = routed.route
-        # The caller's X-Forwarded-Prefix goes: only the gateway says where an app is mounted;
-        # so do the invocation headers only the dispatcher sets (id, attempt, type, job).
-        drop = HOP_BY_HOP | INVOCATION_HEADERS | {"x-forwarded-prefix"}
+        drop = UPSTREAM_DROP
         if route.http.auth:
-            drop |= {route.http.auth.header.lower()}
-        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        client = peer[0] if peer else ""
-        forwarded_for = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{forwarded_for}, {client}" if forwarded_for else client
-        headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
-        headers["X-Forwarded-Host"] = routed.host
-        headers["X-Request-Id"] = request_id
+            # The API key stays at the gateway.
+            drop = drop | {route.http.auth.header.lower()}
+        caller = request.headers
+        headers = [(k, v) for k, v in caller.items() if k.lower() not in drop]
+        # aiohttp's, asked once per connection (uvloop asks the kernel each time).
+        client = request.remote or ""
+        forwarded_for = caller.get("X-Forwarded-For")
+        headers.append(
+            ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client)
+        )
+        headers.append(("X-Forwarded-Proto", caller.get("X-Forwarded-Proto", request.scheme)))
+        headers.append(("X-Forwarded-Host", routed.host))
+        headers.append(("X-Request-Id", request_id))
         if route.http.strip_prefix and route.prefix:
             # Decoded, as the runtime takes it (the Trigger may spell it either way).
-            headers["X-Forwarded-Prefix"] = "/" + "/".join(route.prefix)
+            headers.append(("X-Forwarded-Prefix", "/" + "/".join(route.prefix)))
         return headers
 
     async def forward(
@@ -528,7 +543,7 @@ class Gateway:
         entry: FunctionEntry,
         method: str,
         path: str,
-        headers: CIMultiDict[str],
+        headers: Headers,
         body: bytes,
         request_id: str,
         invocation_type: str = SYNC,
@@ -544,7 +559,6 @@ class Gateway:
         if cold:
             meters.cold_starts.inc()
         stats.in_flight += 1
-        meters.in_flight.inc()
         try:
             while True:
                 endpoint = pool.try_acquire()
@@ -554,7 +568,6 @@ class Gateway:
                     if pool.prober is None:  # starting replicas are probed while we wait
                         pool.prober = replica_prober(self._upstream)
                     stats.queued += 1
-                    meters.queued.inc()
                     try:
                         endpoint = await pool.acquire(max(0.0, deadline - time.monotonic()))
                     except QueueFull:
@@ -589,7 +602,6 @@ class Gateway:
                         )
                     finally:
                         stats.queued -= 1
-                        meters.queued.dec()
                 call_started = time.monotonic()
                 outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
                 if outcome is not None:
@@ -615,7 +627,6 @@ class Gateway:
         finally:
             stats.in_flight -= 1
             stats.last_completed = time.monotonic()
-            meters.in_flight.dec()
 
     async def _call(
         self,
@@ -623,7 +634,7 @@ class Gateway:
         endpoint: Endpoint,
         method: str,
         path: str,
-        headers: CIMultiDict[str],
+        headers: Headers,
         body: bytes,
         request_id: str,
     ) -> web.Response | None:
@@ -631,7 +642,7 @@ class Gateway:
         pool = entry.pool
         try:
             reply = await self._upstream.request(
-                endpoint, method, path, headers.items(), body, entry.timeout_seconds + 1
+                endpoint, method, path, headers, body, entry.timeout_seconds + 1
             )
         except UpstreamClosed:
             # The request reached a replica that died before replying (the pool already
@@ -670,10 +681,13 @@ class Gateway:
         if reply.status == 503 and _draining(reply.headers):
             pool.penalize(endpoint, 1.0)  # it is shutting down; another one will do
             return None
-        response_headers = CIMultiDict(
-            (name, value) for name, value in reply.headers if name.lower() not in REPLY_DROP
-        )
-        response_headers["X-Request-Id"] = request_id
+        # Pairs, not a CIMultiDict: aiohttp builds its own from them (one copy, not two).
+        response_headers = [
+            (name, value)
+            for name, value in reply.headers
+            if name.lower() not in REPLY_DROP and name.lower() != "x-request-id"
+        ]
+        response_headers.append(("X-Request-Id", request_id))
         return web.Response(status=reply.status, body=reply.body, headers=response_headers)
 
     # -- the internal port ----------------------------------------------------------------
@@ -687,7 +701,7 @@ class Gateway:
         if entry is None:
             return error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
         body = await request.read()
-        headers = CIMultiDict({"Content-Type": "application/json", "X-Request-Id": request_id})
+        headers = [("Content-Type", "application/json"), ("X-Request-Id", request_id)]
         return await self.forward(
             entry, "POST", "/_hanshu/invoke", headers, body, request_id, EVENT
         )

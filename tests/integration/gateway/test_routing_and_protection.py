@@ -167,6 +167,9 @@ async def test_gateway_metrics(platform):
         'type="Sync"}'
     ) in text
     assert "hanshu_gateway_request_duration_seconds_bucket" in text
+    # Read from the gateway's own counts at scrape time: nothing in flight once replied.
+    assert 'hanshu_gateway_in_flight{function="echo",namespace="default"} 0.0' in text
+    assert 'hanshu_gateway_queued{function="echo",namespace="default"} 0.0' in text
 
 
 async def fire_once(fire, schedule: Schedule, **kwargs) -> list[FireRecord]:

@@ -56,6 +56,14 @@ async def read_reply(reader: asyncio.StreamReader, head: bool = False) -> Reply:
     return Reply(int(status_line.split()[1]), headers, await reader.readexactly(length))
 
 
+async def error_reply(reader: asyncio.StreamReader, status: int, error_type: str) -> Reply:
+    """The next reply, asserted to be the runtime's JSON error of this status and type."""
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == status
+    assert reply.json()["errorType"] == error_type
+    return reply
+
+
 @pytest.fixture
 def runtime(runtime_factory, tmp_path):
     (tmp_path / "wire.py").write_text(HANDLERS)
@@ -101,9 +109,7 @@ async def test_a_declared_body_over_the_limit_is_413_without_100_continue_or_rea
     writer.write(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
     )
-    reply = await asyncio.wait_for(read_reply(reader), 10)
-    assert reply.status == 413
-    assert reply.json()["errorType"] == "RequestTooLarge"
+    reply = await error_reply(reader, 413, "RequestTooLarge")
     assert reply.headers["connection"] == "close"
     assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, the body never read
     writer.close()
@@ -113,9 +119,7 @@ async def test_a_malformed_request_is_a_json_400_and_the_runtime_keeps_serving(r
     served = runtime("echo")
     reader, writer = await connect(served.url)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
-    reply = await asyncio.wait_for(read_reply(reader), 10)
-    assert reply.status == 400
-    assert reply.json()["errorType"] == "BadRequest"
+    reply = await error_reply(reader, 400, "BadRequest")
     assert "malformed HTTP request" in reply.json()["errorMessage"]
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
@@ -155,9 +159,7 @@ async def test_a_header_with_a_line_break_is_a_502_not_a_second_header(runtime):
     served = runtime("split_header")
     reader, writer = await connect(served.url)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    reply = await asyncio.wait_for(read_reply(reader), 10)
-    assert reply.status == 502
-    assert reply.json()["errorType"] == "InvalidResponse"
+    reply = await error_reply(reader, 502, "InvalidResponse")
     assert "line break" in reply.json()["errorMessage"]
     assert "set-cookie" not in reply.headers
     writer.close()
@@ -167,9 +169,7 @@ async def test_a_request_head_without_end_is_431_not_unbounded_memory(runtime):
     served = runtime("echo")
     reader, writer = await connect(served.url)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\n")
-    reply = await asyncio.wait_for(read_reply(reader), 10)
-    assert reply.status == 431
-    assert reply.json()["errorType"] == "RequestHeaderFieldsTooLarge"
+    await error_reply(reader, 431, "RequestHeaderFieldsTooLarge")
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
 
@@ -239,9 +239,7 @@ async def test_a_reply_with_a_non_final_status_or_untextual_header_is_a_502(
         served = runtime_factory(tmp_path, f"bad.{handler}")
         reader, writer = await connect(served.url)
         writer.write(request)
-        reply = await asyncio.wait_for(read_reply(reader), 10)
-        assert reply.status == 502
-        assert reply.json()["errorType"] == "InvalidResponse"
+        reply = await error_reply(reader, 502, "InvalidResponse")
         assert fragment in reply.json()["errorMessage"]
         writer.close()
 

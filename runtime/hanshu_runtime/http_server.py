@@ -325,6 +325,8 @@ class _Connection(asyncio.Protocol):
         missing = length - len(body)
         body += data[:missing]
         if len(body) < length:
+            if self._worker is None:
+                self._arm_idle_timer()  # a body that stops arriving is not held forever
             return
         self._held = None
         request.body = bytes(body)

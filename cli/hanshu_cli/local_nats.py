@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .local_platform import free_port
-from .local_servers import server_binary, wait_listening
+from .local_servers import server_binary, stop_server, wait_listening
 
 # Async bodies may be as large as the gateway's body limit (6 MiB by default).
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
@@ -70,15 +70,7 @@ class LocalNats:
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
             return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_server(self.process, kill)
         self.process = None
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .local_platform import free_port
-from .local_servers import server_binary, wait_listening
+from .local_servers import server_binary, stop_server, wait_listening
 
 REGION = "us-east-1"
 # moto accepts any credentials; boto3 needs some.
@@ -104,10 +104,5 @@ class LocalS3:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_server(self.process)
         self.process = None

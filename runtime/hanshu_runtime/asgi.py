@@ -11,8 +11,8 @@ from urllib.parse import quote, unquote
 
 from .events import HttpRequest
 from .faults import InitializerError
+from .http_server import SERVER_OWNED_HEADERS
 from .replies import HttpReply
-from .wsgi import SERVER_OWNED_HEADERS
 
 Message = MutableMapping[str, Any]
 AsgiApp = Callable[

@@ -9,14 +9,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .events import HttpRequest
+from .http_server import SERVER_OWNED_HEADERS
 from .replies import HttpReply
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-# Hop-by-hop and framing headers are the server's to write, not the app's.
-SERVER_OWNED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive"}
-)
 
 
 def _native(text: str) -> str:

@@ -15,7 +15,6 @@ from .replies import HttpReply
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-
 def _native(text: str) -> str:
     """PEP 3333's "native string": the UTF-8 bytes as latin-1 characters (the app decodes)."""
     return text.encode("utf-8").decode("latin-1")

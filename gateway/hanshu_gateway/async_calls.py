@@ -33,6 +33,7 @@ from hanshu_api.platform import FunctionKey
 
 from .async_intake import AsyncIntake, AsyncUnavailable, BadBatch, Call, batch_events
 from .catalog import FunctionEntry
+from .public_http import PublicRequest
 from .routes import Route
 from .target import BadTarget, parse_target
 
@@ -44,7 +45,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 256
 RETRY_AFTER_UNAVAILABLE = "5"
 
 ErrorReply = Callable[..., web.Response]
-KeyCheck = Callable[[web.BaseRequest, Route, str], Awaitable[web.Response | None]]
+KeyCheck = Callable[[PublicRequest, Route, str], Awaitable[web.Response | None]]
 Forward = Callable[..., Awaitable[web.StreamResponse]]
 # Headers of the dispatcher's call that are not the stored request's: its own framing and
 # hop-by-hop headers (the hop to the replica sets its own).
@@ -183,7 +184,7 @@ class AsyncCalls:
             headers={HTTP_JOB_ID: job_id, "Location": location, "X-Request-Id": request_id},
         )
 
-    async def status(self, request: web.BaseRequest, request_id: str) -> web.Response:
+    async def status(self, request: PublicRequest, request_id: str) -> web.Response:
         """GET /_hanshu/invocations/{id} or /_hanshu/jobs/{id}."""
         if request.method not in ("GET", "HEAD"):
             return self.error(
@@ -212,7 +213,7 @@ class AsyncCalls:
         return web.json_response(document, headers={"X-Request-Id": request_id})
 
     async def _may_read(
-        self, request: web.BaseRequest, record: Mapping[str, Any], request_id: str
+        self, request: PublicRequest, record: Mapping[str, Any], request_id: str
     ) -> web.Response | None:
         """A status of a call made with an API key is read with a key of the same route."""
         if not record.get("authHeader"):

@@ -30,6 +30,7 @@ from .object_events import (
     presented_token,
     selected,
 )
+from .public_http import BodyTooLarge, PublicRequest
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -43,6 +44,7 @@ OBJECT_EVENTS = Counter(
 
 EVENTS_PATH = "/_hanshu/events/"
 MAX_NOTIFICATION_BYTES = 1024 * 1024
+NOTIFICATION_READ_SECONDS = 30.0  # a notification is small: a slow one is a stuck sender
 
 ErrorReply = Callable[..., web.Response]
 
@@ -79,7 +81,7 @@ class ObjectNotifications:
         self.confirm_hosts = confirm_hosts
         self._session: aiohttp.ClientSession | None = None
 
-    async def handle(self, request: web.BaseRequest, request_id: str) -> web.Response:
+    async def handle(self, request: PublicRequest, request_id: str) -> web.Response:
         parts = request.path[len(EVENTS_PATH) :].split("/")
         known = self.catalog.object_triggers.get((parts[0], parts[1])) if len(parts) == 2 else None
         if known is None or known.spec.object_storage is None:
@@ -92,11 +94,24 @@ class ObjectNotifications:
             if refused is not None:
                 OBJECT_EVENTS.labels(known.namespace, known.name, "refused").inc()
                 return refused
-        if request.content_length is not None and request.content_length > MAX_NOTIFICATION_BYTES:
-            return self.error(413, "RequestTooLarge", "a notification is at most 1 MiB", request_id)
-        body = await request.content.read(MAX_NOTIFICATION_BYTES + 1)
-        if len(body) > MAX_NOTIFICATION_BYTES:
-            return self.error(413, "RequestTooLarge", "a notification is at most 1 MiB", request_id)
+        try:
+            body = await request.read(MAX_NOTIFICATION_BYTES, NOTIFICATION_READ_SECONDS)
+        except BodyTooLarge:
+            return self.error(
+                413,
+                "RequestTooLarge",
+                "a notification is at most 1 MiB",
+                request_id,
+                {"Connection": "close"},
+            )
+        except TimeoutError:
+            return self.error(
+                408,
+                "RequestTimeout",
+                "the notification did not arrive in time",
+                request_id,
+                {"Connection": "close"},
+            )
         try:
             parsed = parse_notification(body)
         except BadNotification as bad:
@@ -164,7 +179,7 @@ class ObjectNotifications:
         )
 
     def _check_token(
-        self, request: web.BaseRequest, namespace: str, trigger: str, request_id: str
+        self, request: PublicRequest, namespace: str, trigger: str, request_id: str
     ) -> web.Response | None:
         challenge = {"WWW-Authenticate": 'Bearer realm="hanshu"'}
         presented = presented_token(request.headers, request.query)

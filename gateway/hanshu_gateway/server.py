@@ -39,7 +39,6 @@ from . import metrics
 from .async_calls import AsyncCalls, is_status_path
 from .async_intake import AsyncIntake
 from .catalog import Catalog, FunctionEntry
-from .header_timeout import HeaderTimeoutServer
 from .object_notifications import ObjectNotifications, is_events_path
 from .pool import NoEndpointInTime, QueueFull, ReplicasFailing
 from .probe import replica_prober
@@ -48,6 +47,7 @@ from .protect import (
     response_cors_headers,
     retry_after_header,
 )
+from .public_http import BodyTooLarge, PublicRequest, PublicServer
 from .routes import Route, RouteTable
 from .stats import StatsReporter
 from .target import BadTarget, Target, checked_host, parse_target, visible_ascii
@@ -239,25 +239,6 @@ def error(
     return response
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: web.BaseRequest, limit: int, within: float) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge
-    if not request.body_exists:
-        return b""
-    chunks, size = [], 0
-    async with asyncio.timeout(within):
-        while chunk := await request.content.read(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @dataclass(frozen=True, slots=True)
 class Routed:
     route: Route
@@ -295,6 +276,7 @@ class Gateway:
         self._id_prefix = os.urandom(4).hex()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
+        self._public: PublicServer | None = None
         # Whether every source has delivered its first full state (the cluster's watches).
         self.routes_synced: Callable[[], bool] = lambda: True
         self.intake = (
@@ -316,7 +298,7 @@ class Gateway:
 
     # -- the public port ------------------------------------------------------------------
 
-    def _request_id(self, request: web.BaseRequest) -> str:
+    def _request_id(self, request: PublicRequest | web.BaseRequest) -> str:
         # The caller's id is echoed in headers and logs: only one that is safe to echo.
         given = request.headers.get("X-Request-Id", "")
         if given and len(given) <= MAX_REQUEST_ID_LENGTH and visible_ascii(given):
@@ -327,10 +309,10 @@ class Gateway:
         return f"{self._id_prefix}-{next(self._ids):x}"
 
     def refusal(self, status: int, error_type: str, message: str) -> web.StreamResponse:
-        """A reply to a request aiohttp could not parse: the same JSON as any other."""
+        """A reply to a request that could not be parsed: the same JSON as any other."""
         return error(status, error_type, message, self.new_request_id())
 
-    def _route(self, request: web.BaseRequest, request_id: str) -> Routed | web.Response:
+    def _route(self, request: PublicRequest, request_id: str) -> Routed | web.Response:
         """The route and the target its Function sees, or the reply refusing the request."""
         table = self.catalog.routes
         if table is not self._routed_by:
@@ -348,7 +330,7 @@ class Gateway:
         return routed
 
     def _find_route(
-        self, request: web.BaseRequest, request_id: str, table: RouteTable
+        self, request: PublicRequest, request_id: str, table: RouteTable
     ) -> Routed | web.Response:
         try:
             target = parse_target(request.raw_path)
@@ -371,7 +353,7 @@ class Gateway:
             return error(404, "NoRoute", f"no Trigger serves {host}{target.path}", request_id)
         return Routed(match.route, upstream, host)
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: PublicRequest) -> web.StreamResponse:
         request_id = self._request_id(request)
         raw_path = request.raw_path
         if is_status_path(raw_path):
@@ -407,7 +389,7 @@ class Gateway:
         return response
 
     async def _check_key(
-        self, request: web.BaseRequest, route: Route, request_id: str
+        self, request: PublicRequest, route: Route, request_id: str
     ) -> web.Response | None:
         auth = route.http.auth
         if auth is None:
@@ -445,7 +427,7 @@ class Gateway:
         return None
 
     async def _serve(
-        self, request: web.BaseRequest, routed: Routed, request_id: str
+        self, request: PublicRequest, routed: Routed, request_id: str
     ) -> web.StreamResponse:
         route = routed.route
         started = time.monotonic()
@@ -490,9 +472,7 @@ class Gateway:
                         {"Retry-After": retry_after_header(wait)},
                     )
             try:
-                body = await read_body(
-                    request, self.config.max_body_bytes, self.config.read_timeout
-                )
+                body = await request.read(self.config.max_body_bytes, self.config.read_timeout)
             except BodyTooLarge:
                 code = 413
                 return error(
@@ -536,9 +516,7 @@ class Gateway:
             if entry is not None:
                 entry.meters.latency.observe(time.monotonic() - started)
 
-    def _upstream_headers(
-        self, request: web.BaseRequest, routed: Routed, request_id: str
-    ) -> Headers:
+    def _upstream_headers(self, request: PublicRequest, routed: Routed, request_id: str) -> Headers:
         """The caller's headers for the replica, as (name, value) pairs: a list, not a
         CIMultiDict, as the hop writes them in order and never looks one up."""
         route = routed.route
@@ -548,7 +526,6 @@ class Gateway:
             drop = drop | {route.http.auth.header.lower()}
         caller = request.headers
         headers = [(k, v) for k, v in caller.items() if k.lower() not in drop]
-        # aiohttp's, asked once per connection (uvloop asks the kernel each time).
         client = request.remote or ""
         forwarded_for = caller.get("X-Forwarded-For")
         headers.append(
@@ -812,21 +789,19 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        public = web.ServerRunner(
-            HeaderTimeoutServer(
-                self.handle,
-                header_timeout=self.config.header_timeout,
-                refusal=self.refusal,
-                access_log=None,
-                keepalive_timeout=self.config.keepalive_timeout,
-            ),
-            shutdown_timeout=10,
+        self._public = PublicServer(
+            self.handle,
+            self.refusal,
+            max_body_bytes=self.config.max_body_bytes,
+            header_timeout=self.config.header_timeout,
+            keepalive_timeout=self.config.keepalive_timeout,
         )
+        await self._public.start(self.config.host, self.config.port, backlog=2048)
         internal = web.AppRunner(self.internal_app(), access_log=None)
-        for runner, port in ((public, self.config.port), (internal, self.config.internal_port)):
-            await runner.setup()
-            await web.TCPSite(runner, self.config.host, port, backlog=2048).start()
-            self._runners.append(runner)
+        await internal.setup()
+        site = web.TCPSite(internal, self.config.host, self.config.internal_port, backlog=2048)
+        await site.start()
+        self._runners.append(internal)
         if self.reporter is not None:
             self._tasks.append(asyncio.create_task(self.reporter.run()))
         if self.intake is not None:
@@ -835,6 +810,8 @@ class Gateway:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._public is not None:
+            await self._public.close(grace=10.0)
         for runner in self._runners:
             await runner.cleanup()
         if self.reporter is not None:

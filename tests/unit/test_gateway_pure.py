@@ -10,9 +10,9 @@ from hanshu_api.models import ApiKeyAuth, Cors, HttpRoute, TriggerSpec
 from hanshu_api.platform import Endpoint
 from hanshu_cli.devmode import verifiers_from_manifests
 from hanshu_gateway.catalog import KnownTrigger, owned_routes
-from hanshu_gateway.header_timeout import describe_failure
 from hanshu_gateway.pool import EndpointPool, NoEndpointInTime, QueueFull
 from hanshu_gateway.protect import TokenBucket, preflight_headers
+from hanshu_gateway.public_http import encode_reply
 from hanshu_gateway.routes import Route, RouteTable
 from hanshu_gateway.server import ConfigError, GatewayConfig, config_from_env
 from hanshu_gateway.stats import FunctionStats
@@ -204,22 +204,39 @@ def test_the_reserved_space_under_any_spelling():
         assert not parse_target(path).reserved, path
 
 
-def test_parser_failures_become_statuses_a_caller_can_act_on():
-    from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
+def test_a_reply_is_framed_by_the_server_not_by_its_headers():
+    from aiohttp import web
 
-    assert describe_failure(400, LineTooLong(b"/aaa...", 8190), 8190)[:2] == (414, "TargetTooLong")
-    assert describe_failure(400, LineTooLong(b"aaa...", 16384), 8190)[:2] == (
-        431,
-        "HeadersTooLarge",
+    reply = web.Response(
+        status=201,
+        body=b"made",
+        headers=[
+            ("X-Kept", "1"),
+            ("X-Kept", "2"),
+            ("Content-Length", "999"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "upgrade"),
+        ],
     )
-    too_many = BadHttpMessage("Too many headers received")
-    assert describe_failure(400, too_many, 8190)[:2] == (431, "HeadersTooLarge")
-    status, error_type, message = describe_failure(
-        400, BadStatusLine("GARBAGE", "Invalid method encountered:\n\n  b'GARBAGE'\n  ^"), 8190
+    wire = encode_reply(reply, keep_alive=True, head_only=False, http10=False)
+    head, _, body = wire.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 201 Created"
+    assert [line for line in lines if line.startswith("X-Kept")] == ["X-Kept: 1", "X-Kept: 2"]
+    assert "Content-Length: 4" in lines and body == b"made"
+    assert not [line for line in lines if line.startswith(("Transfer-Encoding", "Connection"))]
+    # HEAD: the length of what GET would send, no body; HTTP/1.0 told it may keep the line.
+    head_only = encode_reply(reply, keep_alive=True, head_only=True, http10=True)
+    assert head_only.endswith(b"Connection: keep-alive\r\n\r\n")
+    assert b"Content-Length: 4" in head_only
+    closing = encode_reply(
+        web.Response(status=204), keep_alive=False, head_only=False, http10=False
     )
-    assert (status, error_type) == (400, "BadRequest")
-    assert message.endswith("Invalid method encountered")
-    assert describe_failure(500, ValueError("bug"), 8190)[:2] == (500, "InternalError")
+    assert b"Content-Length" not in closing and b"Connection: close" in closing
+    with pytest.raises(ValueError, match="reply header"):
+        forged = web.Response(status=200, body=b"", headers={"X-Split": "a"})
+        forged.headers["X-Split"] = "a\r\nSet-Cookie: x=1"
+        encode_reply(forged, keep_alive=True, head_only=False, http10=False)
 
 
 def test_gateway_settings_from_the_environment():

@@ -1,0 +1,249 @@
+"""The gateway's public HTTP server on the wire: raw bytes over real loopback sockets, for
+what an HTTP client library would hide (pipelining, interim replies, a caller still sending
+when the reply comes, Upgrade, a caller gone mid-body, shutdown with requests in flight)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from hanshu_gateway.public_http import BodyTooLarge, ClientGone, PublicRequest, PublicServer
+
+from tests.conftest import free_port
+
+LIMIT = 1024
+
+
+@dataclass
+class Seen:
+    requests: list[tuple[str, str, bytes]] = field(default_factory=list)
+    gone: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def refusal(status: int, error_type: str, message: str) -> web.StreamResponse:
+    return web.json_response({"errorType": error_type, "errorMessage": message}, status=status)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[int, Seen, PublicServer]]:
+    seen = Seen()
+
+    async def handler(request: PublicRequest) -> web.StreamResponse:
+        if request.raw_path == "/refuse":  # answers without reading the body
+            return refusal(401, "MissingApiKey", "send a key")
+        if request.raw_path == "/crash":
+            raise RuntimeError("a bug")
+        if request.raw_path == "/hold":
+            await seen.release.wait()
+        try:
+            body = await request.read(LIMIT, 5)
+        except BodyTooLarge:
+            return refusal(413, "RequestTooLarge", "too large")
+        except ClientGone:
+            seen.gone += 1
+            raise
+        seen.requests.append((request.method, request.raw_path, body))
+        return web.Response(body=b"got " + body, headers={"X-Path": request.raw_path})
+
+    server = PublicServer(
+        handler, refusal, max_body_bytes=LIMIT, header_timeout=5, keepalive_timeout=5
+    )
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    try:
+        yield port, seen, server
+    finally:
+        seen.release.set()
+        await server.close(grace=1)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_reply(reader: asyncio.StreamReader, head_only: bool = False) -> Reply:
+    async with asyncio.timeout(10):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        lines = head.split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = b"" if head_only else await reader.readexactly(length)
+    return Reply(int(lines[0].split(" ")[1]), headers, body)
+
+
+def post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
+    fields = "".join(f"{line}\r\n" for line in extra)
+    return (
+        f"POST {path} HTTP/{version}\r\nHost: gw.test\r\nContent-Length: {len(body)}\r\n"
+        f"{fields}\r\n"
+    ).encode() + body
+
+
+async def test_pipelined_requests_are_answered_in_order_on_one_connection(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(post(f"/{n}", b"body %d" % n) for n in range(20)))
+    replies = [await read_reply(reader) for _ in range(20)]
+    assert [r.body for r in replies] == [b"got body %d" % n for n in range(20)]
+    assert [r.headers["x-path"] for r in replies] == [f"/{n}" for n in range(20)]
+    assert all("connection" not in r.headers for r in replies)  # kept alive throughout
+    writer.close()
+
+
+async def test_a_client_that_waits_for_100_continue_gets_it_then_the_reply(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = post("/upload", b"", "Expect: 100-continue").replace(
+        b"Content-Length: 0", b"Content-Length: 5"
+    )
+    writer.write(head)
+    interim = await read_reply(reader)
+    assert interim.status == 100
+    writer.write(b"hello")
+    assert (await read_reply(reader)).body == b"got hello"
+    writer.close()
+
+
+async def test_a_reply_before_the_body_is_read_reaches_a_caller_still_sending(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # A body far larger than any socket buffer, to a route that answers without reading it.
+    big = 8 * 1024 * 1024
+    writer.write(
+        f"POST /refuse HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {big}\r\n\r\n".encode()
+    )
+
+    async def keep_sending() -> None:
+        try:
+            for _ in range(big // 65536):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        except ConnectionError:
+            pass
+
+    sender = asyncio.create_task(keep_sending())
+    reply = await read_reply(reader)
+    assert reply.status == 401, reply
+    assert reply.headers["connection"] == "close"  # the rest of that body is not read
+    assert await reader.read() == b""  # then an orderly close, not a reset
+    sender.cancel()
+    writer.close()
+
+
+async def test_a_body_over_the_limit_is_a_413_the_sender_can_read(served):
+    port, seen, _ = served
+    for declared in (True, False):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if declared:  # refused on its Content-Length, before the body is read
+            writer.write(
+                b"POST /big HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 10000000\r\n\r\n"
+                + b"x" * LIMIT
+            )
+        else:  # chunked: found over the limit only as it arrives
+            chunk = b"x" * 512
+            writer.write(
+                b"POST /big HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"".join(b"200\r\n" + chunk + b"\r\n" for _ in range(4))
+            )
+        reply = await read_reply(reader)
+        assert reply.status == 413, (declared, reply)
+        assert reply.headers["connection"] == "close"  # the rest is never read
+        assert await reader.read() == b""
+        writer.close()
+    assert seen.requests == []
+
+
+async def test_an_upgrade_request_is_served_as_http11_with_its_body(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        post("/h2c", b"upgraded?", "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c")
+        + post("/after", b"next")
+    )
+    assert (await read_reply(reader)).body == b"got upgraded?"
+    assert (await read_reply(reader)).body == b"got next"  # HTTP/1.1 continues
+    writer.close()
+
+
+async def test_http10_head_and_a_crash_in_the_handler(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/old", b"one", "Connection: keep-alive", version="1.0"))
+    reply = await read_reply(reader)
+    assert reply.headers["connection"] == "keep-alive"
+    writer.write(b"HEAD /h HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+    head = await read_reply(reader, head_only=True)
+    assert head.status == 200
+    assert head.headers["content-length"] == str(len(b"got "))
+    writer.write(b"GET /crash HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+    crashed = await read_reply(reader)
+    assert crashed.status == 500
+    assert json.loads(crashed.body)["errorType"] == "InternalError"
+    assert b"a bug" not in crashed.body  # nothing of the failure reaches the caller
+    writer.close()
+    # The server goes on serving; HTTP/1.0 without keep-alive closes after its reply.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/old", b"two", version="1.0"))
+    assert (await read_reply(reader)).headers["connection"] == "close"
+    assert await reader.read() == b""
+    writer.close()
+
+
+async def test_a_head_split_into_small_pieces_is_still_bounded(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /a HTTP/1.1\r\nHost: gw.test\r\nX-Long: ")
+    for _ in range(70):  # 70 KiB of one header value, 1 KiB at a time
+        writer.write(b"a" * 1024)
+        await writer.drain()
+    reply = await read_reply(reader)
+    assert reply.status == 431
+    writer.close()
+
+
+async def test_a_caller_gone_mid_body_is_not_served_and_the_server_goes_on(served):
+    port, seen, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/cut", b"").replace(b"Content-Length: 0", b"Content-Length: 100") + b"part")
+    await writer.drain()
+    await asyncio.sleep(0)  # let the head arrive before the connection closes
+    writer.transport.abort()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/ok", b"whole"))
+    assert (await read_reply(reader)).body == b"got whole"
+    assert seen.gone == 1
+    assert [path for _, path, _ in seen.requests] == ["/ok"]
+    writer.close()
+
+
+async def test_shutdown_answers_requests_in_flight_and_takes_no_new_ones(served):
+    port, seen, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/hold", b"wait"))
+    await writer.drain()
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+    idle_writer.write(post("/quick", b"q"))
+    assert (await read_reply(idle_reader)).status == 200
+    closing = asyncio.create_task(server.close(grace=10))
+    assert await idle_reader.read() == b""  # an idle kept-alive connection is closed
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    seen.release.set()
+    reply = await read_reply(reader)
+    assert (reply.status, reply.body) == (200, b"got wait")
+    assert reply.headers["connection"] == "close"
+    await closing
+    writer.close()
+    idle_writer.close()

@@ -314,7 +314,14 @@ class _PublicConnection(asyncio.Protocol):
         self._queue: collections.deque[PublicRequest | web.StreamResponse] = collections.deque()
         self._serving: PublicRequest | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # Clocks: a head must be complete within the header timeout (armed only while one
+        # is incomplete with nothing being answered); an idle connection closes after the
+        # keep-alive timeout. The idle clock is lazy: a request only notes the time, and the
+        # timer, when it fires, checks it (two timer calls per request cost more than the
+        # rest of this class's bookkeeping).
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
         self._can_write: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._ahead_bytes = 0  # body bytes of requests waiting behind the one answered
@@ -337,12 +344,12 @@ class _PublicConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._remote = str(peer[0]) if isinstance(peer, tuple) else None
         self._server.connections.add(self)
-        self._arm(self._server.header_timeout)  # the first head is due like any other
+        self._arm_head_timer()  # the first head is due like any other
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._server.connections.discard(self)
-        self._disarm()
+        self._stop_clocks()
         if self._receiving is not None:
             self._receiving._body.lose()
             self._receiving = None
@@ -371,8 +378,15 @@ class _PublicConnection(asyncio.Protocol):
             reason = str(error) or type(error).__name__
             self._refuse(400, "BadRequest", f"the request is not valid HTTP/1.1: {reason}")
             return
-        if self._in_head and self._head_size > MAX_HEAD_BYTES:
-            self._refuse(431, "HeadersTooLarge", f"the request head is over {MAX_HEAD_BYTES} bytes")
+        if self._in_head:
+            if self._head_size > MAX_HEAD_BYTES:
+                self._refuse(
+                    431, "HeadersTooLarge", f"the request head is over {MAX_HEAD_BYTES} bytes"
+                )
+            elif self._worker is None:
+                # A head has begun and none is being answered: due within the header
+                # timeout of its first bytes, however slowly the rest comes (slowloris).
+                self._arm_head_timer()
 
     def pause_writing(self) -> None:
         if self._can_write is None or self._can_write.done():
@@ -388,10 +402,6 @@ class _PublicConnection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
-        if self._worker is None:
-            # A head has begun, none is being answered: it is due within the header timeout
-            # from now, however slowly its bytes come (slowloris).
-            self._arm(self._server.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -414,6 +424,9 @@ class _PublicConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_size = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         parser = self._parser
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
         chunked = "Transfer-Encoding" in headers
@@ -501,7 +514,6 @@ class _PublicConnection(asyncio.Protocol):
         self._push(self._server.refusal(status, error_type, message))
 
     def _push(self, item: PublicRequest | web.StreamResponse) -> None:
-        self._disarm()  # a request is in; its handler has its own clocks
         self._queue.append(item)
         if self._worker is None:
             self._worker = self._loop.create_task(self._answer_queue())
@@ -580,9 +592,15 @@ class _PublicConnection(asyncio.Protocol):
             self._serving = None
             self._worker = None
             if not self._closed and not self._lingering:
-                # Between requests: the keep-alive clock; a head already begun: its own.
-                self._arm(server.header_timeout if self._in_head else server.keepalive_timeout)
-            server.idle_changed()
+                self._idle_since = self._loop.time()
+                if self._idle_timer is None:
+                    self._idle_timer = self._loop.call_later(
+                        server.keepalive_timeout, self._idle_expired
+                    )
+                if self._in_head:
+                    self._arm_head_timer()  # a pipelined head, begun while answering
+            if server.closing:
+                server.idle_changed()
 
     async def _answer(self, request: PublicRequest) -> web.StreamResponse:
         try:
@@ -607,22 +625,40 @@ class _PublicConnection(asyncio.Protocol):
 
     # -- clocks and closing -----------------------------------------------------------------
 
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self._loop.call_later(seconds, self.close)
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self._loop.call_later(
+                self._server.header_timeout, self._head_expired
+            )
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.idle:
+            self.close()
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        if not self.idle or self._in_head or self._lingering:
+            return  # answering (the end re-arms it), or a head's own clock runs
+        left = self._idle_since + self._server.keepalive_timeout - self._loop.time()
+        if left > 0.001:
+            self._idle_timer = self._loop.call_later(left, self._idle_expired)
+        else:
+            self.close()
+
+    def _stop_clocks(self) -> None:
+        for timer in (self._head_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._idle_timer = None
 
     def close(self) -> None:
-        self._disarm()
+        self._stop_clocks()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
     def abort(self) -> None:
-        self._disarm()
+        self._stop_clocks()
         if self._transport is not None:
             self._transport.abort()
 
@@ -644,7 +680,8 @@ class _PublicConnection(asyncio.Protocol):
         if self._reading_paused:
             transport.resume_reading()
             self._reading_paused = False
-        self._arm(LINGER_SECONDS)
+        self._stop_clocks()
+        self._idle_timer = self._loop.call_later(LINGER_SECONDS, self.close)
 
 
 _INTERNAL_MESSAGE = "the gateway failed on this request; it is logged"

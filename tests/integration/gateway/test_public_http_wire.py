@@ -247,3 +247,36 @@ async def test_shutdown_answers_requests_in_flight_and_takes_no_new_ones(served)
     await closing
     writer.close()
     idle_writer.close()
+
+
+async def test_idle_connections_close_after_the_keepalive_timeout_busy_ones_do_not():
+    release = asyncio.Event()
+
+    async def handler(request: PublicRequest) -> web.StreamResponse:
+        if request.raw_path == "/hold":
+            await release.wait()
+        return web.Response(body=b"done")
+
+    server = PublicServer(
+        handler, refusal, max_body_bytes=LIMIT, header_timeout=5, keepalive_timeout=0.3
+    )
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    try:
+        busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+        busy_writer.write(b"GET /hold HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /quick HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert (await read_reply(reader)).body == b"done"
+        async with asyncio.timeout(3):
+            assert await reader.read() == b""  # idle past 0.3 s: closed
+        # Held three times the keep-alive timeout: answered all the same, then kept.
+        await asyncio.sleep(0.9)
+        release.set()
+        reply = await read_reply(busy_reader)
+        assert reply.body == b"done"
+        assert "connection" not in reply.headers
+        writer.close()
+        busy_writer.close()
+    finally:
+        await server.close(grace=1)

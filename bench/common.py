@@ -9,12 +9,25 @@ import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from hanshu_cli.local_platform import free_port
 
 __all__ = ["free_port"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_times() -> tuple[float, float]:
+    """(all CPU time, idle CPU time) of the machine so far, over every core (Linux /proc)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return float(sum(fields[:8])), float(fields[3] + fields[4])
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

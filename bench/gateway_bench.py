@@ -37,7 +37,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import LoadResult, free_port, run_hey, run_wrk
+from common import (
+    LoadResult,
+    free_port,
+    machine_times,
+    process_cpu_seconds,
+    run_hey,
+    run_wrk,
+)
 from hanshu_cli.devmode import DevStack
 from hanshu_gateway.loop import run
 from hanshu_operator.autoscaler import Policy
@@ -106,6 +113,11 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
     fixed: dict[tuple[str, str], list[LoadResult]] = {}
     saturated: dict[str, list[LoadResult]] = {name: [] for name in targets}
     gateway_cpu: list[float] = []
+    # The replica's CPU per request, direct and behind the gateway, and how busy the whole
+    # machine was: what bounds the saturated ratio on 2 cores.
+    replica_cpu: dict[str, list[float]] = {name: [] for name in targets}
+    machine_busy: dict[str, list[float]] = {name: [] for name in targets}
+    (replica_pid,) = stack.platform.replica_pids(("default", "warm"))
     for _ in range(args.rounds):
         for shape, connections in shapes.items():
             for name, url in targets.items():
@@ -117,10 +129,18 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
         for name, url in targets.items():
             # The gateway runs in this process: its CPU time over the run, per request.
             cpu_before = time.process_time()
+            replica_before = process_cpu_seconds(replica_pid)
+            machine_before = machine_times()
             result = await in_thread(run_wrk, url, connections=50, seconds=args.seconds)
+            requests = result.requests_per_second * args.seconds
             if name == "gateway":
-                requests = result.requests_per_second * args.seconds
                 gateway_cpu.append((time.process_time() - cpu_before) / requests * 1e6)
+            replica_cpu[name].append(
+                (process_cpu_seconds(replica_pid) - replica_before) / requests * 1e6
+            )
+            machine_after = machine_times()
+            total = machine_after[0] - machine_before[0]
+            machine_busy[name].append(1 - (machine_after[1] - machine_before[1]) / total)
             saturated[name].append(result)
     median = statistics.median
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -167,6 +187,11 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
         f"     gateway process CPU per proxied request: {median(gateway_cpu):.0f} µs   "
         f"rounds: {', '.join(f'{cpu:.0f}' for cpu in gateway_cpu)}"
     )
+    for name in targets:
+        print(
+            f"     {name:<8} replica CPU per request {median(replica_cpu[name]):4.0f} µs, "
+            f"machine busy {median(machine_busy[name]):4.0%}"
+        )
 
 
 async def cold_path(stack: DevStack, args: argparse.Namespace) -> None:

@@ -116,6 +116,12 @@ class LocalPlatform:
         function = self._functions.get(key)
         return None if function is None else function.wanted
 
+    def replica_pids(self, key: FunctionKey) -> list[int]:
+        """The process ids of a Function's running replicas (for benchmarks that measure
+        the CPU a replica spends)."""
+        function = self._functions.get(key)
+        return [] if function is None else [r.process.pid for r in function.replicas]
+
     def _publish(self, key: FunctionKey) -> None:
         replicas = self._functions[key].replicas
         ready = [r.endpoint for r in replicas if r.ready]

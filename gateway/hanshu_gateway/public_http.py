@@ -277,7 +277,7 @@ class PublicRequest:
             if self._expects_continue and body.size == 0:
                 self._expects_continue = False
                 self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            loop = asyncio.get_running_loop()
+            loop = self._connection.loop
             # Woken once: when the body is complete, over the limit, or cut short.
             body.waiter = waiter = loop.create_future()
             timer = loop.call_later(within, _expire, waiter)
@@ -306,7 +306,7 @@ class _PublicConnection(asyncio.Protocol):
 
     def __init__(self, server: PublicServer) -> None:
         self._server = server
-        self._loop = server.loop
+        self.loop = self._loop = server.loop
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._remote: str | None = None

@@ -70,6 +70,9 @@ def _dechunk(data: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
 
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
+        # Asked once per connection: asyncio.get_running_loop() is a getpid() system call
+        # each time (glibc no longer caches it), twice per request otherwise.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.waiter: asyncio.Future[UpstreamReply] | None = None
@@ -117,7 +120,7 @@ class _Connection(asyncio.Protocol):
         self.buffer.clear()
         self._head_end, self._bodyless = -1, head_only
         self._length, self._chunked = None, False
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.transport.write(request)
         return self.waiter
 
@@ -247,7 +250,7 @@ class UpstreamPool:
         reused = connection is not None
         if connection is None:
             connection = await self._connect(endpoint)
-        loop = asyncio.get_running_loop()
+        loop = connection.loop
         for attempt in (1, 2):
             waiter = connection.send(request, method == "HEAD")
             # One timer on the reply's future: asyncio.timeout() costs a context manager

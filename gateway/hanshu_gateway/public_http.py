@@ -21,7 +21,13 @@ What callers get from it:
   is sent then, to a client that waits for it). A reply sent before the body was read ends
   the connection, reading what still comes for a few seconds so the caller sees the reply
   rather than a reset.
-- Keep-alive, HTTP/1.0, and pipelined requests answered in order, reading ahead only so far.
+- Keep-alive, HTTP/1.0, and pipelined requests answered in order, reading ahead only so far
+  (16 requests, one body limit of bodies; the parser is fed in 4 KiB slices, so one large
+  read of tiny requests overshoots by at most one slice). Trailers are counted, not kept:
+  a head, chunk framing and trailers together may not outgrow 64 KiB plus the body.
+- A reply the caller stops taking (no progress for 30 s) ends the connection; a slow
+  reader that keeps reading is not cut off. Only final statuses (200-599), header names
+  that are tokens and values on one line are written; anything else is a 502.
 - ``Upgrade`` (``curl --http2`` sends ``Upgrade: h2c``) is served as the HTTP/1.1 request it
   also is; ``CONNECT`` reaches the handler, which refuses its target.
 - On shutdown: no new connections, idle ones closed, requests in progress get a grace time.
@@ -50,10 +56,17 @@ MAX_HEADERS = 128  # aiohttp's limit: 431 past it
 MAX_HEAD_BYTES = 64 * 1024  # the whole head, however it is split: 431 past it
 LINGER_SECONDS = 5.0  # reading and dropping what a caller still sends after a final reply
 MAX_PIPELINED = 16  # complete heads waiting behind the request being answered
+# Bytes parsed at a time: a read can hold thousands of tiny pipelined requests, and the
+# read-ahead limit is checked between slices. Larger slices would save little: a request
+# head is a few hundred bytes.
+PARSE_SLICE = 4096
+WRITE_STALL_SECONDS = 30.0  # a reply not taken at all for this long: the connection drops
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Framing is the server's: whatever a handler's reply says about it is not written.
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date"})
 _ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_LINE_BREAKING = re.compile(r"[\r\n\x00]")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -91,26 +104,33 @@ class _Clock:
 _clock = _Clock()
 
 
+class InvalidReply(ValueError):
+    """A reply that cannot be written as a final HTTP/1.1 reply."""
+
+
 def encode_reply(
     response: web.StreamResponse, *, keep_alive: bool, head_only: bool, http10: bool
 ) -> bytes:
     """The reply's bytes: status line, the handler's headers minus framing, our framing.
-    Raises ValueError for a header that would break its line (a bug of ours: replicas'
-    headers were parsed line by line, and the gateway's own are checked)."""
+    Raises InvalidReply for a status that is not a final one (a replica's 101 included)
+    or a header that is not a token with a value on one line: nothing a caller reads
+    as a second reply, an interim one, or an extra header is ever written."""
     status = response.status
+    if not 200 <= status <= 599:
+        raise InvalidReply(f"{status} is not the status of a final reply")
     lines = [f"HTTP/1.1 {status} {response.reason}\r\n"]
     for name, value in response.headers.items():
         if name.lower() in _FRAMING:
             continue
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError(f"refusing to write the reply header {name!r}: {value!r}")
+        if not _TOKEN.fullmatch(name) or _LINE_BREAKING.search(value):
+            raise InvalidReply(f"the reply header {name!r}: {value!r} cannot be written")
         lines.append(f"{name}: {value}\r\n")
     body = response.body if isinstance(response, web.Response) else None
     if body is None:
         body = b""
     elif not isinstance(body, bytes):
-        raise ValueError(f"a reply body must be bytes, not {type(body).__name__}")
-    if status in _NO_BODY_STATUSES or status < 200:
+        raise InvalidReply(f"a reply body must be bytes, not {type(body).__name__}")
+    if status in _NO_BODY_STATUSES:
         body = b""
     else:
         lines.append(f"Content-Length: {len(body)}\r\n")
@@ -137,11 +157,24 @@ def wants_close(response: web.StreamResponse) -> bool:
 class _Body:
     """A request body as it arrives, up to a limit; read whole by the handler."""
 
-    __slots__ = ("ahead", "chunks", "complete", "gone", "limit", "size", "too_large", "waiter")
+    __slots__ = (
+        "ahead",
+        "chunks",
+        "complete",
+        "gone",
+        "limit",
+        "refusal",
+        "size",
+        "too_large",
+        "waiter",
+    )
 
     def __init__(self, limit: int, complete: bool) -> None:
         self.chunks: list[bytes] = []
         self.ahead = 0  # bytes received while its request waited behind another
+        # Why the rest of it will never come, when it was refused mid-way (its trailers
+        # too large, its chunked framing broken): the reply its request gets instead.
+        self.refusal: web.StreamResponse | None = None
         self.size = 0
         self.complete = complete
         self.too_large = False
@@ -322,8 +355,13 @@ class _PublicConnection(asyncio.Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._idle_since = 0.0
+        # Writes: a reply the caller does not take is dropped after WRITE_STALL_SECONDS
+        # without progress (a slow reader that keeps reading is not).
         self._can_write: asyncio.Future[None] | None = None
+        self._write_watch: asyncio.TimerHandle | None = None
+        self._write_left = 0
         self._reading_paused = False
+        self._backlog = bytearray()  # read but not parsed while read-ahead is paused
         self._ahead_bytes = 0  # body bytes of requests waiting behind the one answered
         self._closed = False
         self._lingering = False
@@ -331,9 +369,13 @@ class _PublicConnection(asyncio.Protocol):
         self._upgrade_remaining = 0  # body bytes of an Upgrade request, read by hand
         # The request being received.
         self._in_head = False
-        self._head_size = 0
         self._url = b""
         self._headers: list[tuple[str, str]] = []
+        self._trailers = 0
+        # Bytes of the current message that were not body (head, chunk sizes, trailers),
+        # and its body bytes: the first may not outgrow MAX_HEAD_BYTES plus the second.
+        self._overhead = 0
+        self._body_bytes = 0
         self._receiving: PublicRequest | None = None  # whose body is arriving
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -350,9 +392,13 @@ class _PublicConnection(asyncio.Protocol):
         self._closed = True
         self._server.connections.discard(self)
         self._stop_clocks()
+        if self._write_watch is not None:
+            self._write_watch.cancel()
+            self._write_watch = None
         if self._receiving is not None:
             self._receiving._body.lose()
             self._receiving = None
+        self._backlog = bytearray()
         if self._can_write is not None and not self._can_write.done():
             self._can_write.set_result(None)
         # A request being handled is not cancelled (aiohttp's default too): it may be
@@ -361,29 +407,43 @@ class _PublicConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._ignore_input:
             return  # dropped: the connection closes after its last reply
-        if self._upgrade_remaining:
-            data = self._feed_upgrade_body(data)
-            if not data:
+        if self._reading_paused or self._backlog:
+            self._backlog += data  # a read that was under way when reading paused
+            return
+        self._parse(memoryview(data))
+
+    def _parse(self, data: memoryview) -> None:
+        """Feed the parser in slices: a single read can hold thousands of small pipelined
+        requests, and read-ahead must stop within a slice of its limit, not a read."""
+        while data and not self._ignore_input:
+            if self._reading_paused:
+                self._backlog += data
                 return
-        if self._in_head or self._receiving is None:
-            # The parser keeps a head it has not finished: bounded here, however it is split.
-            self._head_size += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0] if upgrade.args else len(data)
-            self._served_as_http11(data[offset:])
-            return
-        except httptools.HttpParserError as error:
-            reason = str(error) or type(error).__name__
-            self._refuse(400, "BadRequest", f"the request is not valid HTTP/1.1: {reason}")
-            return
-        if self._in_head:
-            if self._head_size > MAX_HEAD_BYTES:
+            if self._upgrade_remaining:
+                data = self._feed_upgrade_body(data)
+                continue
+            piece, data = data[:PARSE_SLICE], data[PARSE_SLICE:]
+            body_before = self._body_bytes
+            try:
+                self._parser.feed_data(piece)
+            except httptools.HttpParserUpgrade as upgrade:
+                offset = upgrade.args[0] if upgrade.args else len(piece)
+                self._served_as_http11()
+                data = piece[offset:] if not data else memoryview(bytes(piece[offset:]) + data)
+                continue
+            except httptools.HttpParserError as error:
+                reason = str(error) or type(error).__name__
+                self._refuse(400, "BadRequest", f"the request is not valid HTTP/1.1: {reason}")
+                return
+            self._overhead += len(piece) - (self._body_bytes - body_before)
+            if self._overhead > MAX_HEAD_BYTES + self._body_bytes:
                 self._refuse(
-                    431, "HeadersTooLarge", f"the request head is over {MAX_HEAD_BYTES} bytes"
+                    431,
+                    "HeadersTooLarge",
+                    f"the request's head or trailers are over {MAX_HEAD_BYTES} bytes",
                 )
-            elif self._worker is None:
+                return
+            if self._in_head and self._worker is None:
                 # A head has begun and none is being answered: due within the header
                 # timeout of its first bytes, however slowly the rest comes (slowloris).
                 self._arm_head_timer()
@@ -391,6 +451,7 @@ class _PublicConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self._can_write is None or self._can_write.done():
             self._can_write = self._loop.create_future()
+        self._watch_writes()
 
     def resume_writing(self) -> None:
         if self._can_write is not None and not self._can_write.done():
@@ -402,6 +463,7 @@ class _PublicConnection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
+        self._trailers = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -415,6 +477,14 @@ class _PublicConnection(asyncio.Protocol):
         if len(name) > HEADER_FIELD_LIMIT or len(value) > HEADER_FIELD_LIMIT:
             self._refuse(431, "HeadersTooLarge", f"a header is over {HEADER_FIELD_LIMIT} bytes")
             raise _Refused
+        if not self._in_head:
+            # A chunked body's trailer: not used, only counted (its bytes are counted as
+            # the message's overhead).
+            self._trailers += 1
+            if self._trailers > MAX_HEADERS:
+                self._refuse(431, "HeadersTooLarge", "the request has too many trailer fields")
+                raise _Refused
+            return
         if len(self._headers) >= MAX_HEADERS:
             self._refuse(431, "HeadersTooLarge", "the request has too many headers")
             raise _Refused
@@ -423,12 +493,12 @@ class _PublicConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_size = 0
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         parser = self._parser
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        url, self._url, self._headers = self._url, b"", []
         chunked = "Transfer-Encoding" in headers
         if chunked and parser.should_upgrade():
             self._refuse(
@@ -441,7 +511,7 @@ class _PublicConnection(asyncio.Protocol):
         has_body = chunked or "Content-Length" in headers
         request = PublicRequest(
             parser.get_method().decode("ascii"),
-            self._url.decode("utf-8", "surrogateescape"),
+            url.decode("utf-8", "surrogateescape"),
             headers,
             parser.get_http_version(),
             self._remote,
@@ -453,6 +523,7 @@ class _PublicConnection(asyncio.Protocol):
         self._push(request)
 
     def on_body(self, data: bytes) -> None:
+        self._body_bytes += len(data)
         request = self._receiving
         if request is None:
             return
@@ -464,15 +535,15 @@ class _PublicConnection(asyncio.Protocol):
             self._pause_if_far_ahead()
 
     def on_message_complete(self) -> None:
+        self._overhead = self._body_bytes = 0
         if self._receiving is not None and not self._parser.should_upgrade():
-            self._receiving._body.finish()
-            self._receiving = None
+            self._finish_receiving()
 
     # -- Upgrade: served as plain HTTP/1.1 --------------------------------------------------
 
-    def _served_as_http11(self, rest: bytes) -> None:
-        """After the head of a request asking to switch protocols: its body, by its
-        Content-Length (llhttp stops at the head), then plain HTTP/1.1 again."""
+    def _served_as_http11(self) -> None:
+        """After the head of a request asking to switch protocols (llhttp stops there):
+        its body is read by its Content-Length, then what follows is HTTP/1.1 again."""
         request = self._queue[-1] if self._queue else None
         if not isinstance(request, PublicRequest) or request.method == "CONNECT":
             self._ignore_input = True  # a tunnel is never opened: the connection ends
@@ -480,17 +551,17 @@ class _PublicConnection(asyncio.Protocol):
             return
         self._parser = httptools.HttpRequestParser(self)
         self._upgrade_remaining = request.content_length or 0
-        rest = self._feed_upgrade_body(rest)
-        if rest:
-            self.data_received(rest)
+        if not self._upgrade_remaining:
+            self._finish_receiving()
 
-    def _feed_upgrade_body(self, data: bytes) -> bytes:
+    def _feed_upgrade_body(self, data: memoryview) -> memoryview:
         """Feed an Upgrade request's body; what is left over begins the next request."""
         take = min(self._upgrade_remaining, len(data))
         self._upgrade_remaining -= take
         if take:
-            self.on_body(data[:take])
+            self.on_body(bytes(data[:take]))
         if not self._upgrade_remaining:
+            self._overhead = self._body_bytes = 0
             self._finish_receiving()
         return data[take:]
 
@@ -506,12 +577,28 @@ class _PublicConnection(asyncio.Protocol):
         if self._ignore_input:
             return
         self._ignore_input = True
-        if self._receiving is not None:
-            self._receiving._body.lose()
-            self._receiving = None
+        self._backlog = bytearray()
+        refusal: web.StreamResponse | None = self._server.refusal(status, error_type, message)
+        receiving, self._receiving = self._receiving, None
+        if receiving is not None:
+            # The request whose body could not be read gets the refusal as its reply,
+            # instead of being served without its body.
+            receiving._body.refusal = refusal
+            receiving._body.lose()
+            if receiving in self._queue:
+                self._queue.remove(receiving)
+                self._ahead_bytes -= receiving._body.ahead
+            elif receiving is self._serving:
+                refusal = None  # its handler answers with it, when it reads the body
         # Garbage reaches any public port all day: not worth more than a debug line.
         log.debug("refused a request from %s: %s", self._remote, message)
-        self._push(self._server.refusal(status, error_type, message))
+        if self._worker is not None and self._transport is not None and not self._reading_paused:
+            # Answered after the requests ahead of it: until then nothing more is read
+            # (what comes after its reply is read only to be dropped, for a few seconds).
+            self._transport.pause_reading()
+            self._reading_paused = True
+        if refusal is not None:
+            self._push(refusal)
 
     def _push(self, item: PublicRequest | web.StreamResponse) -> None:
         self._queue.append(item)
@@ -537,13 +624,26 @@ class _PublicConnection(asyncio.Protocol):
             self._serving = item
         if (
             self._reading_paused
+            and not self._ignore_input  # refused: read again only to drop, after the reply
             and len(self._queue) < MAX_PIPELINED
             and self._ahead_bytes <= self._server.max_body_bytes
         ):
             assert self._transport is not None
-            self._transport.resume_reading()
             self._reading_paused = False
+            self._transport.resume_reading()
+            if self._backlog:
+                backlog, self._backlog = self._backlog, bytearray()
+                self._parse(memoryview(bytes(backlog)))
         return item
+
+    def _forget_queue(self) -> None:
+        """The connection ends: what was pipelined behind is never answered."""
+        for item in self._queue:
+            if isinstance(item, PublicRequest):
+                item._body.lose()
+        self._queue.clear()
+        self._ahead_bytes = 0
+        self._backlog = bytearray()
 
     async def _answer_queue(self) -> None:
         server = self._server
@@ -563,31 +663,25 @@ class _PublicConnection(asyncio.Protocol):
                 keep_alive = keep_alive and not server.closing
                 if self._ignore_input and not self._queue:
                     keep_alive = False
-                try:
-                    data = encode_reply(
-                        response, keep_alive=keep_alive, head_only=head_only, http10=http10
-                    )
-                except ValueError:
-                    log.exception("a reply could not be written")
+                data = self._encode(response, keep_alive, head_only, http10)
+                if data is None:
                     keep_alive = False
-                    data = encode_reply(
+                    data = self._encode(
                         server.refusal(500, "InternalError", _INTERNAL_MESSAGE),
-                        keep_alive=False,
-                        head_only=head_only,
-                        http10=http10,
+                        False,
+                        head_only,
+                        http10,
                     )
+                    assert data is not None
                 if not self.write(data):
+                    self._forget_queue()
                     return
                 if not keep_alive:
+                    self._forget_queue()
                     self._close_after_reply()
                     return
                 if self._can_write is not None and not self._can_write.done():
-                    # A caller that does not read its replies is not held forever.
-                    stalled = self._loop.call_later(server.keepalive_timeout, self.abort)
-                    try:
-                        await self._can_write
-                    finally:
-                        stalled.cancel()
+                    await self._can_write  # the write watch ends a caller that stops reading
         finally:
             self._serving = None
             self._worker = None
@@ -602,10 +696,27 @@ class _PublicConnection(asyncio.Protocol):
             if server.closing:
                 server.idle_changed()
 
+    def _encode(
+        self, response: web.StreamResponse, keep_alive: bool, head_only: bool, http10: bool
+    ) -> bytes | None:
+        """The reply's bytes; a reply that cannot be written is a 502 (a replica's reply
+        is passed on as it came), a failure of ours None (answered 500)."""
+        try:
+            return encode_reply(response, keep_alive=keep_alive, head_only=head_only, http10=http10)
+        except InvalidReply as invalid:
+            log.warning("a reply could not be written: %s", invalid)
+            refused = self._server.refusal(502, "InvalidResponse", str(invalid))
+            return encode_reply(refused, keep_alive=False, head_only=head_only, http10=http10)
+        except Exception:
+            log.exception("a reply could not be written")
+            return None
+
     async def _answer(self, request: PublicRequest) -> web.StreamResponse:
         try:
             return await self._server.handler(request)
         except ClientGone:
+            if request._body.refusal is not None:
+                return request._body.refusal  # the body broke the rules on its way in
             return self._server.refusal(400, "IncompleteBody", "the request body was cut short")
         except Exception:
             # The handler answers every fault it expects; this is a bug of ours.
@@ -621,7 +732,8 @@ class _PublicConnection(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return self._worker is None and not self._queue
+        """Nothing to answer: between requests, or only finishing a close."""
+        return (self._worker is None and not self._queue) or self._lingering or self._closed
 
     # -- clocks and closing -----------------------------------------------------------------
 
@@ -633,12 +745,12 @@ class _PublicConnection(asyncio.Protocol):
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if self.idle:
+        if self._worker is None and not self._queue:
             self.close()
 
     def _idle_expired(self) -> None:
         self._idle_timer = None
-        if not self.idle or self._in_head or self._lingering:
+        if self._worker is not None or self._queue or self._in_head or self._lingering:
             return  # answering (the end re-arms it), or a head's own clock runs
         left = self._idle_since + self._server.keepalive_timeout - self._loop.time()
         if left > 0.001:
@@ -652,10 +764,34 @@ class _PublicConnection(asyncio.Protocol):
                 timer.cancel()
         self._head_timer = self._idle_timer = None
 
+    def _watch_writes(self) -> None:
+        """While replies wait to be sent, check every WRITE_STALL_SECONDS that some went."""
+        transport = self._transport
+        if self._write_watch is not None or transport is None or self._closed:
+            return
+        self._write_left = transport.get_write_buffer_size()
+        if self._write_left:
+            self._write_watch = self._loop.call_later(WRITE_STALL_SECONDS, self._check_writes)
+
+    def _check_writes(self) -> None:
+        self._write_watch = None
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        left = transport.get_write_buffer_size()
+        if left and left >= self._write_left:
+            log.info("dropped a connection from %s that stopped reading", self._remote)
+            self.abort()
+            return
+        self._watch_writes()
+
     def close(self) -> None:
+        """Close once what is written has gone (the write watch drops a caller that stops
+        reading meanwhile)."""
         self._stop_clocks()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+            self._watch_writes()
 
     def abort(self) -> None:
         self._stop_clocks()
@@ -677,9 +813,10 @@ class _PublicConnection(asyncio.Protocol):
         self._lingering = True
         self._ignore_input = True
         transport.write_eof()
+        self._watch_writes()
         if self._reading_paused:
-            transport.resume_reading()
             self._reading_paused = False
+            transport.resume_reading()
         self._stop_clocks()
         self._idle_timer = self._loop.call_later(LINGER_SECONDS, self.close)
 
@@ -730,7 +867,7 @@ class PublicServer:
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting, close idle connections, give requests in progress ``grace``
-        seconds to be answered, then close what is left."""
+        seconds to be answered, then drop what is left."""
         self.closing = True
         if self._server is not None:
             self._server.close()
@@ -746,6 +883,9 @@ class PublicServer:
                 busy = sum(not connection.idle for connection in self.connections)
                 log.warning("closing %d connections with requests still in progress", busy)
         for connection in list(self.connections):
-            connection.close()
+            if connection.idle:
+                connection.close()  # replies written go out (or the write watch ends it)
+            else:
+                connection.abort()  # past the grace: its request is given up
         if self._server is not None:
             await self._server.wait_closed()

@@ -5,23 +5,37 @@ when the reply comes, Upgrade, a caller gone mid-body, shutdown with requests in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from hanshu_gateway.public_http import BodyTooLarge, ClientGone, PublicRequest, PublicServer
+from hanshu_gateway import public_http
+from hanshu_gateway.public_http import (
+    MAX_PIPELINED,
+    PARSE_SLICE,
+    BodyTooLarge,
+    ClientGone,
+    InvalidReply,
+    PublicRequest,
+    PublicServer,
+    encode_reply,
+)
 
 from tests.conftest import free_port
+from tests.helpers import eventually
 
 LIMIT = 1024
+LARGE = b"x" * (8 * 1024 * 1024)
 
 
 @dataclass
 class Seen:
     requests: list[tuple[str, str, bytes]] = field(default_factory=list)
     gone: int = 0
+    holding: int = 0
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -39,7 +53,13 @@ async def served() -> AsyncIterator[tuple[int, Seen, PublicServer]]:
         if request.raw_path == "/crash":
             raise RuntimeError("a bug")
         if request.raw_path == "/hold":
+            seen.holding += 1
             await seen.release.wait()
+        if request.raw_path.startswith("/large"):  # a reply far over any socket buffer
+            close = {"Connection": "close"} if request.raw_path == "/large-close" else {}
+            return web.Response(body=LARGE, headers=close)
+        if request.raw_path == "/switch":  # what a replica's 101 would become
+            return web.Response(status=101, headers={"Upgrade": "h2c"})
         try:
             body = await request.read(LIMIT, 5)
         except BodyTooLarge:
@@ -280,3 +300,124 @@ async def test_idle_connections_close_after_the_keepalive_timeout_busy_ones_do_n
         busy_writer.close()
     finally:
         await server.close(grace=1)
+
+
+async def test_one_read_of_many_pipelined_requests_is_not_all_held(served):
+    port, seen, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    tiny = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    writer.write(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n" + tiny * 2000)  # one write
+    await writer.drain()
+    await eventually(lambda: len(server.connections) == 1)
+    (connection,) = server.connections
+    await eventually(lambda: connection._reading_paused)
+    # Held at most: the read-ahead limit, and what one parser slice can hold past it.
+    assert len(connection._queue) <= MAX_PIPELINED + PARSE_SLICE // len(tiny)
+    seen.release.set()
+    replies = [await read_reply(reader) for _ in range(2001)]
+    assert [reply.status for reply in replies] == [200] * 2001  # every one answered, in turn
+    writer.close()
+
+
+async def test_many_pipelined_upgrade_requests_are_each_answered(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    upgrade = b"GET /u HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+    writer.write(upgrade * 1500)
+    replies = [await read_reply(reader) for _ in range(1500)]
+    assert {reply.status for reply in replies} == {200}
+    writer.close()
+
+
+async def test_a_caller_that_never_reads_its_reply_is_dropped(served, monkeypatch):
+    port, _, server = served
+    monkeypatch.setattr(public_http, "WRITE_STALL_SECONDS", 0.3)
+    for path in (b"/large-close", b"/large"):  # closing after the reply, or kept alive
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        await writer.drain()
+        await eventually(lambda: len(server.connections) == 1)
+        await eventually(lambda: not server.connections, timeout=10)  # not held forever
+        writer.close()
+
+
+async def test_a_slow_reader_that_keeps_reading_gets_the_whole_reply(served, monkeypatch):
+    port, _, _ = served
+    monkeypatch.setattr(public_http, "WRITE_STALL_SECONDS", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**24)
+    writer.write(b"GET /large HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    received = 0
+    async with asyncio.timeout(60):
+        while received < len(LARGE):  # slower than the stall limit, never stalled
+            received += len(await reader.read(256 * 1024))
+            await asyncio.sleep(0.05)
+    assert b"Content-Length: %d" % len(LARGE) in head
+    assert received == len(LARGE)
+    writer.close()
+
+
+async def test_trailers_are_not_headers_and_cannot_grow_without_end(served):
+    port, seen, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    many = "".join(f"X-H-{n}: v\r\n" for n in range(120))
+    trailers = "".join(f"X-T-{n}: v\r\n" for n in range(10))
+    writer.write(
+        (
+            f"POST /t HTTP/1.1\r\nHost: a\r\n{many}Transfer-Encoding: chunked\r\n\r\n"
+            f"2\r\nok\r\n0\r\n{trailers}\r\n"
+        ).encode()
+    )
+    assert (await read_reply(reader)).body == b"got ok"  # 120 headers and 10 trailers: fine
+    # A trailer that never ends, behind a request being answered: refused, and the
+    # sender is held up by the connection, not buffered without end.
+    writer.write(
+        b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: "
+    )
+    sent = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(2):
+            while sent < 256 * 1024 * 1024:
+                writer.write(b"a" * 65536)
+                await writer.drain()
+                sent += 65536
+    assert sent < 64 * 1024 * 1024  # what the kernel's buffers take, not all of it
+    seen.release.set()
+    assert (await read_reply(reader)).status == 200
+    assert (await read_reply(reader)).status == 431
+    writer.close()
+
+
+async def test_shutdown_is_not_held_by_requests_behind_a_closing_reply(served):
+    port, seen, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /hold HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    await writer.drain()
+    await eventually(lambda: seen.holding == 1)
+    closing = asyncio.create_task(server.close(grace=10))
+    seen.release.set()
+    assert (await read_reply(reader)).headers["connection"] == "close"
+    async with asyncio.timeout(3):  # not the whole grace: nothing is left to answer
+        await closing
+    writer.close()
+
+
+async def test_a_reply_that_is_not_a_final_one_is_never_written(served):
+    port, _, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /switch HTTP/1.1\r\nHost: a\r\n\r\n")
+    reply = await read_reply(reader)
+    assert reply.status == 502
+    assert json.loads(reply.body)["errorType"] == "InvalidResponse"
+    writer.close()
+    with pytest.raises(InvalidReply, match="header"):
+        encode_reply(
+            web.Response(status=200, headers={"Bad Name": "v"}),
+            keep_alive=True,
+            head_only=False,
+            http10=False,
+        )

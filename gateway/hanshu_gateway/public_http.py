@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import cast
 
 import httptools
@@ -67,8 +69,6 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep
 _ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _LINE_BREAKING = re.compile(r"[\r\n\x00]")
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # (status, errorType, errorMessage) -> the reply; the gateway adds a request id.
 Refusal = Callable[[int, str, str], web.StreamResponse]
@@ -82,26 +82,10 @@ class ClientGone(ConnectionError):
     """The caller closed the connection before its request body was complete."""
 
 
-class _Clock:
+@functools.lru_cache(maxsize=1)
+def _http_date(second: int) -> str:
     """The Date header, formatted once a second rather than per reply."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = ""
-
-    def date(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            tm = time.gmtime(now)
-            self._value = (
-                f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
-                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT"
-            )
-            self._second = now
-        return self._value
-
-
-_clock = _Clock()
+    return formatdate(second, usegmt=True)
 
 
 class InvalidReply(ValueError):
@@ -134,7 +118,7 @@ def encode_reply(
         body = b""
     else:
         lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append(f"Date: {_clock.date()}\r\n")
+    lines.append(f"Date: {_http_date(int(time.time()))}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
     elif http10:

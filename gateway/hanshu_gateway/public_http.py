@@ -117,7 +117,13 @@ def encode_reply(
     if status in _NO_BODY_STATUSES:
         body = b""
     else:
-        lines.append(f"Content-Length: {len(body)}\r\n")
+        length = str(len(body))
+        if head_only and not body:
+            # A reply to HEAD may carry the length a GET would get (the gateway passes on
+            # a replica's); a body it has would be written for GET, so it counts first.
+            declared = response.headers.get("Content-Length", "")
+            length = declared if declared.isdigit() else length
+        lines.append(f"Content-Length: {length}\r\n")
     lines.append(f"Date: {_http_date(int(time.time()))}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")

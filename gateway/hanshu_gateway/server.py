@@ -690,6 +690,11 @@ class Gateway:
             if name.lower() not in REPLY_DROP and name.lower() != "x-request-id"
         ]
         response_headers.append(("X-Request-Id", request_id))
+        if method == "HEAD":
+            # No body comes, but the length a GET would get does: the replica's, passed on.
+            length = next((v for n, v in reply.headers if n.lower() == "content-length"), None)
+            if length is not None and length.isdigit():
+                response_headers.append(("Content-Length", length))
         return web.Response(status=reply.status, body=reply.body, headers=response_headers)
 
     # -- the internal port ----------------------------------------------------------------

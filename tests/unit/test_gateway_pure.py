@@ -230,6 +230,12 @@ def test_a_reply_is_framed_by_the_server_not_by_its_headers():
     head_only = encode_reply(reply, keep_alive=True, head_only=True, http10=True)
     assert head_only.endswith(b"Connection: keep-alive\r\n\r\n")
     assert b"Content-Length: 4" in head_only
+    passed_on = web.Response(status=200, body=b"", headers={"Content-Length": "42"})
+    head = encode_reply(passed_on, keep_alive=True, head_only=True, http10=False)
+    assert b"Content-Length: 42\r\n" in head
+    assert b"Content-Length: 0\r\n" in encode_reply(
+        passed_on, keep_alive=True, head_only=False, http10=False
+    )
     closing = encode_reply(
         web.Response(status=204), keep_alive=False, head_only=False, http10=False
     )

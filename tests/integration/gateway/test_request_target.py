@@ -385,3 +385,18 @@ async def test_an_interim_reply_never_stands_in_for_the_real_one():
         pool.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_head_gets_the_length_a_get_would_get(platform):
+    got = await exchange(platform.port, get(b"/echo/plain"))
+    assert got.status == 200
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    try:
+        writer.write(get(b"/echo/plain", method=b"HEAD"))  # Connection: close: read to EOF
+        async with asyncio.timeout(30):
+            head = await reader.read(-1)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert head.endswith(b"\r\n\r\n")  # no body
+    assert b"Content-Length: %d\r\n" % len(got.body) in head

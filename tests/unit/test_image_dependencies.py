@@ -17,15 +17,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.unit.test_cli_docs_and_layering import FOLDERS
+
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {
-    "hanshu_api": "api",
-    "hanshu_runtime": "runtime",
-    "hanshu_operator": "operator",
-    "hanshu_gateway": "gateway",
-    "hanshu_dispatcher": "dispatcher",
-    "hanshu_cli": "cli",
-}
 # The image of each component, by the extra its Dockerfile installs.
 IMAGES = {
     "hanshu_runtime": "runtime",

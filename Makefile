@@ -45,7 +45,7 @@ integration: $(STAMP) ## integration tests only (real processes on loopback)
 e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG (after make deploy)
 	$(BIN)/pytest -m e2e tests/e2e
 
-bench: bench-runtime bench-operator bench-gateway ## every benchmark (needs wrk and hey: apt-get install wrk hey)
+bench: bench-runtime bench-operator bench-gateway ## every benchmark (needs wrk and hey; nginx-light for the peer row: apt-get install wrk hey nginx-light)
 
 bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
 	$(BIN)/python bench/runtime_bench.py

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -49,6 +50,7 @@ from hanshu_cli.devmode import DevStack
 from hanshu_gateway.loop import run
 from hanshu_operator.autoscaler import Policy
 from kube_cold import kube_cold
+from nginx_peer import nginx_in_front_of, nginx_missing
 
 HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"
 
@@ -97,10 +99,22 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
     entry = stack.catalog.functions[("default", "warm")]
     while not entry.pool.ready:
         await asyncio.sleep(0.05)
-    targets = {
-        "direct": f"{entry.pool.ready[0].url}/",
-        "gateway": f"http://127.0.0.1:{stack.port}/warm",
-    }
+    replica = entry.pool.ready[0].url
+    targets = {"direct": f"{replica}/", "gateway": f"http://127.0.0.1:{stack.port}/warm"}
+    with contextlib.ExitStack() as peers:
+        # The peer: nginx in front of the same replica, when it is installed.
+        missing = nginx_missing()
+        if missing is None:
+            nginx = peers.enter_context(nginx_in_front_of(replica.split("://", 1)[1]))
+            targets["nginx"] = nginx.url
+        else:
+            print(f"\n(no nginx row: {missing})")
+        await measure_warm_path(stack, args, targets, nginx.pid if missing is None else None)
+
+
+async def measure_warm_path(
+    stack: DevStack, args: argparse.Namespace, targets: dict[str, str], nginx_pid: int | None
+) -> None:
     for url in targets.values():
         await in_thread(run_wrk, url, connections=20, seconds=2)  # warm-up
     # This machine is a shared 2-vCPU VM: back-to-back runs of the same thing differ by up to
@@ -112,7 +126,9 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
     shapes = {"evenly spaced, hey -c 1": 1, "in bursts of 10, hey -c 10": 10}
     fixed: dict[tuple[str, str], list[LoadResult]] = {}
     saturated: dict[str, list[LoadResult]] = {name: [] for name in targets}
-    gateway_cpu: list[float] = []
+    # Each proxy's own CPU per request: the gateway's (it runs in this process), nginx's.
+    proxy_cpu: dict[str, list[float]] = {name: [] for name in targets if name != "direct"}
+    proxy_pids = {"nginx": nginx_pid} if nginx_pid is not None else {}
     # The replica's CPU per request, direct and behind the gateway, and how busy the whole
     # machine was: what bounds the saturated ratio on 2 cores.
     replica_cpu: dict[str, list[float]] = {name: [] for name in targets}
@@ -127,14 +143,17 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
                     )
                 )
         for name, url in targets.items():
-            # The gateway runs in this process: its CPU time over the run, per request.
             cpu_before = time.process_time()
+            peer_before = {peer: process_cpu_seconds(pid) for peer, pid in proxy_pids.items()}
             replica_before = process_cpu_seconds(replica_pid)
             machine_before = machine_times()
             result = await in_thread(run_wrk, url, connections=50, seconds=args.seconds)
             requests = result.requests_per_second * args.seconds
             if name == "gateway":
-                gateway_cpu.append((time.process_time() - cpu_before) / requests * 1e6)
+                proxy_cpu[name].append((time.process_time() - cpu_before) / requests * 1e6)
+            elif name in proxy_pids:
+                used = process_cpu_seconds(proxy_pids[name]) - peer_before[name]
+                proxy_cpu[name].append(used / requests * 1e6)
             replica_cpu[name].append(
                 (process_cpu_seconds(replica_pid) - replica_before) / requests * 1e6
             )
@@ -145,7 +164,7 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
     median = statistics.median
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(
-        f"\n1. Warm path, {os.cpu_count()} cores, runtime and gateway unpinned, {loop} loop; "
+        f"\n1. Warm path, {os.cpu_count()} cores, replica and proxies unpinned, {loop} loop; "
         f"medians of {args.rounds} alternating rounds of {args.seconds}s"
     )
     for shape in shapes:
@@ -158,14 +177,16 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
                 f"{median(r.requests_per_second for r in results):7.0f} req/s   "
                 f"errors {sum(r.errors for r in results)}"
             )
-        pairs = list(zip(fixed[(shape, "direct")], fixed[(shape, "gateway")], strict=True))
-        added_p50 = [g.p50_ms - d.p50_ms for d, g in pairs]
-        added_p99 = [g.p99_ms - d.p99_ms for d, g in pairs]
-        print(
-            f"     added by the gateway: p50 {median(added_p50):+.2f} ms (target <= 1 ms), "
-            f"p99 {median(added_p99):+.2f} ms (target <= 5 ms)   "
-            f"rounds: p50 {', '.join(f'{a:+.1f}' for a in added_p50)}"
-        )
+        for proxy in proxy_cpu:
+            pairs = list(zip(fixed[(shape, "direct")], fixed[(shape, proxy)], strict=True))
+            added_p50 = [g.p50_ms - d.p50_ms for d, g in pairs]
+            added_p99 = [g.p99_ms - d.p99_ms for d, g in pairs]
+            targets_note = " (target <= 1 ms)" if proxy == "gateway" else ""
+            print(
+                f"     added by {proxy:<8} p50 {median(added_p50):+.2f} ms{targets_note}, "
+                f"p99 {median(added_p99):+.2f} ms{' (target <= 5 ms)' if targets_note else ''}"
+                f"   rounds: p50 {', '.join(f'{a:+.1f}' for a in added_p50)}"
+            )
     print("   saturated (wrk -c 50):")
     for name, results in saturated.items():
         print(
@@ -175,18 +196,20 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
             f"errors {sum(r.errors for r in results)}   "
             f"rounds: {', '.join(f'{r.requests_per_second:.0f}' for r in results)}"
         )
-    shares = [
-        g.requests_per_second / d.requests_per_second
-        for d, g in zip(saturated["direct"], saturated["gateway"], strict=True)
-    ]
-    print(
-        f"     through the gateway: {median(shares):.2f}x of direct (target >= 0.75x)   "
-        f"rounds: {', '.join(f'{share:.2f}x' for share in shares)}"
-    )
-    print(
-        f"     gateway process CPU per proxied request: {median(gateway_cpu):.0f} µs   "
-        f"rounds: {', '.join(f'{cpu:.0f}' for cpu in gateway_cpu)}"
-    )
+    for proxy, cpu in proxy_cpu.items():
+        shares = [
+            g.requests_per_second / d.requests_per_second
+            for d, g in zip(saturated["direct"], saturated[proxy], strict=True)
+        ]
+        print(
+            f"     through {proxy:<8} {median(shares):.2f}x of direct"
+            f"{' (target >= 0.75x)' if proxy == 'gateway' else '                  '}   "
+            f"rounds: {', '.join(f'{share:.2f}x' for share in shares)}"
+        )
+        print(
+            f"       {proxy} process CPU per proxied request: {median(cpu):.0f} µs   "
+            f"rounds: {', '.join(f'{c:.0f}' for c in cpu)}"
+        )
     for name in targets:
         print(
             f"     {name:<8} replica CPU per request {median(replica_cpu[name]):4.0f} µs, "

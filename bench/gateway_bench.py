@@ -307,7 +307,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cold-starts", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000)
-    parser.add_argument("--kube-cold-starts", type=int, default=15)
+    parser.add_argument("--kube-cold-starts", type=int, default=25)
     parser.add_argument("--sections", default="warm,cold,burst,kube-cold")
     # The loop the gateway runs on in production (uvloop; HANSHU_EVENT_LOOP=asyncio to compare).
     run(main(parser.parse_args()))

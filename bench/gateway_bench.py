@@ -4,8 +4,9 @@ The platform runs in this process in its developer mode (gateway + autoscaler, e
 replica a real ``hanshu_runtime`` process on loopback); load comes from hey and wrk as
 separate processes.
 
-1. Warm path: the same runtime replica called directly and through the gateway, in one
-   run: p50/p99 at a fixed rate (hey -q), and saturated req/s (wrk).
+1. Warm path: the same runtime replica called directly, through the gateway and through
+   nginx (the peer, when installed), in alternating rounds of one run: p50/p99 at a fixed
+   rate (hey -q), saturated req/s (wrk), and each proxy's CPU per request.
 2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
    reply, over repeated cold starts.
 3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
@@ -103,13 +104,14 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
     targets = {"direct": f"{replica}/", "gateway": f"http://127.0.0.1:{stack.port}/warm"}
     with contextlib.ExitStack() as peers:
         # The peer: nginx in front of the same replica, when it is installed.
+        nginx_pid: int | None = None
         missing = nginx_missing()
         if missing is None:
             nginx = peers.enter_context(nginx_in_front_of(replica.split("://", 1)[1]))
-            targets["nginx"] = nginx.url
+            targets["nginx"], nginx_pid = nginx.url, nginx.pid
         else:
             print(f"\n(no nginx row: {missing})")
-        await measure_warm_path(stack, args, targets, nginx.pid if missing is None else None)
+        await measure_warm_path(stack, args, targets, nginx_pid)
 
 
 async def measure_warm_path(

@@ -3,7 +3,7 @@ still on a noisy machine.
 
 The saturated figures of ``gateway_bench.py`` move by up to 1.5x between back-to-back runs on
 a shared 2-vCPU VM, so a cut worth 5% cannot be seen there. This drives the real gateway of
-the developer mode (routing, keys, stats, metrics, the public server's parser and writer,
+the developer mode (routing, stats, metrics, the public server's parser and writer,
 the upstream client's request writer and reply parser) with fake transports at both ends:
 the caller's connection is fed a request, and the replica's connection answers it at once,
 on the next loop iteration. What is left out is only the kernel's part (four socket calls

@@ -4,9 +4,10 @@ The platform runs in this process in its developer mode (gateway + autoscaler, e
 replica a real ``hanshu_runtime`` process on loopback); load comes from hey and wrk as
 separate processes.
 
-1. Warm path: the same runtime replica called directly, through the gateway and through
-   nginx (the peer, when installed), in alternating rounds of one run: p50/p99 at a fixed
-   rate (hey -q), saturated req/s (wrk), and each proxy's CPU per request.
+1. Warm path: the same runtime replica called directly, through the gateway, through
+   nginx (the C peer, when installed) and through the Python floor (the leanest proxy on
+   the gateway's stack, ``python_floor_proxy.py``), in alternating rounds of one run:
+   p50/p99 at a fixed rate (hey -q), saturated req/s (wrk), each proxy's CPU per request.
 2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
    reply, over repeated cold starts.
 3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
@@ -52,6 +53,7 @@ from hanshu_gateway.loop import run
 from hanshu_operator.autoscaler import Policy
 from kube_cold import kube_cold
 from nginx_peer import nginx_in_front_of, nginx_missing
+from python_floor_proxy import python_floor_in_front_of
 
 HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"
 
@@ -102,20 +104,25 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
         await asyncio.sleep(0.05)
     replica = entry.pool.ready[0].url
     targets = {"direct": f"{replica}/", "gateway": f"http://127.0.0.1:{stack.port}/warm"}
+    upstream = replica.split("://", 1)[1]
+    peer_pids: dict[str, int] = {}
     with contextlib.ExitStack() as peers:
-        # The peer: nginx in front of the same replica, when it is installed.
-        nginx_pid: int | None = None
+        # The peers, in front of the same replica: nginx (C) when it is installed, and the
+        # leanest Python proxy on the gateway's own stack (what Python itself costs).
         missing = nginx_missing()
         if missing is None:
-            nginx = peers.enter_context(nginx_in_front_of(replica.split("://", 1)[1]))
-            targets["nginx"], nginx_pid = nginx.url, nginx.pid
+            nginx = peers.enter_context(nginx_in_front_of(upstream))
+            targets["nginx"], peer_pids["nginx"] = nginx.url, nginx.pid
         else:
             print(f"\n(no nginx row: {missing})")
-        await measure_warm_path(stack, args, targets, nginx_pid)
+        targets["py-floor"], peer_pids["py-floor"] = peers.enter_context(
+            python_floor_in_front_of(upstream)
+        )
+        await measure_warm_path(stack, args, targets, peer_pids)
 
 
 async def measure_warm_path(
-    stack: DevStack, args: argparse.Namespace, targets: dict[str, str], nginx_pid: int | None
+    stack: DevStack, args: argparse.Namespace, targets: dict[str, str], peer_pids: dict[str, int]
 ) -> None:
     for url in targets.values():
         await in_thread(run_wrk, url, connections=20, seconds=2)  # warm-up
@@ -128,9 +135,9 @@ async def measure_warm_path(
     shapes = {"evenly spaced, hey -c 1": 1, "in bursts of 10, hey -c 10": 10}
     fixed: dict[tuple[str, str], list[LoadResult]] = {}
     saturated: dict[str, list[LoadResult]] = {name: [] for name in targets}
-    # Each proxy's own CPU per request: the gateway's (it runs in this process), nginx's.
+    # Each proxy's own CPU per request: the gateway's (it runs in this process), the peers'.
     proxy_cpu: dict[str, list[float]] = {name: [] for name in targets if name != "direct"}
-    proxy_pids = {"nginx": nginx_pid} if nginx_pid is not None else {}
+    proxy_pids = peer_pids
     # The replica's CPU per request, direct and behind the gateway, and how busy the whole
     # machine was: what bounds the saturated ratio on 2 cores.
     replica_cpu: dict[str, list[float]] = {name: [] for name in targets}
@@ -174,7 +181,7 @@ async def measure_warm_path(
         for name in targets:
             results = fixed[(shape, name)]
             print(
-                f"     {name:<8} p50 {median(r.p50_ms for r in results):6.2f} ms   "
+                f"     {name:<9} p50 {median(r.p50_ms for r in results):6.2f} ms   "
                 f"p99 {median(r.p99_ms for r in results):6.2f} ms   "
                 f"{median(r.requests_per_second for r in results):7.0f} req/s   "
                 f"errors {sum(r.errors for r in results)}"
@@ -185,14 +192,14 @@ async def measure_warm_path(
             added_p99 = [g.p99_ms - d.p99_ms for d, g in pairs]
             targets_note = " (target <= 1 ms)" if proxy == "gateway" else ""
             print(
-                f"     added by {proxy:<8} p50 {median(added_p50):+.2f} ms{targets_note}, "
+                f"     added by {proxy:<9} p50 {median(added_p50):+.2f} ms{targets_note}, "
                 f"p99 {median(added_p99):+.2f} ms{' (target <= 5 ms)' if targets_note else ''}"
                 f"   rounds: p50 {', '.join(f'{a:+.1f}' for a in added_p50)}"
             )
     print("   saturated (wrk -c 50):")
     for name, results in saturated.items():
         print(
-            f"     {name:<8} {median(r.requests_per_second for r in results):7.0f} req/s   "
+            f"     {name:<9} {median(r.requests_per_second for r in results):7.0f} req/s   "
             f"p50 {median(r.p50_ms for r in results):6.2f} ms   "
             f"p99 {median(r.p99_ms for r in results):6.2f} ms   "
             f"errors {sum(r.errors for r in results)}   "
@@ -204,7 +211,7 @@ async def measure_warm_path(
             for d, g in zip(saturated["direct"], saturated[proxy], strict=True)
         ]
         print(
-            f"     through {proxy:<8} {median(shares):.2f}x of direct"
+            f"     through {proxy:<9} {median(shares):.2f}x of direct"
             f"{' (target >= 0.75x)' if proxy == 'gateway' else '                  '}   "
             f"rounds: {', '.join(f'{share:.2f}x' for share in shares)}"
         )
@@ -214,7 +221,7 @@ async def measure_warm_path(
         )
     for name in targets:
         print(
-            f"     {name:<8} replica CPU per request {median(replica_cpu[name]):4.0f} µs, "
+            f"     {name:<9} replica CPU per request {median(replica_cpu[name]):4.0f} µs, "
             f"machine busy {median(machine_busy[name]):4.0%}"
         )
 

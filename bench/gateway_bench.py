@@ -137,7 +137,6 @@ async def measure_warm_path(
     saturated: dict[str, list[LoadResult]] = {name: [] for name in targets}
     # Each proxy's own CPU per request: the gateway's (it runs in this process), the peers'.
     proxy_cpu: dict[str, list[float]] = {name: [] for name in targets if name != "direct"}
-    proxy_pids = peer_pids
     # The replica's CPU per request, direct and behind the gateway, and how busy the whole
     # machine was: what bounds the saturated ratio on 2 cores.
     replica_cpu: dict[str, list[float]] = {name: [] for name in targets}
@@ -153,15 +152,15 @@ async def measure_warm_path(
                 )
         for name, url in targets.items():
             cpu_before = time.process_time()
-            peer_before = {peer: process_cpu_seconds(pid) for peer, pid in proxy_pids.items()}
+            peer_before = {peer: process_cpu_seconds(pid) for peer, pid in peer_pids.items()}
             replica_before = process_cpu_seconds(replica_pid)
             machine_before = machine_times()
             result = await in_thread(run_wrk, url, connections=50, seconds=args.seconds)
             requests = result.requests_per_second * args.seconds
             if name == "gateway":
                 proxy_cpu[name].append((time.process_time() - cpu_before) / requests * 1e6)
-            elif name in proxy_pids:
-                used = process_cpu_seconds(proxy_pids[name]) - peer_before[name]
+            elif name in peer_pids:
+                used = process_cpu_seconds(peer_pids[name]) - peer_before[name]
                 proxy_cpu[name].append(used / requests * 1e6)
             replica_cpu[name].append(
                 (process_cpu_seconds(replica_pid) - replica_before) / requests * 1e6

@@ -1,4 +1,5 @@
-"""Helpers the benchmarks share: free ports, waiting for a server, running the load tool."""
+"""Helpers the benchmarks share: free ports, waiting for a server, running a peer server,
+running the load tool."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,25 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass(frozen=True)
+class RunningPeer:
+    url: str
+    pid: int
+
+
+@contextmanager
+def running_peer(command: list[str], port: int) -> Iterator[RunningPeer]:
+    """A server process to compare with, answering on ``port`` of loopback until the end."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_http(url)
+        yield RunningPeer(url=url, pid=process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def pinned(cpu: int, command: list[str]) -> list[str]:

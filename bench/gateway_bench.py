@@ -115,9 +115,8 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
             targets["nginx"], peer_pids["nginx"] = nginx.url, nginx.pid
         else:
             print(f"\n(no nginx row: {missing})")
-        targets["py-floor"], peer_pids["py-floor"] = peers.enter_context(
-            python_floor_in_front_of(upstream)
-        )
+        floor = peers.enter_context(python_floor_in_front_of(upstream))
+        targets["py-floor"], peer_pids["py-floor"] = floor.url, floor.pid
         await measure_warm_path(stack, args, targets, peer_pids)
 
 

@@ -10,14 +10,12 @@ gateway is one process; access log off, as the gateway logs no line per request.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from common import free_port, wait_http
+from common import RunningPeer, free_port, running_peer
 
 CONFIG = """\
 worker_processes 1;
@@ -46,12 +44,6 @@ http {{
 """
 
 
-@dataclass(frozen=True)
-class RunningPeer:
-    url: str
-    pid: int
-
-
 def nginx_missing() -> str | None:
     """Why the peer cannot run here, or None when it can."""
     if shutil.which("nginx") is None:
@@ -65,16 +57,10 @@ def nginx_in_front_of(upstream: str) -> Iterator[RunningPeer]:
     folder = Path(tempfile.mkdtemp(prefix="hanshu-bench-nginx-"))
     port = free_port()
     (folder / "nginx.conf").write_text(CONFIG.format(folder=folder, upstream=upstream, port=port))
-    process = subprocess.Popen(
-        ["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_http(url)
-        yield RunningPeer(url=url, pid=process.pid)
+        with running_peer(
+            ["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf")], port
+        ) as peer:
+            yield peer
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httptools
 import uvloop
+
+if TYPE_CHECKING:
+    from common import RunningPeer
 
 _ids = itertools.count(1)
 
@@ -139,23 +142,17 @@ async def serve(port: int, upstream: tuple[str, int]) -> None:
 
 
 @contextmanager
-def python_floor_in_front_of(upstream: str) -> Iterator[tuple[str, int]]:
-    """This proxy as its own process on a free loopback port: (its URL, its pid)."""
-    from common import free_port, wait_http
+def python_floor_in_front_of(upstream: str) -> Iterator[RunningPeer]:
+    """This proxy as its own process on a free loopback port."""
+    # Imported here, not at the top: the proxy's own process would import the platform's
+    # packages with it, for nothing.
+    from common import free_port, running_peer
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), str(port), upstream],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_http(url)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_peer(
+        [sys.executable, str(Path(__file__).resolve()), str(port), upstream], port
+    ) as peer:
+        yield peer
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ DRAINING_HEADER = "X-Hanshu-Draining"
 # A function's reply may not pose as the gateway's own refusal (the dispatcher would take
 # its 503 for throttling and retry it without using an attempt).
 REPLY_DROP = HOP_BY_HOP | {DRAINING_HEADER.lower(), "x-hanshu-gateway-error"}
+# ... and the gateway writes the request id itself, the one the caller was given.
+_REPLY_REPLACED = REPLY_DROP | {"x-request-id"}
 MAX_REQUEST_ID_LENGTH = 200
 # Requests routed lately, by (target as sent, host, method): most traffic repeats a few, and
 # parsing the target and matching it was a fifth of the gateway's own time per request.
@@ -687,7 +689,7 @@ class Gateway:
         response_headers = [
             (name, value)
             for name, value in reply.headers
-            if name.lower() not in REPLY_DROP and name.lower() != "x-request-id"
+            if name.lower() not in _REPLY_REPLACED
         ]
         response_headers.append(("X-Request-Id", request_id))
         if method == "HEAD":

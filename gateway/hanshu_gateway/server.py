@@ -687,9 +687,7 @@ class Gateway:
             return None
         # Pairs, not a CIMultiDict: aiohttp builds its own from them (one copy, not two).
         response_headers = [
-            (name, value)
-            for name, value in reply.headers
-            if name.lower() not in _REPLY_REPLACED
+            (name, value) for name, value in reply.headers if name.lower() not in _REPLY_REPLACED
         ]
         response_headers.append(("X-Request-Id", request_id))
         if method == "HEAD":

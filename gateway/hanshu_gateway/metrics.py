@@ -5,7 +5,7 @@ numbers in dicts, turned into Prometheus families only when ``/metrics`` is read
 prometheus_client's metric objects they cost 3.3 µs of the gateway's 35 µs of Python per
 proxied request (``bench/gateway_hotpath.py``: a lock, an observability check and a Python
 bucket search per update, five updates per request); kept this way, well under one. The
-gateway serves from one thread, and a scrape runs on the same loop: nothing needs a lock.
+gateway updates them from one thread; a scrape reads a copy (see _Tally.family).
 The rest (rare, or read at scrape time) stay prometheus_client's own.
 """
 
@@ -58,7 +58,9 @@ class _Tally:
 
     def family(self) -> CounterMetricFamily:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for key, value in self.values.items():
+        # A copy, taken at once: a scrape from another thread (the operator's metrics
+        # server, in a process that runs both) never sees the dict change size under it.
+        for key, value in list(self.values.items()):
             family.add_metric(key, value, created=self.created[key])
         return family
 
@@ -102,9 +104,8 @@ LATENCY: dict[tuple[str, str], LatencyHistogram] = {}
 _LATENCY_NAME = "hanshu_gateway_request_duration_seconds"
 _LATENCY_HELP = "Time from the request's arrival to the reply, queueing and cold starts included."
 _LATENCY_LABELS = ("namespace", "function")
-_LATENCY_LES = [repr(float(bound)) for bound in LATENCY_BUCKETS] + [
-    "+Inf"
-]  # as prometheus_client writes them
+# Bucket bounds as prometheus_client writes them ("0.001", "1.0", "+Inf").
+_LATENCY_LES = [repr(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]
 
 
 class _Families(Collector):
@@ -114,7 +115,7 @@ class _Families(Collector):
         for tally in (REQUESTS, GB_SECONDS, INVOCATIONS):
             yield tally.family()
         latency = HistogramMetricFamily(_LATENCY_NAME, _LATENCY_HELP, labels=_LATENCY_LABELS)
-        for key, histogram in LATENCY.items():
+        for key, histogram in list(LATENCY.items()):
             cumulative, buckets = 0, []
             for le, count in zip(_LATENCY_LES, histogram.counts, strict=True):
                 cumulative += count

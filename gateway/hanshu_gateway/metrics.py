@@ -53,8 +53,10 @@ class _Tally:
         try:
             self.values[key] += amount
         except KeyError:
-            self.values[key] = amount
+            # The start time first: a scrape from another thread that sees the value finds
+            # its start time too.
             self.created[key] = time.time()
+            self.values[key] = amount
 
     def family(self) -> CounterMetricFamily:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
@@ -130,12 +132,8 @@ class _Families(Collector):
             )
         yield latency
 
-    def describe(self) -> Iterator[Metric]:
-        for tally in (REQUESTS, GB_SECONDS, INVOCATIONS):
-            yield CounterMetricFamily(tally.name, tally.documentation, labels=tally.labels)
-        yield HistogramMetricFamily(_LATENCY_NAME, _LATENCY_HELP, labels=_LATENCY_LABELS)
 
-
+# The registry reads collect() once now for the names (no describe(): the same families).
 REGISTRY.register(_Families())
 
 

@@ -2,6 +2,11 @@
 
 Sources (Kubernetes watches, or manifest files in the developer mode) feed it; the request
 path only reads it.
+
+Cost: memory grows with the number of Functions (an entry, a pool, meters each) and of
+Triggers (the spec and a claim each). A Trigger's event re-judges only the claims on the
+route it left and entered (``RouteBook``), and a full list is judged in one sorted pass:
+nothing here grows with the square of either number.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from hanshu_api.api_keys import KeyVerifiers
 from hanshu_api.conditions import ReplicaFault
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
-from hanshu_api.route_claims import RouteClaim, route_owners
+from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey, route_owners
 
 from .metrics import FunctionMeters
 from .pool import EndpointPool
@@ -54,6 +59,16 @@ def owned_routes(triggers: Iterable[KnownTrigger]) -> tuple[list[Route], list[Co
     return routes, conflicts
 
 
+def _claim(trigger: KnownTrigger) -> RouteClaim:
+    assert trigger.spec.http is not None
+    return RouteClaim.of(trigger.namespace, trigger.name, trigger.created, trigger.spec.http)
+
+
+def _route(trigger: KnownTrigger) -> Route:
+    assert trigger.spec.http is not None
+    return Route(trigger.namespace, trigger.name, trigger.spec.function_name, trigger.spec.http)
+
+
 @dataclass
 class FunctionEntry:
     key: FunctionKey
@@ -83,7 +98,9 @@ class Catalog:
         self.functions: dict[FunctionKey, FunctionEntry] = {}
         self._buckets: dict[tuple[str, str], tuple[RateLimit, TokenBucket]] = {}
         self._pending_endpoints: dict[FunctionKey, Sequence[Endpoint]] = {}
-        self._trigger_routes: dict[tuple[str, str], Route] = {}
+        # The HTTP Triggers (served or not) and their claims, judged route by route.
+        self._http: dict[TriggerKey, KnownTrigger] = {}
+        self._claims = RouteBook()
         # Triggers whose bucket sends notifications to /_hanshu/events/{namespace}/{name}.
         self.object_triggers: dict[tuple[str, str], KnownTrigger] = {}
 
@@ -130,24 +147,66 @@ class Catalog:
             entry.pool.set_ready(endpoints)
 
     def set_triggers(self, triggers: Iterable[KnownTrigger]) -> list[Conflict]:
-        """Serve the routes their oldest claimants own; when an owner goes, the next oldest
-        claimant takes over on the next call. Returns the claims refused."""
+        """Replace every Trigger at once (a full list): the routes their oldest claimants
+        own are served, judged in one pass. Returns the claims refused."""
         triggers = list(triggers)
         self.object_triggers = {
             (t.namespace, t.name): t for t in triggers if t.spec.object_storage is not None
         }
-        routes, conflicts = owned_routes(triggers)
-        self.routes = RouteTable(routes)
-        self._trigger_routes = {(r.namespace, r.trigger): r for r in routes}
-        live = {(r.namespace, r.trigger) for r in routes}
-        for key in list(self._buckets):
-            if key not in live:
-                del self._buckets[key]
-        return conflicts
+        self._http = {(t.namespace, t.name): t for t in triggers if t.spec.http is not None}
+        self._claims.replace_all(_claim(t) for t in self._http.values())
+        self.routes.replace_all(
+            _route(trigger)
+            for key, trigger in self._http.items()
+            if self._claims.owner_of(key) is None
+        )
+        for key in [key for key in self._buckets if self.routes.of_trigger(*key) is None]:
+            del self._buckets[key]
+        return self._claims.conflicts()
+
+    def put_trigger(self, trigger: KnownTrigger) -> list[Conflict]:
+        """One Trigger added or changed: only the claims on its old and new route are
+        judged again. Returns the claims this change refused (each once)."""
+        key = (trigger.namespace, trigger.name)
+        if trigger.spec.object_storage is not None:
+            self.object_triggers[key] = trigger
+        else:
+            self.object_triggers.pop(key, None)
+        if trigger.spec.http is None:
+            return self.remove_trigger(key) if key in self._http else []
+        self._http[key] = trigger
+        return self._apply(self._claims.put(_claim(trigger)))
+
+    def remove_trigger(self, key: TriggerKey) -> list[Conflict]:
+        """A Trigger gone: the next oldest claimant of its route takes over."""
+        self.object_triggers.pop(key, None)
+        self._http.pop(key, None)
+        return self._apply(self._claims.remove(key))
+
+    def _apply(self, changed: set[TriggerKey]) -> list[Conflict]:
+        refused: list[Conflict] = []
+        for key in changed:
+            trigger = self._http.get(key)
+            owner = self._claims.owner_of(key)
+            if trigger is None or owner is not None:
+                self.routes.remove(*key)
+                self._buckets.pop(key, None)
+                if trigger is not None and owner is not None:
+                    refused.append((_claim(trigger), owner))
+            else:
+                self.routes.add(_route(trigger))
+        return refused
+
+    def known_triggers(self) -> list[KnownTrigger]:
+        """The Triggers the gateway serves or refuses: HTTP routes and bucket intakes."""
+        return list({**self.object_triggers, **self._http}.values())
+
+    def conflicts(self) -> list[Conflict]:
+        return self._claims.conflicts()
 
     def route_of_trigger(self, namespace: str, trigger: str) -> Route | None:
         """The route an HTTP Trigger owns now (an async status is read through it)."""
-        return self._trigger_routes.get((namespace, trigger))
+        return self.routes.of_trigger(namespace, trigger)
 
     def bucket(self, route: Route) -> TokenBucket | None:
         limit = route.http.rate_limit

@@ -32,6 +32,7 @@ from hanshu_api.invocations import (
     invocation_type_of,
 )
 from hanshu_api.jetstream import StreamSettings
+from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import Endpoint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
@@ -275,11 +276,14 @@ class Gateway:
         self._upstream = UpstreamPool()
         self._ids = itertools.count(1)
         self._routed: dict[tuple[str, str, str], Routed] = {}
-        self._routed_by: RouteTable | None = None  # the table self._routed was filled from
+        # The table (and its version) self._routed was filled from: a change forgets it.
+        self._routed_by: RouteTable | None = None
+        self._routed_version = -1
         self._id_prefix = os.urandom(4).hex()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
         self._public: PublicServer | None = None
+        self.loop_lag: LoopLag | None = None
         # Whether every source has delivered its first full state (the cluster's watches).
         self.routes_synced: Callable[[], bool] = lambda: True
         self.intake = (
@@ -318,9 +322,9 @@ class Gateway:
     def _route(self, request: PublicRequest, request_id: str) -> Routed | web.Response:
         """The route and the target its Function sees, or the reply refusing the request."""
         table = self.catalog.routes
-        if table is not self._routed_by:
+        if table is not self._routed_by or table.version != self._routed_version:
             self._routed.clear()
-            self._routed_by = table
+            self._routed_by, self._routed_version = table, table.version
         key = (request.raw_path, request.host, request.method)
         routed = self._routed.get(key)
         if routed is None:
@@ -746,7 +750,10 @@ class Gateway:
         )
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        # Answering at all is the proof of life: long work runs in slices, so a gateway
+        # catching up on 10,000 routes answers between two of them. The lag says how busy.
+        lag = self.loop_lag.summary().as_dict() if self.loop_lag else {}
+        return web.json_response({"status": "alive", "eventLoopLag": lag})
 
     async def readyz(self, request: web.Request) -> web.Response:
         # Not before the routes are known: a new gateway pod taking traffic with an empty
@@ -810,6 +817,7 @@ class Gateway:
         self._runners.append(internal)
         if self.reporter is not None:
             self._tasks.append(asyncio.create_task(self.reporter.run()))
+        self.loop_lag = watch_loop()
         # What is alive once serving starts (modules, the route table, clients) stays alive:
         # moved out of the collector's sight, so its full passes stop walking it over and
         # over under load (they were about 5% of the gateway's CPU on the warm path).

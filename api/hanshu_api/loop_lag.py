@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import gc
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 DEFAULT_INTERVAL_SECONDS = 0.1
@@ -137,3 +139,29 @@ class Slices:
         if self._clock() >= self._until:
             await asyncio.sleep(0)
             self._until = self._clock() + self._budget
+
+
+_pausers = 0
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Load a large list without the cyclic collector's full passes, then keep what was
+    loaded out of its sight (``gc.freeze``).
+
+    Loading 10,000 objects makes the collector walk everything alive again each time the
+    heap grows by a quarter: passes of 60-200 ms on the loop, measured by
+    ``bench/scale_bench.py``. Reference counting still frees what is dropped meanwhile;
+    nested and concurrent loads (one per watch) share one pause."""
+    global _pausers
+    _pausers += 1
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        _pausers -= 1
+        if _pausers == 0:
+            gc.freeze()
+            if was_enabled or not gc.isenabled():
+                gc.enable()

@@ -110,7 +110,9 @@ class Catalog:
         """A Function's spec (None: gone or invalid), and why its replicas cannot start when
         its status says so (cold requests are then refused at once)."""
         if spec is None:
-            self.functions.pop(key, None)
+            gone = self.functions.pop(key, None)
+            if gone is not None:
+                gone.meters.forget()
             return
         entry = self.functions.get(key)
         if entry is None:

@@ -24,7 +24,7 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, TRIGGER_PLU
 from hanshu_api.api_keys import SELECTOR, KeyVerifiers, read_published
 from hanshu_api.conditions import replica_fault
 from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_for
-from hanshu_api.loop_lag import Slices
+from hanshu_api.loop_lag import Slices, collector_paused
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
 
@@ -367,17 +367,18 @@ class KubeGateway:
     ) -> None:
         """List, then hand the items over in slices that give the loop back: 10,000
         objects never hold requests, watches and probes for more than a slice."""
-        items, version = await self.kube.list_with_version(path, label_selector)
-        current = {_key(item) for item in items}
-        if replace is not None:
-            await replace(items)
-        else:
-            slices = Slices()
-            for gone in cursor.seen - current:  # deleted while nobody watched
-                handle("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
-            for item in items:
-                handle("ADDED", item)
-                await slices.pause()
+        with collector_paused():
+            items, version = await self.kube.list_with_version(path, label_selector)
+            current = {_key(item) for item in items}
+            if replace is not None:
+                await replace(items)
+            else:
+                slices = Slices()
+                for gone in cursor.seen - current:  # deleted while nobody watched
+                    handle("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
+                for item in items:
+                    handle("ADDED", item)
+                    await slices.pause()
         cursor.seen, cursor.version = current, version
         self._listed.add((path, label_selector))
 
@@ -392,6 +393,9 @@ class KubeGateway:
     ) -> WatchOutcome:
         """One list (when there is no position) and one watch, until it ends."""
         progressed = False
+        # A watch that (re)connects may bring thousands of events at once, all buffered:
+        # reading them never waits, so the loop is given back between slices of them.
+        slices = Slices()
         try:
             if cursor.version is None:
                 await self._relist(path, cursor, handle, label_selector, replace)
@@ -412,6 +416,7 @@ class KubeGateway:
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     handle(kind, obj)
                     (cursor.seen.discard if kind == "DELETED" else cursor.seen.add)(_key(obj))
+                    await slices.pause()
             return WatchOutcome(WatchEnd.CLOSED, cursor.version, progressed)
         except WatchIdle as idle:
             log.info("%s; resuming from %s", idle, cursor.version)

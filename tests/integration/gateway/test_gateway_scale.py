@@ -10,44 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 
-from tests.integration.gateway.test_kube_gateway import (
-    NS,
-    endpoint_slice,
-    function,
-    running_gateway,
-    trigger,
-)
-from tests.kube_emulator import declare_resources, write_kubeconfig
+from tests.integration.gateway.test_kube_gateway import NS, running_gateway
+from tests.kube_emulator import declare_resources, preload_http_functions, write_kubeconfig
 
 CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 FUNCTIONS = 10_000
 CONTESTED = 100  # every so many Triggers, a newer rival claims the same route
-
-
-def preload(kmock: Any, runtime_port: int) -> None:
-    """Objects straight into kmock's store: creating 30,000 through its API would take
-    minutes (it scans every object per request), and the list is what is under test."""
-    triggers = f"{API_VERSION}/{TRIGGER_PLURAL}"
-    functions = f"{API_VERSION}/{FUNCTION_PLURAL}"
-    for index in range(FUNCTIONS):
-        name = f"fn-{index:05d}"
-        kmock.objects[functions, NS, name] = function(name)
-        kmock.objects[triggers, NS, name] = trigger(
-            name, name, created="2026-01-01T00:00:00Z", path=f"/fn/{index}"
-        )
-        slice_ = endpoint_slice(runtime_port, True, function=name)
-        if index % CONTESTED:
-            slice_["endpoints"] = []  # scaled to zero: a slice with no endpoint
-        kmock.objects["discovery.k8s.io/v1/endpointslices", NS, f"{name}-abcde"] = slice_
-        if index % CONTESTED == 0:
-            # A newer Trigger of another Function claims the same route: it must lose,
-            # whichever order the list brings them in.
-            rival = f"rival-{index:05d}"
-            kmock.objects[triggers, NS, rival] = trigger(
-                rival, f"fn-{index + 1:05d}", created="2026-06-01T00:00:00Z", path=f"/fn/{index}"
-            )
 
 
 async def _healthz(http: aiohttp.ClientSession, internal: str) -> dict[str, Any]:
@@ -68,7 +37,7 @@ async def test_ten_thousand_routes_load_without_blocking_and_serve_their_owners(
 ) -> None:
     runtime = runtime_factory(CODE, "handlers.echo")
     declare_resources(kmock)
-    preload(kmock, runtime.port)
+    preload_http_functions(kmock, NS, FUNCTIONS, ready_port=runtime.port, contested_every=CONTESTED)
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url), NS)
     started = time.monotonic()
     async with (

@@ -5,6 +5,7 @@ what was refused (or runs as it should), never a 500, and never a traceback in t
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import aiohttp
 import nats
 from hanshu_api.invocations import STREAM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.integration.dispatcher.conftest import async_function, final_status
 from tests.integration.dispatcher.test_object_storage import (
@@ -329,3 +332,141 @@ async def test_an_idempotency_key_is_scoped_to_the_route_and_the_api_key(async_p
         assert (await final_status(platform, invocation_id, **key))["state"] == "Succeeded"
     starts = [r["id"] for r in platform.runs() if r["what"] == "start"]
     assert sorted(starts) == sorted(ran)  # each once
+
+
+# -- the class: random JSON-ish bodies never get a 5xx ----------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["\udc80", "in/%80.jpg", "in/%C3%A9.jpg", "", "s3:ObjectCreated:Put"]),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+def either(typed: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly the right type, sometimes any JSON value."""
+    return st.one_of(typed, typed, JSON_VALUES)
+
+
+RECORDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "eventName": either(st.sampled_from(["s3:ObjectCreated:Put", "ObjectRemoved:Delete"])),
+        "eventTime": either(st.text(max_size=24)),
+        "awsRegion": either(st.text(max_size=10)),
+        "userIdentity": either(
+            st.fixed_dictionaries({}, optional={"principalId": either(st.text())})
+        ),
+        "s3": either(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "bucket": either(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "name": either(st.just("photos")),
+                                "ownerIdentity": either(
+                                    st.fixed_dictionaries({}, optional={"principalId": JSON_VALUES})
+                                ),
+                            },
+                        )
+                    ),
+                    "object": either(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "key": either(st.text(min_size=1, max_size=20)),
+                                "size": either(st.integers(min_value=0)),
+                                "eTag": either(st.text(max_size=8)),
+                                "sequencer": either(st.text(max_size=8)),
+                            },
+                        )
+                    ),
+                },
+            )
+        ),
+    },
+)
+NOTIFICATIONS = st.fixed_dictionaries({"Records": either(st.lists(either(RECORDS), max_size=3))})
+
+
+def as_sent(document: Any, wrap: str) -> bytes:
+    if wrap == "sns":
+        document = {"Type": "Notification", "Message": json.dumps(document)}
+    return json.dumps(document).encode()
+
+
+BROKEN = st.one_of(
+    st.binary(max_size=64),
+    st.integers(0, 3000).map(lambda n: b"[" * n + b"]" * (n // 2)),
+    st.integers(0, 3000).map(lambda n: b'{"Records":' + b"[{" * n),
+    st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
+
+
+def test_random_bodies_to_the_batch_and_notification_intake_never_get_a_5xx(async_platform):
+    platform = async_platform(
+        [
+            async_function("seen"),
+            trigger("batch", "seen", path="/batch"),
+            bucket_trigger("as-s3", "seen", bucket="photos"),
+            bucket_trigger("as-oss", "seen", bucket="photos", eventFormat="oss"),
+        ],
+        dispatchers=0,
+    )
+    port = platform.port
+
+    def post_raw(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            reply = connection.getresponse()
+            return reply.status, reply.read()
+        finally:
+            connection.close()
+
+    def answered(status: int, body: bytes, what: Any) -> None:
+        assert status < 500, (status, body[:300], what)
+        if status >= 400:
+            error = json.loads(body)
+            assert error["errorType"], error
+            assert error["errorMessage"], error
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(
+        body=st.one_of(
+            JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+            st.lists(JSON_VALUES, max_size=5).map(
+                lambda events: b"\n".join(json.dumps(e).encode() for e in events)
+            ),
+            BROKEN,
+        )
+    )
+    def batches(body: bytes) -> None:
+        answered(*post_raw("/batch", body, dict(BATCH)), body[:200])
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(
+        body=st.one_of(
+            st.tuples(NOTIFICATIONS, st.sampled_from(["minio", "sns"])).map(
+                lambda sent: as_sent(*sent)
+            ),
+            JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+            BROKEN,
+        ),
+        trigger_name=st.sampled_from(["as-s3", "as-oss"]),
+    )
+    def notifications(body: bytes, trigger_name: str) -> None:
+        answered(*post_raw(f"/_hanshu/events/default/{trigger_name}", body, {}), body[:200])
+
+    batches()
+    notifications()
+    assert_no_traceback(platform.logs())

@@ -216,3 +216,16 @@ def test_an_idempotency_key_is_claimed_per_route_and_credential():
     assert idempotency_key(route_scope("a", "b/c", None), "d") != idempotency_key(
         route_scope("a", "b", None), "c/d"
     )
+
+
+def test_the_dispatcher_reads_a_deeply_nested_reply_as_text_not_a_recursion_error():
+    from hanshu_dispatcher.destinations import payload_of
+    from hanshu_dispatcher.outcome import Reply, error_of
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert error_of(Reply(500, {}, deep)) == {
+        "errorType": "HTTP500",
+        "errorMessage": "the function answered 500",
+    }
+    assert payload_of(deep) == deep.decode()
+    assert payload_of(b'{"ok": [1]}') == {"ok": [1]}

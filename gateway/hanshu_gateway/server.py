@@ -238,7 +238,7 @@ def error(
         "requestId": request_id,
     }
     if detail:
-        body = {**detail, **body}
+        body.update((name, value) for name, value in detail.items() if name not in body)
     response = web.Response(
         status=status, body=json.dumps(body).encode(), content_type="application/json"
     )

@@ -20,6 +20,7 @@ from typing import Any
 from hanshu_api import bounded_json
 from hanshu_api.bounded_json import JsonRefused, json_path
 from hanshu_api.models import ObjectStorage
+from yarl import URL
 
 # What a bucket may send in one notification (MinIO batches records; S3 sends one): the
 # body, and the SNS Message inside it, are parsed within this and bounded_json.MAX_DEPTH.
@@ -150,12 +151,7 @@ def read_notification(document: Any) -> SubscriptionConfirmation | list[ObjectEv
     _check(document, ENVELOPE_FIELDS, ())
     kind = document.get("Type")
     if kind == "SubscriptionConfirmation":
-        url = document.get("SubscribeURL")
-        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise BadNotification(
-                "SubscribeURL: a SubscriptionConfirmation needs an http(s) SubscribeURL",
-                field="SubscribeURL",
-            )
+        url = _subscribe_url(document.get("SubscribeURL"))
         return SubscriptionConfirmation(str(document.get("TopicArn") or ""), url)
     if kind == "UnsubscribeConfirmation":
         return []
@@ -199,6 +195,25 @@ def read_notification(document: Any) -> SubscriptionConfirmation | list[ObjectEv
             field=json_path((*prefix, "Records")),
         )
     return [_event(record, (*prefix, "Records", index)) for index, record in enumerate(records)]
+
+
+def _subscribe_url(value: Any) -> str:
+    """An http(s) URL with a host that can be fetched as it is (the gateway fetches it once
+    the token is checked): anything else would fail later, as a 500."""
+    refusal = BadNotification(
+        "SubscribeURL: a SubscriptionConfirmation needs an http(s) SubscribeURL",
+        field="SubscribeURL",
+    )
+    if not isinstance(value, str) or not _utf8(value):
+        raise refusal
+    try:
+        url = URL(value)
+        host = url.host
+    except (ValueError, UnicodeError):  # a port out of range, a host IDNA refuses, ...
+        raise refusal from None
+    if url.scheme not in ("http", "https") or not host:
+        raise refusal
+    return value
 
 
 def _event(record: Any, at: tuple[str | int, ...]) -> ObjectEvent:
@@ -265,13 +280,14 @@ def _check_text(value: Any, at: tuple[str | int, ...]) -> None:
                     field=json_path(path),
                 )
         elif isinstance(item, dict):
+            children: list[tuple[Any, tuple[str | int, ...]]] = []
             for name, inner in item.items():
                 if not _utf8(name):
                     raise BadNotification(
                         f"a name in {json_path(path)} is not valid Unicode", field=json_path(path)
                     )
-                pending.append((inner, (*path, name)))
-            pending[len(pending) - len(item) :] = reversed(pending[len(pending) - len(item) :])
+                children.append((inner, (*path, name)))
+            pending.extend(reversed(children))
         elif isinstance(item, list):
             pending.extend(
                 (inner, (*path, index)) for index, inner in reversed(list(enumerate(item)))

@@ -57,8 +57,11 @@ def is_events_path(path: str) -> bool:
 def confirmable(url: str, extra_hosts: tuple[str, ...] = ()) -> bool:
     """An SNS SubscribeURL the gateway may fetch: https on AWS SNS' own hosts, or a host
     the operator of the platform named."""
-    parsed = URL(url)
-    host = (parsed.host or "").lower()
+    try:
+        parsed = URL(url)
+        host = (parsed.host or "").lower()
+    except (ValueError, UnicodeError):
+        return False
     if host in extra_hosts:
         return parsed.scheme in ("http", "https")
     return parsed.scheme == "https" and (

@@ -171,6 +171,17 @@ def test_a_wrong_type_or_a_missing_field_is_named_by_its_path():
             "an object",
         ),
         ({"Type": 5}, "Type", "a number"),
+        (
+            {"Type": "SubscriptionConfirmation", "SubscribeURL": "https://h:99999/"},
+            "SubscribeURL",
+            "",
+        ),
+        (
+            {"Type": "SubscriptionConfirmation", "SubscribeURL": "https://\udc80.x/"},
+            "SubscribeURL",
+            "",
+        ),
+        ({"Type": "SubscriptionConfirmation", "SubscribeURL": "ftp://h/"}, "SubscribeURL", ""),
         ({"Type": "Nonsense"}, "Type", "not an SNS message type"),
     ]
     for document, field, says in cases:

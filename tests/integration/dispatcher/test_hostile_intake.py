@@ -120,6 +120,12 @@ async def test_a_notification_with_a_record_that_is_not_utf8_stores_nothing(asyn
             status, reply = await post(http, url, body)
             assert (status, reply["errorType"]) == (400, "InvalidNotification"), reply
             assert reply["field"] == "Records[1].s3.object.key"
+    # A confirmation whose SubscribeURL cannot be fetched as it is (a port out of range, a
+    # host IDNA refuses): refused before the gateway would fetch it.
+    for subscribe_url in ("https://sns.us-east-1.amazonaws.com:99999/", "https://\udc80.example/"):
+        confirmation = {"Type": "SubscriptionConfirmation", "SubscribeURL": subscribe_url}
+        status, reply = await post(http, url, json.dumps(confirmation).encode())
+        assert (status, reply.get("field")) == (400, "SubscribeURL"), reply
     # Nothing of the refused notifications was stored, not even the good record.
     assert await stored_messages(platform.nats.url) == 0
     status, reply = await post(http, url, minio_body(good, minio_record("in/fine.jpg")))

@@ -93,7 +93,12 @@ async def test_a_batch_nested_too_deep_is_a_400_naming_the_limit_not_a_500(async
     # A JSON string may hold U+2028 as it is: an NDJSON line is not split at it.
     status, body = await post(http, url, '{"a": "x\u2028y"}\n{"b": 2}'.encode(), BATCH)
     assert (status, body["total"]) == (202, 2)
-    assert_no_traceback(platform.logs())
+    logs = platform.logs()
+    assert_no_traceback(logs)
+    # Each refusal is one line in the gateway's log, saying whose input it was and why.
+    refusals = [line for line in logs.splitlines() if "refused InvalidBatch" in line]
+    assert len(refusals) == 6, refusals
+    assert all("for route default/work" in line for line in refusals)
 
 
 # -- case 7: a notification is checked whole -----------------------------------------------

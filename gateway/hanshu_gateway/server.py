@@ -229,8 +229,17 @@ def error(
     message: str,
     request_id: str,
     headers: Mapping[str, str] | None = None,
+    *,
+    detail: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    body = {"errorType": error_type, "errorMessage": message, "requestId": request_id}
+    """The gateway's own refusal; ``detail`` adds fields (``field``, ``limit``) to the body."""
+    body: dict[str, Any] = {
+        "errorType": error_type,
+        "errorMessage": message,
+        "requestId": request_id,
+    }
+    if detail:
+        body.update((name, value) for name, value in detail.items() if name not in body)
     response = web.Response(
         status=status, body=json.dumps(body).encode(), content_type="application/json"
     )
@@ -298,7 +307,13 @@ class Gateway:
             if config.nats_url
             else None
         )
-        self.async_calls = AsyncCalls(self.intake, error, catalog.route_of_trigger, self._check_key)
+        self.async_calls = AsyncCalls(
+            self.intake,
+            error,
+            catalog.route_of_trigger,
+            self._check_key,
+            max_batch_bytes=config.max_body_bytes,
+        )
         self.object_notifications = ObjectNotifications(
             catalog, self.intake, error, config.sns_confirm_hosts
         )
@@ -510,7 +525,7 @@ class Gateway:
                     entry.async_policy,
                     stored,
                     body,
-                    request.headers.get("Idempotency-Key"),
+                    request.headers,
                     request_id,
                 )
                 code = accepted.status

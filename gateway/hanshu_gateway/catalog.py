@@ -222,4 +222,16 @@ class Catalog:
         return known[1]
 
     def all_stats(self) -> list[tuple[FunctionKey, FunctionStats]]:
-        return [(key, entry.stats) for key, entry in self.functions.items()]
+        """The stats the autoscaler needs: of every Function with requests (waiting, in
+        flight or arrived since the last report) or with replicas (ready or starting).
+        A Function at zero with no request has nothing to decide: leaving the thousands
+        of those out keeps a report (and the work of making and reading it, every second)
+        the size of what is running, not of what is deployed."""
+        return [
+            (key, entry.stats)
+            for key, entry in self.functions.items()
+            if entry.stats.in_flight
+            or entry.stats.arrivals
+            or entry.pool.ready
+            or entry.pool.starting
+        ]

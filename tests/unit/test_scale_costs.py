@@ -191,3 +191,19 @@ def _slice(function: str, address: str, name: str = "") -> dict[str, Any]:
         "ports": [{"name": "http", "port": 8080}],
         "endpoints": [{"addresses": [address], "conditions": {"ready": True}}] if address else [],
     }
+
+
+def test_a_stats_report_carries_what_runs_not_what_is_deployed() -> None:
+    """Every second the gateway reports to the autoscaler: 10,000 idle Functions at zero
+    would make each report (and its reading) the size of the cluster's catalog."""
+    from hanshu_api.models import parse_function_spec
+    from hanshu_api.platform import Endpoint
+
+    catalog = Catalog(10, lambda ns, t: None)
+    spec = parse_function_spec({"handler": "index.handler", "code": {"image": "x"}})
+    for i in range(1000):
+        catalog.set_function(("ns", f"fn-{i}"), spec)
+    catalog.set_endpoints(("ns", "fn-1"), [Endpoint("10.0.0.1", 8080)])
+    catalog.functions[("ns", "fn-2")].stats.in_flight = 1  # waiting for a replica
+    catalog.functions[("ns", "fn-3")].stats.arrivals = 1  # served since the last report
+    assert sorted(key[1] for key, _ in catalog.all_stats()) == ["fn-1", "fn-2", "fn-3"]

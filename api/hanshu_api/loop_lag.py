@@ -152,7 +152,10 @@ def collector_paused() -> Iterator[None]:
     Loading 10,000 objects makes the collector walk everything alive again each time the
     heap grows by a quarter: passes of 60-200 ms on the loop, measured by
     ``bench/scale_bench.py``. Reference counting still frees what is dropped meanwhile;
-    nested and concurrent loads (one per watch) share one pause."""
+    nested and concurrent loads (one per watch) share one pause. The price: a reference
+    cycle that is frozen and later dropped stays until ``gc.unfreeze()``; loaded objects
+    (parsed JSON, specs) hold no cycles, and full lists are rare (start-up, a watch that
+    lost its position)."""
     global _pausers
     _pausers += 1
     was_enabled = gc.isenabled()

@@ -4,6 +4,11 @@ and the API-key verifiers the operator publishes as Secrets in the gateway's own
 Each kind is listed once, then watched; a watch that ends, or goes silent, resumes from the
 last resourceVersion seen (an event's or a bookmark's). Only the API server saying the
 position is gone (410) makes the gateway list again, as client-go's reflector does.
+
+Cost: a list grows with its objects, read in pages and handed over in slices that give
+the loop back (Triggers judged in one pass, see ``catalog``); an event costs its own
+object, its Function's few EndpointSlices, or its Trigger's route: never a pass over
+every object of its kind.
 """
 
 from __future__ import annotations

@@ -109,22 +109,38 @@ async def gateway_run(count: int, replica_port: int) -> GatewayFigures:
                 await gateway.wait()
 
 
+# A process of its own polls /healthz as the kubelet would: this process's loop also
+# serves kmock, so its own requests would wait behind the lists it serves.
+_PROBER = """
+import sys, time, urllib.request
+admin, slowest = sys.argv[1], 0.0
+while True:
+    asked = time.monotonic()
+    try:
+        urllib.request.urlopen(admin + "/healthz", timeout=30).read()
+        slowest = max(slowest, time.monotonic() - asked)
+    except OSError:
+        pass
+    try:
+        if urllib.request.urlopen(admin + "/readyz", timeout=30).status == 200:
+            break
+    except OSError:
+        pass
+    time.sleep(0.05)
+print(slowest)
+"""
+
+
 async def _measure(
     count: int, pid: int, port: int, internal: int, started: float
 ) -> GatewayFigures:
     admin = f"http://127.0.0.1:{internal}"
-    slowest = 0.0
+    prober = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PROBER, admin, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await asyncio.wait_for(prober.communicate(), timeout=600)
+    slowest = float(output)
     async with aiohttp.ClientSession() as http:
-        while True:
-            asked = time.monotonic()
-            status, _ = await _get(http, f"{admin}/healthz")
-            if status == 200:
-                slowest = max(slowest, time.monotonic() - asked)
-            if (await _get(http, f"{admin}/readyz"))[0] == 200:
-                break
-            if time.monotonic() - started > 600:
-                raise RuntimeError(f"the gateway was not ready in 600 s with {count} routes")
-            await asyncio.sleep(0.05)
         ready = time.monotonic() - started
         while count and (await _get(http, f"http://127.0.0.1:{port}/fn/0/"))[0] != 200:
             await asyncio.sleep(0.01)

@@ -11,12 +11,13 @@ nothing here grows with the square of either number.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hanshu_api.api_keys import KeyVerifiers
 from hanshu_api.conditions import ReplicaFault
+from hanshu_api.loop_lag import Slices
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey, route_owners
@@ -57,6 +58,16 @@ def owned_routes(triggers: Iterable[KnownTrigger]) -> tuple[list[Route], list[Co
     ]
     conflicts = [(claims[key], owner) for key, owner in owners.items() if owner is not None]
     return routes, conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """What a full list of Triggers makes, before it takes over."""
+
+    http: dict[TriggerKey, KnownTrigger]
+    claims: RouteBook
+    routes: RouteTable
+    object_triggers: dict[TriggerKey, KnownTrigger]
 
 
 def _claim(trigger: KnownTrigger) -> RouteClaim:
@@ -151,17 +162,50 @@ class Catalog:
     def set_triggers(self, triggers: Iterable[KnownTrigger]) -> list[Conflict]:
         """Replace every Trigger at once (a full list): the routes their oldest claimants
         own are served, judged in one pass. Returns the claims refused."""
-        triggers = list(triggers)
-        self.object_triggers = {
-            (t.namespace, t.name): t for t in triggers if t.spec.object_storage is not None
-        }
-        self._http = {(t.namespace, t.name): t for t in triggers if t.spec.http is not None}
-        self._claims.replace_all(_claim(t) for t in self._http.values())
-        self.routes.replace_all(
-            _route(trigger)
-            for key, trigger in self._http.items()
-            if self._claims.owner_of(key) is None
-        )
+        building = self._building(list(triggers))
+        while True:
+            try:
+                next(building)
+            except StopIteration as built:
+                return self._install(built.value)
+
+    async def load_triggers(self, triggers: list[KnownTrigger]) -> list[Conflict]:
+        """``set_triggers`` in slices that give the event loop back: judging 10,000
+        routes is about 150 ms of work. The new routes are built beside the old ones and
+        take over in one step: no request meets a half-built table or a wrong owner."""
+        slices = Slices()
+        building = self._building(triggers)
+        while True:
+            try:
+                next(building)
+            except StopIteration as built:
+                return self._install(built.value)
+            await slices.pause()
+
+    def _building(self, triggers: list[KnownTrigger]) -> Generator[None, None, _Built]:
+        """Build the claims and routes of ``triggers``, yielding after each piece of work
+        so that a caller may pause between them."""
+        http: dict[TriggerKey, KnownTrigger] = {}
+        claims: list[RouteClaim] = []
+        for trigger in triggers:
+            if trigger.spec.http is not None:
+                http[(trigger.namespace, trigger.name)] = trigger
+                claims.append(_claim(trigger))
+                yield
+        book = RouteBook()
+        book.replace_all(claims)
+        yield
+        routes: list[Route] = []
+        for key, trigger in http.items():
+            if book.owner_of(key) is None:
+                routes.append(_route(trigger))
+                yield
+        objects = {(t.namespace, t.name): t for t in triggers if t.spec.object_storage is not None}
+        return _Built(http, book, RouteTable(routes), objects)
+
+    def _install(self, built: _Built) -> list[Conflict]:
+        self._http, self._claims, self.routes = built.http, built.claims, built.routes
+        self.object_triggers = built.object_triggers
         for key in [key for key in self._buckets if self.routes.of_trigger(*key) is None]:
             del self._buckets[key]
         return self._claims.conflicts()

@@ -264,7 +264,7 @@ class KubeGateway:
             await slices.pause()
         if namespace:  # the other watched namespaces' Triggers stay as they are
             known += [t for t in self.catalog.known_triggers() if t.namespace != namespace]
-        conflicts = self.catalog.set_triggers(known)
+        conflicts = await self.catalog.load_triggers(known)
         seen = {(loser.key, owner.key) for loser, owner in self._conflicts}
         self._log_refused([c for c in conflicts if (c[0].key, c[1].key) not in seen])
         self._conflicts = conflicts

@@ -137,11 +137,6 @@ def slice_endpoints(endpoint_slice: Mapping[str, Any]) -> SliceEndpoints:
     return found
 
 
-def ready_endpoints(endpoint_slice: Mapping[str, Any]) -> list[Endpoint]:
-    """The ready, not terminating, endpoints of a slice, on its port named 'http'."""
-    return slice_endpoints(endpoint_slice).ready
-
-
 # -- settings from the environment (each bad value: a ValueError naming its variable) -----
 
 

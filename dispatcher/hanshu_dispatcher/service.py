@@ -24,6 +24,7 @@ from hanshu_api.invocations import STREAM, SUBJECT_PREFIX, WAKE_SUBJECT, functio
 from hanshu_api.jetstream import Invocations, StreamSettings, connect, ensure
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import FunctionKey
+from hanshu_api.stats_report import FunctionStat, StatsReport
 from nats.errors import Error as NatsError
 from nats.js.errors import BadRequestError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -166,22 +167,11 @@ class Dispatcher:
             # In flight at the gateway is the gateway's to report: only what waits here.
             waiting = {key: max(0, n - running.get(key, 0)) for key, n in self.backlog.items()}
             keys = set(waiting) | reported
-            report = {
-                "gateway": REPORTER_ID,
-                "sentAt": time.time(),
-                "functions": [
-                    {
-                        "namespace": key[0],
-                        "name": key[1],
-                        "inFlight": 0,
-                        "queued": waiting.get(key, 0),
-                        "arrivals": 0,
-                        "idleFor": None,
-                    }
-                    for key in sorted(keys)
-                ],
-                "cold": [],
-            }
+            report = StatsReport(
+                REPORTER_ID,
+                time.time(),
+                tuple(FunctionStat(*key, queued=waiting.get(key, 0)) for key in sorted(keys)),
+            ).encode()
             reported = {key for key, n in waiting.items() if n > 0}
             try:
                 async with self._session.post(

@@ -47,6 +47,14 @@ from typing import cast
 
 import httptools
 from aiohttp import web
+from hanshu_wire import (
+    CHUNKED,
+    LINE_BREAKING,
+    SERVER_OWNED_HEADERS,
+    TOKEN,
+    request_framing,
+)
+from hanshu_wire import Refusal as WireRefusal
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
@@ -64,11 +72,7 @@ MAX_PIPELINED = 16  # complete heads waiting behind the request being answered
 PARSE_SLICE = 4096
 WRITE_STALL_SECONDS = 30.0  # a reply not taken at all for this long: the connection drops
 _NO_BODY_STATUSES = frozenset({204, 304})
-# Framing is the server's: whatever a handler's reply says about it is not written.
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date"})
 _ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_LINE_BREAKING = re.compile(r"[\r\n\x00]")
 
 # (status, errorType, errorMessage) -> the reply; the gateway adds a request id.
 Refusal = Callable[[int, str, str], web.StreamResponse]
@@ -104,9 +108,9 @@ def encode_reply(
         raise InvalidReply(f"{status} is not the status of a final reply")
     lines = [f"HTTP/1.1 {status} {response.reason}\r\n"]
     for name, value in response.headers.items():
-        if name.lower() in _FRAMING:
+        if name.lower() in SERVER_OWNED_HEADERS:
             continue
-        if not _TOKEN.fullmatch(name) or _LINE_BREAKING.search(value):
+        if not TOKEN.fullmatch(name) or LINE_BREAKING.search(value):
             raise InvalidReply(f"the reply header {name!r}: {value!r} cannot be written")
         lines.append(f"{name}: {value}\r\n")
     body = response.body if isinstance(response, web.Response) else None
@@ -227,6 +231,7 @@ class PublicRequest:
         keep_alive: bool,
         body: _Body,
         connection: _PublicConnection,
+        framing: int,
     ) -> None:
         self.method = method
         self.keep_alive = keep_alive  # what the caller asked for (Connection, HTTP version)
@@ -234,9 +239,9 @@ class PublicRequest:
         self.headers = headers
         self.version = version
         self.remote = remote
-        length = headers.get("Content-Length")
-        self.content_length = int(length) if length is not None else None  # llhttp checked
-        self._chunked = "Transfer-Encoding" in headers
+        # hanshu_wire.request_framing decided it: CHUNKED, or the checked Content-Length.
+        self._chunked = framing == CHUNKED
+        self.content_length = None if self._chunked or "Content-Length" not in headers else framing
         self._body = body
         self._connection = connection
         expect = headers.get("Expect")
@@ -487,9 +492,13 @@ class _PublicConnection(asyncio.Protocol):
             self._head_timer.cancel()
             self._head_timer = None
         parser = self._parser
+        framing = request_framing(parser.get_http_version(), self._headers)
+        if isinstance(framing, WireRefusal):
+            self._refuse(*framing)
+            raise _Refused
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
         url, self._url, self._headers = self._url, b"", []
-        chunked = "Transfer-Encoding" in headers
+        chunked = framing == CHUNKED
         if chunked and parser.should_upgrade():
             self._refuse(
                 400,
@@ -508,6 +517,7 @@ class _PublicConnection(asyncio.Protocol):
             parser.should_keep_alive(),
             _Body(self._server.max_body_bytes, complete=not has_body),
             self,
+            framing,
         )
         self._receiving = request if has_body else None
         self._push(request)

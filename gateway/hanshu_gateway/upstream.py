@@ -14,12 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hanshu_api.platform import Endpoint
+from hanshu_wire import CHUNKED, LINE_BREAKING, TOKEN, MalformedFraming, chunk_size, reply_framing
 
 # What may be written into a request head: a header name or method is a token, a target
 # visible ASCII; a value anything but what ends a line.
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(r"[\x21-\x7e]+")
-_LINE_BREAKING = re.compile(r"[\r\n\x00]")
+# In a reply head: a CR or LF that is not part of a CRLF, or a NUL. A reader that takes a
+# bare LF as a line end would see other headers (another framing) than we do.
+_BARE_LINE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
 IDLE_SECONDS = 30.0  # below aiohttp's 75 s keep-alive: we close first, never race a close
 MAX_IDLE_PER_ENDPOINT = 256
 
@@ -55,9 +57,9 @@ def _dechunk(data: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
         if line_end < 0:
             return None
         try:
-            size = int(bytes(data[position:line_end]).split(b";", 1)[0], 16)
-        except ValueError:
-            raise MalformedReply("bad chunk size") from None
+            size = chunk_size(bytes(data[position:line_end]))
+        except MalformedFraming as bad:
+            raise MalformedReply(str(bad)) from None
         position = line_end + 2
         if size == 0:
             trailer_end = data.find(b"\r\n\r\n", position - 2)
@@ -129,8 +131,11 @@ class _Connection(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return None
+            raw = bytes(self.buffer[:end])
+            if _BARE_LINE_BREAK.search(raw):
+                raise MalformedReply("a bare CR or LF, or a NUL, in the reply's head")
             # UTF-8 as the runtime writes it, so a value reaches the caller unchanged.
-            head = bytes(self.buffer[:end]).decode("utf-8", "replace")
+            head = raw.decode("utf-8", "replace")
             lines = head.split("\r\n")
             version, _, rest = lines[0].partition(" ")
             try:
@@ -146,22 +151,25 @@ class _Connection(asyncio.Protocol):
             connection = ""
             for line in lines[1:]:
                 name, _, value = line.partition(":")
-                value = value.strip()
-                lower = name.lower()
-                if lower == "content-length":
-                    if not value.isdigit():
-                        raise MalformedReply(f"bad Content-Length {value[:40]!r}")
-                    self._length = int(value)
-                elif lower == "transfer-encoding":
-                    self._chunked = "chunked" in value.lower()
-                elif lower == "connection":
+                if not TOKEN.fullmatch(name):
+                    # Whitespace before the colon, obs-fold, a line without a colon.
+                    raise MalformedReply(f"bad header line {line[:60]!r}")
+                value = value.strip(" \t")
+                if len(name) == 10 and name.lower() == "connection":
                     connection = value.lower()
                 self._headers.append((name, value))
+            try:
+                framing = reply_framing(
+                    self._headers,
+                    self._bodyless or self._status in (204, 304) or self._status < 200,
+                )
+            except MalformedFraming as bad:
+                raise MalformedReply(str(bad)) from None
+            self._chunked = framing == CHUNKED
+            self._length = None if framing is None or self._chunked else framing
             self.keep_alive = version == "HTTP/1.1" and connection != "close"
             self._head_end = end + 4
-            if self._bodyless or self._status in (204, 304) or self._status < 200:
-                self._length, self._chunked = 0, False
-            elif self._length is None and not self._chunked:
+            if framing is None:
                 self.keep_alive = False  # the body ends with the connection
         if self._chunked:
             done = _dechunk(self.buffer, self._head_end)
@@ -184,11 +192,11 @@ def _request_head(
     """The request head for a replica. Whatever would end a line early is refused here,
     the one place the hop's request lines are written: no caller can split a request on
     a connection other callers' requests share."""
-    if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+    if not TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
         raise ValueError(f"refusing to write the request line {method!r} {target!r}")
     head = [f"{method} {target} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"]
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or _LINE_BREAKING.search(value):
+        if not TOKEN.fullmatch(name) or LINE_BREAKING.search(value):
             raise ValueError(f"refusing to write the header {name!r}: {value!r}")
         head.append(f"{name}: {value}\r\n")
     head.append(f"Content-Length: {length}\r\n\r\n")

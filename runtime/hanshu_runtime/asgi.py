@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
 
+from hanshu_wire import SERVER_OWNED_HEADERS
+
 from .events import HttpRequest
 from .faults import InitializerError
-from .http_server import SERVER_OWNED_HEADERS
 from .replies import HttpReply
 
 Message = MutableMapping[str, Any]

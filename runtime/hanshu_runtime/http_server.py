@@ -24,15 +24,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import NoReturn
 
 import httptools
+from hanshu_wire import SERVER_OWNED_HEADERS, TOKEN_CHARS, Refusal, request_framing
 
 log = logging.getLogger("hanshu.runtime")
-
-# Framing is the server's: a handler's own copy of these would contradict the bytes sent.
-SERVER_OWNED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "date"}
-)
 # aiohttp's server default: longer than any client pool keeps an idle connection (the
 # gateway's keeps one 15 s), so the client, not the server, closes an idle connection and
 # never sends on one the server is closing.
@@ -45,10 +42,9 @@ _MAX_HEAD_BYTES = 64 * 1024
 _LINGER_SECONDS = 5.0
 # Pipelined requests waiting on one connection before it stops reading more.
 _MAX_PIPELINED = 16
+# Trailer fields of a chunked body: never kept (not headers), only counted.
+_MAX_TRAILERS = 128
 _NO_BODY_STATUSES = frozenset({204, 304})
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -117,7 +113,7 @@ def invalid_reply(status: int, headers: list[tuple[str, str]]) -> str | None:
     if not 200 <= status <= 599:
         return f"the status {status} is not a final HTTP status (200 to 599)"
     for name, value in headers:
-        if not name or not set(name) <= _TOKEN_CHARS:
+        if not name or not set(name) <= TOKEN_CHARS:
             return f"the header name {name!r} is not a valid HTTP header name"
         if "\r" in value or "\n" in value or "\0" in value:
             return f"the value of header {name!r} contains a line break or NUL"
@@ -131,6 +127,16 @@ def invalid_reply(status: int, headers: list[tuple[str, str]]) -> str | None:
 def json_response(status: int, payload: object, close: bool = False) -> Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(status, [("Content-Type", "application/json")], body, close)
+
+
+def refusal_response(refusal: Refusal) -> Response:
+    """The JSON error for a request the wire rules refuse; its connection ends."""
+    payload = {"errorType": refusal.error_type, "errorMessage": refusal.message}
+    return json_response(refusal.status, payload, close=True)
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that is refused already."""
 
 
 _INTERNAL_ERROR = json_response(
@@ -223,6 +229,9 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
+        self._trailers = 0
+        # The reply to a request refused from a parser callback (its framing).
+        self._refusal: Response | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -262,7 +271,10 @@ class _Connection(asyncio.Protocol):
             return
         except httptools.HttpParserError as error:
             self._ignore_input = True
-            self._answer_malformed(str(error))
+            if self._refusal is not None:
+                self._push(self._refusal)
+            else:
+                self._answer_malformed(str(error))
             return
         if self._in_head and self._head_size > _MAX_HEAD_BYTES:
             self._ignore_input = True
@@ -356,25 +368,38 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._too_large = False
+        self._trailers = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A chunked body's trailer: not a header, and never made one (a trailer may
+            # say anything, Content-Length or X-Hanshu-Invocation-Id included).
+            self._trailers += 1
+            if self._trailers > _MAX_TRAILERS:
+                self._refuse(Refusal(431, "RequestHeaderFieldsTooLarge", "too many trailer fields"))
+            return
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def _refuse(self, refusal: Refusal) -> NoReturn:
+        """Answer (in turn) with the refusal, end the connection, and stop the parser."""
+        self._refusal = refusal_response(refusal)
+        raise _Refused
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        framing = request_framing(self._parser.get_http_version(), self._headers)
+        if isinstance(framing, Refusal):
+            self._refuse(framing)
+        if framing > self._server.max_body_bytes:
+            self._too_large = True
+            self._enqueue()  # answered now; the body is never read
+            return
         expects_continue = False
         for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == "content-length":
-                length = value.strip()
-                if length.isdigit() and int(length) > self._server.max_body_bytes:
-                    self._too_large = True
-                    self._enqueue()  # answered now; the body is never read
-                    return
-            elif lowered == "expect":
+            if len(name) == 6 and name.lower() == "expect":
                 expects_continue = value.strip().lower() == "100-continue"
         # Only for a request nothing is answered ahead of: an interim reply must not come
         # before the replies of earlier pipelined requests (without it, a client sends

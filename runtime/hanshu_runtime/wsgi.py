@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from hanshu_wire import SERVER_OWNED_HEADERS
+
 from .events import HttpRequest
-from .http_server import SERVER_OWNED_HEADERS
 from .replies import HttpReply
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_runtime, wait_ready
+from tests.http_wire_cases import REFUSED_FRAMING, SMUGGLED
 
 HANDLERS = textwrap.dedent("""
     def echo(event, context):
@@ -27,6 +28,10 @@ HANDLERS = textwrap.dedent("""
                         "Connection": "close", "X-Kept": "yes"},
             "body": "short",
         }
+
+
+    def headers(event, context):
+        return {"headers": event["headers"], "body": event.get("body")}
 
 
     def split_header(event, context):
@@ -287,3 +292,44 @@ async def test_a_kept_alive_connection_is_answered_draining_after_sigterm_then_c
     assert reply.headers["connection"] == "close"
     writer.close()
     assert await asyncio.to_thread(served.process.wait, 10) == 0
+
+
+@pytest.fixture(scope="module")
+def echo_runtime(tmp_path_factory):
+    """One runtime for the many framing cases (each on its own connection)."""
+    code = tmp_path_factory.mktemp("wire")
+    (code / "wire.py").write_text(HANDLERS)
+    runtime = start_runtime(code, "wire.echo", code)
+    wait_ready(runtime)
+    yield runtime
+    runtime.stop(timeout=10)
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "error_type"), REFUSED_FRAMING)
+async def test_framing_in_doubt_is_refused_and_the_connection_closed(
+    echo_runtime, request_bytes, status, error_type
+):
+    reader, writer = await connect(echo_runtime.url)
+    writer.write(request_bytes + SMUGGLED)
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == status, reply.body
+    assert reply.headers["connection"] == "close"
+    assert reply.json()["errorMessage"]
+    if error_type is not None:
+        assert reply.json()["errorType"] == error_type
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # /smuggled never answered
+    writer.close()
+
+
+async def test_trailers_never_become_headers(runtime):
+    served = runtime("headers")
+    reader, writer = await connect(served.url)
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\nX-Hanshu-Invocation-Id: forged\r\nX-Trailer: t\r\n\r\n"
+    )
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.json()["body"] == "ok"
+    names = {name.lower() for name in reply.json()["headers"]}
+    assert names == {"host", "transfer-encoding"}
+    writer.close()

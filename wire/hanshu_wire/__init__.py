@@ -1,0 +1,35 @@
+"""HTTP/1.1 wire rules shared by the runtime's server, the gateway's public port and the
+gateway's client to replicas: what decides a message's framing, and the header and token
+sets every writer and reader checks against.
+
+It imports nothing of Hanshu's (DESIGN.md: the runtime may import only this of ours), and
+nothing outside the standard library, so the runtime's image and boot stay as they are.
+"""
+
+from .framing import (
+    CHUNKED,
+    HOP_BY_HOP,
+    LINE_BREAKING,
+    SERVER_OWNED_HEADERS,
+    TOKEN,
+    TOKEN_CHARS,
+    MalformedFraming,
+    Refusal,
+    chunk_size,
+    reply_framing,
+    request_framing,
+)
+
+__all__ = [
+    "CHUNKED",
+    "HOP_BY_HOP",
+    "LINE_BREAKING",
+    "SERVER_OWNED_HEADERS",
+    "TOKEN",
+    "TOKEN_CHARS",
+    "MalformedFraming",
+    "Refusal",
+    "chunk_size",
+    "reply_framing",
+    "request_framing",
+]

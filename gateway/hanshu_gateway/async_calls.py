@@ -27,6 +27,7 @@ from hanshu_api.invocations import (
     HTTP_TARGET,
     Origin,
     StoredRequest,
+    header_key,
     public_record,
 )
 from hanshu_api.platform import FunctionKey
@@ -280,7 +281,7 @@ class AsyncCalls:
         headers = [
             (name, value)
             for name, value in request.headers.items()
-            if name.lower() not in _DISPATCH_ONLY and name.lower() != "x-request-id"
+            if header_key(name) not in _DISPATCH_ONLY and header_key(name) != "x-request-id"
         ]
         headers.append(("X-Request-Id", request_id))
         body = await request.read()

@@ -29,6 +29,7 @@ from hanshu_api.invocations import (
     HTTP_TARGET,
     SYNC,
     StoredRequest,
+    header_key,
     invocation_type_of,
 )
 from hanshu_api.jetstream import StreamSettings
@@ -526,9 +527,9 @@ class Gateway:
         drop = UPSTREAM_DROP
         if route.http.auth:
             # The API key stays at the gateway.
-            drop = drop | {route.http.auth.header.lower()}
+            drop = drop | {header_key(route.http.auth.header)}
         caller = request.headers
-        headers = [(k, v) for k, v in caller.items() if k.lower() not in drop]
+        headers = [(k, v) for k, v in caller.items() if header_key(k) not in drop]
         client = request.remote or ""
         forwarded_for = caller.get("X-Forwarded-For")
         headers.append(

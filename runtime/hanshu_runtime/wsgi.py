@@ -47,6 +47,11 @@ def build_environ(request: HttpRequest, server_name: str, server_port: int) -> d
         "wsgi.input_terminated": True,
     }
     for name, value in request.headers:
+        if "_" in name:
+            # CGI maps '-' and '_' to one key: X_Hanshu_Invocation_Id would pose as (or be
+            # joined to) the X-Hanshu-Invocation-Id the platform sets. Dropped, as gunicorn
+            # and nginx do; ASGI apps and event handlers still get them as sent.
+            continue
         key = name.upper().replace("-", "_")
         if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
             environ[key] = value

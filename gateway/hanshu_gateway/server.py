@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
 from aiohttp import web
@@ -125,6 +126,9 @@ class GatewayConfig:
     sns_confirm_hosts: tuple[str, ...] = ()
     # Required on the internal invoke, enqueue and dispatch paths when set (the chart sets it).
     internal_token: str = ""
+    # Proxies in front (an ingress ending TLS) whose X-Forwarded-For and -Proto are kept;
+    # from any other peer the gateway sets them alone.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 class ConfigError(Exception):
@@ -195,6 +199,20 @@ def _nats_url(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks = []
+    for item in env.get(name, "").split(","):
+        if item.strip():
+            try:
+                networks.append(ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name}: {item.strip()!r} is not an address or network such as "
+                    "10.0.0.0/8; set a comma-separated list, or leave it empty"
+                ) from None
+    return tuple(networks)
+
+
 def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
     """Parse and check every setting; a bad one is a ConfigError naming the variable."""
     return GatewayConfig(
@@ -215,6 +233,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         status_ttl=_seconds(env, "HANSHU_STATUS_TTL", 24 * 3600.0),
         nats_replicas=_whole_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1, maximum=5),
         internal_token=env.get(INTERNAL_TOKEN_ENV, "").strip(),
+        trusted_proxies=_networks(env, "HANSHU_TRUSTED_PROXIES"),
         sns_confirm_hosts=tuple(
             h.strip().lower()
             for h in env.get("HANSHU_SNS_CONFIRM_HOSTS", "").split(",")
@@ -308,6 +327,16 @@ class Gateway:
         if given and len(given) <= MAX_REQUEST_ID_LENGTH and visible_ascii(given):
             return given
         return self.new_request_id()
+
+    def _trusted_proxy(self, peer: str) -> bool:
+        networks = self.config.trusted_proxies
+        if not networks or not peer:
+            return False
+        try:
+            address = ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids):x}"
@@ -512,7 +541,9 @@ class Gateway:
                 )
                 code = accepted.status
                 return accepted
-            response = await self.forward(entry, request.method, path, headers, body, request_id)
+            response = await self.forward(
+                entry, request.method, path, headers, body, request_id, host=routed.host
+            )
             code = response.status
             return response
         finally:
@@ -531,11 +562,20 @@ class Gateway:
         caller = request.headers
         headers = [(k, v) for k, v in caller.items() if header_key(k) not in drop]
         client = request.remote or ""
-        forwarded_for = caller.get("X-Forwarded-For")
+        scheme = request.scheme
+        forwarded_for = None
+        if self._trusted_proxy(client):
+            # A proxy in front (an ingress ending TLS) that the operator named: what it
+            # says of its own caller is kept, the hop it came from appended.
+            forwarded_for = caller.get("X-Forwarded-For")
+            claimed = caller.get("X-Forwarded-Proto", "").strip().lower()
+            scheme = claimed if claimed in ("http", "https") else scheme
+        # Otherwise the gateway's alone: a caller's X-Forwarded-* would choose the scheme
+        # and address an app trusts (Werkzeug's ProxyFix, Django's USE_X_FORWARDED_HOST).
         headers.append(
             ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client)
         )
-        headers.append(("X-Forwarded-Proto", caller.get("X-Forwarded-Proto", request.scheme)))
+        headers.append(("X-Forwarded-Proto", scheme))
         headers.append(("X-Forwarded-Host", routed.host))
         headers.append(("X-Request-Id", request_id))
         if route.http.strip_prefix and route.prefix:
@@ -552,9 +592,11 @@ class Gateway:
         body: bytes,
         request_id: str,
         invocation_type: str = SYNC,
+        host: str | None = None,
     ) -> web.StreamResponse:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
-        replica that is starting or draining refuses."""
+        replica that is starting or draining refuses. ``host``: the caller's Host, which
+        the replica gets as its Host (None: the replica's own address)."""
         function = entry.key[1]
         pool, stats, meters = entry.pool, entry.stats, entry.meters
         arrived = time.monotonic()
@@ -608,7 +650,9 @@ class Gateway:
                     finally:
                         stats.queued -= 1
                 call_started = time.monotonic()
-                outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
+                outcome = await self._call(
+                    entry, endpoint, method, path, headers, body, request_id, host
+                )
                 if outcome is not None:
                     # Billed from the replica taking the request, not from the wait for one.
                     meters.bill(
@@ -642,12 +686,13 @@ class Gateway:
         headers: Headers,
         body: bytes,
         request_id: str,
+        host: str | None,
     ) -> web.Response | None:
         """One attempt; None means 'not served, try another replica'."""
         pool = entry.pool
         try:
             reply = await self._upstream.request(
-                endpoint, method, path, headers, body, entry.timeout_seconds + 1
+                endpoint, method, path, headers, body, entry.timeout_seconds + 1, host
             )
         except UpstreamClosed:
             # The request reached a replica that died before replying (the pool already

@@ -188,13 +188,20 @@ def _request_head(
     target: str,
     headers: Iterable[tuple[str, str]],
     length: int,
+    host: str | None = None,
 ) -> bytes:
     """The request head for a replica. Whatever would end a line early is refused here,
     the one place the hop's request lines are written: no caller can split a request on
-    a connection other callers' requests share."""
+    a connection other callers' requests share. ``host`` is the caller's Host, passed on
+    as nginx's ``proxy_set_header Host $host`` does (the app builds its URLs from it);
+    without one (probes, schedules), the replica's own address."""
     if not TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
         raise ValueError(f"refusing to write the request line {method!r} {target!r}")
-    head = [f"{method} {target} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"]
+    if host is None:
+        host = f"{endpoint.host}:{endpoint.port}"
+    elif not _TARGET.fullmatch(host):
+        raise ValueError(f"refusing to write the Host {host!r}")
+    head = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
     for name, value in headers:
         if not TOKEN.fullmatch(name) or LINE_BREAKING.search(value):
             raise ValueError(f"refusing to write the header {name!r}: {value!r}")
@@ -248,12 +255,14 @@ class UpstreamPool:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         within: float,
+        host: str | None = None,
     ) -> UpstreamReply:
         """One exchange. Raises OSError when the replica refuses the connection,
         UpstreamClosed when it closes without replying (or dies, perhaps of this request),
         TimeoutError past ``within`` s, ValueError (before sending anything) for a target
-        or header that would break a line."""
-        request = _request_head(endpoint, method, target, headers, len(body)) + body
+        or header that would break a line. The Host is per request, never per connection:
+        one kept-alive connection carries requests for any host."""
+        request = _request_head(endpoint, method, target, headers, len(body), host) + body
         connection = self._reuse(endpoint)
         reused = connection is not None
         if connection is None:

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote
 
 from hanshu_wire import SERVER_OWNED_HEADERS
 
-from .events import HttpRequest
+from .events import HttpRequest, server_address
 from .faults import InitializerError
 from .replies import HttpReply
 
@@ -57,7 +57,8 @@ def build_scope(request: HttpRequest, server: tuple[str, int], client_port: int)
             for name, value in request.headers
         ],
         "client": (request.client_ip, client_port),
-        "server": server,
+        # The caller's host (as the gateway passed it on), as apps build URLs from it.
+        "server": server_address(request.host, request.scheme, server),
         "state": {},
     }
 

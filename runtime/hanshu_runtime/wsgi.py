@@ -10,7 +10,7 @@ from urllib.parse import unquote_to_bytes
 
 from hanshu_wire import SERVER_OWNED_HEADERS
 
-from .events import HttpRequest
+from .events import HttpRequest, server_address
 from .replies import HttpReply
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -22,6 +22,10 @@ def _native(text: str) -> str:
 
 
 def build_environ(request: HttpRequest, server_name: str, server_port: int) -> dict[str, Any]:
+    # The caller's host, not the replica's address (the gateway passes the Host on).
+    server_name, server_port = server_address(
+        request.host, request.scheme, (server_name, server_port)
+    )
     # What was on the request line, still encoded (gunicorn and Werkzeug's server set both).
     raw_uri = f"{request.path}?{request.raw_query}" if request.raw_query else request.path
     environ: dict[str, Any] = {

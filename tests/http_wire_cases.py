@@ -19,6 +19,8 @@ REFUSED_FRAMING = [
      400, "InvalidTransferEncoding"),
     (b"POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
      400, None),
+    (b"POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n0\r\n\r\n",
+     400, "InvalidTransferEncoding"),
     # 6.1: HTTP/1.0 has no chunked coding; kept alive, what follows the body was served.
     (b"POST /te HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked"
      b"\r\n\r\n0\r\n\r\n", 400, "InvalidTransferEncoding"),

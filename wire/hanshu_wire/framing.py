@@ -68,15 +68,15 @@ class MalformedFraming(ValueError):
 
 def _coding_list(values: list[str]) -> list[str] | None:
     """The transfer codings of every Transfer-Encoding field, in order, lowercased; None
-    when an element is not a token (a coding's parameters included: none is supported).
-    Empty elements are skipped, as RFC 9110 5.6.1.2 asks of a recipient (and h11 does)."""
+    when an element is not a token (a coding's parameters included: none is supported)
+    or is empty: RFC 9110 5.6.1.2 lets a recipient skip empty elements, but h11 (and
+    proxies like it) refuse them, and a framing header two parsers read differently is
+    what smuggling is made of."""
     codings = []
     for value in values:
         for element in value.split(","):
             coding = element.strip(_OWS)
-            if not coding:
-                continue
-            if not TOKEN.fullmatch(coding):
+            if not coding or not TOKEN.fullmatch(coding):
                 return None
             codings.append(coding.lower())
     return codings

@@ -37,12 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
-from email.utils import formatdate
 from typing import cast
 
 import httptools
@@ -50,8 +47,14 @@ from aiohttp import web
 from hanshu_wire import (
     CHUNKED,
     LINE_BREAKING,
+    LINGER_SECONDS,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MAX_PIPELINED,
+    NO_BODY_STATUSES,
     SERVER_OWNED_HEADERS,
     TOKEN,
+    http_date,
     request_framing,
 )
 from hanshu_wire import Refusal as WireRefusal
@@ -62,16 +65,11 @@ log = logging.getLogger("hanshu.gateway")
 
 REQUEST_LINE_LIMIT = 8190  # aiohttp's default, kept: 414 past it
 HEADER_FIELD_LIMIT = 16 * 1024  # one header's name or value: 431 past it
-MAX_HEADERS = 128  # aiohttp's limit: 431 past it
-MAX_HEAD_BYTES = 64 * 1024  # the whole head, however it is split: 431 past it
-LINGER_SECONDS = 5.0  # reading and dropping what a caller still sends after a final reply
-MAX_PIPELINED = 16  # complete heads waiting behind the request being answered
 # Bytes parsed at a time: a read can hold thousands of tiny pipelined requests, and the
 # read-ahead limit is checked between slices. Larger slices would save little: a request
 # head is a few hundred bytes.
 PARSE_SLICE = 4096
 WRITE_STALL_SECONDS = 30.0  # a reply not taken at all for this long: the connection drops
-_NO_BODY_STATUSES = frozenset({204, 304})
 _ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
 
 # (status, errorType, errorMessage) -> the reply; the gateway adds a request id.
@@ -84,12 +82,6 @@ class BodyTooLarge(Exception):
 
 class ClientGone(ConnectionError):
     """The caller closed the connection before its request body was complete."""
-
-
-@functools.lru_cache(maxsize=1)
-def _http_date(second: int) -> str:
-    """The Date header, formatted once a second rather than per reply."""
-    return formatdate(second, usegmt=True)
 
 
 class InvalidReply(ValueError):
@@ -118,7 +110,7 @@ def encode_reply(
         body = b""
     elif not isinstance(body, bytes):
         raise InvalidReply(f"a reply body must be bytes, not {type(body).__name__}")
-    if status in _NO_BODY_STATUSES:
+    if status in NO_BODY_STATUSES:
         body = b""
     else:
         length = str(len(body))
@@ -128,7 +120,7 @@ def encode_reply(
             declared = response.headers.get("Content-Length", "")
             length = declared if declared.isdigit() else length
         lines.append(f"Content-Length: {length}\r\n")
-    lines.append(f"Date: {_http_date(int(time.time()))}\r\n")
+    lines.append(f"Date: {http_date()}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
     elif http10:

@@ -35,6 +35,7 @@ from hanshu_api.invocations import (
 )
 from hanshu_api.jetstream import StreamSettings
 from hanshu_api.platform import Endpoint
+from hanshu_wire import HOP_BY_HOP as WIRE_HOP_BY_HOP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
@@ -58,13 +59,13 @@ from .upstream import MalformedReply, UpstreamClosed, UpstreamPool
 
 log = logging.getLogger("hanshu.gateway")
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+# RFC 9110's hop-by-hop fields (hanshu_wire), and what the hop to a replica writes itself.
+HOP_BY_HOP = WIRE_HOP_BY_HOP | {
+    "trailers", "host", "content-length",
     # The gateway has read the whole body already: asking a replica to "continue" would
     # only make it send an interim 100.
     "expect",
-})  # fmt: skip
+}  # fmt: skip
 RETRY_PENALTY_SECONDS = 0.05
 # When to try a Function whose replicas cannot start again: a fix takes a person.
 FAULT_RETRY_AFTER_SECONDS = 10

@@ -20,34 +20,31 @@ import asyncio
 import collections
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import NoReturn
 
 import httptools
-from hanshu_wire import SERVER_OWNED_HEADERS, TOKEN_CHARS, Refusal, request_framing
+from hanshu_wire import (
+    LINGER_SECONDS,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MAX_PIPELINED,
+    NO_BODY_STATUSES,
+    SERVER_OWNED_HEADERS,
+    TOKEN_CHARS,
+    Refusal,
+    http_date,
+    request_framing,
+)
 
 log = logging.getLogger("hanshu.runtime")
 # aiohttp's server default: longer than any client pool keeps an idle connection (the
 # gateway's keeps one 15 s), so the client, not the server, closes an idle connection and
 # never sends on one the server is closing.
 KEEPALIVE_SECONDS = 75.0
-# The request line and headers together (aiohttp's and nginx's limits are of this order):
-# a head that never ends must not grow without bound.
-_MAX_HEAD_BYTES = 64 * 1024
-# How long a connection closed after an error reply still reads (and drops) what the
-# client sends, so that the client, still sending, gets to read the reply.
-_LINGER_SECONDS = 5.0
-# Pipelined requests waiting on one connection before it stops reading more.
-_MAX_PIPELINED = 16
-# Trailer fields of a chunked body: never kept (not headers), only counted.
-_MAX_TRAILERS = 128
-_NO_BODY_STATUSES = frozenset({204, 304})
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class Headers(Mapping[str, str]):
@@ -144,28 +141,6 @@ _INTERNAL_ERROR = json_response(
 )
 
 
-class _Clock:
-    """The Date header, formatted once a second rather than per reply."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = ""
-
-    def date(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            tm = time.gmtime(now)
-            self._value = (
-                f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
-                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT"
-            )
-            self._second = now
-        return self._value
-
-
-_clock = _Clock()
-
-
 def encode_response(
     response: Response, keep_alive: bool, head: bool, version: str = "1.1"
 ) -> bytes:
@@ -181,13 +156,13 @@ def encode_response(
             has_type = True
         lines.append(f"{name}: {value}\r\n")
     body = response.body
-    if status in _NO_BODY_STATUSES or status < 200:
+    if status in NO_BODY_STATUSES or status < 200:
         body = b""
     else:
         if body and not has_type:
             lines.append("Content-Type: application/octet-stream\r\n")
         lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append(f"Date: {_clock.date()}\r\n")
+    lines.append(f"Date: {http_date()}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
     elif version == "1.0":
@@ -222,7 +197,7 @@ class _Connection(asyncio.Protocol):
         self._ignore_input = False  # after a parse error, an upgrade or an oversized body
         # The request being parsed.
         self._url = b""
-        # Bytes received while a request head was incomplete (bounded by _MAX_HEAD_BYTES).
+        # Bytes received while a request head was incomplete (bounded by MAX_HEAD_BYTES).
         self._in_head = True
         self._head_size = 0
         self._headers: list[tuple[str, str]] = []
@@ -276,7 +251,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._answer_malformed(str(error))
             return
-        if self._in_head and self._head_size > _MAX_HEAD_BYTES:
+        if self._in_head and self._head_size > MAX_HEAD_BYTES:
             self._ignore_input = True
             self._push(
                 json_response(
@@ -284,7 +259,7 @@ class _Connection(asyncio.Protocol):
                     {
                         "errorType": "RequestHeaderFieldsTooLarge",
                         "errorMessage": "the request line and headers are over "
-                        f"{_MAX_HEAD_BYTES} bytes",
+                        f"{MAX_HEAD_BYTES} bytes",
                     },
                     close=True,
                 )
@@ -378,7 +353,7 @@ class _Connection(asyncio.Protocol):
             # A chunked body's trailer: not a header, and never made one (a trailer may
             # say anything, Content-Length or X-Hanshu-Invocation-Id included).
             self._trailers += 1
-            if self._trailers > _MAX_TRAILERS:
+            if self._trailers > MAX_HEADERS:
                 self._refuse(Refusal(431, "RequestHeaderFieldsTooLarge", "too many trailer fields"))
             return
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
@@ -468,7 +443,7 @@ class _Connection(asyncio.Protocol):
         # Read ahead of the request being answered only so far: a client that pipelines
         # large bodies must not make the runtime hold many of them at once.
         if (
-            len(self._queue) >= _MAX_PIPELINED or self._queued_bytes > self._server.max_body_bytes
+            len(self._queue) >= MAX_PIPELINED or self._queued_bytes > self._server.max_body_bytes
         ) and self._transport is not None:
             self._transport.pause_reading()
             self._reading_paused = True
@@ -560,7 +535,7 @@ class _Connection(asyncio.Protocol):
         the limit, a request that could not be parsed), closing at once would make the
         kernel reset the connection, and a client busy sending would never read the
         reply: so only our side is shut, and what still comes is read and dropped until
-        the client closes or ``_LINGER_SECONDS`` pass."""
+        the client closes or ``LINGER_SECONDS`` pass."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -573,7 +548,7 @@ class _Connection(asyncio.Protocol):
             transport.resume_reading()
             self._reading_paused = False
         self._cancel_idle_timer()
-        self._idle_timer = self._loop.call_later(_LINGER_SECONDS, self.close)
+        self._idle_timer = self._loop.call_later(LINGER_SECONDS, self.close)
 
 
 class HttpServer:

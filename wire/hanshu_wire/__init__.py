@@ -6,6 +6,7 @@ It imports nothing of Hanshu's (DESIGN.md: the runtime may import only this of o
 nothing outside the standard library, so the runtime's image and boot stay as they are.
 """
 
+from .dates import http_date
 from .framing import (
     CHUNKED,
     HOP_BY_HOP,
@@ -19,17 +20,30 @@ from .framing import (
     reply_framing,
     request_framing,
 )
+from .limits import (
+    LINGER_SECONDS,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MAX_PIPELINED,
+    NO_BODY_STATUSES,
+)
 
 __all__ = [
     "CHUNKED",
     "HOP_BY_HOP",
     "LINE_BREAKING",
+    "LINGER_SECONDS",
+    "MAX_HEADERS",
+    "MAX_HEAD_BYTES",
+    "MAX_PIPELINED",
+    "NO_BODY_STATUSES",
     "SERVER_OWNED_HEADERS",
     "TOKEN",
     "TOKEN_CHARS",
     "MalformedFraming",
     "Refusal",
     "chunk_size",
+    "http_date",
     "reply_framing",
     "request_framing",
 ]

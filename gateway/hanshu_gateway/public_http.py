@@ -10,10 +10,11 @@ replies are built that way, and the internal port shares them); this server writ
 
 What callers get from it:
 
-- A request head is checked as aiohttp checked it: 414 for a request line over 8190 bytes,
-  431 for a header over 16 KiB, more than 128 headers or a head over 64 KiB, and a JSON 400
-  for anything llhttp refuses (bad framing, a bare CR, obs-fold, a duplicate
-  Content-Length, Content-Length with Transfer-Encoding).
+- A request head is read as the runtime reads it (hanshu_wire's HeadReader): 414 for a
+  request line over 8190 bytes, 431 for a header over 16 KiB, more than 128 headers or a
+  head over 64 KiB; its framing decided by hanshu_wire.request_framing (400, 501 or 505
+  where RFC 9112 says so: docs/http.md), and a JSON 400 for anything llhttp refuses (a bare
+  CR, obs-fold, a duplicate Content-Length). The connection closes after each.
 - A head must arrive within the header timeout (slowloris); an idle kept-alive connection
   closes after the keep-alive timeout. A body has the handler's own read timeout.
 - The handler runs as soon as the head is complete: a refusal (401, 404, 429) never waits
@@ -49,13 +50,13 @@ from hanshu_wire import (
     LINE_BREAKING,
     LINGER_SECONDS,
     MAX_HEAD_BYTES,
-    MAX_HEADERS,
     MAX_PIPELINED,
     NO_BODY_STATUSES,
     SERVER_OWNED_HEADERS,
     TOKEN,
+    HeadReader,
+    HeadRefused,
     http_date,
-    request_framing,
 )
 from hanshu_wire import Refusal as WireRefusal
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
@@ -63,8 +64,6 @@ from yarl import URL
 
 log = logging.getLogger("hanshu.gateway")
 
-REQUEST_LINE_LIMIT = 8190  # aiohttp's default, kept: 414 past it
-HEADER_FIELD_LIMIT = 16 * 1024  # one header's name or value: 431 past it
 # Bytes parsed at a time: a read can hold thousands of tiny pipelined requests, and the
 # read-ahead limit is checked between slices. Larger slices would save little: a request
 # head is a few hundred bytes.
@@ -321,7 +320,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 Handler = Callable[[PublicRequest], Awaitable[web.StreamResponse]]
 
 
-class _PublicConnection(asyncio.Protocol):
+class _PublicConnection(HeadReader, asyncio.Protocol):
     """One caller's connection: parse heads, hand each request to the handler in order."""
 
     def __init__(self, server: PublicServer) -> None:
@@ -354,11 +353,9 @@ class _PublicConnection(asyncio.Protocol):
         self._lingering = False
         self._ignore_input = False  # after a refusal that ends the connection
         self._upgrade_remaining = 0  # body bytes of an Upgrade request, read by hand
-        # The request being received.
+        # The request being received (its target and fields: HeadReader's).
         self._in_head = False
-        self._url = b""
-        self._headers: list[tuple[str, str]] = []
-        self._trailers = 0
+        self._fields: list[tuple[str, str]] = []
         # Bytes of the current message that were not body (head, chunk sizes, trailers),
         # and its body bytes: the first may not outgrow MAX_HEAD_BYTES plus the second.
         self._overhead = 0
@@ -446,50 +443,20 @@ class _PublicConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def message_begins(self) -> None:
         self._in_head = True
-        self._url = b""
-        self._headers = []
-        self._trailers = 0
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > REQUEST_LINE_LIMIT:
-            self._refuse(
-                414, "TargetTooLong", f"the request line is over {REQUEST_LINE_LIMIT} bytes"
-            )
-            raise _Refused
+    def head_refused(self, refusal: WireRefusal) -> None:
+        self._refuse(*refusal)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) > HEADER_FIELD_LIMIT or len(value) > HEADER_FIELD_LIMIT:
-            self._refuse(431, "HeadersTooLarge", f"a header is over {HEADER_FIELD_LIMIT} bytes")
-            raise _Refused
-        if not self._in_head:
-            # A chunked body's trailer: not used, only counted (its bytes are counted as
-            # the message's overhead).
-            self._trailers += 1
-            if self._trailers > MAX_HEADERS:
-                self._refuse(431, "HeadersTooLarge", "the request has too many trailer fields")
-                raise _Refused
-            return
-        if len(self._headers) >= MAX_HEADERS:
-            self._refuse(431, "HeadersTooLarge", "the request has too many headers")
-            raise _Refused
-        # Not UTF-8: kept as surrogates, which nothing echoes and the hop writes back as sent.
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
-    def on_headers_complete(self) -> None:
+    def head_complete(self, framing: int) -> None:
         self._in_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         parser = self._parser
-        framing = request_framing(parser.get_http_version(), self._headers)
-        if isinstance(framing, WireRefusal):
-            self._refuse(*framing)
-            raise _Refused
-        headers = CIMultiDictProxy(CIMultiDict(self._headers))
-        url, self._url, self._headers = self._url, b"", []
+        headers = CIMultiDictProxy(CIMultiDict(self._fields))
+        url = self._target
         chunked = framing == CHUNKED
         if chunked and parser.should_upgrade():
             self._refuse(
@@ -498,7 +465,7 @@ class _PublicConnection(asyncio.Protocol):
                 "a request with Upgrade and a chunked body is not supported: send it "
                 "without Upgrade, or with a Content-Length",
             )
-            raise _Refused
+            raise HeadRefused
         has_body = chunked or "Content-Length" in headers
         request = PublicRequest(
             parser.get_method().decode("ascii"),
@@ -814,10 +781,6 @@ class _PublicConnection(asyncio.Protocol):
 
 
 _INTERNAL_MESSAGE = "the gateway failed on this request; it is logged"
-
-
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing a head that is refused already."""
 
 
 class PublicServer:

@@ -11,7 +11,9 @@ pipelined requests in order, cap the body (413 without reading the rest), send
 idle connections when draining.
 
 Requests reach the handler whole; the handler's reply is framed here (Content-Length,
-Connection, Date), so a reply cannot set its own framing.
+Connection, Date), so a reply cannot set its own framing. A request's head, its limits and
+its framing are read by hanshu_wire (the gateway's public port reads them the same way):
+what RFC 9112 says a server must refuse is refused, and the connection closed.
 """
 
 from __future__ import annotations
@@ -23,20 +25,19 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import NoReturn
 
 import httptools
 from hanshu_wire import (
     LINGER_SECONDS,
     MAX_HEAD_BYTES,
-    MAX_HEADERS,
     MAX_PIPELINED,
     NO_BODY_STATUSES,
     SERVER_OWNED_HEADERS,
     TOKEN_CHARS,
+    HeadReader,
     Refusal,
+    expects_continue,
     http_date,
-    request_framing,
 )
 
 log = logging.getLogger("hanshu.runtime")
@@ -132,10 +133,6 @@ def refusal_response(refusal: Refusal) -> Response:
     return json_response(refusal.status, payload, close=True)
 
 
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing a request that is refused already."""
-
-
 _INTERNAL_ERROR = json_response(
     500, {"errorType": "InternalError", "errorMessage": "the runtime failed"}, close=True
 )
@@ -172,7 +169,7 @@ def encode_response(
     return head_bytes if head or not body else head_bytes + body
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(HeadReader, asyncio.Protocol):
     """One client connection: parse, queue complete requests, answer them in order."""
 
     def __init__(self, server: HttpServer) -> None:
@@ -195,17 +192,15 @@ class _Connection(asyncio.Protocol):
         self._held: tuple[Request, bool, int, bytearray] | None = None
         self._closed = False
         self._ignore_input = False  # after a parse error, an upgrade or an oversized body
-        # The request being parsed.
-        self._url = b""
+        # The request being parsed (its target and fields: HeadReader's).
+        self._fields: list[tuple[str, str]] = []
         # Bytes received while a request head was incomplete (bounded by MAX_HEAD_BYTES).
         self._in_head = True
         self._head_size = 0
-        self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
-        self._trailers = 0
-        # The reply to a request refused from a parser callback (its framing).
+        # The reply to a request refused from a parser callback (its head or framing).
         self._refusal: Response | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -257,7 +252,7 @@ class _Connection(asyncio.Protocol):
                 json_response(
                     431,
                     {
-                        "errorType": "RequestHeaderFieldsTooLarge",
+                        "errorType": "HeadersTooLarge",
                         "errorMessage": "the request line and headers are over "
                         f"{MAX_HEAD_BYTES} bytes",
                     },
@@ -337,50 +332,25 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
+    def message_begins(self) -> None:
         self._body = []
         self._body_size = 0
         self._too_large = False
-        self._trailers = 0
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
+    def head_refused(self, refusal: Refusal) -> None:
+        self._refusal = refusal_response(refusal)  # answered in turn; the connection ends
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
-            # A chunked body's trailer: not a header, and never made one (a trailer may
-            # say anything, Content-Length or X-Hanshu-Invocation-Id included).
-            self._trailers += 1
-            if self._trailers > MAX_HEADERS:
-                self._refuse(Refusal(431, "RequestHeaderFieldsTooLarge", "too many trailer fields"))
-            return
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
-    def _refuse(self, refusal: Refusal) -> NoReturn:
-        """Answer (in turn) with the refusal, end the connection, and stop the parser."""
-        self._refusal = refusal_response(refusal)
-        raise _Refused
-
-    def on_headers_complete(self) -> None:
+    def head_complete(self, framing: int) -> None:
         self._in_head = False
-        framing = request_framing(self._parser.get_http_version(), self._headers)
-        if isinstance(framing, Refusal):
-            self._refuse(framing)
         if framing > self._server.max_body_bytes:
             self._too_large = True
             self._enqueue()  # answered now; the body is never read
             return
-        expects_continue = False
-        for name, value in self._headers:
-            if len(name) == 6 and name.lower() == "expect":
-                expects_continue = value.strip().lower() == "100-continue"
         # Only for a request nothing is answered ahead of: an interim reply must not come
         # before the replies of earlier pipelined requests (without it, a client sends
         # its body after a short wait anyway).
         idle = self._worker is None and not self._queue
-        if expects_continue and idle and self._parser.get_http_version() == "1.1":
+        if idle and expects_continue(self._fields, self._parser.get_http_version()):
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -406,16 +376,16 @@ class _Connection(asyncio.Protocol):
             return  # a request pipelined after one that ends the connection
         parser = self._parser
         try:
-            url = httptools.parse_url(self._url)
+            url = httptools.parse_url(self._target)
         except httptools.HttpParserInvalidURLError:
             self._ignore_input = True
-            self._answer_malformed(f"the request target {self._url[:200]!r} is not a URL path")
+            self._answer_malformed(f"the request target {self._target[:200]!r} is not a URL path")
             return
         request = Request(
             method=parser.get_method().decode("ascii"),
             path=(url.path or b"/").decode("utf-8", "surrogateescape"),
             raw_query=(url.query or b"").decode("utf-8", "surrogateescape"),
-            headers=self._headers,
+            headers=self._fields,
             version=parser.get_http_version(),
             client_ip=self._client_ip,
             body=b"".join(self._body) if not self._too_large else b"",

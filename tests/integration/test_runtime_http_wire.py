@@ -174,7 +174,7 @@ async def test_a_request_head_without_end_is_431_not_unbounded_memory(runtime):
     served = runtime("echo")
     reader, writer = await connect(served.url)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\n")
-    await error_reply(reader, 431, "RequestHeaderFieldsTooLarge")
+    await error_reply(reader, 431, "HeadersTooLarge")
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
 
@@ -333,3 +333,24 @@ async def test_trailers_never_become_headers(runtime):
     names = {name.lower() for name in reply.json()["headers"]}
     assert names == {"host", "transfer-encoding"}
     writer.close()
+
+
+async def test_the_runtime_holds_a_head_to_the_gateways_limits(echo_runtime):
+    """The same 414 and 431 as the gateway's public port: a replica never answers a head
+    the gateway let through with a refusal of its own."""
+    for request, status, error_type in (
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "TargetTooLong"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, None),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: a\r\n" % n for n in range(200))
+            + b"\r\n",
+            431,
+            None,
+        ),
+    ):
+        reader, writer = await connect(echo_runtime.url)
+        writer.write(request)
+        reply = await error_reply(reader, status, error_type or "HeadersTooLarge")
+        assert reply.headers["connection"] == "close"
+        writer.close()

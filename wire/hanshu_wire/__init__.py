@@ -27,6 +27,7 @@ from .limits import (
     MAX_PIPELINED,
     NO_BODY_STATUSES,
 )
+from .reader import HeadReader, HeadRefused, expects_continue
 
 __all__ = [
     "CHUNKED",
@@ -40,9 +41,12 @@ __all__ = [
     "SERVER_OWNED_HEADERS",
     "TOKEN",
     "TOKEN_CHARS",
+    "HeadReader",
+    "HeadRefused",
     "MalformedFraming",
     "Refusal",
     "chunk_size",
+    "expects_continue",
     "http_date",
     "reply_framing",
     "request_framing",

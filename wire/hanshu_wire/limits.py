@@ -16,3 +16,5 @@ MAX_PIPELINED = 16
 LINGER_SECONDS = 5.0
 # Replies that never have a body, whatever a handler's says.
 NO_BODY_STATUSES = frozenset({204, 304})
+REQUEST_LINE_LIMIT = 8190  # aiohttp's default: 414 past it
+HEADER_FIELD_LIMIT = 16 * 1024  # one header's name or value: 431 past it

@@ -19,9 +19,11 @@ from hanshu_wire import CHUNKED, LINE_BREAKING, TOKEN, MalformedFraming, chunk_s
 # What may be written into a request head: a header name or method is a token, a target
 # visible ASCII; a value anything but what ends a line.
 _TARGET = re.compile(r"[\x21-\x7e]+")
-# In a reply head: a CR or LF that is not part of a CRLF, or a NUL. A reader that takes a
-# bare LF as a line end would see other headers (another framing) than we do.
-_BARE_LINE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
+# What, in a reply's head, a lenient reader would split into other fields than we do
+# (another framing): a line that is not "token:" (obs-fold, whitespace before the colon,
+# no colon). A CR or LF outside a CRLF, and NUL, are counted instead (a regex with a
+# look-behind costs more than the rest of the reply's parsing).
+_NOT_A_FIELD = re.compile(rb"\r\n(?![!#$%&'*+.^_`|~0-9A-Za-z-]+:)")
 IDLE_SECONDS = 30.0  # below aiohttp's 75 s keep-alive: we close first, never race a close
 MAX_IDLE_PER_ENDPOINT = 256
 
@@ -132,8 +134,13 @@ class _Connection(asyncio.Protocol):
             if end < 0:
                 return None
             raw = bytes(self.buffer[:end])
-            if _BARE_LINE_BREAK.search(raw):
+            pairs = raw.count(b"\r\n")
+            if raw.count(b"\r") != pairs or raw.count(b"\n") != pairs or b"\x00" in raw:
                 raise MalformedReply("a bare CR or LF, or a NUL, in the reply's head")
+            unsound = _NOT_A_FIELD.search(raw)
+            if unsound is not None:
+                where = raw[unsound.start() : unsound.start() + 60]
+                raise MalformedReply(f"a malformed header line in the reply: {where!r}")
             # UTF-8 as the runtime writes it, so a value reaches the caller unchanged.
             head = raw.decode("utf-8", "replace")
             lines = head.split("\r\n")
@@ -147,20 +154,28 @@ class _Connection(asyncio.Protocol):
                 # image: the final reply follows on this connection; never hand it out.
                 del self.buffer[: end + 4]
                 return self._parse()
-            self._headers = []
+            self._headers = headers = []
+            lengths: list[str] = []
+            encodings: list[str] = []
             connection = ""
             for line in lines[1:]:
                 name, _, value = line.partition(":")
-                if not TOKEN.fullmatch(name):
-                    # Whitespace before the colon, obs-fold, a line without a colon.
-                    raise MalformedReply(f"bad header line {line[:60]!r}")
                 value = value.strip(" \t")
-                if len(name) == 10 and name.lower() == "connection":
-                    connection = value.lower()
-                self._headers.append((name, value))
+                size = len(name)
+                # Only these can change framing (and their lengths are rare among names).
+                if size == 14 or size == 17 or size == 10:
+                    lower = name.lower()
+                    if lower == "content-length":
+                        lengths.append(value)
+                    elif lower == "transfer-encoding":
+                        encodings.append(value)
+                    elif lower == "connection":
+                        connection = value.lower()
+                headers.append((name, value))
             try:
                 framing = reply_framing(
-                    self._headers,
+                    lengths,
+                    encodings,
                     self._bodyless or self._status in (204, 304) or self._status < 200,
                 )
             except MalformedFraming as bad:

@@ -44,7 +44,7 @@ CHUNKED = -1  # a framing: chunked transfer coding (else a Content-Length, 0 for
 # RFC 9110 7.2: uri-host [":" port]; uri-host an IP literal in brackets or a reg-name
 # (unreserved, percent-encoded and sub-delims characters; IPv4 addresses are reg-names).
 _HOST = re.compile(r"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
-_DIGITS = re.compile(r"[0-9]{1,18}")  # 18 digits: past any body limit, within an int64
+_LENGTH_DIGITS = 18  # a Content-Length's digits: past any body limit, within an int64
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[^\r\n\x00]*)?")
 _OWS = " \t"
 # Only these names can change framing, and they differ in length from most others: a
@@ -171,7 +171,7 @@ def request_framing(version: str, headers: Sequence[tuple[str, str]]) -> int | R
     if len(lengths) > 1:
         return Refusal(400, "InvalidContentLength", "the request has more than one Content-Length")
     length = lengths[0].strip(_OWS)
-    if not _DIGITS.fullmatch(length):
+    if not (length.isascii() and length.isdigit() and len(length) <= _LENGTH_DIGITS):
         # RFC 9112 6.3: a Content-Length that is not 1*DIGIT (a sign, a list, junk) is
         # unrecoverable framing.
         return Refusal(
@@ -182,36 +182,36 @@ def request_framing(version: str, headers: Sequence[tuple[str, str]]) -> int | R
     return int(length)
 
 
-def reply_framing(headers: Sequence[tuple[str, str]], bodyless: bool) -> int | None:
-    """A reply's framing (read by the gateway from a replica): CHUNKED, a Content-Length,
-    or None when its body ends with the connection. ``bodyless`` for a reply to HEAD, a
-    204 or 304, which has none whatever it says. Raises MalformedFraming for a framing two
-    readers could take differently: the gateway then answers 502 and drops the connection."""
-    lengths: set[str] = set()
-    encodings: list[str] = []
-    for name, value in headers:
-        if len(name) not in _FRAMING_NAME_LENGTHS:
-            continue
-        lowered = name.lower()
-        if lowered == "content-length":
-            # RFC 9110 8.6: a list of one repeated value is that value.
-            lengths.update(part.strip(_OWS) for part in value.split(","))
-        elif lowered == "transfer-encoding":
-            encodings.append(value)
+def reply_framing(
+    content_lengths: list[str], transfer_encodings: list[str], bodyless: bool
+) -> int | None:
+    """A reply's framing (read by the gateway from a replica), from the values of its
+    Content-Length and Transfer-Encoding fields: CHUNKED, a length, or None when its body
+    ends with the connection. ``bodyless`` for a reply to HEAD, a 204 or 304, which has
+    none whatever it says. Raises MalformedFraming for a framing two readers could take
+    differently: the gateway then answers 502 and drops the connection."""
     if bodyless:
         return 0
-    if encodings:
-        if lengths:
+    if transfer_encodings:
+        if content_lengths:
             raise MalformedFraming("the reply has both Content-Length and Transfer-Encoding")
-        if _coding_list(encodings) != ["chunked"]:
-            raise MalformedFraming(f"the reply's Transfer-Encoding {encodings!r} is not chunked")
+        if _coding_list(transfer_encodings) != ["chunked"]:
+            raise MalformedFraming(
+                f"the reply's Transfer-Encoding {transfer_encodings!r} is not chunked"
+            )
         return CHUNKED
-    if not lengths:
+    if not content_lengths:
         return None
+    if len(content_lengths) == 1:
+        length = content_lengths[0]
+        if length.isascii() and length.isdigit() and len(length) <= _LENGTH_DIGITS:
+            return int(length)  # the common case, tested cheaply
+    # RFC 9110 8.6: a list of one repeated value is that value.
+    lengths = {part.strip(_OWS) for value in content_lengths for part in value.split(",")}
     if len(lengths) > 1:
         raise MalformedFraming(f"the reply has different Content-Lengths {sorted(lengths)}")
     (length,) = lengths
-    if not _DIGITS.fullmatch(length):
+    if not (length.isascii() and length.isdigit() and len(length) <= _LENGTH_DIGITS):
         raise MalformedFraming(f"the reply's Content-Length {length[:40]!r} is not a number")
     return int(length)
 

@@ -286,8 +286,11 @@ class AsyncCalls:
         headers.append(("X-Request-Id", request_id))
         body = await request.read()
         invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
+        # The caller's host, as the public port wrote it into the stored request (a caller's
+        # own X-Forwarded-Host never got there): the replica's Host, as for a sync call.
+        host = next((v for n, v in headers if n.lower() == "x-forwarded-host"), None)
         return await forward(
-            entry, request.method, target, headers, body, request_id, invocation_type
+            entry, request.method, target, headers, body, request_id, invocation_type, host=host
         )
 
 

@@ -56,7 +56,7 @@ from hanshu_wire import (
     TOKEN,
     HeadReader,
     HeadRefused,
-    http_date,
+    framing_fields,
 )
 from hanshu_wire import Refusal as WireRefusal
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
@@ -109,22 +109,17 @@ def encode_reply(
         body = b""
     elif not isinstance(body, bytes):
         raise InvalidReply(f"a reply body must be bytes, not {type(body).__name__}")
+    length: int | str | None = None
     if status in NO_BODY_STATUSES:
         body = b""
     else:
-        length = str(len(body))
+        length = len(body)
         if head_only and not body:
             # A reply to HEAD may carry the length a GET would get (the gateway passes on
             # a replica's); a body it has would be written for GET, so it counts first.
             declared = response.headers.get("Content-Length", "")
-            length = declared if declared.isdigit() else length
-        lines.append(f"Content-Length: {length}\r\n")
-    lines.append(f"Date: {http_date()}\r\n")
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    elif http10:
-        lines.append("Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
-    lines.append("\r\n")
+            length = declared if declared.isascii() and declared.isdigit() else length
+    lines.append(framing_fields(length, keep_alive=keep_alive, http10=http10))
     # Header values from a replica that were not UTF-8 are kept as surrogates: written back
     # as the bytes the replica sent.
     head = "".join(lines).encode("utf-8", "surrogateescape")

@@ -37,7 +37,7 @@ from hanshu_wire import (
     HeadReader,
     Refusal,
     expects_continue,
-    http_date,
+    framing_fields,
 )
 
 log = logging.getLogger("hanshu.runtime")
@@ -153,18 +153,14 @@ def encode_response(
             has_type = True
         lines.append(f"{name}: {value}\r\n")
     body = response.body
+    length: int | None = None
     if status in NO_BODY_STATUSES or status < 200:
         body = b""
     else:
         if body and not has_type:
             lines.append("Content-Type: application/octet-stream\r\n")
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append(f"Date: {http_date()}\r\n")
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    elif version == "1.0":
-        lines.append("Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
-    lines.append("\r\n")
+        length = len(body)
+    lines.append(framing_fields(length, keep_alive=keep_alive, http10=version == "1.0"))
     head_bytes = "".join(lines).encode("utf-8")
     return head_bytes if head or not body else head_bytes + body
 
@@ -350,7 +346,7 @@ class _Connection(HeadReader, asyncio.Protocol):
         # before the replies of earlier pipelined requests (without it, a client sends
         # its body after a short wait anyway).
         idle = self._worker is None and not self._queue
-        if idle and expects_continue(self._fields, self._parser.get_http_version()):
+        if idle and expects_continue(self._noted, self._parser.get_http_version()):
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:

@@ -28,6 +28,7 @@ from .limits import (
     NO_BODY_STATUSES,
 )
 from .reader import HeadReader, HeadRefused, expects_continue
+from .replies import framing_fields
 
 __all__ = [
     "CHUNKED",
@@ -47,6 +48,7 @@ __all__ = [
     "Refusal",
     "chunk_size",
     "expects_continue",
+    "framing_fields",
     "http_date",
     "reply_framing",
     "request_framing",

@@ -9,6 +9,11 @@ from typing import TYPE_CHECKING, NoReturn
 from .framing import Refusal, request_framing
 from .limits import HEADER_FIELD_LIMIT, MAX_HEADERS, REQUEST_LINE_LIMIT
 
+# The lengths of the names that frame a request (Host, Content-Length, Transfer-Encoding)
+# or ask for 100 Continue (Expect): such fields are also kept apart as they are read, so
+# the framing decision looks at one or two fields, not at every header again.
+_NOTED_LENGTHS = frozenset({4, 6, 14, 17})
+
 if TYPE_CHECKING:
     import httptools
 
@@ -31,6 +36,7 @@ class HeadReader:
     _parser: httptools.HttpRequestParser
     _target: bytes = b""
     _fields: list[tuple[str, str]]
+    _noted: list[tuple[str, str]]  # the fields whose names may frame the request
     _trailers = 0
     _head_done = False  # the head is complete: header fields now are a chunked body's trailers
 
@@ -52,6 +58,7 @@ class HeadReader:
     def on_message_begin(self) -> None:
         self._target = b""
         self._fields = []
+        self._noted = []
         self._trailers = 0
         self._head_done = False
         self.message_begins()
@@ -59,34 +66,33 @@ class HeadReader:
     def on_url(self, url: bytes) -> None:
         self._target += url
         if len(self._target) > REQUEST_LINE_LIMIT:
-            self._stop(
-                Refusal(
-                    414, "TargetTooLong", f"the request line is over {REQUEST_LINE_LIMIT} bytes"
-                )
-            )
+            limit = REQUEST_LINE_LIMIT
+            self._stop(Refusal(414, "TargetTooLong", f"the request line is over {limit} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) > HEADER_FIELD_LIMIT or len(value) > HEADER_FIELD_LIMIT:
-            self._stop(
-                Refusal(431, "HeadersTooLarge", f"a header is over {HEADER_FIELD_LIMIT} bytes")
-            )
+        size = len(name)
+        if size > HEADER_FIELD_LIMIT or len(value) > HEADER_FIELD_LIMIT:
+            limit = HEADER_FIELD_LIMIT
+            self._stop(Refusal(431, "HeadersTooLarge", f"a header is over {limit} bytes"))
         if self._head_done:
             # A chunked body's trailer: never made a header (it may say anything, a
             # Content-Length or an X-Hanshu-Invocation-Id), only counted.
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
-                self._stop(
-                    Refusal(431, "HeadersTooLarge", "the request has too many trailer fields")
-                )
+                self._stop(Refusal(431, "HeadersTooLarge", "the request has too many trailers"))
             return
-        if len(self._fields) >= MAX_HEADERS:
+        fields = self._fields
+        if len(fields) >= MAX_HEADERS:
             self._stop(Refusal(431, "HeadersTooLarge", "the request has too many headers"))
         # Not UTF-8: kept as surrogates, which nothing echoes and the hop writes back as sent.
-        self._fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        field = (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        fields.append(field)
+        if size in _NOTED_LENGTHS:
+            self._noted.append(field)
 
     def on_headers_complete(self) -> None:
         self._head_done = True
-        framing = request_framing(self._parser.get_http_version(), self._fields)
+        framing = request_framing(self._parser.get_http_version(), self._noted)
         if isinstance(framing, Refusal):
             self._stop(framing)
         self.head_complete(framing)
@@ -94,7 +100,8 @@ class HeadReader:
 
 def expects_continue(fields: list[tuple[str, str]], version: str) -> bool:
     """Whether the client waits for ``100 Continue`` before sending its body (RFC 9110
-    10.1.1; an HTTP/1.0 client never does)."""
+    10.1.1; an HTTP/1.0 client never does). ``fields``: a HeadReader's ``_noted``, or all
+    of a head's."""
     if version != "1.1":
         return False
     for name, value in fields:

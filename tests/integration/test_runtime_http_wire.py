@@ -354,3 +354,17 @@ async def test_the_runtime_holds_a_head_to_the_gateways_limits(echo_runtime):
         reply = await error_reply(reader, status, error_type or "HeadersTooLarge")
         assert reply.headers["connection"] == "close"
         writer.close()
+
+
+async def test_a_refusal_behind_pipelined_requests_comes_after_their_replies(echo_runtime):
+    reader, writer = await connect(echo_runtime.url)
+    writer.write(
+        b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+        b"GET /two HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + SMUGGLED
+    )
+    first = await asyncio.wait_for(read_reply(reader), 10)
+    assert first.json() == {"path": "/first", "body": "one"}
+    refused = await error_reply(reader, 400, "DuplicateHost")
+    assert refused.headers["connection"] == "close"
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()

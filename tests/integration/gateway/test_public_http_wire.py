@@ -456,3 +456,21 @@ async def test_framing_the_rules_accept_is_served(served):
     assert [(await read_reply(reader)).status for _ in range(3)] == [200, 200, 200]
     writer.close()
     assert seen.requests == [("POST", "/a", b"abc"), ("POST", "/b", b"def"), ("POST", "/c", b"g")]
+
+
+async def test_a_refusal_behind_pipelined_requests_comes_after_their_replies(served):
+    port, seen, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        post("/first", b"one")
+        + b"POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+        + SMUGGLED
+    )
+    first, refused = await read_reply(reader), await read_reply(reader)
+    assert (first.status, first.body) == (200, b"got one")
+    assert refused.status == 501
+    assert refused.headers["connection"] == "close"
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    assert seen.requests == [("POST", "/first", b"one")]

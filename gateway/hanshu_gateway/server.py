@@ -561,6 +561,14 @@ class Gateway:
             # The API key stays at the gateway.
             drop = drop | {header_key(route.http.auth.header)}
         caller = request.headers
+        if "Connection" in caller:
+            # RFC 9110 7.6.1: the fields a Connection header names are for this hop only.
+            listed = {
+                header_key(name.strip())
+                for value in caller.getall("Connection")
+                for name in value.split(",")
+            }
+            drop = drop | listed
         headers = [(k, v) for k, v in caller.items() if header_key(k) not in drop]
         client = request.remote or ""
         scheme = request.scheme

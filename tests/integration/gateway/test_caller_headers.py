@@ -284,3 +284,13 @@ async def test_one_pooled_connection_carries_each_requests_own_host(replica):
             assert (await exchange(gateway, "/", host=host))[0] == 200
     assert [request["Host"] for request in seen] == ["a.example", "b.example:8080", "a.example"]
     assert len({request["peer"] for request in seen}) == 1  # kept alive, reused
+
+
+async def test_what_a_connection_header_names_stays_on_its_hop(replica):
+    port, seen = replica
+    async with gateway_before(port) as gateway:
+        listed = ("Connection: keep-alive, X-Hop-Only", "X-Hop-Only: 1", "X-Kept: 2")
+        assert (await exchange(gateway, "/", *listed))[0] == 200
+    (request,) = seen
+    assert "X-Hop-Only" not in request  # RFC 9110 7.6.1
+    assert request["X-Kept"] == "2"

@@ -248,9 +248,13 @@ class PublicRequest:
                 self._host = self.headers.get("Host", "")
             else:
                 try:
-                    self._host = URL(raw).host or ""
+                    target = URL(raw)
+                    host, port = target.host or "", target.explicit_port
                 except ValueError:
-                    self._host = ""
+                    host, port = "", None
+                # Passed on as the Host: an IPv6 literal keeps its brackets, a port is kept.
+                host = f"[{host}]" if ":" in host else host
+                self._host = f"{host}:{port}" if host and port is not None else host
         return self._host
 
     @property

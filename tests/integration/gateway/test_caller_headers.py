@@ -294,3 +294,12 @@ async def test_what_a_connection_header_names_stays_on_its_hop(replica):
     (request,) = seen
     assert "X-Hop-Only" not in request  # RFC 9110 7.6.1
     assert request["X-Kept"] == "2"
+
+
+async def test_an_absolute_form_targets_host_is_the_replicas_host(replica):
+    port, seen = replica
+    async with gateway_before(port) as gateway:
+        for target in ("http://a.example/x", "http://[::1]:8080/x"):
+            assert (await exchange(gateway, target, host="ignored.example"))[0] == 200
+    # RFC 9112 3.2.2: the target's host, not the Host header; an IPv6 literal bracketed.
+    assert [request["Host"] for request in seen] == ["a.example", "[::1]:8080"]

@@ -175,10 +175,16 @@ def boot(rounds: int) -> None:
     # editable install and other .pth files import code at every start (~30 ms here) that
     # the image has not; `python -S` with the packages on PYTHONPATH leaves them out, for
     # every row alike.
-    compileall.compile_dir(os.path.join(ROOT, "runtime", "hanshu_runtime"), quiet=1)
+    # hanshu_wire: the HTTP/1.1 rules the runtime shares with the gateway (its image has it).
+    for package in ("runtime/hanshu_runtime", "wire/hanshu_wire"):
+        compileall.compile_dir(os.path.join(ROOT, package), quiet=1)
     image_like = {
         "PYTHONPATH": os.pathsep.join(
-            [os.path.join(ROOT, "runtime"), sysconfig.get_paths()["purelib"]]
+            [
+                os.path.join(ROOT, "runtime"),
+                os.path.join(ROOT, "wire"),
+                sysconfig.get_paths()["purelib"],
+            ]
         )
     }
     python = sys.executable

@@ -152,6 +152,14 @@ def idempotency_key(scope: IdempotencyScope, given: str) -> str:
     return f"idem.{digest[:48]}"
 
 
+def header_key(name: str) -> str:
+    """The name a header filter compares: lowercased, '_' read as '-'. WSGI (CGI) maps both
+    to one environ key (``HTTP_X_HANSHU_INVOCATION_ID``), so ``X_Hanshu_Invocation_Id`` is
+    the reserved ``X-Hanshu-Invocation-Id`` to a Flask or Django app: every filter of
+    reserved names drops both spellings."""
+    return name.lower().replace("_", "-")
+
+
 def invocation_type_of(headers: Mapping[str, str]) -> str | None:
     """'Sync', 'Async' or 'Batch' from either header name; None for a value that is none
     of them."""

@@ -41,6 +41,7 @@ from hanshu_api.invocations import (
     StoredPolicy,
     StoredRequest,
     consumer_name,
+    header_key,
     new_record,
     now_iso,
     record_key,
@@ -291,7 +292,7 @@ class FunctionWorker:
     async def _call(self, delivery: Delivery, attempt: int) -> Reply:
         request = delivery.request
         namespace, function = self.key
-        headers = [(k, v) for k, v in request.headers if k.lower() not in _REPLACED]
+        headers = [(k, v) for k, v in request.headers if header_key(k) not in _REPLACED]
         headers += [
             (HTTP_TARGET, request.target),
             (HTTP_INVOCATION_ID, delivery.invocation_id),

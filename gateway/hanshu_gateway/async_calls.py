@@ -30,6 +30,7 @@ from hanshu_api.invocations import (
     Origin,
     StoredRequest,
     function_scope,
+    header_key,
     public_record,
     route_scope,
 )
@@ -304,13 +305,16 @@ class AsyncCalls:
         headers = [
             (name, value)
             for name, value in request.headers.items()
-            if name.lower() not in _DISPATCH_ONLY and name.lower() != "x-request-id"
+            if header_key(name) not in _DISPATCH_ONLY and header_key(name) != "x-request-id"
         ]
         headers.append(("X-Request-Id", request_id))
         body = await request.read()
         invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
+        # The caller's host, as the public port wrote it into the stored request (a caller's
+        # own X-Forwarded-Host never got there): the replica's Host, as for a sync call.
+        host = next((v for n, v in headers if n.lower() == "x-forwarded-host"), None)
         return await forward(
-            entry, request.method, target, headers, body, request_id, invocation_type
+            entry, request.method, target, headers, body, request_id, invocation_type, host=host
         )
 
 

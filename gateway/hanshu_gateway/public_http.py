@@ -10,10 +10,11 @@ replies are built that way, and the internal port shares them); this server writ
 
 What callers get from it:
 
-- A request head is checked as aiohttp checked it: 414 for a request line over 8190 bytes,
-  431 for a header over 16 KiB, more than 128 headers or a head over 64 KiB, and a JSON 400
-  for anything llhttp refuses (bad framing, a bare CR, obs-fold, a duplicate
-  Content-Length, Content-Length with Transfer-Encoding).
+- A request head is read as the runtime reads it (hanshu_wire's HeadReader): 414 for a
+  request line over 8190 bytes, 431 for a header over 16 KiB, more than 128 headers or a
+  head over 64 KiB; its framing decided by hanshu_wire.request_framing (400, 501 or 505
+  where RFC 9112 says so: docs/http.md), and a JSON 400 for anything llhttp refuses (a bare
+  CR, obs-fold, a duplicate Content-Length). The connection closes after each.
 - A head must arrive within the header timeout (slowloris); an idle kept-alive connection
   closes after the keep-alive timeout. A body has the handler's own read timeout.
 - The handler runs as soon as the head is complete: a refusal (401, 404, 429) never waits
@@ -37,38 +38,38 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
-from email.utils import formatdate
 from typing import cast
 
 import httptools
 from aiohttp import web
+from hanshu_wire import (
+    CHUNKED,
+    LINE_BREAKING,
+    LINGER_SECONDS,
+    MAX_HEAD_BYTES,
+    MAX_PIPELINED,
+    NO_BODY_STATUSES,
+    SERVER_OWNED_HEADERS,
+    TOKEN,
+    HeadReader,
+    HeadRefused,
+    framing_fields,
+)
+from hanshu_wire import Refusal as WireRefusal
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
 log = logging.getLogger("hanshu.gateway")
 
-REQUEST_LINE_LIMIT = 8190  # aiohttp's default, kept: 414 past it
-HEADER_FIELD_LIMIT = 16 * 1024  # one header's name or value: 431 past it
-MAX_HEADERS = 128  # aiohttp's limit: 431 past it
-MAX_HEAD_BYTES = 64 * 1024  # the whole head, however it is split: 431 past it
-LINGER_SECONDS = 5.0  # reading and dropping what a caller still sends after a final reply
-MAX_PIPELINED = 16  # complete heads waiting behind the request being answered
 # Bytes parsed at a time: a read can hold thousands of tiny pipelined requests, and the
 # read-ahead limit is checked between slices. Larger slices would save little: a request
 # head is a few hundred bytes.
 PARSE_SLICE = 4096
 WRITE_STALL_SECONDS = 30.0  # a reply not taken at all for this long: the connection drops
-_NO_BODY_STATUSES = frozenset({204, 304})
-# Framing is the server's: whatever a handler's reply says about it is not written.
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date"})
 _ABSOLUTE_FORM = re.compile(r"https?://", re.IGNORECASE)
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_LINE_BREAKING = re.compile(r"[\r\n\x00]")
 
 # (status, errorType, errorMessage) -> the reply; the gateway adds a request id.
 Refusal = Callable[[int, str, str], web.StreamResponse]
@@ -80,12 +81,6 @@ class BodyTooLarge(Exception):
 
 class ClientGone(ConnectionError):
     """The caller closed the connection before its request body was complete."""
-
-
-@functools.lru_cache(maxsize=1)
-def _http_date(second: int) -> str:
-    """The Date header, formatted once a second rather than per reply."""
-    return formatdate(second, usegmt=True)
 
 
 class InvalidReply(ValueError):
@@ -104,9 +99,9 @@ def encode_reply(
         raise InvalidReply(f"{status} is not the status of a final reply")
     lines = [f"HTTP/1.1 {status} {response.reason}\r\n"]
     for name, value in response.headers.items():
-        if name.lower() in _FRAMING:
+        if name.lower() in SERVER_OWNED_HEADERS:
             continue
-        if not _TOKEN.fullmatch(name) or _LINE_BREAKING.search(value):
+        if not TOKEN.fullmatch(name) or LINE_BREAKING.search(value):
             raise InvalidReply(f"the reply header {name!r}: {value!r} cannot be written")
         lines.append(f"{name}: {value}\r\n")
     body = response.body if isinstance(response, web.Response) else None
@@ -114,22 +109,17 @@ def encode_reply(
         body = b""
     elif not isinstance(body, bytes):
         raise InvalidReply(f"a reply body must be bytes, not {type(body).__name__}")
-    if status in _NO_BODY_STATUSES:
+    length: int | str | None = None
+    if status in NO_BODY_STATUSES:
         body = b""
     else:
-        length = str(len(body))
+        length = len(body)
         if head_only and not body:
             # A reply to HEAD may carry the length a GET would get (the gateway passes on
             # a replica's); a body it has would be written for GET, so it counts first.
             declared = response.headers.get("Content-Length", "")
-            length = declared if declared.isdigit() else length
-        lines.append(f"Content-Length: {length}\r\n")
-    lines.append(f"Date: {_http_date(int(time.time()))}\r\n")
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    elif http10:
-        lines.append("Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
-    lines.append("\r\n")
+            length = declared if declared.isascii() and declared.isdigit() else length
+    lines.append(framing_fields(length, keep_alive=keep_alive, http10=http10))
     # Header values from a replica that were not UTF-8 are kept as surrogates: written back
     # as the bytes the replica sent.
     head = "".join(lines).encode("utf-8", "surrogateescape")
@@ -227,6 +217,7 @@ class PublicRequest:
         keep_alive: bool,
         body: _Body,
         connection: _PublicConnection,
+        framing: int,
     ) -> None:
         self.method = method
         self.keep_alive = keep_alive  # what the caller asked for (Connection, HTTP version)
@@ -234,9 +225,9 @@ class PublicRequest:
         self.headers = headers
         self.version = version
         self.remote = remote
-        length = headers.get("Content-Length")
-        self.content_length = int(length) if length is not None else None  # llhttp checked
-        self._chunked = "Transfer-Encoding" in headers
+        # hanshu_wire.request_framing decided it: CHUNKED, or the checked Content-Length.
+        self._chunked = framing == CHUNKED
+        self.content_length = None if self._chunked or "Content-Length" not in headers else framing
         self._body = body
         self._connection = connection
         expect = headers.get("Expect")
@@ -257,9 +248,13 @@ class PublicRequest:
                 self._host = self.headers.get("Host", "")
             else:
                 try:
-                    self._host = URL(raw).host or ""
+                    target = URL(raw)
+                    host, port = target.host or "", target.explicit_port
                 except ValueError:
-                    self._host = ""
+                    host, port = "", None
+                # Passed on as the Host: an IPv6 literal keeps its brackets, a port is kept.
+                host = f"[{host}]" if ":" in host else host
+                self._host = f"{host}:{port}" if host and port is not None else host
         return self._host
 
     @property
@@ -324,7 +319,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 Handler = Callable[[PublicRequest], Awaitable[web.StreamResponse]]
 
 
-class _PublicConnection(asyncio.Protocol):
+class _PublicConnection(HeadReader, asyncio.Protocol):
     """One caller's connection: parse heads, hand each request to the handler in order."""
 
     def __init__(self, server: PublicServer) -> None:
@@ -357,11 +352,9 @@ class _PublicConnection(asyncio.Protocol):
         self._lingering = False
         self._ignore_input = False  # after a refusal that ends the connection
         self._upgrade_remaining = 0  # body bytes of an Upgrade request, read by hand
-        # The request being received.
+        # The request being received (its target and fields: HeadReader's).
         self._in_head = False
-        self._url = b""
-        self._headers: list[tuple[str, str]] = []
-        self._trailers = 0
+        self._fields: list[tuple[str, str]] = []
         # Bytes of the current message that were not body (head, chunk sizes, trailers),
         # and its body bytes: the first may not outgrow MAX_HEAD_BYTES plus the second.
         self._overhead = 0
@@ -452,47 +445,21 @@ class _PublicConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def message_begins(self) -> None:
         self._in_head = True
-        self._url = b""
-        self._headers = []
-        self._trailers = 0
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > REQUEST_LINE_LIMIT:
-            self._refuse(
-                414, "TargetTooLong", f"the request line is over {REQUEST_LINE_LIMIT} bytes"
-            )
-            raise _Refused
+    def head_refused(self, refusal: WireRefusal) -> None:
+        self._refuse(*refusal)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) > HEADER_FIELD_LIMIT or len(value) > HEADER_FIELD_LIMIT:
-            self._refuse(431, "HeadersTooLarge", f"a header is over {HEADER_FIELD_LIMIT} bytes")
-            raise _Refused
-        if not self._in_head:
-            # A chunked body's trailer: not used, only counted (its bytes are counted as
-            # the message's overhead).
-            self._trailers += 1
-            if self._trailers > MAX_HEADERS:
-                self._refuse(431, "HeadersTooLarge", "the request has too many trailer fields")
-                raise _Refused
-            return
-        if len(self._headers) >= MAX_HEADERS:
-            self._refuse(431, "HeadersTooLarge", "the request has too many headers")
-            raise _Refused
-        # Not UTF-8: kept as surrogates, which nothing echoes and the hop writes back as sent.
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
-    def on_headers_complete(self) -> None:
+    def head_complete(self, framing: int) -> None:
         self._in_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         parser = self._parser
-        headers = CIMultiDictProxy(CIMultiDict(self._headers))
-        url, self._url, self._headers = self._url, b"", []
-        chunked = "Transfer-Encoding" in headers
+        headers = CIMultiDictProxy(CIMultiDict(self._fields))
+        url = self._target
+        chunked = framing == CHUNKED
         if chunked and parser.should_upgrade():
             self._refuse(
                 400,
@@ -500,7 +467,7 @@ class _PublicConnection(asyncio.Protocol):
                 "a request with Upgrade and a chunked body is not supported: send it "
                 "without Upgrade, or with a Content-Length",
             )
-            raise _Refused
+            raise HeadRefused
         has_body = chunked or "Content-Length" in headers
         request = PublicRequest(
             parser.get_method().decode("ascii"),
@@ -511,6 +478,7 @@ class _PublicConnection(asyncio.Protocol):
             parser.should_keep_alive(),
             _Body(self._server.max_body_bytes, complete=not has_body),
             self,
+            framing,
         )
         self._receiving = request if has_body else None
         self._push(request)
@@ -816,10 +784,6 @@ class _PublicConnection(asyncio.Protocol):
 
 
 _INTERNAL_MESSAGE = "the gateway failed on this request; it is logged"
-
-
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing a head that is refused already."""
 
 
 class PublicServer:

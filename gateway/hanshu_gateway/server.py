@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +30,13 @@ from hanshu_api.invocations import (
     HTTP_TARGET,
     SYNC,
     StoredRequest,
+    header_key,
     invocation_type_of,
 )
 from hanshu_api.jetstream import StreamSettings
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import Endpoint
+from hanshu_wire import HOP_BY_HOP as WIRE_HOP_BY_HOP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
@@ -57,13 +60,13 @@ from .upstream import MalformedReply, UpstreamClosed, UpstreamPool
 
 log = logging.getLogger("hanshu.gateway")
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+# RFC 9110's hop-by-hop fields (hanshu_wire), and what the hop to a replica writes itself.
+HOP_BY_HOP = WIRE_HOP_BY_HOP | {
+    "trailers", "host", "content-length",
     # The gateway has read the whole body already: asking a replica to "continue" would
     # only make it send an interim 100.
     "expect",
-})  # fmt: skip
+}  # fmt: skip
 RETRY_PENALTY_SECONDS = 0.05
 # When to try a Function whose replicas cannot start again: a fix takes a person.
 FAULT_RETRY_AFTER_SECONDS = 10
@@ -125,6 +128,9 @@ class GatewayConfig:
     sns_confirm_hosts: tuple[str, ...] = ()
     # Required on the internal invoke, enqueue and dispatch paths when set (the chart sets it).
     internal_token: str = ""
+    # Proxies in front (an ingress ending TLS) whose X-Forwarded-For and -Proto are kept;
+    # from any other peer the gateway sets them alone.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 class ConfigError(Exception):
@@ -195,6 +201,20 @@ def _nats_url(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks = []
+    for item in env.get(name, "").split(","):
+        if item.strip():
+            try:
+                networks.append(ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name}: {item.strip()!r} is not an address or network such as "
+                    "10.0.0.0/8; set a comma-separated list, or leave it empty"
+                ) from None
+    return tuple(networks)
+
+
 def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
     """Parse and check every setting; a bad one is a ConfigError naming the variable."""
     return GatewayConfig(
@@ -215,6 +235,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         status_ttl=_seconds(env, "HANSHU_STATUS_TTL", 24 * 3600.0),
         nats_replicas=_whole_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1, maximum=5),
         internal_token=env.get(INTERNAL_TOKEN_ENV, "").strip(),
+        trusted_proxies=_networks(env, "HANSHU_TRUSTED_PROXIES"),
         sns_confirm_hosts=tuple(
             h.strip().lower()
             for h in env.get("HANSHU_SNS_CONFIRM_HOSTS", "").split(",")
@@ -326,6 +347,16 @@ class Gateway:
         if given and len(given) <= MAX_REQUEST_ID_LENGTH and visible_ascii(given):
             return given
         return self.new_request_id()
+
+    def _trusted_proxy(self, peer: str) -> bool:
+        networks = self.config.trusted_proxies
+        if not networks or not peer:
+            return False
+        try:
+            address = ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids):x}"
@@ -530,7 +561,9 @@ class Gateway:
                 )
                 code = accepted.status
                 return accepted
-            response = await self.forward(entry, request.method, path, headers, body, request_id)
+            response = await self.forward(
+                entry, request.method, path, headers, body, request_id, host=routed.host
+            )
             code = response.status
             return response
         finally:
@@ -545,15 +578,32 @@ class Gateway:
         drop = UPSTREAM_DROP
         if route.http.auth:
             # The API key stays at the gateway.
-            drop = drop | {route.http.auth.header.lower()}
+            drop = drop | {header_key(route.http.auth.header)}
         caller = request.headers
-        headers = [(k, v) for k, v in caller.items() if k.lower() not in drop]
+        if "Connection" in caller:
+            # RFC 9110 7.6.1: the fields a Connection header names are for this hop only.
+            listed = {
+                header_key(name.strip())
+                for value in caller.getall("Connection")
+                for name in value.split(",")
+            }
+            drop = drop | listed
+        headers = [(k, v) for k, v in caller.items() if header_key(k) not in drop]
         client = request.remote or ""
-        forwarded_for = caller.get("X-Forwarded-For")
+        scheme = request.scheme
+        forwarded_for = None
+        if self._trusted_proxy(client):
+            # A proxy in front (an ingress ending TLS) that the operator named: what it
+            # says of its own caller is kept, the hop it came from appended.
+            forwarded_for = caller.get("X-Forwarded-For")
+            claimed = caller.get("X-Forwarded-Proto", "").strip().lower()
+            scheme = claimed if claimed in ("http", "https") else scheme
+        # Otherwise the gateway's alone: a caller's X-Forwarded-* would choose the scheme
+        # and address an app trusts (Werkzeug's ProxyFix, Django's USE_X_FORWARDED_HOST).
         headers.append(
             ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client)
         )
-        headers.append(("X-Forwarded-Proto", caller.get("X-Forwarded-Proto", request.scheme)))
+        headers.append(("X-Forwarded-Proto", scheme))
         headers.append(("X-Forwarded-Host", routed.host))
         headers.append(("X-Request-Id", request_id))
         if route.http.strip_prefix and route.prefix:
@@ -570,9 +620,11 @@ class Gateway:
         body: bytes,
         request_id: str,
         invocation_type: str = SYNC,
+        host: str | None = None,
     ) -> web.StreamResponse:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
-        replica that is starting or draining refuses."""
+        replica that is starting or draining refuses. ``host``: the caller's Host, which
+        the replica gets as its Host (None: the replica's own address)."""
         function = entry.key[1]
         pool, stats, meters = entry.pool, entry.stats, entry.meters
         arrived = time.monotonic()
@@ -626,7 +678,9 @@ class Gateway:
                     finally:
                         stats.queued -= 1
                 call_started = time.monotonic()
-                outcome = await self._call(entry, endpoint, method, path, headers, body, request_id)
+                outcome = await self._call(
+                    entry, endpoint, method, path, headers, body, request_id, host
+                )
                 if outcome is not None:
                     # Billed from the replica taking the request, not from the wait for one.
                     meters.bill(
@@ -660,12 +714,13 @@ class Gateway:
         headers: Headers,
         body: bytes,
         request_id: str,
+        host: str | None,
     ) -> web.Response | None:
         """One attempt; None means 'not served, try another replica'."""
         pool = entry.pool
         try:
             reply = await self._upstream.request(
-                endpoint, method, path, headers, body, entry.timeout_seconds + 1
+                endpoint, method, path, headers, body, entry.timeout_seconds + 1, host
             )
         except UpstreamClosed:
             # The request reached a replica that died before replying (the pool already

@@ -14,12 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hanshu_api.platform import Endpoint
+from hanshu_wire import CHUNKED, LINE_BREAKING, TOKEN, MalformedFraming, chunk_size, reply_framing
 
 # What may be written into a request head: a header name or method is a token, a target
 # visible ASCII; a value anything but what ends a line.
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(r"[\x21-\x7e]+")
-_LINE_BREAKING = re.compile(r"[\r\n\x00]")
+# What, in a reply's head, a lenient reader would split into other fields than we do
+# (another framing): a line that is not "token:" (obs-fold, whitespace before the colon,
+# no colon). A CR or LF outside a CRLF, and NUL, are counted instead (a regex with a
+# look-behind costs more than the rest of the reply's parsing).
+_NOT_A_FIELD = re.compile(rb"\r\n(?![!#$%&'*+.^_`|~0-9A-Za-z-]+:)")
 IDLE_SECONDS = 30.0  # below aiohttp's 75 s keep-alive: we close first, never race a close
 MAX_IDLE_PER_ENDPOINT = 256
 
@@ -55,9 +59,9 @@ def _dechunk(data: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
         if line_end < 0:
             return None
         try:
-            size = int(bytes(data[position:line_end]).split(b";", 1)[0], 16)
-        except ValueError:
-            raise MalformedReply("bad chunk size") from None
+            size = chunk_size(bytes(data[position:line_end]))
+        except MalformedFraming as bad:
+            raise MalformedReply(str(bad)) from None
         position = line_end + 2
         if size == 0:
             trailer_end = data.find(b"\r\n\r\n", position - 2)
@@ -129,8 +133,16 @@ class _Connection(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return None
+            raw = bytes(self.buffer[:end])
+            pairs = raw.count(b"\r\n")
+            if raw.count(b"\r") != pairs or raw.count(b"\n") != pairs or b"\x00" in raw:
+                raise MalformedReply("a bare CR or LF, or a NUL, in the reply's head")
+            unsound = _NOT_A_FIELD.search(raw)
+            if unsound is not None:
+                where = raw[unsound.start() : unsound.start() + 60]
+                raise MalformedReply(f"a malformed header line in the reply: {where!r}")
             # UTF-8 as the runtime writes it, so a value reaches the caller unchanged.
-            head = bytes(self.buffer[:end]).decode("utf-8", "replace")
+            head = raw.decode("utf-8", "replace")
             lines = head.split("\r\n")
             version, _, rest = lines[0].partition(" ")
             try:
@@ -142,26 +154,37 @@ class _Connection(asyncio.Protocol):
                 # image: the final reply follows on this connection; never hand it out.
                 del self.buffer[: end + 4]
                 return self._parse()
-            self._headers = []
+            self._headers = headers = []
+            lengths: list[str] = []
+            encodings: list[str] = []
             connection = ""
             for line in lines[1:]:
                 name, _, value = line.partition(":")
-                value = value.strip()
-                lower = name.lower()
-                if lower == "content-length":
-                    if not value.isdigit():
-                        raise MalformedReply(f"bad Content-Length {value[:40]!r}")
-                    self._length = int(value)
-                elif lower == "transfer-encoding":
-                    self._chunked = "chunked" in value.lower()
-                elif lower == "connection":
-                    connection = value.lower()
-                self._headers.append((name, value))
+                value = value.strip(" \t")
+                size = len(name)
+                # Only these can change framing (and their lengths are rare among names).
+                if size == 14 or size == 17 or size == 10:
+                    lower = name.lower()
+                    if lower == "content-length":
+                        lengths.append(value)
+                    elif lower == "transfer-encoding":
+                        encodings.append(value)
+                    elif lower == "connection":
+                        connection = value.lower()
+                headers.append((name, value))
+            try:
+                framing = reply_framing(
+                    lengths,
+                    encodings,
+                    self._bodyless or self._status in (204, 304) or self._status < 200,
+                )
+            except MalformedFraming as bad:
+                raise MalformedReply(str(bad)) from None
+            self._chunked = framing == CHUNKED
+            self._length = None if framing is None or self._chunked else framing
             self.keep_alive = version == "HTTP/1.1" and connection != "close"
             self._head_end = end + 4
-            if self._bodyless or self._status in (204, 304) or self._status < 200:
-                self._length, self._chunked = 0, False
-            elif self._length is None and not self._chunked:
+            if framing is None:
                 self.keep_alive = False  # the body ends with the connection
         if self._chunked:
             done = _dechunk(self.buffer, self._head_end)
@@ -180,15 +203,22 @@ def _request_head(
     target: str,
     headers: Iterable[tuple[str, str]],
     length: int,
+    host: str | None = None,
 ) -> bytes:
     """The request head for a replica. Whatever would end a line early is refused here,
     the one place the hop's request lines are written: no caller can split a request on
-    a connection other callers' requests share."""
-    if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+    a connection other callers' requests share. ``host`` is the caller's Host, passed on
+    as nginx's ``proxy_set_header Host $host`` does (the app builds its URLs from it);
+    without one (probes, schedules), the replica's own address."""
+    if not TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
         raise ValueError(f"refusing to write the request line {method!r} {target!r}")
-    head = [f"{method} {target} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"]
+    if host is None:
+        host = f"{endpoint.host}:{endpoint.port}"
+    elif not _TARGET.fullmatch(host):
+        raise ValueError(f"refusing to write the Host {host!r}")
+    head = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or _LINE_BREAKING.search(value):
+        if not TOKEN.fullmatch(name) or LINE_BREAKING.search(value):
             raise ValueError(f"refusing to write the header {name!r}: {value!r}")
         head.append(f"{name}: {value}\r\n")
     head.append(f"Content-Length: {length}\r\n\r\n")
@@ -240,12 +270,14 @@ class UpstreamPool:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         within: float,
+        host: str | None = None,
     ) -> UpstreamReply:
         """One exchange. Raises OSError when the replica refuses the connection,
         UpstreamClosed when it closes without replying (or dies, perhaps of this request),
         TimeoutError past ``within`` s, ValueError (before sending anything) for a target
-        or header that would break a line."""
-        request = _request_head(endpoint, method, target, headers, len(body)) + body
+        or header that would break a line. The Host is per request, never per connection:
+        one kept-alive connection carries requests for any host."""
+        request = _request_head(endpoint, method, target, headers, len(body), host) + body
         connection = self._reuse(endpoint)
         reused = connection is not None
         if connection is None:

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .events import HttpRequest
+from hanshu_wire import SERVER_OWNED_HEADERS
+
+from .events import HttpRequest, server_address
 from .faults import InitializerError
-from .http_server import SERVER_OWNED_HEADERS
 from .replies import HttpReply
 
 Message = MutableMapping[str, Any]
@@ -56,7 +57,8 @@ def build_scope(request: HttpRequest, server: tuple[str, int], client_port: int)
             for name, value in request.headers
         ],
         "client": (request.client_ip, client_port),
-        "server": server,
+        # The caller's host (as the gateway passed it on), as apps build URLs from it.
+        "server": server_address(request.host, request.scheme, server),
         "state": {},
     }
 

@@ -87,6 +87,22 @@ class HttpRequest:
     scheme: str = "http"
     protocol: str = "HTTP/1.1"
     prefix: str = ""
+    host: str = ""  # the Host header: the caller's (the gateway passes it on)
+
+
+def server_address(host: str, scheme: str, fallback: tuple[str, int]) -> tuple[str, int]:
+    """The (name, port) a request was addressed to, from its Host header, as gunicorn
+    sets SERVER_NAME and SERVER_PORT: apps that build URLs from these (rather than from
+    HTTP_HOST) then name the caller's host, not the replica's address. ``fallback`` when
+    there is no Host (HTTP/1.0) or its port is not a number."""
+    if not host:
+        return fallback
+    name, colon, port = host.rpartition(":")
+    if not colon or name.endswith(":") or (name.startswith("[") != name.endswith("]")):
+        name, port = host, ""  # no port (an IPv6 literal's colons are not one)
+    if not port:
+        return name, 443 if scheme == "https" else 80
+    return (name, int(port)) if port.isdigit() and len(port) <= 5 else fallback
 
 
 def mount_prefix(header: str | None) -> str:

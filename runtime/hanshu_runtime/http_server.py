@@ -11,7 +11,9 @@ pipelined requests in order, cap the body (413 without reading the rest), send
 idle connections when draining.
 
 Requests reach the handler whole; the handler's reply is framed here (Content-Length,
-Connection, Date), so a reply cannot set its own framing.
+Connection, Date), so a reply cannot set its own framing. A request's head, its limits and
+its framing are read by hanshu_wire (the gateway's public port reads them the same way):
+what RFC 9112 says a server must refuse is refused, and the connection closed.
 """
 
 from __future__ import annotations
@@ -20,38 +22,30 @@ import asyncio
 import collections
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import httptools
+from hanshu_wire import (
+    LINGER_SECONDS,
+    MAX_HEAD_BYTES,
+    MAX_PIPELINED,
+    NO_BODY_STATUSES,
+    SERVER_OWNED_HEADERS,
+    TOKEN_CHARS,
+    HeadReader,
+    Refusal,
+    expects_continue,
+    framing_fields,
+)
 
 log = logging.getLogger("hanshu.runtime")
-
-# Framing is the server's: a handler's own copy of these would contradict the bytes sent.
-SERVER_OWNED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "date"}
-)
 # aiohttp's server default: longer than any client pool keeps an idle connection (the
 # gateway's keeps one 15 s), so the client, not the server, closes an idle connection and
 # never sends on one the server is closing.
 KEEPALIVE_SECONDS = 75.0
-# The request line and headers together (aiohttp's and nginx's limits are of this order):
-# a head that never ends must not grow without bound.
-_MAX_HEAD_BYTES = 64 * 1024
-# How long a connection closed after an error reply still reads (and drops) what the
-# client sends, so that the client, still sending, gets to read the reply.
-_LINGER_SECONDS = 5.0
-# Pipelined requests waiting on one connection before it stops reading more.
-_MAX_PIPELINED = 16
-_NO_BODY_STATUSES = frozenset({204, 304})
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class Headers(Mapping[str, str]):
@@ -117,7 +111,7 @@ def invalid_reply(status: int, headers: list[tuple[str, str]]) -> str | None:
     if not 200 <= status <= 599:
         return f"the status {status} is not a final HTTP status (200 to 599)"
     for name, value in headers:
-        if not name or not set(name) <= _TOKEN_CHARS:
+        if not name or not set(name) <= TOKEN_CHARS:
             return f"the header name {name!r} is not a valid HTTP header name"
         if "\r" in value or "\n" in value or "\0" in value:
             return f"the value of header {name!r} contains a line break or NUL"
@@ -133,31 +127,15 @@ def json_response(status: int, payload: object, close: bool = False) -> Response
     return Response(status, [("Content-Type", "application/json")], body, close)
 
 
+def refusal_response(refusal: Refusal) -> Response:
+    """The JSON error for a request the wire rules refuse; its connection ends."""
+    payload = {"errorType": refusal.error_type, "errorMessage": refusal.message}
+    return json_response(refusal.status, payload, close=True)
+
+
 _INTERNAL_ERROR = json_response(
     500, {"errorType": "InternalError", "errorMessage": "the runtime failed"}, close=True
 )
-
-
-class _Clock:
-    """The Date header, formatted once a second rather than per reply."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = ""
-
-    def date(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            tm = time.gmtime(now)
-            self._value = (
-                f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
-                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT"
-            )
-            self._second = now
-        return self._value
-
-
-_clock = _Clock()
 
 
 def encode_response(
@@ -175,23 +153,19 @@ def encode_response(
             has_type = True
         lines.append(f"{name}: {value}\r\n")
     body = response.body
-    if status in _NO_BODY_STATUSES or status < 200:
+    length: int | None = None
+    if status in NO_BODY_STATUSES or status < 200:
         body = b""
     else:
         if body and not has_type:
             lines.append("Content-Type: application/octet-stream\r\n")
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append(f"Date: {_clock.date()}\r\n")
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    elif version == "1.0":
-        lines.append("Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
-    lines.append("\r\n")
+        length = len(body)
+    lines.append(framing_fields(length, keep_alive=keep_alive, http10=version == "1.0"))
     head_bytes = "".join(lines).encode("utf-8")
     return head_bytes if head or not body else head_bytes + body
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(HeadReader, asyncio.Protocol):
     """One client connection: parse, queue complete requests, answer them in order."""
 
     def __init__(self, server: HttpServer) -> None:
@@ -214,15 +188,16 @@ class _Connection(asyncio.Protocol):
         self._held: tuple[Request, bool, int, bytearray] | None = None
         self._closed = False
         self._ignore_input = False  # after a parse error, an upgrade or an oversized body
-        # The request being parsed.
-        self._url = b""
-        # Bytes received while a request head was incomplete (bounded by _MAX_HEAD_BYTES).
+        # The request being parsed (its target and fields: HeadReader's).
+        self._fields: list[tuple[str, str]] = []
+        # Bytes received while a request head was incomplete (bounded by MAX_HEAD_BYTES).
         self._in_head = True
         self._head_size = 0
-        self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
+        # The reply to a request refused from a parser callback (its head or framing).
+        self._refusal: Response | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -262,17 +237,20 @@ class _Connection(asyncio.Protocol):
             return
         except httptools.HttpParserError as error:
             self._ignore_input = True
-            self._answer_malformed(str(error))
+            if self._refusal is not None:
+                self._push(self._refusal)
+            else:
+                self._answer_malformed(str(error))
             return
-        if self._in_head and self._head_size > _MAX_HEAD_BYTES:
+        if self._in_head and self._head_size > MAX_HEAD_BYTES:
             self._ignore_input = True
             self._push(
                 json_response(
                     431,
                     {
-                        "errorType": "RequestHeaderFieldsTooLarge",
+                        "errorType": "HeadersTooLarge",
                         "errorMessage": "the request line and headers are over "
-                        f"{_MAX_HEAD_BYTES} bytes",
+                        f"{MAX_HEAD_BYTES} bytes",
                     },
                     close=True,
                 )
@@ -350,37 +328,25 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
+    def message_begins(self) -> None:
         self._body = []
         self._body_size = 0
         self._too_large = False
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
+    def head_refused(self, refusal: Refusal) -> None:
+        self._refusal = refusal_response(refusal)  # answered in turn; the connection ends
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
-    def on_headers_complete(self) -> None:
+    def head_complete(self, framing: int) -> None:
         self._in_head = False
-        expects_continue = False
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == "content-length":
-                length = value.strip()
-                if length.isdigit() and int(length) > self._server.max_body_bytes:
-                    self._too_large = True
-                    self._enqueue()  # answered now; the body is never read
-                    return
-            elif lowered == "expect":
-                expects_continue = value.strip().lower() == "100-continue"
+        if framing > self._server.max_body_bytes:
+            self._too_large = True
+            self._enqueue()  # answered now; the body is never read
+            return
         # Only for a request nothing is answered ahead of: an interim reply must not come
         # before the replies of earlier pipelined requests (without it, a client sends
         # its body after a short wait anyway).
         idle = self._worker is None and not self._queue
-        if expects_continue and idle and self._parser.get_http_version() == "1.1":
+        if idle and expects_continue(self._noted, self._parser.get_http_version()):
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -406,16 +372,16 @@ class _Connection(asyncio.Protocol):
             return  # a request pipelined after one that ends the connection
         parser = self._parser
         try:
-            url = httptools.parse_url(self._url)
+            url = httptools.parse_url(self._target)
         except httptools.HttpParserInvalidURLError:
             self._ignore_input = True
-            self._answer_malformed(f"the request target {self._url[:200]!r} is not a URL path")
+            self._answer_malformed(f"the request target {self._target[:200]!r} is not a URL path")
             return
         request = Request(
             method=parser.get_method().decode("ascii"),
             path=(url.path or b"/").decode("utf-8", "surrogateescape"),
             raw_query=(url.query or b"").decode("utf-8", "surrogateescape"),
-            headers=self._headers,
+            headers=self._fields,
             version=parser.get_http_version(),
             client_ip=self._client_ip,
             body=b"".join(self._body) if not self._too_large else b"",
@@ -443,7 +409,7 @@ class _Connection(asyncio.Protocol):
         # Read ahead of the request being answered only so far: a client that pipelines
         # large bodies must not make the runtime hold many of them at once.
         if (
-            len(self._queue) >= _MAX_PIPELINED or self._queued_bytes > self._server.max_body_bytes
+            len(self._queue) >= MAX_PIPELINED or self._queued_bytes > self._server.max_body_bytes
         ) and self._transport is not None:
             self._transport.pause_reading()
             self._reading_paused = True
@@ -535,7 +501,7 @@ class _Connection(asyncio.Protocol):
         the limit, a request that could not be parsed), closing at once would make the
         kernel reset the connection, and a client busy sending would never read the
         reply: so only our side is shut, and what still comes is read and dropped until
-        the client closes or ``_LINGER_SECONDS`` pass."""
+        the client closes or ``LINGER_SECONDS`` pass."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -548,7 +514,7 @@ class _Connection(asyncio.Protocol):
             transport.resume_reading()
             self._reading_paused = False
         self._cancel_idle_timer()
-        self._idle_timer = self._loop.call_later(_LINGER_SECONDS, self.close)
+        self._idle_timer = self._loop.call_later(LINGER_SECONDS, self.close)
 
 
 class HttpServer:

@@ -80,6 +80,7 @@ def _to_http_request(request: Request) -> HttpRequest:
         protocol=f"HTTP/{request.version}",
         # The gateway strips a Trigger's prefix and says which: apps build URLs with it.
         prefix=mount_prefix(headers.get(PREFIX_HEADER)),
+        host=headers.get("Host", ""),
     )
 
 

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .events import HttpRequest
-from .http_server import SERVER_OWNED_HEADERS
+from hanshu_wire import SERVER_OWNED_HEADERS
+
+from .events import HttpRequest, server_address
 from .replies import HttpReply
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -21,6 +22,10 @@ def _native(text: str) -> str:
 
 
 def build_environ(request: HttpRequest, server_name: str, server_port: int) -> dict[str, Any]:
+    # The caller's host, not the replica's address (the gateway passes the Host on).
+    server_name, server_port = server_address(
+        request.host, request.scheme, (server_name, server_port)
+    )
     # What was on the request line, still encoded (gunicorn and Werkzeug's server set both).
     raw_uri = f"{request.path}?{request.raw_query}" if request.raw_query else request.path
     environ: dict[str, Any] = {
@@ -46,6 +51,11 @@ def build_environ(request: HttpRequest, server_name: str, server_port: int) -> d
         "wsgi.input_terminated": True,
     }
     for name, value in request.headers:
+        if "_" in name:
+            # CGI maps '-' and '_' to one key: X_Hanshu_Invocation_Id would pose as (or be
+            # joined to) the X-Hanshu-Invocation-Id the platform sets. Dropped, as gunicorn
+            # and nginx do; ASGI apps and event handlers still get them as sent.
+            continue
         key = name.upper().replace("-", "_")
         if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
             environ[key] = value

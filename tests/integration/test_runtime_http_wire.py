@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_runtime, wait_ready
+from tests.http_wire_cases import REFUSED_FRAMING, SMUGGLED
 
 HANDLERS = textwrap.dedent("""
     def echo(event, context):
@@ -27,6 +28,10 @@ HANDLERS = textwrap.dedent("""
                         "Connection": "close", "X-Kept": "yes"},
             "body": "short",
         }
+
+
+    def headers(event, context):
+        return {"headers": event["headers"], "body": event.get("body")}
 
 
     def split_header(event, context):
@@ -169,7 +174,7 @@ async def test_a_request_head_without_end_is_431_not_unbounded_memory(runtime):
     served = runtime("echo")
     reader, writer = await connect(served.url)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\n")
-    await error_reply(reader, 431, "RequestHeaderFieldsTooLarge")
+    await error_reply(reader, 431, "HeadersTooLarge")
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
 
@@ -287,3 +292,79 @@ async def test_a_kept_alive_connection_is_answered_draining_after_sigterm_then_c
     assert reply.headers["connection"] == "close"
     writer.close()
     assert await asyncio.to_thread(served.process.wait, 10) == 0
+
+
+@pytest.fixture(scope="module")
+def echo_runtime(tmp_path_factory):
+    """One runtime for the many framing cases (each on its own connection)."""
+    code = tmp_path_factory.mktemp("wire")
+    (code / "wire.py").write_text(HANDLERS)
+    runtime = start_runtime(code, "wire.echo", code)
+    wait_ready(runtime)
+    yield runtime
+    runtime.stop(timeout=10)
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "error_type"), REFUSED_FRAMING)
+async def test_framing_in_doubt_is_refused_and_the_connection_closed(
+    echo_runtime, request_bytes, status, error_type
+):
+    reader, writer = await connect(echo_runtime.url)
+    writer.write(request_bytes + SMUGGLED)
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.status == status, reply.body
+    assert reply.headers["connection"] == "close"
+    assert reply.json()["errorMessage"]
+    if error_type is not None:
+        assert reply.json()["errorType"] == error_type
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # /smuggled never answered
+    writer.close()
+
+
+async def test_trailers_never_become_headers(runtime):
+    served = runtime("headers")
+    reader, writer = await connect(served.url)
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\nX-Hanshu-Invocation-Id: forged\r\nX-Trailer: t\r\n\r\n"
+    )
+    reply = await asyncio.wait_for(read_reply(reader), 10)
+    assert reply.json()["body"] == "ok"
+    names = {name.lower() for name in reply.json()["headers"]}
+    assert names == {"host", "transfer-encoding"}
+    writer.close()
+
+
+async def test_the_runtime_holds_a_head_to_the_gateways_limits(echo_runtime):
+    """The same 414 and 431 as the gateway's public port: a replica never answers a head
+    the gateway let through with a refusal of its own."""
+    for request, status, error_type in (
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "TargetTooLong"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, None),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: a\r\n" % n for n in range(200))
+            + b"\r\n",
+            431,
+            None,
+        ),
+    ):
+        reader, writer = await connect(echo_runtime.url)
+        writer.write(request)
+        reply = await error_reply(reader, status, error_type or "HeadersTooLarge")
+        assert reply.headers["connection"] == "close"
+        writer.close()
+
+
+async def test_a_refusal_behind_pipelined_requests_comes_after_their_replies(echo_runtime):
+    reader, writer = await connect(echo_runtime.url)
+    writer.write(
+        b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+        b"GET /two HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + SMUGGLED
+    )
+    first = await asyncio.wait_for(read_reply(reader), 10)
+    assert first.json() == {"path": "/first", "body": "one"}
+    refused = await error_reply(reader, 400, "DuplicateHost")
+    assert refused.headers["connection"] == "close"
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()

@@ -1,6 +1,11 @@
 """docs/cli.md is the command's own help, and the packages import one way (DESIGN.md):
-hanshu_runtime imports nothing of ours; the components import only hanshu_api; the
-command and dev mode may import them all."""
+hanshu_runtime imports nothing of ours but hanshu_wire; the components import only
+hanshu_api (the gateway also hanshu_wire); the command and dev mode may import them all.
+
+hanshu_wire is the HTTP/1.1 wire rules (what frames a request, the header and token sets)
+that the runtime's server, the gateway's public port and the gateway's client to replicas
+must agree on: one copy, so a smuggling fix lands once. It imports nothing of ours (nor
+anything outside the standard library), so the runtime's image and boot do not grow."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from hanshu_cli.docs import render
 ROOT = Path(__file__).resolve().parents[2]
 OURS = {
     "hanshu_api",
+    "hanshu_wire",
     "hanshu_runtime",
     "hanshu_operator",
     "hanshu_gateway",
@@ -21,14 +27,16 @@ OURS = {
 }
 ALLOWED = {
     "hanshu_api": {"hanshu_api"},
-    "hanshu_runtime": {"hanshu_runtime"},
+    "hanshu_wire": {"hanshu_wire"},
+    "hanshu_runtime": {"hanshu_runtime", "hanshu_wire"},
     "hanshu_operator": {"hanshu_operator", "hanshu_api"},
-    "hanshu_gateway": {"hanshu_gateway", "hanshu_api"},
+    "hanshu_gateway": {"hanshu_gateway", "hanshu_api", "hanshu_wire"},
     "hanshu_dispatcher": {"hanshu_dispatcher", "hanshu_api"},
     "hanshu_cli": OURS,
 }
 FOLDERS = {
     "hanshu_api": "api",
+    "hanshu_wire": "wire",
     "hanshu_runtime": "runtime",
     "hanshu_operator": "operator",
     "hanshu_gateway": "gateway",

@@ -251,6 +251,8 @@ def test_gateway_settings_from_the_environment():
     assert config_from_env({}) == GatewayConfig()
     assert config_from_env({"HANSHU_QUEUE_LIMIT": " 5 "}).queue_limit == 5
     assert config_from_env({"HANSHU_COLD_START_TIMEOUT": "2.5"}).cold_start_timeout == 2.5
+    proxies = config_from_env({"HANSHU_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,"})
+    assert [str(n) for n in proxies.trusted_proxies] == ["10.0.0.0/8", "192.168.1.7/32"]
     for name, value in (
         ("HANSHU_QUEUE_LIMIT", "lots"),
         ("HANSHU_GATEWAY_INTERNAL_PORT", "0"),
@@ -258,6 +260,7 @@ def test_gateway_settings_from_the_environment():
         ("HANSHU_HEADER_TIMEOUT", "0"),
         ("HANSHU_STATS_INTERVAL", "inf"),
         ("HANSHU_AUTOSCALER_URL", "ftp://x"),
+        ("HANSHU_TRUSTED_PROXIES", "10.0.0.0/8, ingress"),
     ):
         with pytest.raises(ConfigError, match=name):
             config_from_env({name: value})

@@ -56,7 +56,9 @@ def _module_file(dotted: str) -> list[Path]:
 def required_imports(package: str) -> dict[str, str]:
     """Third-party top-level modules the package needs, each with a file that imports it:
     its own modules and the hanshu_api modules it reaches, relative imports followed."""
-    allowed_ours = {package, "hanshu_api"}
+    # hanshu_wire: the HTTP/1.1 rules the runtime and the gateway share (standard library
+    # only); their Dockerfiles copy it.
+    allowed_ours = {package, "hanshu_api", "hanshu_wire"}
     pending = list((ROOT / FOLDERS[package] / package).rglob("*.py"))
     seen: set[Path] = set()
     needed: dict[str, str] = {}

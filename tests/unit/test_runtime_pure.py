@@ -269,6 +269,25 @@ def test_wsgi_environ_joins_repeated_headers_and_cookies():
     assert environ["QUERY_STRING"] == "x=1&x=2&y="
 
 
+def test_wsgi_environ_drops_header_names_with_underscores():
+    # CGI maps '-' and '_' to one key: the underscore spelling would pose as, or be joined
+    # to, the header the platform set (gunicorn drops them too).
+    environ = build_environ(
+        _request(
+            headers=[
+                ("X_Hanshu_Invocation_Id", "forged"),
+                ("X-Hanshu-Invocation-Id", "real"),
+                ("Content_Type", "text/evil"),
+            ]
+        ),
+        "fn",
+        8080,
+    )
+    assert environ["HTTP_X_HANSHU_INVOCATION_ID"] == "real"
+    assert "CONTENT_TYPE" not in environ
+    assert "forged" not in environ.values()
+
+
 @pytest.mark.parametrize(
     ("header", "prefix"),
     [

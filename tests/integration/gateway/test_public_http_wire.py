@@ -26,6 +26,7 @@ from hanshu_gateway.public_http import (
 
 from tests.conftest import free_port
 from tests.helpers import eventually
+from tests.http_wire_cases import REFUSED_FRAMING, SMUGGLED
 
 LIMIT = 1024
 LARGE = b"x" * (8 * 1024 * 1024)
@@ -421,3 +422,55 @@ async def test_a_reply_that_is_not_a_final_one_is_never_written(served):
             head_only=False,
             http10=False,
         )
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "error_type"), REFUSED_FRAMING)
+async def test_framing_in_doubt_is_refused_and_the_connection_closed(
+    served, request_bytes, status, error_type
+):
+    port, seen, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes + SMUGGLED)
+    reply = await read_reply(reader)
+    assert reply.status == status, reply.body
+    assert reply.headers["connection"] == "close"
+    body = json.loads(reply.body)
+    assert body["errorMessage"]
+    if error_type is not None:
+        assert body["errorType"] == error_type
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""  # nothing after it was served
+    writer.close()
+    assert seen.requests == []
+
+
+async def test_framing_the_rules_accept_is_served(served):
+    port, seen, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /a HTTP/1.1\r\nHost: a:8080\r\nTransfer-Encoding:  Chunked \r\n\r\n"
+        b"003;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+        b"POST /b HTTP/1.1\r\nHost: [::1]:80\r\nContent-Length: 003\r\n\r\ndef"
+        b"POST /c HTTP/1.0\r\nContent-Length: 1\r\n\r\ng"  # HTTP/1.0 may lack a Host
+    )
+    assert [(await read_reply(reader)).status for _ in range(3)] == [200, 200, 200]
+    writer.close()
+    assert seen.requests == [("POST", "/a", b"abc"), ("POST", "/b", b"def"), ("POST", "/c", b"g")]
+
+
+async def test_a_refusal_behind_pipelined_requests_comes_after_their_replies(served):
+    port, seen, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        post("/first", b"one")
+        + b"POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+        + SMUGGLED
+    )
+    first, refused = await read_reply(reader), await read_reply(reader)
+    assert (first.status, first.body) == (200, b"got one")
+    assert refused.status == 501
+    assert refused.headers["connection"] == "close"
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    assert seen.requests == [("POST", "/first", b"one")]

@@ -14,10 +14,16 @@ simulated clock.
 - Scale to zero: only once nothing has been in flight or queued for the grace period,
   counted from the last completed response; a cold request wakes the Function at once.
 - After a restart, nothing is scaled to zero before a full stable window of fresh stats.
+
+Cost: a Function's state holds one sample per tick of the stable window (60 by default)
+and one desired count per tick of its scale-down delay. An idle tick's sample is the one
+tuple every idle Function shares (``idle_sample``): 10,000 idle Functions cost a list slot
+each per tick (5 MiB for a 60 s window), not a tuple and two floats each (67 MiB).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -68,9 +74,16 @@ def _average(samples: deque[tuple[float, float]], since: float) -> float:
     return sum(window) / len(window) if window else 0.0
 
 
+@functools.lru_cache(maxsize=1)
+def idle_sample(now: float) -> tuple[float, float]:
+    """The sample of a tick with nothing in flight: one tuple for every Function."""
+    return (now, 0.0)
+
+
 def observe(state: ScalerState, observation: Observation, now: float, policy: Policy) -> None:
     """Record one tick's observation (mutates only ``state``)."""
-    state.samples.append((now, observation.concurrency))
+    concurrency = observation.concurrency
+    state.samples.append(idle_sample(now) if concurrency == 0 else (now, concurrency))
     while state.samples and state.samples[0][0] <= now - policy.stable_window:
         state.samples.popleft()
     if observation.concurrency > 0:
@@ -80,6 +93,13 @@ def observe(state: ScalerState, observation: Observation, now: float, policy: Po
         state.last_active = (
             finished if state.last_active is None else max(state.last_active, finished)
         )
+
+
+def stays_at_zero(observation: Observation, current: int, scaling: Scaling) -> bool:
+    """Whether ``decide`` would keep a Function at zero with nothing to learn from it:
+    no replica, nothing in flight or queued, no minimum. Most of 10,000 Functions are so
+    on every tick; the autoscaler records their sample and skips the decision."""
+    return current == 0 and observation.concurrency == 0 and scaling.min_replicas == 0
 
 
 def decide(

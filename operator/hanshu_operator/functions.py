@@ -45,7 +45,7 @@ from .conditions import (
 )
 from .events import post_event
 from .kube_scaler import REPLICAS_MANAGER, scale
-from .metrics import FUNCTION_REPLICAS, instrumented
+from .metrics import REPLICA_COUNTS, instrumented
 from .references import missing_env_sources, resolve_code
 from .replica_faults import (
     StartFailure,
@@ -232,7 +232,7 @@ async def write_function_status(
     async with state.status_lock(namespace, name):
         function = await state.kube.get(path_for(API_VERSION, FUNCTION_PLURAL, namespace, name))
         if function is None:
-            state.warned.pop(key, None)
+            state.forget_function(key)
             return None
         status = function.get("status") or {}
         previous = status.get("conditions")
@@ -255,8 +255,7 @@ async def write_function_status(
         }
         if observed is not None:
             new_status["observedGeneration"] = observed
-        FUNCTION_REPLICAS.labels(namespace, name, "desired").set(new_status["desiredReplicas"])
-        FUNCTION_REPLICAS.labels(namespace, name, "ready").set(new_status["readyReplicas"])
+        REPLICA_COUNTS.set(key, new_status["desiredReplicas"], new_status["readyReplicas"])
         if any(status.get(field) != value for field, value in new_status.items()):
             await state.kube.merge_patch(
                 path_for(API_VERSION, FUNCTION_PLURAL, namespace, name, "status"),

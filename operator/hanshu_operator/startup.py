@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from hanshu_api import GROUP
+from hanshu_api import GROUP, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, load_config
 from hanshu_api.platform import FunctionKey
 
@@ -21,6 +21,9 @@ from .events import post_event
 from .functions import write_function_status
 from .kube_scaler import KubeScaler
 from .state import OperatorState, operator_state
+
+LIST_CHUNK = 500
+MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
 @kopf.on.startup()
@@ -36,6 +39,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # We watch exact namespaces (or the whole cluster) and our CRDs are installed before us
     # (Helm's crds/), so there is nothing to rescan at run time.
     settings.scanning.disabled = True
+    # A restart lists every Function and Trigger: in pages, not one response of 10,000.
+    settings.watching.chunk_size = LIST_CHUNK
+    # Only our own Deployments and pods, filtered by the API server: kopf keeps a record
+    # of every object its watches deliver, and a namespace may hold many of other owners.
+    for group_version, plural in (("apps/v1", "deployments"), ("v1", "pods")):
+        settings.watching.label_selectors[group_version, plural] = MANAGED_SELECTOR
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
@@ -87,7 +96,11 @@ async def start_autoscaler(state: OperatorState) -> None:
             )
 
     state.autoscaler = AutoscalerService(
-        state.scaler, lambda: list(state.scaling.items()), policy=policy, on_scaled=on_scaled
+        state.scaler,
+        lambda: list(state.scaling.items()),
+        scaling_of=state.scaling.get,
+        policy=policy,
+        on_scaled=on_scaled,
     )
     runner = web.AppRunner(state.autoscaler.app(), access_log=None)
     await runner.setup()

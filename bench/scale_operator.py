@@ -10,6 +10,9 @@ operator's peak RSS and the part of it per Function + Trigger (peak minus the RS
 idle operator before anything was created), and the operator's event-loop lag: the
 slowest answer of its liveness endpoint (kopf serves it on the operator's loop), asked
 every 0.25 s by a prober process of its own, so this process's work (kmock's) is not in it.
+Then the operator restarts with everything in place, as after an OOMKill or an upgrade:
+the time until the new process has resumed every Function and Trigger (its reconcile
+count on /metrics), its peak RSS and its slowest liveness answer.
 
     python bench/scale_operator.py [--functions 1000 5000 10000] [--keys 10] [--schedules 5]
 
@@ -115,29 +118,61 @@ class Prober:
         return float(slowest), float(p99), int(count)
 
 
-async def run(count: int, keys: int, schedules: int, log: Path | None) -> dict[str, float]:
+def reconciled(metrics_port: int) -> int:
+    """How many reconciles of Functions and Triggers have succeeded, from /metrics."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=60) as reply:
+        text = reply.read().decode()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("hanshu_operator_reconciles_total{") and 'outcome="success"' in line
+    )
+
+
+class Operator:
+    """The operator process with the chart's settings that cost memory: the autoscaler,
+    metrics, a gateway to route to. Started again, it is a restart: a new process that
+    lists every Function and Trigger and resumes each."""
+
+    def __init__(self, kubeconfig: Path, log: Path | None, code: Path | None = None) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.liveness, self.metrics = free_port(), free_port()
+        # Another source tree's operator (its operator/ and api/ folders), to compare.
+        path = {"PYTHONPATH": f"{code}/operator:{code}/api"} if code is not None else {}
+        self.env = {
+            **path,
+            "HANSHU_OPERATOR_METRICS_PORT": str(self.metrics),
+            "HANSHU_AUTOSCALER_PORT": str(free_port()),
+            "HANSHU_GATEWAY_URL": "http://gateway.example",
+            # Nothing listens there: schedules are due once a year, nothing is invoked.
+            "HANSHU_GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{free_port()}",
+            "HANSHU_GATEWAY_NAMESPACE": GATEWAY_NAMESPACE,
+        }
+
+    async def start(self) -> subprocess.Popen[bytes]:
+        process = start_operator(self.kubeconfig, self.liveness, self.log, **self.env)
+        await wait_live(self.liveness)
+        return process
+
+    def prober(self) -> Prober:
+        return Prober(f"http://127.0.0.1:{self.liveness}/healthz")
+
+
+async def run(
+    count: int, keys: int, schedules: int, log: Path | None, code: Path | None = None
+) -> dict[str, float]:
     async with ForgetfulEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
         workdir = Path(tempfile.mkdtemp(prefix="hanshu-scale-"))
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", str(emulator.url), NAMESPACE)
-        liveness = free_port()
-        operator = start_operator(
-            kubeconfig,
-            liveness,
-            log,
-            HANSHU_OPERATOR_METRICS_PORT=str(free_port()),
-            HANSHU_AUTOSCALER_PORT=str(free_port()),
-            HANSHU_GATEWAY_URL="http://gateway.example",
-            # Nothing listens there: schedules are due once a year, nothing is invoked.
-            HANSHU_GATEWAY_INTERNAL_URL=f"http://127.0.0.1:{free_port()}",
-            HANSHU_GATEWAY_NAMESPACE=GATEWAY_NAMESPACE,
-        )
+        setup = Operator(kubeconfig, log, code)
+        operator = await setup.start()
         kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
         prober: Prober | None = None
         try:
-            await wait_live(liveness)
             idle_rss = rss_mib(operator.pid)
-            prober = Prober(f"http://127.0.0.1:{liveness}/healthz")
+            prober = setup.prober()
             if keys:
                 await kube.create(
                     path_for("v1", "secrets", NAMESPACE),
@@ -172,6 +207,7 @@ async def run(count: int, keys: int, schedules: int, log: Path | None) -> dict[s
                 set(names),
             )
             children_at = 0.0
+            last_report = 0.0
             while functions_pending or triggers_pending:
                 await asyncio.sleep(0.5)
                 now = time.perf_counter() - started
@@ -184,7 +220,8 @@ async def run(count: int, keys: int, schedules: int, log: Path | None) -> dict[s
                 }
                 if not without_children and not children_at:
                     children_at = now
-                if int(now) % 30 == 0 and now - int(now) < 0.5:
+                if now - last_report >= 30:
+                    last_report = now
                     print(
                         f"  {now:4.0f} s: {len(without_children)} without children, "
                         f"{len(functions_pending)} Functions and {len(triggers_pending)} "
@@ -204,6 +241,23 @@ async def run(count: int, keys: int, schedules: int, log: Path | None) -> dict[s
             peak = peak_rss_mib(operator.pid)
             slowest, p99, probes = prober.finish()
             prober = None
+            stop_operator(operator)
+
+            # The restart: every Function and Trigger exists; the new process lists them
+            # all at once and resumes each (the burst that OOMKilled the operator).
+            restarted = time.perf_counter()
+            operator = await setup.start()
+            prober = setup.prober()
+            while await asyncio.to_thread(reconciled, setup.metrics) < 2 * count:
+                await asyncio.sleep(0.5)
+                if time.perf_counter() - restarted > TIMEOUT_SECONDS:
+                    raise TimeoutError("the restarted operator did not resume everything")
+                if operator.poll() is not None:
+                    raise RuntimeError(f"the operator exited with {operator.returncode}")
+            resumed_at = time.perf_counter() - restarted
+            restart_peak = peak_rss_mib(operator.pid)
+            restart_slowest, _p99, _probes = prober.finish()
+            prober = None
         finally:
             if prober is not None:
                 prober.process.kill()
@@ -220,6 +274,9 @@ async def run(count: int, keys: int, schedules: int, log: Path | None) -> dict[s
         "lag_max": slowest,
         "lag_p99": p99,
         "probes": probes,
+        "resumed": resumed_at,
+        "restart_peak": restart_peak,
+        "restart_lag_max": restart_slowest,
     }
     print(
         f"\n{count} Functions + {count} Triggers ({keys} with API keys, {schedules} schedules) "
@@ -229,7 +286,10 @@ async def run(count: int, keys: int, schedules: int, log: Path | None) -> dict[s
         f"  every Function and Trigger Ready             {ready_at:8.1f} s\n"
         f"  operator RSS idle / peak                     {idle_rss:6.1f} / {peak:6.1f} MiB\n"
         f"  per 1,000 Functions + Triggers               {figures['per_1000']:8.1f} MiB\n"
-        f"  liveness answer max / p99 ({probes} probes)     {slowest:6.2f} / {p99:6.2f} s",
+        f"  liveness answer max / p99 ({probes} probes)     {slowest:6.2f} / {p99:6.2f} s\n"
+        f"  restarted: all {2 * count} resumed in            {resumed_at:8.1f} s\n"
+        f"  restarted: peak RSS, liveness answer max     {restart_peak:6.1f} MiB, "
+        f"{restart_slowest:.2f} s",
         flush=True,
     )
     return figures
@@ -241,18 +301,30 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10, help="Triggers with API keys")
     parser.add_argument("--schedules", type=int, default=5, help="schedule Triggers")
     parser.add_argument("--log", type=Path, help="write the operator's output here")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="run the operator of this source tree (e.g. `git archive <commit> operator api`)",
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         probe(args.probe)
         return
-    rows = [asyncio.run(run(n, args.keys, args.schedules, args.log)) for n in args.functions]
-    print("\n| Functions + Triggers | children | all Ready | peak RSS | MiB per 1,000 | lag max |")
-    print("|---|---|---|---|---|---|")
+    rows = [
+        asyncio.run(run(n, args.keys, args.schedules, args.log, args.code)) for n in args.functions
+    ]
+    print(
+        "\n| Functions + Triggers | children | all Ready | peak RSS | MiB per 1,000 | lag max "
+        "| restart: all resumed | restart: peak RSS | restart: lag max |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['count']:,.0f} | {row['children']:.0f} s | {row['ready']:.0f} s "
-            f"| {row['peak_rss']:.0f} MiB | {row['per_1000']:.1f} | {row['lag_max']:.2f} s |"
+            f"| {row['peak_rss']:.0f} MiB | {row['per_1000']:.1f} | {row['lag_max']:.2f} s "
+            f"| {row['resumed']:.0f} s | {row['restart_peak']:.0f} MiB "
+            f"| {row['restart_lag_max']:.2f} s |"
         )
 
 

@@ -22,6 +22,7 @@ from hanshu_api import (
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 
+from .bounded import bounded
 from .builders import (
     build_code_config_map,
     build_deployment,
@@ -289,6 +290,7 @@ def _first_warning(
 @kopf.on.resume(GROUP, VERSION, FUNCTION_PLURAL)
 @kopf.on.create(GROUP, VERSION, FUNCTION_PLURAL)
 @kopf.on.update(GROUP, VERSION, FUNCTION_PLURAL)
+@bounded
 @instrumented("Function")
 async def reconcile_function(
     body: kopf.Body,
@@ -358,6 +360,7 @@ _MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
+@bounded
 async def follow_deployment(
     body: kopf.Body,
     type: str,
@@ -405,4 +408,5 @@ async def follow_pod(
         # Nothing the status says changed (a retry, or a step of a normal start): the
         # report is kept for the next write (a progress deadline lists the pods' steps).
         return
-    await write_function_status(state, namespace, name)
+    async with state.reconcile_slots:  # (``bounded``)
+        await write_function_status(state, namespace, name)

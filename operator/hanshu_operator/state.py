@@ -1,14 +1,15 @@
 """What the operator keeps in memory between handler calls (kopf's memo).
 
 Cost: per Function, its scaling spec, its Deployment's replica count and the autoscaler's
-samples; per HTTP Trigger, its route claim; per pod of a Function, a short report; per
-failing Function, the last warning. Everything keyed by an object goes when it does
-(``forget_function``, the pod and Trigger watches). Locks exist only while a write is in
-progress (``keyed_locks``).
+samples; per Trigger, what ``trigger_index`` files it under; per pod of a Function, a
+short report; per failing Function, the last warning. Everything keyed by an object
+goes when it does (``forget_function``, the pod and Trigger watches). Locks exist only
+while a write is in progress (``keyed_locks``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import kopf
 from hanshu_api.kube import KubeClient
 from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey
-from hanshu_api.route_claims import RouteClaim, TriggerKey
+from hanshu_api.route_claims import TriggerKey
 
 from .autoscaling_service import AutoscalerService
 from .config import OperatorConfig
@@ -26,6 +27,10 @@ from .kube_scaler import KubeScaler
 from .metrics import REPLICA_COUNTS
 from .replica_faults import PodReport
 from .scheduler import Clock, SystemClock
+from .trigger_index import TriggerIndex
+
+# Handlers talking to the API server at once (``bounded`` says why).
+RECONCILES_AT_ONCE = 32
 
 Held = contextlib.AbstractAsyncContextManager[None]  # a lock held for an `async with`
 
@@ -49,10 +54,13 @@ class OperatorState:
     # What schedules fire by (and Trigger status reads the time from): the real clock,
     # one seam for tests that cannot wait for a wall-clock minute.
     clock: Clock = field(default_factory=SystemClock)
-    # The route each HTTP Trigger claimed when last seen, so that a claim that moves or
-    # goes tells its old route's rivals (the kopf index only knows the present).
-    route_claims: dict[TriggerKey, RouteClaim] = field(default_factory=dict)
+    # Every Trigger's route claim, key Secret and Function (``trigger_index``).
+    triggers: TriggerIndex = field(default_factory=TriggerIndex)
     _trigger_locks: KeyedLocks[TriggerKey] = field(default_factory=KeyedLocks)
+    # Handlers that may talk to the API server now (``bounded``); made in the loop.
+    reconcile_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(RECONCILES_AT_ONCE)
+    )
     _api_key_locks: KeyedLocks[TriggerKey] = field(default_factory=KeyedLocks)
 
     def status_lock(self, namespace: str, name: str) -> Held:

@@ -28,7 +28,7 @@ from .conditions import FALSE, TRUE, Condition, rfc3339
 from .state import operator_state
 from .stream_consumer import Invoke, SendFailure, SourceHealth, StreamConsumer
 from .stream_sources import NatsStreamSource, RedisStreamSource, Source
-from .trigger_status import SOURCE_READY, route_index, write_trigger_status
+from .trigger_status import SOURCE_READY, write_trigger_status
 
 log = logging.getLogger("hanshu.streams")
 
@@ -197,7 +197,7 @@ async def consume_stream(
         return  # the reconcile says why
     if trigger.stream is None or not state.config.gateway_internal_url:
         return
-    routes = route_index(kwargs)
+    routes = state.triggers.routes
     stream = trigger.stream
     changed = asyncio.Event()
     current = SourceHealth()

@@ -3,7 +3,7 @@ API keys included), and the daemon that fires schedules through the gateway.
 
 Cost: a Trigger's reconcile is a constant number of API calls (its Function, its keys,
 its status). A Function's deletion re-judges only its own Triggers, found in an index
-(``triggers_by_function``), not by listing every Trigger of the namespace: deleting n
+(``state.triggers.callers``), not by listing every Trigger of the namespace: deleting n
 Functions costs O(n + their Triggers), not n LISTs of everything. A schedule Trigger has
 a daemon (a task) that sleeps until its next fire and looks at its spec every
 EDIT_LOOK_SECONDS.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -23,11 +22,12 @@ from hanshu_api.kube import path_for
 from hanshu_api.models import Schedule, SpecInvalid, parse_trigger_spec
 
 from .api_key_publisher import sync_api_keys, unpublish
+from .bounded import bounded
 from .conditions import FALSE, TRUE, Condition, rfc3339
 from .metrics import instrumented
 from .scheduler import FireRecord, follow_schedule, invoke_through_gateway, run_schedule
 from .state import operator_state
-from .trigger_status import route_index, trigger_delivery, trigger_url, write_trigger_status
+from .trigger_status import trigger_delivery, trigger_url, write_trigger_status
 
 __all__ = ["reconcile_trigger", "trigger_delivery", "trigger_url"]
 
@@ -109,6 +109,7 @@ async def fire_schedule(
 @kopf.on.resume(GROUP, VERSION, TRIGGER_PLURAL)
 @kopf.on.create(GROUP, VERSION, TRIGGER_PLURAL)
 @kopf.on.update(GROUP, VERSION, TRIGGER_PLURAL)
+@bounded
 @instrumented("Trigger")
 async def reconcile_trigger(
     body: kopf.Body,
@@ -121,7 +122,7 @@ async def reconcile_trigger(
 ) -> None:
     assert namespace is not None  # Triggers are namespaced
     state = operator_state(memo)
-    routes = route_index(kwargs)
+    routes = state.triggers.routes
     generation = meta.get("generation")
     try:
         trigger = parse_trigger_spec(spec, namespace)
@@ -170,22 +171,6 @@ def _binding(function_name: str, namespace: str, function: object | None) -> Con
     return Condition("FunctionBound", TRUE, "Bound", f"calls Function '{function_name}'")
 
 
-# The kopf index of Triggers by the Function they call: (namespace, Function) -> Triggers.
-FunctionTriggers = Mapping[tuple[str, str], Iterable[str]]
-FUNCTION_TRIGGERS_INDEX = "triggers_by_function"
-
-
-@kopf.index(GROUP, VERSION, TRIGGER_PLURAL, id=FUNCTION_TRIGGERS_INDEX)
-def triggers_by_function(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], str]:
-    """Which Triggers call which Function: a Function's deletion finds its own in O(1)."""
-    function = (spec.get("functionRef") or {}).get("name")
-    if namespace is None or not isinstance(function, str):
-        return {}
-    return {(namespace, function): name}
-
-
 @kopf.on.event(GROUP, VERSION, FUNCTION_PLURAL)
 async def unbind_triggers_of_deleted_function(
     type: str,
@@ -202,6 +187,9 @@ async def unbind_triggers_of_deleted_function(
     state.forget_function((namespace, name))
     message = f"the Function '{name}' was deleted; the Trigger binds again when it is recreated"
     bound = Condition("FunctionBound", FALSE, "FunctionNotFound", message)
-    callers: FunctionTriggers = kwargs[FUNCTION_TRIGGERS_INDEX]
-    for trigger in sorted(set(callers.get((namespace, name), ()))):
-        await write_trigger_status(state, namespace, trigger, route_index(kwargs), bound=bound)
+    callers = sorted(set(state.triggers.callers.get((namespace, name), ())))
+    async with state.reconcile_slots:  # (``bounded``)
+        for trigger in callers:
+            await write_trigger_status(
+                state, namespace, trigger, state.triggers.routes, bound=bound
+            )

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import itertools
 import os
 import signal
 import socket
@@ -31,12 +29,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import jsonpatch
 import kmock
-from kmock._internal import k8s, k8s_dicts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,58 +39,11 @@ from common import free_port
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from tests.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
+from tests.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
+from tests.operator_process import AS_IN_THE_IMAGE, peak_rss_mib
 
 NAMESPACE = "bench"
 CHILDREN = (("v1/configmaps", "{}-code"), ("apps/v1/deployments", "{}"), ("v1/services", "{}"))
-
-
-_resource_versions = itertools.count(2)
-
-
-def _versioned(append: Any) -> Any:
-    """``ObjectHistory.append`` that gives the new version a resourceVersion of its own
-    and forgets the versions before the previous one (kmock keeps them all, for tests)."""
-
-    def append_versioned(history: Any, value: Any) -> None:
-        append(history, value)
-        stored = history[-1]
-        if stored is not None:
-            raw = stored._ObjectVersion__value  # the stored dict itself, not a copy
-            # In place: the watch event kmock sends next shares this metadata dict.
-            raw.setdefault("metadata", {})["resourceVersion"] = str(next(_resource_versions))
-        del history[:-2]
-
-    return append_versioned
-
-
-class ForgetfulEmulator(ApplyingEmulator):
-    """kmock (taught server-side apply, which the operator's children need) without its
-    request log and history. kmock records every request for test assertions and, to
-    dispatch each new one, scans the whole log: O(n) per request, O(n^2) per run, which
-    would make the emulator, not the operator, what this benchmark measures.
-
-    And, as a real API server, every write gives an object a new resourceVersion, and a
-    JSON patch whose resourceVersion test fails is a 422 (kmock: one version for ever, and
-    a 500). kopf knows the watch event of its own patch by its resourceVersion; with one
-    version for ever it takes the stale event of a handler's status write for the next
-    state, and handles every object's creation twice."""
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        history = k8s_dicts.ObjectHistory
-        if not hasattr(history.append, "__wrapped_versioned__"):
-            history.append = _versioned(history.append)  # type: ignore[method-assign]
-            history.append.__wrapped_versioned__ = True  # type: ignore[attr-defined]
-
-    async def _handle(self, request: Any) -> Any:
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchTestFailed as failed:
-            raise k8s.KubernetesError(status=422, reason="Invalid", message=str(failed)) from None
-        finally:
-            with contextlib.suppress(ValueError):
-                self._requests.remove(request)
 
 
 class ScaleWrites:
@@ -163,13 +111,6 @@ def function(index: int) -> dict[str, object]:
     }
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def exists(emulator: kmock.KubernetesEmulator, resource: str, name: str) -> bool:
     try:
         return not emulator.objects[resource, NAMESPACE, name].deleted
@@ -187,17 +128,6 @@ def is_ready(emulator: kmock.KubernetesEmulator, name: str, plural: str = FUNCTI
 
 def has_children(emulator: kmock.KubernetesEmulator, name: str) -> bool:
     return all(exists(emulator, resource, pattern.format(name)) for resource, pattern in CHILDREN)
-
-
-# ``python -m hanshu_operator`` with the packages of the operator's image only. This venv
-# also holds the `hanshu` command's Kubernetes client, which kopf imports whenever it is
-# installed (for its types): 40 MiB the operator's image does not have.
-AS_IN_THE_IMAGE = (
-    "import runpy, sys\n"
-    "for absent in ('kubernetes', 'kubernetes_asyncio', 'pykube'):\n"
-    "    sys.modules[absent] = None  # an ImportError, as where it is not installed\n"
-    "runpy.run_module('hanshu_operator', run_name='__main__', alter_sys=True)\n"
-)
 
 
 def start_operator(

@@ -360,10 +360,9 @@ _MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
-@bounded
 async def follow_deployment(
     body: kopf.Body,
-    type: str,
+    type: str | None,
     namespace: str | None,
     labels: kopf.Labels,
     memo: kopf.Memo,
@@ -373,12 +372,20 @@ async def follow_deployment(
     if not name or namespace is None:
         return
     state = operator_state(memo)
+    key = (namespace, name)
     if state.scaler is not None:
         replicas = None if type == "DELETED" else (body.get("spec") or {}).get("replicas")
-        state.scaler.observe((namespace, name), replicas)
-    await write_function_status(
-        state, namespace, name, deployment=None if type == "DELETED" else dict(body)
-    )
+        state.scaler.observe(key, replicas)
+    if type is None and key not in state.scaling:
+        # Listed at start-up, before its Function's resume: that reconcile writes the
+        # status from the Deployment it applies. Writing here too would cost every
+        # Deployment a GET and a PATCH more at a restart, and keep kopf holding each
+        # Deployment's body (~50 KiB with its managedFields) in its queue meanwhile.
+        return
+    async with state.reconcile_slots:  # (``bounded``)
+        await write_function_status(
+            state, namespace, name, deployment=None if type == "DELETED" else dict(body)
+        )
 
 
 @kopf.on.event("", "v1", "pods", labels=_MANAGED)

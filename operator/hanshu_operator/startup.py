@@ -1,5 +1,9 @@
 """The operator's lifecycle: every setting in one startup handler, the login kopf and our
-client share, the autoscaler's intake, and clean-up."""
+client share, the autoscaler's intake, and clean-up.
+
+Cost at start-up: one paged LIST of the Triggers (``trigger_index``); kopf then lists
+every watched kind in pages of LIST_CHUNK and works on at most WORKERS_PER_KIND objects of
+each kind at a time (docs/operations.md, "Sizing the operator")."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from hanshu_api import GROUP, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, load_config
 from hanshu_api.platform import FunctionKey
 
+from . import kopf_backpressure
 from .autoscaler import Decision, Policy
 from .autoscaling_service import AutoscalerService
 from .conditions import now_rfc3339
@@ -59,6 +64,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf queued every listed body; an event that comes later starts a new worker).
     settings.queueing.worker_limit = WORKERS_PER_KIND
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+    # And no more than as many waiting for a worker: the rest stays in the API server.
+    kopf_backpressure.install()
     try:
         config = config_from_env()
     except ConfigError as error:

@@ -4,6 +4,10 @@ and hands the lag to the autoscaler as queued requests (scale from zero on lag).
 
 The pieces here (building a source, invoking through the gateway, sending failures) are
 also what the developer mode runs without kopf.
+
+Cost: per stream Trigger, one daemon, one consumer (a connection to its NATS or Redis,
+its batch in flight) and a status write at most every STATUS_INTERVAL_SECONDS; nothing is
+shared between Triggers or looks at another, so n streams cost O(n).
 """
 
 from __future__ import annotations

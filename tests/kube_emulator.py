@@ -440,6 +440,20 @@ class ForgetfulEmulator(ApplyingEmulator):
         finally:
             k8s_dicts.ObjectHistory.append = self._unversioned  # type: ignore[method-assign]
 
+    async def _serve_list(self, request: Any) -> Any:
+        """A LIST in pages when asked (``limit``, ``continue``), as an API server serves
+        it; kmock returns everything at once, so a client that pages (kopf, the
+        operator's start-up) would hold the whole list in memory only here."""
+        listed = await super()._serve_list(request)
+        limit = int(request.params.get("limit") or 0)
+        if limit <= 0:
+            return listed
+        start = int(request.params.get("continue") or 0)
+        items = listed["items"]
+        more = start + limit < len(items)
+        metadata = {**listed["metadata"], "continue": str(start + limit) if more else ""}
+        return {**listed, "metadata": metadata, "items": items[start : start + limit]}
+
     async def _handle(self, request: Any) -> Any:
         try:
             return await super()._handle(request)

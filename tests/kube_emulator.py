@@ -293,6 +293,20 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
         """Each owner of an object and the fields it holds (for assertions)."""
         return dict(self._owners.get((kmock.resource(resource), namespace, name), {}))
 
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        """A list in pages, as the API server serves ``?limit=`` (kmock returns
+        everything at once): the ``continue`` token here is the offset of the next page."""
+        listing = await super()._serve_list(request)
+        limit = int(request.params.get("limit") or 0)
+        if limit <= 0 or not isinstance(listing, dict):
+            return listing
+        start = int(request.params.get("continue") or 0)
+        items = listing.get("items") or []
+        page = {**listing, "items": items[start : start + limit]}
+        if start + limit < len(items):
+            page["metadata"] = {**(listing.get("metadata") or {}), "continue": str(start + limit)}
+        return page
+
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is None or request.name is None:
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
@@ -440,20 +454,6 @@ class ForgetfulEmulator(ApplyingEmulator):
         finally:
             k8s_dicts.ObjectHistory.append = self._unversioned  # type: ignore[method-assign]
 
-    async def _serve_list(self, request: Any) -> Any:
-        """A LIST in pages when asked (``limit``, ``continue``), as an API server serves
-        it; kmock returns everything at once, so a client that pages (kopf, the
-        operator's start-up) would hold the whole list in memory only here."""
-        listed = await super()._serve_list(request)
-        limit = int(request.params.get("limit") or 0)
-        if limit <= 0:
-            return listed
-        start = int(request.params.get("continue") or 0)
-        items = listed["items"]
-        more = start + limit < len(items)
-        metadata = {**listed["metadata"], "continue": str(start + limit) if more else ""}
-        return {**listed, "metadata": metadata, "items": items[start : start + limit]}
-
     async def _handle(self, request: Any) -> Any:
         try:
             return await super()._handle(request)
@@ -462,3 +462,65 @@ class ForgetfulEmulator(ApplyingEmulator):
         finally:
             with contextlib.suppress(ValueError):
                 self._requests.remove(request)
+
+
+def preload_http_functions(
+    emulator: kmock.KubernetesEmulator,
+    namespace: str,
+    count: int,
+    *,
+    ready_port: int | None = None,
+    contested_every: int = 0,
+) -> None:
+    """``count`` Functions ``fn-00000`` ..., each with an HTTP Trigger on ``/fn/{index}``
+    and an EndpointSlice, written straight into kmock's store: creating tens of thousands
+    through its API would take minutes (it scans every object per request), and what is
+    measured is the listing. Every slice is empty (scaled to zero) except, when
+    ``ready_port`` is given, those of fn-00000 and every ``contested_every``-th Function,
+    which point at 127.0.0.1:ready_port. Every ``contested_every``-th route also gets a
+    newer rival Trigger ``rival-NNNNN`` of the next Function, which must lose."""
+    triggers = f"{API_VERSION}/{TRIGGER_PLURAL}"
+    functions = f"{API_VERSION}/{FUNCTION_PLURAL}"
+    for index in range(count):
+        name = f"fn-{index:05d}"
+        emulator.objects[functions, namespace, name] = {
+            "apiVersion": API_VERSION,
+            "kind": "Function",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"handler": "handlers.echo", "code": {"image": "x"}},
+        }
+        emulator.objects[triggers, namespace, name] = _http_trigger(
+            namespace, name, name, "2026-01-01T00:00:00Z", f"/fn/{index}"
+        )
+        contested = contested_every and index % contested_every == 0
+        ready = ready_port is not None and (index == 0 or contested)
+        emulator.objects["discovery.k8s.io/v1/endpointslices", namespace, f"{name}-abcde"] = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{name}-abcde",
+                "namespace": namespace,
+                "labels": {"hanshu.io/function": name, "kubernetes.io/service-name": name},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": ready_port or 8080, "protocol": "TCP"}],
+            "endpoints": (
+                [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}] if ready else []
+            ),
+        }
+        if contested:
+            rival = f"rival-{index:05d}"
+            emulator.objects[triggers, namespace, rival] = _http_trigger(
+                namespace, rival, f"fn-{index + 1:05d}", "2026-06-01T00:00:00Z", f"/fn/{index}"
+            )
+
+
+def _http_trigger(
+    namespace: str, name: str, function: str, created: str, path: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Trigger",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+        "spec": {"functionRef": {"name": function}, "http": {"path": path}},
+    }

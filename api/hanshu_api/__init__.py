@@ -9,9 +9,7 @@ GROUP = "hanshu.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-FUNCTION_KIND = "Function"
 FUNCTION_PLURAL = "functions"
-TRIGGER_KIND = "Trigger"
 TRIGGER_PLURAL = "triggers"
 
 # Labels on everything Hanshu creates; the function label is how the gateway and the

@@ -80,6 +80,16 @@ class KeyVerifiers:
             raise ValueError(f"not a Hanshu key verifier document: {error}") from None
 
 
+def key_fingerprint(presented: str) -> str:
+    """A stable name for an API key that does not reveal it: SHA-256 over a fixed label and
+    the key (API keys are long random tokens, so the digest cannot be turned back into one).
+    Not the verifiers' salted digest: the operator draws a new salt whenever the keys
+    change, and a key kept through a rotation must keep its name (the Idempotency-Keys it
+    presented stay its own)."""
+    labelled = b"hanshu-api-key-fingerprint\0" + presented.encode(errors="surrogatepass")
+    return hashlib.sha256(labelled).hexdigest()[:32]
+
+
 def published_secret_name(namespace: str, trigger: str) -> str:
     """``hanshu-keys.<namespace>.<trigger>``: readable, and unambiguous since a namespace
     has no dots; names too long for a Secret fall back to a digest."""

@@ -19,7 +19,3 @@ def parse_duration(text: str) -> float:
     if not text or position != len(text):
         raise ValueError(f"{text!r} is not a duration; write e.g. '30s', '5m', '1m30s' or '250ms'")
     return total
-
-
-def format_duration(seconds: float) -> str:
-    return f"{seconds:g}s"

@@ -127,8 +127,28 @@ def consumer_name(key: FunctionKey) -> str:
     return f"fn-{_token(key[0])}-{_token(key[1])}"[:200]
 
 
-def idempotency_key(key: FunctionKey, given: str) -> str:
-    digest = hashlib.sha256(f"{key[0]}/{key[1]}/{given}".encode()).hexdigest()
+# Whose an Idempotency-Key is. A key names one caller's operation, as a payment API scopes
+# keys to the account: a key seen on one route, or with another credential, is another
+# caller's and must never make this caller's event a "duplicate" that never runs.
+IdempotencyScope = tuple[str, ...]
+
+
+def route_scope(namespace: str, trigger: str, credential: str | None) -> IdempotencyScope:
+    """A call on a Trigger's route, by the API key with this fingerprint (None: a route
+    without a key, where every caller shares the route's scope)."""
+    return ("trigger", namespace, trigger, credential or "")
+
+
+def function_scope(key: FunctionKey) -> IdempotencyScope:
+    """An event the platform stores for a Function (a destination, an event source)."""
+    return ("function", key[0], key[1])
+
+
+def idempotency_key(scope: IdempotencyScope, given: str) -> str:
+    """The claim of ``given`` in ``scope``: a digest, so the bucket holds neither names nor
+    keys, and JSON-encoded first, so any text hashes (a lone surrogate has no UTF-8) and no
+    two scopes run together."""
+    digest = hashlib.sha256(json.dumps([*scope, given]).encode()).hexdigest()
     return f"idem.{digest[:48]}"
 
 

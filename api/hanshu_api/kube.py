@@ -30,6 +30,7 @@ APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the body is sent a
 _TOKEN_REREAD_SECONDS = 60.0  # bound service-account tokens rotate; re-read the file
 # An event is one object; etcd caps objects at 1.5 MiB, and JSON framing adds little.
 _MAX_EVENT_BYTES = 16 * 1024 * 1024
+LIST_PAGE_SIZE = 500  # client-go's reflector pages its lists by 500 as well
 T = TypeVar("T")
 
 
@@ -329,12 +330,24 @@ class KubeClient:
                 raise
 
     async def list_with_version(
-        self, path: str, label_selector: str | None = None
+        self, path: str, label_selector: str | None = None, *, page_size: int = LIST_PAGE_SIZE
     ) -> tuple[list[dict[str, Any]], str | None]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        result = await self.request("GET", path, params=params) or {}
-        version = (result.get("metadata") or {}).get("resourceVersion")
-        return list(result.get("items") or []), version
+        """Every item, in pages of ``page_size`` as client-go's reflector lists: a page is
+        parsed while the next is on its way, and no reply holds 10,000 objects at once.
+        The pages are one consistent snapshot; the last one's resourceVersion is the list's.
+        An expired continue token is a 410 ApiError: the caller lists again."""
+        items: list[dict[str, Any]] = []
+        params = {"limit": str(page_size)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            result = await self.request("GET", path, params=params) or {}
+            items += result.get("items") or []
+            meta = result.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                return items, meta.get("resourceVersion")
+            params["continue"] = token
 
     async def watch(
         self,

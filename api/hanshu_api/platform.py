@@ -31,12 +31,6 @@ class Endpoint(NamedTuple):
 EndpointListener = Callable[[FunctionKey, Sequence[Endpoint]], None]
 
 
-class EndpointSource(Protocol):
-    """Tells listeners the full set of ready endpoints of a Function whenever it changes."""
-
-    def listen(self, listener: EndpointListener) -> None: ...
-
-
 class ReplicaScaler(Protocol):
     async def set_replicas(self, key: FunctionKey, replicas: int) -> None: ...
 

@@ -5,12 +5,17 @@ methods overlap (no methods means every method). The oldest (creationTimestamp, 
 namespace/name) owns it; every later claimant loses to the owner it collides with. The
 operator reports the losers (``Served=False``, ``RouteConflict``) and the gateway serves
 only owners, so one team cannot take over another team's route, in any namespace.
+
+Cost: a claim's route identity is worked out once, when the claim is made. Judging n claims
+sorts them once and compares each only with the owners of its own route, so it grows with
+n log n (plus the square of the claimants of one route, which are few); ``RouteBook`` keeps
+the claims grouped by route so that one Trigger's change re-judges only its own routes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 from .models import HttpRoute
@@ -46,6 +51,11 @@ class RouteClaim:
     host: str
     path: str
     methods: tuple[str, ...] = ()
+    # The route identity, worked out once: judging compares it for every pair of claims.
+    route: RouteKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "route", route_identity(self.host, self.path))
 
     @classmethod
     def of(cls, namespace: str, name: str, created: str | None, http: HttpRoute) -> RouteClaim:
@@ -54,10 +64,6 @@ class RouteClaim:
     @property
     def key(self) -> TriggerKey:
         return (self.namespace, self.name)
-
-    @property
-    def route(self) -> RouteKey:
-        return route_identity(self.host, self.path)
 
     @property
     def age_order(self) -> tuple[str, str, str]:
@@ -93,6 +99,88 @@ def route_owners(claims: Iterable[RouteClaim]) -> dict[TriggerKey, RouteClaim | 
         if owner is None:
             owners.append(claim)
     return verdicts
+
+
+@dataclass
+class RouteBook:
+    """Every claim, grouped by route identity, with each claim's verdict kept.
+
+    ``put`` and ``remove`` re-judge only the routes the claim left and entered, and say
+    which claims' verdicts changed: a Trigger event costs the claimants of its own routes,
+    never a pass over every claim. Judging is ``route_owners``'s, route by route.
+    """
+
+    _claims: dict[TriggerKey, RouteClaim] = field(default_factory=dict)
+    _by_route: dict[RouteKey, dict[TriggerKey, RouteClaim]] = field(default_factory=dict)
+    _verdicts: dict[TriggerKey, RouteClaim | None] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._claims
+
+    def get(self, key: TriggerKey) -> RouteClaim | None:
+        return self._claims.get(key)
+
+    def owner_of(self, key: TriggerKey) -> RouteClaim | None:
+        """None when the claim owns its route (or is unknown), else the claim that does."""
+        return self._verdicts.get(key)
+
+    def owners(self) -> list[RouteClaim]:
+        """The claims that own their routes."""
+        return [c for key, c in self._claims.items() if self._verdicts.get(key) is None]
+
+    def conflicts(self) -> list[tuple[RouteClaim, RouteClaim]]:
+        """(refused claim, the claim that owns its route), for every refused claim."""
+        return [
+            (self._claims[key], owner) for key, owner in self._verdicts.items() if owner is not None
+        ]
+
+    def put(self, claim: RouteClaim) -> set[TriggerKey]:
+        """Add or replace a claim; the keys whose verdict changed (the claim's own
+        included when it is new or moved)."""
+        before = self._claims.get(claim.key)
+        if before == claim:
+            return set()
+        touched = {claim.route}
+        if before is not None:
+            touched.add(before.route)
+            self._by_route[before.route].pop(claim.key, None)
+        self._claims[claim.key] = claim
+        self._by_route.setdefault(claim.route, {})[claim.key] = claim
+        changed = self._rejudge(touched)
+        return changed | {claim.key}
+
+    def remove(self, key: TriggerKey) -> set[TriggerKey]:
+        """Forget a claim; the keys whose verdict changed (the removed one included)."""
+        before = self._claims.pop(key, None)
+        if before is None:
+            return set()
+        self._verdicts.pop(key, None)
+        self._by_route[before.route].pop(key, None)
+        return self._rejudge({before.route}) | {key}
+
+    def replace_all(self, claims: Iterable[RouteClaim]) -> None:
+        """Start over from a full list (a re-list): one pass, grouped by route."""
+        self._claims = {claim.key: claim for claim in claims}
+        self._by_route = {}
+        for claim in self._claims.values():
+            self._by_route.setdefault(claim.route, {})[claim.key] = claim
+        self._verdicts = route_owners(self._claims.values())
+
+    def _rejudge(self, routes: set[RouteKey]) -> set[TriggerKey]:
+        changed: set[TriggerKey] = set()
+        for route in routes:
+            claimants = self._by_route.get(route)
+            if not claimants:
+                self._by_route.pop(route, None)
+                continue
+            for key, owner in route_owners(claimants.values()).items():
+                if key not in self._verdicts or self._verdicts[key] != owner:
+                    changed.add(key)
+                self._verdicts[key] = owner
+        return changed
 
 
 def conflict_message(loser: RouteClaim, owner: RouteClaim) -> str:

@@ -70,7 +70,8 @@ class _LocalFunction:
 
 
 class LocalPlatform:
-    """Implements EndpointSource and ReplicaScaler with local runtime processes."""
+    """Each Function's replicas as local runtime processes: tells listeners the ready
+    endpoints whenever they change, and implements ReplicaScaler."""
 
     def __init__(
         self, *, extra_env: Mapping[str, str] | None = None, workdir: Path | None = None

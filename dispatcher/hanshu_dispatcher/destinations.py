@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from hanshu_api import internal_headers
+from hanshu_api import bounded_json, internal_headers
 from hanshu_api.invocations import now_iso
 from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
@@ -28,6 +28,8 @@ log = logging.getLogger("hanshu.dispatcher")
 
 ATTEMPTS = 4
 FIRST_DELAY_SECONDS = 0.5
+# Payloads larger than this are kept as text: a record is no place to parse megabytes.
+MAX_JSON_PAYLOAD_BYTES = 8 * 1024 * 1024
 
 
 def function_arn(key: FunctionKey) -> str:
@@ -38,9 +40,10 @@ def function_arn(key: FunctionKey) -> str:
 
 
 def payload_of(body: bytes) -> Any:
-    """JSON stays JSON in the record; anything else is its text."""
+    """JSON stays JSON in the record; anything else (nesting too deep to walk safely
+    included) is its text."""
     try:
-        return json.loads(body)
+        return bounded_json.loads(body, what="the payload", max_bytes=MAX_JSON_PAYLOAD_BYTES)
     except ValueError:
         return body.decode(errors="replace")
 

@@ -9,12 +9,12 @@ attempt; an answer the function gave on purpose, a 4xx, is final.
 from __future__ import annotations
 
 import enum
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hanshu_api import bounded_json
 from hanshu_api.invocations import EXPIRED, FAILED, SUCCEEDED
 
 # The gateway's own 429 and 503 say it could not run the invocation yet (a full queue, a
@@ -25,6 +25,8 @@ from hanshu_api.invocations import EXPIRED, FAILED, SUCCEEDED
 THROTTLE_CODES = frozenset({429, 503})
 # Replies a function could send that say "try again".
 RETRIED_CLIENT_CODES = frozenset({408, 429})
+# An error body is a small JSON object: a larger reply is described by its status alone.
+MAX_ERROR_BODY_BYTES = 1024 * 1024
 
 # Lambda's destination conditions, and ours for a reply that ended it on purpose.
 SUCCESS = "Success"
@@ -119,7 +121,9 @@ def error_of(reply: Reply) -> dict[str, Any]:
             "errorMessage": reply.body.decode(errors="replace")[:1000],
         }
     try:
-        body = json.loads(reply.body)
+        # A Function's reply: deep nesting is refused (JsonRefused is a ValueError), never
+        # a RecursionError in the middle of recording the outcome.
+        body = bounded_json.loads(reply.body, what="the reply", max_bytes=MAX_ERROR_BODY_BYTES)
     except ValueError:
         body = None
     if isinstance(body, dict) and "errorType" in body:

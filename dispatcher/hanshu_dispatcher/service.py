@@ -4,6 +4,10 @@ reports each Function's backlog to the autoscaler, and serves health and metrics
 A Function is found from the stream itself (its subjects with messages), checked every
 ``discover_interval`` and at once when the gateway sends a wake-up, so the dispatcher needs
 no access to the Kubernetes API.
+
+Cost: each discovery reads the stream's subject counts once, so it grows with the number
+of Functions that have stored invocations; a worker (a pull consumer) runs only for those,
+and stops when idle. Nothing is kept for a Function without stored invocations.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import aiohttp
 from aiohttp import web
 from hanshu_api.invocations import STREAM, SUBJECT_PREFIX, WAKE_SUBJECT, function_of_subject
 from hanshu_api.jetstream import Invocations, StreamSettings, connect, ensure
+from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import FunctionKey
+from hanshu_api.stats_report import FunctionStat, StatsReport
 from nats.errors import Error as NatsError
 from nats.js.errors import BadRequestError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,6 +54,7 @@ class Dispatcher:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.connected = False
+        self.loop_lag: LoopLag | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -57,6 +64,7 @@ class Dispatcher:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
         self._tasks.append(asyncio.create_task(self._main()))
+        self.loop_lag = watch_loop()
 
     async def _main(self) -> None:
         client = await connect(self.config.nats_url, "hanshu-dispatcher", self._on_change)
@@ -109,7 +117,10 @@ class Dispatcher:
             if key is not None:
                 counts[key] = counts.get(key, 0) + count
         for key in set(self.backlog) - set(counts):
-            metrics.BACKLOG.labels(*key).set(0)
+            # Forgotten, not set to 0: a label set per Function that ever had a backlog
+            # would grow without bound on a cluster with thousands of Functions.
+            with contextlib.suppress(KeyError):
+                metrics.BACKLOG.remove(*key)
         self.backlog = counts
         for key, count in counts.items():
             metrics.BACKLOG.labels(*key).set(count)
@@ -156,22 +167,11 @@ class Dispatcher:
             # In flight at the gateway is the gateway's to report: only what waits here.
             waiting = {key: max(0, n - running.get(key, 0)) for key, n in self.backlog.items()}
             keys = set(waiting) | reported
-            report = {
-                "gateway": REPORTER_ID,
-                "sentAt": time.time(),
-                "functions": [
-                    {
-                        "namespace": key[0],
-                        "name": key[1],
-                        "inFlight": 0,
-                        "queued": waiting.get(key, 0),
-                        "arrivals": 0,
-                        "idleFor": None,
-                    }
-                    for key in sorted(keys)
-                ],
-                "cold": [],
-            }
+            report = StatsReport(
+                REPORTER_ID,
+                time.time(),
+                tuple(FunctionStat(*key, queued=waiting.get(key, 0)) for key in sorted(keys)),
+            ).encode()
             reported = {key for key, n in waiting.items() if n > 0}
             try:
                 async with self._session.post(
@@ -191,7 +191,8 @@ class Dispatcher:
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        lag = self.loop_lag.summary().as_dict() if self.loop_lag else {}
+        return web.json_response({"status": "alive", "eventLoopLag": lag})
 
     async def _readyz(self, request: web.Request) -> web.Response:
         if self._store is None or not self.connected:

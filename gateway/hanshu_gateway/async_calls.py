@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from hanshu_api.api_keys import key_fingerprint
+from hanshu_api.bounded_json import JsonRefused
 from hanshu_api.invocations import (
     ASYNC,
     BATCH,
@@ -27,11 +29,14 @@ from hanshu_api.invocations import (
     HTTP_TARGET,
     Origin,
     StoredRequest,
+    function_scope,
     public_record,
+    route_scope,
 )
 from hanshu_api.platform import FunctionKey
 
-from .async_intake import AsyncIntake, AsyncUnavailable, BadBatch, Call, batch_events
+from .async_intake import MAX_BATCH_BYTES, AsyncIntake, AsyncUnavailable, Call, batch_events
+from .bad_input import refused_reply
 from .catalog import FunctionEntry
 from .public_http import PublicRequest
 from .routes import Route
@@ -59,6 +64,15 @@ def is_status_path(path: str) -> bool:
     return path.startswith((INVOCATIONS_PATH, JOBS_PATH))
 
 
+def _credential(route: Route, caller_headers: Mapping[str, str]) -> str | None:
+    """The fingerprint of the API key the call presented on a route with keys; None on a
+    route without (its callers cannot be told apart)."""
+    if route.http.auth is None:
+        return None
+    presented = caller_headers.get(route.http.auth.header)
+    return key_fingerprint(presented) if presented else None
+
+
 class AsyncCalls:
     def __init__(
         self,
@@ -66,11 +80,13 @@ class AsyncCalls:
         error: ErrorReply,
         routes_of_trigger: Callable[[str, str], Route | None],
         check_key: KeyCheck,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.intake = intake
         self.error = error
         self.routes_of_trigger = routes_of_trigger
         self.check_key = check_key
+        self.max_batch_bytes = max_batch_bytes
 
     def _unavailable(self, request_id: str, why: str) -> web.Response:
         return self.error(
@@ -102,10 +118,13 @@ class AsyncCalls:
         spec_policy: Any,
         stored: StoredRequest,
         body: bytes,
-        idempotency: str | None,
+        caller_headers: Mapping[str, str],
         request_id: str,
     ) -> web.Response:
-        """Store an Async or Batch call and answer 202 with where to read its status."""
+        """Store an Async or Batch call and answer 202 with where to read its status.
+        ``caller_headers`` are the request's own (its Idempotency-Key, and the API key that
+        scopes it; the route's key was checked already)."""
+        idempotency = caller_headers.get("Idempotency-Key")
         intake = self._intake(request_id)
         if isinstance(intake, web.Response):
             return intake
@@ -138,6 +157,9 @@ class AsyncCalls:
             timeout_seconds=entry.timeout_seconds,
             request=stored,
             body=body,
+            idempotency_scope=route_scope(
+                route.namespace, route.trigger, _credential(route, caller_headers)
+            ),
         )
         try:
             if invocation_type == BATCH:
@@ -165,9 +187,10 @@ class AsyncCalls:
         self, intake: AsyncIntake, call: Call, body: bytes, request_id: str
     ) -> web.Response:
         try:
-            events = batch_events(body)
-        except (BadBatch, UnicodeDecodeError) as bad:
-            return self.error(400, "InvalidBatch", str(bad), request_id)
+            events = batch_events(body, self.max_batch_bytes)
+        except JsonRefused as refused:
+            where = f"route {call.origin.namespace}/{call.origin.trigger}"
+            return refused_reply(self.error, "InvalidBatch", refused, request_id, where)
         too_big = [i for i, event in enumerate(events) if len(event) > intake.max_payload // 2]
         if too_big:
             return self.error(
@@ -250,6 +273,7 @@ class AsyncCalls:
                 "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
             ),
             body=body,
+            idempotency_scope=function_scope(key),
         )
         try:
             accepted = await intake.enqueue(call, request.headers.get("Idempotency-Key"))

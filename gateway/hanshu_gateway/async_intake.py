@@ -16,11 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hanshu_api import bounded_json
+from hanshu_api.bounded_json import JsonRefused
 from hanshu_api.invocations import (
     BATCH,
     ENQUEUED,
     MAX_BATCH_EVENTS,
     WAKE_SUBJECT,
+    IdempotencyScope,
     JobCounts,
     Origin,
     StoredRequest,
@@ -48,13 +51,16 @@ log = logging.getLogger("hanshu.gateway")
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
 BATCH_PUBLISH_WINDOW = 256  # acknowledgements awaited at once while storing a batch
+# What a Batch body is parsed within when the gateway does not say (it passes its own body
+# limit, HANSHU_MAX_BODY_BYTES): the default body limit, Lambda's synchronous payload limit.
+MAX_BATCH_BYTES = 6 * 1024 * 1024
 
 
 class AsyncUnavailable(Exception):
     """JetStream did not take the event: the caller should try again later."""
 
 
-class BadBatch(ValueError):
+class BadBatch(JsonRefused):
     """The body of a Batch call is not a list of events."""
 
 
@@ -74,35 +80,54 @@ class Call:
     timeout_seconds: float
     request: StoredRequest
     body: bytes
+    # Whose Idempotency-Key this call presents (hanshu_api.invocations.route_scope).
+    idempotency_scope: IdempotencyScope
 
 
-def batch_events(body: bytes) -> list[bytes]:
+def batch_events(body: bytes, max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
     """A JSON array of events, or one JSON event per line (NDJSON); each event becomes the
-    body of one invocation. Raises BadBatch naming what is wrong."""
-    text = body.decode("utf-8", errors="strict").strip() if body else ""
+    body of one invocation, parsed within the size bound and bounded_json's depth bound.
+    Raises BadBatch naming what is wrong."""
+    if len(body) > max_bytes:
+        raise BadBatch(
+            f"the body is {len(body)} bytes, over the limit of {max_bytes} for a batch",
+            limit=("bytes", max_bytes),
+        )
+    try:
+        text = body.decode("utf-8").strip()
+    except UnicodeDecodeError as bad:
+        raise BadBatch(f"the body is not UTF-8 (byte {bad.start})") from None
     if not text:
         raise BadBatch("a Batch call needs a JSON array or NDJSON body of events")
     if text.startswith("["):
-        try:
-            events = json.loads(text)
-        except json.JSONDecodeError as bad:
-            raise BadBatch(f"the body is not a JSON array: {bad}") from None
+        events = _parsed(text, "the body", max_bytes)
+        if len(events) > MAX_BATCH_EVENTS:  # before encoding millions of them
+            raise BadBatch(f"a batch holds at most {MAX_BATCH_EVENTS} events, got {len(events)}")
         encoded = [json.dumps(event, separators=(",", ":")).encode() for event in events]
     else:
         encoded = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+        # Lines end at "\n" only: str.splitlines would also split at U+2028 and other
+        # separators that JSON strings may hold as they are.
+        for number, line in enumerate(text.split("\n"), 1):
+            line = line.strip()
+            if not line:
                 continue
-            try:
-                json.loads(line)
-            except json.JSONDecodeError as bad:
-                raise BadBatch(f"line {number} is not a JSON event: {bad}") from None
-            encoded.append(line.strip().encode())
+            if len(encoded) == MAX_BATCH_EVENTS:
+                raise BadBatch(f"a batch holds at most {MAX_BATCH_EVENTS} events, got more")
+            _parsed(line, f"line {number}", max_bytes)
+            encoded.append(line.encode())
     if not encoded:
         raise BadBatch("the batch holds no events")
     if len(encoded) > MAX_BATCH_EVENTS:
         raise BadBatch(f"a batch holds at most {MAX_BATCH_EVENTS} events, got {len(encoded)}")
     return encoded
+
+
+def _parsed(text: str, what: str, max_bytes: int) -> Any:
+    try:
+        return bounded_json.loads(text, what=what, max_bytes=max_bytes)
+    except JsonRefused as refused:
+        raise BadBatch(str(refused), field=refused.field, limit=refused.limit) from None
 
 
 class AsyncIntake:
@@ -158,7 +183,7 @@ class AsyncIntake:
         try:
             if idempotency:
                 claimed = await self._claim(
-                    store, idempotency_key(call.key, idempotency), invocation_id
+                    store, idempotency_key(call.idempotency_scope, idempotency), invocation_id
                 )
                 if claimed != invocation_id:
                     invocation_id, duplicate = claimed, True

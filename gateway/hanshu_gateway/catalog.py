@@ -2,19 +2,25 @@
 
 Sources (Kubernetes watches, or manifest files in the developer mode) feed it; the request
 path only reads it.
+
+Cost: memory grows with the number of Functions (an entry, a pool, meters each) and of
+Triggers (the spec and a claim each). A Trigger's event re-judges only the claims on the
+route it left and entered (``RouteBook``), and a full list is judged in one sorted pass:
+nothing here grows with the square of either number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hanshu_api.api_keys import KeyVerifiers
 from hanshu_api.conditions import ReplicaFault
+from hanshu_api.loop_lag import Slices
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
-from hanshu_api.route_claims import RouteClaim, route_owners
+from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey, route_owners
 
 from .metrics import FunctionMeters
 from .pool import EndpointPool
@@ -54,6 +60,26 @@ def owned_routes(triggers: Iterable[KnownTrigger]) -> tuple[list[Route], list[Co
     return routes, conflicts
 
 
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """What a full list of Triggers makes, before it takes over."""
+
+    http: dict[TriggerKey, KnownTrigger]
+    claims: RouteBook
+    routes: RouteTable
+    object_triggers: dict[TriggerKey, KnownTrigger]
+
+
+def _claim(trigger: KnownTrigger) -> RouteClaim:
+    assert trigger.spec.http is not None
+    return RouteClaim.of(trigger.namespace, trigger.name, trigger.created, trigger.spec.http)
+
+
+def _route(trigger: KnownTrigger) -> Route:
+    assert trigger.spec.http is not None
+    return Route(trigger.namespace, trigger.name, trigger.spec.function_name, trigger.spec.http)
+
+
 @dataclass
 class FunctionEntry:
     key: FunctionKey
@@ -83,7 +109,9 @@ class Catalog:
         self.functions: dict[FunctionKey, FunctionEntry] = {}
         self._buckets: dict[tuple[str, str], tuple[RateLimit, TokenBucket]] = {}
         self._pending_endpoints: dict[FunctionKey, Sequence[Endpoint]] = {}
-        self._trigger_routes: dict[tuple[str, str], Route] = {}
+        # The HTTP Triggers (served or not) and their claims, judged route by route.
+        self._http: dict[TriggerKey, KnownTrigger] = {}
+        self._claims = RouteBook()
         # Triggers whose bucket sends notifications to /_hanshu/events/{namespace}/{name}.
         self.object_triggers: dict[tuple[str, str], KnownTrigger] = {}
 
@@ -93,7 +121,9 @@ class Catalog:
         """A Function's spec (None: gone or invalid), and why its replicas cannot start when
         its status says so (cold requests are then refused at once)."""
         if spec is None:
-            self.functions.pop(key, None)
+            gone = self.functions.pop(key, None)
+            if gone is not None:
+                gone.meters.forget()
             return
         entry = self.functions.get(key)
         if entry is None:
@@ -130,24 +160,99 @@ class Catalog:
             entry.pool.set_ready(endpoints)
 
     def set_triggers(self, triggers: Iterable[KnownTrigger]) -> list[Conflict]:
-        """Serve the routes their oldest claimants own; when an owner goes, the next oldest
-        claimant takes over on the next call. Returns the claims refused."""
-        triggers = list(triggers)
-        self.object_triggers = {
-            (t.namespace, t.name): t for t in triggers if t.spec.object_storage is not None
-        }
-        routes, conflicts = owned_routes(triggers)
-        self.routes = RouteTable(routes)
-        self._trigger_routes = {(r.namespace, r.trigger): r for r in routes}
-        live = {(r.namespace, r.trigger) for r in routes}
-        for key in list(self._buckets):
-            if key not in live:
-                del self._buckets[key]
-        return conflicts
+        """Replace every Trigger at once (a full list): the routes their oldest claimants
+        own are served, judged in one pass. Returns the claims refused."""
+        building = self._building(list(triggers))
+        while True:
+            try:
+                next(building)
+            except StopIteration as built:
+                return self._install(built.value)
+
+    async def load_triggers(self, triggers: list[KnownTrigger]) -> list[Conflict]:
+        """``set_triggers`` in slices that give the event loop back: judging 10,000
+        routes is about 150 ms of work. The new routes are built beside the old ones and
+        take over in one step: no request meets a half-built table or a wrong owner."""
+        slices = Slices()
+        building = self._building(triggers)
+        while True:
+            try:
+                next(building)
+            except StopIteration as built:
+                return self._install(built.value)
+            await slices.pause()
+
+    def _building(self, triggers: list[KnownTrigger]) -> Generator[None, None, _Built]:
+        """Build the claims and routes of ``triggers``, yielding after each piece of work
+        so that a caller may pause between them."""
+        http: dict[TriggerKey, KnownTrigger] = {}
+        claims: list[RouteClaim] = []
+        for trigger in triggers:
+            if trigger.spec.http is not None:
+                http[(trigger.namespace, trigger.name)] = trigger
+                claims.append(_claim(trigger))
+                yield
+        book = RouteBook()
+        book.replace_all(claims)
+        yield
+        routes: list[Route] = []
+        for key, trigger in http.items():
+            if book.owner_of(key) is None:
+                routes.append(_route(trigger))
+                yield
+        objects = {(t.namespace, t.name): t for t in triggers if t.spec.object_storage is not None}
+        return _Built(http, book, RouteTable(routes), objects)
+
+    def _install(self, built: _Built) -> list[Conflict]:
+        self._http, self._claims, self.routes = built.http, built.claims, built.routes
+        self.object_triggers = built.object_triggers
+        for key in [key for key in self._buckets if self.routes.of_trigger(*key) is None]:
+            del self._buckets[key]
+        return self._claims.conflicts()
+
+    def put_trigger(self, trigger: KnownTrigger) -> list[Conflict]:
+        """One Trigger added or changed: only the claims on its old and new route are
+        judged again. Returns the claims this change refused (each once)."""
+        key = (trigger.namespace, trigger.name)
+        if trigger.spec.object_storage is not None:
+            self.object_triggers[key] = trigger
+        else:
+            self.object_triggers.pop(key, None)
+        if trigger.spec.http is None:
+            return self.remove_trigger(key) if key in self._http else []
+        self._http[key] = trigger
+        return self._apply(self._claims.put(_claim(trigger)))
+
+    def remove_trigger(self, key: TriggerKey) -> list[Conflict]:
+        """A Trigger gone: the next oldest claimant of its route takes over."""
+        self.object_triggers.pop(key, None)
+        self._http.pop(key, None)
+        return self._apply(self._claims.remove(key))
+
+    def _apply(self, changed: set[TriggerKey]) -> list[Conflict]:
+        refused: list[Conflict] = []
+        for key in changed:
+            trigger = self._http.get(key)
+            owner = self._claims.owner_of(key)
+            if trigger is None or owner is not None:
+                self.routes.remove(*key)
+                self._buckets.pop(key, None)
+                if trigger is not None and owner is not None:
+                    refused.append((_claim(trigger), owner))
+            else:
+                self.routes.add(_route(trigger))
+        return refused
+
+    def known_triggers(self) -> list[KnownTrigger]:
+        """The Triggers the gateway serves or refuses: HTTP routes and bucket intakes."""
+        return list({**self.object_triggers, **self._http}.values())
+
+    def conflicts(self) -> list[Conflict]:
+        return self._claims.conflicts()
 
     def route_of_trigger(self, namespace: str, trigger: str) -> Route | None:
         """The route an HTTP Trigger owns now (an async status is read through it)."""
-        return self._trigger_routes.get((namespace, trigger))
+        return self.routes.of_trigger(namespace, trigger)
 
     def bucket(self, route: Route) -> TokenBucket | None:
         limit = route.http.rate_limit
@@ -161,4 +266,16 @@ class Catalog:
         return known[1]
 
     def all_stats(self) -> list[tuple[FunctionKey, FunctionStats]]:
-        return [(key, entry.stats) for key, entry in self.functions.items()]
+        """The stats the autoscaler needs: of every Function with requests (waiting, in
+        flight or arrived since the last report) or with replicas (ready or starting).
+        A Function at zero with no request has nothing to decide: leaving the thousands
+        of those out keeps a report (and the work of making and reading it, every second)
+        the size of what is running, not of what is deployed."""
+        return [
+            (key, entry.stats)
+            for key, entry in self.functions.items()
+            if entry.stats.in_flight
+            or entry.stats.arrivals
+            or entry.pool.ready
+            or entry.pool.starting
+        ]

@@ -4,6 +4,11 @@ and the API-key verifiers the operator publishes as Secrets in the gateway's own
 Each kind is listed once, then watched; a watch that ends, or goes silent, resumes from the
 last resourceVersion seen (an event's or a bookmark's). Only the API server saying the
 position is gone (410) makes the gateway list again, as client-go's reflector does.
+
+Cost: a list grows with its objects, read in pages and handed over in slices that give
+the loop back (Triggers judged in one pass, see ``catalog``); an event costs its own
+object, its Function's few EndpointSlices, or its Trigger's route: never a pass over
+every object of its kind.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import json
 import logging
 import os
@@ -23,6 +29,7 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, TRIGGER_PLU
 from hanshu_api.api_keys import SELECTOR, KeyVerifiers, read_published
 from hanshu_api.conditions import replica_fault
 from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_for
+from hanshu_api.loop_lag import Slices, collector_paused
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
 
@@ -40,6 +47,8 @@ DEFAULT_WATCH_IDLE_SECONDS = 120.0
 BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 Handler = Callable[[str, Mapping[str, Any]], None]
+# Takes a whole list at once, where judging item by item would cost more (Triggers).
+Replacer = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class WatchEnd(enum.Enum):
@@ -86,6 +95,18 @@ def _resource_version(obj: Mapping[str, Any]) -> str | None:
     return str(version) if version else None
 
 
+def _known_trigger(obj: Mapping[str, Any]) -> KnownTrigger | None:
+    """A Trigger as the catalog takes it; None (and a line in the log) when its spec is
+    invalid: the operator reports that on the Trigger."""
+    key = _key(obj)
+    try:
+        spec = parse_trigger_spec(obj.get("spec") or {}, key[0])
+    except SpecInvalid as error:
+        log.warning("ignoring Trigger %s/%s: %s", *key, error)
+        return None
+    return KnownTrigger(*key, (obj.get("metadata") or {}).get("creationTimestamp"), spec)
+
+
 def _key(obj: Mapping[str, Any]) -> FunctionKey:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
@@ -114,11 +135,6 @@ def slice_endpoints(endpoint_slice: Mapping[str, Any]) -> SliceEndpoints:
         into = found.starting if conditions.get("ready", True) is False else found.ready
         into += [Endpoint(address, int(port)) for address in endpoint.get("addresses") or []]
     return found
-
-
-def ready_endpoints(endpoint_slice: Mapping[str, Any]) -> list[Endpoint]:
-    """The ready, not terminating, endpoints of a slice, on its port named 'http'."""
-    return slice_endpoints(endpoint_slice).ready
 
 
 # -- settings from the environment (each bad value: a ValueError naming its variable) -----
@@ -183,10 +199,13 @@ class KubeGateway:
         self.idle_seconds = idle_seconds
         self.catalog = Catalog(config.queue_limit, self.key_verifiers, default_resources or {})
         self.gateway = Gateway(config, self.catalog)
-        self._triggers: dict[FunctionKey, KnownTrigger] = {}
         self._conflicts: list[Conflict] = []
-        self._slices: dict[FunctionKey, tuple[FunctionKey, SliceEndpoints]] = {}
-        self._published: dict[FunctionKey, tuple[tuple[str, str], KeyVerifiers]] = {}
+        # EndpointSlices by name, and each Function's slices: a slice's event re-reads
+        # its own Function's few slices, never every slice in the cluster.
+        self._slice_owner: dict[FunctionKey, FunctionKey] = {}
+        self._slices_of: dict[FunctionKey, dict[FunctionKey, SliceEndpoints]] = {}
+        # Published verifier Secret -> the Trigger it verifies; Trigger -> its verifiers.
+        self._published: dict[FunctionKey, tuple[str, str]] = {}
         self._verifiers: dict[tuple[str, str], KeyVerifiers] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._listed: set[tuple[str, str | None]] = set()
@@ -216,29 +235,45 @@ class KubeGateway:
     # -- what the watches feed ------------------------------------------------------------
 
     def on_trigger(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """One Trigger's event: only the claims on its own routes are judged again."""
         key = _key(obj)
-        if kind == "DELETED":
-            self._triggers.pop(key, None)
+        known = None if kind == "DELETED" else _known_trigger(obj)
+        if known is None:
+            refused = self.catalog.remove_trigger(key)
         else:
-            try:
-                spec = parse_trigger_spec(obj.get("spec") or {}, key[0])
-                created = (obj.get("metadata") or {}).get("creationTimestamp")
-                self._triggers[key] = KnownTrigger(*key, created, spec)
-            except SpecInvalid as error:  # the operator reports it on the Trigger
-                log.warning("ignoring Trigger %s/%s: %s", *key, error)
-                self._triggers.pop(key, None)
-        conflicts = self.catalog.set_triggers(self._triggers.values())
-        for loser, owner in conflicts:
-            if (loser, owner) not in self._conflicts:  # once per conflict, not per event
-                log.warning(
-                    "not serving Trigger %s/%s: the route %s belongs to Trigger %s/%s",
-                    loser.namespace,
-                    loser.name,
-                    loser.describe(),
-                    owner.namespace,
-                    owner.name,
-                )
+            refused = self.catalog.put_trigger(known)
+        self._log_refused(refused)
+
+    async def replace_triggers(self, namespace: str, items: list[dict[str, Any]]) -> None:
+        """A full list of one watched namespace's Triggers ("": every namespace), at
+        start-up or after the watch's position was lost:
+        parsed in slices that give the loop back, then judged in one pass over the claims,
+        grouped by route. The routes change at once, so none is served by a wrong owner
+        while the list loads (the old table serves meanwhile; none before the first)."""
+        known: list[KnownTrigger] = []
+        slices = Slices()
+        for item in items:
+            trigger = _known_trigger(item)
+            if trigger is not None:
+                known.append(trigger)
+            await slices.pause()
+        if namespace:  # the other watched namespaces' Triggers stay as they are
+            known += [t for t in self.catalog.known_triggers() if t.namespace != namespace]
+        conflicts = await self.catalog.load_triggers(known)
+        seen = {(loser.key, owner.key) for loser, owner in self._conflicts}
+        self._log_refused([c for c in conflicts if (c[0].key, c[1].key) not in seen])
         self._conflicts = conflicts
+
+    def _log_refused(self, refused: list[Conflict]) -> None:
+        for loser, owner in refused:  # once per conflict that appeared, not per event
+            log.warning(
+                "not serving Trigger %s/%s: the route %s belongs to Trigger %s/%s",
+                loser.namespace,
+                loser.name,
+                loser.describe(),
+                owner.namespace,
+                owner.name,
+            )
 
     def on_function(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = _key(obj)
@@ -262,46 +297,42 @@ class KubeGateway:
     def on_endpoint_slice(self, kind: str, obj: Mapping[str, Any]) -> None:
         slice_key = _key(obj)
         function = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_FUNCTION)
-        if kind == "DELETED" or not function:
-            known = self._slices.pop(slice_key, None)
-            affected = known[0] if known else None
-        else:
-            affected = (slice_key[0], function)
-            self._slices[slice_key] = (affected, slice_endpoints(obj))
-        if affected is not None:
-            endpoints = [
-                e
-                for owner, found in self._slices.values()
-                if owner == affected
-                for e in found.ready
-            ]
-            self.catalog.set_endpoints(affected, endpoints)
-            self._publish_starting(affected)
+        before = self._slice_owner.pop(slice_key, None)
+        if before is not None:
+            owned = self._slices_of.get(before, {})
+            owned.pop(slice_key, None)
+            if not owned:
+                self._slices_of.pop(before, None)
+        affected = {before} if before is not None else set()
+        if kind != "DELETED" and function:
+            owner = (slice_key[0], function)
+            self._slice_owner[slice_key] = owner
+            self._slices_of.setdefault(owner, {})[slice_key] = slice_endpoints(obj)
+            affected.add(owner)
+        for key in affected:  # a Function's own slices only: a few, whatever the cluster
+            slices = self._slices_of.get(key, {}).values()
+            self.catalog.set_endpoints(key, [e for found in slices for e in found.ready])
+            self._publish_starting(key)
 
     def _publish_starting(self, key: FunctionKey) -> None:
         """The not-ready replicas go to the pool directly: the catalog's seam carries ready
         ones only, and these must never be taken for ready without the pool's own probe."""
         entry = self.catalog.functions.get(key)
         if entry is not None:
-            entry.pool.set_starting(
-                [
-                    e
-                    for owner, found in self._slices.values()
-                    if owner == key
-                    for e in found.starting
-                ]
-            )
+            slices = self._slices_of.get(key, {}).values()
+            entry.pool.set_starting([e for found in slices for e in found.starting])
 
     def on_key_secret(self, kind: str, obj: Mapping[str, Any]) -> None:
         """A published verifier Secret: a changed one takes effect on its event, so a key
         rotation reaches the gateway within seconds."""
         secret = _key(obj)
         published = None if kind == "DELETED" else read_published(obj)
-        if published is None:
-            self._published.pop(secret, None)
-        else:
-            self._published[secret] = published
-        self._verifiers = dict(self._published.values())
+        before = self._published.pop(secret, None)
+        if before is not None:
+            self._verifiers.pop(before, None)
+        if published is not None:
+            self._published[secret] = published[0]
+            self._verifiers[published[0]] = published[1]
 
     # -- watching -------------------------------------------------------------------------
 
@@ -312,12 +343,13 @@ class KubeGateway:
         namespace: str,
         handle: Handler,
         label_selector: str | None = None,
+        replace: Replacer | None = None,
     ) -> None:
         path = path_for(api_version, plural, namespace or None)
         cursor = _Cursor()
         failures = 0
         while True:
-            outcome = await self._watch_once(path, plural, cursor, handle, label_selector)
+            outcome = await self._watch_once(path, plural, cursor, handle, label_selector, replace)
             step = next_watch(outcome, failures)
             failures = step.failures
             if step.relist:
@@ -326,14 +358,27 @@ class KubeGateway:
                 await asyncio.sleep(step.delay)
 
     async def _relist(
-        self, path: str, cursor: _Cursor, handle: Handler, label_selector: str | None
+        self,
+        path: str,
+        cursor: _Cursor,
+        handle: Handler,
+        label_selector: str | None,
+        replace: Replacer | None,
     ) -> None:
-        items, version = await self.kube.list_with_version(path, label_selector)
-        current = {_key(item) for item in items}
-        for gone in cursor.seen - current:  # deleted while nobody watched
-            handle("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
-        for item in items:
-            handle("ADDED", item)
+        """List, then hand the items over in slices that give the loop back: 10,000
+        objects never hold requests, watches and probes for more than a slice."""
+        with collector_paused():
+            items, version = await self.kube.list_with_version(path, label_selector)
+            current = {_key(item) for item in items}
+            if replace is not None:
+                await replace(items)
+            else:
+                slices = Slices()
+                for gone in cursor.seen - current:  # deleted while nobody watched
+                    handle("DELETED", {"metadata": {"namespace": gone[0], "name": gone[1]}})
+                for item in items:
+                    handle("ADDED", item)
+                    await slices.pause()
         cursor.seen, cursor.version = current, version
         self._listed.add((path, label_selector))
 
@@ -344,12 +389,16 @@ class KubeGateway:
         cursor: _Cursor,
         handle: Handler,
         label_selector: str | None,
+        replace: Replacer | None = None,
     ) -> WatchOutcome:
         """One list (when there is no position) and one watch, until it ends."""
         progressed = False
+        # A watch that (re)connects may bring thousands of events at once, all buffered:
+        # reading them never waits, so the loop is given back between slices of them.
+        slices = Slices()
         try:
             if cursor.version is None:
-                await self._relist(path, cursor, handle, label_selector)
+                await self._relist(path, cursor, handle, label_selector, replace)
             async for event in self.kube.watch(
                 path,
                 label_selector,
@@ -367,6 +416,7 @@ class KubeGateway:
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     handle(kind, obj)
                     (cursor.seen.discard if kind == "DELETED" else cursor.seen.add)(_key(obj))
+                    await slices.pause()
             return WatchOutcome(WatchEnd.CLOSED, cursor.version, progressed)
         except WatchIdle as idle:
             log.info("%s; resuming from %s", idle, cursor.version)
@@ -391,7 +441,13 @@ class KubeGateway:
         ]
         for namespace in self.namespaces:
             watches += [
-                self._follow(API_VERSION, TRIGGER_PLURAL, namespace, self.on_trigger),
+                self._follow(
+                    API_VERSION,
+                    TRIGGER_PLURAL,
+                    namespace,
+                    self.on_trigger,
+                    replace=functools.partial(self.replace_triggers, namespace),
+                ),
                 self._follow(API_VERSION, FUNCTION_PLURAL, namespace, self.on_function),
                 self._follow(
                     "discovery.k8s.io/v1",

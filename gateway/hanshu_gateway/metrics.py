@@ -15,18 +15,19 @@ import bisect
 import time
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from .stats import FunctionStats
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-IN_FLIGHT = Gauge("hanshu_gateway_in_flight", "Requests being served.", ["namespace", "function"])
-QUEUED = Gauge(
-    "hanshu_gateway_queued", "Requests waiting for a replica.", ["namespace", "function"]
-)
 COLD_STARTS = Counter(
     "hanshu_gateway_cold_starts",
     "Requests that arrived while the function had no ready replica.",
@@ -106,6 +107,8 @@ LATENCY: dict[tuple[str, str], LatencyHistogram] = {}
 _LATENCY_NAME = "hanshu_gateway_request_duration_seconds"
 _LATENCY_HELP = "Time from the request's arrival to the reply, queueing and cold starts included."
 _LATENCY_LABELS = ("namespace", "function")
+# The live Functions' request counts, by (namespace, function), read at scrape time.
+LOADS: dict[tuple[str, str], FunctionStats] = {}
 # Bucket bounds as prometheus_client writes them ("0.001", "1.0", "+Inf").
 _LATENCY_LES = [repr(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]
 
@@ -131,6 +134,19 @@ class _Families(Collector):
                 )
             )
         yield latency
+        in_flight = GaugeMetricFamily(
+            "hanshu_gateway_in_flight", "Requests being served.", labels=_LATENCY_LABELS
+        )
+        queued = GaugeMetricFamily(
+            "hanshu_gateway_queued", "Requests waiting for a replica.", labels=_LATENCY_LABELS
+        )
+        # Read from the counts the gateway keeps for the autoscaler anyway: no gauge update
+        # per request, the two never disagree, and a Function holds no gauge objects.
+        for key, stats in list(LOADS.items()):
+            in_flight.add_metric(key, stats.in_flight)
+            queued.add_metric(key, stats.queued)
+        yield in_flight
+        yield queued
 
 
 # The registry reads collect() once now for the names (no describe(): the same families).
@@ -142,20 +158,39 @@ def count_request(namespace: str, function: str, trigger: str, code: int) -> Non
 
 
 class FunctionMeters:
-    """One function's meters, bound once: no label lookups per request."""
+    """One function's meters, bound once: no label lookups per request.
+
+    What a Function holds is what its requests need: a latency histogram, and its
+    cold-start series once it has a cold start. 10,000 mostly idle Functions cost about
+    a kilobyte each here (``bench/scale_bench.py``), not a set of prometheus_client
+    children each (a histogram child alone is dozens of objects)."""
 
     def __init__(self, namespace: str, function: str, stats: FunctionStats) -> None:
         labels = (namespace, function)
         self.latency = LATENCY.setdefault(labels, LatencyHistogram())
-        # Read at scrape time from the counts the gateway keeps for the autoscaler anyway:
-        # two gauge updates less per request, and the two can never disagree.
-        IN_FLIGHT.labels(*labels).set_function(lambda: stats.in_flight)
-        QUEUED.labels(*labels).set_function(lambda: stats.queued)
-        self.cold_starts = COLD_STARTS.labels(*labels)
-        self.cold_start_latency = COLD_START_LATENCY.labels(*labels)
+        LOADS[labels] = stats
         self._labels = labels
+        self._cold_starts: Counter | None = None
+        self._cold_start_latency: Histogram | None = None
         # (type, code) -> the GB-seconds and invocations keys: built once, not per request.
         self._bill_keys: dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    @property
+    def cold_starts(self) -> Counter:
+        if self._cold_starts is None:
+            self._cold_starts = COLD_STARTS.labels(*self._labels)
+        return self._cold_starts
+
+    @property
+    def cold_start_latency(self) -> Histogram:
+        if self._cold_start_latency is None:
+            self._cold_start_latency = COLD_START_LATENCY.labels(*self._labels)
+        return self._cold_start_latency
+
+    def forget(self) -> None:
+        """The Function is gone: its gauges go; its counters stay (a Function deleted
+        and created again keeps counting, as a counter must not go backwards)."""
+        LOADS.pop(self._labels, None)
 
     def bill(self, invocation_type: str, gb_seconds: float, code: int) -> None:
         keys = self._bill_keys.get((invocation_type, code))

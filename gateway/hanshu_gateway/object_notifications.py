@@ -16,14 +16,16 @@ from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
-from hanshu_api.invocations import EVENT, Origin, StoredRequest
+from hanshu_api.bounded_json import JsonRefused
+from hanshu_api.invocations import EVENT, Origin, StoredRequest, route_scope
 from prometheus_client import Counter
 from yarl import URL
 
 from .async_intake import AsyncIntake, AsyncUnavailable, Call
+from .bad_input import refused_reply
 from .catalog import Catalog
 from .object_events import (
-    BadNotification,
+    MAX_NOTIFICATION_BYTES,
     SubscriptionConfirmation,
     function_event,
     parse_notification,
@@ -43,7 +45,6 @@ OBJECT_EVENTS = Counter(
 )
 
 EVENTS_PATH = "/_hanshu/events/"
-MAX_NOTIFICATION_BYTES = 1024 * 1024
 NOTIFICATION_READ_SECONDS = 30.0  # a notification is small: a slow one is a stuck sender
 
 ErrorReply = Callable[..., web.Response]
@@ -56,8 +57,11 @@ def is_events_path(path: str) -> bool:
 def confirmable(url: str, extra_hosts: tuple[str, ...] = ()) -> bool:
     """An SNS SubscribeURL the gateway may fetch: https on AWS SNS' own hosts, or a host
     the operator of the platform named."""
-    parsed = URL(url)
-    host = (parsed.host or "").lower()
+    try:
+        parsed = URL(url)
+        host = (parsed.host or "").lower()
+    except (ValueError, UnicodeError):
+        return False
     if host in extra_hosts:
         return parsed.scheme in ("http", "https")
     return parsed.scheme == "https" and (
@@ -113,9 +117,12 @@ class ObjectNotifications:
                 {"Connection": "close"},
             )
         try:
-            parsed = parse_notification(body)
-        except BadNotification as bad:
-            return self.error(400, "InvalidNotification", str(bad), request_id)
+            # Checked whole before anything is stored: a record that is refused after others
+            # were stored would be refused again on every retry of the storage.
+            parsed = parse_notification(body, MAX_NOTIFICATION_BYTES)
+        except JsonRefused as refused:
+            where = f"the notifications of Trigger {known.namespace}/{known.name}"
+            return refused_reply(self.error, "InvalidNotification", refused, request_id, where)
         if isinstance(parsed, SubscriptionConfirmation):
             if storage.token is None:
                 # Without a token anybody could make the gateway fetch a URL.
@@ -158,6 +165,9 @@ class ObjectNotifications:
                         "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
                     ),
                     body=json.dumps(function_event(storage, event)).encode(),
+                    # The bucket's own event id is the key: once per Trigger, as each
+                    # Trigger is a subscription of its own.
+                    idempotency_scope=route_scope(known.namespace, known.name, None),
                 )
                 accepted = await self.intake.enqueue(call, event.dedup_key, EVENT)
                 ids.append(accepted.invocation_id)

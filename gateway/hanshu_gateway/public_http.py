@@ -366,6 +366,7 @@ class _PublicConnection(asyncio.Protocol):
         # and its body bytes: the first may not outgrow MAX_HEAD_BYTES plus the second.
         self._overhead = 0
         self._body_bytes = 0
+        self._slice_body_bytes = 0  # of the slice being parsed
         self._receiving: PublicRequest | None = None  # whose body is arriving
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -413,7 +414,7 @@ class _PublicConnection(asyncio.Protocol):
                 data = self._feed_upgrade_body(data)
                 continue
             piece, data = data[:PARSE_SLICE], data[PARSE_SLICE:]
-            body_before = self._body_bytes
+            self._slice_body_bytes = 0
             try:
                 self._parser.feed_data(piece)
             except httptools.HttpParserUpgrade as upgrade:
@@ -425,7 +426,9 @@ class _PublicConnection(asyncio.Protocol):
                 reason = str(error) or type(error).__name__
                 self._refuse(400, "BadRequest", f"the request is not valid HTTP/1.1: {reason}")
                 return
-            self._overhead += len(piece) - (self._body_bytes - body_before)
+            # Counted per slice, not from the message's body count: a message that ends in
+            # this slice resets that, and its body would count as the next one's head.
+            self._overhead += len(piece) - self._slice_body_bytes
             if self._overhead > MAX_HEAD_BYTES + self._body_bytes:
                 self._refuse(
                     431,
@@ -514,6 +517,7 @@ class _PublicConnection(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         self._body_bytes += len(data)
+        self._slice_body_bytes += len(data)
         request = self._receiving
         if request is None:
             return

@@ -6,7 +6,7 @@ however the caller spelled them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from hanshu_api.models import HttpRoute
@@ -48,40 +48,150 @@ class Match:
     allowed_methods: tuple[str, ...] = ()  # when the path matched but the method did not
 
 
-def _host_rank(route_host: str, host: str) -> int | None:
-    """3: exact host, 2: wildcard, 1: any host; None: no match."""
-    if not route_host:
-        return 1
-    if route_host.startswith("*."):
-        return 2 if host.endswith(route_host[1:]) and host != route_host[2:] else None
-    return 3 if host == route_host else None
+RouteGroup = list[Route]
+
+
+class _ByPrefix:
+    """The routes of one host (or host pattern), by prefix; the longest prefix held bounds
+    how far a path is looked up, so a caller's path of 10,000 segments costs no more than
+    the deepest Trigger's."""
+
+    __slots__ = ("groups", "lengths", "longest")
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, ...], RouteGroup] = {}
+        self.lengths: dict[int, int] = {}  # prefix length -> routes with it
+        self.longest = 0
+
+    def add(self, route: Route) -> None:
+        self.groups.setdefault(route.prefix, []).append(route)
+        size = len(route.prefix)
+        self.lengths[size] = self.lengths.get(size, 0) + 1
+        self.longest = max(self.longest, size)
+
+    def remove(self, route: Route) -> None:
+        group = self.groups.get(route.prefix, [])
+        kept = [r for r in group if (r.namespace, r.trigger) != (route.namespace, route.trigger)]
+        if len(kept) == len(group):
+            return
+        if kept:
+            self.groups[route.prefix] = kept
+        else:
+            del self.groups[route.prefix]
+        size = len(route.prefix)
+        self.lengths[size] -= 1
+        if not self.lengths[size]:
+            del self.lengths[size]
+            self.longest = max(self.lengths, default=0)
+
+    def longest_match(self, path: tuple[str, ...]) -> tuple[int, RouteGroup]:
+        """(prefix length, routes) of the longest prefix the path starts with; (-1, [])."""
+        for size in range(min(len(path), self.longest), -1, -1):
+            group = self.groups.get(path[:size])
+            if group:
+                return size, group
+        return -1, []
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
 
 
 class RouteTable:
+    """Routes indexed by exact host, by wildcard suffix and for any host, each by prefix.
+
+    A match costs a few dictionary lookups per path segment (up to the deepest prefix of
+    the host), whatever the number of routes; ``add`` and ``remove`` cost the routes
+    sharing one host and prefix. ``version`` changes with every change, so a cache of
+    matches knows when to forget.
+    """
+
     def __init__(self, routes: Iterable[Route] = ()) -> None:
-        # Most specific first: the host rank is checked per request, the prefix length here.
-        self._routes = sorted(routes, key=lambda route: len(route.prefix), reverse=True)
+        self._exact: dict[str, _ByPrefix] = {}
+        self._wildcard: dict[str, _ByPrefix] = {}  # "*.example.com" under ".example.com"
+        self._any = _ByPrefix()
+        self._by_trigger: dict[tuple[str, str], Route] = {}
+        self.version = 0
+        self.replace_all(routes)
+
+    def replace_all(self, routes: Iterable[Route]) -> None:
+        """Serve exactly these routes (a full list): one pass, no route judged twice."""
+        self._exact, self._wildcard, self._any = {}, {}, _ByPrefix()
+        self._by_trigger = {}
+        for route in routes:
+            self._index_of(route, create=True).add(route)  # type: ignore[union-attr]
+            self._by_trigger[(route.namespace, route.trigger)] = route
+        self.version += 1
 
     def __len__(self) -> int:
-        return len(self._routes)
+        return len(self._by_trigger)
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(list(self._by_trigger.values()))
+
+    def of_trigger(self, namespace: str, trigger: str) -> Route | None:
+        return self._by_trigger.get((namespace, trigger))
+
+    def _index_of(self, route: Route, create: bool) -> _ByPrefix | None:
+        host = route.http.host.split(":", 1)[0].lower()
+        if not host:
+            return self._any
+        table, name = (self._wildcard, host[1:]) if host.startswith("*.") else (self._exact, host)
+        if create:
+            return table.setdefault(name, _ByPrefix())
+        return table.get(name)
+
+    def add(self, route: Route) -> None:
+        """Serve a route; a route its Trigger served before is replaced."""
+        self.remove(route.namespace, route.trigger)
+        index = self._index_of(route, create=True)
+        assert index is not None
+        index.add(route)
+        self._by_trigger[(route.namespace, route.trigger)] = route
+        self.version += 1
+
+    def remove(self, namespace: str, trigger: str) -> None:
+        route = self._by_trigger.pop((namespace, trigger), None)
+        if route is None:
+            return
+        index = self._index_of(route, create=False)
+        if index is not None:
+            index.remove(route)
+            if not index and index is not self._any:
+                host = route.http.host.split(":", 1)[0].lower()
+                table = self._wildcard if host.startswith("*.") else self._exact
+                table.pop(host[1:] if host.startswith("*.") else host, None)
+        self.version += 1
+
+    def _wildcard_match(self, host: str, path: tuple[str, ...]) -> RouteGroup:
+        # Every suffix of the host from a dot on: "a.b.io" is matched by *.b.io and *.io.
+        best, group = -1, []
+        dot = host.find(".")
+        while dot != -1:
+            index = self._wildcard.get(host[dot:])
+            if index is not None:
+                size, found = index.longest_match(path)
+                if size > best:
+                    best, group = size, list(found)
+                elif size == best and size >= 0:
+                    group += found
+            dot = host.find(".", dot + 1)
+        return group
 
     def match(self, host: str, target: Target, method: str) -> Match:
-        """The most specific (host rank, prefix length) group of routes whose prefix the
-        target's decoded segments start with decides: the route in it that allows the
-        method, else a 405 listing what it allows."""
+        """The most specific group of routes whose prefix the target's decoded segments
+        start with decides (exact host, then wildcard host, then any host; then the
+        longest prefix): the route in it that allows the method, else a 405 listing what
+        it allows."""
         host = host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
         path = target.decoded
-        best: tuple[int, int] | None = None
-        group: list[Route] = []
-        for route in self._routes:
-            rank = _host_rank(route.http.host.split(":", 1)[0], host)
-            if rank is None or path[: len(route.prefix)] != route.prefix:
-                continue
-            key = (rank, len(route.prefix))
-            if best is None or key > best:
-                best, group = key, [route]
-            elif key == best:
-                group.append(route)
+        group: RouteGroup = []
+        exact = self._exact.get(host)
+        if exact is not None:
+            group = exact.longest_match(path)[1]
+        if not group and self._wildcard:
+            group = self._wildcard_match(host, path)
+        if not group:
+            group = self._any.longest_match(path)[1]
         for route in group:
             if route.allows(method):
                 return Match(route)

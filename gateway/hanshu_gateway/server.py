@@ -32,6 +32,7 @@ from hanshu_api.invocations import (
     invocation_type_of,
 )
 from hanshu_api.jetstream import StreamSettings
+from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import Endpoint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
@@ -228,8 +229,17 @@ def error(
     message: str,
     request_id: str,
     headers: Mapping[str, str] | None = None,
+    *,
+    detail: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    body = {"errorType": error_type, "errorMessage": message, "requestId": request_id}
+    """The gateway's own refusal; ``detail`` adds fields (``field``, ``limit``) to the body."""
+    body: dict[str, Any] = {
+        "errorType": error_type,
+        "errorMessage": message,
+        "requestId": request_id,
+    }
+    if detail:
+        body.update((name, value) for name, value in detail.items() if name not in body)
     response = web.Response(
         status=status, body=json.dumps(body).encode(), content_type="application/json"
     )
@@ -275,11 +285,14 @@ class Gateway:
         self._upstream = UpstreamPool()
         self._ids = itertools.count(1)
         self._routed: dict[tuple[str, str, str], Routed] = {}
-        self._routed_by: RouteTable | None = None  # the table self._routed was filled from
+        # The table (and its version) self._routed was filled from: a change forgets it.
+        self._routed_by: RouteTable | None = None
+        self._routed_version = -1
         self._id_prefix = os.urandom(4).hex()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
         self._public: PublicServer | None = None
+        self.loop_lag: LoopLag | None = None
         # Whether every source has delivered its first full state (the cluster's watches).
         self.routes_synced: Callable[[], bool] = lambda: True
         self.intake = (
@@ -294,7 +307,13 @@ class Gateway:
             if config.nats_url
             else None
         )
-        self.async_calls = AsyncCalls(self.intake, error, catalog.route_of_trigger, self._check_key)
+        self.async_calls = AsyncCalls(
+            self.intake,
+            error,
+            catalog.route_of_trigger,
+            self._check_key,
+            max_batch_bytes=config.max_body_bytes,
+        )
         self.object_notifications = ObjectNotifications(
             catalog, self.intake, error, config.sns_confirm_hosts
         )
@@ -318,9 +337,9 @@ class Gateway:
     def _route(self, request: PublicRequest, request_id: str) -> Routed | web.Response:
         """The route and the target its Function sees, or the reply refusing the request."""
         table = self.catalog.routes
-        if table is not self._routed_by:
+        if table is not self._routed_by or table.version != self._routed_version:
             self._routed.clear()
-            self._routed_by = table
+            self._routed_by, self._routed_version = table, table.version
         key = (request.raw_path, request.host, request.method)
         routed = self._routed.get(key)
         if routed is None:
@@ -506,7 +525,7 @@ class Gateway:
                     entry.async_policy,
                     stored,
                     body,
-                    request.headers.get("Idempotency-Key"),
+                    request.headers,
                     request_id,
                 )
                 code = accepted.status
@@ -746,7 +765,10 @@ class Gateway:
         )
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        # Answering at all is the proof of life: long work runs in slices, so a gateway
+        # catching up on 10,000 routes answers between two of them. The lag says how busy.
+        lag = self.loop_lag.summary().as_dict() if self.loop_lag else {}
+        return web.json_response({"status": "alive", "eventLoopLag": lag})
 
     async def readyz(self, request: web.Request) -> web.Response:
         # Not before the routes are known: a new gateway pod taking traffic with an empty
@@ -810,6 +832,7 @@ class Gateway:
         self._runners.append(internal)
         if self.reporter is not None:
             self._tasks.append(asyncio.create_task(self.reporter.run()))
+        self.loop_lag = watch_loop()
         # What is alive once serving starts (modules, the route table, clients) stays alive:
         # moved out of the collector's sight, so its full passes stop walking it over and
         # over under load (they were about 5% of the gateway's CPU on the warm path).

@@ -1,5 +1,5 @@
 """Per-function request stats, pushed to the autoscaler every second and at once when a
-request arrives at a cold function."""
+request arrives at a cold function, as ``hanshu_api.stats_report.StatsReport``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from hanshu_api.platform import FunctionKey
+from hanshu_api.stats_report import ColdRequest, FunctionStat, StatsReport
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -25,23 +25,18 @@ class FunctionStats:
     arrivals: int = 0  # since the last report
     last_completed: float | None = None  # time.monotonic() of the last finished response
 
-    def snapshot(self, key: FunctionKey, now: float) -> dict[str, Any]:
+    def snapshot(self, key: FunctionKey, now: float) -> FunctionStat:
         busy = self.in_flight > 0 or self.queued > 0
         idle_for = (
             None
             if self.last_completed is None
             else (0.0 if busy else round(now - self.last_completed, 3))
         )
-        report = {
-            "namespace": key[0],
-            "name": key[1],
-            "inFlight": self.in_flight - self.queued,
-            "queued": self.queued,
-            "arrivals": self.arrivals,
-            "idleFor": idle_for,
-        }
+        stat = FunctionStat(
+            key[0], key[1], self.in_flight - self.queued, self.queued, self.arrivals, idle_for
+        )
         self.arrivals = 0
-        return report
+        return stat
 
 
 class StatsReporter:
@@ -79,12 +74,12 @@ class StatsReporter:
     async def _send(self) -> bool:
         now = time.monotonic()
         cold, self._cold = self._cold, {}
-        body = {
-            "gateway": self.gateway_id,
-            "sentAt": time.time(),
-            "functions": [stats.snapshot(key, now) for key, stats in self._stats()],
-            "cold": [{"namespace": k[0], "name": k[1], "since": at} for k, at in cold.items()],
-        }
+        body = StatsReport(
+            self.gateway_id,
+            time.time(),
+            tuple(stats.snapshot(key, now) for key, stats in self._stats()),
+            tuple(ColdRequest(*key, at) for key, at in cold.items()),
+        ).encode()
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         try:

@@ -113,7 +113,7 @@ def test_batch_bodies_are_a_json_array_or_ndjson():
     assert batch_events(b'{"a": 1}\n\n{"b": 2}\n') == [b'{"a": 1}', b'{"b": 2}']
     for bad, says in [
         (b"", "needs a JSON array"),
-        (b"[1, 2", "not a JSON array"),
+        (b"[1, 2", "the body is not JSON"),
         (b'{"a": 1}\n{oops', "line 2"),
         (b"[]", "no events"),
     ]:

@@ -310,6 +310,20 @@ def _env(workload: dict[str, Any]) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
+def test_liveness_probes_wait_for_a_busy_component(helm_bin: Path):
+    """A component catching up on thousands of objects answers its liveness check between
+    slices of work, within a few seconds: the kubelet's default 1 s timeout would kill
+    it (three misses in a row), and the next start would do the same work again."""
+    documents = render(helm_bin, None)
+    for component in ("gateway", "dispatcher"):
+        container = _one(documents, "Deployment", component)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        probe = container["livenessProbe"]
+        assert probe.get("timeoutSeconds", 1) >= 5, component
+        assert probe["httpGet"]["path"] == "/healthz"
+
+
 def _one(documents: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
     found = [d for d in documents if d["kind"] == kind and _component(d) == component]
     assert len(found) == 1, f"{kind} of {component}: {len(found)}"

@@ -130,12 +130,12 @@ def test_cors_preflight():
 def test_stats_report_serving_and_waiting_apart():
     stats = FunctionStats(in_flight=5, queued=3, arrivals=7, last_completed=10.0)
     report = stats.snapshot(("ns", "f"), now=12.0)
-    assert (report["inFlight"], report["queued"], report["arrivals"]) == (2, 3, 7)
-    assert report["idleFor"] == 0.0  # busy
+    assert (report.in_flight, report.queued, report.arrivals) == (2, 3, 7)
+    assert report.idle_for == 0.0  # busy
     assert stats.arrivals == 0  # counted once
     idle = FunctionStats(last_completed=10.0).snapshot(("ns", "f"), now=12.5)
-    assert idle["idleFor"] == 2.5
-    assert FunctionStats().snapshot(("ns", "f"), now=1.0)["idleFor"] is None
+    assert idle.idle_for == 2.5
+    assert FunctionStats().snapshot(("ns", "f"), now=1.0).idle_for is None
 
 
 async def test_pool_least_loaded_within_concurrency_and_fifo_queue():

@@ -168,6 +168,7 @@ def async_platform(platform_factory: Any, tmp_path: Path) -> Iterator[Any]:
                 **env,
             },
             tmp_path,
+            log_path=base.log_path,
         )
         made.append(platform)
 

@@ -18,6 +18,7 @@ from hanshu_api.invocations import (
     new_record,
     policy_document,
     record_key,
+    route_scope,
     subject_for,
 )
 from hanshu_api.jetstream import StreamSettings, ensure
@@ -463,7 +464,7 @@ async def test_a_key_claimed_by_a_call_that_never_stored_its_event_still_runs(as
         store = await ensure(client, StreamSettings())
         orphan = new_id()
         await store.idempotency.create(
-            idempotency_key(("default", "once"), "order-7"), orphan.encode()
+            idempotency_key(route_scope("default", "once", None), "order-7"), orphan.encode()
         )
     finally:
         await client.close()

@@ -10,7 +10,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,12 @@ class Platform:
     process: subprocess.Popen[str]
     port: int
     internal_port: int
+    # Where the platform's output goes: a file, so nothing blocks on a full pipe however
+    # much it logs, and a test can read what the gateway logged.
+    log_path: Path | None = field(default=None, kw_only=True)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     @property
     def url(self) -> str:
@@ -109,6 +115,8 @@ def platform_factory(tmp_path: Path) -> Iterator[Any]:
         manifest = tmp_path / f"manifests-{len(started)}.yaml"
         manifest.write_text(yaml.safe_dump_all(documents))
         port, internal = free_port(), free_port()
+        log_path = tmp_path / f"platform-{len(started)}.log"
+        log = log_path.open("w")
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -124,16 +132,17 @@ def platform_factory(tmp_path: Path) -> Iterator[Any]:
                 "2",
                 *args,
             ],
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        platform = Platform(process, port, internal)
+        log.close()  # the child has its own copy
+        platform = Platform(process, port, internal, log_path=log_path)
         started.append(platform)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                pytest.fail(f"the dev platform exited: {process.stdout.read()}")  # type: ignore[union-attr]
+                pytest.fail(f"the dev platform exited: {platform.logs()}")
             try:
                 platform.functions()
                 return platform

@@ -68,7 +68,8 @@ def test_dev_mode_serves_the_first_claim_and_says_why_not_the_second(platform_fa
         body = json.load(reply)
     assert body["path"] == "/same/x"  # handlers.echo, not handlers.invoked ({"event": ...})
     platform.process.terminate()
-    output, _ = platform.process.communicate(timeout=20)
+    platform.process.wait(timeout=20)
+    output = platform.logs()
     refused = [line for line in output.splitlines() if "is not served" in line]
     assert len(refused) == 1, output
     assert "Trigger default/alpha is not served" in refused[0]

@@ -15,6 +15,7 @@ import kopf
 from aiohttp import web
 from hanshu_api import GROUP, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, load_config
+from hanshu_api.loop_lag import watch_loop
 from hanshu_api.platform import FunctionKey
 
 from . import kopf_backpressure
@@ -78,6 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
         state.metrics_server = start_http_server(config.metrics_port)
     memo["hanshu"] = state
+    state.loop_lag = watch_loop()
     # Every Trigger filed before any handler runs: no route is judged on a partial
     # picture (what kopf's indexes did, before a bound on its workers made them deadlock).
     filed = await state.triggers.load(state.kube, config.namespaces or (None,))
@@ -127,6 +129,16 @@ async def start_autoscaler(state: OperatorState) -> None:
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", config.autoscaler_port).start()
     state.background += [runner, asyncio.create_task(state.autoscaler.run())]
+
+
+@kopf.on.probe(id="eventLoopLag")
+def event_loop_lag(memo: kopf.Memo, **_: Any) -> dict[str, float]:
+    """In /healthz: how late the loop ran what was due over the last minute (p99, max).
+    A busy operator catching up answers with a high lag, and is alive: the liveness
+    probe waits for the answer (charts/hanshu, operator.yaml), it does not judge it."""
+    state: OperatorState | None = memo.get("hanshu")  # None until configure() has run
+    lag = state.loop_lag if state is not None else None
+    return lag.summary().as_dict() if lag is not None else {}
 
 
 @kopf.on.login()

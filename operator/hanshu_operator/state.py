@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 from hanshu_api.kube import KubeClient
+from hanshu_api.loop_lag import LoopLag
 from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import TriggerKey
@@ -50,6 +51,8 @@ class OperatorState:
     scaling: dict[FunctionKey, Scaling] = field(default_factory=dict)
     autoscaler: AutoscalerService | None = None
     background: list[Any] = field(default_factory=list)
+    # How late the event loop runs what is due (hanshu_event_loop_lag_seconds, /healthz).
+    loop_lag: LoopLag | None = None
     _status_locks: KeyedLocks[FunctionKey] = field(default_factory=KeyedLocks)
     # What schedules fire by (and Trigger status reads the time from): the real clock,
     # one seam for tests that cannot wait for a wall-clock minute.

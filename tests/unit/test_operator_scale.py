@@ -437,3 +437,38 @@ async def test_what_the_operator_keeps_for_5000_functions_and_triggers_is_small(
         for i in range(count):
             REPLICA_COUNTS.forget((NAMESPACE, f"fn-{i}"))
     assert held < 12 * 2**20, f"{held / 2**20:.1f} MiB for {count} Functions and Triggers"
+
+
+async def test_kopf_watchers_wait_while_a_kinds_waiting_room_is_full() -> None:
+    """With the backpressure installed, a kopf scheduler limited to 2 workers takes at
+    most 2 more objects waiting; the next spawn (the watcher, reading its stream) waits
+    until a worker ends, and then everything still runs, in order."""
+    from hanshu_operator import kopf_backpressure
+    from kopf._cogs.aiokits.aiotasks import Scheduler
+
+    assert kopf_backpressure.install()
+    scheduler = Scheduler(limit=2)
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def work(index: int) -> None:
+        await release.wait()
+        done.append(index)
+
+    spawned = 0
+
+    async def watcher() -> None:
+        nonlocal spawned
+        for index in range(10):
+            await scheduler.spawn(work(index))
+            spawned += 1
+
+    reading = asyncio.create_task(watcher())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert spawned == 4  # 2 running, 2 waiting; the 5th waits for room
+    release.set()
+    await asyncio.wait_for(reading, 5)
+    await asyncio.wait_for(scheduler.wait(), 5)
+    await scheduler.close()
+    assert sorted(done) == list(range(10))

@@ -15,7 +15,7 @@ DOCKER ?= docker
 IMAGES := runtime operator gateway dispatcher
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs
+.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ unit: $(STAMP) ## unit tests only
 
 integration: $(STAMP) ## integration tests only (real processes on loopback)
 	$(BIN)/pytest tests/integration
+
+scale-test: $(STAMP) ## the operator with 5,000 Functions + Triggers under its memory limit (minutes)
+	$(BIN)/pytest -m scale tests/integration/operator/test_scale.py -s
 
 e2e: $(STAMP) ## end-to-end tests against the cluster at KUBECONFIG (after make deploy)
 	$(BIN)/pytest -m e2e tests/e2e

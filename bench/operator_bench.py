@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -30,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import kmock
@@ -41,24 +39,11 @@ from common import free_port
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from tests.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
+from tests.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
+from tests.operator_process import AS_IN_THE_IMAGE, peak_rss_mib
 
 NAMESPACE = "bench"
 CHILDREN = (("v1/configmaps", "{}-code"), ("apps/v1/deployments", "{}"), ("v1/services", "{}"))
-
-
-class ForgetfulEmulator(ApplyingEmulator):
-    """kmock (taught server-side apply, which the operator's children need) without its
-    request log. kmock records every request for test assertions and, to dispatch each new
-    one, scans the whole log: O(n) per request, O(n^2) per run, which would make the
-    emulator, not the operator, what this benchmark measures."""
-
-    async def _handle(self, request: Any) -> Any:
-        try:
-            return await super()._handle(request)
-        finally:
-            with contextlib.suppress(ValueError):
-                self._requests.remove(request)
 
 
 class ScaleWrites:
@@ -117,19 +102,13 @@ def function(index: int) -> dict[str, object]:
             "namespace": NAMESPACE,
             "uid": f"uid-{index}",
             "generation": 1,
+            "resourceVersion": "1",
         },
         "spec": {
             "handler": "index.handler",
             "code": {"inline": {"index.py": f"def handler(e, c):\n    return {index}\n"}},
         },
     }
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def exists(emulator: kmock.KubernetesEmulator, resource: str, name: str) -> bool:
@@ -139,8 +118,8 @@ def exists(emulator: kmock.KubernetesEmulator, resource: str, name: str) -> bool
         return False
 
 
-def is_ready(emulator: kmock.KubernetesEmulator, name: str) -> bool:
-    status = emulator.objects[f"{API_VERSION}/{FUNCTION_PLURAL}", NAMESPACE, name].get("status")
+def is_ready(emulator: kmock.KubernetesEmulator, name: str, plural: str = FUNCTION_PLURAL) -> bool:
+    status = emulator.objects[f"{API_VERSION}/{plural}", NAMESPACE, name].get("status")
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (status or {}).get("conditions") or []
@@ -151,25 +130,44 @@ def has_children(emulator: kmock.KubernetesEmulator, name: str) -> bool:
     return all(exists(emulator, resource, pattern.format(name)) for resource, pattern in CHILDREN)
 
 
+def start_operator(
+    kubeconfig: Path, liveness: int, log: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """``python -m hanshu_operator`` as its own process, watching the bench namespace;
+    ``env`` adds or overrides HANSHU_* settings (the metrics port is off unless given).
+    Its output goes to ``log``, if given."""
+    output = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-c", AS_IN_THE_IMAGE],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "HANSHU_WATCH_NAMESPACES": NAMESPACE,
+            "HANSHU_OPERATOR_METRICS_PORT": "0",
+            "HANSHU_OPERATOR_LIVENESS_PORT": str(liveness),
+            **env,
+        },
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_operator(operator: subprocess.Popen[bytes]) -> None:
+    operator.send_signal(signal.SIGTERM)
+    try:
+        operator.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # its figures are taken: do not lose them
+        operator.kill()
+        operator.wait()
+
+
 async def run(count: int) -> None:
     async with ForgetfulEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
         workdir = Path(tempfile.mkdtemp(prefix="hanshu-bench-"))
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", str(emulator.url), NAMESPACE)
         liveness = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "HANSHU_WATCH_NAMESPACES": NAMESPACE,
-            "HANSHU_OPERATOR_METRICS_PORT": "0",
-            "HANSHU_OPERATOR_LIVENESS_PORT": str(liveness),
-        }
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "hanshu_operator"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        operator = start_operator(kubeconfig, liveness)
         kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
         try:
             await wait_live(liveness)
@@ -205,8 +203,7 @@ async def run(count: int) -> None:
             rss = peak_rss_mib(operator.pid)
         finally:
             await kube.close()
-            operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=30)
+            stop_operator(operator)
     print(
         f"\n{count} Functions against kmock, operator as its own process ({os.cpu_count()} cores)"
     )
@@ -245,7 +242,15 @@ def trigger(index: int) -> dict[str, object]:
     return {
         "apiVersion": API_VERSION,
         "kind": "Trigger",
-        "metadata": {"name": f"fn-{index:04d}", "namespace": NAMESPACE},
+        # A uid as a real API server gives one: kopf keeps what it knows of each object by
+        # uid, and without one every Trigger would share one record.
+        "metadata": {
+            "name": f"fn-{index:04d}",
+            "namespace": NAMESPACE,
+            "uid": f"trigger-uid-{index}",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
         "spec": {"functionRef": {"name": f"fn-{index:04d}"}, "http": {"path": f"/fn-{index}"}},
     }
 
@@ -265,18 +270,8 @@ async def wake_up(count: int) -> None:
             workdir / "operator-kubeconfig", f"http://127.0.0.1:{relay_port}", NAMESPACE
         )
         liveness, autoscaler = free_port(), free_port()
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "hanshu_operator"],
-            env={
-                **os.environ,
-                "KUBECONFIG": str(operator_kubeconfig),
-                "HANSHU_WATCH_NAMESPACES": NAMESPACE,
-                "HANSHU_OPERATOR_METRICS_PORT": "0",
-                "HANSHU_OPERATOR_LIVENESS_PORT": str(liveness),
-                "HANSHU_AUTOSCALER_PORT": str(autoscaler),
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        operator = start_operator(
+            operator_kubeconfig, liveness, HANSHU_AUTOSCALER_PORT=str(autoscaler)
         )
         kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
         # The gateway as its own process too, as in a cluster: kmock's work in this process
@@ -328,12 +323,7 @@ async def wake_up(count: int) -> None:
             gateway.terminate()
             gateway.wait(timeout=30)
             await kube.close()
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # its figures are taken: do not lose them
-                operator.kill()
-                operator.wait()
+            stop_operator(operator)
             following.cancel()
             relay.terminate()
             await relay.wait()

@@ -27,15 +27,19 @@ defaults of other fields, validation. A real API server decides those: the e2e s
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+import jsonpatch
 import kmock
 import yaml
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+from kmock._internal import k8s, k8s_dicts
 
 APPLY_PATCH = "application/apply-patch+yaml"
 
@@ -400,6 +404,64 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
         elif result != live:  # a real server writes nothing (and tells no watcher) for a no-op
             self.objects[key].history.append(result)
             await self._buses[key[0]].put({"type": "MODIFIED", "object": result})
+
+
+_resource_versions = itertools.count(2)
+
+
+def _versioned(append: Any) -> Any:
+    """``ObjectHistory.append`` that gives the new version a resourceVersion of its own
+    and forgets the versions before the previous one (kmock keeps them all, for tests)."""
+
+    def append_versioned(history: Any, value: Any) -> None:
+        append(history, value)
+        stored = history[-1]
+        if stored is not None:
+            raw = stored._ObjectVersion__value  # the stored dict itself, not a copy
+            # In place: the watch event kmock sends next shares this metadata dict.
+            raw.setdefault("metadata", {})["resourceVersion"] = str(next(_resource_versions))
+        del history[:-2]
+
+    return append_versioned
+
+
+@attrs.define(kw_only=True)
+class ForgetfulEmulator(ApplyingEmulator):
+    """kmock (taught server-side apply, which the operator's children need) without its
+    request log and history. kmock records every request for test assertions and, to
+    dispatch each new one, scans the whole log: O(n) per request, O(n^2) per run, which
+    would make the emulator, not the operator, what a benchmark or scale test measures.
+
+    And, as a real API server, every write gives an object a new resourceVersion, and a
+    JSON patch whose resourceVersion test fails is a 422 (kmock: one version for ever, and
+    a 500). kopf knows the watch event of its own patch by its resourceVersion; with one
+    version for ever it takes the stale event of a handler's status write for the next
+    state, and handles every object's creation twice."""
+
+    _unversioned: Any = attrs.field(default=None, init=False)
+
+    async def __aenter__(self) -> Any:
+        # kmock's history class is shared by every emulator in the process: versioned
+        # while this one runs, as kmock made it afterwards.
+        history = k8s_dicts.ObjectHistory
+        self._unversioned = history.append
+        history.append = _versioned(history.append)  # type: ignore[method-assign]
+        return await super().__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await super().__aexit__(*exc_info)
+        finally:
+            k8s_dicts.ObjectHistory.append = self._unversioned  # type: ignore[method-assign]
+
+    async def _handle(self, request: Any) -> Any:
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as failed:
+            raise k8s.KubernetesError(status=422, reason="Invalid", message=str(failed)) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._requests.remove(request)
 
 
 def preload_http_functions(

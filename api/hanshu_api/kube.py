@@ -206,7 +206,10 @@ async def _within(seconds: float | None, step: Awaitable[T], path: str) -> T:
 class KubeClient:
     def __init__(self, config: KubeConfig, *, timeout: float = 30.0) -> None:
         self.config = config
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Per connect and per read, not in total: a total counts the wait for one of the
+        # pool's 64 connections too, and a burst of reconciles (10,000 objects at an
+        # operator's start) timed out in that queue, not at the API server, then retried.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = config.token
         self._token_read_at = 0.0

@@ -3,8 +3,9 @@ and publishes only salted hashes of the keys, as a Secret in the gateway's names
 gateway reads Secrets there and nowhere else. Keys and hashes never go into a status.
 
 Rotation reaches the gateway within a watch event, not a polling period: kopf watches
-Secrets (one stream per watched namespace) and an index maps (namespace, Secret) to the
-Triggers that use it, so a Secret nobody references costs a dictionary lookup. Polling
+Secrets (one stream per watched namespace) and ``state.triggers.key_refs`` maps
+(namespace, Secret) to the Triggers that use it, so a Secret nobody references costs a
+dictionary lookup. Polling
 each Trigger's Secret every few seconds instead would cost 1,000 Triggers ~200 GETs a
 second against the API server, and a kopf timer would put a finalizer on every such
 Trigger (kopf timers require one), blocking their deletion whenever the operator is gone.
@@ -13,6 +14,9 @@ A Trigger's published Secret is deleted when the Trigger is deleted (its watch e
 finalizer, so deleting a Trigger never waits for the operator), drops ``auth``, becomes
 invalid, or its Secret or key goes; without it the gateway answers 503 ApiKeysUnavailable.
 Owner references cannot cross namespaces, so Kubernetes cannot do this for us.
+
+Cost: a Secret event costs O(the Triggers that read that Secret): a GET of the Secret,
+a GET of the published one and at most one write each; never a pass over every Trigger.
 """
 
 from __future__ import annotations
@@ -34,45 +38,21 @@ from hanshu_api.api_keys import (
     read_published,
 )
 from hanshu_api.kube import ApiError, path_for
-from hanshu_api.models import ApiKeyAuth, SpecInvalid, TriggerSpec, parse_trigger_spec
+from hanshu_api.models import ApiKeyAuth, TriggerSpec
 
 from .conditions import FALSE, TRUE, Condition
 from .state import OperatorState, operator_state
 from .trigger_status import (
     API_KEYS,
     RouteIndex,
-    route_index,
     with_retries,
     write_trigger_status,
 )
 
 log = logging.getLogger("hanshu.operator")
 
-# The kopf index of key Secrets in use: (namespace, Secret name) -> (Trigger name, auth).
+# Key Secrets in use: (namespace, Secret name) -> (Trigger name, auth) of their users.
 KeyRefIndex = Mapping[tuple[str, str], Iterable[tuple[str, ApiKeyAuth]]]
-KEY_REF_INDEX = "trigger_api_key_refs"  # its id: kopf passes it to handlers under this name
-
-
-def _auth_of(namespace: str, spec: Mapping[str, Any]) -> ApiKeyAuth | None:
-    try:
-        trigger = parse_trigger_spec(spec, namespace)
-    except SpecInvalid:
-        return None
-    # An HTTP route's API keys, or the token a bucket's notifications carry: both are
-    # published as salted verifiers, so the gateway never holds either.
-    return trigger.auth
-
-
-@kopf.index(GROUP, VERSION, TRIGGER_PLURAL, id=KEY_REF_INDEX)
-def trigger_api_key_refs(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], tuple[str, ApiKeyAuth]]:
-    """Which Triggers read which Secret: a Secret event finds its Triggers in O(1)."""
-    auth = _auth_of(namespace, spec) if namespace else None
-    # An empty mapping (not None) drops a Trigger that no longer uses a Secret.
-    if namespace is None or auth is None:
-        return {}
-    return {(namespace, auth.secret_name): (name, auth)}
 
 
 def keys_verdict(
@@ -233,12 +213,24 @@ async def republish_keys_of_changed_secret(
     as one; a Secret nobody uses is one lookup."""
     if namespace is None:
         return
-    key_refs: KeyRefIndex = kwargs[KEY_REF_INDEX]
+    state = operator_state(memo)
+    key_refs = state.triggers.key_refs
     users = sorted({trigger for trigger, _auth in key_refs.get((namespace, name), ())})
     if not users:
         return
-    state = operator_state(memo)
-    routes = route_index(kwargs)
+    routes = state.triggers.routes
+    async with state.reconcile_slots:  # (``bounded``)
+        await _republish(state, namespace, name, users, key_refs, routes)
+
+
+async def _republish(
+    state: OperatorState,
+    namespace: str,
+    name: str,
+    users: list[str],
+    key_refs: KeyRefIndex,
+    routes: RouteIndex,
+) -> None:
     for trigger in users:
         await with_retries(
             f"publishing the API keys of Trigger {namespace}/{trigger}",
@@ -271,4 +263,5 @@ async def unpublish_keys_of_deleted_trigger(
         async with state.api_keys_lock(namespace, name):
             await unpublish(state, namespace, name)
 
-    await with_retries(f"deleting the API keys of Trigger {namespace}/{name}", withdraw)
+    async with state.reconcile_slots:
+        await with_retries(f"deleting the API keys of Trigger {namespace}/{name}", withdraw)

@@ -14,10 +14,16 @@ simulated clock.
 - Scale to zero: only once nothing has been in flight or queued for the grace period,
   counted from the last completed response; a cold request wakes the Function at once.
 - After a restart, nothing is scaled to zero before a full stable window of fresh stats.
+
+Cost: a Function's state holds one sample per tick of the stable window (60 by default)
+and one desired count per tick of its scale-down delay. An idle tick's sample is the one
+tuple every idle Function shares (``idle_sample``): 10,000 idle Functions cost a list slot
+each per tick (5 MiB for a 60 s window), not a tuple and two floats each (67 MiB).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -51,28 +57,42 @@ class Decision:
         return self.replicas != current
 
 
-@dataclass
+@dataclass(slots=True)
 class ScalerState:
-    """What one Function's autoscaler remembers between ticks."""
+    """What one Function's autoscaler remembers between ticks. ``recent_desired`` is a
+    list until a decision needs it (an empty deque is 624 bytes, and most of 10,000
+    Functions idle at zero never get a decision)."""
 
     started_at: float
-    samples: deque[tuple[float, float]] = field(default_factory=deque)
-    recent_desired: deque[tuple[float, int]] = field(default_factory=deque)
+    # A list, not a deque: 60 samples in a list are 0.5 KiB, in a deque 1.1 KiB.
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    recent_desired: deque[tuple[float, int]] | None = None
     panic_since: float | None = None
     panic_peak: int = 0
     last_active: float | None = None
 
 
-def _average(samples: deque[tuple[float, float]], since: float) -> float:
+def _average(samples: list[tuple[float, float]], since: float) -> float:
     window = [value for at, value in samples if at > since]
     return sum(window) / len(window) if window else 0.0
 
 
+@functools.lru_cache(maxsize=1)
+def idle_sample(now: float) -> tuple[float, float]:
+    """The sample of a tick with nothing in flight: one tuple for every Function."""
+    return (now, 0.0)
+
+
 def observe(state: ScalerState, observation: Observation, now: float, policy: Policy) -> None:
     """Record one tick's observation (mutates only ``state``)."""
-    state.samples.append((now, observation.concurrency))
-    while state.samples and state.samples[0][0] <= now - policy.stable_window:
-        state.samples.popleft()
+    concurrency = observation.concurrency
+    samples = state.samples
+    samples.append(idle_sample(now) if concurrency == 0 else (now, concurrency))
+    expired = 0
+    while expired < len(samples) and samples[expired][0] <= now - policy.stable_window:
+        expired += 1
+    if expired:
+        del samples[:expired]
     if observation.concurrency > 0:
         state.last_active = now
     elif observation.idle_for is not None:
@@ -80,6 +100,13 @@ def observe(state: ScalerState, observation: Observation, now: float, policy: Po
         state.last_active = (
             finished if state.last_active is None else max(state.last_active, finished)
         )
+
+
+def stays_at_zero(observation: Observation, current: int, scaling: Scaling) -> bool:
+    """Whether ``decide`` would keep a Function at zero with nothing to learn from it:
+    no replica, nothing in flight or queued, no minimum. Most of 10,000 Functions are so
+    on every tick; the autoscaler records their sample and skips the decision."""
+    return current == 0 and observation.concurrency == 0 and scaling.min_replicas == 0
 
 
 def decide(
@@ -96,6 +123,8 @@ def decide(
 
     if current == 0 and (observation.queued > 0 or observation.concurrency > 0):
         wanted = min(max(1, math.ceil(observation.concurrency / target), floor), ceiling)
+        if state.recent_desired is None:
+            state.recent_desired = deque()
         state.recent_desired.append((now, wanted))
         return Decision(
             wanted, "ColdStart", f"{observation.queued} request(s) waiting with no replica running"
@@ -133,12 +162,13 @@ def decide(
         )
 
     # Scale-down delay: apply the highest count wanted within the delay window.
-    state.recent_desired.append((now, wanted))
-    while (
-        state.recent_desired and state.recent_desired[0][0] < now - scaling.scale_down_delay_seconds
-    ):
-        state.recent_desired.popleft()
-    delayed = max(value for _, value in state.recent_desired)
+    if state.recent_desired is None:
+        state.recent_desired = deque()
+    recent = state.recent_desired
+    recent.append((now, wanted))
+    while recent and recent[0][0] < now - scaling.scale_down_delay_seconds:
+        recent.popleft()
+    delayed = max(value for _, value in recent)
     if delayed > wanted and delayed <= current:
         wanted = delayed
         message += f"; holding {delayed} for the scale-down delay"

@@ -4,6 +4,13 @@ platform's "set this function's replica count" seam.
 
 Several gateway replicas may report: their numbers are summed, and a gateway that has not
 reported for ``gateway_ttl`` seconds is forgotten.
+
+Cost: a tick is linear in the Functions (one dictionary lookup per reporting gateway
+each, a decision only for those that are not idle at zero) and yields to the event loop
+every ``TICK_SLICE`` Functions, so 10,000 Functions never hold the loop for long; a cold
+request costs one lookup, not a pass over every Function. State is per Function: the
+samples of ``autoscaler.ScalerState`` and a lock while a decision is in progress, both
+dropped with ``forget`` when the Function goes.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey, ReplicaScaler
 from prometheus_client import Histogram
 
-from .autoscaler import Decision, Observation, Policy, ScalerState, decide, observe
+from .autoscaler import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
+from .keyed_locks import KeyedLocks
 
 log = logging.getLogger("hanshu.autoscaler")
 
@@ -31,6 +39,8 @@ COLD_DECISION = Histogram(
 )
 
 OnScaled = Callable[[FunctionKey, Decision, int], Awaitable[None]]
+# Functions decided between two yields to the event loop, within one tick.
+TICK_SLICE = 256
 
 
 @dataclass
@@ -45,6 +55,7 @@ class AutoscalerService:
         scaler: ReplicaScaler,
         functions: Callable[[], Iterable[tuple[FunctionKey, Scaling]]],
         *,
+        scaling_of: Callable[[FunctionKey], Scaling | None] | None = None,
         policy: Policy | None = None,
         on_scaled: OnScaled | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -53,6 +64,9 @@ class AutoscalerService:
     ) -> None:
         self.scaler = scaler
         self.functions = functions
+        # One Function's scaling, for a cold request: a lookup where the caller has one,
+        # else a pass over ``functions``.
+        self.scaling_of = scaling_of or (lambda key: dict(functions()).get(key))
         self.policy = policy or Policy()
         self.on_scaled = on_scaled
         self.clock = clock
@@ -62,7 +76,7 @@ class AutoscalerService:
         self.cold_decision_seconds: list[float] = []  # recent, for benchmarks and tests
         self._gateways: dict[str, _GatewayReport] = {}
         self._states: dict[FunctionKey, ScalerState] = {}
-        self._locks: dict[FunctionKey, asyncio.Lock] = {}
+        self._locks: KeyedLocks[FunctionKey] = KeyedLocks()
         self._reporting: set[asyncio.Task[None]] = set()
 
     # -- intake ---------------------------------------------------------------------------
@@ -97,6 +111,10 @@ class AutoscalerService:
     # -- decisions ------------------------------------------------------------------------
 
     def observation(self, key: FunctionKey) -> Observation:
+        self._forget_silent_gateways()
+        return self._observation(key)
+
+    def _forget_silent_gateways(self) -> None:
         now = self.clock()
         for gateway, report in list(self._gateways.items()):
             if now - report.received > self.gateway_ttl:
@@ -104,6 +122,8 @@ class AutoscalerService:
                     "forgetting gateway %s: no report for %.1fs", gateway, now - report.received
                 )
                 del self._gateways[gateway]
+
+    def _observation(self, key: FunctionKey) -> Observation:
         in_flight = queued = 0
         idle: list[float] = []
         for report in self._gateways.values():
@@ -154,10 +174,10 @@ class AutoscalerService:
 
     async def wake(self, key: FunctionKey, since: float) -> None:
         """A cold request is waiting: decide now instead of at the next tick."""
-        scaling = dict(self.functions()).get(key)
+        scaling = self.scaling_of(key)
         if scaling is None:
             return
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks.held(key):
             current = self.scaler.current_replicas(key) or 0
             if current > 0:
                 return  # already waking (or awake): the endpoint will appear
@@ -171,16 +191,25 @@ class AutoscalerService:
                     self.cold_decision_seconds = [*self.cold_decision_seconds[-999:], latency]
                 await self._apply(key, decision, current)
 
+    def forget(self, key: FunctionKey) -> None:
+        """The Function is gone: drop what the autoscaler remembered of it."""
+        self._states.pop(key, None)
+
     async def tick(self) -> None:
         now = self.clock()
-        for key, scaling in list(self.functions()):
-            async with self._locks.setdefault(key, asyncio.Lock()):
+        self._forget_silent_gateways()
+        for index, (key, scaling) in enumerate(list(self.functions())):
+            if index and index % TICK_SLICE == 0:
+                await asyncio.sleep(0)  # let watch events and requests in between
+            async with self._locks.held(key):
                 current = self.scaler.current_replicas(key)
                 if current is None:
                     continue
-                observation = self.observation(key)
+                observation = self._observation(key)
                 state = self._state(key)
                 observe(state, observation, now, self.policy)
+                if stays_at_zero(observation, current, scaling):
+                    continue
                 decision = decide(state, observation, current, scaling, now, self.policy)
                 if decision.changes(current):
                     try:

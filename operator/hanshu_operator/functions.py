@@ -1,6 +1,12 @@
 """kopf handlers for Functions: children, status, and what their Deployments and Pods say.
 
 The I/O edge: decisions live in builders, status and hanshu_api.models.
+
+Cost: a reconcile is a constant number of API calls for its own children (a GET and an
+apply each, the Deployment's handover, one status write); a Deployment or pod event
+writes its own Function's status and reads no other object. At a restart, a Deployment
+listed before its Function's resume costs nothing but a replica count (see
+``follow_deployment``). Kept per Function: see ``state``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from hanshu_api import (
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 
+from .bounded import bounded
 from .builders import (
     build_code_config_map,
     build_deployment,
@@ -45,7 +52,7 @@ from .conditions import (
 )
 from .events import post_event
 from .kube_scaler import REPLICAS_MANAGER, scale
-from .metrics import FUNCTION_REPLICAS, instrumented
+from .metrics import REPLICA_COUNTS, instrumented
 from .references import missing_env_sources, resolve_code
 from .replica_faults import (
     StartFailure,
@@ -232,7 +239,7 @@ async def write_function_status(
     async with state.status_lock(namespace, name):
         function = await state.kube.get(path_for(API_VERSION, FUNCTION_PLURAL, namespace, name))
         if function is None:
-            state.warned.pop(key, None)
+            state.forget_function(key)
             return None
         status = function.get("status") or {}
         previous = status.get("conditions")
@@ -255,8 +262,7 @@ async def write_function_status(
         }
         if observed is not None:
             new_status["observedGeneration"] = observed
-        FUNCTION_REPLICAS.labels(namespace, name, "desired").set(new_status["desiredReplicas"])
-        FUNCTION_REPLICAS.labels(namespace, name, "ready").set(new_status["readyReplicas"])
+        REPLICA_COUNTS.set(key, new_status["desiredReplicas"], new_status["readyReplicas"])
         if any(status.get(field) != value for field, value in new_status.items()):
             await state.kube.merge_patch(
                 path_for(API_VERSION, FUNCTION_PLURAL, namespace, name, "status"),
@@ -290,6 +296,7 @@ def _first_warning(
 @kopf.on.resume(GROUP, VERSION, FUNCTION_PLURAL)
 @kopf.on.create(GROUP, VERSION, FUNCTION_PLURAL)
 @kopf.on.update(GROUP, VERSION, FUNCTION_PLURAL)
+@bounded
 @instrumented("Function")
 async def reconcile_function(
     body: kopf.Body,
@@ -361,7 +368,7 @@ _MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
 async def follow_deployment(
     body: kopf.Body,
-    type: str,
+    type: str | None,
     namespace: str | None,
     labels: kopf.Labels,
     memo: kopf.Memo,
@@ -371,12 +378,20 @@ async def follow_deployment(
     if not name or namespace is None:
         return
     state = operator_state(memo)
+    key = (namespace, name)
     if state.scaler is not None:
         replicas = None if type == "DELETED" else (body.get("spec") or {}).get("replicas")
-        state.scaler.observe((namespace, name), replicas)
-    await write_function_status(
-        state, namespace, name, deployment=None if type == "DELETED" else dict(body)
-    )
+        state.scaler.observe(key, replicas)
+    if type is None and key not in state.scaling:
+        # Listed at start-up, before its Function's resume: that reconcile writes the
+        # status from the Deployment it applies. Writing here too would cost every
+        # Deployment a GET and a PATCH more at a restart, and keep kopf holding each
+        # Deployment's body (~50 KiB with its managedFields) in its queue meanwhile.
+        return
+    async with state.reconcile_slots:  # (``bounded``)
+        await write_function_status(
+            state, namespace, name, deployment=None if type == "DELETED" else dict(body)
+        )
 
 
 @kopf.on.event("", "v1", "pods", labels=_MANAGED)
@@ -406,4 +421,5 @@ async def follow_pod(
         # Nothing the status says changed (a retry, or a step of a normal start): the
         # report is kept for the next write (a progress deadline lists the pods' steps).
         return
-    await write_function_status(state, namespace, name)
+    async with state.reconcile_slots:  # (``bounded``)
+        await write_function_status(state, namespace, name)

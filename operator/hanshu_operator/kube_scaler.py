@@ -1,4 +1,7 @@
-"""'Set this function's replica count' on Kubernetes: the Deployment's scale subresource."""
+"""'Set this function's replica count' on Kubernetes: the Deployment's scale subresource.
+
+Cost: one int per Function (its Deployment's spec.replicas, as last written or watched),
+dropped when the Deployment goes."""
 
 from __future__ import annotations
 

@@ -2,13 +2,16 @@
 (``hanshu_api.route_claims``); every later claimant reports ``Served=False``,
 ``RouteConflict``, naming the owner, and takes over when the owner goes.
 
-Every HTTP Trigger's claim lives in a kopf index (memory, filled from the watch kopf
-already runs, across every namespace the operator watches), so judging a Trigger costs
-a dictionary lookup, not a LIST of the cluster. When a claim appears, moves or goes, only
-the claimants of the routes it left and entered are re-judged: one GET each, and a status
-write only when a verdict changed. A timer re-checking every HTTP Trigger would instead
-cost 1,000 Triggers a GET each per period, mostly for nothing, and put a finalizer on each
-(kopf timers require one).
+Every HTTP Trigger's claim is filed in memory (``state.triggers.routes``, kept by the
+Trigger watch kopf already runs, across every namespace the operator watches), so judging
+a Trigger costs a dictionary lookup, not a LIST of the cluster. When a claim appears,
+moves or goes, only the claimants of the routes it left and entered are re-judged: one
+GET each, and a status write only when a verdict changed. A timer re-checking every HTTP
+Trigger would instead cost 1,000 Triggers a GET each per period, mostly for nothing, and
+put a finalizer on each (kopf timers require one).
+
+Cost: an event compares the Trigger's claim with the one it was filed with (O(1)); a
+claim that moved re-judges the claimants of two routes, never every Trigger.
 """
 
 from __future__ import annotations
@@ -19,27 +22,10 @@ from typing import Any
 
 import kopf
 from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
-from hanshu_api.route_claims import RouteClaim, RouteKey, TriggerKey
+from hanshu_api.route_claims import RouteClaim, TriggerKey
 
-from .state import operator_state
-from .trigger_status import (
-    ROUTE_INDEX,
-    RouteIndex,
-    claim_of,
-    route_index,
-    with_retries,
-    write_trigger_status,
-)
-
-
-@kopf.index(GROUP, VERSION, TRIGGER_PLURAL, id=ROUTE_INDEX)
-def trigger_route_claims(
-    namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any
-) -> dict[RouteKey, RouteClaim]:
-    """Route identity (host, path) -> the claims on it."""
-    claim = claim_of(namespace, name, meta, spec) if namespace else None
-    # An empty mapping (not None) drops a Trigger that no longer claims a route.
-    return {} if claim is None else {claim.route: claim}
+from .state import OperatorState, operator_state
+from .trigger_status import RouteIndex, with_retries, write_trigger_status
 
 
 def rivals_to_recheck(
@@ -54,33 +40,42 @@ def rivals_to_recheck(
 
 
 @kopf.on.event(GROUP, VERSION, TRIGGER_PLURAL)
-async def recheck_route_rivals(
+async def file_trigger(
     type: str | None,
     namespace: str | None,
     name: str,
     meta: kopf.Meta,
     spec: kopf.Spec,
     memo: kopf.Memo,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
-    """A claim appeared, moved or went: re-judge the other claimants of its old and new
-    route (the Trigger itself is judged by its own reconcile). Most events (status
-    writes, fires) leave the claim as it was and cost one comparison."""
+    """Keep ``state.triggers`` current, and re-judge the rivals of a claim that appeared,
+    moved or went (the Trigger itself is judged by its own reconcile). Most events
+    (status writes, fires) leave everything as it was and cost one comparison."""
     if namespace is None:
         return
     state = operator_state(memo)
-    key = (namespace, name)
-    claim = None if type == "DELETED" else claim_of(namespace, name, meta, spec)
-    before = state.route_claims.pop(key, None)
-    if claim is not None:
-        state.route_claims[key] = claim
+    before = state.triggers.claim(namespace, name)
+    if type == "DELETED":
+        state.triggers.forget(namespace, name)
+    else:
+        state.triggers.observe(namespace, name, meta, spec)
+    claim = state.triggers.claim(namespace, name)
     if claim == before:
         return
-    routes = route_index(kwargs)
     if type is None and before is None:
         return  # first sight at start-up: every Trigger's resume judges it with the full index
-    for rival in rivals_to_recheck(key, (before, claim), routes):
-        await with_retries(
-            f"re-judging the route of Trigger {rival.namespace}/{rival.name}",
-            functools.partial(write_trigger_status, state, rival.namespace, rival.name, routes),
-        )
+    await recheck_route_rivals(state, (namespace, name), (before, claim))
+
+
+async def recheck_route_rivals(
+    state: OperatorState, key: TriggerKey, claims: tuple[RouteClaim | None, RouteClaim | None]
+) -> None:
+    """Re-judge the other claimants of the routes ``claims`` are on (``bounded``)."""
+    routes = state.triggers.routes
+    async with state.reconcile_slots:
+        for rival in rivals_to_recheck(key, claims, routes):
+            await with_retries(
+                f"re-judging the route of Trigger {rival.namespace}/{rival.name}",
+                functools.partial(write_trigger_status, state, rival.namespace, rival.name, routes),
+            )

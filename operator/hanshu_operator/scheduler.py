@@ -3,7 +3,13 @@
 delivered is retried a few times and then reported, never dropped silently.
 
 Time comes from a ``Clock`` (``now`` and ``sleep_until``): the real one in production, a
-simulated one in tests, so a test checks a day of fires without waiting for any of them."""
+simulated one in tests, so a test checks a day of fires without waiting for any of them.
+
+Cost: one kopf daemon (a task) per schedule Trigger, asleep until its next fire and
+waking every ``triggers.EDIT_LOOK_SECONDS`` (2 s) to look at its spec for an edit; a fire
+is one invocation and one status write. Nothing here looks at another Trigger, so n
+schedules cost n tasks and n/2 wake-ups a second (10,000 schedules: 5,000 cheap wake-ups
+a second, about 2 % of a core), never n * n."""
 
 from __future__ import annotations
 

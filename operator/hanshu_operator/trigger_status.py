@@ -4,7 +4,10 @@ Several parts of the operator learn something about a Trigger: its reconcile (sp
 Function), a rival Trigger that takes or frees its route, a rotated API-key Secret. Each
 passes what it learned to ``write_trigger_status``, which re-reads the Trigger under a lock
 per Trigger and recomputes every condition, so none undoes another's write, and the route
-verdict is always the one of the present (the kopf index of route claims).
+verdict is always the one of the present (``state.triggers.routes``).
+
+Cost: judging a Trigger compares its claim with the claims on its own route only (a
+lookup in the route index), so judging n Triggers is O(n), not O(n^2).
 """
 
 from __future__ import annotations
@@ -36,12 +39,12 @@ from .conditions import (
 from .config import OperatorConfig
 from .events import post_event
 from .state import OperatorState
+from .trigger_index import claim_of
 
 log = logging.getLogger("hanshu.operator")
 
-# The kopf index of HTTP route claims: route identity (host, path) -> the claims on it.
+# HTTP route claims: route identity (host, path) -> the claims on it.
 RouteIndex = Mapping[RouteKey, Iterable[RouteClaim]]
-ROUTE_INDEX = "trigger_route_claims"  # its id: kopf passes it to handlers under this name
 
 # A condition that turns False for one of these reasons is also a Warning Event: once per
 # change (the writer compares with the status it replaces), never once per retry.
@@ -67,27 +70,6 @@ def trigger_url(gateway_url: str, trigger: TriggerSpec) -> str | None:
         scheme = gateway_url.split("://", 1)[0] if "://" in gateway_url else "http"
         return f"{scheme}://{trigger.http.host}{trigger.http.path}"
     return f"{gateway_url}{trigger.http.path}" if gateway_url else None
-
-
-def route_index(kwargs: Mapping[str, Any]) -> RouteIndex:
-    """The route-claims index from a handler's keyword arguments (kopf passes every index
-    to every handler; reading it here keeps handler signatures kopf's own)."""
-    index: RouteIndex = kwargs[ROUTE_INDEX]
-    return index
-
-
-def claim_of(
-    namespace: str, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> RouteClaim | None:
-    """The route an HTTP Trigger claims, or None (not HTTP, or a spec that claims nothing
-    because it is invalid)."""
-    try:
-        trigger = parse_trigger_spec(spec, namespace)
-    except SpecInvalid:
-        return None
-    if trigger.http is None:
-        return None
-    return RouteClaim.of(namespace, name, meta.get("creationTimestamp"), trigger.http)
 
 
 def route_owner(claim: RouteClaim, routes: RouteIndex) -> RouteClaim | None:

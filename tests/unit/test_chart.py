@@ -605,3 +605,14 @@ def test_network_policies_of_async_invocation(helm_bin: Path):
     assert [r["ports"] for r in ingress] == [[{"port": 8082, "protocol": "TCP"}]]
     nats_ingress = _one(monitored, "NetworkPolicy", "nats")["spec"]["ingress"]
     assert nats_ingress[1]["ports"] == [{"port": 8222, "protocol": "TCP"}]
+
+
+def test_operator_liveness_lets_a_busy_operator_catch_up(helm_bin: Path):
+    """kopf answers /healthz on the operator's loop, which a restart with thousands of
+    objects keeps busy for seconds at a time: the probe waits 5 s for an answer and kills
+    only after a minute without one, not after three answers slower than 1 s (#23)."""
+    operator = _one(render(helm_bin, None), "Deployment", "operator")
+    probe = operator["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert probe["timeoutSeconds"] >= 5
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 60

@@ -329,3 +329,8 @@ async def test_operator_metrics_count_reconciles(operator: Cluster):
         text = await reply.text()
     assert 'hanshu_operator_reconciles_total{kind="Function",outcome="success"}' in text
     assert "hanshu_operator_reconcile_duration_seconds_bucket" in text
+    # The replica counts (one tuple per Function, made into samples when scraped) and
+    # how late the operator's loop runs what is due (#23).
+    assert 'hanshu_function_replicas{function="hello",namespace="ns1",state="desired"}' in text
+    assert 'hanshu_event_loop_lag_seconds{statistic="max"}' in text
+    assert 'hanshu_event_loop_lag_seconds{statistic="p99"}' in text

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey, ReplicaScaler
+from hanshu_api.stats_report import FunctionStat, StatsReport
 from prometheus_client import Histogram
 
 from .autoscaler import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
@@ -46,7 +47,7 @@ TICK_SLICE = 256
 @dataclass
 class _GatewayReport:
     received: float
-    functions: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
+    functions: dict[FunctionKey, FunctionStat] = field(default_factory=dict)
 
 
 class AutoscalerService:
@@ -81,20 +82,19 @@ class AutoscalerService:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def ingest(self, report: dict[str, Any]) -> list[tuple[FunctionKey, float]]:
-        """Store one gateway's report; returns the cold (function, since) pairs in it."""
-        functions = {(f["namespace"], f["name"]): f for f in report.get("functions") or []}
-        self._gateways[str(report["gateway"])] = _GatewayReport(self.clock(), functions)
-        return [
-            ((c["namespace"], c["name"]), float(c.get("since", 0)))
-            for c in report.get("cold") or []
-        ]
+    def ingest(self, report: StatsReport | Mapping[str, Any]) -> list[tuple[FunctionKey, float]]:
+        """Store one reporter's report; returns the cold (function, since) pairs in it.
+        A report as JSON is parsed first: StatsInvalid names what is wrong with it."""
+        if not isinstance(report, StatsReport):
+            report = StatsReport.parse(report)
+        functions = {stat.key: stat for stat in report.functions}
+        self._gateways[report.reporter] = _GatewayReport(self.clock(), functions)
+        return [(cold.key, cold.since) for cold in report.cold]
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         try:
-            report = await request.json()
-            cold = self.ingest(report)
-        except (ValueError, KeyError, TypeError) as error:
+            cold = self.ingest(await request.json())
+        except ValueError as error:  # not JSON, or StatsInvalid
             return web.json_response(
                 {"errorType": "InvalidStats", "errorMessage": f"malformed stats report: {error}"},
                 status=400,
@@ -130,10 +130,10 @@ class AutoscalerService:
             stats = report.functions.get(key)
             if stats is None:
                 continue
-            in_flight += int(stats.get("inFlight", 0))
-            queued += int(stats.get("queued", 0))
-            if stats.get("idleFor") is not None:
-                idle.append(float(stats["idleFor"]))
+            in_flight += stats.in_flight
+            queued += stats.queued
+            if stats.idle_for is not None:
+                idle.append(stats.idle_for)
         return Observation(float(in_flight + queued), queued, min(idle) if idle else None)
 
     def _state(self, key: FunctionKey) -> ScalerState:

@@ -27,6 +27,7 @@ import nats
 from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION, internal_headers
 from hanshu_api.kube import path_for
 from hanshu_api.models import Destination, SecretKeyRef, SpecInvalid, parse_trigger_spec
+from hanshu_api.stats_report import FunctionStat, StatsReport
 
 from .conditions import FALSE, TRUE, Condition, rfc3339
 from .state import operator_state
@@ -160,23 +161,13 @@ def failure_sender(
     return send
 
 
-def lag_report(namespace: str, trigger: str, function: str, lag: int) -> dict[str, Any]:
-    """The lag as queued requests, in the shape gateways report (its own reporter id)."""
-    return {
-        "gateway": f"stream:{namespace}/{trigger}",
-        "sentAt": time.time(),
-        "functions": [
-            {
-                "namespace": namespace,
-                "name": function,
-                "inFlight": 0,
-                "queued": lag,
-                "arrivals": 0,
-                "idleFor": None,
-            }
-        ],
-        "cold": [],
-    }
+def lag_report(namespace: str, trigger: str, function: str, lag: int) -> StatsReport:
+    """The lag as queued requests, reported as a gateway reports (its own reporter id)."""
+    return StatsReport(
+        f"stream:{namespace}/{trigger}",
+        time.time(),
+        (FunctionStat(namespace, function, queued=lag),),
+    )
 
 
 def _is_stream(spec: kopf.Spec, **_: Any) -> bool:

@@ -125,3 +125,19 @@ def run_hey(url: str, *, rate: int, seconds: int, connections: int = 50) -> Load
     if match := re.search(r"Error distribution:(.*)", out, re.S):
         errors += sum(int(n) for n in re.findall(r"\[(\d+)\]", match.group(1)))
     return LoadResult(rps, p50, p99, errors)
+
+
+def gateway_env(
+    kubeconfig: str | Path, namespace: str, port: int, internal: int, **extra: str
+) -> dict[str, str]:
+    """The environment of a cluster gateway process (``python -m hanshu_gateway``) that
+    watches one namespace through ``kubeconfig`` and serves on loopback ports."""
+    return {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HANSHU_WATCH_NAMESPACES": namespace,
+        "HANSHU_GATEWAY_HOST": "127.0.0.1",
+        "HANSHU_GATEWAY_PORT": str(port),
+        "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
+        **extra,
+    }

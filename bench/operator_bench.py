@@ -35,7 +35,7 @@ import kmock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import free_port
+from common import free_port, gateway_env
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
@@ -279,15 +279,13 @@ async def wake_up(count: int) -> None:
         port, internal = free_port(), free_port()
         gateway = subprocess.Popen(
             [sys.executable, "-m", "hanshu_gateway"],
-            env={
-                **os.environ,
-                "KUBECONFIG": str(kubeconfig),
-                "HANSHU_WATCH_NAMESPACES": NAMESPACE,
-                "HANSHU_GATEWAY_HOST": "127.0.0.1",
-                "HANSHU_GATEWAY_PORT": str(port),
-                "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
-                "HANSHU_AUTOSCALER_URL": f"http://127.0.0.1:{autoscaler}",
-            },
+            env=gateway_env(
+                kubeconfig,
+                NAMESPACE,
+                port,
+                internal,
+                HANSHU_AUTOSCALER_URL=f"http://127.0.0.1:{autoscaler}",
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

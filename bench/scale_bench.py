@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from common import free_port  # noqa: E402
+from common import free_port, gateway_env  # noqa: E402
 from operator_bench import ForgetfulEmulator, peak_rss_mib  # noqa: E402
 
 from tests.kube_emulator import (  # noqa: E402
@@ -91,14 +91,7 @@ async def gateway_run(count: int, replica_port: int) -> GatewayFigures:
                 sys.executable,
                 "-m",
                 "hanshu_gateway",
-                env={
-                    **os.environ,
-                    "KUBECONFIG": str(kubeconfig),
-                    "HANSHU_WATCH_NAMESPACES": NAMESPACE,
-                    "HANSHU_GATEWAY_HOST": "127.0.0.1",
-                    "HANSHU_GATEWAY_PORT": str(port),
-                    "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
-                },
+                env=gateway_env(kubeconfig, NAMESPACE, port, internal),
                 stdout=subprocess.DEVNULL,
                 stderr=None if os.environ.get("BENCH_GATEWAY_LOG") else subprocess.DEVNULL,
             )

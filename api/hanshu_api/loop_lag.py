@@ -146,6 +146,7 @@ class Slices:
 
 
 _pausers = 0
+_collector_was_enabled = True
 
 
 @contextlib.contextmanager
@@ -160,15 +161,16 @@ def collector_paused() -> Iterator[None]:
     cycle that is frozen and later dropped stays until ``gc.unfreeze()``; loaded objects
     (parsed JSON, specs) hold no cycles, and full lists are rare (start-up, a watch that
     lost its position)."""
-    global _pausers
+    global _pausers, _collector_was_enabled
+    if _pausers == 0:
+        _collector_was_enabled = gc.isenabled()
+        gc.disable()
     _pausers += 1
-    was_enabled = gc.isenabled()
-    gc.disable()
     try:
         yield
     finally:
         _pausers -= 1
         if _pausers == 0:
             gc.freeze()
-            if was_enabled or not gc.isenabled():
+            if _collector_was_enabled:  # as it was before the first load began
                 gc.enable()

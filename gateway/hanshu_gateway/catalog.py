@@ -218,8 +218,10 @@ class Catalog:
             self.object_triggers[key] = trigger
         else:
             self.object_triggers.pop(key, None)
-        if trigger.spec.http is None:
-            return self.remove_trigger(key) if key in self._http else []
+        if trigger.spec.http is None:  # no route (any more): its claim goes
+            if self._http.pop(key, None) is None:
+                return []
+            return self._apply(self._claims.remove(key))
         self._http[key] = trigger
         return self._apply(self._claims.put(_claim(trigger)))
 

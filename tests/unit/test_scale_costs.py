@@ -207,3 +207,34 @@ def test_a_stats_report_carries_what_runs_not_what_is_deployed() -> None:
     catalog.functions[("ns", "fn-2")].stats.in_flight = 1  # waiting for a replica
     catalog.functions[("ns", "fn-3")].stats.arrivals = 1  # served since the last report
     assert sorted(key[1] for key, _ in catalog.all_stats()) == ["fn-1", "fn-2", "fn-3"]
+
+
+def test_a_trigger_that_moves_from_a_route_to_a_bucket_keeps_its_bucket() -> None:
+    catalog = Catalog(10, lambda ns, t: None)
+    catalog.put_trigger(http_trigger(1))
+    bucket = parse_trigger_spec(
+        {"functionRef": {"name": "fn-1"}, "objectStorage": {"bucket": "photos"}}, "ns"
+    )
+    catalog.put_trigger(KnownTrigger("ns", "t-1", "2026-01-01T00:00:00Z", bucket))
+    assert catalog.route_of_trigger("ns", "t-1") is None
+    assert ("ns", "t-1") in catalog.object_triggers
+
+
+def test_loads_share_one_pause_of_the_collector_and_restore_it() -> None:
+    import gc
+
+    from hanshu_api.loop_lag import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        with collector_paused():  # a second watch's list, at the same time
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the first one is still loading
+    assert gc.isenabled()
+    gc.disable()  # a process that runs without the collector keeps it off
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

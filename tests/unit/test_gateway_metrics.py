@@ -76,3 +76,16 @@ def test_requests_are_counted_by_trigger_and_code() -> None:
     assert ok["hanshu_gateway_requests_total"] == 2
     missing = _samples("hanshu_gateway_requests", function="counted", code="404")
     assert missing["hanshu_gateway_requests_total"] == 1
+
+
+def test_an_idle_function_adds_no_latency_series_until_its_first_request() -> None:
+    meters = metrics.FunctionMeters("metrics-test", "idle", FunctionStats())
+    idle = _samples(
+        "hanshu_gateway_request_duration_seconds", namespace="metrics-test", function="idle"
+    )
+    assert idle == {}  # 10,000 idle Functions would be 170,000 samples of zeros
+    meters.latency.observe(0.02)
+    served = _samples(
+        "hanshu_gateway_request_duration_seconds", namespace="metrics-test", function="idle"
+    )
+    assert served["hanshu_gateway_request_duration_seconds_count"] == 1

@@ -167,11 +167,6 @@ class AutoscalerService:
         except Exception:
             log.exception("reporting the scaling of %s/%s failed", *key)
 
-    async def settled(self) -> None:
-        """Until every status write and Event of past decisions is done (tests, shutdown)."""
-        while self._reporting:
-            await asyncio.gather(*self._reporting, return_exceptions=True)
-
     async def wake(self, key: FunctionKey, since: float) -> None:
         """A cold request is waiting: decide now instead of at the next tick."""
         scaling = self.scaling_of(key)

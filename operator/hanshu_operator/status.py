@@ -13,8 +13,6 @@ from typing import Any
 from .conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 from .replica_faults import StartFailure
 
-DEPENDENTS = ("ConfigurationValid", "CodeReady", "DeploymentReady")
-
 
 def deployment_conditions(
     deployment: Mapping[str, Any] | None, failure: StartFailure | None

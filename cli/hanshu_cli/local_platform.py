@@ -25,8 +25,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
 from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
 
@@ -44,6 +46,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def replica_env(
+    key: FunctionKey,
+    spec: FunctionSpec,
+    *,
+    inherited: Mapping[str, str],
+    extra: Mapping[str, str],
+    default_resources: Mapping[str, Any],
+    code_dir: Path,
+    port: int,
+    admin_port: int,
+    termination_log: Path,
+) -> dict[str, str]:
+    """A replica process's environment: what it inherits (a pod's image env), the
+    Function's own values, the local platform's ``extra`` (the local S3's credentials),
+    then the function contract, which nothing before it overrides (as in a cluster)."""
+    namespace, name = key
+    own = {str(e["name"]): str(e["value"]) for e in user_env(spec.env) if "value" in e}
+    contract = function_env(
+        name,
+        spec,
+        # A manifest on disk was never applied: it is its Function's first generation.
+        generation=None,
+        default_resources=default_resources,
+        code_dir=str(code_dir),
+        port=port,
+        admin_port=admin_port,
+        namespace=namespace,  # as the downward API gives it in a cluster
+        host="127.0.0.1",
+        termination_log=str(termination_log),
+    )
+    return {**inherited, **own, **extra, **contract}
 
 
 @dataclass
@@ -74,12 +109,19 @@ class LocalPlatform:
     endpoints whenever they change, and implements ReplicaScaler."""
 
     def __init__(
-        self, *, extra_env: Mapping[str, str] | None = None, workdir: Path | None = None
+        self,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        default_resources: Mapping[str, Any] | None = None,
     ) -> None:
         self._functions: dict[FunctionKey, _LocalFunction] = {}
         self._listeners: list[EndpointListener] = []
         self._starting_listeners: list[EndpointListener] = []
         self._extra_env = dict(extra_env or {})
+        # The resources a Function without its own gets (the chart's functionDefaults):
+        # they decide HANSHU_MEMORY_MB, as in a cluster.
+        self._default_resources = dict(default_resources or {})
         self._workdir = workdir or Path(tempfile.mkdtemp(prefix="hanshu-local-"))
         self._lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
@@ -170,27 +212,17 @@ class LocalPlatform:
         admin_port: int,
         termination_log: Path,
     ) -> asyncio.subprocess.Process:
-        spec = function.spec
-        env = {
-            **os.environ,
-            **{e["name"]: str(e.get("value", "")) for e in spec.env if "value" in e},
-            **self._extra_env,
-            "HANSHU_HANDLER": spec.handler,
-            "HANSHU_HANDLER_TYPE": spec.handler_type,
-            "HANSHU_CODE_DIR": str(function.code_dir),
-            "HANSHU_TIMEOUT": str(spec.timeout_seconds),
-            "HANSHU_CONCURRENCY": str(spec.concurrency),
-            "HANSHU_HOST": "127.0.0.1",
-            "HANSHU_PORT": str(port),
-            "HANSHU_ADMIN_PORT": str(admin_port),
-            "HANSHU_FUNCTION_NAME": key[1],
-            "HANSHU_NAMESPACE": key[0],  # as the downward API gives it in a cluster
-            "HANSHU_MEMORY_MB": str(spec.memory_mb),
-            "HANSHU_DRAIN_SECONDS": str(spec.timeout_seconds),
-            "HANSHU_TERMINATION_LOG": str(termination_log),
-        }
-        if spec.initializer:
-            env["HANSHU_INITIALIZER"] = spec.initializer
+        env = replica_env(
+            key,
+            function.spec,
+            inherited=os.environ,
+            extra=self._extra_env,
+            default_resources=self._default_resources,
+            code_dir=function.code_dir,
+            port=port,
+            admin_port=admin_port,
+            termination_log=termination_log,
+        )
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -24,6 +24,7 @@ from hanshu_api import (
     MANAGED_BY,
     RUNTIME_CONTAINER,
 )
+from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
 
 from .config import OperatorConfig
@@ -86,23 +87,9 @@ def runtime_env(
     default_resources: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables."""
-    env = {
-        "HANSHU_HANDLER": spec.handler,
-        "HANSHU_HANDLER_TYPE": spec.handler_type,
-        "HANSHU_CODE_DIR": CODE_DIR,
-        "HANSHU_TIMEOUT": str(spec.timeout_seconds),
-        "HANSHU_CONCURRENCY": str(spec.concurrency),
-        "HANSHU_PORT": str(FUNCTION_PORT),
-        "HANSHU_ADMIN_PORT": str(ADMIN_PORT),
-        "HANSHU_FUNCTION_NAME": name,
-        "HANSHU_FUNCTION_VERSION": str(generation or 1),
-        # What the pod really gets, platform defaults included: context.memory_limit_in_mb.
-        "HANSHU_MEMORY_MB": str(spec.effective_memory_mb(default_resources)),
-        # An in-flight request may run for the whole timeout; let it finish on scale-down.
-        "HANSHU_DRAIN_SECONDS": str(spec.timeout_seconds),
-    }
-    if spec.initializer:
-        env["HANSHU_INITIALIZER"] = spec.initializer
+    env = function_env(
+        name, spec, generation=generation, default_resources=default_resources, code_dir=CODE_DIR
+    )
     # The pod's own namespace (downward API): the context's ARN and log group name it.
     namespace = {
         "name": "HANSHU_NAMESPACE",
@@ -111,7 +98,7 @@ def runtime_env(
     return [
         *({"name": k, "value": v} for k, v in env.items()),
         namespace,
-        *(dict(e) for e in spec.env),
+        *(dict(e) for e in user_env(spec.env)),
     ]
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hanshu_api import LABEL_FUNCTION, RUNTIME_CONTAINER
+from hanshu_api.function_contract import FUNCTION_VERSION_ENV
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -32,7 +33,7 @@ CONTAINER_CONFIG_REASONS = frozenset(
 )
 # The env variable every pod template carries with the Function's generation: a spec change
 # gives the template a new value, so a pod with an older one predates the user's last change.
-VERSION_ENV = "HANSHU_FUNCTION_VERSION"
+VERSION_ENV = FUNCTION_VERSION_ENV
 # The runtime's start-up fault line (hanshu_runtime.faults.StartupFault.one_line).
 _RUNTIME_LINE = re.compile(r"^Runtime\.\w+: ")
 

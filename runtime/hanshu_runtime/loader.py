@@ -23,6 +23,8 @@ from .faults import (
 
 log = logging.getLogger("hanshu.runtime")
 
+# The handler forms of hanshu_api.function_contract.HANDLER_PATTERN, kept here because the
+# runtime imports nothing of ours; tests/unit/test_function_contract.py keeps them equal.
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _COLON_FORM = re.compile(rf"^(?P<module>{_DOTTED}):(?P<attr>{_DOTTED})$")
 _DOT_FORM = re.compile(rf"^(?P<module>{_DOTTED})\.(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")

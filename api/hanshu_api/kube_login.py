@@ -163,7 +163,8 @@ def bearer_token(configuration: Any) -> str | None:
                 f"the kubeconfig's user authenticates with {scheme}, which Kubernetes "
                 "removed in 1.19: use a token, a client certificate or an exec plugin"
             )
-        return token
+        # A tokenFile is read whole by the loader: its newline would break the header.
+        return token.strip()
     return None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ from typing import Any
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 INSTALL_HINT = "pip install 'hanshu[kubeconfig]' (or: pip install kubernetes)"
 # The API key names the official Configuration keeps a kubeconfig's token under: the
-# loader writes "BearerToken" since client 35 and "authorization" before it.
+# loader writes "BearerToken" since client 36 and "authorization" before it.
 _TOKEN_KEYS = ("BearerToken", "authorization")
+# The loader's memory of the files it wrote is one per process: two logins at once (kopf's
+# and our client's, both after the same 401) would hand each other's files out.
+_LOADING = threading.Lock()
 
 
 class KubeLoginError(RuntimeError):
@@ -201,7 +205,7 @@ def config_from_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
     Runs the user's exec plugin or auth provider now, and again at each reload."""
     config_module, client_module = official_client()
     configuration = client_module.Configuration()
-    with tempfile.TemporaryDirectory(prefix="hanshu-kubeconfig-") as scratch:
+    with _LOADING, tempfile.TemporaryDirectory(prefix="hanshu-kubeconfig-") as scratch:
         try:
             config_module.load_kube_config(
                 config_file=path,

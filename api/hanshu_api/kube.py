@@ -150,7 +150,7 @@ class KubeClient:
             self._logins += 1
             if self.config.reload is not None:
                 fresh = await asyncio.to_thread(self.config.reload)
-                if tls_settings(fresh) != tls_settings(self.config) and self._session:
+                if tls_settings(fresh) != tls_settings(self.config) and self._session is not None:
                     stale, self._session = self._session, None
                     await stale.close()
                 self.config = fresh

@@ -244,7 +244,7 @@ def load_config(env: Mapping[str, str] = os.environ) -> KubeConfig:
         return config_from_kubeconfig(env["KUBECONFIG"])
     host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
     if host and (SERVICE_ACCOUNT_DIR / "token").exists():
-        return in_cluster_config(host, port)
+        return in_cluster_config(host, port, SERVICE_ACCOUNT_DIR)
     home_config = Path.home() / ".kube" / "config"
     if home_config.exists():
         return config_from_kubeconfig(str(home_config))

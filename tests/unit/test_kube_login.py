@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
+from hanshu_api import kube_login
 from hanshu_api.kube import ApiError, KubeClient, KubeConfig, KubeLoginError, load_config
 from hanshu_api.kube_login import config_from_kubeconfig, in_cluster_config
 
@@ -271,9 +272,22 @@ def test_without_the_official_client_a_kubeconfig_says_what_to_install(
     assert "pip install" in str(missing.value)
     assert "hanshu[kubeconfig]" in str(missing.value)
     assert "\n" not in str(missing.value)
-    # In a pod, the official client is not needed.
-    (tmp_path / "token").write_text("pod-token")
-    assert in_cluster_config("10.0.0.1", "443", tmp_path).token_file == str(tmp_path / "token")
+
+
+def test_in_a_pod_the_service_account_logs_in_without_the_official_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for module in ("kubernetes", "kubernetes.client", "kubernetes.config"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(kube_login, "SERVICE_ACCOUNT_DIR", tmp_path)
+    (tmp_path / "token").write_text("pod-token\n")
+    (tmp_path / "namespace").write_text("hanshu-system\n")
+    env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    config = load_config(env)
+    assert config.server == "https://[fd00::1]:6443"
+    assert config.token_file == str(tmp_path / "token")  # read by the client, as it rotates
+    assert config.ca_file == str(tmp_path / "ca.crt")
+    assert config.namespace == "hanshu-system"
 
 
 def test_a_broken_kubeconfig_is_a_login_error_naming_the_file(tmp_path: Path):

@@ -1,5 +1,6 @@
 """A small async Kubernetes API client: just the calls Hanshu makes (get, list, create,
-merge-patch, apply, delete, watch), authenticated in-cluster or from a kubeconfig.
+merge-patch, apply, delete, watch), authenticated in-cluster or from a kubeconfig
+(kube_login.py), logging in again once when the API answers 401.
 
 kopf watches our resources; this client is for the objects kopf does not write for us
 (children, the scale subresource, other objects' status) and for the gateway, which runs
@@ -9,22 +10,25 @@ without kopf.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
+import math
 import ssl
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Where the credentials come from is kube_login's job; these names stay importable here,
+# where the components and tests have always found them.
+from .kube_login import KubeConfig as KubeConfig
+from .kube_login import KubeLoginError as KubeLoginError
+from .kube_login import config_from_kubeconfig as config_from_kubeconfig
+from .kube_login import load_config as load_config
+from .kube_login import ssl_context, tls_settings
+
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
 _TOKEN_REREAD_SECONDS = 60.0  # bound service-account tokens rotate; re-read the file
@@ -45,131 +49,6 @@ class ApiError(Exception):
 class WatchIdle(TimeoutError):
     """Nothing (no event, no bookmark) arrived on a watch within its idle bound: the
     connection is presumed dead, though no error ever said so."""
-
-
-@dataclass(frozen=True, slots=True)
-class KubeConfig:
-    """Where the API is and who we are. Credentials given inline (a kubeconfig's '*-data'
-    fields) stay in memory as PEM bytes: never in files that outlive loading them."""
-
-    server: str
-    token: str | None = field(default=None, repr=False)  # a config may end up in a log
-    token_file: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False
-    namespace: str = "default"
-    ca_data: bytes | None = field(default=None, repr=False)
-    cert_data: bytes | None = field(default=None, repr=False)
-    key_data: bytes | None = field(default=None, repr=False)
-
-
-def _inline(data_b64: str | None) -> bytes | None:
-    return base64.b64decode(data_b64) if data_b64 else None
-
-
-def _file_unless_inline(data_b64: str | None, path: str | None) -> str | None:
-    # As in kubectl, the '*-data' field overrides the file it stands for.
-    return None if data_b64 else path
-
-
-def _pem_text(data: bytes) -> str | bytes:
-    # ssl's cadata takes PEM as text and DER as bytes.
-    return data.decode("ascii") if data.lstrip().startswith(b"-----BEGIN") else data
-
-
-def _read(path: str | None) -> bytes | None:
-    return Path(path).read_bytes() if path else None
-
-
-@contextmanager
-def _written(cert: bytes, key: bytes) -> Iterator[tuple[str, str]]:
-    """The client certificate and key as files only while ssl loads them: ssl has no
-    in-memory API for a chain. A private directory (0700), removed on the way out."""
-    with tempfile.TemporaryDirectory(prefix="hanshu-tls-") as directory:
-        os.chmod(directory, 0o700)
-        paths = (os.path.join(directory, "client.crt"), os.path.join(directory, "client.key"))
-        for path, data in zip(paths, (cert, key), strict=True):
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-        yield paths
-
-
-def ssl_context(config: KubeConfig) -> ssl.SSLContext:
-    """Verifies the server against the configured CA (else the system's) and presents the
-    client certificate when there is one, from files or from inline data."""
-    context = ssl.create_default_context(
-        cafile=config.ca_file, cadata=_pem_text(config.ca_data) if config.ca_data else None
-    )
-    if config.cert_data or config.key_data:
-        cert = config.cert_data or _read(config.cert_file)
-        key = config.key_data or _read(config.key_file)
-        if cert and key:
-            with _written(cert, key) as (cert_path, key_path):
-                context.load_cert_chain(cert_path, key_path)
-    elif config.cert_file and config.key_file:
-        context.load_cert_chain(config.cert_file, config.key_file)
-    return context
-
-
-def config_from_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
-    import yaml
-
-    document = yaml.safe_load(Path(path).read_text()) or {}
-    context_name = context or document.get("current-context")
-    contexts = {c["name"]: c.get("context", {}) for c in document.get("contexts") or []}
-    clusters = {c["name"]: c.get("cluster", {}) for c in document.get("clusters") or []}
-    users = {u["name"]: u.get("user", {}) or {} for u in document.get("users") or []}
-    if context_name not in contexts:
-        raise ValueError(f"kubeconfig {path} has no context {context_name!r}")
-    ctx = contexts[context_name]
-    cluster = clusters.get(ctx.get("cluster"), {})
-    user = users.get(ctx.get("user"), {})
-    base = Path(path).parent
-
-    def rel(p: str | None) -> str | None:
-        return str(base / p) if p else None
-
-    ca_data = cluster.get("certificate-authority-data")
-    cert_data = user.get("client-certificate-data")
-    key_data = user.get("client-key-data")
-    return KubeConfig(
-        server=str(cluster["server"]).rstrip("/"),
-        token=user.get("token"),
-        token_file=rel(user.get("tokenFile")),
-        ca_file=_file_unless_inline(ca_data, rel(cluster.get("certificate-authority"))),
-        cert_file=_file_unless_inline(cert_data, rel(user.get("client-certificate"))),
-        key_file=_file_unless_inline(key_data, rel(user.get("client-key"))),
-        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        namespace=ctx.get("namespace") or "default",
-        ca_data=_inline(ca_data),
-        cert_data=_inline(cert_data),
-        key_data=_inline(key_data),
-    )
-
-
-def load_config(env: Mapping[str, str] = os.environ) -> KubeConfig:
-    """KUBECONFIG when set; else the pod's service account; else ~/.kube/config."""
-    if env.get("KUBECONFIG"):
-        return config_from_kubeconfig(env["KUBECONFIG"].split(os.pathsep)[0])
-    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
-    if host and (SERVICE_ACCOUNT_DIR / "token").exists():
-        namespace_file = SERVICE_ACCOUNT_DIR / "namespace"
-        return KubeConfig(
-            server=f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}",
-            token_file=str(SERVICE_ACCOUNT_DIR / "token"),
-            ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
-            namespace=namespace_file.read_text().strip() if namespace_file.exists() else "default",
-        )
-    home_config = Path.home() / ".kube" / "config"
-    if home_config.exists():
-        return config_from_kubeconfig(str(home_config))
-    raise RuntimeError(
-        "no Kubernetes credentials: set KUBECONFIG, run in a pod with a service account, "
-        "or create ~/.kube/config"
-    )
 
 
 def path_for(
@@ -203,6 +82,15 @@ async def _within(seconds: float | None, step: Awaitable[T], path: str) -> T:
         raise WatchIdle(f"nothing from the watch of {path} in {seconds:g}s") from None
 
 
+def api_error(status: int, reason: str | None, text: str) -> ApiError:
+    """An error reply as the API server words it (a Status object), else as HTTP does."""
+    try:
+        body = json.loads(text)
+        return ApiError(status, body.get("reason", ""), body.get("message", text))
+    except (ValueError, AttributeError):
+        return ApiError(status, reason or "", text)
+
+
 class KubeClient:
     def __init__(self, config: KubeConfig, *, timeout: float = 30.0) -> None:
         self.config = config
@@ -212,7 +100,11 @@ class KubeClient:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = config.token
-        self._token_read_at = 0.0
+        self._token_read_at = -math.inf
+        # Logins since the first: a 401 answered to a request sent under an older login
+        # was already dealt with, and a burst of 401s runs an exec plugin once, not per call.
+        self._logins = 0
+        self._login_lock = asyncio.Lock()
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self.config.server.startswith("https"):
@@ -244,6 +136,27 @@ class KubeClient:
             headers["Content-Type"] = content_type
         return headers
 
+    def _can_login_again(self) -> bool:
+        return self.config.reload is not None or self.config.token_file is not None
+
+    async def _login_again(self, seen: int) -> None:
+        """After a 401 to a request sent under login number ``seen``: the credentials went
+        stale (an exec plugin's token expired, the kubelet rotated the pod's token), so take
+        them again, as kopf re-authenticates. Connections are made anew only when the TLS
+        side changed (a new client certificate); a new token rides on the same ones."""
+        async with self._login_lock:
+            if self._logins != seen:
+                return
+            self._logins += 1
+            if self.config.reload is not None:
+                fresh = await asyncio.to_thread(self.config.reload)
+                if tls_settings(fresh) != tls_settings(self.config) and self._session is not None:
+                    stale, self._session = self._session, None
+                    await stale.close()
+                self.config = fresh
+                self._token = fresh.token
+            self._token_read_at = -math.inf  # the token file, read again at the next call
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -259,22 +172,21 @@ class KubeClient:
     ) -> Any:
         data = None if body is None else json.dumps(body)
         query = f"?{urlencode(params)}" if params else ""
-        async with self._session_now().request(
-            method,
-            path + query,
-            data=data,
-            headers=self._headers(content_type or ("application/json" if data else None)),
-        ) as reply:
-            text = await reply.text()
-            if reply.status >= 400:
-                try:
-                    status = json.loads(text)
-                    raise ApiError(
-                        reply.status, status.get("reason", ""), status.get("message", text)
-                    )
-                except (ValueError, AttributeError):
-                    raise ApiError(reply.status, reply.reason or "", text) from None
-            return json.loads(text) if text else None
+        content_type = content_type or ("application/json" if data else None)
+        retried = False
+        while True:
+            logins = self._logins
+            async with self._session_now().request(
+                method, path + query, data=data, headers=self._headers(content_type)
+            ) as reply:
+                text = await reply.text()
+                if reply.status < 400:
+                    return json.loads(text) if text else None
+                error = api_error(reply.status, reply.reason, text)
+            if error.status != 401 or retried or not self._can_login_again():
+                raise error
+            retried = True
+            await self._login_again(logins)
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -372,12 +284,20 @@ class KubeClient:
             params["resourceVersion"] = resource_version
         if timeout_seconds is not None:
             params["timeoutSeconds"] = str(timeout_seconds)
-        request = self._session_now().get(
-            f"{path}?{urlencode(params)}",
-            headers=self._headers(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-        )
-        reply = await _within(idle_timeout, request, path)
+        retried = False
+        while True:
+            logins = self._logins
+            request = self._session_now().get(
+                f"{path}?{urlencode(params)}",
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+            )
+            reply = await _within(idle_timeout, request, path)
+            if reply.status != 401 or retried or not self._can_login_again():
+                break
+            reply.close()
+            retried = True
+            await self._login_again(logins)
         try:
             if reply.status >= 400:
                 text = await _within(idle_timeout, reply.text(), path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import kopf
+from hanshu_api.kube_login import KubeLoginError, load_config
 
 from . import handlers  # noqa: F401  (registers the handlers)
 from .config import ConfigError, OperatorConfig, config_from_env
@@ -18,7 +19,10 @@ def main() -> None:
     # Before kopf starts or anything connects: a bad setting is one line, not a traceback.
     try:
         config = config_from_env()
-    except ConfigError as error:
+        # Credentials too: a kubeconfig that cannot log in (a missing package, a broken
+        # exec plugin) is one line here, not an error inside kopf's start-up logging.
+        load_config()
+    except (ConfigError, KubeLoginError) as error:
         sys.exit(f"hanshu-operator: {error}")
     run(config)
 

@@ -53,6 +53,23 @@ def test_a_bad_setting_stops_the_operator_with_one_line(tmp_path: Path, variable
     assert f"set {variable} to " in lines[0]
 
 
+def test_a_kubeconfig_that_cannot_log_in_stops_the_operator_with_one_line(tmp_path: Path):
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n")
+    finished = subprocess.run(
+        [sys.executable, "-m", "hanshu_operator"],
+        env={**os.environ, "KUBECONFIG": str(broken)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert lines[0].startswith("hanshu-operator: ")
+    assert str(broken) in lines[0]  # names the file it could not log in with
+
+
 def documented_kopf_modules() -> set[str]:
     docs = (hanshu_operator, hanshu_operator.__main__, hanshu_operator.handlers)
     return {

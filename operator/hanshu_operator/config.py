@@ -88,7 +88,9 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         image_pull_policy=choice(
             env, "HANSHU_IMAGE_PULL_POLICY", "IfNotPresent", IMAGE_PULL_POLICIES
         ),
-        gateway_url=http_url(env, "HANSHU_GATEWAY_URL", example="https://fn.example.com"),
+        # Only shown in Trigger statuses, and the chart's gateway.publicUrl has never had to
+        # be a full URL: not refused here (a scheme-less one would stop the operator).
+        gateway_url=text(env, "HANSHU_GATEWAY_URL").rstrip("/"),
         cluster_domain=text(env, "HANSHU_CLUSTER_DOMAIN", "cluster.local"),
         namespaces=names(env, "HANSHU_WATCH_NAMESPACES"),
         default_resources=FunctionDefaults.from_env(env).resources,

@@ -31,6 +31,7 @@ from hanshu_api.models import (
     parse_trigger_spec,
 )
 from hanshu_api.platform import FunctionKey
+from hanshu_api.settings import AsyncWindows, NatsSettings
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
@@ -126,7 +127,8 @@ class DevStack:
     # Async invocation: an existing NATS, else a local nats-server; "off" for none.
     nats_url: str = ""
     dispatcher: bool = True
-    dispatcher_config: dict[str, Any] = field(default_factory=dict)
+    # The gateway and the dispatcher get the same windows, as the chart gives them both.
+    windows: AsyncWindows = field(default_factory=AsyncWindows)
     local_nats: LocalNats | None = None
     running_dispatcher: Dispatcher | None = None
     # Object storage Triggers get a local S3 server (moto) whose buckets notify the gateway.
@@ -150,7 +152,10 @@ class DevStack:
         manifests = load_manifests(self.paths)
         self.internal_port = self.internal_port or free_port()
         self.autoscaler_port = self.autoscaler_port or free_port()
-        nats_url = await asyncio.to_thread(self._start_nats)
+        # Built once and given to the gateway and the dispatcher alike (a local nats-server
+        # is one node: one copy of the stream).
+        nats = NatsSettings(url=await asyncio.to_thread(self._start_nats))
+        nats_url = nats.url
         triggers = triggers_in_order(manifests.triggers.items())
         buckets = [t for t in triggers if t.spec.object_storage is not None]
         if buckets:
@@ -202,38 +207,10 @@ class DevStack:
         self._autoscaler_runner = web.AppRunner(self.autoscaler.app(), access_log=None)
         await self._autoscaler_runner.setup()
         await web.TCPSite(self._autoscaler_runner, "127.0.0.1", self.autoscaler_port).start()
-        self.gateway = Gateway(
-            GatewayConfig(
-                host=self.host,
-                port=self.port,
-                internal_port=self.internal_port,
-                queue_limit=self.queue_limit,
-                cold_start_timeout=self.cold_start_timeout,
-                max_body_bytes=self.max_body_bytes,
-                header_timeout=self.header_timeout,
-                autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
-                stats_interval=self.stats_interval,
-                nats_url=nats_url,
-                # The local S3's SNS confirms subscriptions on loopback.
-                sns_confirm_hosts=("127.0.0.1",),
-            ),
-            self.catalog,
-        )
+        self.gateway = Gateway(self._gateway_config(nats), self.catalog)
         await self.gateway.start()
-        if nats_url and self.dispatcher:
-            settings: dict[str, Any] = {
-                "autoscaler_url": f"http://127.0.0.1:{self.autoscaler_port}",
-                "port": free_port(),
-                "host": "127.0.0.1",
-                **self.dispatcher_config,
-            }
-            self.running_dispatcher = Dispatcher(
-                DispatcherConfig(
-                    nats_url=nats_url,
-                    gateway_internal_url=f"http://127.0.0.1:{self.internal_port}",
-                    **settings,
-                )
-            )
+        if nats.url and self.dispatcher:
+            self.running_dispatcher = Dispatcher(self._dispatcher_config(nats))
             await self.running_dispatcher.start()
         for key, spec in self.functions.items():
             if spec.scaling.min_replicas:
@@ -275,6 +252,36 @@ class DevStack:
             len(triggers),
             self.host,
             self.port,
+        )
+
+    def _gateway_config(self, nats: NatsSettings) -> GatewayConfig:
+        return GatewayConfig(
+            host=self.host,
+            port=self.port,
+            internal_port=self.internal_port,
+            queue_limit=self.queue_limit,
+            cold_start_timeout=self.cold_start_timeout,
+            max_body_bytes=self.max_body_bytes,
+            header_timeout=self.header_timeout,
+            autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
+            stats_interval=self.stats_interval,
+            # The groups the dispatcher gets too, until GatewayConfig embeds them.
+            nats_url=nats.url,
+            nats_replicas=nats.stream_replicas,
+            status_ttl=self.windows.status_ttl_seconds,
+            idempotency_window=self.windows.idempotency_window_seconds,
+            # The local S3's SNS confirms subscriptions on loopback.
+            sns_confirm_hosts=("127.0.0.1",),
+        )
+
+    def _dispatcher_config(self, nats: NatsSettings) -> DispatcherConfig:
+        return DispatcherConfig(
+            nats=nats,
+            windows=self.windows,
+            gateway_internal_url=f"http://127.0.0.1:{self.internal_port}",
+            autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
+            port=free_port(),
+            host="127.0.0.1",
         )
 
     def _wire_buckets(

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from hanshu_api import INTERNAL_TOKEN_ENV
+from hanshu_api.jetstream import StreamSettings
+from hanshu_api.settings import (
+    AsyncWindows,
+    ConfigError,
+    NatsSettings,
+    at_least,
+    http_url,
+    port,
+    seconds,
+    text,
+    whole_number,
+)
 
-class ConfigError(Exception):
-    """A bad setting: ``python -m hanshu_dispatcher`` exits with this one line."""
+__all__ = ["ConfigError", "DispatcherConfig", "config_from_env"]
 
 
 @dataclass(frozen=True, slots=True)
 class DispatcherConfig:
-    nats_url: str
+    # The gateway reads the same two groups: whichever starts first creates the stream
+    # and buckets with them.
+    nats: NatsSettings
     gateway_internal_url: str
+    windows: AsyncWindows = field(default_factory=AsyncWindows)
     autoscaler_url: str = ""
     # Invocations this dispatcher runs at once per Function; the gateway's cold queue and
     # per-replica concurrency still bound what reaches the replicas.
@@ -31,58 +45,52 @@ class DispatcherConfig:
     report_interval_seconds: float = 1.0
     port: int = 8082
     host: str = "0.0.0.0"
-    stream_replicas: int = 1
     internal_token: str = ""  # the gateway's internal paths take calls only with it
-    # The same as the gateway's: whichever starts first creates the buckets with them.
-    status_ttl_seconds: float = 24 * 3600.0
-    idempotency_window_seconds: float = 3600.0
 
+    def stream_settings(self) -> StreamSettings:
+        """The stream and buckets as this dispatcher creates them when it is first."""
+        return StreamSettings(
+            replicas=self.nats.stream_replicas,
+            status_ttl_seconds=self.windows.status_ttl_seconds,
+            idempotency_window_seconds=self.windows.idempotency_window_seconds,
+        )
 
-def _text(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, "").strip()
+    # The flat names service.py still reads; they go once it reads the groups.
+    @property
+    def nats_url(self) -> str:
+        return self.nats.url
 
+    @property
+    def stream_replicas(self) -> int:
+        return self.nats.stream_replicas
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = _text(env, name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= minimum):
-        raise ConfigError(f"{name}={raw!r} is not valid: set it to a number >= {minimum:g}")
-    return value
+    @property
+    def status_ttl_seconds(self) -> float:
+        return self.windows.status_ttl_seconds
 
-
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], *, required: bool) -> str:
-    raw = _text(env, name)
-    if not raw:
-        if required:
-            raise ConfigError(f"{name} is required: set it to a {'/'.join(schemes)} URL")
-        return ""
-    if not any(raw.startswith(f"{scheme}://") for scheme in schemes):
-        raise ConfigError(f"{name}={raw!r} is not valid: set it to a {'/'.join(schemes)} URL")
-    return raw
+    @property
+    def idempotency_window_seconds(self) -> float:
+        return self.windows.idempotency_window_seconds
 
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> DispatcherConfig:
+    """Parse and check every setting; a bad one is a ConfigError naming the variable."""
     return DispatcherConfig(
-        nats_url=_url(env, "HANSHU_NATS_URL", ("nats", "tls"), required=True),
-        gateway_internal_url=_url(
-            env, "HANSHU_GATEWAY_INTERNAL_URL", ("http", "https"), required=True
+        nats=NatsSettings.from_env(env, required=True),
+        windows=AsyncWindows.from_env(env),
+        gateway_internal_url=http_url(
+            env, "HANSHU_GATEWAY_INTERNAL_URL", example="http://hanshu-gateway:8081", required=True
         ),
-        autoscaler_url=_url(env, "HANSHU_AUTOSCALER_URL", ("http", "https"), required=False),
-        concurrency=int(_number(env, "HANSHU_DISPATCH_CONCURRENCY", 100, minimum=1)),
-        ack_wait_seconds=_number(env, "HANSHU_ACK_WAIT_SECONDS", 30.0, minimum=1),
-        retry_base_seconds=_number(env, "HANSHU_RETRY_BASE_SECONDS", 2.0, minimum=0.01),
-        retry_max_seconds=_number(env, "HANSHU_RETRY_MAX_SECONDS", 300.0, minimum=0.01),
-        call_margin_seconds=_number(env, "HANSHU_CALL_MARGIN_SECONDS", 90.0, minimum=1),
-        discover_interval_seconds=_number(env, "HANSHU_DISCOVER_INTERVAL", 1.0, minimum=0.05),
-        port=int(_number(env, "HANSHU_DISPATCHER_PORT", 8082, minimum=0)),
-        host=_text(env, "HANSHU_DISPATCHER_HOST") or "0.0.0.0",
-        stream_replicas=int(_number(env, "HANSHU_NATS_REPLICAS", 1, minimum=1)),
-        internal_token=_text(env, "HANSHU_INTERNAL_TOKEN"),
-        status_ttl_seconds=_number(env, "HANSHU_STATUS_TTL", 24 * 3600.0, minimum=1),
-        idempotency_window_seconds=_number(env, "HANSHU_IDEMPOTENCY_WINDOW", 3600.0, minimum=1),
+        autoscaler_url=http_url(
+            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-operator:8090"
+        ),
+        concurrency=whole_number(env, "HANSHU_DISPATCH_CONCURRENCY", 100, at_least(1)),
+        ack_wait_seconds=seconds(env, "HANSHU_ACK_WAIT_SECONDS", 30.0, at_least(1)),
+        retry_base_seconds=seconds(env, "HANSHU_RETRY_BASE_SECONDS", 2.0, at_least(0.01)),
+        retry_max_seconds=seconds(env, "HANSHU_RETRY_MAX_SECONDS", 300.0, at_least(0.01)),
+        call_margin_seconds=seconds(env, "HANSHU_CALL_MARGIN_SECONDS", 90.0, at_least(1)),
+        discover_interval_seconds=seconds(env, "HANSHU_DISCOVER_INTERVAL", 1.0, at_least(0.05)),
+        port=port(env, "HANSHU_DISPATCHER_PORT", 8082, zero="picks a free port"),
+        host=text(env, "HANSHU_DISPATCHER_HOST", "0.0.0.0"),
+        internal_token=text(env, INTERNAL_TOKEN_ENV),
     )

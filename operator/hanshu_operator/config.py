@@ -2,35 +2,41 @@
 
 Every value is checked here, before anything connects: a bad one stops the operator with
 one line naming the variable and what it accepts (``ConfigError``), not a traceback from
-deep inside a handler.
+deep inside a handler. The readers and the shared groups are ``hanshu_api.settings``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hanshu_api.quantities import parse_quantity
+from hanshu_api import INTERNAL_TOKEN_ENV
+from hanshu_api.settings import (
+    DEFAULT_FUNCTION_RESOURCES,
+    ConfigError,
+    FunctionDefaults,
+    above,
+    at_least,
+    boolean,
+    choice,
+    http_url,
+    json_object,
+    names,
+    nats_url,
+    number,
+    port,
+    text,
+    whole_number,
+)
 
-DEFAULT_RESOURCES: Mapping[str, Any] = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"memory": "256Mi"},
-}
+__all__ = ["ConfigError", "OperatorConfig", "config_from_env"]
+
+DEFAULT_RESOURCES = DEFAULT_FUNCTION_RESOURCES
 IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_MAX_PORT = 65535
-
-
-class ConfigError(ValueError):
-    """A setting the operator cannot run with: the variable, what is wrong, what it takes."""
-
-    def __init__(self, variable: str, problem: str, accepted: str) -> None:
-        super().__init__(f"{variable} {problem}; set {variable} to {accepted}")
-        self.variable = variable
+_PORT_OFF = "turns it off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,145 +73,47 @@ class OperatorConfig:
     log_level: str = "INFO"
 
 
-def _raw(env: Mapping[str, str], name: str) -> str | None:
-    """The variable's value, or None when it is unset or blank (then the default holds)."""
-    raw = env.get(name, "").strip()
-    return raw or None
-
-
-def _number(
-    env: Mapping[str, str], name: str, default: float, *, minimum: float, exclusive: bool = False
-) -> float:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    accepted = f"a number {'>' if exclusive else '>='} {minimum:g}"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"is {raw!r}, not a number", accepted) from None
-    if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
-        raise ConfigError(name, f"is {raw!r}, out of range", accepted)
-    return value
-
-
-def _whole_seconds(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    accepted = "a whole number of seconds >= 1"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"is {raw!r}, not a whole number", accepted) from None
-    if value < 1:
-        raise ConfigError(name, f"is {raw!r}, out of range", accepted)
-    return value
-
-
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    accepted = f"a port number from 0 to {_MAX_PORT} (0 turns it off)"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"is {raw!r}, not a whole number", accepted) from None
-    if not 0 <= value <= _MAX_PORT:
-        raise ConfigError(name, f"is {raw!r}, out of range", accepted)
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    by_folded = {choice.lower(): choice for choice in choices}
-    if raw.lower() not in by_folded:
-        raise ConfigError(name, f"is {raw!r}", f"one of {', '.join(choices)}")
-    return by_folded[raw.lower()]
-
-
-def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
-    chosen = _choice(env, name, str(default).lower(), ("true", "false"))
-    return chosen == "true"
-
-
-def _json_object(env: Mapping[str, str], name: str, accepted: str) -> dict[str, Any] | None:
-    raw = _raw(env, name)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError as error:
-        raise ConfigError(name, f"is not valid JSON ({error})", accepted) from None
-    if not isinstance(value, dict):
-        raise ConfigError(name, "is not a JSON object", accepted)
-    return value
-
-
-def _resources(env: Mapping[str, str], name: str) -> Mapping[str, Any]:
-    accepted = (
-        'a JSON object like {"requests": {"cpu": "100m", "memory": "128Mi"}, '
-        '"limits": {"memory": "256Mi"}}'
-    )
-    value = _json_object(env, name, accepted)
-    if value is None:
-        return dict(DEFAULT_RESOURCES)
-    for section, quantities in value.items():
-        if section not in ("requests", "limits") or not isinstance(quantities, dict):
-            raise ConfigError(name, f"has {section!r}, not requests or limits", accepted)
-        for resource, quantity in quantities.items():
-            try:
-                parse_quantity(quantity)
-            except (ValueError, AttributeError):
-                problem = f"has {section}.{resource}={quantity!r}, not a quantity"
-                raise ConfigError(name, problem, accepted) from None
-    return value
-
-
 def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
     accepted = 'a JSON object of label keys to strings, like {"app": "gateway"}'
-    value = _json_object(env, name, accepted) or {}
+    value = json_object(env, name, accepted) or {}
     if not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(name, "has a label value that is not a string", accepted)
     return value
 
 
-def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in env.get(name, "").split(",") if n.strip())
-
-
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
     """Parse and check every setting; raises ConfigError naming the first bad one."""
     return OperatorConfig(
-        runtime_image=_raw(env, "HANSHU_RUNTIME_IMAGE") or "hanshu/runtime:dev",
-        image_pull_policy=_choice(
+        runtime_image=text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev"),
+        image_pull_policy=choice(
             env, "HANSHU_IMAGE_PULL_POLICY", "IfNotPresent", IMAGE_PULL_POLICIES
         ),
-        gateway_url=env.get("HANSHU_GATEWAY_URL", "").strip().rstrip("/"),
-        cluster_domain=_raw(env, "HANSHU_CLUSTER_DOMAIN") or "cluster.local",
-        namespaces=_names(env, "HANSHU_WATCH_NAMESPACES"),
-        default_resources=_resources(env, "HANSHU_DEFAULT_RESOURCES"),
-        metrics_port=_port(env, "HANSHU_OPERATOR_METRICS_PORT", 8000),
-        liveness_port=_port(env, "HANSHU_OPERATOR_LIVENESS_PORT", 8080),
-        retry_delay_seconds=_number(env, "HANSHU_RETRY_DELAY_SECONDS", 15.0, minimum=0),
-        progress_deadline_seconds=_whole_seconds(env, "HANSHU_PROGRESS_DEADLINE_SECONDS", 180),
-        autoscaler_port=_port(env, "HANSHU_AUTOSCALER_PORT", 8090),
-        stable_window_seconds=_number(
-            env, "HANSHU_STABLE_WINDOW_SECONDS", 60.0, minimum=0, exclusive=True
+        # Only shown in Trigger statuses, and the chart's gateway.publicUrl has never had to
+        # be a full URL: not refused here (a scheme-less one would stop the operator).
+        gateway_url=text(env, "HANSHU_GATEWAY_URL").rstrip("/"),
+        cluster_domain=text(env, "HANSHU_CLUSTER_DOMAIN", "cluster.local"),
+        namespaces=names(env, "HANSHU_WATCH_NAMESPACES"),
+        default_resources=FunctionDefaults.from_env(env).resources,
+        metrics_port=port(env, "HANSHU_OPERATOR_METRICS_PORT", 8000, zero=_PORT_OFF),
+        liveness_port=port(env, "HANSHU_OPERATOR_LIVENESS_PORT", 8080, zero=_PORT_OFF),
+        retry_delay_seconds=number(env, "HANSHU_RETRY_DELAY_SECONDS", 15.0, at_least(0)),
+        progress_deadline_seconds=whole_number(
+            env, "HANSHU_PROGRESS_DEADLINE_SECONDS", 180, at_least(1), unit="seconds"
         ),
-        panic_window_seconds=_number(
-            env, "HANSHU_PANIC_WINDOW_SECONDS", 6.0, minimum=0, exclusive=True
+        autoscaler_port=port(env, "HANSHU_AUTOSCALER_PORT", 8090, zero=_PORT_OFF),
+        stable_window_seconds=number(env, "HANSHU_STABLE_WINDOW_SECONDS", 60.0, above(0)),
+        panic_window_seconds=number(env, "HANSHU_PANIC_WINDOW_SECONDS", 6.0, above(0)),
+        panic_threshold=number(env, "HANSHU_PANIC_THRESHOLD", 2.0, at_least(1)),
+        gateway_internal_url=http_url(
+            env, "HANSHU_GATEWAY_INTERNAL_URL", example="http://hanshu-gateway-internal:8081"
         ),
-        panic_threshold=_number(env, "HANSHU_PANIC_THRESHOLD", 2.0, minimum=1),
-        gateway_internal_url=env.get("HANSHU_GATEWAY_INTERNAL_URL", "").strip().rstrip("/"),
-        nats_url=env.get("HANSHU_NATS_URL", "").strip(),
-        internal_token=env.get("HANSHU_INTERNAL_TOKEN", "").strip(),
-        network_policy=_boolean(env, "HANSHU_NETWORK_POLICY", False),
-        gateway_namespace=_raw(env, "HANSHU_GATEWAY_NAMESPACE") or "hanshu-system",
+        nats_url=nats_url(
+            env, "HANSHU_NATS_URL", unset_means="(stream Triggers then name their own server)"
+        ),
+        internal_token=text(env, INTERNAL_TOKEN_ENV),
+        network_policy=boolean(env, "HANSHU_NETWORK_POLICY", False),
+        gateway_namespace=text(env, "HANSHU_GATEWAY_NAMESPACE", "hanshu-system"),
         gateway_pod_labels=_labels(env, "HANSHU_GATEWAY_POD_LABELS"),
-        metrics_namespaces=_names(env, "HANSHU_METRICS_NAMESPACES"),
-        log_level=_choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
+        metrics_namespaces=names(env, "HANSHU_METRICS_NAMESPACES"),
+        log_level=choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
     )

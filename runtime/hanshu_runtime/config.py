@@ -2,6 +2,11 @@
 
 The variable names are the contract between the operator (which sets them on every
 function pod) and this runtime.
+
+The other components read their settings through ``hanshu_api.settings``; the runtime
+keeps this small stdlib reader of its own because it imports nothing of ours (its image
+holds no ``hanshu_api``, and importing that reader would roughly double this module's
+import time, which every cold start pays).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from .faults import ConfigError
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # AWS Lambda's synchronous payload limit
 DEFAULT_CONCURRENCY = 100
+# What a pod with no memory limit or request reports: hanshu_api.models.DEFAULT_MEMORY_MB,
+# which the runtime cannot import (a test keeps the two equal). The operator always sets
+# HANSHU_MEMORY_MB; this holds where nothing does (a runtime started by hand).
+DEFAULT_MEMORY_MB = 256
 
 
 class HandlerType(enum.StrEnum):
@@ -40,7 +49,7 @@ class RuntimeConfig:
     namespace: str = "default"
     # The pod (Kubernetes sets HOSTNAME to its name): context.log_stream_name.
     instance: str = "local"
-    memory_mb: int = 128
+    memory_mb: int = DEFAULT_MEMORY_MB
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_seconds: float = 25.0
     log_level: str = "INFO"
@@ -106,7 +115,7 @@ def config_from_env(env: Mapping[str, str]) -> RuntimeConfig:
         function_version=env.get("HANSHU_FUNCTION_VERSION", "$LATEST") or "$LATEST",
         namespace=env.get("HANSHU_NAMESPACE", "").strip() or "default",
         instance=env.get("HOSTNAME", "").strip() or socket.gethostname(),
-        memory_mb=_integer(env, "HANSHU_MEMORY_MB", 128, minimum=1),
+        memory_mb=_integer(env, "HANSHU_MEMORY_MB", DEFAULT_MEMORY_MB, minimum=1),
         max_body_bytes=_integer(env, "HANSHU_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=0),
         drain_seconds=_number(env, "HANSHU_DRAIN_SECONDS", 25.0, minimum=0),
         log_level=(env.get("HANSHU_LOG_LEVEL", "INFO") or "INFO").upper(),

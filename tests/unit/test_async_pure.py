@@ -246,7 +246,7 @@ def test_dispatcher_settings_name_what_is_wrong():
     assert config_from_env(env).ack_wait_seconds == 30
     with pytest.raises(ConfigError, match="HANSHU_NATS_URL is required"):
         config_from_env({})
-    with pytest.raises(ConfigError, match="HANSHU_NATS_URL='http://x'"):
+    with pytest.raises(ConfigError, match="HANSHU_NATS_URL is 'http://x'"):
         config_from_env({**env, "HANSHU_NATS_URL": "http://x"})
     with pytest.raises(ConfigError, match="HANSHU_ACK_WAIT_SECONDS"):
         config_from_env({**env, "HANSHU_ACK_WAIT_SECONDS": "0"})

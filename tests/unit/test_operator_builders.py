@@ -187,6 +187,9 @@ def test_operator_config_from_env():
         ("HANSHU_LOG_LEVEL", "loud", "one of DEBUG, INFO, WARNING, ERROR"),
         ("HANSHU_PROGRESS_DEADLINE_SECONDS", "0", "a whole number of seconds >= 1"),
         ("HANSHU_PROGRESS_DEADLINE_SECONDS", "2m", "a whole number of seconds >= 1"),
+        # Read by the gateway and the dispatcher too, and refused alike.
+        ("HANSHU_NATS_URL", "hanshu-nats:4222", "a nats:// or tls:// URL"),
+        ("HANSHU_GATEWAY_INTERNAL_URL", "gateway:8081", "an http(s) URL such as"),
     ],
 )
 def test_a_bad_setting_names_the_variable_and_what_it_takes(

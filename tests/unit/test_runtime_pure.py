@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import pytest
+from hanshu_api.models import DEFAULT_MEMORY_MB
 from hanshu_runtime.asgi import build_scope
 from hanshu_runtime.config import HandlerType, config_from_env
 from hanshu_runtime.context import Context, FunctionInfo, invocation_of
@@ -39,6 +40,8 @@ def test_config_defaults_and_overrides():
     assert config.code_dir == "/code"
     assert config.namespace == "default"
     assert config.instance  # the host name when HOSTNAME is not set
+    # A pod with no memory set reports what the model meters it by.
+    assert config.memory_mb == DEFAULT_MEMORY_MB
     config = config_from_env(
         {
             "HANSHU_HANDLER": "app:app",

@@ -27,6 +27,7 @@ SUBJECT_FILTER_PATTERN = re.compile(r"^[A-Za-z0-9_*>-]+(\.[A-Za-z0-9_*>-]+)*$")
 SUBJECT_FILTER_MAX_LENGTH = 256
 REDIS_STREAM_MAX_LENGTH = 512
 REDIS_START_POSITIONS = ("latest", "earliest")
+DEFAULT_START_POSITION = "latest"
 DEFAULT_URL_SECRET_KEY = "url"  # noqa: S105 - a key name, not a secret
 BATCH_SIZE = IntField("batchSize", 1, 1000, 10)
 STREAM_RETRY_ATTEMPTS = IntField("maxRetryAttempts", 0, 100, 2)
@@ -68,7 +69,7 @@ class RedisSource:
     stream: str
     url: SecretKeyRef
     group: str = ""  # default: hanshu-<namespace>-<trigger>
-    start_from: str = REDIS_START_POSITIONS[0]
+    start_from: str = DEFAULT_START_POSITION
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,7 @@ def _redis(redis: Mapping[str, Any], where: str, problems: list[str]) -> RedisSo
     name = str(redis.get("stream") or "")
     if not name or len(name) > REDIS_STREAM_MAX_LENGTH:
         problems.append(f"{where}redis.stream is required (the Redis Stream's key)")
-    start = str(redis.get("startFrom") or REDIS_START_POSITIONS[0])
+    start = str(redis.get("startFrom") or DEFAULT_START_POSITION)
     if start not in REDIS_START_POSITIONS:
         problems.append(
             f"{where}redis.startFrom {start!r} must be {' or '.join(REDIS_START_POSITIONS)}"

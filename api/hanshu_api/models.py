@@ -1,8 +1,8 @@
 """The Function and Trigger specs as typed values, parsed and checked in one place.
 
 The CRD schemas (crds/) reject most bad input at ``kubectl apply``; their patterns, enums,
-bounds and defaults are generated from the constants here (hack/gen_crds.py, ``make
-crds``), so the two cannot drift. These parsers check the same rules, for what never passed
+bounds and defaults are generated from the constants of the modules below (hack/gen_crds.py,
+``make crds``), so the two cannot drift. These parsers check the same rules, for what never passed
 an apiserver (dev mode, a CRD installed without them), and what a schema cannot: that the
 inline code holds the handler's module, that durations and quantities parse, that a time
 zone exists. Every problem is collected, so a user fixes them all in one round.

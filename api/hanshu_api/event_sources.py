@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .destination import Destination, parse_destination
+from .durations import parse_duration
 from .http_route import ApiKeyAuth
 from .spec_fields import IntField, duration, integer
 
@@ -29,8 +30,10 @@ REDIS_STREAM_MAX_LENGTH = 512
 REDIS_START_POSITIONS = ("latest", "earliest")
 DEFAULT_START_POSITION = "latest"
 DEFAULT_URL_SECRET_KEY = "url"  # noqa: S105 - a key name, not a secret
-BATCH_SIZE = IntField("batchSize", 1, 1000, 10)
-STREAM_RETRY_ATTEMPTS = IntField("maxRetryAttempts", 0, 100, 2)
+DEFAULT_BATCH_SIZE = 10
+DEFAULT_STREAM_RETRY_ATTEMPTS = 2
+BATCH_SIZE = IntField("batchSize", 1, 1000, DEFAULT_BATCH_SIZE)
+STREAM_RETRY_ATTEMPTS = IntField("maxRetryAttempts", 0, 100, DEFAULT_STREAM_RETRY_ATTEMPTS)
 DEFAULT_BATCH_WINDOW = "0s"
 MAX_BATCH_WINDOW_SECONDS = 300.0
 DEFAULT_MAX_RECORD_AGE = "6h"
@@ -79,10 +82,10 @@ class StreamSource:
 
     nats: NatsSource | None = None
     redis: RedisSource | None = None
-    batch_size: int = 10
-    batch_window_seconds: float = 0.0
-    max_retry_attempts: int = 2
-    max_record_age_seconds: float = 6 * 3600.0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_window_seconds: float = parse_duration(DEFAULT_BATCH_WINDOW)
+    max_retry_attempts: int = DEFAULT_STREAM_RETRY_ATTEMPTS
+    max_record_age_seconds: float = parse_duration(DEFAULT_MAX_RECORD_AGE)
     on_failure: Destination | None = None
     report_batch_item_failures: bool = False
     ordered: bool = True
@@ -200,7 +203,7 @@ def parse_stream(raw: Mapping[str, Any], problems: list[str]) -> StreamSource:
     max_age = duration(raw, "maxRecordAge", DEFAULT_MAX_RECORD_AGE, where, problems)
     if not MIN_RECORD_AGE_SECONDS <= max_age <= MAX_RECORD_AGE_SECONDS:
         problems.append(f"{where}maxRecordAge must be from 1m to 168h")
-        max_age = 6 * 3600.0
+        max_age = parse_duration(DEFAULT_MAX_RECORD_AGE)
     return StreamSource(
         nats=nats,
         redis=redis,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .destination import Destination, parse_destination
+from .durations import parse_duration
 from .quantities import parse_quantity
 from .spec_fields import IntField, SpecInvalid, duration, integer
 
@@ -60,8 +61,8 @@ class Scaling:
     min_replicas: int = DEFAULT_MIN_REPLICAS
     max_replicas: int = DEFAULT_MAX_REPLICAS
     target_concurrency: int = DEFAULT_TARGET_CONCURRENCY
-    scale_to_zero_grace_seconds: float = 30.0
-    scale_down_delay_seconds: float = 0.0
+    scale_to_zero_grace_seconds: float = parse_duration(DEFAULT_SCALE_TO_ZERO_GRACE)
+    scale_down_delay_seconds: float = parse_duration(DEFAULT_SCALE_DOWN_DELAY)
 
 
 @dataclass(frozen=True, slots=True)

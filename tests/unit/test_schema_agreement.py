@@ -398,3 +398,32 @@ def test_the_crd_and_the_parser_agree(kind: str, spec: dict[str, Any], valid: bo
 def test_what_only_the_parser_can_judge(kind: str, spec: dict[str, Any]):
     assert _admitted(kind, spec)
     assert not _parsed(kind, spec)
+
+
+# --- defaults: what the apiserver fills in is what the parser assumes -----------------------
+
+MINIMAL_SPECS: list[tuple[str, dict[str, Any]]] = [
+    ("Function", FUNCTION),
+    ("Function", _function(**{"async": {"destinations": {"onFailure": {"subject": "x"}}}})),
+    ("Trigger", _http()),
+    (
+        "Trigger",
+        _http(auth={"apiKeySecretRef": {"name": "keys"}}, rateLimit={"requestsPerSecond": 2}),
+    ),
+    ("Trigger", {"schedule": {"cron": "@daily"}}),
+    ("Trigger", _bucket(auth={"tokenSecretRef": {"name": "token"}})),
+    ("Trigger", _nats(urlSecretRef={"name": "nats"})),
+    ("Trigger", {"stream": {"redis": {"stream": "s", "urlSecretRef": {"name": "r"}}}}),
+]
+
+
+@pytest.mark.parametrize(("kind", "spec"), MINIMAL_SPECS)
+def test_the_crds_defaults_are_the_parsers(kind: str, spec: dict[str, Any]):
+    if kind == "Trigger":
+        spec = {"functionRef": {"name": "f"}, **spec}
+    obj = {"apiVersion": "hanshu.io/v1alpha1", "kind": kind, "metadata": {"name": "f"}}
+    defaulted, errors = admit({**obj, "spec": spec}, CRDS)
+    assert errors == []
+    assert defaulted["spec"] != spec  # the CRD filled something in
+    parse = models.parse_function_spec if kind == "Function" else models.parse_trigger_spec
+    assert parse(defaulted["spec"]) == parse(spec)

@@ -15,7 +15,7 @@ DOCKER ?= docker
 IMAGES := runtime operator gateway dispatcher
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs
+.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -98,6 +98,9 @@ undeploy: ## uninstall the chart (CRDs and Functions stay)
 
 kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(CLUSTER)
+
+crds: $(STAMP) ## regenerate crds/ and the chart's copy from crds/source/ and hanshu_api's constants
+	$(BIN)/python hack/gen_crds.py
 
 docs: $(STAMP) ## regenerate docs/reference from the CRD schemas and docs/cli.md from hanshu's help
 	$(BIN)/python hack/gen_reference.py

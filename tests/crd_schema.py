@@ -186,6 +186,8 @@ def validate(value: Any, node: dict[str, Any], path: str = "") -> list[str]:
                 properties or extra is False
             ):
                 errors.append(f"{child_path}: unknown field (the apiserver would prune it)")
+    if isinstance(value, list) and len(value) > node.get("maxItems", 10**9):
+        errors.append(f"{here}: more than {node['maxItems']} items")
     if isinstance(value, list) and isinstance(node.get("items"), dict):
         for index, item in enumerate(value):
             errors += validate(item, node["items"], f"{path}[{index}]")

@@ -134,6 +134,11 @@ def test_cron_skips_a_wall_time_that_dst_removes():
         ("* * * FOO *", "month field: 'FOO' is not a number"),
         ("*/0 * * * *", "step '0' must be a positive number"),
         ("0 0 30 2 *", "never fires"),
+        ("@midnight", "has 1 fields"),  # the CRD never admitted it (issue 25)
+        ("@DAILY", "has 1 fields"),
+        (" @daily", "starts or ends with a space"),
+        ("0\t0 * * *", "has 4 fields"),
+        ("\u0663 * * * *", "minute field: '\u0663' is not a number"),  # an Arabic-Indic 3
     ],
 )
 def test_bad_crons(expression: str, fragment: str):

@@ -1,0 +1,151 @@
+"""An http Trigger's route: host, path prefix, methods, API-key auth, rate limit, CORS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+HOST_PATTERN = re.compile(
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]+)?$"
+)
+HOST_MAX_LENGTH = 253
+PATH_PATTERN = re.compile(r"^/[^?#\s]*$")
+PATH_MAX_LENGTH = 1024
+MAX_METHODS = 16
+DEFAULT_PATH = "/"
+DEFAULT_API_KEY_SECRET_KEY = "api-key"  # noqa: S105 - a key name, not a secret
+DEFAULT_API_KEY_HEADER = "X-API-Key"
+MIN_BURST = 1
+MIN_CORS_MAX_AGE_SECONDS = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyAuth:
+    secret_name: str
+    secret_key: str = DEFAULT_API_KEY_SECRET_KEY
+    header: str = DEFAULT_API_KEY_HEADER
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    requests_per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    host: str = ""
+    path: str = DEFAULT_PATH
+    strip_prefix: bool = False
+    methods: tuple[str, ...] = ()
+    auth: ApiKeyAuth | None = None
+    rate_limit: RateLimit | None = None
+    cors: Cors | None = None
+
+
+def _methods(raw: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
+    # Lenient on case ('get' is GET) where the CRD's enum is not: dev mode reads YAML the
+    # apiserver never saw, and the upper-case form is what both then agree on.
+    methods = tuple(str(m).upper() for m in raw.get("methods") or ())
+    if len(methods) > MAX_METHODS:
+        problems.append(f"spec.http.methods lists {len(methods)}; at most {MAX_METHODS}")
+    for method in methods:
+        if method not in HTTP_METHODS:
+            problems.append(
+                f"spec.http.methods: {method!r} is not one of {', '.join(HTTP_METHODS)}"
+            )
+    return methods
+
+
+def _auth(raw: Mapping[str, Any], problems: list[str]) -> ApiKeyAuth | None:
+    if not raw.get("auth"):
+        return None
+    ref = raw["auth"].get("apiKeySecretRef") or {}
+    if not ref.get("name"):
+        problems.append("spec.http.auth.apiKeySecretRef.name is required")
+    return ApiKeyAuth(
+        str(ref.get("name", "")),
+        str(ref.get("key") or DEFAULT_API_KEY_SECRET_KEY),
+        str(raw["auth"].get("header") or DEFAULT_API_KEY_HEADER),
+    )
+
+
+def _rate_limit(raw: Mapping[str, Any], problems: list[str]) -> RateLimit | None:
+    if not raw.get("rateLimit"):
+        return None
+    rps = raw["rateLimit"].get("requestsPerSecond")
+    if isinstance(rps, bool) or not isinstance(rps, int | float) or rps <= 0:
+        problems.append(f"spec.http.rateLimit.requestsPerSecond must be above 0, got {rps!r}")
+        rps = 1.0
+    burst = raw["rateLimit"].get("burst")
+    if burst is None:
+        burst = max(MIN_BURST, int(rps))
+    elif isinstance(burst, bool) or not isinstance(burst, int) or burst < MIN_BURST:
+        problems.append(
+            f"spec.http.rateLimit.burst must be an integer of at least {MIN_BURST}, got {burst!r}"
+        )
+        burst = max(MIN_BURST, int(rps))
+    return RateLimit(float(rps), int(burst))
+
+
+def _cors(raw: Mapping[str, Any], problems: list[str]) -> Cors | None:
+    if raw.get("cors") is None:
+        return None
+    c = raw["cors"]
+    max_age = c.get("maxAgeSeconds")
+    if max_age is not None and (
+        isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0
+    ):
+        problems.append(
+            f"spec.http.cors.maxAgeSeconds must be an integer of at least "
+            f"{MIN_CORS_MAX_AGE_SECONDS}, got {max_age!r}"
+        )
+        max_age = None
+    cors = Cors(
+        allow_origins=tuple(c.get("allowOrigins") or ()),
+        allow_methods=tuple(c.get("allowMethods") or ()),
+        allow_headers=tuple(c.get("allowHeaders") or ()),
+        expose_headers=tuple(c.get("exposeHeaders") or ()),
+        allow_credentials=bool(c.get("allowCredentials", False)),
+        max_age_seconds=max_age,
+    )
+    if cors.allow_credentials and "*" in cors.allow_origins:
+        problems.append("spec.http.cors.allowCredentials cannot be combined with allowOrigins '*'")
+    return cors
+
+
+def parse_http_route(raw: Mapping[str, Any], problems: list[str]) -> HttpRoute:
+    path = str(raw.get("path") or DEFAULT_PATH)
+    if len(path) > PATH_MAX_LENGTH or not PATH_PATTERN.match(path):
+        problems.append(
+            f"spec.http.path {path!r} must start with '/' and hold no '?', '#' or whitespace "
+            f"(at most {PATH_MAX_LENGTH} characters)"
+        )
+    host = str(raw.get("host") or "").lower()
+    if host and (len(host) > HOST_MAX_LENGTH or not HOST_PATTERN.match(host)):
+        problems.append(
+            f"spec.http.host {host!r} must be a host name such as 'api.example.com' or "
+            "'*.example.com', optionally with ':port'"
+        )
+    return HttpRoute(
+        host=host,
+        path=path,
+        strip_prefix=bool(raw.get("stripPrefix", False)),
+        methods=_methods(raw, problems),
+        auth=_auth(raw, problems),
+        rate_limit=_rate_limit(raw, problems),
+        cors=_cors(raw, problems),
+    )

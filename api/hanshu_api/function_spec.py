@@ -10,19 +10,16 @@ from typing import Any
 
 from .destination import Destination, parse_destination
 from .durations import parse_duration
+from .function_contract import HANDLER_PATTERN, RESERVED_ENV_PREFIX
 from .quantities import parse_quantity
 from .spec_fields import IntField, SpecInvalid, duration, integer
 
-HANDLER_PATTERN = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([.:][A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$"
-)
 HANDLER_MAX_LENGTH = 253
 FILE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # A ConfigMap holds the inline files; the bound also keeps the CEL rule on names cheap.
 MAX_INLINE_FILES = 64
 HANDLER_TYPES = ("event", "wsgi", "asgi")
 DEFAULT_HANDLER_TYPE = "event"
-RESERVED_ENV_PREFIX = "HANSHU_"
 
 DEFAULT_TIMEOUT_SECONDS = 30
 DEFAULT_CONCURRENCY = 100
@@ -122,7 +119,7 @@ def _is_handler(entry: object) -> bool:
     return (
         isinstance(entry, str)
         and len(entry) <= HANDLER_MAX_LENGTH
-        and HANDLER_PATTERN.match(entry) is not None
+        and HANDLER_PATTERN.fullmatch(entry) is not None
     )
 
 
@@ -181,7 +178,7 @@ def _inline_code(
                 "'index.py' (no '/')"
             )
     for role, entry in (("handler", handler), ("initializer", initializer)):
-        if entry and HANDLER_PATTERN.match(entry):
+        if entry and HANDLER_PATTERN.fullmatch(entry):
             module = module_of(entry)
             if "." in module:
                 problems.append(

@@ -28,6 +28,7 @@ from .event_sources import (
     SecretKeyRef,
     StreamSource,
 )
+from .function_contract import HANDLER_PATTERN
 from .function_spec import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_EVENT_AGE,
@@ -40,7 +41,6 @@ from .function_spec import (
     DEFAULT_TARGET_CONCURRENCY,
     DEFAULT_TIMEOUT_SECONDS,
     FILE_NAME_PATTERN,
-    HANDLER_PATTERN,
     HANDLER_TYPES,
     MAX_EVENT_AGE_SECONDS,
     MAX_RETRY_ATTEMPTS,

@@ -55,7 +55,7 @@ def test_chart_crds_are_a_copy_of_the_crds():
     top = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
     assert top == sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
     mismatch = filecmp.cmpfiles(ROOT / "crds", CHART / "crds", top, shallow=False)[1]
-    assert mismatch == [], f"charts/hanshu/crds differs from crds/: {mismatch}; copy crds/ over"
+    assert mismatch == [], f"charts/hanshu/crds differs from crds/: {mismatch}; run `make crds`"
 
 
 def test_lint_strict(helm_bin: Path):

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 from hanshu_api import RUNTIME_CONTAINER
+from hanshu_api.error_body import ErrorBody
+from hanshu_api.invocation_record import State as InvocationState
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -405,19 +407,17 @@ def _follow_invocation(
             )
     state = calls.invocation_state(document)
     result = document.get("result") or {}
-    style = "green" if state == "Succeeded" else "red"
+    style = "green" if state == InvocationState.SUCCEEDED else "red"
     err.print(
         f"[{style}]{state}[/]  invocation {invocation_id}  attempts {document.get('attempts')}"
         + (f"  status code {result.get('statusCode')}" if result else "")
     )
-    if state == "Succeeded":
+    if state == InvocationState.SUCCEEDED:
         out.print(str(result.get("body", "")), markup=False)
         return
-    error = document.get("error") or document.get("lastError") or {}
-    raise CliError(
-        f"invocation {invocation_id} {state}: "
-        f"{error.get('errorType', '')}: {error.get('errorMessage', '')}".rstrip(": ")
-    )
+    error = ErrorBody.parse(document.get("error") or document.get("lastError") or {})
+    described = f"{error.error_type}: {error.error_message}" if error else ""
+    raise CliError(f"invocation {invocation_id} {state}: {described}".rstrip(": "))
 
 
 # logs

@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hanshu_api.invocation_record import FINAL_STATES as FINAL_STATES
+
 from .errors import CliError
 
 ASYNC_HEADER = "X-Hanshu-Invocation-Type"
-FINAL_STATES = frozenset({"Succeeded", "Failed", "Expired"})
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from hanshu_api import bounded_json, internal_headers
+from hanshu_api.error_body import ErrorBody
 from hanshu_api.invocations import now_iso
 from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
@@ -57,7 +58,7 @@ def destination_record(
     request_body: bytes,
     status: int | None,
     response_body: bytes | None,
-    error: Mapping[str, Any] | None,
+    error: ErrorBody | None,
     now: float,
 ) -> dict[str, Any]:
     """Lambda's async destination record (version 1.0), with Hanshu's function name."""
@@ -79,7 +80,7 @@ def destination_record(
         "responseContext": response_context,
     }
     if error is not None:
-        record["responsePayload"] = dict(error)
+        record["responsePayload"] = error.as_dict()
     elif response_body is not None:
         record["responsePayload"] = payload_of(response_body)
     return record

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hanshu_api.error_body import ErrorBody
 from hanshu_api.models import StreamSource
 
 from .stream_records import (
@@ -233,7 +234,7 @@ class StreamConsumer:
         records: Sequence[Record],
         condition: str,
         attempts: int,
-        error: dict[str, Any] | None,
+        error: ErrorBody | None,
     ) -> None:
         """Send records to onFailure (or log them when there is none), then acknowledge:
         a record that failed for good must not block the stream for ever."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from hanshu_api import internal_headers
 from hanshu_api.error_body import ErrorBody
+from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocation_record import (
     DestinationState,
     InvocationRecord,
@@ -27,7 +27,6 @@ from hanshu_api.invocation_record import (
 )
 from hanshu_api.invocations import (
     HTTP_ATTEMPT,
-    HTTP_GATEWAY_ERROR,
     HTTP_INVOCATION_ID,
     HTTP_INVOCATION_TYPE,
     HTTP_JOB_ID,
@@ -116,13 +115,13 @@ class FunctionWorker:
         key: FunctionKey,
         config: DispatcherConfig,
         store: Invocations,
-        session: aiohttp.ClientSession,
+        gateway: InternalGateway,
         destinations: Destinations,
     ) -> None:
         self.key = key
         self.config = config
         self.store = store
-        self.session = session
+        self.gateway = gateway
         self.destinations = destinations
         self.running: set[asyncio.Task[None]] = set()
         self.last_message = time.monotonic()
@@ -274,7 +273,6 @@ class FunctionWorker:
     async def _call(self, delivery: Delivery, attempt: int) -> Reply:
         stored = delivery.headers
         request = stored.request
-        namespace, function = self.key
         headers = [(k, v) for k, v in request.headers if header_key(k) not in _REPLACED]
         headers += [
             (HTTP_TARGET, request.target),
@@ -282,36 +280,22 @@ class FunctionWorker:
             (HTTP_ATTEMPT, str(attempt)),
             (HTTP_INVOCATION_TYPE, stored.invocation_type),
             ("X-Request-Id", delivery.invocation_id),
-            *internal_headers(self.config.internal_token).items(),
         ]
         if stored.job_id:
             headers.append((HTTP_JOB_ID, stored.job_id))
-        gateway = self.config.gateway_internal_url.rstrip("/")
-        url = f"{gateway}/_hanshu/dispatch/{namespace}/{function}"
-        timeout = aiohttp.ClientTimeout(
-            total=stored.policy.timeout_seconds + self.config.call_margin_seconds
-        )
-        body = b""
         try:
-            async with self.session.request(
+            reply = await self.gateway.dispatch(
+                *self.key,
                 request.method,
-                url,
-                headers=headers,
-                data=delivery.body,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as reply:
-                body = await reply.read()
-                return Reply(
-                    reply.status,
-                    {k: v for k, v in reply.headers.items()},
-                    body,
-                    reply.headers.get(HTTP_GATEWAY_ERROR),
-                )
+                headers,
+                delivery.body,
+                time_limit=stored.policy.timeout_seconds + self.config.call_margin_seconds,
+            )
         except TimeoutError:
             return Reply(0, {}, b"the gateway did not answer in time", "DispatchTimeout")
         except aiohttp.ClientError as error:
             return Reply(0, {}, str(error).encode(), "GatewayUnreachable")
+        return Reply(reply.status, reply.headers, reply.body, reply.gateway_error)
 
     async def _finish(
         self,

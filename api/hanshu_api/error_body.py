@@ -54,7 +54,7 @@ class ErrorBody:
         return ErrorBody(self.error_type, self.error_message[:MAX_RECORDED_MESSAGE_CHARS])
 
     @classmethod
-    def parse(cls, raw: bytes | str | Mapping[str, Any]) -> ErrorBody | None:
+    def parse(cls, raw: object) -> ErrorBody | None:
         """The error a body carries; None for anything else (not JSON, nested too deep,
         over MAX_ERROR_BODY_BYTES, not an object, no ``errorType``)."""
         if isinstance(raw, bytes | str):

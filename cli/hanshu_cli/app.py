@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 from hanshu_api import RUNTIME_CONTAINER
-from hanshu_api.error_body import ErrorBody
 from hanshu_api.invocation_record import State as InvocationState
 from rich.console import Console
 from rich.table import Table
@@ -357,7 +356,7 @@ def invoke(
     body = calls.payload(data)
     headers = calls.parse_headers(header or [])
     if asynchronous:
-        headers[calls.ASYNC_HEADER] = "Async"
+        headers[calls.ASYNC_HEADER] = calls.ASYNC
     call = calls.Call(url, method or ("POST" if body is not None else "GET"), body, headers)
     with err.status(f"calling {name} at {url}"):
         reply = calls.send(call, timeout)
@@ -415,9 +414,7 @@ def _follow_invocation(
     if state == InvocationState.SUCCEEDED:
         out.print(str(result.get("body", "")), markup=False)
         return
-    error = ErrorBody.parse(document.get("error") or document.get("lastError") or {})
-    described = f"{error.error_type}: {error.error_message}" if error else ""
-    raise CliError(f"invocation {invocation_id} {state}: {described}".rstrip(": "))
+    raise CliError(calls.failure_of(invocation_id, document))
 
 
 # logs

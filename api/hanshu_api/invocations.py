@@ -3,7 +3,9 @@
 An async call is stored as one JetStream message on the subject of its Function: the HTTP
 request to replay (method, raw target, headers, body) and the Function's async policy at
 the time of the call (retries, event age, destinations), so the dispatcher needs no view of
-the cluster. Its progress is a JSON record in a JetStream key-value bucket, keyed by the
+the cluster. The message's NATS headers are one type, InvocationHeaders, that the gateway
+encodes (``to_headers``) and the dispatcher parses (``from_headers``). Its progress is a JSON
+record (invocation_record.InvocationRecord) in a JetStream key-value bucket, keyed by the
 invocation id, which the gateway serves at the status URL.
 
 Pure names and shapes only: the NATS I/O lives in the gateway and the dispatcher.

@@ -10,8 +10,9 @@ serves it at ``GET /_hanshu/invocations/{id}``. On the wire it is JSON:
 
 then, once final, ``finishedAt``, ``result`` (the reply, bounded), ``error``, ``condition``
 (Lambda's destination condition) and ``destination`` (whether its record went out). A key
-that is None is not written. Keys this version does not know (a newer dispatcher's, in a
-rolling upgrade) are kept, so reading and writing a record back never loses one.
+that is None is not written, but ``result`` is null when the last attempt got no reply.
+Keys this version does not know (a newer dispatcher's, in a rolling upgrade) are kept, so
+reading and writing a record back never loses one.
 
 The transitions (``running``, ``retrying``, ``finished``) are pure: the dispatcher decides,
 this module says what the record then holds.
@@ -161,6 +162,7 @@ class InvocationRecord:
     next_attempt_at: str | None = None
     finished_at: str | None = None
     result: InvocationResult | None = None
+    no_reply: bool = False  # the last attempt got no reply at all: result is written as null
     error: ErrorBody | None = None
     condition: str | None = None  # Lambda's destination condition, once final
     destination: DestinationState | None = None
@@ -204,6 +206,7 @@ class InvocationRecord:
         now: float,
         *,
         result: InvocationResult | None = None,
+        no_reply: bool = False,
         error: ErrorBody | None = None,
     ) -> InvocationRecord:
         assert state.final, state
@@ -214,6 +217,7 @@ class InvocationRecord:
             finished_at=now_iso(now),
             next_attempt_at=None,
             result=result,
+            no_reply=no_reply,
             error=error,
         )
 
@@ -249,7 +253,10 @@ class InvocationRecord:
             "condition": self.condition,
             "destination": str(self.destination) if self.destination else None,
         }
-        record.update((name, value) for name, value in optional.items() if value is not None)
+        written = {name for name, value in optional.items() if value is not None}
+        if self.no_reply:
+            written.add("result")
+        record.update((name, value) for name, value in optional.items() if name in written)
         record.update((name, value) for name, value in self.extra.items() if name not in record)
         return record
 
@@ -304,6 +311,7 @@ class InvocationRecord:
             result=None
             if fields.get("result") is None
             else InvocationResult.parse(fields["result"]),
+            no_reply="result" in fields and fields["result"] is None,
             error=_error(fields, "error"),
             condition=_optional_text(fields, "condition"),
             destination=destination,

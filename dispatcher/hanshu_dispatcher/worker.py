@@ -318,7 +318,12 @@ class FunctionWorker:
             # No reply (status 0): nothing to keep but the error.
             kept = InvocationResult.of(reply.status, reply.body) if reply.status else None
             record = record.finished(
-                step.state, step.condition, now, result=kept, error=error_of(reply)
+                step.state,
+                step.condition,
+                now,
+                result=kept,
+                no_reply=kept is None,
+                error=error_of(reply),
             )
         if self._destination_of(delivery, record) is not None:
             # Saved before it is sent: a dispatcher that stops in between leaves the message

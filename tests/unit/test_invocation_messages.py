@@ -231,3 +231,20 @@ def test_the_states_are_the_strings_on_the_wire() -> None:
 def test_a_malformed_record_names_its_field(raw: object, named: str) -> None:
     with pytest.raises(RecordInvalid, match=named):
         InvocationRecord.parse(raw)  # type: ignore[arg-type]
+
+
+def test_a_last_attempt_without_a_reply_writes_a_null_result() -> None:
+    running = InvocationRecord.new("a" * 32, ORIGIN, "Async", 0.0).running(1, 1.0)
+    unreachable = running.finished(
+        State.FAILED,
+        "RetriesExhausted",
+        2.0,
+        no_reply=True,
+        error=ErrorBody("GatewayUnreachable", "connection refused"),
+    )
+    assert "result" in unreachable.encode()
+    assert unreachable.encode()["result"] is None
+    assert InvocationRecord.parse(unreachable.dumps()) == unreachable
+    # Ended with no attempt at all (too old): no result key.
+    expired = running.finished(State.EXPIRED, "EventAgeExceeded", 2.0, error=ErrorBody("E"))
+    assert "result" not in expired.encode()

@@ -3,7 +3,9 @@
 An async call is stored as one JetStream message on the subject of its Function: the HTTP
 request to replay (method, raw target, headers, body) and the Function's async policy at
 the time of the call (retries, event age, destinations), so the dispatcher needs no view of
-the cluster. Its progress is a JSON record in a JetStream key-value bucket, keyed by the
+the cluster. The message's NATS headers are one type, InvocationHeaders, that the gateway
+encodes (``to_headers``) and the dispatcher parses (``from_headers``). Its progress is a JSON
+record (invocation_record.InvocationRecord) in a JetStream key-value bucket, keyed by the
 invocation id, which the gateway serves at the status URL.
 
 Pure names and shapes only: the NATS I/O lives in the gateway and the dispatcher.
@@ -11,8 +13,6 @@ Pure names and shapes only: the NATS I/O lives in the gateway and the dispatcher
 
 from __future__ import annotations
 
-import base64
-import datetime
 import hashlib
 import json
 import re
@@ -21,6 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The status record's names, where the gateway has always imported them from.
+from .invocation_record import FINAL_STATES as FINAL_STATES
+from .invocation_record import MAX_RESULT_BODY_BYTES as MAX_RESULT_BODY_BYTES
+from .invocation_record import InvocationRecord, InvocationResult
+from .invocation_record import Origin as Origin
+from .invocation_record import State as State
+from .invocation_record import now_iso as now_iso
 from .models import AsyncPolicy, Destination
 from .platform import FunctionKey
 
@@ -56,14 +63,11 @@ HTTP_GATEWAY_ERROR = "X-Hanshu-Gateway-Error"
 SYNC, ASYNC, BATCH, EVENT = "Sync", "Async", "Batch", "Event"
 INVOCATION_TYPES = {t.lower(): t for t in (SYNC, ASYNC, BATCH)}
 
-ENQUEUED, RUNNING, RETRYING = "Enqueued", "Running", "Retrying"
-SUCCEEDED, FAILED, EXPIRED = "Succeeded", "Failed", "Expired"
-FINAL_STATES = frozenset({SUCCEEDED, FAILED, EXPIRED})
-STATES = (ENQUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, EXPIRED)
+# The record's states (invocation_record.State), by their old names.
+ENQUEUED, RUNNING, RETRYING = State.ENQUEUED, State.RUNNING, State.RETRYING
+SUCCEEDED, FAILED, EXPIRED = State.SUCCEEDED, State.FAILED, State.EXPIRED
+STATES = tuple(State)
 
-# What the status keeps of a reply: enough to read an answer or an error, bounded so a
-# large reply cannot fill the bucket.
-MAX_RESULT_BODY_BYTES = 32 * 1024
 MAX_BATCH_EVENTS = 10_000
 
 _ID = re.compile(r"^[0-9a-f]{32}(?:-[0-9]{1,5})?$")
@@ -167,34 +171,48 @@ def invocation_type_of(headers: Mapping[str, str]) -> str | None:
     return INVOCATION_TYPES.get(raw.strip().lower())
 
 
-def now_iso(now: float) -> str:
-    return (
-        datetime.datetime.fromtimestamp(now, datetime.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
-
-
 # -- what travels in the message --------------------------------------------------------------
 
 
 def policy_document(policy: AsyncPolicy, timeout_seconds: float) -> dict[str, Any]:
-    return {
-        "maxAttempts": 1 + policy.max_retry_attempts,
-        "maxEventAgeSeconds": policy.max_event_age_seconds,
-        "timeoutSeconds": timeout_seconds,
-        "onSuccess": policy.on_success.as_dict() if policy.on_success else None,
-        "onFailure": policy.on_failure.as_dict() if policy.on_failure else None,
-    }
+    return StoredPolicy.of(policy, timeout_seconds).document()
+
+
+class HeadersInvalid(ValueError):
+    """A stored message that is not an invocation: the message names the header."""
 
 
 @dataclass(frozen=True, slots=True)
 class StoredPolicy:
+    """The Function's async policy at the time of the call."""
+
     max_attempts: int
     max_event_age_seconds: float
     timeout_seconds: float
     on_success: Destination | None
     on_failure: Destination | None
+
+    @classmethod
+    def of(cls, policy: AsyncPolicy, timeout_seconds: float) -> StoredPolicy:
+        return cls(
+            1 + policy.max_retry_attempts,
+            policy.max_event_age_seconds,
+            timeout_seconds,
+            policy.on_success,
+            policy.on_failure,
+        )
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "maxAttempts": self.max_attempts,
+            "maxEventAgeSeconds": self.max_event_age_seconds,
+            "timeoutSeconds": self.timeout_seconds,
+            "onSuccess": self.on_success.as_dict() if self.on_success else None,
+            "onFailure": self.on_failure.as_dict() if self.on_failure else None,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.document())
 
     @classmethod
     def parse(cls, text: str) -> StoredPolicy:
@@ -236,6 +254,69 @@ class StoredRequest:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class InvocationHeaders:
+    """What travels in a stored invocation's NATS headers (the body is the request's
+    body): written by the gateway, read by the dispatcher."""
+
+    invocation_id: str
+    invocation_type: str
+    enqueued_at: float  # Unix time
+    policy: StoredPolicy
+    request: StoredRequest
+    origin: Origin
+    job_id: str | None = None
+
+    def to_headers(self) -> dict[str, str]:
+        return _headers(
+            self.invocation_id,
+            self.invocation_type,
+            self.enqueued_at,
+            self.policy.dumps(),
+            self.request,
+            self.origin,
+            self.job_id,
+        )
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> InvocationHeaders:
+        """Raises HeadersInvalid naming the header that is missing or malformed."""
+        for required in (H_INVOCATION, H_ENQUEUED, H_POLICY, H_REQUEST, H_ORIGIN):
+            if not headers.get(required):
+                raise HeadersInvalid(f"the message has no {required} header")
+        try:
+            origin = json.loads(headers[H_ORIGIN])
+            parsed_origin = Origin(
+                str(origin["namespace"]),
+                str(origin["function"]),
+                origin.get("trigger"),
+                origin.get("authHeader"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as bad:
+            raise HeadersInvalid(f"{H_ORIGIN} is malformed ({bad!r})") from None
+        try:
+            enqueued_at = float(headers[H_ENQUEUED])
+        except ValueError:
+            raise HeadersInvalid(f"{H_ENQUEUED} is not a time: {headers[H_ENQUEUED]!r}") from None
+        try:
+            policy = StoredPolicy.parse(headers[H_POLICY])
+        except (ValueError, KeyError, TypeError) as bad:
+            raise HeadersInvalid(f"{H_POLICY} is malformed ({bad!r})") from None
+        try:
+            request = StoredRequest.parse(headers[H_REQUEST])
+        except (ValueError, KeyError, TypeError) as bad:
+            raise HeadersInvalid(f"{H_REQUEST} is malformed ({bad!r})") from None
+        return cls(
+            invocation_id=headers[H_INVOCATION],
+            invocation_type=headers.get(H_TYPE) or ASYNC,
+            enqueued_at=enqueued_at,
+            policy=policy,
+            request=request,
+            origin=parsed_origin,
+            job_id=headers.get(H_JOB) or None,
+        )
+
+
 def message_headers(
     invocation_id: str,
     invocation_type: str,
@@ -244,6 +325,19 @@ def message_headers(
     request: StoredRequest,
     origin: Origin,
     job_id: str | None = None,
+) -> dict[str, str]:
+    """InvocationHeaders.to_headers with the policy already dumped (a batch shares one)."""
+    return _headers(invocation_id, invocation_type, enqueued_at, policy, request, origin, job_id)
+
+
+def _headers(
+    invocation_id: str,
+    invocation_type: str,
+    enqueued_at: float,
+    policy: str,
+    request: StoredRequest,
+    origin: Origin,
+    job_id: str | None,
 ) -> dict[str, str]:
     headers = {
         H_MSG_ID: invocation_id,
@@ -266,17 +360,7 @@ def message_headers(
     return headers
 
 
-# -- the status record --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Who may read a status: the Trigger that took the call, and its key header if any."""
-
-    namespace: str
-    function: str
-    trigger: str | None = None
-    auth_header: str | None = None
+# -- the status record (invocation_record.InvocationRecord), for its dict readers -------------
 
 
 def new_record(
@@ -286,33 +370,13 @@ def new_record(
     enqueued_at: float,
     job_id: str | None = None,
 ) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "invocationId": invocation_id,
-        "namespace": origin.namespace,
-        "function": origin.function,
-        "trigger": origin.trigger,
-        "authHeader": origin.auth_header,
-        "invocationType": invocation_type,
-        "state": ENQUEUED,
-        "attempts": 0,
-        "enqueuedAt": now_iso(enqueued_at),
-        "updatedAt": now_iso(enqueued_at),
-    }
-    if job_id:
-        record["jobId"] = job_id
-    return record
+    return InvocationRecord.new(
+        invocation_id, origin, invocation_type, enqueued_at, job_id
+    ).encode()
 
 
 def result_of(status: int, body: bytes) -> dict[str, Any]:
-    kept = body[:MAX_RESULT_BODY_BYTES]
-    result: dict[str, Any] = {"statusCode": status, "truncated": len(body) > len(kept)}
-    try:
-        result["body"] = kept.decode()
-        result["isBase64Encoded"] = False
-    except UnicodeDecodeError:
-        result["body"] = base64.b64encode(kept).decode()
-        result["isBase64Encoded"] = True
-    return result
+    return InvocationResult.of(status, body).encode()
 
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:

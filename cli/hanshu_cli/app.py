@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from hanshu_api import RUNTIME_CONTAINER
+from hanshu_api.invocation_record import State as InvocationState
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -355,7 +356,7 @@ def invoke(
     body = calls.payload(data)
     headers = calls.parse_headers(header or [])
     if asynchronous:
-        headers[calls.ASYNC_HEADER] = "Async"
+        headers[calls.ASYNC_HEADER] = calls.ASYNC
     call = calls.Call(url, method or ("POST" if body is not None else "GET"), body, headers)
     with err.status(f"calling {name} at {url}"):
         reply = calls.send(call, timeout)
@@ -405,19 +406,15 @@ def _follow_invocation(
             )
     state = calls.invocation_state(document)
     result = document.get("result") or {}
-    style = "green" if state == "Succeeded" else "red"
+    style = "green" if state == InvocationState.SUCCEEDED else "red"
     err.print(
         f"[{style}]{state}[/]  invocation {invocation_id}  attempts {document.get('attempts')}"
         + (f"  status code {result.get('statusCode')}" if result else "")
     )
-    if state == "Succeeded":
+    if state == InvocationState.SUCCEEDED:
         out.print(str(result.get("body", "")), markup=False)
         return
-    error = document.get("error") or document.get("lastError") or {}
-    raise CliError(
-        f"invocation {invocation_id} {state}: "
-        f"{error.get('errorType', '')}: {error.get('errorMessage', '')}".rstrip(": ")
-    )
+    raise CliError(calls.failure_of(invocation_id, document))
 
 
 # logs

@@ -12,10 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hanshu_api.error_body import ErrorBody
+from hanshu_api.invocation_record import FINAL_STATES as FINAL_STATES
+from hanshu_api.invocations import ASYNC as ASYNC
+from hanshu_api.invocations import HTTP_INVOCATION_TYPE
+
 from .errors import CliError
 
-ASYNC_HEADER = "X-Hanshu-Invocation-Type"
-FINAL_STATES = frozenset({"Succeeded", "Failed", "Expired"})
+ASYNC_HEADER = HTTP_INVOCATION_TYPE
 
 
 @dataclass
@@ -118,3 +122,11 @@ def accepted(reply: Reply) -> tuple[str, str]:
 
 def invocation_state(document: Mapping[str, object]) -> str:
     return str(document.get("state", ""))
+
+
+def failure_of(invocation_id: str, document: Mapping[str, object]) -> str:
+    """An invocation that did not succeed, in a line: its state and its error (the last
+    attempt's while it is retrying), when the status has one."""
+    error = ErrorBody.parse(document.get("error") or document.get("lastError") or {})
+    described = f"{error.error_type}: {error.error_message}" if error else ""
+    return f"invocation {invocation_id} {invocation_state(document)}: {described}".rstrip(": ")

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from hanshu_api import bounded_json, internal_headers
+from hanshu_api import bounded_json
+from hanshu_api.error_body import ErrorBody
+from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocations import now_iso
 from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
@@ -28,6 +30,7 @@ log = logging.getLogger("hanshu.dispatcher")
 
 ATTEMPTS = 4
 FIRST_DELAY_SECONDS = 0.5
+SEND_SECONDS = 10.0  # for one try of one destination
 # Payloads larger than this are kept as text: a record is no place to parse megabytes.
 MAX_JSON_PAYLOAD_BYTES = 8 * 1024 * 1024
 
@@ -57,7 +60,7 @@ def destination_record(
     request_body: bytes,
     status: int | None,
     response_body: bytes | None,
-    error: Mapping[str, Any] | None,
+    error: ErrorBody | None,
     now: float,
 ) -> dict[str, Any]:
     """Lambda's async destination record (version 1.0), with Hanshu's function name."""
@@ -79,7 +82,7 @@ def destination_record(
         "responseContext": response_context,
     }
     if error is not None:
-        record["responsePayload"] = dict(error)
+        record["responsePayload"] = error.as_dict()
     elif response_body is not None:
         record["responsePayload"] = payload_of(response_body)
     return record
@@ -87,16 +90,11 @@ def destination_record(
 
 class Destinations:
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        nats_client: NATS,
-        gateway_internal_url: str,
-        internal_token: str = "",
+        self, session: aiohttp.ClientSession, nats_client: NATS, gateway: InternalGateway
     ) -> None:
-        self.session = session
+        self.session = session  # for URL destinations: never the internal token
         self.nats = nats_client
-        self.gateway = gateway_internal_url.rstrip("/")
-        self.internal_token = internal_token
+        self.gateway = gateway
 
     async def send(
         self, source: FunctionKey, destination: Destination, record: Mapping[str, Any]
@@ -133,20 +131,22 @@ class Destinations:
         body: bytes,
         record: Mapping[str, Any],
     ) -> None:
-        timeout = aiohttp.ClientTimeout(total=10)
+        timeout = aiohttp.ClientTimeout(total=SEND_SECONDS)
         if destination.function:
             # Through the gateway, which knows the target's async policy and says 404 for a
             # Function that does not exist. The request id makes a resend harmless.
-            url = f"{self.gateway}/_hanshu/enqueue/{source[0]}/{destination.function}"
-            headers = {
-                **internal_headers(self.internal_token),  # only ever sent to the gateway
-                "Content-Type": "application/json",
-                "Idempotency-Key": f"destination-{record['requestContext']['requestId']}-"
-                f"{record['requestContext']['condition']}",
-            }
-            async with self.session.post(url, data=body, headers=headers, timeout=timeout) as r:
-                if r.status != 202:
-                    raise DestinationRefused(f"the gateway answered {r.status}: {await r.text()}")
+            context = record["requestContext"]
+            stored = await self.gateway.enqueue(
+                source[0],
+                destination.function,
+                body,
+                time_limit=SEND_SECONDS,
+                idempotency_key=f"destination-{context['requestId']}-{context['condition']}",
+            )
+            if stored.status != 202:
+                raise DestinationRefused(
+                    f"the gateway answered {stored.status}: {stored.body.decode(errors='replace')}"
+                )
         elif destination.url:
             headers = {"Content-Type": "application/json"}
             async with self.session.post(

@@ -12,10 +12,9 @@ import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from hanshu_api import bounded_json
-from hanshu_api.invocations import EXPIRED, FAILED, SUCCEEDED
+from hanshu_api.error_body import ErrorBody, reply_error
+from hanshu_api.invocation_record import State
 
 # The gateway's own 429 and 503 say it could not run the invocation yet (a full queue, a
 # cold start past its timeout, replicas that cannot start: ImagePullFailed, Unschedulable
@@ -25,8 +24,6 @@ from hanshu_api.invocations import EXPIRED, FAILED, SUCCEEDED
 THROTTLE_CODES = frozenset({429, 503})
 # Replies a function could send that say "try again".
 RETRIED_CLIENT_CODES = frozenset({408, 429})
-# An error body is a small JSON object: a larger reply is described by its status alone.
-MAX_ERROR_BODY_BYTES = 1024 * 1024
 
 # Lambda's destination conditions, and ours for a reply that ended it on purpose.
 SUCCESS = "Success"
@@ -72,7 +69,7 @@ def judge(reply: Reply) -> Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Next:
-    state: str | None  # a final state, or None to retry
+    state: State | None  # a final state, or None to retry
     condition: str | None = None  # the destination condition when final
     delay: float = 0.0  # before the next delivery when retrying
     uses_attempt: bool = True
@@ -92,16 +89,16 @@ def next_step(
 ) -> Next:
     """The state after attempt number ``attempt`` (1-based) had ``verdict``."""
     if verdict is Verdict.SUCCEEDED:
-        return Next(SUCCEEDED, SUCCESS)
+        return Next(State.SUCCEEDED, SUCCESS)
     if verdict is Verdict.FAILED:
-        return Next(FAILED, NOT_RETRIED)
+        return Next(State.FAILED, NOT_RETRIED)
     if verdict is Verdict.RETRY and attempt >= max_attempts:
-        return Next(FAILED, RETRIES_EXHAUSTED)
+        return Next(State.FAILED, RETRIES_EXHAUSTED)
     delay = backoff(attempt, base, cap, rng)
     if retry_after is not None:
         delay = max(delay if verdict is Verdict.RETRY else 0.0, min(retry_after, cap))
     if age + delay > max_age:
-        return Next(EXPIRED, EVENT_AGE_EXCEEDED)
+        return Next(State.EXPIRED, EVENT_AGE_EXCEEDED)
     return Next(None, delay=delay, uses_attempt=verdict is Verdict.RETRY)
 
 
@@ -112,26 +109,7 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
     return float(min(cap, base * 2 ** max(0, attempt - 1)) * spread)
 
 
-def error_of(reply: Reply) -> dict[str, Any]:
-    """``errorType`` / ``errorMessage`` from a runtime's or the gateway's JSON error, else
-    the status line."""
-    if reply.status == 0:
-        return {
-            "errorType": reply.gateway_error or "NoReply",
-            "errorMessage": reply.body.decode(errors="replace")[:1000],
-        }
-    try:
-        # A Function's reply: deep nesting is refused (JsonRefused is a ValueError), never
-        # a RecursionError in the middle of recording the outcome.
-        body = bounded_json.loads(reply.body, what="the reply", max_bytes=MAX_ERROR_BODY_BYTES)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "errorType" in body:
-        return {
-            "errorType": str(body["errorType"]),
-            "errorMessage": str(body.get("errorMessage", ""))[:1000],
-        }
-    return {
-        "errorType": f"HTTP{reply.status}",
-        "errorMessage": f"the function answered {reply.status}",
-    }
+def error_of(reply: Reply) -> ErrorBody:
+    """The runtime's or the gateway's error body, else the status line; with no reply,
+    the gateway's refusal (``gateway_error``) or ``NoReply``."""
+    return reply_error(reply.status, reply.body, not_delivered=reply.gateway_error or "NoReply")

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocations import STREAM, SUBJECT_PREFIX, WAKE_SUBJECT, function_of_subject
 from hanshu_api.jetstream import Invocations, StreamSettings, connect, ensure
 from hanshu_api.loop_lag import LoopLag, watch_loop
@@ -53,12 +54,16 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._gateway: InternalGateway | None = None
         self.connected = False
         self.loop_lag: LoopLag | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+        )
+        self._gateway = InternalGateway(
+            self._session, self.config.gateway_internal_url, self.config.internal_token
         )
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
@@ -84,9 +89,8 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
         await client.subscribe(WAKE_SUBJECT, cb=self._woken)
         assert self._session is not None
-        self._destinations = Destinations(
-            self._session, client, self.config.gateway_internal_url, self.config.internal_token
-        )
+        assert self._gateway is not None
+        self._destinations = Destinations(self._session, client, self._gateway)
         log.info("dispatching async invocations from %s", self.config.nats_url)
         if self.config.autoscaler_url:
             self._tasks.append(asyncio.create_task(self._report_backlog()))
@@ -144,8 +148,8 @@ class Dispatcher:
         except BadRequestError as error:
             # Made by a dispatcher with other settings: it serves as it is.
             log.info("using the existing consumer of %s/%s (%s)", *key, error)
-        assert self._session is not None
-        worker = FunctionWorker(key, self.config, store, self._session, self._destinations)
+        assert self._gateway is not None
+        worker = FunctionWorker(key, self.config, store, self._gateway, self._destinations)
         task = asyncio.create_task(worker.run())
         task.add_done_callback(lambda done, key=key: self._worker_ended(key, done))  # type: ignore[misc]
         self.workers[key] = (worker, task)

@@ -8,9 +8,7 @@ dispatcher that dies was running is redelivered when its heartbeats stop.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -18,34 +16,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from hanshu_api import internal_headers
+from hanshu_api.error_body import ErrorBody
+from hanshu_api.gateway_client import InternalGateway
+from hanshu_api.invocation_record import (
+    DestinationState,
+    InvocationRecord,
+    InvocationResult,
+    RecordInvalid,
+    State,
+)
 from hanshu_api.invocations import (
-    FINAL_STATES,
-    H_ENQUEUED,
-    H_INVOCATION,
-    H_JOB,
-    H_ORIGIN,
-    H_POLICY,
-    H_REQUEST,
-    H_TYPE,
     HTTP_ATTEMPT,
-    HTTP_GATEWAY_ERROR,
     HTTP_INVOCATION_ID,
     HTTP_INVOCATION_TYPE,
     HTTP_JOB_ID,
     HTTP_TARGET,
-    RETRYING,
-    RUNNING,
     STREAM,
-    Origin,
-    StoredPolicy,
-    StoredRequest,
+    InvocationHeaders,
     consumer_name,
     header_key,
-    new_record,
-    now_iso,
     record_key,
-    result_of,
     subject_for,
 )
 from hanshu_api.jetstream import Invocations
@@ -60,13 +50,20 @@ from nats.js.errors import KeyNotFoundError
 from . import metrics
 from .config import DispatcherConfig
 from .destinations import Destinations, destination_record
-from .outcome import Next, Reply, Verdict, error_of, judge, next_step
+from .outcome import (
+    EVENT_AGE_EXCEEDED,
+    RETRIES_EXHAUSTED,
+    Next,
+    Reply,
+    Verdict,
+    error_of,
+    judge,
+    next_step,
+)
 
 log = logging.getLogger("hanshu.dispatcher")
 
 FETCH_WAIT_SECONDS = 5.0
-# Where an outcome's destination record stands, in the status.
-DESTINATION_PENDING, DESTINATION_SENT, DESTINATION_FAILED = "Pending", "Sent", "Failed"
 # A consumer no dispatcher has pulled from for this long is removed by the server.
 CONSUMER_INACTIVE_SECONDS = 3600.0
 
@@ -88,32 +85,27 @@ def consumer_config(key: FunctionKey, config: DispatcherConfig) -> ConsumerConfi
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    invocation_id: str
-    invocation_type: str
-    enqueued_at: float
-    origin: Origin
-    policy: StoredPolicy
-    request: StoredRequest
-    job_id: str | None
+    """One stored invocation: what its headers say, and the request's body."""
+
+    headers: InvocationHeaders
     body: bytes
 
     @classmethod
     def of(cls, headers: Mapping[str, str], body: bytes) -> Delivery:
-        origin = json.loads(headers[H_ORIGIN])
-        return cls(
-            invocation_id=headers[H_INVOCATION],
-            invocation_type=headers.get(H_TYPE, "Async"),
-            enqueued_at=float(headers[H_ENQUEUED]),
-            origin=Origin(
-                origin["namespace"],
-                origin["function"],
-                origin.get("trigger"),
-                origin.get("authHeader"),
-            ),
-            policy=StoredPolicy.parse(headers[H_POLICY]),
-            request=StoredRequest.parse(headers[H_REQUEST]),
-            job_id=headers.get(H_JOB) or None,
-            body=body,
+        return cls(InvocationHeaders.from_headers(headers), body)
+
+    @property
+    def invocation_id(self) -> str:
+        return self.headers.invocation_id
+
+    def new_record(self) -> InvocationRecord:
+        stored = self.headers
+        return InvocationRecord.new(
+            stored.invocation_id,
+            stored.origin,
+            stored.invocation_type,
+            stored.enqueued_at,
+            stored.job_id,
         )
 
 
@@ -123,13 +115,13 @@ class FunctionWorker:
         key: FunctionKey,
         config: DispatcherConfig,
         store: Invocations,
-        session: aiohttp.ClientSession,
+        gateway: InternalGateway,
         destinations: Destinations,
     ) -> None:
         self.key = key
         self.config = config
         self.store = store
-        self.session = session
+        self.gateway = gateway
         self.destinations = destinations
         self.running: set[asyncio.Task[None]] = set()
         self.last_message = time.monotonic()
@@ -182,7 +174,7 @@ class FunctionWorker:
     async def _run_one(self, message: Msg) -> None:
         try:
             delivery = Delivery.of(message.headers or {}, message.data)
-        except (KeyError, ValueError, TypeError) as bad:
+        except ValueError as bad:
             metrics.MALFORMED.inc()
             log.error(
                 "%s/%s: removing a stored message that is not an invocation (%s)", *self.key, bad
@@ -208,63 +200,56 @@ class FunctionWorker:
             with contextlib.suppress(NatsError, TimeoutError):
                 await message.in_progress()
 
-    async def _load(self, delivery: Delivery) -> dict[str, Any]:
+    async def _load(self, delivery: Delivery) -> InvocationRecord:
         try:
             entry = await self.store.status.get(record_key(delivery.invocation_id))
-            return json.loads(entry.value or b"{}")  # type: ignore[no-any-return]
         except KeyNotFoundError:
             # A batch member (the gateway stores only the job), or a status that expired.
-            return new_record(
-                delivery.invocation_id,
-                delivery.origin,
-                delivery.invocation_type,
-                delivery.enqueued_at,
-                delivery.job_id,
-            )
+            return delivery.new_record()
+        try:
+            return InvocationRecord.parse(entry.value or b"")
+        except RecordInvalid as bad:
+            log.warning("%s: its stored status is unreadable (%s)", delivery.invocation_id, bad)
+            return delivery.new_record()
 
-    async def _save(self, record: dict[str, Any]) -> None:
-        record["updatedAt"] = now_iso(time.time())
-        await self.store.status.put(record_key(record["invocationId"]), json.dumps(record).encode())
+    async def _save(self, record: InvocationRecord) -> InvocationRecord:
+        record = record.touched(time.time())
+        await self.store.status.put(record_key(record.invocation_id), record.dumps())
+        return record
 
     async def _deliver(self, message: Msg, delivery: Delivery) -> None:
         namespace, function = self.key
         if message.metadata.num_delivered == 1:
             # Never delivered before, so never run: the record is the one the gateway
             # wrote (or none, for a batch member). One store round trip less per event.
-            record = new_record(
-                delivery.invocation_id,
-                delivery.origin,
-                delivery.invocation_type,
-                delivery.enqueued_at,
-                delivery.job_id,
-            )
+            record = delivery.new_record()
         else:
             record = await self._load(delivery)
-        if record.get("state") in FINAL_STATES:
-            if record.get("destination") == DESTINATION_PENDING:
+        if record.state.final:
+            if record.destination is DestinationState.PENDING:
                 # Its dispatcher stopped between the outcome and its destination.
                 await self._send_destination(delivery, record)
             else:
                 metrics.DUPLICATES.labels(namespace, function).inc()
             await message.ack()
             return
-        policy = delivery.policy
-        age = time.time() - delivery.enqueued_at
+        policy = delivery.headers.policy
+        age = time.time() - delivery.headers.enqueued_at
         if age > policy.max_event_age_seconds:
-            await self._finish(message, delivery, record, Next("Expired", "EventAgeExceeded"), None)
+            await self._finish(
+                message, delivery, record, Next(State.EXPIRED, EVENT_AGE_EXCEEDED), None
+            )
             return
-        if record.get("state") == RUNNING:
+        if record.state is State.RUNNING:
             # The last attempt's dispatcher (or its replica) died mid-run: it may have run.
             metrics.REPEATED_RUNS.labels(namespace, function).inc()
-            if int(record.get("attempts", 0)) >= policy.max_attempts:
+            if record.attempts >= policy.max_attempts:
                 await self._finish(
-                    message, delivery, record, Next("Failed", "RetriesExhausted"), None
+                    message, delivery, record, Next(State.FAILED, RETRIES_EXHAUSTED), None
                 )
                 return
-        attempt = int(record.get("attempts", 0)) + 1
-        record.update(state=RUNNING, attempts=attempt)
-        record.setdefault("startedAt", now_iso(time.time()))
-        await self._save(record)
+        attempt = record.attempts + 1
+        record = await self._save(record.running(attempt, time.time()))
         reply = await self._call(delivery, attempt)
         verdict = judge(reply)
         metrics.ATTEMPTS.labels(namespace, function, verdict.value).inc()
@@ -272,7 +257,7 @@ class FunctionWorker:
             verdict,
             attempt,
             policy.max_attempts,
-            age=time.time() - delivery.enqueued_at,
+            age=time.time() - delivery.headers.enqueued_at,
             max_age=policy.max_event_age_seconds,
             retry_after=reply.retry_after,
             base=self.config.retry_base_seconds,
@@ -281,126 +266,113 @@ class FunctionWorker:
         if step.state is not None:
             await self._finish(message, delivery, record, step, reply)
             return
-        if not step.uses_attempt:
-            record["attempts"] = attempt - 1
-        record["state"] = RETRYING
-        record["lastError"] = error_of(reply)
-        record["nextAttemptAt"] = now_iso(time.time() + step.delay)
-        await self._save(record)
+        attempts = attempt if step.uses_attempt else attempt - 1
+        await self._save(record.retrying(attempts, error_of(reply), time.time() + step.delay))
         await message.nak(delay=step.delay)
 
     async def _call(self, delivery: Delivery, attempt: int) -> Reply:
-        request = delivery.request
-        namespace, function = self.key
+        stored = delivery.headers
+        request = stored.request
         headers = [(k, v) for k, v in request.headers if header_key(k) not in _REPLACED]
         headers += [
             (HTTP_TARGET, request.target),
             (HTTP_INVOCATION_ID, delivery.invocation_id),
             (HTTP_ATTEMPT, str(attempt)),
-            (HTTP_INVOCATION_TYPE, delivery.invocation_type),
+            (HTTP_INVOCATION_TYPE, stored.invocation_type),
             ("X-Request-Id", delivery.invocation_id),
-            *internal_headers(self.config.internal_token).items(),
         ]
-        if delivery.job_id:
-            headers.append((HTTP_JOB_ID, delivery.job_id))
-        gateway = self.config.gateway_internal_url.rstrip("/")
-        url = f"{gateway}/_hanshu/dispatch/{namespace}/{function}"
-        timeout = aiohttp.ClientTimeout(
-            total=delivery.policy.timeout_seconds + self.config.call_margin_seconds
-        )
-        body = b""
+        if stored.job_id:
+            headers.append((HTTP_JOB_ID, stored.job_id))
         try:
-            async with self.session.request(
+            reply = await self.gateway.dispatch(
+                *self.key,
                 request.method,
-                url,
-                headers=headers,
-                data=delivery.body,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as reply:
-                body = await reply.read()
-                return Reply(
-                    reply.status,
-                    {k: v for k, v in reply.headers.items()},
-                    body,
-                    reply.headers.get(HTTP_GATEWAY_ERROR),
-                )
+                headers,
+                delivery.body,
+                time_limit=stored.policy.timeout_seconds + self.config.call_margin_seconds,
+            )
         except TimeoutError:
             return Reply(0, {}, b"the gateway did not answer in time", "DispatchTimeout")
         except aiohttp.ClientError as error:
             return Reply(0, {}, str(error).encode(), "GatewayUnreachable")
+        return Reply(reply.status, reply.headers, reply.body, reply.gateway_error)
 
     async def _finish(
         self,
         message: Msg,
         delivery: Delivery,
-        record: dict[str, Any],
+        record: InvocationRecord,
         step: Next,
         reply: Reply | None,
     ) -> None:
-        now = time.time()
         assert step.state is not None
-        record["state"] = step.state
-        record["finishedAt"] = now_iso(now)
-        record.pop("nextAttemptAt", None)
-        error = None
-        if reply is not None and step.state == "Succeeded":
-            record["result"] = result_of(reply.status, reply.body)
-        elif reply is not None:
-            error = error_of(reply)
-            record["result"] = result_of(reply.status, reply.body) if reply.status else None
-            record["error"] = error
+        now = time.time()
+        if reply is None:
+            record = record.finished(
+                step.state, step.condition, now, error=_no_reply_error(step.condition)
+            )
+        elif step.state is State.SUCCEEDED:
+            result = InvocationResult.of(reply.status, reply.body)
+            record = record.finished(step.state, step.condition, now, result=result)
         else:
-            error = {
-                "errorType": step.condition or "Failed",
-                "errorMessage": (
-                    "the event was older than the Function's maxEventAge"
-                    if step.condition == "EventAgeExceeded"
-                    else "the last attempt did not finish (its replica or dispatcher stopped)"
-                ),
-            }
-            record["error"] = error
-        record["condition"] = step.condition
+            # No reply (status 0): nothing to keep but the error.
+            kept = InvocationResult.of(reply.status, reply.body) if reply.status else None
+            record = record.finished(
+                step.state,
+                step.condition,
+                now,
+                result=kept,
+                no_reply=kept is None,
+                error=error_of(reply),
+            )
         if self._destination_of(delivery, record) is not None:
             # Saved before it is sent: a dispatcher that stops in between leaves the message
             # unacknowledged, and whoever gets it again sends the record.
-            record["destination"] = DESTINATION_PENDING
-        await self._save(record)
-        metrics.OUTCOMES.labels(*self.key, delivery.invocation_type, step.state).inc()
-        if record.get("destination") == DESTINATION_PENDING:
+            record = record.with_destination(DestinationState.PENDING)
+        record = await self._save(record)
+        metrics.OUTCOMES.labels(*self.key, delivery.headers.invocation_type, step.state).inc()
+        if record.destination is DestinationState.PENDING:
             await self._send_destination(delivery, record)
         await message.ack()
 
-    def _destination_of(self, delivery: Delivery, record: dict[str, Any]) -> Destination | None:
-        policy = delivery.policy
-        return policy.on_success if record.get("state") == "Succeeded" else policy.on_failure
+    def _destination_of(self, delivery: Delivery, record: InvocationRecord) -> Destination | None:
+        policy = delivery.headers.policy
+        return policy.on_success if record.state is State.SUCCEEDED else policy.on_failure
 
-    async def _send_destination(self, delivery: Delivery, record: dict[str, Any]) -> None:
+    async def _send_destination(self, delivery: Delivery, record: InvocationRecord) -> None:
         """Lambda's destination record, from the invocation's stored outcome."""
         destination = self._destination_of(delivery, record)
         if destination is None:
             return
-        result = record.get("result") or {}
-        body = result.get("body")
-        if body is not None and result.get("isBase64Encoded"):
-            body = base64.b64decode(body)
+        result = record.result
         sent = await self.destinations.send(
             self.key,
             destination,
             destination_record(
                 key=self.key,
                 invocation_id=delivery.invocation_id,
-                condition=str(record.get("condition") or ""),
-                attempts=int(record.get("attempts", 0)),
+                condition=record.condition or "",
+                attempts=record.attempts,
                 request_body=delivery.body,
-                status=result.get("statusCode"),
-                response_body=body.encode() if isinstance(body, str) else body,
-                error=record.get("error"),
+                status=result.status_code if result else None,
+                response_body=result.payload() if result else None,
+                error=record.error,
                 now=time.time(),
             ),
         )
-        record["destination"] = DESTINATION_SENT if sent else DESTINATION_FAILED
-        await self._save(record)
+        await self._save(
+            record.with_destination(DestinationState.SENT if sent else DestinationState.FAILED)
+        )
+
+
+def _no_reply_error(condition: str | None) -> ErrorBody:
+    """An invocation that ended without a reply: too old, or its last attempt never ended."""
+    return ErrorBody(
+        condition or str(State.FAILED),
+        "the event was older than the Function's maxEventAge"
+        if condition == EVENT_AGE_EXCEEDED
+        else "the last attempt did not finish (its replica or dispatcher stopped)",
+    )
 
 
 # Set by the dispatcher's own call (a fresh target, id and attempt per delivery), or by the

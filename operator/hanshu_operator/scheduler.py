@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
-from hanshu_api import internal_headers
 from hanshu_api.cron import parse_cron
+from hanshu_api.gateway_client import InternalGateway
+from hanshu_api.gateway_paths import split_invoke_url
 from hanshu_api.models import Schedule
 
 from .conditions import rfc3339
@@ -99,27 +100,32 @@ def schedule_event(
 Fire = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
 
 
-def invoke_through_gateway(
-    session: aiohttp.ClientSession, url: str, timeout: float, token: str = ""
+def schedule_fire(
+    gateway: InternalGateway, namespace: str, function: str, time_limit: float
 ) -> Fire:
-    """A Fire that POSTs the event to the gateway's internal invoke path."""
+    """A Fire that runs the event on the Function through the gateway's invoke path."""
 
     async def fire(event: dict[str, Any]) -> tuple[bool, str]:
         try:
-            async with session.post(
-                url,
-                json=event,
-                headers={"X-Request-Id": uuid.uuid4().hex, **internal_headers(token)},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as reply:
-                body = await reply.text()
-                if reply.status >= 500 or reply.status == 429:
-                    return False, f"{reply.status}: {body[:200]}"
-                return True, str(reply.status)
+            reply = await gateway.invoke(
+                namespace, function, event, time_limit=time_limit, request_id=uuid.uuid4().hex
+            )
         except (aiohttp.ClientError, TimeoutError) as error:
             return False, f"not delivered: {type(error).__name__}: {error}"
+        if reply.status >= 500 or reply.status == 429:
+            return False, f"{reply.status}: {reply.body.decode(errors='replace')[:200]}"
+        return True, str(reply.status)
 
     return fire
+
+
+def invoke_through_gateway(
+    session: aiohttp.ClientSession, url: str, timeout: float, token: str = ""
+) -> Fire:
+    """The former spelling of schedule_fire, kept while cli/devmode.py calls it with the
+    invoke URL; it goes once dev mode passes an InternalGateway."""
+    base, namespace, function = split_invoke_url(url)
+    return schedule_fire(InternalGateway(session, base, token), namespace, function, timeout)
 
 
 async def fire_with_retries(

@@ -22,10 +22,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hanshu_api.error_body import ErrorBody
+from hanshu_api.invocations import HTTP_GATEWAY_ERROR
 from hanshu_api.models import StreamSource
 
 from .stream_records import (
@@ -40,10 +42,9 @@ from .stream_sources import HOLD_SECONDS, Source, SourceUnavailable, wait_or_sto
 
 log = logging.getLogger("hanshu.streams")
 
-GATEWAY_ERROR_HEADER = "X-Hanshu-Gateway-Error"
 
 # (event) -> (status, headers, body); status 0: no reply at all.
-Invoke = Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, str], bytes]]]
+Invoke = Callable[[dict[str, Any]], Awaitable[tuple[int, Mapping[str, str], bytes]]]
 # A failure record to onFailure -> whether it was delivered.
 SendFailure = Callable[[dict[str, Any]], Awaitable[bool]]
 
@@ -198,7 +199,7 @@ class StreamConsumer:
                 body,
                 report_item_failures=spec.report_batch_item_failures,
                 ordered=spec.ordered,
-                gateway_error=headers.get(GATEWAY_ERROR_HEADER),
+                gateway_error=headers.get(HTTP_GATEWAY_ERROR),
             )
             if verdict.succeeded:
                 await self.source.ack(verdict.succeeded)
@@ -233,7 +234,7 @@ class StreamConsumer:
         records: Sequence[Record],
         condition: str,
         attempts: int,
-        error: dict[str, Any] | None,
+        error: ErrorBody | None,
     ) -> None:
         """Send records to onFailure (or log them when there is none), then acknowledge:
         a record that failed for good must not block the stream for ever."""

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hanshu_api.error_body import ErrorBody, reply_error
+
 MAX_RECORDS_IN_FAILURE = 100  # of a failed batch, the records put in the failure record
 
 
@@ -78,7 +80,7 @@ class Verdict:
     succeeded: list[Record]
     failed: list[Record]
     throttled: bool = False  # the platform did not run it: retry without using an attempt
-    error: dict[str, Any] | None = None
+    error: ErrorBody | None = None
 
 
 def judge_reply(
@@ -105,11 +107,11 @@ def judge_reply(
         return Verdict(
             [],
             list(records),
-            error={
-                "errorType": "InvalidBatchItemFailures",
-                "errorMessage": "batchItemFailures names records not in the batch: "
+            error=ErrorBody(
+                "InvalidBatchItemFailures",
+                "batchItemFailures names records not in the batch: "
                 + ", ".join(sorted(failed_ids - known))[:500],
-            },
+            ),
         )
     if ordered:
         first = next((i for i, r in enumerate(records) if r.id in failed_ids), len(records))
@@ -133,19 +135,8 @@ def _item_failures(body: bytes) -> set[str] | None:
     return {str(item.get("itemIdentifier")) for item in items if isinstance(item, dict)}
 
 
-def _error(status: int, body: bytes) -> dict[str, Any]:
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        reply = None
-    if isinstance(reply, dict) and "errorType" in reply:
-        return {
-            "errorType": str(reply["errorType"]),
-            "errorMessage": str(reply.get("errorMessage", ""))[:1000],
-        }
-    if status == 0:
-        return {"errorType": "NotDelivered", "errorMessage": body.decode(errors="replace")[:1000]}
-    return {"errorType": f"HTTP{status}", "errorMessage": f"the function answered {status}"}
+def _error(status: int, body: bytes) -> ErrorBody:
+    return reply_error(status, body, not_delivered="NotDelivered")
 
 
 def too_old(record: Record, max_age: float, now: float | None = None) -> bool:
@@ -159,7 +150,7 @@ def failure_record(
     condition: str,
     attempts: int,
     records: Sequence[Record],
-    error: Mapping[str, Any] | None,
+    error: ErrorBody | None,
     now: float,
 ) -> dict[str, Any]:
     """What onFailure receives: Lambda's stream failure record (version 1.0), with the
@@ -176,7 +167,7 @@ def failure_record(
             "approximateInvokeCount": attempts,
         },
         "responseContext": {"functionError": "Unhandled"} if error else {},
-        "error": dict(error) if error else None,
+        "error": error.as_dict() if error else None,
         "streamBatchInfo": {
             "trigger": trigger,
             "source": records[0].source if records else "",

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import kopf
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, GROUP, TRIGGER_PLURAL, VERSION
+from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.kube import path_for
 from hanshu_api.models import Schedule, SpecInvalid, parse_trigger_spec
 
@@ -25,7 +26,7 @@ from .api_key_publisher import sync_api_keys, unpublish
 from .bounded import bounded
 from .conditions import FALSE, TRUE, Condition, rfc3339
 from .metrics import instrumented
-from .scheduler import FireRecord, follow_schedule, invoke_through_gateway, run_schedule
+from .scheduler import FireRecord, follow_schedule, run_schedule, schedule_fire
 from .state import operator_state
 from .trigger_status import trigger_delivery, trigger_url, write_trigger_status
 
@@ -86,13 +87,13 @@ async def fire_schedule(
         await state.kube.merge_patch(status_path, {"status": status})
 
     async with aiohttp.ClientSession() as session:
+        gateway = InternalGateway(
+            session, state.config.gateway_internal_url, state.config.internal_token
+        )
 
         async def run(plan: tuple[str, Schedule], stop: asyncio.Event) -> None:
             function, schedule = plan
-            url = f"{state.config.gateway_internal_url}/_hanshu/invoke/{namespace}/{function}"
-            fire = invoke_through_gateway(
-                session, url, timeout=900, token=state.config.internal_token
-            )
+            fire = schedule_fire(gateway, namespace, function, time_limit=900)
             clock = state.clock
             await run_schedule(
                 name, schedule, fire, record, stop, now=clock.now, sleep_until=clock.sleep_until

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from hanshu_api.error_body import ErrorBody
 from hanshu_api.invocations import (
     JobCounts,
     consumer_name,
@@ -101,9 +102,9 @@ def test_backoff_doubles_up_to_the_cap_with_jitter():
 
 def test_errors_come_from_the_json_error_or_the_status():
     crashed = Reply(500, {}, b'{"errorType": "KeyError", "errorMessage": "x"}')
-    assert error_of(crashed) == {"errorType": "KeyError", "errorMessage": "x"}
-    assert error_of(Reply(503, {}, b"busy"))["errorType"] == "HTTP503"
-    assert error_of(Reply(0, {}, b"refused", "GatewayUnreachable"))["errorType"] == (
+    assert error_of(crashed).as_dict() == {"errorType": "KeyError", "errorMessage": "x"}
+    assert error_of(Reply(503, {}, b"busy")).error_type == "HTTP503"
+    assert error_of(Reply(0, {}, b"refused", "GatewayUnreachable")).error_type == (
         "GatewayUnreachable"
     )
 
@@ -175,7 +176,7 @@ def test_the_destination_record_is_lambdas():
         request_body=b'{"n": 1}',
         status=500,
         response_body=b"{}",
-        error={"errorType": "RuntimeError", "errorMessage": "boom"},
+        error=ErrorBody("RuntimeError", "boom"),
         now=0.0,
     )
     assert record["version"] == "1.0"

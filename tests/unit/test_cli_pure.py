@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hanshu_api.models import parse_function_spec
-from hanshu_cli import folder, logs, templates, usage
+from hanshu_cli import calls, folder, logs, templates, usage
 from hanshu_cli.errors import CliError
 
 HANDLER = "def handler(event, context):\n    return 'hi'\n"
@@ -162,3 +162,14 @@ def test_usage_sums_gateway_replicas_counters() -> None:
     """)
     found = usage.from_metrics([text, text])
     assert found == {("a", "f"): usage.Usage(18.0, 4.0, 2.0, 0.5)}
+
+
+def test_a_failed_invocation_is_told_by_its_error_body() -> None:
+    failed = {"state": "Failed", "error": {"errorType": "KeyError", "errorMessage": "'x'"}}
+    assert calls.failure_of("abc", failed) == "invocation abc Failed: KeyError: 'x'"
+    retrying = {"state": "Retrying", "lastError": {"errorType": "HTTP500", "errorMessage": ""}}
+    assert calls.failure_of("abc", retrying) == "invocation abc Retrying: HTTP500"
+    # An error that is not an error body (a newer gateway's, a hand-edited record): the state.
+    assert calls.failure_of("abc", {"state": "Expired", "error": "gone"}) == (
+        "invocation abc Expired"
+    )

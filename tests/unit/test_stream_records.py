@@ -4,6 +4,7 @@ in both orderings, and the failure record."""
 from __future__ import annotations
 
 import pytest
+from hanshu_api.error_body import ErrorBody
 from hanshu_api.models import SpecInvalid, parse_trigger_spec
 from hanshu_operator.stream_records import (
     Record,
@@ -64,10 +65,11 @@ def test_a_2xx_succeeds_the_batch_unless_items_failed():
 def test_an_unknown_item_or_an_error_fails_the_whole_batch():
     unknown = judge(200, b'{"batchItemFailures": [{"itemIdentifier": "zz"}]}')
     assert ids(unknown.failed) == ["a", "b", "c"]
-    assert unknown.error["errorType"] == "InvalidBatchItemFailures"  # type: ignore[index]
+    assert unknown.error is not None
+    assert unknown.error.error_type == "InvalidBatchItemFailures"
     crashed = judge(500, b'{"errorType": "KeyError", "errorMessage": "x"}')
     assert ids(crashed.failed) == ["a", "b", "c"]
-    assert crashed.error == {"errorType": "KeyError", "errorMessage": "x"}
+    assert crashed.error == ErrorBody("KeyError", "x")
     throttled = judge(503, b"{}", gateway_error="FunctionNotReady")
     assert throttled.throttled
     assert not judge(503, b"{}").throttled  # the function's own 503 is a failure
@@ -85,9 +87,10 @@ def test_the_failure_record_holds_the_records():
         condition="RetryAttemptsExhausted",
         attempts=3,
         records=records("a", "b"),
-        error={"errorType": "E", "errorMessage": "m"},
+        error=ErrorBody("E", "m"),
         now=0.0,
     )
+    assert record["error"] == {"errorType": "E", "errorMessage": "m"}
     assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert record["streamBatchInfo"]["firstRecordId"] == "a"
     assert [r["id"] for r in record["records"]] == ["a", "b"]

@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from .invocations import IDEMPOTENCY_BUCKET, STATUS_BUCKET, STREAM, SUBJECT_PREFIX
+from .settings import AsyncWindows, NatsSettings
 
 log = logging.getLogger("hanshu.jetstream")
 
@@ -41,6 +42,16 @@ class StreamSettings:
     idempotency_window_seconds: float = 3600.0
     # Events older than the longest maxEventAge (6 h) are expired anyway: keep a margin.
     max_age_seconds: float = 7 * 3600.0
+
+    @classmethod
+    def of(cls, nats_settings: NatsSettings, windows: AsyncWindows) -> StreamSettings:
+        """The stream and buckets as the gateway or a dispatcher creates them when it is
+        first: both read the same settings, so whichever starts first makes the same."""
+        return cls(
+            replicas=nats_settings.stream_replicas,
+            status_ttl_seconds=windows.status_ttl_seconds,
+            idempotency_window_seconds=windows.idempotency_window_seconds,
+        )
 
 
 @dataclass

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hanshu_api import INTERNAL_TOKEN_ENV
-from hanshu_api.jetstream import StreamSettings
 from hanshu_api.settings import (
     AsyncWindows,
     ConfigError,
@@ -46,31 +45,6 @@ class DispatcherConfig:
     port: int = 8082
     host: str = "0.0.0.0"
     internal_token: str = ""  # the gateway's internal paths take calls only with it
-
-    def stream_settings(self) -> StreamSettings:
-        """The stream and buckets as this dispatcher creates them when it is first."""
-        return StreamSettings(
-            replicas=self.nats.stream_replicas,
-            status_ttl_seconds=self.windows.status_ttl_seconds,
-            idempotency_window_seconds=self.windows.idempotency_window_seconds,
-        )
-
-    # The flat names service.py still reads; they go once it reads the groups.
-    @property
-    def nats_url(self) -> str:
-        return self.nats.url
-
-    @property
-    def stream_replicas(self) -> int:
-        return self.nats.stream_replicas
-
-    @property
-    def status_ttl_seconds(self) -> float:
-        return self.windows.status_ttl_seconds
-
-    @property
-    def idempotency_window_seconds(self) -> float:
-        return self.windows.idempotency_window_seconds
 
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> DispatcherConfig:

@@ -72,16 +72,12 @@ class Dispatcher:
         self.loop_lag = watch_loop()
 
     async def _main(self) -> None:
-        client = await connect(self.config.nats_url, "hanshu-dispatcher", self._on_change)
+        client = await connect(self.config.nats.url, "hanshu-dispatcher", self._on_change)
         while True:
             try:
                 self._store = await ensure(
                     client,
-                    StreamSettings(
-                        replicas=self.config.stream_replicas,
-                        status_ttl_seconds=self.config.status_ttl_seconds,
-                        idempotency_window_seconds=self.config.idempotency_window_seconds,
-                    ),
+                    StreamSettings.of(self.config.nats, self.config.windows),
                 )
                 break
             except (NatsError, TimeoutError) as error:
@@ -91,7 +87,7 @@ class Dispatcher:
         assert self._session is not None
         assert self._gateway is not None
         self._destinations = Destinations(self._session, client, self._gateway)
-        log.info("dispatching async invocations from %s", self.config.nats_url)
+        log.info("dispatching async invocations from %s", self.config.nats.url)
         if self.config.autoscaler_url:
             self._tasks.append(asyncio.create_task(self._report_backlog()))
         while True:

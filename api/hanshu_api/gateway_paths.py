@@ -64,13 +64,3 @@ def invocation_path(invocation_id: str) -> str:
 
 def job_path(job_id: str) -> str:
     return JOBS_PREFIX + job_id
-
-
-def split_invoke_url(url: str) -> tuple[str, str, str]:
-    """(the internal port's base URL, namespace, function) of an invoke URL; ValueError
-    for a URL that is not one."""
-    base, separator, rest = url.partition(INVOKE_ROUTE.split("{", 1)[0])
-    parts = rest.split("/")
-    if not separator or len(parts) != 2 or not all(parts):
-        raise ValueError(f"{url!r} is not a URL of {INVOKE_ROUTE}")
-    return base, parts[0], parts[1]

@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
+from hanshu_api.gateway_client import InternalGateway
+from hanshu_api.gateway_paths import events_path
 from hanshu_api.models import (
     FunctionSpec,
     Scaling,
@@ -39,15 +41,15 @@ from hanshu_gateway.probe import starting_listener
 from hanshu_gateway.server import Gateway, GatewayConfig
 from hanshu_operator.autoscaler import Decision, Policy
 from hanshu_operator.autoscaling_service import AutoscalerService
-from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
+from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
 from hanshu_operator.stream_consumer import SourceHealth, StreamConsumer
 from hanshu_operator.stream_triggers import (
     SourceConfigError,
     build_source,
-    failure_sender,
+    event_invoker,
     function_arn,
-    gateway_invoker,
     lag_report,
+    on_failure_sender,
 )
 
 from .local_nats import LocalNats
@@ -225,19 +227,19 @@ class DevStack:
         for known in triggers:
             namespace, name, trigger = known.namespace, known.name, known.spec
             if trigger.schedule is not None:
-                url = (
-                    f"http://127.0.0.1:{self.internal_port}/_hanshu/invoke/"
-                    f"{namespace}/{trigger.function_name}"
-                )
                 timeout = self.functions[(namespace, trigger.function_name)].timeout_seconds
+                fire = schedule_fire(
+                    self._internal_gateway(),
+                    namespace,
+                    trigger.function_name,
+                    timeout + self.cold_start_timeout,
+                )
                 self._tasks.append(
                     asyncio.create_task(
                         run_schedule(
                             name,
                             trigger.schedule,
-                            invoke_through_gateway(
-                                self._session, url, timeout + self.cold_start_timeout
-                            ),
+                            fire,
                             self._record(name),
                             self._stopped,
                         )
@@ -253,6 +255,11 @@ class DevStack:
             self.host,
             self.port,
         )
+
+    def _internal_gateway(self) -> InternalGateway:
+        """The gateway's internal port, as schedules and stream Triggers call it."""
+        assert self._session is not None
+        return InternalGateway(self._session, f"http://127.0.0.1:{self.internal_port}")
 
     def _gateway_config(self, nats: NatsSettings) -> GatewayConfig:
         return GatewayConfig(
@@ -293,7 +300,7 @@ class DevStack:
         for known in triggers:
             storage = known.spec.object_storage
             assert storage is not None
-            endpoint = f"http://127.0.0.1:{self.port}/_hanshu/events/{known.namespace}/{known.name}"
+            endpoint = f"http://127.0.0.1:{self.port}{events_path(known.namespace, known.name)}"
             if storage.token is not None:
                 token = secrets.get((known.namespace, storage.token.secret_name), {}).get(
                     storage.token.secret_key
@@ -327,7 +334,7 @@ class DevStack:
             log.warning("stream Trigger %s is not consumed: %s", name, bad)
             return
         function = known.spec.function_name
-        internal = f"http://127.0.0.1:{self.internal_port}"
+        gateway = self._internal_gateway()
 
         async def on_change(health: SourceHealth) -> None:
             if health.lag is not None:
@@ -339,8 +346,8 @@ class DevStack:
             function_arn(namespace, function),
             stream,
             source,
-            gateway_invoker(self._session, f"{internal}/_hanshu/invoke/{namespace}/{function}"),
-            failure_sender(self._session, internal, nats_url, namespace, stream.on_failure)
+            event_invoker(gateway, namespace, function),
+            on_failure_sender(gateway, nats_url, namespace, stream.on_failure)
             if stream.on_failure
             else None,
             on_change,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from hanshu_api.error_body import ErrorBody
 from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey, ReplicaScaler
 from hanshu_api.stats_report import FunctionStat, StatsReport
@@ -95,10 +96,8 @@ class AutoscalerService:
         try:
             cold = self.ingest(await request.json())
         except ValueError as error:  # not JSON, or StatsInvalid
-            return web.json_response(
-                {"errorType": "InvalidStats", "errorMessage": f"malformed stats report: {error}"},
-                status=400,
-            )
+            body = ErrorBody("InvalidStats", f"malformed stats report: {error}")
+            return web.json_response(body.as_dict(), status=400)
         for key, since in cold:
             await self.wake(key, since)
         return web.Response(status=204)

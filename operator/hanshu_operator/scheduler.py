@@ -25,7 +25,6 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 from hanshu_api.cron import parse_cron
 from hanshu_api.gateway_client import InternalGateway
-from hanshu_api.gateway_paths import split_invoke_url
 from hanshu_api.models import Schedule
 
 from .conditions import rfc3339
@@ -117,15 +116,6 @@ def schedule_fire(
         return True, str(reply.status)
 
     return fire
-
-
-def invoke_through_gateway(
-    session: aiohttp.ClientSession, url: str, timeout: float, token: str = ""
-) -> Fire:
-    """The former spelling of schedule_fire, kept while cli/devmode.py calls it with the
-    invoke URL; it goes once dev mode passes an InternalGateway."""
-    base, namespace, function = split_invoke_url(url)
-    return schedule_fire(InternalGateway(session, base, token), namespace, function, timeout)
 
 
 async def fire_with_retries(

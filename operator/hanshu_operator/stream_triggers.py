@@ -26,7 +26,6 @@ import kopf
 import nats
 from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
 from hanshu_api.gateway_client import InternalGateway
-from hanshu_api.gateway_paths import split_invoke_url
 from hanshu_api.kube import path_for
 from hanshu_api.models import Destination, SecretKeyRef, SpecInvalid, parse_trigger_spec
 from hanshu_api.stats_report import FunctionStat, StatsReport
@@ -152,27 +151,6 @@ def on_failure_sender(
         return False
 
     return send
-
-
-# The two below are the former spellings, kept while cli/devmode.py calls them: once it
-# passes an InternalGateway to event_invoker and on_failure_sender, they go.
-
-
-def gateway_invoker(session: aiohttp.ClientSession, url: str, token: str = "") -> Invoke:
-    base, namespace, function = split_invoke_url(url)
-    return event_invoker(InternalGateway(session, base, token), namespace, function)
-
-
-def failure_sender(
-    session: aiohttp.ClientSession,
-    gateway_internal_url: str,
-    nats_url: str,
-    namespace: str,
-    destination: Destination,
-    token: str = "",
-) -> SendFailure:
-    gateway = InternalGateway(session, gateway_internal_url, token)
-    return on_failure_sender(gateway, nats_url, namespace, destination)
 
 
 def lag_report(namespace: str, trigger: str, function: str, lag: int) -> StatsReport:

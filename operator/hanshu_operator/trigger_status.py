@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.cron import parse_cron
+from hanshu_api.gateway_paths import events_path
 from hanshu_api.kube import ApiError, path_for
 from hanshu_api.models import SpecInvalid, TriggerSpec, parse_trigger_spec
 from hanshu_api.route_claims import RouteClaim, RouteKey, conflict_message, route_owners
@@ -60,7 +61,7 @@ EVENT_RETRY_DELAYS = (1.0, 3.0, 10.0)
 
 def notification_url(gateway_url: str, namespace: str, name: str) -> str | None:
     """Where a bucket sends its notifications (MinIO webhook endpoint, SNS subscription)."""
-    return f"{gateway_url}/_hanshu/events/{namespace}/{name}" if gateway_url else None
+    return f"{gateway_url}{events_path(namespace, name)}" if gateway_url else None
 
 
 def trigger_url(gateway_url: str, trigger: TriggerSpec) -> str | None:

@@ -21,7 +21,6 @@ from hanshu_api.gateway_paths import (
     invocation_path,
     invoke_path,
     job_path,
-    split_invoke_url,
 )
 from hanshu_api.invocations import HTTP_GATEWAY_ERROR
 from multidict import CIMultiDict
@@ -36,14 +35,6 @@ def test_the_paths_are_built_from_their_routes() -> None:
     assert events_path("shop", "uploads") == "/_hanshu/events/shop/uploads"
     assert invocation_path("ab12") == "/_hanshu/invocations/ab12"
     assert job_path("ab12") == "/_hanshu/jobs/ab12"
-
-
-def test_an_invoke_url_splits_into_its_base_and_function() -> None:
-    url = "http://127.0.0.1:8081" + invoke_path("shop", "checkout")
-    assert split_invoke_url(url) == ("http://127.0.0.1:8081", "shop", "checkout")
-    for not_one in ("http://gw/_hanshu/enqueue/a/b", "http://gw/_hanshu/invoke/a", "http://gw/"):
-        with pytest.raises(ValueError, match="is not a URL of"):
-            split_invoke_url(not_one)
 
 
 Seen = list[tuple[str, str, Mapping[str, str], bytes]]

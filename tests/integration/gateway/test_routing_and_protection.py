@@ -7,8 +7,9 @@ import datetime
 
 import aiohttp
 import pytest
+from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.models import Schedule
-from hanshu_operator.scheduler import FireRecord, invoke_through_gateway, run_schedule
+from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
 
 from .conftest import function, trigger
 
@@ -205,9 +206,7 @@ async def test_schedule_fires_through_the_gateway_and_wakes_the_function(platfor
     platform = platform_factory([function("cron", handler="handlers.invoked")])
     assert platform.ready_replicas("cron") == 0
     async with aiohttp.ClientSession() as http:
-        fire = invoke_through_gateway(
-            http, f"{platform.internal_url}/_hanshu/invoke/default/cron", 30
-        )
+        fire = schedule_fire(InternalGateway(http, platform.internal_url), "default", "cron", 30)
         records = await fire_once(fire, Schedule(cron="* * * * *", payload={"team": "payments"}))
     assert records[-1].delivered
     assert records[-1].outcome == "200"

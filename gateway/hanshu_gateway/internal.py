@@ -77,7 +77,9 @@ class InternalPort:
         response: web.StreamResponse = await handler(request)
         return response
 
-    def _edge(self, handler: PlatformHandler) -> Callable[[web.Request], Awaitable[Any]]:
+    def _edge(
+        self, handler: PlatformHandler
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """A platform path's handler, given the request's id; its fault rendered here."""
 
         async def edge(request: web.Request) -> web.StreamResponse:

@@ -38,7 +38,7 @@ def main() -> None:
     ).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from .kube import KubeGateway
-    from .server import ConfigError
+    from .settings import ConfigError
 
     try:
         gateway = KubeGateway.from_env()

@@ -14,7 +14,7 @@ synchronous one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -37,8 +37,11 @@ from hanshu_api.invocations import (
 from hanshu_api.platform import FunctionKey
 
 from .async_intake import MAX_BATCH_BYTES, AsyncIntake, AsyncUnavailable, Call, batch_events
-from .bad_input import refused_reply
-from .catalog import FunctionEntry
+from .bad_input import refused_input
+from .catalog import Catalog, FunctionEntry
+from .faults import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, Unavailable
+from .guards import check_api_key
+from .proxy import ProxiedCall, Proxy
 from .public_http import PublicRequest
 from .routes import Route
 from .target import BadTarget, parse_target
@@ -50,9 +53,6 @@ JOBS_PATH = "/_hanshu/jobs/"
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
 RETRY_AFTER_UNAVAILABLE = "5"
 
-ErrorReply = Callable[..., web.Response]
-KeyCheck = Callable[[PublicRequest, Route, str], Awaitable[web.Response | None]]
-Forward = Callable[..., Awaitable[web.StreamResponse]]
 # Headers of the dispatcher's call that are not the stored request's: its own framing and
 # hop-by-hop headers (the hop to the replica sets its own).
 _DISPATCH_ONLY = frozenset({
@@ -74,38 +74,37 @@ def _credential(route: Route, caller_headers: Mapping[str, str]) -> str | None:
     return key_fingerprint(presented) if presented else None
 
 
+def _unavailable(why: str) -> Unavailable:
+    return Unavailable(
+        f"the event was not stored: {why}; try again later",
+        error_type="AsyncUnavailable",
+        retry_after=RETRY_AFTER_UNAVAILABLE,
+    )
+
+
+def _function_not_found(key: FunctionKey) -> NotFound:
+    return NotFound(f"no Function {key[0]}/{key[1]}", error_type="FunctionNotFound")
+
+
 class AsyncCalls:
     def __init__(
         self,
         intake: AsyncIntake | None,
-        error: ErrorReply,
-        routes_of_trigger: Callable[[str, str], Route | None],
-        check_key: KeyCheck,
+        catalog: Catalog,
+        proxy: Proxy,
         max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.intake = intake
-        self.error = error
-        self.routes_of_trigger = routes_of_trigger
-        self.check_key = check_key
+        self.catalog = catalog
+        self.proxy = proxy
         self.max_batch_bytes = max_batch_bytes
 
-    def _unavailable(self, request_id: str, why: str) -> web.Response:
-        return self.error(
-            503,
-            "AsyncUnavailable",
-            f"the event was not stored: {why}; try again later",
-            request_id,
-            {"Retry-After": RETRY_AFTER_UNAVAILABLE},
-        )
-
-    def _intake(self, request_id: str) -> AsyncIntake | web.Response:
+    def _intake(self) -> AsyncIntake:
         if self.intake is None:
-            return self.error(
-                503,
-                "AsyncNotEnabled",
+            raise Unavailable(
                 "async invocation is not enabled on this gateway: it needs NATS "
                 "(the chart's nats.enabled=true or nats.url; HANSHU_NATS_URL)",
-                request_id,
+                error_type="AsyncNotEnabled",
             )
         return self.intake
 
@@ -116,7 +115,6 @@ class AsyncCalls:
         invocation_type: str,
         route: Route,
         entry: FunctionEntry,
-        spec_policy: Any,
         stored: StoredRequest,
         body: bytes,
         caller_headers: Mapping[str, str],
@@ -126,25 +124,18 @@ class AsyncCalls:
         ``caller_headers`` are the request's own (its Idempotency-Key, and the API key that
         scopes it; the route's key was checked already)."""
         idempotency = caller_headers.get("Idempotency-Key")
-        intake = self._intake(request_id)
-        if isinstance(intake, web.Response):
-            return intake
+        intake = self._intake()
         if idempotency is not None and not (
             0 < len(idempotency) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency.isprintable()
         ):
-            return self.error(
-                400,
-                "InvalidIdempotencyKey",
+            raise BadRequest(
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
-                request_id,
+                error_type="InvalidIdempotencyKey",
             )
         if len(body) > intake.max_payload - 64 * 1024 and invocation_type == ASYNC:
-            return self.error(
-                413,
-                "RequestTooLarge",
+            raise PayloadTooLarge(
                 f"an async call's body can be at most {intake.max_payload - 64 * 1024} bytes "
-                "(the event store's message limit)",
-                request_id,
+                "(the event store's message limit)"
             )
         call = Call(
             key=entry.key,
@@ -154,7 +145,7 @@ class AsyncCalls:
                 route.trigger,
                 route.http.auth.header if route.http.auth else None,
             ),
-            policy=spec_policy,
+            policy=entry.async_policy,
             timeout_seconds=entry.timeout_seconds,
             request=stored,
             body=body,
@@ -168,7 +159,7 @@ class AsyncCalls:
             accepted = await intake.enqueue(call, idempotency)
         except AsyncUnavailable as why:
             log.warning("async call to %s/%s not stored: %s", *entry.key, why)
-            return self._unavailable(request_id, "the event store is not reachable")
+            raise _unavailable("the event store is not reachable") from None
         location = f"{INVOCATIONS_PATH}{accepted.invocation_id}"
         return web.json_response(
             {
@@ -191,14 +182,11 @@ class AsyncCalls:
             events = batch_events(body, self.max_batch_bytes)
         except JsonRefused as refused:
             where = f"route {call.origin.namespace}/{call.origin.trigger}"
-            return refused_reply(self.error, "InvalidBatch", refused, request_id, where)
+            raise refused_input("InvalidBatch", refused, request_id, where) from None
         too_big = [i for i, event in enumerate(events) if len(event) > intake.max_payload // 2]
         if too_big:
-            return self.error(
-                413,
-                "RequestTooLarge",
-                f"event {too_big[0]} of the batch is over {intake.max_payload // 2} bytes",
-                request_id,
+            raise PayloadTooLarge(
+                f"event {too_big[0]} of the batch is over {intake.max_payload // 2} bytes"
             )
         job_id, total = await intake.enqueue_batch(call, events)
         location = f"{JOBS_PATH}{job_id}"
@@ -211,64 +199,48 @@ class AsyncCalls:
     async def status(self, request: PublicRequest, request_id: str) -> web.Response:
         """GET /_hanshu/invocations/{id} or /_hanshu/jobs/{id}."""
         if request.method not in ("GET", "HEAD"):
-            return self.error(
-                405, "MethodNotAllowed", "use GET", request_id, {"Allow": "GET, HEAD"}
-            )
-        intake = self._intake(request_id)
-        if isinstance(intake, web.Response):
-            return intake
+            raise MethodNotAllowed("use GET", allow="GET, HEAD")
+        intake = self._intake()
         path = request.path
         is_job = path.startswith(JOBS_PATH)
         wanted = path[len(JOBS_PATH if is_job else INVOCATIONS_PATH) :]
         kind = "job" if is_job else "invocation"
-        not_found = self.error(404, "NotFound", f"no {kind} {wanted!r}", request_id)
         try:
             record = await (intake.job(wanted) if is_job else intake.record(wanted))
             if record is None:
-                return not_found
-            refused = await self._may_read(request, record, request_id)
-            if refused is not None:
-                return refused
+                raise NotFound(f"no {kind} {wanted!r}")
+            self._check_may_read(request, record)
             document = await intake.job_status(record) if is_job else public_record(record)
         except AsyncUnavailable:
-            return self._unavailable(request_id, "the event store is not reachable")
+            raise _unavailable("the event store is not reachable") from None
         document.pop("authHeader", None)
         document.pop("trigger", None)
         return web.json_response(document, headers={"X-Request-Id": request_id})
 
-    async def _may_read(
-        self, request: PublicRequest, record: Mapping[str, Any], request_id: str
-    ) -> web.Response | None:
+    def _check_may_read(self, request: PublicRequest, record: Mapping[str, Any]) -> None:
         """A status of a call made with an API key is read with a key of the same route."""
         if not record.get("authHeader"):
-            return None
-        route = self.routes_of_trigger(str(record["namespace"]), str(record.get("trigger")))
+            return
+        route = self.catalog.route_of_trigger(str(record["namespace"]), str(record.get("trigger")))
         if route is None or route.http.auth is None:
             # The route is gone or lost its key: nobody can prove they may read it.
-            return self.error(404, "NotFound", "no such invocation", request_id)
-        return await self.check_key(request, route, request_id)
+            raise NotFound("no such invocation")
+        check_api_key(request.headers, route, self.catalog.key_verifiers)
 
     # -- the internal port ------------------------------------------------------------------
 
-    async def enqueue(
-        self,
-        request: web.Request,
-        entry: FunctionEntry | None,
-        spec_policy: Any,
-        request_id: str,
-    ) -> web.Response:
+    async def enqueue(self, request: web.Request) -> web.Response:
         """POST /_hanshu/enqueue/{namespace}/{function}: store an event as an async call."""
         key: FunctionKey = (request.match_info["namespace"], request.match_info["function"])
+        entry = self.catalog.functions.get(key)
         if entry is None:
-            return self.error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
-        intake = self._intake(request_id)
-        if isinstance(intake, web.Response):
-            return intake
+            raise _function_not_found(key)
+        intake = self._intake()
         body = await request.read()
         call = Call(
             key=key,
             origin=Origin(key[0], key[1]),
-            policy=spec_policy,
+            policy=entry.async_policy,
             timeout_seconds=entry.timeout_seconds,
             request=StoredRequest(
                 "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
@@ -279,29 +251,24 @@ class AsyncCalls:
         try:
             accepted = await intake.enqueue(call, request.headers.get("Idempotency-Key"))
         except AsyncUnavailable:
-            return self._unavailable(request_id, "the event store is not reachable")
+            raise _unavailable("the event store is not reachable") from None
         return web.json_response(
             {"invocationId": accepted.invocation_id, "duplicate": accepted.duplicate},
             status=202,
             headers={HTTP_INVOCATION_ID: accepted.invocation_id},
         )
 
-    async def dispatch(
-        self,
-        request: web.Request,
-        entry: FunctionEntry | None,
-        forward: Forward,
-        request_id: str,
-    ) -> web.StreamResponse:
+    async def dispatch(self, request: web.Request, request_id: str) -> web.Response:
         """Run one attempt of a stored call: the dispatcher's way in."""
         key = (request.match_info["namespace"], request.match_info["function"])
+        entry = self.catalog.functions.get(key)
         if entry is None:
-            return self.error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
+            raise _function_not_found(key)
         target = request.headers.get(HTTP_TARGET, "")
         try:
             parse_target(target)
         except BadTarget as bad:
-            return self.error(400, bad.error_type, str(bad), request_id)
+            raise BadRequest(str(bad), error_type=bad.error_type) from None
         headers = [
             (name, value)
             for name, value in request.headers.items()
@@ -313,8 +280,10 @@ class AsyncCalls:
         # The caller's host, as the public port wrote it into the stored request (a caller's
         # own X-Forwarded-Host never got there): the replica's Host, as for a sync call.
         host = next((v for n, v in headers if n.lower() == "x-forwarded-host"), None)
-        return await forward(
-            entry, request.method, target, headers, body, request_id, invocation_type, host=host
+        return await self.proxy.forward(
+            ProxiedCall(
+                entry, request.method, target, headers, body, request_id, invocation_type, host
+            )
         )
 
 

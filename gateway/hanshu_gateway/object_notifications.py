@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -22,8 +21,21 @@ from prometheus_client import Counter
 from yarl import URL
 
 from .async_intake import AsyncIntake, AsyncUnavailable, Call
-from .bad_input import refused_reply
+from .bad_input import refused_input
 from .catalog import Catalog
+from .faults import (
+    CLOSE_CONNECTION,
+    BadGateway,
+    BadRequest,
+    Forbidden,
+    GatewayFault,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    Unavailable,
+)
 from .object_events import (
     MAX_NOTIFICATION_BYTES,
     SubscriptionConfirmation,
@@ -46,8 +58,6 @@ OBJECT_EVENTS = Counter(
 
 EVENTS_PATH = "/_hanshu/events/"
 NOTIFICATION_READ_SECONDS = 30.0  # a notification is small: a slow one is a stuck sender
-
-ErrorReply = Callable[..., web.Response]
 
 
 def is_events_path(path: str) -> bool:
@@ -74,12 +84,10 @@ class ObjectNotifications:
         self,
         catalog: Catalog,
         intake: AsyncIntake | None,
-        error: ErrorReply,
         confirm_hosts: tuple[str, ...] = (),
     ) -> None:
         self.catalog = catalog
         self.intake = intake
-        self.error = error
         # Besides AWS' own SNS endpoints, the hosts a SubscribeURL may point at (an
         # SNS-compatible service; the developer mode's local one).
         self.confirm_hosts = confirm_hosts
@@ -89,68 +97,55 @@ class ObjectNotifications:
         parts = request.path[len(EVENTS_PATH) :].split("/")
         known = self.catalog.object_triggers.get((parts[0], parts[1])) if len(parts) == 2 else None
         if known is None or known.spec.object_storage is None:
-            return self.error(404, "NotFound", "no object storage Trigger here", request_id)
+            raise NotFound("no object storage Trigger here")
         if request.method != "POST":
-            return self.error(405, "MethodNotAllowed", "use POST", request_id, {"Allow": "POST"})
+            raise MethodNotAllowed("use POST", allow="POST")
         storage = known.spec.object_storage
         if storage.token is not None:
-            refused = self._check_token(request, known.namespace, known.name, request_id)
-            if refused is not None:
+            try:
+                self._check_token(request, known.namespace, known.name)
+            except GatewayFault:
                 OBJECT_EVENTS.labels(known.namespace, known.name, "refused").inc()
-                return refused
+                raise
         try:
             body = await request.read(MAX_NOTIFICATION_BYTES, NOTIFICATION_READ_SECONDS)
         except BodyTooLarge:
-            return self.error(
-                413,
-                "RequestTooLarge",
-                "a notification is at most 1 MiB",
-                request_id,
-                {"Connection": "close"},
-            )
+            raise PayloadTooLarge(
+                "a notification is at most 1 MiB", headers=CLOSE_CONNECTION
+            ) from None
         except TimeoutError:
-            return self.error(
-                408,
-                "RequestTimeout",
-                "the notification did not arrive in time",
-                request_id,
-                {"Connection": "close"},
-            )
+            raise RequestTimeout(
+                "the notification did not arrive in time", headers=CLOSE_CONNECTION
+            ) from None
         try:
             # Checked whole before anything is stored: a record that is refused after others
             # were stored would be refused again on every retry of the storage.
             parsed = parse_notification(body, MAX_NOTIFICATION_BYTES)
         except JsonRefused as refused:
             where = f"the notifications of Trigger {known.namespace}/{known.name}"
-            return refused_reply(self.error, "InvalidNotification", refused, request_id, where)
+            raise refused_input("InvalidNotification", refused, request_id, where) from None
         if isinstance(parsed, SubscriptionConfirmation):
             if storage.token is None:
                 # Without a token anybody could make the gateway fetch a URL.
-                return self.error(
-                    403,
-                    "ConfirmationRefused",
+                raise Forbidden(
                     "this Trigger has no auth.tokenSecretRef: SNS subscriptions are confirmed "
                     "only for a Trigger with a token (in the endpoint URL as ?token=)",
-                    request_id,
+                    error_type="ConfirmationRefused",
                 )
             if not confirmable(parsed.subscribe_url, self.confirm_hosts):
-                return self.error(
-                    400,
-                    "InvalidNotification",
+                raise BadRequest(
                     "the SubscribeURL is not an https URL of AWS SNS (sns.<region>.amazonaws.com)",
-                    request_id,
+                    error_type="InvalidNotification",
                 )
             return await self._confirm(parsed, known.namespace, known.name, request_id)
         key = (known.namespace, known.spec.function_name)
         entry = self.catalog.functions.get(key)
         if entry is None:
-            return self.error(404, "FunctionNotFound", f"no Function {key[0]}/{key[1]}", request_id)
+            raise NotFound(f"no Function {key[0]}/{key[1]}", error_type="FunctionNotFound")
         if self.intake is None:
-            return self.error(
-                503,
-                "AsyncNotEnabled",
+            raise Unavailable(
                 "object storage events need NATS (the chart's nats.enabled or nats.url)",
-                request_id,
+                error_type="AsyncNotEnabled",
             )
         chosen = selected(storage, parsed)
         ids = []
@@ -174,13 +169,11 @@ class ObjectNotifications:
         except AsyncUnavailable as why:
             OBJECT_EVENTS.labels(known.namespace, known.name, "unavailable").inc(len(chosen))
             log.warning("object events for %s/%s not stored: %s", *key, why)
-            return self.error(
-                503,
-                "AsyncUnavailable",
+            raise Unavailable(
                 "the events were not stored; send them again",
-                request_id,
-                {"Retry-After": "5"},
-            )
+                error_type="AsyncUnavailable",
+                retry_after="5",
+            ) from None
         OBJECT_EVENTS.labels(known.namespace, known.name, "stored").inc(len(ids))
         OBJECT_EVENTS.labels(known.namespace, known.name, "skipped").inc(len(parsed) - len(chosen))
         return web.json_response(
@@ -188,31 +181,23 @@ class ObjectNotifications:
             headers={"X-Request-Id": request_id},
         )
 
-    def _check_token(
-        self, request: PublicRequest, namespace: str, trigger: str, request_id: str
-    ) -> web.Response | None:
-        challenge = {"WWW-Authenticate": 'Bearer realm="hanshu"'}
+    def _check_token(self, request: PublicRequest, namespace: str, trigger: str) -> None:
         presented = presented_token(request.headers, request.query)
         verifiers = self.catalog.key_verifiers(namespace, trigger)
         if verifiers is None:
             log.error("no token verifiers published for Trigger %s/%s", namespace, trigger)
-            return self.error(
-                503,
-                "TokenUnavailable",
+            raise Unavailable(
                 "this Trigger's token is not available yet; try again later",
-                request_id,
+                error_type="TokenUnavailable",
             )
         if presented is None or not verifiers.matches(presented):
             # Nothing is stored for a notification that does not prove where it comes from.
-            return self.error(
-                401,
-                "InvalidToken",
+            raise Unauthorized(
                 "send the Trigger's token as 'Authorization: Bearer <token>' (MinIO "
                 "auth_token), as the basic-auth password, or as ?token= in the URL",
-                request_id,
-                challenge,
+                error_type="InvalidToken",
+                headers={"WWW-Authenticate": 'Bearer realm="hanshu"'},
             )
-        return None
 
     async def _confirm(
         self, confirmation: SubscriptionConfirmation, namespace: str, trigger: str, request_id: str
@@ -230,9 +215,7 @@ class ObjectNotifications:
             log.warning("cannot confirm SNS subscription of %s/%s: %s", namespace, trigger, failure)
             confirmed = False
         if not confirmed:
-            return self.error(
-                502, "ConfirmationFailed", "the SNS SubscribeURL did not answer", request_id
-            )
+            raise BadGateway("the SNS SubscribeURL did not answer", error_type="ConfirmationFailed")
         log.info(
             "confirmed SNS subscription of topic %s for Trigger %s/%s",
             confirmation.topic_arn,

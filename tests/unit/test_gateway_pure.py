@@ -14,7 +14,7 @@ from hanshu_gateway.pool import EndpointPool, NoEndpointInTime, QueueFull
 from hanshu_gateway.protect import TokenBucket, preflight_headers
 from hanshu_gateway.public_http import encode_reply
 from hanshu_gateway.routes import Route, RouteTable
-from hanshu_gateway.server import ConfigError, GatewayConfig, config_from_env
+from hanshu_gateway.settings import ConfigError, GatewayConfig, config_from_env
 from hanshu_gateway.stats import FunctionStats
 from hanshu_gateway.target import BadTarget, Target, parse_target
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import aiohttp
 import nats
+from hanshu_api.invocation_record import InvocationRecord
 from hanshu_api.invocations import (
+    InvocationHeaders,
     Origin,
+    StoredPolicy,
     StoredRequest,
     idempotency_key,
-    message_headers,
     new_id,
-    new_record,
-    policy_document,
     record_key,
     route_scope,
     subject_for,
@@ -173,7 +173,7 @@ async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, h
             origin = Origin("default", "stale", "stale")
             await store.status.create(
                 record_key(invocation_id),
-                json.dumps(new_record(invocation_id, origin, "Async", enqueued)).encode(),
+                InvocationRecord.new(invocation_id, origin, "Async", enqueued).dumps(),
             )
             policy = AsyncPolicy(
                 max_event_age_seconds=60,
@@ -182,14 +182,14 @@ async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, h
             await store.js.publish(
                 subject_for(("default", "stale")),
                 b'{"n": 1}',
-                headers=message_headers(
+                headers=InvocationHeaders(
                     invocation_id,
                     "Async",
                     enqueued,
-                    json.dumps(policy_document(policy, 30)),
+                    StoredPolicy.of(policy, 30),
                     StoredRequest("POST", "/stale", (("Content-Type", "application/json"),)),
                     origin,
-                ),
+                ).to_headers(),
             )
         finally:
             await client.close()

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
+from hanshu_api.function_contract import MAX_BODY_BYTES
 from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.gateway_paths import events_path
 from hanshu_api.models import (
@@ -119,7 +120,7 @@ class DevStack:
     autoscaler_port: int = 0
     policy: Policy = field(default_factory=Policy)
     queue_limit: int = 1000
-    max_body_bytes: int = 6 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     header_timeout: float = 10.0
     cold_start_timeout: float = 60.0
     stats_interval: float = 1.0
@@ -272,11 +273,9 @@ class DevStack:
             header_timeout=self.header_timeout,
             autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
             stats_interval=self.stats_interval,
-            # The groups the dispatcher gets too, until GatewayConfig embeds them.
-            nats_url=nats.url,
-            nats_replicas=nats.stream_replicas,
-            status_ttl=self.windows.status_ttl_seconds,
-            idempotency_window=self.windows.idempotency_window_seconds,
+            # The same groups the dispatcher gets: the two cannot disagree.
+            nats=nats,
+            windows=self.windows,
             # The local S3's SNS confirms subscriptions on loopback.
             sns_confirm_hosts=("127.0.0.1",),
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 from hanshu_api import bounded_json
 from hanshu_api.bounded_json import JsonRefused
+from hanshu_api.function_contract import MAX_BODY_BYTES
 from hanshu_api.invocation_record import InvocationRecord
 from hanshu_api.invocations import (
     BATCH,
@@ -54,7 +55,7 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 BATCH_PUBLISH_WINDOW = 256  # acknowledgements awaited at once while storing a batch
 # What a Batch body is parsed within when the gateway does not say (it passes its own body
 # limit, HANSHU_MAX_BODY_BYTES): the default body limit, Lambda's synchronous payload limit.
-MAX_BATCH_BYTES = 6 * 1024 * 1024
+MAX_BATCH_BYTES = MAX_BODY_BYTES
 
 
 class AsyncUnavailable(Exception):

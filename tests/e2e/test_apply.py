@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Cluster, wait_for
+from tests.support.real_cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -24,10 +24,10 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings, ensure
 from hanshu_api.models import AsyncPolicy, Destination
 
-from tests.conftest import free_port, recording_endpoint
-from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import async_function, final_status, get_json
-from tests.integration.gateway.conftest import trigger
+from tests.support.async_platform import async_function, final_status, get_json
+from tests.support.dev_platform import trigger
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, recording_endpoint
 
 ASYNC = {"X-Hanshu-Invocation-Type": "Async"}
 

@@ -21,9 +21,9 @@ import nats
 import pytest
 import redis
 
-from tests.conftest import free_port, recording_endpoint
-from tests.helpers import eventually
-from tests.integration.gateway.conftest import function
+from tests.support.dev_platform import function
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, recording_endpoint
 
 CONSUMER = textwrap.dedent("""
     import json

@@ -7,9 +7,8 @@ from collections import Counter
 
 import aiohttp
 
-from tests.helpers import eventually
-
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
+from tests.support.helpers import eventually
 
 
 async def test_first_request_wakes_the_function_and_idle_returns_it_to_zero(platform_factory):

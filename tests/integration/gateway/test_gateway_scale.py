@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.gateway.test_kube_gateway import NS, running_gateway
-from tests.kube_emulator import declare_resources, preload_http_functions, write_kubeconfig
+from devtools.kube_emulator import declare_resources, preload_http_functions, write_kubeconfig
+from tests.support.kube_gateway import NS, running_gateway
 
 CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 FUNCTIONS = 10_000

@@ -11,7 +11,7 @@ from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.models import Schedule
 from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
 
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
 
 SECRET = {
     "apiVersion": "v1",

@@ -15,10 +15,9 @@ import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import path_for
 
-from tests.helpers import eventually
-
-from .conftest import Cluster, run_operator
-from .test_functions import DEPLOYMENTS, FN, hello
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster, run_operator
+from tests.support.operator_objects import DEPLOYMENTS, FN, hello
 
 CONFIGMAPS = "v1/configmaps"
 OPERATOR_MANAGER = "hanshu-operator"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hanshu_api.kube import ApiError, KubeClient, KubeConfig, path_for
 
-from tests.kube_emulator import (
+from devtools.kube_emulator import (
     ApplyingEmulator,
     apply_manifest,
     conflicts,

@@ -16,10 +16,9 @@ import hanshu_operator.handlers
 import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 
-from tests.helpers import eventually
-
-from .conftest import HANDLERS_MODULE, NAMESPACE, Cluster
-from .test_functions import DEPLOYMENTS, hello
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import HANDLERS_MODULE, NAMESPACE, Cluster
+from tests.support.operator_objects import DEPLOYMENTS, hello
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,30 @@ What tests import lives in tests/support/."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.support.alone import take_turn
 from tests.support.runtime_process import RuntimeProcess, start_runtime, wait_ready
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked ``alone`` runs while no other test does
+    (tests/support/alone.py). Autouse, so it wraps the test's other fixtures too."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # Each worker's base temporary directory is popen-gwN/ inside the run's own.
+    shared = tmp_path_factory.getbasetemp().parent
+    with take_turn(shared, alone=request.node.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture

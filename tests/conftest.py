@@ -13,6 +13,12 @@ import pytest
 from tests.support.alone import take_turn
 from tests.support.runtime_process import RuntimeProcess, start_runtime, wait_ready
 
+# pytest-xdist's workers start with COLUMNS=80 (execnet's); the hanshu command's consoles fix
+# their width from COLUMNS when first imported, and a CLI test sets it per invocation
+# (tests/support/cli_cluster.py), which a width fixed at import would ignore.
+for _terminal_size in ("COLUMNS", "LINES"):
+    os.environ.pop(_terminal_size, None)
+
 
 @pytest.fixture(autouse=True)
 def _alone_when_marked(

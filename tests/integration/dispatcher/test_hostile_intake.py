@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import nats
+import pytest
 from hanshu_api.invocations import STREAM
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -423,6 +424,7 @@ BROKEN = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_random_bodies_to_the_batch_and_notification_intake_never_get_a_5xx(async_platform):
     platform = async_platform(
         [

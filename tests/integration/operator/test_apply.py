@@ -1,7 +1,7 @@
 """Children follow the Function's spec, removals included: the operator applies them with
 server-side apply under its own field manager, and never keeps spec.replicas for itself.
 
-kmock learns apply from tests/kube_emulator.py (a model; tests/integration/operator/
+kmock learns apply from devtools/kube_emulator.py (a model; tests/integration/operator/
 test_apply_emulator.py tests it); real field ownership is checked on a real cluster by
 tests/e2e/test_apply.py.
 """

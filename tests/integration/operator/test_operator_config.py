@@ -76,6 +76,7 @@ def documented_kopf_modules() -> set[str]:
     }
 
 
+@pytest.mark.slow
 async def test_the_documented_kopf_command_runs_the_handlers(cluster: Cluster, tmp_path: Path):
     modules = documented_kopf_modules()
     assert len(modules) == 1, f"the docstrings name different kopf commands: {modules}"

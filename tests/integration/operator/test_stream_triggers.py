@@ -26,6 +26,7 @@ def source_ready(cluster: Cluster, status: str, reason: str):
     return probe
 
 
+@pytest.mark.slow
 async def test_a_redis_that_is_down_says_so_and_reading_resumes(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):

@@ -29,7 +29,7 @@ from hanshu_api.platform import Endpoint
 from hanshu_gateway.kube import KubeGateway
 from hanshu_gateway.upstream import UpstreamPool
 
-from tests.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
+from devtools.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
 
 NS = "bench"
 HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"

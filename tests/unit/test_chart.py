@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.tools import ToolUnavailable, helm
+from tests.support.tools import ToolUnavailable, helm
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "hanshu"

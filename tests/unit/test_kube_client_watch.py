@@ -25,7 +25,7 @@ from hanshu_gateway.kube import (
 )
 from hanshu_gateway.server import ConfigError
 
-from tests.conftest import serving
+from tests.support.servers import serving
 
 
 @pytest.mark.parametrize("ended", [WatchEnd.CLOSED, WatchEnd.IDLE, WatchEnd.BROKEN])

@@ -8,7 +8,7 @@ import aiohttp
 from hanshu_gateway.catalog import Catalog
 from hanshu_gateway.server import Gateway, GatewayConfig
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 TOKEN = "internal-s3cret-token"
 

@@ -16,7 +16,7 @@ from hanshu_api.platform import Endpoint
 from hanshu_gateway.catalog import Catalog, KnownTrigger
 from hanshu_gateway.server import Gateway, GatewayConfig
 
-from tests.conftest import free_port, serving
+from tests.support.servers import free_port, serving
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from hanshu_gateway.server import Gateway, GatewayConfig
 from hanshu_gateway.upstream import UpstreamPool
 from multidict import CIMultiDict
 
-from tests.conftest import free_port, serving
-from tests.helpers import eventually
-
-from .conftest import HANDLERS, function, trigger
+from tests.support.dev_platform import HANDLERS, function, trigger
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, serving
 
 CODE = HANDLERS + textwrap.dedent("""
 

@@ -11,7 +11,7 @@ from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.models import Schedule
 from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
 
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
 
 SECRET = {
     "apiVersion": "v1",
@@ -226,6 +226,7 @@ async def test_undeliverable_fire_is_reported():
     assert "connection refused" in (records[-1].outcome or "")
 
 
+@pytest.mark.slow
 async def test_a_client_that_trickles_its_headers_is_cut_off(platform_factory):
     platform = platform_factory(
         [function("echo", scaling={"minReplicas": 1}), trigger("web", "echo", path="/")],

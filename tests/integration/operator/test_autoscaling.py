@@ -10,10 +10,9 @@ import aiohttp
 import kmock
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 
-from tests.helpers import eventually
-
-from .conftest import Cluster
-from .test_functions import DEPLOYMENTS, FN, hello
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster
+from tests.support.operator_objects import DEPLOYMENTS, FN, hello
 
 
 async def report(body: dict) -> int:

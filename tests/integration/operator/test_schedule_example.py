@@ -12,7 +12,7 @@ import yaml
 from hanshu_api.models import parse_trigger_spec
 from hanshu_operator.scheduler import schedule_event
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 EXAMPLE = ROOT / "examples" / "scheduled"
 

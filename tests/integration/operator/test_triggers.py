@@ -9,22 +9,10 @@ from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_operator.scheduler import SystemClock
 
-from tests.conftest import serving
-from tests.helpers import eventually
-
-from .conftest import Cluster, run_operator
-from .test_functions import hello
-
-TRG = f"{API_VERSION}/{TRIGGER_PLURAL}"
-
-
-def trigger(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Trigger",
-        "metadata": {"name": name},
-        "spec": {"functionRef": {"name": "hello"}, **spec},
-    }
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster, run_operator
+from tests.support.operator_objects import TRG, hello, trigger
+from tests.support.servers import serving
 
 
 def ready_with(cluster: Cluster, name: str, status: str):

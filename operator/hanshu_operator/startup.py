@@ -15,7 +15,7 @@ import kopf
 from aiohttp import web
 from hanshu_api import GROUP, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, load_config
-from hanshu_api.loop_lag import watch_loop
+from hanshu_api.loop_lag import stop_watching_loop, watch_loop
 from hanshu_api.platform import FunctionKey
 
 from . import kopf_backpressure
@@ -174,6 +174,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         else:
             await item.cleanup()
     await state.kube.close()
+    stop_watching_loop()
     if state.metrics_server is not None:
         server, _thread = state.metrics_server
         server.shutdown()

@@ -26,7 +26,7 @@ from common import free_port
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from hanshu_api.platform import Endpoint
-from hanshu_gateway.kube import KubeGateway
+from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.upstream import UpstreamPool
 
 from devtools.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig

@@ -23,8 +23,8 @@ from .autoscaler import Decision, Policy
 from .autoscaling_service import AutoscalerService
 from .conditions import now_rfc3339
 from .config import ConfigError, config_from_env
-from .events import post_event
 from .functions import write_function_status
+from .kube_events import post_event
 from .kube_scaler import KubeScaler
 from .state import OperatorState, operator_state
 

@@ -38,7 +38,7 @@ from .conditions import (
     summarize,
 )
 from .config import OperatorConfig
-from .events import post_event
+from .kube_events import post_event
 from .state import OperatorState
 from .trigger_index import claim_of
 

@@ -1,4 +1,4 @@
-"""The cluster gateway (``hanshu_gateway.kube.KubeGateway``) in the test's own process and
+"""The cluster gateway (``hanshu_gateway.kube_gateway.KubeGateway``) in the test's own process and
 event loop, against kmock: the objects a test creates (Functions, Triggers, EndpointSlices,
 published API-key Secrets) and the gateway started from its environment as its entry point
 starts it. No ``hanshu dev`` process: a test of the gateway's Kubernetes seam needs only the
@@ -16,7 +16,7 @@ import aiohttp
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.api_keys import KeyVerifiers, published_secret
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
-from hanshu_gateway.kube import KubeGateway
+from hanshu_gateway.kube_gateway import KubeGateway
 
 from devtools.kube_emulator import declare_resources, write_kubeconfig
 from tests.support import ROOT

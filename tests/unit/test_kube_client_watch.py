@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from hanshu_api.kube import KubeClient, KubeConfig, WatchIdle
 from hanshu_api.settings import DEFAULT_FUNCTION_RESOURCES
-from hanshu_gateway.kube import (
+from hanshu_gateway.kube_gateway import (
     DEFAULT_WATCH_IDLE_SECONDS,
     MAX_BACKOFF_SECONDS,
     NextWatch,
@@ -23,7 +23,7 @@ from hanshu_gateway.kube import (
     watch_idle_seconds_from_env,
     watch_timeout_seconds,
 )
-from hanshu_gateway.server import ConfigError
+from hanshu_gateway.pipeline import ConfigError
 
 from tests.support.servers import serving
 

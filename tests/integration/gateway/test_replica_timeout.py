@@ -14,7 +14,7 @@ from aiohttp import web
 from hanshu_api.models import parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint
 from hanshu_gateway.catalog import Catalog, KnownTrigger
-from hanshu_gateway.server import Gateway, GatewayConfig
+from hanshu_gateway.pipeline import Gateway, GatewayConfig
 
 from tests.support.servers import free_port, serving
 

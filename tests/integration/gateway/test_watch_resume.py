@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import path_for
-from hanshu_gateway.kube import KubeGateway
+from hanshu_gateway.kube_gateway import KubeGateway
 
 from devtools.kube_emulator import write_kubeconfig
 from tests.support.helpers import eventually

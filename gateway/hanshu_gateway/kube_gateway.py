@@ -34,7 +34,7 @@ from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.settings import FunctionDefaults, names, seconds, text
 
 from .catalog import Catalog, Conflict, KnownTrigger
-from .server import Gateway, GatewayConfig, config_from_env
+from .pipeline import Gateway, GatewayConfig, config_from_env
 
 log = logging.getLogger("hanshu.gateway")
 

@@ -2,11 +2,11 @@
 in NATS (the dispatchers fire it) and writes the Trigger status from the fires bucket (the
 dispatchers record each fire there), so the dispatchers need no Kubernetes API access.
 
-Cost: one NATS connection; a reconcile of a schedule Trigger is one KV put (of any other
-Trigger, one KV get, to withdraw what may have been a schedule); a fire is one status
-write (and one KV get of its catalog entry, for the next fire time). At start-up, each
-catalog entry of a watched namespace is checked against its Trigger once, so a Trigger
-deleted while the operator was down stops firing.
+Cost: one NATS connection and the set of catalog keys; a reconcile of a schedule Trigger
+is one KV put (of any other Trigger, nothing: the set says it was no schedule); a fire is
+one status write (and one KV get of its catalog entry, for the next fire time). At
+start-up, each catalog entry of a watched namespace is checked against its Trigger once,
+so a Trigger deleted while the operator was down stops firing.
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ class ScheduleCatalog:
         self._buckets: ScheduleBuckets | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The catalog's keys, read once connected and kept by publish and withdraw (one
+        # operator writes the catalog): a Trigger that is no schedule costs no NATS call.
+        self._published: set[str] | None = None
+        # Withdrawals asked for before the keys were read: done once they are.
+        self._pending: set[tuple[str, str]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -103,9 +108,14 @@ class ScheduleCatalog:
             except (NatsError, TimeoutError) as error:
                 log.warning("cannot set up the schedule buckets (%s); trying again", error)
                 await asyncio.sleep(1.0)
+        self._published = await self._keys(self._buckets)
         self._connected.set()
         log.info("schedules published to NATS at %s", self.url)
-        await self._forget_deleted_triggers(self._buckets)
+        for namespace, name in sorted(self._pending):
+            with contextlib.suppress(kopf.TemporaryError):
+                await self.withdraw(namespace, name)
+        self._pending.clear()
+        await self._forget_deleted_triggers()
         while True:
             try:
                 await self._follow_fires(self._buckets)
@@ -136,29 +146,44 @@ class ScheduleCatalog:
                 f"cannot publish the schedule to NATS: {error}",
                 delay=self.state.config.retry_delay_seconds,
             ) from None
+        if self._published is not None:
+            self._published.add(entry.key)
 
     async def withdraw(self, namespace: str, name: str) -> None:
-        """Stop the schedule of a Trigger that is gone, invalid or no longer a schedule."""
+        """Stop the schedule of a Trigger that is gone, invalid or no longer a schedule.
+        Raises TemporaryError when it is in the catalog and NATS cannot be reached."""
         if not self.enabled:
             return
-        buckets = await self._ready()
-        key = entry_key(namespace, name)
-        try:
-            # A get first: most Triggers never were schedules, and a delete writes a marker.
-            await buckets.catalog.get(key)
-        except KeyNotFoundError:
+        if self._published is None or self._buckets is None:
+            self._pending.add((namespace, name))  # done once connected
             return
-        await withdraw_schedule(buckets, namespace, name)
+        key = entry_key(namespace, name)
+        if key not in self._published:
+            return  # most Triggers never were schedules
+        try:
+            await withdraw_schedule(self._buckets, namespace, name)
+        except (NatsError, TimeoutError) as error:
+            raise kopf.TemporaryError(
+                f"cannot withdraw the schedule from NATS: {error}",
+                delay=self.state.config.retry_delay_seconds,
+            ) from None
+        self._published.discard(key)
         log.info("schedule %s/%s withdrawn", namespace, name)
 
-    async def _forget_deleted_triggers(self, buckets: ScheduleBuckets) -> None:
+    async def _keys(self, buckets: ScheduleBuckets) -> set[str]:
+        while True:
+            try:
+                return set(await buckets.catalog.keys())
+            except NoKeysError:
+                return set()
+            except (NatsError, TimeoutError) as error:
+                log.warning("cannot read the schedule catalog (%s); trying again", error)
+                await asyncio.sleep(1.0)
+
+    async def _forget_deleted_triggers(self) -> None:
         """Withdraw the entries whose Trigger went while the operator was down."""
-        try:
-            keys = await buckets.catalog.keys()
-        except NoKeysError:
-            return
         watched = self.state.config.namespaces
-        for key in keys:
+        for key in sorted(self._published or ()):
             with contextlib.suppress(ScheduleInvalid):
                 namespace, name = trigger_of_key(key)
                 if watched and namespace not in watched:
@@ -167,8 +192,8 @@ class ScheduleCatalog:
                     path_for(API_VERSION, TRIGGER_PLURAL, namespace, name)
                 )
                 if body is None or not _is_schedule(body.get("spec") or {}, namespace):
-                    await withdraw_schedule(buckets, namespace, name)
-                    log.info("schedule %s/%s withdrawn: its Trigger is gone", namespace, name)
+                    with contextlib.suppress(kopf.TemporaryError):
+                        await self.withdraw(namespace, name)
 
     async def _follow_fires(self, buckets: ScheduleBuckets) -> None:
         watcher = await buckets.fires.watchall()

@@ -11,6 +11,8 @@ the operator one KV put per reconcile and nothing between fires.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import kopf
@@ -25,9 +27,16 @@ from .conditions import FALSE, TRUE, Condition
 from .metrics import instrumented
 from .schedule_catalog import schedule_catalog
 from .state import operator_state
-from .trigger_status import trigger_delivery, trigger_url, write_trigger_status
+from .trigger_status import (
+    EVENT_RETRY_DELAYS,
+    trigger_delivery,
+    trigger_url,
+    write_trigger_status,
+)
 
 __all__ = ["reconcile_trigger", "trigger_delivery", "trigger_url"]
+
+logger = logging.getLogger("hanshu.operator")
 
 
 @kopf.on.resume(GROUP, VERSION, TRIGGER_PLURAL)
@@ -106,9 +115,19 @@ def _binding(function_name: str, namespace: str, function: object | None) -> Con
 async def withdraw_deleted_schedule(
     type: str | None, name: str, namespace: str | None, spec: kopf.Spec, memo: kopf.Memo, **_: Any
 ) -> None:
-    """A deleted schedule Trigger stops firing: its catalog entry goes."""
-    if type == "DELETED" and namespace is not None and spec.get("schedule") is not None:
-        await schedule_catalog(memo).withdraw(namespace, name)
+    """A deleted schedule Trigger stops firing: its catalog entry goes. kopf never retries
+    an event handler: tried a few times here (and at the operator's next start)."""
+    if type != "DELETED" or namespace is None or spec.get("schedule") is None:
+        return
+    for delay in (*EVENT_RETRY_DELAYS, None):
+        try:
+            await schedule_catalog(memo).withdraw(namespace, name)
+            return
+        except kopf.TemporaryError as error:
+            if delay is None:
+                logger.error("schedule %s/%s still fires: %s", namespace, name, error)
+                return
+            await asyncio.sleep(delay)
 
 
 @kopf.on.event(GROUP, VERSION, FUNCTION_PLURAL)

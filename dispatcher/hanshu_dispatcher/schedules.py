@@ -43,6 +43,8 @@ from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from . import metrics
+
 log = logging.getLogger("hanshu.dispatcher.schedules")
 
 # A fire that the gateway does not store is tried again after each of these delays.
@@ -171,6 +173,7 @@ async def run_schedule(
         if stopped.is_set():
             return
         stored = await fire_with_retries(fire, entry, tick, retry_delays)
+        _count(entry, tick, stored)
         if stored.delivered and not stored.duplicate:
             log.info(
                 "schedule %s/%s fired at %s: %s",
@@ -212,6 +215,13 @@ def fires_recorder(fires: KeyValue) -> Record:
             log.warning("cannot record the fire of %s: %s", fire.key, error)
 
     return record
+
+
+def _count(entry: ScheduleEntry, tick: datetime.datetime, stored: Stored) -> None:
+    result = "failed" if not stored.delivered else "duplicate" if stored.duplicate else "stored"
+    metrics.SCHEDULE_FIRES.labels(entry.namespace, entry.trigger, result).inc()
+    if result == "stored":
+        metrics.SCHEDULE_DELAY.observe(max(0.0, time.time() - tick.timestamp()))
 
 
 async def record_fire(fires: KeyValue, fire: ScheduleFire) -> None:
@@ -303,8 +313,13 @@ class Schedules:
         current = self.running.pop(key, None)
         if current is None:
             return
-        _, stopped, task = current
+        entry, stopped, task = current
         stopped.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # A series per Trigger that ever fired would grow without bound as Triggers come
+        # and go: a stopped schedule's go with it.
+        for result in ("stored", "duplicate", "failed"):
+            with contextlib.suppress(KeyError):
+                metrics.SCHEDULE_FIRES.remove(entry.namespace, entry.trigger, result)

@@ -29,6 +29,7 @@ from hanshu_dispatcher.schedules import (
     next_tick_to_fire,
     run_schedule,
 )
+from prometheus_client import REGISTRY
 
 from tests.helpers import eventually
 
@@ -93,6 +94,11 @@ async def run_until_done(
     return records
 
 
+def stored_fires() -> float:
+    labels = {"namespace": "shop", "trigger": "t", "result": "stored"}
+    return REGISTRY.get_sample_value("hanshu_dispatcher_schedule_fires_total", labels) or 0.0
+
+
 def local(moment: datetime.datetime) -> str:
     return moment.astimezone(NEW_YORK).strftime("%H:%M %Z")
 
@@ -101,7 +107,9 @@ async def test_every_five_minutes_across_the_spring_forward_gap():
     """New York skips 02:00-02:59 on 2026-03-08: the fires go on every five real minutes."""
     clock = SimulatedClock(datetime.datetime(2026, 3, 8, 6, 42, 10, tzinfo=UTC))  # 01:42 EST
     fires = Fires(clock, limit=6)
+    before = stored_fires()
     records = await run_until_done(Schedule("*/5 * * * *", "America/New_York"), clock, fires)
+    assert stored_fires() - before == 6
 
     assert [local(t) for t in fires.times] == [
         "01:45 EST",

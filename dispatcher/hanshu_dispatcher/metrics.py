@@ -1,8 +1,9 @@
-"""Dispatcher metrics: what happened to every async invocation, and what is left to do."""
+"""Dispatcher metrics: what happened to every async invocation, and what is left to do;
+the schedule fires and how late they were."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "hanshu_dispatcher_invocations",
@@ -38,4 +39,15 @@ BACKLOG = Gauge(
 MALFORMED = Counter(
     "hanshu_dispatcher_malformed_messages",
     "Stored messages without the headers of an invocation (removed).",
+)
+SCHEDULE_FIRES = Counter(
+    "hanshu_dispatcher_schedule_fires",
+    "Ticks this dispatcher fired, by Trigger and result: stored (the first of the tick), "
+    "duplicate (another dispatcher stored it first) or failed (not stored after retries).",
+    ["namespace", "trigger", "result"],
+)
+SCHEDULE_DELAY = Histogram(
+    "hanshu_dispatcher_schedule_fire_delay_seconds",
+    "From a tick to its fire stored by the gateway, for the fires this dispatcher stored.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0),
 )

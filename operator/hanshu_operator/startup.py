@@ -26,6 +26,7 @@ from .config import ConfigError, config_from_env
 from .functions import write_function_status
 from .kube_events import post_event
 from .kube_scaler import KubeScaler
+from .schedule_catalog import start_schedule_catalog
 from .state import OperatorState, operator_state
 
 LIST_CHUNK = 500
@@ -84,6 +85,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # picture (what kopf's indexes did, before a bound on its workers made them deadlock).
     filed = await state.triggers.load(state.kube, config.namespaces or (None,))
     logging.getLogger("hanshu.operator").info("%d Triggers filed at start-up", filed)
+    start_schedule_catalog(state, memo)
     if config.autoscaler_port:
         await start_autoscaler(state)
 

@@ -82,11 +82,13 @@ class AsyncPlatform(Platform):
     tmp: Path
     dispatcher_ports: list[int] = field(default_factory=list)
 
-    def start_dispatcher(self, **env: str) -> subprocess.Popen[bytes]:
+    def start_dispatcher(
+        self, module: str = "hanshu_dispatcher", **env: str
+    ) -> subprocess.Popen[bytes]:
         port = free_port()
         with (self.tmp / f"dispatcher-{len(self.dispatchers)}.log").open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "hanshu_dispatcher"],
+                [sys.executable, "-m", module],
                 env={
                     **os.environ,
                     **self.dispatcher_env,

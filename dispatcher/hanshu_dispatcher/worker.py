@@ -6,8 +6,9 @@ dispatcher that dies was running is redelivered when its heartbeats stop.
 
 Redelivery never reruns finished work: an attempt's final record is stored before its
 message is acknowledged (the write retried while NATS restarts), and every delivery reads
-the record before it runs, acknowledging without a run one whose record is already final.
-A second run comes only from a dispatcher or replica that died between a run and its record.
+the record before it runs, acknowledging without a run one whose record is already final
+and waiting out one whose attempt may still be live. A second run comes only from a
+dispatcher or replica that died between a run and its record.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ and real runtime replicas, each run counted as the handler saw it."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Any
@@ -12,17 +11,17 @@ import aiohttp
 import nats
 from hanshu_api.invocations import (
     H_MSG_ID,
+    InvocationHeaders,
     Origin,
+    StoredPolicy,
     StoredRequest,
-    message_headers,
-    policy_document,
     subject_for,
 )
 from hanshu_api.models import AsyncPolicy
 
-from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import async_function, final_status
-from tests.integration.gateway.conftest import trigger
+from tests.support.async_platform import async_function, final_status
+from tests.support.dev_platform import trigger
+from tests.support.helpers import eventually
 
 ASYNC = {"X-Hanshu-Invocation-Type": "Async"}
 
@@ -63,14 +62,14 @@ async def test_a_second_delivery_of_a_finished_invocation_is_acknowledged_unrun(
     # lost (a new message id only gets it past the stream's de-duplication window).
     client = await nats.connect(platform.nats.url)
     try:
-        headers = message_headers(
+        headers = InvocationHeaders(
             invocation_id,
             "Async",
             time.time(),
-            json.dumps(policy_document(AsyncPolicy(), 30)),
+            StoredPolicy.of(AsyncPolicy(), 30),
             StoredRequest("POST", "/once", (("Content-Type", "application/json"),)),
             Origin("default", "once", "once"),
-        )
+        ).to_headers()
         headers[H_MSG_ID] = f"{invocation_id}-again"
         await client.jetstream().publish(
             subject_for(("default", "once")), b'{"n": 1}', headers=headers
@@ -97,6 +96,9 @@ async def test_a_nats_restart_mid_run_loses_nothing_and_reruns_nothing(async_pla
         ],
         dispatchers=2,
         HANSHU_DISPATCH_CONCURRENCY="8",
+        # Longer than a restart takes on a loaded machine: what was running is never
+        # handed out again before its outcome could land.
+        HANSHU_ACK_WAIT_SECONDS="5",
     )
     ids = [
         await _call_async(http, f"{platform.url}/steady", {"n": n, "seconds": 0.3})

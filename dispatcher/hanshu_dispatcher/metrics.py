@@ -20,6 +20,31 @@ DUPLICATES = Counter(
     "Deliveries of an invocation that had already ended (at-least-once redelivery).",
     ["namespace", "function"],
 )
+REDELIVERIES_SKIPPED = Counter(
+    "hanshu_dispatcher_redeliveries_skipped",
+    "Deliveries acknowledged without running because the invocation's status record was "
+    "already final (an acknowledgement lost to a NATS restart, a dispatcher that stopped "
+    "after its outcome was stored).",
+    ["namespace", "function"],
+)
+REDELIVERIES_DEFERRED = Counter(
+    "hanshu_dispatcher_redeliveries_deferred",
+    "Deliveries put back for a while because the invocation's attempt may still be running "
+    "in another dispatcher (its Running record is younger than the ack deadline).",
+    ["namespace", "function"],
+)
+UNSTORED_OUTCOMES = Counter(
+    "hanshu_dispatcher_unstored_outcomes",
+    "Attempts whose final record could not be stored (NATS unreachable for too long, or a "
+    "later delivery took the invocation over): left unacknowledged, so they run again.",
+    ["namespace", "function"],
+)
+UNACKNOWLEDGED = Counter(
+    "hanshu_dispatcher_unacknowledged",
+    "Invocations whose final record was stored but whose acknowledgement never reached "
+    "NATS: their redelivery is skipped.",
+    ["namespace", "function"],
+)
 REPEATED_RUNS = Counter(
     "hanshu_dispatcher_repeated_runs",
     "Attempts started for an invocation whose previous attempt may still have run to its end "

@@ -119,8 +119,12 @@ async def ensure_schedule_buckets(client: NATS, replicas: int = 1) -> ScheduleBu
 
 
 async def _bucket(js: JetStreamContext, name: str, ttl: float | None, replicas: int) -> KeyValue:
+    """The bucket, created when missing, with direct gets: a read is answered by any
+    server holding the stream, not through the JetStream API leader. The dispatcher reads
+    a record before every run (bench/async_bench.py, a dispatcher killed: 58 runs twice
+    through the API, 5 with direct gets), so a bucket made without them is switched over."""
     try:
-        return await js.key_value(name)
+        bucket = await js.key_value(name)
     except Exception:
         return await js.create_key_value(
             KeyValueConfig(
@@ -129,8 +133,16 @@ async def _bucket(js: JetStreamContext, name: str, ttl: float | None, replicas: 
                 history=1,
                 replicas=replicas,
                 storage=StorageType.FILE,
+                direct=True,
             )
         )
+    stream = f"KV_{name}"
+    config = (await js.stream_info(stream)).config
+    if not config.allow_direct:
+        config.allow_direct = True
+        await js.update_stream(config)
+        bucket = await js.key_value(name)
+    return bucket
 
 
 async def connect(

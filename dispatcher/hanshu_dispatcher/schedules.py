@@ -31,6 +31,7 @@ from typing import Protocol
 
 import aiohttp
 from hanshu_api.gateway_client import InternalGateway
+from hanshu_api.invocations import EVENT
 from hanshu_api.schedules import (
     ScheduleEntry,
     ScheduleFire,
@@ -125,6 +126,7 @@ def gateway_fire(gateway: InternalGateway, time_limit: float = 10.0) -> Fire:
                 body,
                 time_limit=time_limit,
                 idempotency_key=fire_key(entry.namespace, entry.trigger, tick),
+                invocation_type=EVENT,  # billed as the platform's event, as before
             )
         except (aiohttp.ClientError, TimeoutError) as error:
             return Stored(False, f"not delivered: {type(error).__name__}: {error}")

@@ -30,6 +30,7 @@ from hanshu_api.gateway_paths import (
 from hanshu_api.invocations import (
     ASYNC,
     BATCH,
+    EVENT,
     HTTP_INVOCATION_ID,
     HTTP_INVOCATION_TYPE,
     HTTP_JOB_ID,
@@ -241,6 +242,13 @@ class AsyncCalls:
         if entry is None:
             raise _function_not_found(key)
         intake = self._intake()
+        invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
+        if invocation_type not in (ASYNC, EVENT):
+            raise BadRequest(
+                f"{HTTP_INVOCATION_TYPE} {invocation_type!r} cannot be stored: use "
+                f"{ASYNC} (the default) or {EVENT}",
+                error_type="InvalidInvocationType",
+            )
         body = await request.read()
         call = Call(
             key=key,
@@ -254,7 +262,9 @@ class AsyncCalls:
             idempotency_scope=function_scope(key),
         )
         try:
-            accepted = await intake.enqueue(call, request.headers.get("Idempotency-Key"))
+            accepted = await intake.enqueue(
+                call, request.headers.get("Idempotency-Key"), invocation_type
+            )
         except AsyncUnavailable:
             raise _unavailable("the event store is not reachable") from None
         return web.json_response(

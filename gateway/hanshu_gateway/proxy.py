@@ -87,8 +87,8 @@ Networks = tuple[IPv4Network | IPv6Network, ...]
 class ProxiedCall(NamedTuple):
     """One call for a Function's replica, as it goes up: from a public request, the
     internal invoke path or the dispatcher. Immutable, and a NamedTuple rather than a frozen
-    dataclass: one is made per request, and a frozen dataclass takes 3 times as long to
-    make (2.4 against 0.7 us, a few percent of the gateway's own time per request)."""
+    dataclass: one is made per request, and a frozen dataclass takes about three times as
+    long to make (docs/architecture.md, "Measured choices")."""
 
     entry: FunctionEntry
     method: str

@@ -292,7 +292,7 @@ class UpstreamPool:
         for attempt in (1, 2):
             waiter = connection.send(request, method == "HEAD")
             # One timer on the reply's future: asyncio.timeout() costs a context manager
-            # and a reschedule per request, 3 to 4% of the gateway's time on the warm path.
+            # and a reschedule per request (docs/architecture.md, "Measured choices").
             timer = loop.call_later(within, _expire, waiter)
             try:
                 reply = await waiter

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
@@ -93,6 +93,19 @@ def text(env: Mapping[str, str], name: str, default: str = "") -> str:
     return default if found is None else found
 
 
+def _bounded(
+    name: str, found: str, parse: Callable[[str], float], kind: str, bounds: Bounds, accepted: str
+) -> float:
+    """``found`` parsed and within ``bounds``, or the ConfigError saying which it is not."""
+    try:
+        value = parse(found)
+    except ValueError:
+        raise ConfigError(name, f"is {found!r}, not {kind}", accepted) from None
+    if (isinstance(value, float) and not math.isfinite(value)) or not bounds.admits(value):
+        raise ConfigError(name, f"is {found!r}, out of range", accepted)
+    return value
+
+
 def whole_number(
     env: Mapping[str, str], name: str, default: int, bounds: Bounds, *, unit: str = ""
 ) -> int:
@@ -100,13 +113,7 @@ def whole_number(
     if found is None:
         return default
     accepted = f"a whole number{f' of {unit}' if unit else ''} {bounds}"
-    try:
-        value = int(found)
-    except ValueError:
-        raise ConfigError(name, f"is {found!r}, not a whole number", accepted) from None
-    if not bounds.admits(value):
-        raise ConfigError(name, f"is {found!r}, out of range", accepted)
-    return value
+    return int(_bounded(name, found, int, "a whole number", bounds, accepted))
 
 
 def port(env: Mapping[str, str], name: str, default: int, *, zero: str | None = None) -> int:
@@ -116,13 +123,7 @@ def port(env: Mapping[str, str], name: str, default: int, *, zero: str | None = 
         return default
     bounds = between(1 if zero is None else 0, MAX_PORT)
     accepted = f"a port number {bounds}{'' if zero is None else f' (0 {zero})'}"
-    try:
-        value = int(found)
-    except ValueError:
-        raise ConfigError(name, f"is {found!r}, not a whole number", accepted) from None
-    if not bounds.admits(value):
-        raise ConfigError(name, f"is {found!r}, out of range", accepted)
-    return value
+    return int(_bounded(name, found, int, "a whole number", bounds, accepted))
 
 
 def number(
@@ -132,13 +133,7 @@ def number(
     if found is None:
         return default
     accepted = f"a number{f' of {unit}' if unit else ''} {bounds}"
-    try:
-        value = float(found)
-    except ValueError:
-        raise ConfigError(name, f"is {found!r}, not a number", accepted) from None
-    if not (math.isfinite(value) and bounds.admits(value)):
-        raise ConfigError(name, f"is {found!r}, out of range", accepted)
-    return value
+    return _bounded(name, found, float, "a number", bounds, accepted)
 
 
 def seconds(env: Mapping[str, str], name: str, default: float, bounds: Bounds = POSITIVE) -> float:

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import free_port, run_wrk, wait_http
+from common import dispatcher_env, free_port, run_wrk, stop_all, wait_http
 from hanshu_api.invocations import STREAM, subject_for
 from hanshu_cli.local_nats import LocalNats
 
@@ -155,33 +154,20 @@ class Bench:
         log = (self.folder / f"dispatcher-{index}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "hanshu_dispatcher"],
-            env={
-                **os.environ,
-                "HANSHU_NATS_URL": self.nats.url,
-                "HANSHU_GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{self.internal_port}",
-                "HANSHU_AUTOSCALER_URL": f"http://127.0.0.1:{self.autoscaler_port}",
-                "HANSHU_DISPATCHER_PORT": str(free_port()),
-                "HANSHU_DISPATCHER_HOST": "127.0.0.1",
-                "HANSHU_DISPATCH_CONCURRENCY": "100",
-                # What a killed dispatcher held comes back after this long without heartbeats.
-                "HANSHU_ACK_WAIT_SECONDS": "5",
-                "HANSHU_RETRY_BASE_SECONDS": "0.2",
-            },
+            env=dispatcher_env(
+                self.nats.url,
+                self.internal_port,
+                HANSHU_AUTOSCALER_URL=f"http://127.0.0.1:{self.autoscaler_port}",
+                HANSHU_DISPATCH_CONCURRENCY="100",
+                HANSHU_RETRY_BASE_SECONDS="0.2",
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         return process
 
     def stop(self) -> None:
-        for process in [*self.dispatchers, self.platform]:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in [*self.dispatchers, self.platform]:
-            if process is not None:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_all([*self.dispatchers, self.platform])
         self.nats.close()
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +142,30 @@ def gateway_env(
         "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
         **extra,
     }
+
+
+def dispatcher_env(nats_url: str, internal_port: int, **extra: str) -> dict[str, str]:
+    """A dispatcher process's environment against a dev platform on loopback."""
+    return {
+        **os.environ,
+        "HANSHU_NATS_URL": nats_url,
+        "HANSHU_GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{internal_port}",
+        "HANSHU_DISPATCHER_PORT": str(free_port()),
+        "HANSHU_DISPATCHER_HOST": "127.0.0.1",
+        # What a killed dispatcher held comes back after this long without heartbeats.
+        "HANSHU_ACK_WAIT_SECONDS": "5",
+        **extra,
+    }
+
+
+def stop_all(processes: Iterable[subprocess.Popen[bytes] | None], timeout: float = 20) -> None:
+    """SIGTERM each process still running, then wait; what does not stop in time is killed."""
+    running = [p for p in processes if p is not None]
+    for process in running:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()

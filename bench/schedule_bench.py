@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import free_port, wait_http
+from common import dispatcher_env, free_port, stop_all, wait_http
 from hanshu_cli.local_nats import LocalNats
 
 HANDLER = """
@@ -115,14 +113,7 @@ class Bench:
         log = (self.folder / f"dispatcher-{index}.log").open("ab")
         return subprocess.Popen(
             [sys.executable, "-c", EVERY_SECOND_DISPATCHER],
-            env={
-                **os.environ,
-                "HANSHU_NATS_URL": self.nats.url,
-                "HANSHU_GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{self.internal_port}",
-                "HANSHU_DISPATCHER_PORT": str(free_port()),
-                "HANSHU_DISPATCHER_HOST": "127.0.0.1",
-                "HANSHU_ACK_WAIT_SECONDS": "5",
-            },
+            env=dispatcher_env(self.nats.url, self.internal_port),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -139,15 +130,7 @@ class Bench:
         return datetime.datetime.fromisoformat(text).timestamp()
 
     def stop(self) -> None:
-        for process in [*self.dispatchers, self.platform]:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in [*self.dispatchers, self.platform]:
-            if process is not None:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_all([*self.dispatchers, self.platform])
         self.nats.close()
 
 

@@ -37,11 +37,12 @@ import kmock
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port
-from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+from hanshu_api import FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from operator_bench import (
     NAMESPACE,
     ForgetfulEmulator,
+    create_all,
     function,
     has_children,
     is_ready,
@@ -184,20 +185,15 @@ async def run(
                     },
                 )
             names = [f"fn-{i:04d}" for i in range(count)]
-            limit = asyncio.Semaphore(50)
-
-            async def create(index: int) -> None:
-                async with limit:
-                    await kube.create(
-                        path_for(API_VERSION, FUNCTION_PLURAL, NAMESPACE), function(index)
-                    )
-                    await kube.create(
-                        path_for(API_VERSION, TRIGGER_PLURAL, NAMESPACE),
-                        scale_trigger(index, count, keys, schedules),
-                    )
-
             started = time.perf_counter()
-            await asyncio.gather(*(create(i) for i in range(count)))
+            await create_all(
+                kube,
+                count,
+                lambda i: [
+                    (FUNCTION_PLURAL, function(i)),
+                    (TRIGGER_PLURAL, scale_trigger(i, count, keys, schedules)),
+                ],
+            )
             created = time.perf_counter() - started
             # Check only what is still pending, and not too often: the checks share this
             # process's one core with kmock, which is what the operator is waiting for.

@@ -8,10 +8,23 @@ from pathlib import Path
 # ``python -m hanshu_operator`` without the packages the operator's image does not have.
 # The dev venv also holds the `hanshu` command's Kubernetes client, which kopf imports
 # whenever it is installed (for its types): 40 MiB the operator never has in a cluster.
+# Without that client a kubeconfig cannot be loaded (hanshu_api.kube_login uses its
+# loader), so the process logs in as a pod does, with what it is given directly: the
+# emulator's kubeconfig (devtools.kube_emulator.write_kubeconfig) names only its server
+# and namespace.
 AS_IN_THE_IMAGE = (
-    "import runpy, sys\n"
+    "import os, runpy, sys\n"
     "for absent in ('kubernetes', 'kubernetes_asyncio', 'pykube'):\n"
     "    sys.modules[absent] = None  # an ImportError, as where it is not installed\n"
+    "import yaml\n"
+    "from hanshu_api import kube_login\n"
+    "with open(os.environ['KUBECONFIG']) as found:\n"
+    "    emulator = yaml.safe_load(found)\n"
+    "as_a_pod = kube_login.KubeConfig(\n"
+    "    server=emulator['clusters'][0]['cluster']['server'],\n"
+    "    namespace=emulator['contexts'][0]['context'].get('namespace', 'default'),\n"
+    ")\n"
+    "kube_login.load_config = lambda env=os.environ: as_a_pod\n"
     "runpy.run_module('hanshu_operator', run_name='__main__', alter_sys=True)\n"
 )
 

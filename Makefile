@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= runtime,operator,gateway,dispatcher,cli,test,bench
+EXTRAS ?= runtime,operator,autoscaler,gateway,dispatcher,cli,test,bench
 PORT ?= 8080
 TAG ?= dev
 CLUSTER ?= hanshu
@@ -12,10 +12,10 @@ KIND ?= kind
 KUBECTL ?= kubectl
 HELM ?= helm
 DOCKER ?= docker
-IMAGES := runtime operator gateway dispatcher
+IMAGES := runtime operator autoscaler gateway dispatcher
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
+.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator autoscaler gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,12 +68,15 @@ gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
 operator: $(STAMP) ## run the operator against the cluster at KUBECONFIG
 	$(BIN)/python -m hanshu_operator
 
+autoscaler: $(STAMP) ## run the autoscaler against the cluster at KUBECONFIG (HANSHU_LEASE_NAMESPACE: where its Lease is)
+	$(BIN)/python -m hanshu_autoscaler
+
 run: $(STAMP) ## serve examples/hello with the runtime on PORT (default 8080)
 	HANSHU_HANDLER=index.handler HANSHU_CODE_DIR=examples/hello HANSHU_PORT=$(PORT) \
 	HANSHU_ADMIN_PORT=$$(( $(PORT) + 1010 )) HANSHU_FUNCTION_NAME=hello \
 	HANSHU_TERMINATION_LOG=/dev/null $(BIN)/python -m hanshu_runtime
 
-images: ## build the four component images (hanshu/<name>:$(TAG)) and the example function images
+images: ## build the five component images (hanshu/<name>:$(TAG)) and the example function images
 	for image in $(IMAGES); do \
 		$(DOCKER) build -f $$image/Dockerfile -t hanshu/$$image:$(TAG) . || exit 1; done
 	$(DOCKER) build --build-arg RUNTIME_IMAGE=hanshu/runtime:$(TAG) -t hanshu/example-flask:$(TAG) examples/flask-app

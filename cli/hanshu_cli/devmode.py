@@ -34,13 +34,12 @@ from hanshu_api.models import (
 )
 from hanshu_api.platform import FunctionKey
 from hanshu_api.settings import AsyncWindows, NatsSettings
+from hanshu_autoscaler import AutoscalerService, Decision, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
 from hanshu_gateway.probe import starting_listener
 from hanshu_gateway.server import Gateway, GatewayConfig
-from hanshu_operator.autoscaler import Decision, Policy
-from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
 from hanshu_operator.stream_consumer import SourceHealth, StreamConsumer
 from hanshu_operator.stream_triggers import (

@@ -26,7 +26,7 @@ from .test_functions import DEPLOYMENTS, hello
     ("variable", "value"),
     [
         ("HANSHU_RETRY_DELAY_SECONDS", "soon"),
-        ("HANSHU_AUTOSCALER_PORT", "x"),
+        ("HANSHU_AUTOSCALER_URL", "autoscaler:8090"),
         ("HANSHU_DEFAULT_RESOURCES", '{"limits": {"memory": 256'),
         ("HANSHU_NETWORK_POLICY", "maybe"),
     ],

@@ -23,6 +23,7 @@ class AutoscalerProcess:
     namespace: str
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False  # its log to /dev/null (benchmarks), not the test output
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +48,10 @@ class AutoscalerProcess:
             "HANSHU_PANIC_WINDOW_SECONDS": "1",
             **self.env,
         }
-        self.process = subprocess.Popen([sys.executable, "-m", "hanshu_autoscaler"], env=env)
+        output = subprocess.DEVNULL if self.quiet else None
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hanshu_autoscaler"], env=env, stdout=output, stderr=output
+        )
         return self
 
     def kill(self) -> None:

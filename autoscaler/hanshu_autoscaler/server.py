@@ -11,6 +11,7 @@ import signal
 
 from aiohttp import web
 from hanshu_api.kube import KubeClient, load_config
+from hanshu_api.loop_lag import LoopLag, watch_loop
 
 from .catalog import Catalog
 from .config import AutoscalerConfig
@@ -22,12 +23,15 @@ from .service import AutoscalerService
 log = logging.getLogger("hanshu.autoscaler")
 
 
-def health_app(service: AutoscalerService, elector: LeaseElector) -> web.Application:
+def health_app(service: AutoscalerService, elector: LeaseElector, lag: LoopLag) -> web.Application:
     app = service.app()
 
     async def healthz(_: web.Request) -> web.Response:
+        """Alive: it answers. Which replica leads, and the loop's lag, for people."""
         role = "leader" if elector.is_leader() else "standby"
-        return web.json_response({"role": role, "leader": elector.holder})
+        return web.json_response(
+            {"role": role, "leader": elector.holder, "eventLoopLag": lag.summary().as_dict()}
+        )
 
     app.router.add_get("/healthz", healthz)
     return app
@@ -55,7 +59,7 @@ async def serve(config: AutoscalerConfig, stop: asyncio.Event | None = None) -> 
         from prometheus_client import start_http_server
 
         start_http_server(config.metrics_port)
-    runner = web.AppRunner(health_app(service, elector), access_log=None)
+    runner = web.AppRunner(health_app(service, elector, watch_loop()), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", config.port).start()
     watches = asyncio.create_task(catalog.run())

@@ -78,7 +78,10 @@ async def test_with_no_operator_a_function_goes_from_zero_to_one_and_back(
     await eventually(lambda: replicas(cluster, "hello") == 0, timeout=20, message="1 -> 0")
     idle = await eventually(lambda: (last_scale() or {}).get("reason") == "Idle" and last_scale())
     assert idle["replicas"] == 0
-    assert any("1 -> 0 replicas" in e["message"] for e in cluster.events("Idle"))
+    await eventually(
+        lambda: any("1 -> 0 replicas" in e["message"] for e in cluster.events("Idle")),
+        message="the Idle Event",  # posted after the status write
+    )
 
 
 async def test_a_standby_passes_reports_to_the_leader(cluster: Cluster, autoscalers: Start):
@@ -94,6 +97,15 @@ async def test_a_standby_passes_reports_to_the_leader(cluster: Cluster, autoscal
     await eventually(taken, message="the report taken through the standby")
     assert replicas(cluster, "hello") == 1
     assert holder(cluster) == leader  # the standby did not decide itself
+    # Each says which it is (its liveness answer), for people looking at a pod.
+    async with aiohttp.ClientSession() as http:
+        for replica, role in (
+            (standby, "standby"),
+            (first if standby is second else second, "leader"),
+        ):
+            async with http.get(f"{replica.url}/healthz") as reply:
+                health = await reply.json()
+            assert (health["role"], health["leader"]) == (role, leader)
 
 
 async def test_the_standby_takes_over_within_seconds_of_the_leaders_death(

@@ -5,6 +5,9 @@ passes reports on to it, and takes over within a few seconds of the leader's dea
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -140,3 +143,21 @@ async def _pause() -> None:
     import asyncio
 
     await asyncio.sleep(0.2)  # a gateway's next report (it reports every second)
+
+
+def test_a_bad_setting_stops_the_autoscaler_with_one_line(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "hanshu_autoscaler"],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(tmp_path / "missing"),  # refused before any connection
+            "HANSHU_LEASE_RENEW_SECONDS": "5",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert lines[0].startswith("hanshu-autoscaler: HANSHU_LEASE_RENEW_SECONDS ")

@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from hanshu_api.error_body import ErrorBody
 from hanshu_api.models import Scaling
@@ -35,6 +34,7 @@ from hanshu_api.stats_report import FunctionStat, StatsReport
 from prometheus_client import Histogram
 
 from .decisions import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
+from .forwarding import ReportForwarder
 from .keyed_locks import KeyedLocks
 from .leadership import AlwaysLeader, Leadership
 
@@ -47,8 +47,6 @@ COLD_DECISION = Histogram(
 )
 
 OnScaled = Callable[[FunctionKey, Decision, int], Awaitable[None]]
-# Set on a report a standby passed on: never passed on again (no loop between standbys).
-FORWARDED_HEADER = "X-Hanshu-Forwarded"
 # Functions decided between two yields to the event loop, within one tick.
 TICK_SLICE = 256
 
@@ -91,7 +89,7 @@ class AutoscalerService:
         self._reporting: set[asyncio.Task[None]] = set()
         # One process alone (dev mode, tests) is always the leader.
         self.leadership: Leadership = leadership or AlwaysLeader()
-        self._forwarder: aiohttp.ClientSession | None = None
+        self._forwarder = ReportForwarder()
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -106,7 +104,7 @@ class AutoscalerService:
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         if not self.leadership.is_leader():
-            return await self._hand_to_leader(request)
+            return await self._forwarder.forward(request, self.leadership.leader_url())
         try:
             cold = self.ingest(await request.json())
         except ValueError as error:  # not JSON, or StatsInvalid
@@ -116,27 +114,8 @@ class AutoscalerService:
             await self.wake(key, since)
         return web.Response(status=204)
 
-    async def _hand_to_leader(self, request: web.Request) -> web.Response:
-        """A standby passes the report on as it came; a report passed on once already, or
-        one that finds no leader, is refused with 503 and comes again next interval."""
-        leader = self.leadership.leader_url()
-        if leader is None or request.headers.get(FORWARDED_HEADER):
-            return _not_leader("no autoscaler leads now; report again")
-        if self._forwarder is None:
-            self._forwarder = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-        try:
-            async with self._forwarder.post(
-                leader.rstrip("/") + "/stats",
-                data=await request.read(),
-                headers={"Content-Type": "application/json", FORWARDED_HEADER: "1"},
-            ) as reply:
-                return web.Response(status=reply.status, body=await reply.read())
-        except (aiohttp.ClientError, TimeoutError) as error:
-            return _not_leader(f"the leader at {leader} did not take the report: {error}")
-
     async def close(self) -> None:
-        if self._forwarder is not None:
-            await self._forwarder.close()
+        await self._forwarder.close()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -268,7 +247,3 @@ class AutoscalerService:
             except Exception:  # one bad tick must not stop the autoscaler
                 log.exception("autoscaler tick failed")
             await asyncio.sleep(max(0.0, next_tick - self.clock()))
-
-
-def _not_leader(message: str) -> web.Response:
-    return web.json_response(ErrorBody("NotLeader", message).as_dict(), status=503)

@@ -5,6 +5,7 @@ passes reports on to it, and takes over within a few seconds of the leader's dea
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -161,3 +162,21 @@ def test_a_bad_setting_stops_the_autoscaler_with_one_line(tmp_path):
     lines = finished.stderr.strip().splitlines()
     assert len(lines) == 1, finished.stderr
     assert lines[0].startswith("hanshu-autoscaler: HANSHU_LEASE_RENEW_SECONDS ")
+
+
+async def test_a_leader_stopped_cleanly_hands_over_at_the_standbys_next_look(
+    cluster: Cluster, autoscalers: Start
+):
+    """A rollout or a drain (SIGTERM): the leader gives the Lease up, and the standby takes
+    it within about a renew interval, not a lease duration."""
+    await deploy(cluster, "hello")
+    by_identity = {r.identity: r for r in (autoscalers("a"), autoscalers("b"))}
+    leader = by_identity[await eventually(lambda: holder(cluster), message="a leader")]
+    (standby,) = (r for r in by_identity.values() if r is not leader)
+    await eventually(lambda: post(standby, {"gateway": "gw-0", "functions": []}))
+
+    await asyncio.to_thread(leader.stop)
+    stopped = time.monotonic()
+    await eventually(lambda: holder(cluster) == standby.identity, message="the takeover")
+    took = time.monotonic() - stopped
+    assert took < 3, f"{took:.1f}s: the Lease was not given up"

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from tests.autoscaler_process import LEASE_NAME, AutoscalerProcess
-from tests.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
+from devtools.autoscaler_process import LEASE_NAME, AutoscalerProcess
+from devtools.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
 
 NAMESPACE = "bench"
 LEASES = "coordination.k8s.io/v1/leases"

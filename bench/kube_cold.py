@@ -26,10 +26,10 @@ from common import free_port
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from hanshu_api.platform import Endpoint
-from hanshu_gateway.kube import KubeGateway
+from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.upstream import UpstreamPool
 
-from tests.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
+from devtools.kube_emulator import ApplyingEmulator, declare_resources, write_kubeconfig
 
 NS = "bench"
 HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"

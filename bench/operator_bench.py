@@ -40,9 +40,9 @@ from common import free_port, gateway_env
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
-from tests.autoscaler_process import AutoscalerProcess
-from tests.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
-from tests.operator_process import AS_IN_THE_IMAGE, peak_rss_mib
+from devtools.autoscaler_process import AutoscalerProcess
+from devtools.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
+from devtools.operator_process import AS_IN_THE_IMAGE, peak_rss_mib
 
 NAMESPACE = "bench"
 CHILDREN = (("v1/configmaps", "{}-code"), ("apps/v1/deployments", "{}"), ("v1/services", "{}"))

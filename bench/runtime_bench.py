@@ -111,7 +111,7 @@ def per_request_build_us() -> dict[str, float]:
     import logging
 
     from hanshu_runtime.context import Context, FunctionInfo, invocation_of
-    from hanshu_runtime.events import HttpRequest, build_event
+    from hanshu_runtime.http_events import HttpRequest, build_event
     from multidict import CIMultiDict
 
     function = FunctionInfo("hello", "hanshu_hello.handler", "1", 128, 30.0, "default", "pod")

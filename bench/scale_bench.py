@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from common import free_port, gateway_env  # noqa: E402
 from operator_bench import ForgetfulEmulator, peak_rss_mib  # noqa: E402
 
-from tests.kube_emulator import (  # noqa: E402
+from devtools.kube_emulator import (  # noqa: E402
     declare_resources,
     preload_http_functions,
     write_kubeconfig,

@@ -52,7 +52,7 @@ from operator_bench import (
     wait_live,
 )
 
-from tests.kube_emulator import declare_resources, write_kubeconfig
+from devtools.kube_emulator import declare_resources, write_kubeconfig
 
 GATEWAY_NAMESPACE = "hanshu-system"
 KEY_SECRET = "bench-api-keys"

@@ -1,100 +1,38 @@
-"""Shared fixtures: real runtime processes on loopback ports."""
+"""Fixtures every test may use: runtime processes on loopback ports, an HTTP client session.
+What tests import lives in tests/support/."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from hanshu_cli.local_platform import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.alone import take_turn
+from tests.support.runtime_process import RuntimeProcess, start_runtime, wait_ready
 
-
-@dataclass
-class RuntimeProcess:
-    process: subprocess.Popen[str]
-    port: int
-    admin_port: int
-    termination_log: Path
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def logs(self) -> str:
-        """Everything the process wrote to stdout (JSON lines), once it has exited."""
-        assert self.process.poll() is not None, "read logs only after the process exited"
-        assert self.process.stdout is not None
-        return self.process.stdout.read()
+# pytest-xdist's workers start with COLUMNS=80 (execnet's); the hanshu command's consoles fix
+# their width from COLUMNS when first imported, and a CLI test sets it per invocation
+# (tests/support/cli_cluster.py), which a width fixed at import would ignore.
+for _terminal_size in ("COLUMNS", "LINES"):
+    os.environ.pop(_terminal_size, None)
 
 
-def start_runtime(code_dir: Path, handler: str, tmp_path: Path, **env: str) -> RuntimeProcess:
-    port, admin_port = free_port(), free_port()
-    termination_log = tmp_path / f"termination-log-{port}"
-    full_env = {
-        **os.environ,
-        "HANSHU_HANDLER": handler,
-        "HANSHU_CODE_DIR": str(code_dir),
-        "HANSHU_HOST": "127.0.0.1",
-        "HANSHU_PORT": str(port),
-        "HANSHU_ADMIN_PORT": str(admin_port),
-        "HANSHU_TERMINATION_LOG": str(termination_log),
-        "HANSHU_FUNCTION_NAME": "test-fn",
-        **env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hanshu_runtime"],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return RuntimeProcess(process, port, admin_port, termination_log)
-
-
-def wait_ready(runtime: RuntimeProcess, timeout: float = 30) -> None:
-    """Poll /readyz until 200; fail with the process's stderr if it exits first."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if runtime.process.poll() is not None:
-            assert runtime.process.stderr is not None
-            pytest.fail(f"runtime exited early: {runtime.process.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"{runtime.admin_url}/readyz", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.02)
-    pytest.fail(f"runtime not ready within {timeout}s")
+@pytest.fixture(autouse=True)
+def _alone_when_marked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked ``alone`` runs while no other test does
+    (tests/support/alone.py). Autouse, so it wraps the test's other fixtures too."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # Each worker's base temporary directory is popen-gwN/ inside the run's own.
+    shared = tmp_path_factory.getbasetemp().parent
+    with take_turn(shared, alone=request.node.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture
@@ -117,34 +55,3 @@ def runtime_factory(tmp_path: Path) -> Iterator[object]:
 async def http() -> Iterator[aiohttp.ClientSession]:  # type: ignore[misc]
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[int]:
-    """A real aiohttp server for ``app`` on a loopback port (stand-ins for peers)."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def recording_endpoint(
-    path: str = "/",
-) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP endpoint keeping every JSON body POSTed to ``path`` (a URL destination,
-    the autoscaler's /stats): yields its URL and the bodies received so far."""
-    received: list[dict[str, Any]] = []
-
-    async def keep(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post(path, keep)
-    async with serving(app) as port:
-        yield f"http://127.0.0.1:{port}{path}", received

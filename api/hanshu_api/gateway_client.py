@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 
 from . import internal_headers
 from .gateway_paths import dispatch_path, enqueue_path, invoke_path
-from .invocations import HTTP_GATEWAY_ERROR
+from .invocations import ASYNC, HTTP_GATEWAY_ERROR, HTTP_INVOCATION_TYPE
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -75,10 +75,16 @@ class InternalGateway:
         *,
         time_limit: float | None = None,
         idempotency_key: str | None = None,
+        invocation_type: str = ASYNC,
     ) -> InternalReply:
         """Store ``body`` (JSON) as an async invocation of the Function: 202 when stored.
-        ``time_limit`` None: the session's own."""
-        headers = {**internal_headers(self.token), "Content-Type": "application/json"}
+        ``time_limit`` None: the session's own. ``invocation_type`` is what its runs are
+        billed as: Async, or Event for the platform's own events (a schedule's fire)."""
+        headers = {
+            **internal_headers(self.token),
+            "Content-Type": "application/json",
+            HTTP_INVOCATION_TYPE: invocation_type,
+        }
         if idempotency_key is not None:
             headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
         return await self._call(

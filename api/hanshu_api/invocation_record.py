@@ -221,6 +221,21 @@ class InvocationRecord:
             error=error,
         )
 
+    def seconds_since_update(self, now: float) -> float | None:
+        """How long ago the record was last written; None when updatedAt is not a time."""
+        try:
+            updated = datetime.datetime.fromisoformat(self.updated_at)
+        except ValueError:
+            return None
+        if updated.tzinfo is None:
+            return None
+        return now - updated.timestamp()
+
+    def settles(self, invocation_id: str) -> bool:
+        """Whether this record says ``invocation_id`` has ended: a delivery of it that
+        finds this is a redelivery, to be acknowledged without running again."""
+        return self.state.final and self.invocation_id == invocation_id
+
     def with_destination(self, destination: DestinationState) -> InvocationRecord:
         return dataclasses.replace(self, destination=destination)
 

@@ -24,7 +24,6 @@ from typing import Any
 # The status record's names, where the gateway has always imported them from.
 from .invocation_record import FINAL_STATES as FINAL_STATES
 from .invocation_record import MAX_RESULT_BODY_BYTES as MAX_RESULT_BODY_BYTES
-from .invocation_record import InvocationRecord, InvocationResult
 from .invocation_record import Origin as Origin
 from .invocation_record import State as State
 from .invocation_record import now_iso as now_iso
@@ -66,7 +65,6 @@ INVOCATION_TYPES = {t.lower(): t for t in (SYNC, ASYNC, BATCH)}
 # The record's states (invocation_record.State), by their old names.
 ENQUEUED, RUNNING, RETRYING = State.ENQUEUED, State.RUNNING, State.RETRYING
 SUCCEEDED, FAILED, EXPIRED = State.SUCCEEDED, State.FAILED, State.EXPIRED
-STATES = tuple(State)
 
 MAX_BATCH_EVENTS = 10_000
 
@@ -172,10 +170,6 @@ def invocation_type_of(headers: Mapping[str, str]) -> str | None:
 
 
 # -- what travels in the message --------------------------------------------------------------
-
-
-def policy_document(policy: AsyncPolicy, timeout_seconds: float) -> dict[str, Any]:
-    return StoredPolicy.of(policy, timeout_seconds).document()
 
 
 class HeadersInvalid(ValueError):
@@ -361,22 +355,6 @@ def _headers(
 
 
 # -- the status record (invocation_record.InvocationRecord), for its dict readers -------------
-
-
-def new_record(
-    invocation_id: str,
-    origin: Origin,
-    invocation_type: str,
-    enqueued_at: float,
-    job_id: str | None = None,
-) -> dict[str, Any]:
-    return InvocationRecord.new(
-        invocation_id, origin, invocation_type, enqueued_at, job_id
-    ).encode()
-
-
-def result_of(status: int, body: bytes) -> dict[str, Any]:
-    return InvocationResult.of(status, body).encode()
 
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """The JetStream side both the gateway and the dispatcher need: a connection that keeps
-trying, and the stream and buckets of async invocations, created when missing.
+trying, and the stream and buckets of async invocations, created when missing; and the two
+buckets of schedule Triggers (``schedules``), which the operator shares with the dispatchers.
 
-Imported only by the components that talk to NATS (it needs ``nats-py``); the operator
-never imports it.
+Imported only by the components that talk to NATS (it needs ``nats-py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,16 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from .invocations import IDEMPOTENCY_BUCKET, STATUS_BUCKET, STREAM, SUBJECT_PREFIX
+from .schedules import (
+    SCHEDULE_CATALOG_BUCKET,
+    SCHEDULE_FIRES_BUCKET,
+    ScheduleEntry,
+    entry_key,
+)
 from .settings import AsyncWindows, NatsSettings
 
 log = logging.getLogger("hanshu.jetstream")
@@ -94,9 +101,30 @@ async def ensure(client: NATS, settings: StreamSettings) -> Invocations:
     return Invocations(client, js, status, idempotency)
 
 
-async def _bucket(js: JetStreamContext, name: str, ttl: float, replicas: int) -> KeyValue:
+@dataclass
+class ScheduleBuckets:
+    """The schedule catalog (operator -> dispatchers) and the latest fires (dispatchers ->
+    operator). Neither expires: an entry lives as long as its Trigger is a schedule."""
+
+    catalog: KeyValue
+    fires: KeyValue
+
+
+async def ensure_schedule_buckets(client: NATS, replicas: int = 1) -> ScheduleBuckets:
+    js = client.jetstream(timeout=5.0)
+    return ScheduleBuckets(
+        catalog=await _bucket(js, SCHEDULE_CATALOG_BUCKET, None, replicas),
+        fires=await _bucket(js, SCHEDULE_FIRES_BUCKET, None, replicas),
+    )
+
+
+async def _bucket(js: JetStreamContext, name: str, ttl: float | None, replicas: int) -> KeyValue:
+    """The bucket, created when missing, with direct gets: a read is answered by any
+    server holding the stream, not through the JetStream API leader. The dispatcher reads
+    a record before every run (bench/async_bench.py, a dispatcher killed: 58 runs twice
+    through the API, 5 with direct gets), so a bucket made without them is switched over."""
     try:
-        return await js.key_value(name)
+        bucket = await js.key_value(name)
     except Exception:
         return await js.create_key_value(
             KeyValueConfig(
@@ -105,8 +133,16 @@ async def _bucket(js: JetStreamContext, name: str, ttl: float, replicas: int) ->
                 history=1,
                 replicas=replicas,
                 storage=StorageType.FILE,
+                direct=True,
             )
         )
+    stream = f"KV_{name}"
+    config = (await js.stream_info(stream)).config
+    if not config.allow_direct:
+        config.allow_direct = True
+        await js.update_stream(config)
+        bucket = await js.key_value(name)
+    return bucket
 
 
 async def connect(
@@ -158,3 +194,18 @@ async def connect(
         if on_change:
             on_change(True)
         return client
+
+
+async def publish_schedule(buckets: ScheduleBuckets, entry: ScheduleEntry) -> None:
+    """Put a schedule Trigger in the catalog: every dispatcher fires it from then on (an
+    unchanged entry put again changes nothing)."""
+    await buckets.catalog.put(entry.key, entry.encode())
+
+
+async def withdraw_schedule(buckets: ScheduleBuckets, namespace: str, trigger: str) -> None:
+    """Take a Trigger out of the catalog (deleted, or no longer a schedule): the
+    dispatchers stop firing it. Its last fire is forgotten too."""
+    key = entry_key(namespace, trigger)
+    for bucket in (buckets.catalog, buckets.fires):
+        with contextlib.suppress(KeyNotFoundError):
+            await bucket.delete(key)

@@ -129,6 +129,15 @@ def watch_loop() -> LoopLag:
     return _process_lag
 
 
+def stop_watching_loop() -> None:
+    """Stop the meter's task: a process that shuts down its loop itself (kopf waits for
+    every task left running, 5 s, before it exits) ends it here."""
+    global _ticking
+    if _ticking is not None and not _ticking.done():
+        _ticking.cancel()
+    _ticking = None
+
+
 class Slices:
     """Long synchronous work cut into slices: ``await slices.pause()`` between items gives
     the loop back once ``budget`` seconds of work have run, so a list of 10,000 objects

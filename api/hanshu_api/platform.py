@@ -17,7 +17,8 @@ FunctionKey = tuple[str, str]  # (namespace, name)
 class Endpoint(NamedTuple):
     """A replica's address. A named tuple, not a dataclass: the gateway hashes endpoints
     about eight times per request (in-flight counts, penalties, idle connections), and a
-    dataclass's hash is a Python call that builds a tuple each time (1 µs per request)."""
+    dataclass's hash is a Python call that builds a tuple each time (docs/architecture.md,
+    "Measured choices")."""
 
     host: str
     port: int

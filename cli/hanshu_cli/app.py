@@ -643,19 +643,21 @@ def dev(
     """The whole platform on this machine: the gateway, the autoscaler, schedules, NATS
     for async calls, a dispatcher, and each replica a local runtime process, from the same
     manifests you would kubectl apply (a folder from hanshu init runs as it is)."""
-    from .dev import run_dev
+    from .dev import dev_policy, serve_dev
+    from .devmode import DevStack
 
-    run_dev(
+    stack = DevStack(
         paths,
         port=port,
         internal_port=internal_port,
         autoscaler_port=autoscaler_port,
         nats_url=nats_url,
         dispatcher=not no_dispatcher,
-        stable_window=stable_window,
+        policy=dev_policy(stable_window),
         cold_start_timeout=cold_start_timeout,
         queue_limit=queue_limit,
         max_body_bytes=max_body_bytes,
         stats_interval=stats_interval,
         header_timeout=header_timeout,
     )
+    serve_dev(stack)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hanshu_autoscaler import Policy
@@ -39,11 +38,3 @@ def serve_dev(stack: DevStack) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run(_serve_until_signalled(stack))
-
-
-def run_dev(paths: Sequence[str], *, stable_window: float, **stack_fields: Any) -> None:
-    """The command's flags, each a DevStack field of the same name (its one definition),
-    but ``stable_window``, which sets the autoscaler's policy."""
-    from .devmode import DevStack
-
-    serve_dev(DevStack(paths, policy=dev_policy(stable_window), **stack_fields))

@@ -23,8 +23,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
+from hanshu_api.function_contract import MAX_BODY_BYTES
 from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.gateway_paths import events_path
+from hanshu_api.jetstream import connect, ensure_schedule_buckets, publish_schedule
 from hanshu_api.models import (
     FunctionSpec,
     Scaling,
@@ -33,14 +35,14 @@ from hanshu_api.models import (
     parse_trigger_spec,
 )
 from hanshu_api.platform import FunctionKey
+from hanshu_api.schedules import ScheduleEntry
 from hanshu_api.settings import AsyncWindows, NatsSettings
 from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Decision, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
+from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
-from hanshu_gateway.server import Gateway, GatewayConfig
-from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
 from hanshu_operator.stream_consumer import SourceHealth, StreamConsumer
 from hanshu_operator.stream_triggers import (
     SourceConfigError,
@@ -50,6 +52,7 @@ from hanshu_operator.stream_triggers import (
     lag_report,
     on_failure_sender,
 )
+from nats.aio.client import Client as NATS
 
 from .local_nats import LocalNats
 from .local_platform import LocalPlatform, free_port
@@ -118,13 +121,12 @@ class DevStack:
     autoscaler_port: int = 0
     policy: Policy = field(default_factory=Policy)
     queue_limit: int = 1000
-    max_body_bytes: int = 6 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     header_timeout: float = 10.0
     cold_start_timeout: float = 60.0
     stats_interval: float = 1.0
     host: str = "127.0.0.1"
     functions: dict[FunctionKey, FunctionSpec] = field(default_factory=dict)
-    fires: list[tuple[str, FireRecord]] = field(default_factory=list)
     # Async invocation: an existing NATS, else a local nats-server; "off" for none.
     nats_url: str = ""
     dispatcher: bool = True
@@ -132,6 +134,7 @@ class DevStack:
     windows: AsyncWindows = field(default_factory=AsyncWindows)
     local_nats: LocalNats | None = None
     running_dispatcher: Dispatcher | None = None
+    schedule_nats: NATS | None = None  # the connection that published the schedules
     # Object storage Triggers get a local S3 server (moto) whose buckets notify the gateway.
     local_s3: LocalS3 | None = None
     stream_health: dict[str, SourceHealth] = field(default_factory=dict)
@@ -225,27 +228,7 @@ class DevStack:
         self._tasks = [asyncio.create_task(self.autoscaler.run())]
         self._stopped = asyncio.Event()
         self._session = aiohttp.ClientSession()
-        for known in triggers:
-            namespace, name, trigger = known.namespace, known.name, known.spec
-            if trigger.schedule is not None:
-                timeout = self.functions[(namespace, trigger.function_name)].timeout_seconds
-                fire = schedule_fire(
-                    self._internal_gateway(),
-                    namespace,
-                    trigger.function_name,
-                    timeout + self.cold_start_timeout,
-                )
-                self._tasks.append(
-                    asyncio.create_task(
-                        run_schedule(
-                            name,
-                            trigger.schedule,
-                            fire,
-                            self._record(name),
-                            self._stopped,
-                        )
-                    )
-                )
+        await self._publish_schedules(triggers, nats_url)
         for known in triggers:
             if known.spec.stream is not None:
                 await self._start_stream(known, manifests.secrets, nats_url)
@@ -256,6 +239,35 @@ class DevStack:
             self.host,
             self.port,
         )
+
+    async def _publish_schedules(self, triggers: Sequence[KnownTrigger], nats_url: str) -> None:
+        """Put the schedule Triggers in the catalog, as the operator does in a cluster: the
+        dispatcher (in-process, or the tests' own) fires them through the async path."""
+        entries = [
+            entry
+            for known in triggers
+            if (entry := ScheduleEntry.of_trigger(known.namespace, known.name, known.spec))
+        ]
+        if not entries:
+            return
+        if not nats_url:
+            log.warning(
+                "%d schedule Trigger(s) do not fire: schedules are fired by the dispatcher, "
+                "through NATS, which is off",
+                len(entries),
+            )
+            return
+        self.schedule_nats = await connect(nats_url, "hanshu-dev-schedules")
+        buckets = await ensure_schedule_buckets(self.schedule_nats)
+        for entry in entries:
+            await publish_schedule(buckets, entry)
+            log.info(
+                "schedule %s: %s (%s) on Function %s",
+                entry.trigger,
+                entry.schedule.cron,
+                entry.schedule.time_zone,
+                entry.function,
+            )
 
     def _internal_gateway(self) -> InternalGateway:
         """The gateway's internal port, as schedules and stream Triggers call it."""
@@ -273,11 +285,9 @@ class DevStack:
             header_timeout=self.header_timeout,
             autoscaler_url=f"http://127.0.0.1:{self.autoscaler_port}",
             stats_interval=self.stats_interval,
-            # The groups the dispatcher gets too, until GatewayConfig embeds them.
-            nats_url=nats.url,
-            nats_replicas=nats.stream_replicas,
-            status_ttl=self.windows.status_ttl_seconds,
-            idempotency_window=self.windows.idempotency_window_seconds,
+            # The same groups the dispatcher gets: the two cannot disagree.
+            nats=nats,
+            windows=self.windows,
             # The local S3's SNS confirms subscriptions on loopback.
             sns_confirm_hosts=("127.0.0.1",),
         )
@@ -372,20 +382,6 @@ class DevStack:
             decision.message,
         )
 
-    def _record(self, trigger: str) -> Any:
-        async def record(fire: FireRecord) -> None:
-            self.fires.append((trigger, fire))
-            if fire.last_fire is not None:
-                log.info(
-                    "schedule %s fired at %s: %s; next at %s",
-                    trigger,
-                    fire.last_fire.isoformat(),
-                    fire.outcome,
-                    fire.next_fire.isoformat(),
-                )
-
-        return record
-
     async def stop(self) -> None:
         self._stopped.set()
         for task in self._tasks:
@@ -394,6 +390,8 @@ class DevStack:
                 await task
         if self.running_dispatcher is not None:
             await self.running_dispatcher.stop(grace_seconds=5.0)
+        if self.schedule_nats is not None:
+            await self.schedule_nats.close()
         await self.gateway.close()
         await self._autoscaler_runner.cleanup()
         await self._session.close()

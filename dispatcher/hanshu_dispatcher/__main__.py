@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .config import ConfigError, config_from_env
+from .schedules import TickSource, cron_ticks
 from .service import Dispatcher
 
 
@@ -21,14 +22,15 @@ async def _serve(dispatcher: Dispatcher) -> None:
     await dispatcher.stop()
 
 
-def main() -> None:
+def main(ticks: TickSource = cron_ticks) -> None:
+    """Run until SIGTERM; ``ticks`` says when schedules fire (their cron, but for tests)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         config = config_from_env()
     except ConfigError as bad:
         print(f"hanshu-dispatcher: {bad}", file=sys.stderr, flush=True)
         sys.exit(1)
-    asyncio.run(_serve(Dispatcher(config)))
+    asyncio.run(_serve(Dispatcher(config, ticks)))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Dispatcher metrics: what happened to every async invocation, and what is left to do."""
+"""Dispatcher metrics: what happened to every async invocation, and what is left to do;
+the schedule fires and how late they were."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "hanshu_dispatcher_invocations",
@@ -17,6 +18,31 @@ ATTEMPTS = Counter(
 DUPLICATES = Counter(
     "hanshu_dispatcher_duplicate_deliveries",
     "Deliveries of an invocation that had already ended (at-least-once redelivery).",
+    ["namespace", "function"],
+)
+REDELIVERIES_SKIPPED = Counter(
+    "hanshu_dispatcher_redeliveries_skipped",
+    "Deliveries acknowledged without running because the invocation's status record was "
+    "already final (an acknowledgement lost to a NATS restart, a dispatcher that stopped "
+    "after its outcome was stored).",
+    ["namespace", "function"],
+)
+REDELIVERIES_DEFERRED = Counter(
+    "hanshu_dispatcher_redeliveries_deferred",
+    "Deliveries put back for a while because the invocation's attempt may still be running "
+    "in another dispatcher (its Running record is younger than the ack deadline).",
+    ["namespace", "function"],
+)
+UNSTORED_OUTCOMES = Counter(
+    "hanshu_dispatcher_unstored_outcomes",
+    "Attempts whose final record could not be stored (NATS unreachable for too long, or a "
+    "later delivery took the invocation over): left unacknowledged, so they run again.",
+    ["namespace", "function"],
+)
+UNACKNOWLEDGED = Counter(
+    "hanshu_dispatcher_unacknowledged",
+    "Invocations whose final record was stored but whose acknowledgement never reached "
+    "NATS: their redelivery is skipped.",
     ["namespace", "function"],
 )
 REPEATED_RUNS = Counter(
@@ -38,4 +64,15 @@ BACKLOG = Gauge(
 MALFORMED = Counter(
     "hanshu_dispatcher_malformed_messages",
     "Stored messages without the headers of an invocation (removed).",
+)
+SCHEDULE_FIRES = Counter(
+    "hanshu_dispatcher_schedule_fires",
+    "Ticks this dispatcher fired, by Trigger and result: stored (the first of the tick), "
+    "duplicate (another dispatcher stored it first) or failed (not stored after retries).",
+    ["namespace", "trigger", "result"],
+)
+SCHEDULE_DELAY = Histogram(
+    "hanshu_dispatcher_schedule_fire_delay_seconds",
+    "From a tick to its fire stored by the gateway, for the fires this dispatcher stored.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0),
 )

@@ -102,6 +102,20 @@ def next_step(
     return Next(None, delay=delay, uses_attempt=verdict is Verdict.RETRY)
 
 
+def wait_for_live_attempt(since_update: float | None, ack_wait: float) -> float:
+    """How long a delivery that finds its record Running waits before it runs again.
+
+    A dispatcher that dies mid-run leaves its message to be delivered again only an ack
+    deadline after its last heartbeat, so its Running record is at least that old: run
+    now. A younger one means the attempt may be live elsewhere (a NATS restart hands out
+    again what was delivered but not yet acknowledged): wait out the deadline, by when that
+    attempt has stored its outcome (and the delivery is skipped) or stopped heartbeating.
+    """
+    if since_update is None:
+        return 0.0
+    return max(0.0, ack_wait - since_update)
+
+
 def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """base, 2 x base, 4 x base ... up to cap, with +-20% jitter so that the retries of a
     burst that failed together do not all come back at the same moment."""

@@ -1,5 +1,6 @@
 """The dispatcher: finds the Functions with stored invocations, runs a worker for each,
-reports each Function's backlog to the autoscaler, and serves health and metrics.
+fires the schedule Triggers of the catalog bucket (``schedules``), reports each Function's
+backlog to the autoscaler, and serves health and metrics.
 
 A Function is found from the stream itself (its subjects with messages), checked every
 ``discover_interval`` and at once when the gateway sends a wake-up, so the dispatcher needs
@@ -22,7 +23,14 @@ import aiohttp
 from aiohttp import web
 from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocations import STREAM, SUBJECT_PREFIX, WAKE_SUBJECT, function_of_subject
-from hanshu_api.jetstream import Invocations, StreamSettings, connect, ensure
+from hanshu_api.jetstream import (
+    Invocations,
+    ScheduleBuckets,
+    StreamSettings,
+    connect,
+    ensure,
+    ensure_schedule_buckets,
+)
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import FunctionKey
 from hanshu_api.stats_report import FunctionStat, StatsReport
@@ -33,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import metrics
 from .config import DispatcherConfig
 from .destinations import Destinations
+from .schedules import Schedules, TickSource, cron_ticks, fires_recorder, gateway_fire
 from .worker import FunctionWorker, consumer_config
 
 log = logging.getLogger("hanshu.dispatcher")
@@ -45,8 +54,9 @@ REPORTER_ID = "hanshu-dispatcher"
 
 
 class Dispatcher:
-    def __init__(self, config: DispatcherConfig) -> None:
+    def __init__(self, config: DispatcherConfig, ticks: TickSource = cron_ticks) -> None:
         self.config = config
+        self.ticks = ticks  # when schedules fire: their cron (a test ticks every second)
         self.workers: dict[FunctionKey, tuple[FunctionWorker, asyncio.Task[None]]] = {}
         self.backlog: dict[FunctionKey, int] = {}
         self._store: Invocations | None = None
@@ -79,6 +89,7 @@ class Dispatcher:
                     client,
                     StreamSettings.of(self.config.nats, self.config.windows),
                 )
+                buckets = await ensure_schedule_buckets(client, self.config.nats.stream_replicas)
                 break
             except (NatsError, TimeoutError) as error:
                 log.warning("cannot set up the JetStream stream (%s); trying again", error)
@@ -90,6 +101,7 @@ class Dispatcher:
         log.info("dispatching async invocations from %s", self.config.nats.url)
         if self.config.autoscaler_url:
             self._tasks.append(asyncio.create_task(self._report_backlog()))
+        self._tasks.append(asyncio.create_task(self._fire_schedules(buckets)))
         while True:
             try:
                 await self._discover()
@@ -99,6 +111,21 @@ class Dispatcher:
                 async with asyncio.timeout(self.config.discover_interval_seconds):
                     await self._wake.wait()
             self._wake.clear()
+
+    async def _fire_schedules(self, buckets: ScheduleBuckets) -> None:
+        assert self._gateway is not None
+        schedules = Schedules(
+            buckets.catalog,
+            gateway_fire(self._gateway),
+            fires_recorder(buckets.fires),
+            ticks=self.ticks,
+        )
+        while True:
+            try:
+                await schedules.run()
+            except (NatsError, TimeoutError) as error:
+                log.warning("lost the watch on the schedule catalog (%s); watching again", error)
+                await asyncio.sleep(1.0)
 
     def _on_change(self, connected: bool) -> None:
         self.connected = connected

@@ -3,6 +3,12 @@ through the gateway's internal port, recording every step in the status bucket.
 
 Several dispatchers pull from the same durable consumer, so they share the work; what a
 dispatcher that dies was running is redelivered when its heartbeats stop.
+
+Redelivery never reruns finished work: an attempt's final record is stored before its
+message is acknowledged (the write retried while NATS restarts), and every delivery reads
+the record before it runs, acknowledging without a run one whose record is already final
+and waiting out one whose attempt may still be live. A second run comes only from a
+dispatcher or replica that died between a run and its record.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import MsgAlreadyAckdError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
@@ -59,6 +66,7 @@ from .outcome import (
     error_of,
     judge,
     next_step,
+    wait_for_live_attempt,
 )
 
 log = logging.getLogger("hanshu.dispatcher")
@@ -66,6 +74,26 @@ log = logging.getLogger("hanshu.dispatcher")
 FETCH_WAIT_SECONDS = 5.0
 # A consumer no dispatcher has pulled from for this long is removed by the server.
 CONSUMER_INACTIVE_SECONDS = 3600.0
+# A final record is written again and again while NATS is away (a restart, a leader
+# election): acknowledging a run whose outcome is not stored would lose it, and leaving it
+# unacknowledged reruns it. Past this, the message's redelivery takes over.
+FINAL_WRITE_PATIENCE_SECONDS = 300.0
+# An acknowledgement that cannot land (NATS restarting) is retried this long; after that the
+# redelivered copy finds the final record and is acknowledged without a run.
+ACK_PATIENCE_SECONDS = 10.0
+ACK_TIMEOUT_SECONDS = 2.0
+# Added to a deferred delivery's wait: time for the live attempt's outcome to land.
+LIVE_ATTEMPT_MARGIN_SECONDS = 1.0
+
+
+class OutcomeNotStored(Exception):
+    """The final record of a run could not be stored: its message stays unacknowledged."""
+
+
+def store_retry_delay(failures: int) -> float:
+    """Pause before writing to NATS again after ``failures`` failed tries: short at first,
+    since a client reconnects within a second of the server being back."""
+    return float(min(0.5, 0.05 * 2 ** max(0, failures - 1)))
 
 
 def consumer_config(key: FunctionKey, config: DispatcherConfig) -> ConsumerConfig:
@@ -185,10 +213,14 @@ class FunctionWorker:
         try:
             await self._deliver(message, delivery)
         except (NatsError, TimeoutError) as error:
-            # The status could not be written: let JetStream deliver it again shortly.
+            # Nothing ran yet (its status could not be read or written): deliver it again.
             log.warning("%s: %s; it will be delivered again", delivery.invocation_id, error)
             with contextlib.suppress(NatsError, TimeoutError):
                 await message.nak(delay=1.0)
+        except OutcomeNotStored as why:
+            # It ran: no nak (it may run again only when redelivery takes over).
+            metrics.UNSTORED_OUTCOMES.labels(*self.key).inc()
+            log.error("%s: %s; left unacknowledged", delivery.invocation_id, why)
         finally:
             heartbeat.cancel()
 
@@ -207,32 +239,102 @@ class FunctionWorker:
             # A batch member (the gateway stores only the job), or a status that expired.
             return delivery.new_record()
         try:
-            return InvocationRecord.parse(entry.value or b"")
+            record = InvocationRecord.parse(entry.value or b"")
         except RecordInvalid as bad:
             log.warning("%s: its stored status is unreadable (%s)", delivery.invocation_id, bad)
             return delivery.new_record()
+        if record.invocation_id != delivery.invocation_id:
+            log.warning("%s: its status key holds another invocation's", delivery.invocation_id)
+            return delivery.new_record()
+        return record
 
     async def _save(self, record: InvocationRecord) -> InvocationRecord:
         record = record.touched(time.time())
         await self.store.status.put(record_key(record.invocation_id), record.dumps())
         return record
 
+    async def _save_outcome(
+        self, record: InvocationRecord, attempt: int | None = None
+    ) -> InvocationRecord:
+        """Store a record that follows attempt ``attempt`` (the record's own count unless
+        given), trying again until it lands: its message is acknowledged only once it has.
+        Raises OutcomeNotStored when NATS stays away past FINAL_WRITE_PATIENCE_SECONDS or a
+        later delivery of the invocation has started an attempt of its own."""
+        attempt = record.attempts if attempt is None else attempt
+        deadline = time.monotonic() + FINAL_WRITE_PATIENCE_SECONDS
+        failures = 0
+        while True:
+            try:
+                return await self._save(record)
+            except (NatsError, TimeoutError) as error:
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "%s: cannot store its outcome yet (%s); trying again",
+                        record.invocation_id,
+                        _describe(error),
+                    )
+                if time.monotonic() > deadline:
+                    raise OutcomeNotStored(f"its outcome was not stored: {error}") from error
+            await asyncio.sleep(store_retry_delay(failures))
+            if await self._taken_over(record.invocation_id, attempt):
+                raise OutcomeNotStored("a later delivery took the invocation over")
+
+    async def _taken_over(self, invocation_id: str, attempt: int) -> bool:
+        """Whether an attempt after ``attempt`` has started (the message was delivered
+        again while this outcome could not be stored): that delivery now owns it."""
+        try:
+            entry = await self.store.status.get(record_key(invocation_id))
+            stored = InvocationRecord.parse(entry.value or b"")
+        except (NatsError, TimeoutError, RecordInvalid):
+            return False
+        return stored.attempts > attempt
+
+    async def _acknowledge(self, message: Msg, invocation_id: str) -> None:
+        """Acknowledge and wait for NATS to confirm it, trying again for a while; one that
+        never lands is harmless, since the final record is stored before it."""
+        deadline = time.monotonic() + ACK_PATIENCE_SECONDS
+        failures = 0
+        while True:
+            try:
+                await message.ack_sync(timeout=ACK_TIMEOUT_SECONDS)
+                return
+            except MsgAlreadyAckdError:
+                return
+            except (NatsError, TimeoutError) as error:
+                failures += 1
+                if time.monotonic() > deadline:
+                    metrics.UNACKNOWLEDGED.labels(*self.key).inc()
+                    log.warning(
+                        "%s: not acknowledged (%s); its redelivery will be skipped",
+                        invocation_id,
+                        _describe(error),
+                    )
+                    return
+            await asyncio.sleep(store_retry_delay(failures))
+
     async def _deliver(self, message: Msg, delivery: Delivery) -> None:
         namespace, function = self.key
-        if message.metadata.num_delivered == 1:
-            # Never delivered before, so never run: the record is the one the gateway
-            # wrote (or none, for a batch member). One store round trip less per event.
-            record = delivery.new_record()
-        else:
-            record = await self._load(delivery)
-        if record.state.final:
+        # Read on every delivery, the first too: a delivery count does not survive every
+        # NATS restart, so only the record says whether this already ran.
+        record = await self._load(delivery)
+        if record.settles(delivery.invocation_id):
+            metrics.REDELIVERIES_SKIPPED.labels(namespace, function).inc()
             if record.destination is DestinationState.PENDING:
                 # Its dispatcher stopped between the outcome and its destination.
                 await self._send_destination(delivery, record)
             else:
                 metrics.DUPLICATES.labels(namespace, function).inc()
-            await message.ack()
+            await self._acknowledge(message, delivery.invocation_id)
             return
+        if record.state is State.RUNNING:
+            wait = wait_for_live_attempt(
+                record.seconds_since_update(time.time()), self.config.ack_wait_seconds
+            )
+            if wait > 0:
+                metrics.REDELIVERIES_DEFERRED.labels(namespace, function).inc()
+                await message.nak(delay=wait + LIVE_ATTEMPT_MARGIN_SECONDS)
+                return
         policy = delivery.headers.policy
         age = time.time() - delivery.headers.enqueued_at
         if age > policy.max_event_age_seconds:
@@ -267,7 +369,9 @@ class FunctionWorker:
             await self._finish(message, delivery, record, step, reply)
             return
         attempts = attempt if step.uses_attempt else attempt - 1
-        await self._save(record.retrying(attempts, error_of(reply), time.time() + step.delay))
+        await self._save_outcome(
+            record.retrying(attempts, error_of(reply), time.time() + step.delay), attempt
+        )
         await message.nak(delay=step.delay)
 
     async def _call(self, delivery: Delivery, attempt: int) -> Reply:
@@ -329,11 +433,11 @@ class FunctionWorker:
             # Saved before it is sent: a dispatcher that stops in between leaves the message
             # unacknowledged, and whoever gets it again sends the record.
             record = record.with_destination(DestinationState.PENDING)
-        record = await self._save(record)
+        record = await self._save_outcome(record)
         metrics.OUTCOMES.labels(*self.key, delivery.headers.invocation_type, step.state).inc()
         if record.destination is DestinationState.PENDING:
             await self._send_destination(delivery, record)
-        await message.ack()
+        await self._acknowledge(message, delivery.invocation_id)
 
     def _destination_of(self, delivery: Delivery, record: InvocationRecord) -> Destination | None:
         policy = delivery.headers.policy
@@ -360,9 +464,13 @@ class FunctionWorker:
                 now=time.time(),
             ),
         )
-        await self._save(
+        await self._save_outcome(
             record.with_destination(DestinationState.SENT if sent else DestinationState.FAILED)
         )
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__
 
 
 def _no_reply_error(condition: str | None) -> ErrorBody:

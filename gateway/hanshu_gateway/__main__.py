@@ -37,7 +37,7 @@ def main() -> None:
         description="The gateway, configured from HANSHU_* variables (see docs/install.md).",
     ).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from .kube import KubeGateway
+    from .kube_gateway import KubeGateway
     from .settings import ConfigError
 
     try:

@@ -20,9 +20,17 @@ from typing import Any
 from aiohttp import web
 from hanshu_api.api_keys import key_fingerprint
 from hanshu_api.bounded_json import JsonRefused
+from hanshu_api.gateway_paths import (
+    INVOCATIONS_PREFIX,
+    JOBS_PREFIX,
+    REPLICA_INVOKE_PATH,
+    invocation_path,
+    job_path,
+)
 from hanshu_api.invocations import (
     ASYNC,
     BATCH,
+    EVENT,
     HTTP_INVOCATION_ID,
     HTTP_INVOCATION_TYPE,
     HTTP_JOB_ID,
@@ -48,8 +56,6 @@ from .target import BadTarget, parse_target
 
 log = logging.getLogger("hanshu.gateway")
 
-INVOCATIONS_PATH = "/_hanshu/invocations/"
-JOBS_PATH = "/_hanshu/jobs/"
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
 RETRY_AFTER_UNAVAILABLE = "5"
 
@@ -62,7 +68,7 @@ _DISPATCH_ONLY = frozenset({
 
 
 def is_status_path(path: str) -> bool:
-    return path.startswith((INVOCATIONS_PATH, JOBS_PATH))
+    return path.startswith((INVOCATIONS_PREFIX, JOBS_PREFIX))
 
 
 def _credential(route: Route, caller_headers: Mapping[str, str]) -> str | None:
@@ -160,7 +166,7 @@ class AsyncCalls:
         except AsyncUnavailable as why:
             log.warning("async call to %s/%s not stored: %s", *entry.key, why)
             raise _unavailable("the event store is not reachable") from None
-        location = f"{INVOCATIONS_PATH}{accepted.invocation_id}"
+        location = invocation_path(accepted.invocation_id)
         return web.json_response(
             {
                 "invocationId": accepted.invocation_id,
@@ -189,7 +195,7 @@ class AsyncCalls:
                 f"event {too_big[0]} of the batch is over {intake.max_payload // 2} bytes"
             )
         job_id, total = await intake.enqueue_batch(call, events)
-        location = f"{JOBS_PATH}{job_id}"
+        location = job_path(job_id)
         return web.json_response(
             {"jobId": job_id, "total": total, "status": location},
             status=202,
@@ -202,8 +208,8 @@ class AsyncCalls:
             raise MethodNotAllowed("use GET", allow="GET, HEAD")
         intake = self._intake()
         path = request.path
-        is_job = path.startswith(JOBS_PATH)
-        wanted = path[len(JOBS_PATH if is_job else INVOCATIONS_PATH) :]
+        is_job = path.startswith(JOBS_PREFIX)
+        wanted = path[len(JOBS_PREFIX if is_job else INVOCATIONS_PREFIX) :]
         kind = "job" if is_job else "invocation"
         try:
             record = await (intake.job(wanted) if is_job else intake.record(wanted))
@@ -236,6 +242,13 @@ class AsyncCalls:
         if entry is None:
             raise _function_not_found(key)
         intake = self._intake()
+        invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
+        if invocation_type not in (ASYNC, EVENT):
+            raise BadRequest(
+                f"{HTTP_INVOCATION_TYPE} {invocation_type!r} cannot be stored: use "
+                f"{ASYNC} (the default) or {EVENT}",
+                error_type="InvalidInvocationType",
+            )
         body = await request.read()
         call = Call(
             key=key,
@@ -243,13 +256,15 @@ class AsyncCalls:
             policy=entry.async_policy,
             timeout_seconds=entry.timeout_seconds,
             request=StoredRequest(
-                "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
+                "POST", REPLICA_INVOKE_PATH, (("Content-Type", "application/json"),)
             ),
             body=body,
             idempotency_scope=function_scope(key),
         )
         try:
-            accepted = await intake.enqueue(call, request.headers.get("Idempotency-Key"))
+            accepted = await intake.enqueue(
+                call, request.headers.get("Idempotency-Key"), invocation_type
+            )
         except AsyncUnavailable:
             raise _unavailable("the event store is not reachable") from None
         return web.json_response(

@@ -18,14 +18,18 @@ from typing import Any
 
 from hanshu_api import bounded_json
 from hanshu_api.bounded_json import JsonRefused
+from hanshu_api.function_contract import MAX_BODY_BYTES
+from hanshu_api.invocation_record import InvocationRecord
 from hanshu_api.invocations import (
     BATCH,
     ENQUEUED,
     MAX_BATCH_EVENTS,
     WAKE_SUBJECT,
     IdempotencyScope,
+    InvocationHeaders,
     JobCounts,
     Origin,
+    StoredPolicy,
     StoredRequest,
     idempotency_key,
     is_invocation_id,
@@ -35,9 +39,7 @@ from hanshu_api.invocations import (
     member_id,
     message_headers,
     new_id,
-    new_record,
     now_iso,
-    policy_document,
     record_key,
     subject_for,
 )
@@ -53,7 +55,7 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 BATCH_PUBLISH_WINDOW = 256  # acknowledgements awaited at once while storing a batch
 # What a Batch body is parsed within when the gateway does not say (it passes its own body
 # limit, HANSHU_MAX_BODY_BYTES): the default body limit, Lambda's synchronous payload limit.
-MAX_BATCH_BYTES = 6 * 1024 * 1024
+MAX_BATCH_BYTES = MAX_BODY_BYTES
 
 
 class AsyncUnavailable(Exception):
@@ -192,21 +194,21 @@ class AsyncIntake:
                     # Claimed but maybe never stored (NATS went away in between): store it
                     # again under the same id; JetStream keeps one message per id.
             now = time.time()
-            record = new_record(invocation_id, call.origin, invocation_type, now)
+            record = InvocationRecord.new(invocation_id, call.origin, invocation_type, now)
             with contextlib.suppress(KeyWrongLastSequenceError):  # the first call's record
-                await store.status.create(record_key(invocation_id), json.dumps(record).encode())
+                await store.status.create(record_key(invocation_id), record.dumps())
             await store.js.publish(
                 subject_for(call.key),
                 call.body,
                 timeout=PUBLISH_TIMEOUT_SECONDS,
-                headers=message_headers(
+                headers=InvocationHeaders(
                     invocation_id,
                     invocation_type,
                     now,
-                    json.dumps(policy_document(call.policy, call.timeout_seconds)),
+                    StoredPolicy.of(call.policy, call.timeout_seconds),
                     call.request,
                     call.origin,
-                ),
+                ).to_headers(),
             )
         except (NatsError, TimeoutError) as error:
             if not duplicate:
@@ -253,7 +255,8 @@ class AsyncIntake:
             "total": len(events),
             "createdAt": now_iso(now),
         }
-        policy = json.dumps(policy_document(call.policy, call.timeout_seconds))
+        # Dumped once for the whole job: message_headers takes it as text.
+        policy = StoredPolicy.of(call.policy, call.timeout_seconds).dumps()
         subject = subject_for(call.key)
         # Each member is one JSON event, whatever the whole body was sent as (NDJSON).
         member_request = StoredRequest(

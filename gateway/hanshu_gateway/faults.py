@@ -14,11 +14,11 @@ A class per status; ``error_type`` says which refusal of that status it is (``No
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from aiohttp import web
+from hanshu_api.error_body import ErrorBody
 from hanshu_api.invocations import HTTP_GATEWAY_ERROR
 
 # After a refusal of a body (too large, too slow) the rest of it may still be on its way:
@@ -36,16 +36,8 @@ def error_reply(
 ) -> web.Response:
     """The one rendering of a refusal; ``detail`` adds fields (``field``, ``limit``) after
     the three every refusal has."""
-    body: dict[str, Any] = {
-        "errorType": error_type,
-        "errorMessage": message,
-        "requestId": request_id,
-    }
-    if detail:
-        body.update((name, value) for name, value in detail.items() if name not in body)
-    response = web.Response(
-        status=status, body=json.dumps(body).encode(), content_type="application/json"
-    )
+    body = ErrorBody(error_type, message, request_id, detail or {})
+    response = web.Response(status=status, body=body.encode(), content_type="application/json")
     response.headers["X-Request-Id"] = request_id
     response.headers[HTTP_GATEWAY_ERROR] = error_type
     if headers:

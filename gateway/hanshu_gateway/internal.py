@@ -10,6 +10,17 @@ from typing import Any
 
 from aiohttp import web
 from hanshu_api import INTERNAL_TOKEN_HEADER
+from hanshu_api.gateway_paths import (
+    DISPATCH_ROUTE,
+    ENQUEUE_ROUTE,
+    FUNCTIONS_PATH,
+    HEALTHZ_PATH,
+    INVOKE_ROUTE,
+    METRICS_PATH,
+    READYZ_PATH,
+    REPLICA_INVOKE_PATH,
+    RESERVED_PREFIX,
+)
 from hanshu_api.invocations import EVENT
 from hanshu_api.loop_lag import LoopLag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +33,6 @@ from .proxy import ProxiedCall, Proxy
 from .request_ids import RequestIds
 
 # The paths the platform's token guards (health and metrics stay open to probes).
-PLATFORM_PATHS = "/_hanshu/"
 PlatformHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
@@ -50,23 +60,21 @@ class InternalPort:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._platform_caller])
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics_page)
-        app.router.add_get("/functions", self.function_states)
+        app.router.add_get(HEALTHZ_PATH, self.healthz)
+        app.router.add_get(READYZ_PATH, self.readyz)
+        app.router.add_get(METRICS_PATH, self.metrics_page)
+        app.router.add_get(FUNCTIONS_PATH, self.function_states)
         platform = self._edge
-        app.router.add_post("/_hanshu/invoke/{namespace}/{function}", platform(self.invoke))
-        app.router.add_post("/_hanshu/enqueue/{namespace}/{function}", platform(self.enqueue))
-        app.router.add_route(
-            "*", "/_hanshu/dispatch/{namespace}/{function}", platform(self.dispatch)
-        )
+        app.router.add_post(INVOKE_ROUTE, platform(self.invoke))
+        app.router.add_post(ENQUEUE_ROUTE, platform(self.enqueue))
+        app.router.add_route("*", DISPATCH_ROUTE, platform(self.dispatch))
         return app
 
     @web.middleware
     async def _platform_caller(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Only the platform (dispatcher, operator) may invoke through this port."""
         token = self.internal_token
-        if token and request.path.startswith(PLATFORM_PATHS):
+        if token and request.path.startswith(RESERVED_PREFIX):
             given = request.headers.get(INTERNAL_TOKEN_HEADER, "")
             if not hmac.compare_digest(given.encode(errors="replace"), token.encode()):
                 # An id of ours: a caller that cannot prove who it is names nothing here.
@@ -101,7 +109,7 @@ class InternalPort:
         body = await request.read()
         headers = [("Content-Type", "application/json"), ("X-Request-Id", request_id)]
         return await self.proxy.forward(
-            ProxiedCall(entry, "POST", "/_hanshu/invoke", headers, body, request_id, EVENT)
+            ProxiedCall(entry, "POST", REPLICA_INVOKE_PATH, headers, body, request_id, EVENT)
         )
 
     async def enqueue(self, request: web.Request, request_id: str) -> web.StreamResponse:

@@ -1,10 +1,10 @@
 """Gateway metrics: what a pay-per-call bill and a cold-start dashboard are made of.
 
 The four series every request moves (requests, latency, GB-seconds, invocations) are plain
-numbers in dicts, turned into Prometheus families only when ``/metrics`` is read. Through
-prometheus_client's metric objects they cost 3.3 µs of the gateway's 35 µs of Python per
-proxied request (``bench/gateway_hotpath.py``: a lock, an observability check and a Python
-bucket search per update, five updates per request); kept this way, well under one. The
+numbers in dicts, turned into Prometheus families only when ``/metrics`` is read: through
+prometheus_client's metric objects each update takes a lock, an observability check and a
+Python bucket search, five updates per request, about a tenth of the gateway's own time
+per request (docs/architecture.md, "Measured choices"). The
 gateway updates them from one thread; a scrape reads a copy (see _Tally.family).
 The rest (rare, or read at scrape time) stay prometheus_client's own.
 """

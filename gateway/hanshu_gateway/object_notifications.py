@@ -16,6 +16,7 @@ import logging
 import aiohttp
 from aiohttp import web
 from hanshu_api.bounded_json import JsonRefused
+from hanshu_api.gateway_paths import EVENTS_PREFIX, REPLICA_INVOKE_PATH
 from hanshu_api.invocations import EVENT, Origin, StoredRequest, route_scope
 from prometheus_client import Counter
 from yarl import URL
@@ -56,12 +57,11 @@ OBJECT_EVENTS = Counter(
     ["namespace", "trigger", "outcome"],
 )
 
-EVENTS_PATH = "/_hanshu/events/"
 NOTIFICATION_READ_SECONDS = 30.0  # a notification is small: a slow one is a stuck sender
 
 
 def is_events_path(path: str) -> bool:
-    return path.startswith(EVENTS_PATH)
+    return path.startswith(EVENTS_PREFIX)
 
 
 def confirmable(url: str, extra_hosts: tuple[str, ...] = ()) -> bool:
@@ -94,7 +94,7 @@ class ObjectNotifications:
         self._session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: PublicRequest, request_id: str) -> web.Response:
-        parts = request.path[len(EVENTS_PATH) :].split("/")
+        parts = request.path[len(EVENTS_PREFIX) :].split("/")
         known = self.catalog.object_triggers.get((parts[0], parts[1])) if len(parts) == 2 else None
         if known is None or known.spec.object_storage is None:
             raise NotFound("no object storage Trigger here")
@@ -157,7 +157,7 @@ class ObjectNotifications:
                     policy=entry.async_policy,
                     timeout_seconds=entry.timeout_seconds,
                     request=StoredRequest(
-                        "POST", "/_hanshu/invoke", (("Content-Type", "application/json"),)
+                        "POST", REPLICA_INVOKE_PATH, (("Content-Type", "application/json"),)
                     ),
                     body=json.dumps(function_event(storage, event)).encode(),
                     # The bucket's own event id is the key: once per Trigger, as each

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from hanshu_api.gateway_paths import REPLICA_READY_PATH
 from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
 
 from .catalog import Catalog
 from .pool import Probe
 from .upstream import MalformedReply, UpstreamClosed, UpstreamPool
 
-READY_PATH = "/_hanshu/ready"
 # A pod IP that drops packets (no route yet) would hold a connect for minutes: one probe
 # is given up after this, and the next one follows.
 PROBE_TIMEOUT_SECONDS = 0.25
@@ -34,7 +34,7 @@ def replica_prober(upstream: UpstreamPool, timeout: float = PROBE_TIMEOUT_SECOND
         try:
             async with asyncio.timeout(timeout):
                 reply = await upstream.request(
-                    endpoint, "GET", READY_PATH, _CLOSE_AFTER, b"", timeout
+                    endpoint, "GET", REPLICA_READY_PATH, _CLOSE_AFTER, b"", timeout
                 )
         except (OSError, UpstreamClosed, MalformedReply, TimeoutError):
             return False  # refused, reset or silent: not taking requests yet

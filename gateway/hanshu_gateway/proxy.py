@@ -38,7 +38,7 @@ from .probe import replica_prober
 from .public_http import PublicRequest
 from .routing import Routed
 from .stats import StatsReporter
-from .upstream import MalformedReply, UpstreamClosed, UpstreamPool, UpstreamReply
+from .upstream import MalformedReply, ReplyTimeout, UpstreamClosed, UpstreamPool, UpstreamReply
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -87,8 +87,8 @@ Networks = tuple[IPv4Network | IPv6Network, ...]
 class ProxiedCall(NamedTuple):
     """One call for a Function's replica, as it goes up: from a public request, the
     internal invoke path or the dispatcher. Immutable, and a NamedTuple rather than a frozen
-    dataclass: one is made per request, and a frozen dataclass takes 3 times as long to
-    make (2.4 against 0.7 us, a few percent of the gateway's own time per request)."""
+    dataclass: one is made per request, and a frozen dataclass takes about three times as
+    long to make (docs/architecture.md, "Measured choices")."""
 
     entry: FunctionEntry
     method: str
@@ -295,6 +295,12 @@ class Proxy:
                 f"a replica of '{entry.key[1]}' failed before it replied",
                 error_type="ReplicaFailed",
             ) from None
+        except ReplyTimeout:
+            # Before OSError, of which it is one: the replica has the request, perhaps
+            # running it still; it is not sent again.
+            raise GatewayTimeout(
+                f"'{entry.key[1]}' did not answer within {entry.timeout_seconds:g}s"
+            ) from None
         except OSError as failure:
             # Refused: a replica that is starting or stopping. Never a 502 for the caller.
             log.info("replica %s refused the request (%s); trying again", endpoint.url, failure)
@@ -305,10 +311,6 @@ class Proxy:
             raise BadGateway(
                 f"a replica of '{entry.key[1]}' sent a malformed reply",
                 error_type="ReplicaFailed",
-            ) from None
-        except TimeoutError:
-            raise GatewayTimeout(
-                f"'{entry.key[1]}' did not answer within {entry.timeout_seconds:g}s"
             ) from None
         finally:
             pool.release(endpoint)

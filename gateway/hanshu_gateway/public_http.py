@@ -2,10 +2,9 @@
 
 The internal port keeps aiohttp's full server. The public port carries every request to
 every Function, and each request there is one whole buffered request in and one whole
-buffered reply out, so none of aiohttp's streaming machinery is needed. Measured on this
-project's 2-core machine, proxying to a runtime replica under ``wrk -c 50``, CPU per request:
-aiohttp's low-level server + our upstream client 126-175 µs, this server + the same client
-76-109 µs. A request handler still returns an ``aiohttp.web.Response`` (the gateway's
+buffered reply out, so none of aiohttp's streaming machinery is needed: it costs about
+40% less CPU per proxied request than aiohttp's low-level server (docs/architecture.md,
+"Measured choices"). A request handler still returns an ``aiohttp.web.Response`` (the gateway's
 replies are built that way, and the internal port shares them); this server writes it.
 
 What callers get from it:

@@ -43,6 +43,12 @@ class MalformedReply(Exception):
     pass
 
 
+class ReplyTimeout(TimeoutError):
+    """The replica took the request and did not reply in time. Its own class: TimeoutError
+    is an OSError, and an OSError means a refused connection, which is tried elsewhere;
+    this request may still be running, so it must not be."""
+
+
 @dataclass(slots=True)
 class UpstreamReply:
     status: int
@@ -229,7 +235,7 @@ def _request_head(
 
 def _expire(waiter: asyncio.Future[UpstreamReply]) -> None:
     if not waiter.done():
-        waiter.set_exception(TimeoutError())
+        waiter.set_exception(ReplyTimeout())
 
 
 class UpstreamPool:
@@ -274,7 +280,7 @@ class UpstreamPool:
     ) -> UpstreamReply:
         """One exchange. Raises OSError when the replica refuses the connection,
         UpstreamClosed when it closes without replying (or dies, perhaps of this request),
-        TimeoutError past ``within`` s, ValueError (before sending anything) for a target
+        ReplyTimeout past ``within`` s, ValueError (before sending anything) for a target
         or header that would break a line. The Host is per request, never per connection:
         one kept-alive connection carries requests for any host."""
         request = _request_head(endpoint, method, target, headers, len(body), host) + body
@@ -286,7 +292,7 @@ class UpstreamPool:
         for attempt in (1, 2):
             waiter = connection.send(request, method == "HEAD")
             # One timer on the reply's future: asyncio.timeout() costs a context manager
-            # and a reschedule per request, 3 to 4% of the gateway's time on the warm path.
+            # and a reschedule per request (docs/architecture.md, "Measured choices").
             timer = loop.call_later(within, _expire, waiter)
             try:
                 reply = await waiter

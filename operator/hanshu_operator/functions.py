@@ -50,7 +50,13 @@ from .conditions import (
     merge_conditions,
     now_rfc3339,
 )
-from .events import post_event
+from .function_status import (
+    deployment_conditions,
+    function_conditions,
+    previous_dependent,
+    replica_counts,
+)
+from .kube_events import post_event
 from .kube_scaler import REPLICAS_MANAGER, scale
 from .metrics import REPLICA_COUNTS, instrumented
 from .references import missing_env_sources, resolve_code
@@ -61,12 +67,6 @@ from .replica_faults import (
     report_pod,
 )
 from .state import OperatorState, operator_state
-from .status import (
-    deployment_conditions,
-    function_conditions,
-    previous_dependent,
-    replica_counts,
-)
 
 # The operator's server-side-apply identity: it owns every field it applies to a child, and
 # a field it stops applying (a deleted inline file, a removed toleration) is removed.

@@ -7,16 +7,18 @@ each kind at a time (docs/operations.md, "Sizing the operator")."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 from hanshu_api import GROUP, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, load_config
-from hanshu_api.loop_lag import watch_loop
+from hanshu_api.loop_lag import stop_watching_loop, watch_loop
 
 from . import kopf_backpressure
 from .config import ConfigError, config_from_env
+from .schedule_catalog import start_schedule_catalog
 from .state import OperatorState, operator_state
 
 LIST_CHUNK = 500
@@ -75,6 +77,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # picture (what kopf's indexes did, before a bound on its workers made them deadlock).
     filed = await state.triggers.load(state.kube, config.namespaces or (None,))
     logging.getLogger("hanshu.operator").info("%d Triggers filed at start-up", filed)
+    start_schedule_catalog(state, memo)
 
 
 @kopf.on.probe(id="eventLoopLag")
@@ -114,7 +117,13 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     state = operator_state(memo)
+    for item in state.background:
+        if isinstance(item, asyncio.Task):
+            item.cancel()
+        else:
+            await item.cleanup()
     await state.kube.close()
+    stop_watching_loop()
     if state.metrics_server is not None:
         server, _thread = state.metrics_server
         server.shutdown()

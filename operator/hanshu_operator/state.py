@@ -42,6 +42,8 @@ class OperatorState:
     # version, reason, signature), so that a kubelet retry posts nothing.
     warned: dict[FunctionKey, tuple[str | None, str, str]] = field(default_factory=dict)
     metrics_server: Any = None
+    # What runs beside the handlers until cleanup (the schedule catalog's NATS follower).
+    background: list[Any] = field(default_factory=list)
     # How late the event loop runs what is due (hanshu_event_loop_lag_seconds, /healthz).
     loop_lag: LoopLag | None = None
     _status_locks: KeyedLocks[FunctionKey] = field(default_factory=KeyedLocks)

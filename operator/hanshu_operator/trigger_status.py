@@ -38,7 +38,7 @@ from .conditions import (
     summarize,
 )
 from .config import OperatorConfig
-from .events import post_event
+from .kube_events import post_event
 from .state import OperatorState
 from .trigger_index import claim_of
 
@@ -152,14 +152,14 @@ def trigger_delivery(
     assert trigger.schedule is not None
     next_fire = parse_cron(trigger.schedule.cron).next_after(now, trigger.schedule.time_zone)
     fields = {"nextFireTime": rfc3339(next_fire)}
-    if not config.gateway_internal_url:
+    if not config.nats_url:
         return (
             Condition(
                 "Served",
                 FALSE,
-                "NoGateway",
-                "no gateway is configured (HANSHU_GATEWAY_INTERNAL_URL is empty); "
-                "schedules fire through the gateway",
+                "NoNats",
+                "no NATS is configured (HANSHU_NATS_URL is empty); schedules are fired by "
+                "the dispatchers, which read them from NATS",
             ),
             fields,
         )

@@ -1,110 +1,42 @@
 """kopf handlers for Triggers: binding to the Function, honest status (route ownership and
-API keys included), and the daemon that fires schedules through the gateway.
+API keys included), and a schedule Trigger published to the dispatchers, which fire it
+(``schedule_catalog``).
 
 Cost: a Trigger's reconcile is a constant number of API calls (its Function, its keys,
 its status). A Function's deletion re-judges only its own Triggers, found in an index
 (``state.triggers.callers``), not by listing every Trigger of the namespace: deleting n
-Functions costs O(n + their Triggers), not n LISTs of everything. A schedule Trigger has
-a daemon (a task) that sleeps until its next fire and looks at its spec every
-EDIT_LOOK_SECONDS.
+Functions costs O(n + their Triggers), not n LISTs of everything. A schedule Trigger costs
+the operator one KV put per reconcile and nothing between fires.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
 from typing import Any
 
-import aiohttp
 import kopf
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, GROUP, TRIGGER_PLURAL, VERSION
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.kube import path_for
-from hanshu_api.models import Schedule, SpecInvalid, parse_trigger_spec
+from hanshu_api.models import SpecInvalid, parse_trigger_spec
+from hanshu_api.schedules import ScheduleEntry
 
 from .api_key_publisher import sync_api_keys, unpublish
 from .bounded import bounded
-from .conditions import FALSE, TRUE, Condition, rfc3339
+from .conditions import FALSE, TRUE, Condition
 from .metrics import instrumented
-from .scheduler import FireRecord, follow_schedule, run_schedule, schedule_fire
+from .schedule_catalog import schedule_catalog
 from .state import operator_state
-from .trigger_status import trigger_delivery, trigger_url, write_trigger_status
+from .trigger_status import (
+    EVENT_RETRY_DELAYS,
+    trigger_delivery,
+    trigger_url,
+    write_trigger_status,
+)
 
 __all__ = ["reconcile_trigger", "trigger_delivery", "trigger_url"]
 
-# How often the schedule daemon looks at kopf's live spec for an edit.
-EDIT_LOOK_SECONDS = 2.0
-
-
-def _is_schedule(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("schedule") is not None
-
-
-def _schedule_plan(spec: kopf.Spec, namespace: str) -> tuple[str, Schedule] | None:
-    """What the daemon fires, and when: (Function, schedule), or None while the spec is
-    invalid (the reconcile says why) or no longer a schedule."""
-    try:
-        trigger = parse_trigger_spec(spec, namespace)
-    except SpecInvalid:
-        return None
-    if trigger.schedule is None:
-        return None
-    return trigger.function_name, trigger.schedule
-
-
-@kopf.daemon(GROUP, VERSION, TRIGGER_PLURAL, when=_is_schedule, cancellation_timeout=5)
-async def fire_schedule(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    name: str,
-    namespace: str | None,
-    memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
-    **_: Any,
-) -> None:
-    """One daemon per schedule Trigger: fires through the gateway, records every outcome.
-    ``spec`` is kopf's live view: an edited cron, time zone, payload or Function stops
-    the old schedule and starts the new one within EDIT_LOOK_SECONDS. The time comes
-    from the operator's clock (``state.clock``)."""
-    assert namespace is not None
-    state = operator_state(memo)
-    if not state.config.gateway_internal_url:
-        return  # the Served condition already says why nothing fires
-    status_path = path_for(API_VERSION, TRIGGER_PLURAL, namespace, name, "status")
-
-    async def record(fire: FireRecord) -> None:
-        status: dict[str, Any] = {"nextFireTime": rfc3339(fire.next_fire)}
-        if fire.last_fire is not None:
-            status["lastFireTime"] = rfc3339(fire.last_fire)
-            status["lastFireOutcome"] = fire.outcome
-            if not fire.delivered:
-                kopf.warn(
-                    body,
-                    reason="FireFailed",
-                    message=f"the fire at {status['lastFireTime']} was not delivered: "
-                    f"{fire.outcome}",
-                )
-        await state.kube.merge_patch(status_path, {"status": status})
-
-    async with aiohttp.ClientSession() as session:
-        gateway = InternalGateway(
-            session, state.config.gateway_internal_url, state.config.internal_token
-        )
-
-        async def run(plan: tuple[str, Schedule], stop: asyncio.Event) -> None:
-            function, schedule = plan
-            fire = schedule_fire(gateway, namespace, function, time_limit=900)
-            clock = state.clock
-            await run_schedule(
-                name, schedule, fire, record, stop, now=clock.now, sleep_until=clock.sleep_until
-            )
-
-        await follow_schedule(
-            functools.partial(_schedule_plan, spec, namespace),
-            run,
-            lambda: bool(stopped),
-            functools.partial(stopped.wait, EDIT_LOOK_SECONDS),
-        )
+logger = logging.getLogger("hanshu.operator")
 
 
 @kopf.on.resume(GROUP, VERSION, TRIGGER_PLURAL)
@@ -125,11 +57,13 @@ async def reconcile_trigger(
     state = operator_state(memo)
     routes = state.triggers.routes
     generation = meta.get("generation")
+    schedules = schedule_catalog(memo)
     try:
         trigger = parse_trigger_spec(spec, namespace)
     except SpecInvalid as error:
         async with state.api_keys_lock(namespace, name):
             await unpublish(state, namespace, name)  # an invalid Trigger serves nothing
+        await schedules.withdraw(namespace, name)  # nor fires
         await write_trigger_status(state, namespace, name, routes, generation=generation)
         kopf.warn(body, reason="InvalidSpec", message=str(error))
         raise kopf.PermanentError(f"the Trigger spec is invalid: {error}") from None
@@ -155,6 +89,11 @@ async def reconcile_trigger(
         )
         if written is None:
             await unpublish(state, namespace, name)  # deleted meanwhile: publish nothing
+    schedule = ScheduleEntry.of_trigger(namespace, name, trigger)
+    if written is None or schedule is None:
+        await schedules.withdraw(namespace, name)  # gone, or no longer a schedule
+    else:
+        await schedules.publish(schedule)  # the dispatchers fire it from now on
     if bound.status != TRUE:
         kopf.warn(body, reason=bound.reason, message=bound.message)
         raise kopf.TemporaryError(bound.message, delay=state.config.retry_delay_seconds)
@@ -170,6 +109,25 @@ def _binding(function_name: str, namespace: str, function: object | None) -> Con
             "create it (the Trigger binds as soon as it exists)",
         )
     return Condition("FunctionBound", TRUE, "Bound", f"calls Function '{function_name}'")
+
+
+@kopf.on.event(GROUP, VERSION, TRIGGER_PLURAL)
+async def withdraw_deleted_schedule(
+    type: str | None, name: str, namespace: str | None, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+) -> None:
+    """A deleted schedule Trigger stops firing: its catalog entry goes. kopf never retries
+    an event handler: tried a few times here (and at the operator's next start)."""
+    if type != "DELETED" or namespace is None or spec.get("schedule") is None:
+        return
+    for delay in (*EVENT_RETRY_DELAYS, None):
+        try:
+            await schedule_catalog(memo).withdraw(namespace, name)
+            return
+        except kopf.TemporaryError as error:
+            if delay is None:
+                logger.error("schedule %s/%s still fires: %s", namespace, name, error)
+                return
+            await asyncio.sleep(delay)
 
 
 @kopf.on.event(GROUP, VERSION, FUNCTION_PLURAL)

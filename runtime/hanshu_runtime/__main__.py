@@ -14,8 +14,8 @@ gc.disable()
 
 from .config import config_from_env  # noqa: E402
 from .faults import StartupFault  # noqa: E402
+from .instance import Instance  # noqa: E402
 from .logs import configure_logging  # noqa: E402
-from .server import Instance  # noqa: E402
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 

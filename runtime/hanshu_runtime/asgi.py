@@ -11,8 +11,8 @@ from urllib.parse import quote, unquote
 
 from hanshu_wire import SERVER_OWNED_HEADERS
 
-from .events import HttpRequest, server_address
 from .faults import InitializerError
+from .http_events import HttpRequest, server_address
 from .replies import HttpReply
 
 Message = MutableMapping[str, Any]

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from .faults import ConfigError
 
-DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # AWS Lambda's synchronous payload limit
+# AWS Lambda's synchronous payload limit; = hanshu_api.function_contract.MAX_BODY_BYTES (the
+# runtime imports nothing of ours: tests/unit/test_function_contract.py keeps them equal).
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 DEFAULT_CONCURRENCY = 100
 # What a pod with no memory limit or request reports: hanshu_api.models.DEFAULT_MEMORY_MB,
 # which the runtime cannot import (a test keeps the two equal). The operator always sets

@@ -9,7 +9,7 @@ from typing import Any
 from .asgi import AsgiApp, Lifespan, build_scope, call_asgi
 from .config import HandlerType, RuntimeConfig
 from .context import Context
-from .events import HttpRequest, build_event
+from .http_events import HttpRequest, build_event
 from .loader import is_async_callable, load_callable, parse_handler_ref
 from .replies import HttpReply, build_reply
 from .workers import HandlerThreads

@@ -10,7 +10,7 @@ from urllib.parse import unquote_to_bytes
 
 from hanshu_wire import SERVER_OWNED_HEADERS
 
-from .events import HttpRequest, server_address
+from .http_events import HttpRequest, server_address
 from .replies import HttpReply
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -1,5 +1,5 @@
 """Server-side apply of a Function's children on a real API server: what the emulator in
-tests/kube_emulator.py only models (field ownership, defaulting of spec.replicas).
+devtools/kube_emulator.py only models (field ownership, defaulting of spec.replicas).
 
 A file removed from spec.code.inline and a removed toleration leave the ConfigMap and the
 Deployment; the Deployment stays at zero replicas throughout (never defaulted to 1), and
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Cluster, wait_for
+from tests.support.real_cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 

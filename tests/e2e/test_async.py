@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, Cluster, wait_for
+from tests.support.real_cluster import ROOT, Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"

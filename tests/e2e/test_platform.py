@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Cluster, wait_for
+from tests.support.real_cluster import ROOT, Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"

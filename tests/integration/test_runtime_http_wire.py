@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, start_runtime, wait_ready
-from tests.http_wire_cases import REFUSED_FRAMING, SMUGGLED
+from tests.support.http_wire_cases import REFUSED_FRAMING, SMUGGLED
+from tests.support.runtime_process import start_runtime, wait_ready
+from tests.support.servers import free_port
 
 HANDLERS = textwrap.dedent("""
     def echo(event, context):

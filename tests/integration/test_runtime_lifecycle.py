@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import eventually
+from tests.support.helpers import eventually
 
 CODE = Path(__file__).parent / "runtime_code"
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 from hanshu_api.error_body import ErrorBody
+from hanshu_api.invocation_record import InvocationResult
 from hanshu_api.invocations import (
     JobCounts,
     consumer_name,
@@ -17,7 +18,6 @@ from hanshu_api.invocations import (
     member_id,
     new_id,
     record_key,
-    result_of,
     subject_for,
 )
 from hanshu_api.models import SpecInvalid, parse_function_spec
@@ -148,10 +148,10 @@ def test_the_invocation_type_header_has_two_names():
 
 
 def test_results_keep_a_bounded_body():
-    big = result_of(200, b"x" * 100_000)
+    big = InvocationResult.of(200, b"x" * 100_000).encode()
     assert big["truncated"] is True
     assert len(big["body"]) == 32 * 1024
-    binary = result_of(200, b"\xff\xfe")
+    binary = InvocationResult.of(200, b"\xff\xfe").encode()
     assert binary["isBase64Encoded"] is True
 
 

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.tools import ToolUnavailable, helm
+from tests.support.tools import ToolUnavailable, helm
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "hanshu"
@@ -650,7 +650,8 @@ def test_network_policies_of_async_invocation(helm_bin: Path):
     documents = render(helm_bin, None)
     policies = {_component(d): d["spec"] for d in documents if d["kind"] == "NetworkPolicy"}
     _validate([d for d in documents if d["kind"] == "NetworkPolicy"])
-    # NATS: clients on 4222 from the gateway and the dispatcher only; it opens nothing.
+    # NATS: clients on 4222 from the gateway, the dispatcher and the operator (schedules
+    # out, their fires back) only; it opens nothing.
     nats = policies["nats"]
     assert nats["policyTypes"] == ["Ingress", "Egress"]
     assert nats["egress"] == []
@@ -659,6 +660,7 @@ def test_network_policies_of_async_invocation(helm_bin: Path):
     assert sorted(_peer_component(p) for p in nats["ingress"][0]["from"]) == [
         "dispatcher",
         "gateway",
+        "operator",
     ]
     # The dispatcher: nothing in (probes are the kubelet's); out only where it must go.
     dispatcher = policies["dispatcher"]

@@ -25,7 +25,7 @@ from hanshu_api.gateway_paths import (
 from hanshu_api.invocations import HTTP_GATEWAY_ERROR
 from multidict import CIMultiDict
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 
 def test_the_paths_are_built_from_their_routes() -> None:

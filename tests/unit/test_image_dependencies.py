@@ -17,7 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.unit.test_cli_docs_and_layering import FOLDERS
+from tests.support.packages import FOLDERS
 
 ROOT = Path(__file__).resolve().parents[2]
 # The image of each component, by the extra its Dockerfile installs.

@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web
 from hanshu_api.kube import KubeClient, config_from_kubeconfig
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 WHOAMI = "/api/v1/namespaces/default/configmaps/whoami"
 ADMITTED = "/api/v1/namespaces/default/configmaps/admitted"

@@ -11,7 +11,8 @@ import time
 import pytest
 from aiohttp import web
 from hanshu_api.kube import KubeClient, KubeConfig, WatchIdle
-from hanshu_gateway.kube import (
+from hanshu_api.settings import DEFAULT_FUNCTION_RESOURCES
+from hanshu_gateway.kube_gateway import (
     DEFAULT_WATCH_IDLE_SECONDS,
     MAX_BACKOFF_SECONDS,
     NextWatch,
@@ -22,9 +23,9 @@ from hanshu_gateway.kube import (
     watch_idle_seconds_from_env,
     watch_timeout_seconds,
 )
-from hanshu_gateway.server import ConfigError
+from hanshu_gateway.pipeline import ConfigError
 
-from tests.conftest import serving
+from tests.support.servers import serving
 
 
 @pytest.mark.parametrize("ended", [WatchEnd.CLOSED, WatchEnd.IDLE, WatchEnd.BROKEN])
@@ -82,12 +83,13 @@ def test_idle_bound_from_the_environment():
 
 
 def test_default_resources_from_the_environment():
-    assert default_resources_from_env({}) == {}
+    # Unset: the operator's defaults, so a Function is metered for what its pods get.
+    assert default_resources_from_env({}) == DEFAULT_FUNCTION_RESOURCES
     value = '{"limits": {"memory": "512Mi"}}'
     assert default_resources_from_env({"HANSHU_DEFAULT_RESOURCES": value}) == {
         "limits": {"memory": "512Mi"}
     }
-    for bad in ("{limits", "[]", '"512Mi"'):
+    for bad in ("{limits", "[]", '"512Mi"', '{"limits": {"memory": "lots"}}'):
         with pytest.raises(ConfigError, match="HANSHU_DEFAULT_RESOURCES"):
             default_resources_from_env({"HANSHU_DEFAULT_RESOURCES": bad})
 

@@ -20,7 +20,7 @@ from hanshu_api import kube_login
 from hanshu_api.kube import ApiError, KubeClient, KubeConfig, KubeLoginError, load_config
 from hanshu_api.kube_login import config_from_kubeconfig, in_cluster_config
 
-from tests.conftest import serving
+from tests.support.servers import serving
 
 CONFIGMAP = "/api/v1/namespaces/default/configmaps/whoami"
 WATCH = "/api/v1/namespaces/default/configmaps"

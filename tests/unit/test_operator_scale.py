@@ -338,6 +338,7 @@ async def test_trigger_events_that_move_no_claim_cost_no_api_call(count: int) ->
     assert kube.calls["get"] == 1  # trg-1, its only rival, re-judged
 
 
+@pytest.mark.slow
 async def test_what_the_operator_keeps_for_5000_functions_and_triggers_is_small() -> None:
     """The operator's own per-object state (kopf's aside) for 5,000 Functions with HTTP
     Triggers: a few MiB, so the chart's limit is kopf's and Python's to use. (The

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from hanshu_api.platform import Endpoint
-from hanshu_gateway.kube import slice_endpoints
+from hanshu_gateway.kube_gateway import slice_endpoints
 from hanshu_gateway.pool import EndpointPool, NoEndpointInTime
 
 A = Endpoint("10.0.0.1", 8080)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from hanshu_api.conditions import REPLICA_FAULT_REASONS, ReplicaFault, replica_fault
+from hanshu_operator.function_status import deployment_conditions
 from hanshu_operator.replica_faults import (
     PodReport,
     StartFailure,
@@ -30,7 +31,6 @@ from hanshu_operator.replica_faults import (
     report_pod,
     start_failure,
 )
-from hanshu_operator.status import deployment_conditions
 
 IMAGE = "registry.example/team/fn:nope"
 

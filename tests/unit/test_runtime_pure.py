@@ -11,7 +11,13 @@ from hanshu_runtime.asgi import build_scope
 from hanshu_runtime.config import HandlerType, config_from_env
 from hanshu_runtime.context import Context, FunctionInfo, invocation_of
 from hanshu_runtime.deadlines import Deadline, RequestIds
-from hanshu_runtime.events import (
+from hanshu_runtime.faults import (
+    BuiltInModuleConflict,
+    ConfigError,
+    InvalidResponse,
+    MalformedHandlerName,
+)
+from hanshu_runtime.http_events import (
     MAX_PREFIX_LENGTH,
     HttpRequest,
     build_event,
@@ -19,12 +25,6 @@ from hanshu_runtime.events import (
     mount_prefix,
     request_time,
     source_ip,
-)
-from hanshu_runtime.faults import (
-    BuiltInModuleConflict,
-    ConfigError,
-    InvalidResponse,
-    MalformedHandlerName,
 )
 from hanshu_runtime.loader import HandlerRef, parse_handler_ref
 from hanshu_runtime.replies import build_reply

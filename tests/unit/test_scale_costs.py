@@ -12,7 +12,7 @@ import pytest
 from hanshu_api import route_claims
 from hanshu_api.models import parse_trigger_spec
 from hanshu_gateway.catalog import Catalog, KnownTrigger
-from hanshu_gateway.kube import KubeGateway
+from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.routes import Route, RouteTable
 from hanshu_gateway.target import parse_target
 

@@ -16,10 +16,9 @@ from typing import Any
 import aiohttp
 import kmock
 
-from tests.autoscaler_process import LEASE_NAME, AutoscalerProcess
-from tests.helpers import eventually
-
-from .conftest import DEPLOYMENTS, FN, LEASES, Cluster, cold_report, deploy
+from devtools.autoscaler_process import LEASE_NAME, AutoscalerProcess
+from tests.support.autoscaler_cluster import DEPLOYMENTS, FN, LEASES, Cluster, cold_report, deploy
+from tests.support.helpers import eventually
 
 Start = Callable[..., AutoscalerProcess]
 

@@ -23,11 +23,10 @@ import aiohttp
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.kube import path_for
 
-from tests.autoscaler_process import LEASE_NAME, AutoscalerProcess
-from tests.helpers import eventually
-from tests.integration.gateway.test_kube_gateway import endpoint_slice, running_gateway
-
-from .conftest import DEPLOYMENTS, LEASES, NAMESPACE, Cluster, deploy
+from devtools.autoscaler_process import LEASE_NAME, AutoscalerProcess
+from tests.support.autoscaler_cluster import DEPLOYMENTS, LEASES, NAMESPACE, Cluster, deploy
+from tests.support.helpers import eventually
+from tests.support.kube_gateway import endpoint_slice, running_gateway
 
 CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 SLICES = "discovery.k8s.io/v1"

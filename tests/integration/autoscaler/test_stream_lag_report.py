@@ -8,7 +8,7 @@ import aiohttp
 from hanshu_autoscaler import AutoscalerService
 from hanshu_operator.stream_triggers import lag_report, send_report
 
-from tests.conftest import free_port, serving
+from tests.support.servers import free_port, serving
 
 
 class Scaler:

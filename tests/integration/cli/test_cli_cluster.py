@@ -10,9 +10,9 @@ from pathlib import Path
 import kmock
 from hanshu_cli import templates
 
-from tests.helpers import eventually
-from tests.integration.cli.conftest import NAMESPACE, Cluster, ready, run_cli
-from tests.kube_emulator import ApplyingEmulator, write_kubeconfig
+from devtools.kube_emulator import ApplyingEmulator, write_kubeconfig
+from tests.support.cli_cluster import NAMESPACE, Cluster, ready, run_cli
+from tests.support.helpers import eventually
 
 
 def init_folder(tmp_path: Path, name: str = "hello") -> Path:

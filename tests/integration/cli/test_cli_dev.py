@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.cli.conftest import Cluster, ready, run_cli
+from tests.support.cli_cluster import Cluster, ready, run_cli
+from tests.support.servers import free_port
 
 
 class DevProcess:

@@ -21,7 +21,7 @@ from hanshu_cli import local_platform
 from hanshu_cli.devmode import DevStack
 from hanshu_cli.local_platform import LocalPlatform, free_port
 
-from tests.helpers import eventually
+from tests.support.helpers import eventually
 
 KEY = ("default", "fragile")
 CODE = textwrap.dedent("""

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import textwrap
 
-from tests.integration.dispatcher.conftest import final_status
-from tests.integration.gateway.conftest import function, trigger
+from tests.support.async_platform import final_status
+from tests.support.dev_platform import function, trigger
 
 SHOW = textwrap.dedent("""
     def show(event, context):

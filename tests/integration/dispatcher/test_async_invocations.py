@@ -9,14 +9,15 @@ from typing import Any
 
 import aiohttp
 import nats
+import pytest
+from hanshu_api.invocation_record import InvocationRecord
 from hanshu_api.invocations import (
+    InvocationHeaders,
     Origin,
+    StoredPolicy,
     StoredRequest,
     idempotency_key,
-    message_headers,
     new_id,
-    new_record,
-    policy_document,
     record_key,
     route_scope,
     subject_for,
@@ -24,10 +25,10 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings, ensure
 from hanshu_api.models import AsyncPolicy, Destination
 
-from tests.conftest import free_port, recording_endpoint
-from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import async_function, final_status, get_json
-from tests.integration.gateway.conftest import trigger
+from tests.support.async_platform import async_function, final_status, get_json
+from tests.support.dev_platform import trigger
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, recording_endpoint
 
 ASYNC = {"X-Hanshu-Invocation-Type": "Async"}
 
@@ -72,6 +73,7 @@ async def test_an_async_call_is_stored_answered_202_and_runs(async_platform, htt
     assert (await final_status(platform, second))["state"] == "Succeeded"
 
 
+@pytest.mark.slow
 async def test_failures_are_retried_then_failed_with_the_record_sent_on(async_platform, http):
     async with recording_endpoint() as (url, received):
         platform = async_platform(
@@ -173,7 +175,7 @@ async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, h
             origin = Origin("default", "stale", "stale")
             await store.status.create(
                 record_key(invocation_id),
-                json.dumps(new_record(invocation_id, origin, "Async", enqueued)).encode(),
+                InvocationRecord.new(invocation_id, origin, "Async", enqueued).dumps(),
             )
             policy = AsyncPolicy(
                 max_event_age_seconds=60,
@@ -182,14 +184,14 @@ async def test_an_event_older_than_max_event_age_expires_unrun(async_platform, h
             await store.js.publish(
                 subject_for(("default", "stale")),
                 b'{"n": 1}',
-                headers=message_headers(
+                headers=InvocationHeaders(
                     invocation_id,
                     "Async",
                     enqueued,
-                    json.dumps(policy_document(policy, 30)),
+                    StoredPolicy.of(policy, 30),
                     StoredRequest("POST", "/stale", (("Content-Type", "application/json"),)),
                     origin,
-                ),
+                ).to_headers(),
             )
         finally:
             await client.close()
@@ -245,6 +247,7 @@ async def test_a_batch_job_of_200_events_counts_what_failed(async_platform, http
     assert (status, member["state"], member["invocationType"]) == (200, "Succeeded", "Batch")
 
 
+@pytest.mark.slow
 async def test_a_backlog_wakes_and_scales_the_function_then_lets_it_go(async_platform, http):
     platform = async_platform(
         [

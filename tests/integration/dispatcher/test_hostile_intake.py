@@ -12,19 +12,20 @@ from typing import Any
 
 import aiohttp
 import nats
+import pytest
 from hanshu_api.invocations import STREAM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.integration.dispatcher.conftest import async_function, final_status
-from tests.integration.dispatcher.test_object_storage import (
+from tests.support.async_platform import async_function, final_status
+from tests.support.dev_platform import trigger
+from tests.support.object_storage import (
     TOKEN,
     TOKEN_SECRET,
     bucket_trigger,
     minio_body,
     minio_record,
 )
-from tests.integration.gateway.conftest import trigger
 
 BATCH = {"X-Hanshu-Invocation-Type": "Batch"}
 DEPTH_LIMIT = {"name": "depth", "value": 128}
@@ -423,6 +424,7 @@ BROKEN = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_random_bodies_to_the_batch_and_notification_intake_never_get_a_5xx(async_platform):
     platform = async_platform(
         [

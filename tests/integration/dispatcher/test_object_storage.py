@@ -19,60 +19,18 @@ from aiohttp import web
 from hanshu_cli.local_s3 import LocalS3
 from PIL import Image
 
-from tests.conftest import serving
-from tests.helpers import eventually
-from tests.integration.dispatcher.conftest import async_function, get_json
+from tests.support.async_platform import async_function, get_json
+from tests.support.helpers import eventually
+from tests.support.object_storage import (
+    TOKEN,
+    TOKEN_SECRET,
+    bucket_trigger,
+    minio_body,
+    minio_record,
+)
+from tests.support.servers import serving
 
 ROOT = Path(__file__).resolve().parents[3]
-TOKEN = "notify-s3cret"
-
-
-def bucket_trigger(name: str, function_name: str, **storage: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "hanshu.io/v1alpha1",
-        "kind": "Trigger",
-        "metadata": {"name": name},
-        "spec": {"functionRef": {"name": function_name}, "objectStorage": storage},
-    }
-
-
-TOKEN_SECRET = {
-    "apiVersion": "v1",
-    "kind": "Secret",
-    "metadata": {"name": "bucket-token"},
-    "stringData": {"token": TOKEN},
-}
-
-
-def minio_record(key: str, event: str = "s3:ObjectCreated:Put", bucket: str = "photos") -> dict:
-    """One record as MinIO's webhook sends it (the S3 shape; the key form-encoded)."""
-    return {
-        "eventVersion": "2.0",
-        "eventSource": "minio:s3",
-        "awsRegion": "",
-        "eventTime": "2026-11-27T10:00:00.000Z",
-        "eventName": event,
-        "userIdentity": {"principalId": "minioadmin"},
-        "requestParameters": {"sourceIPAddress": "10.0.0.7"},
-        "responseElements": {"x-amz-request-id": "17AB"},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "Config",
-            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "minioadmin"}},
-            "object": {"key": key, "size": 2048, "eTag": "e1", "sequencer": f"SEQ-{key}"},
-        },
-    }
-
-
-def minio_body(*records: dict[str, Any]) -> bytes:
-    first = records[0]
-    return json.dumps(
-        {
-            "EventName": first["eventName"],
-            "Key": f"{first['s3']['bucket']['name']}/{first['s3']['object']['key']}",
-            "Records": list(records),
-        }
-    ).encode()
 
 
 async def test_a_minio_webhook_with_the_token_becomes_filtered_invocations(async_platform, http):
@@ -234,7 +192,7 @@ def _final(platform: Any, invocation_id: str) -> tuple[int, dict[str, Any]] | No
 @pytest.fixture
 def thumbnails_dev(tmp_path: Path):
     """``hanshu dev examples/thumbnails`` as a user runs it."""
-    from tests.conftest import free_port
+    from tests.support.servers import free_port
 
     port = free_port()
     log = (tmp_path / "dev.log").open("w")

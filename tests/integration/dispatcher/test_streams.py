@@ -21,9 +21,9 @@ import nats
 import pytest
 import redis
 
-from tests.conftest import free_port, recording_endpoint
-from tests.helpers import eventually
-from tests.integration.gateway.conftest import function
+from tests.support.dev_platform import function
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, recording_endpoint
 
 CONSUMER = textwrap.dedent("""
     import json
@@ -278,6 +278,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
 
 
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.slow
 async def test_a_consumer_killed_mid_batch_loses_nothing(
     async_platform, platform_factory, redis_server, ordered
 ):
@@ -323,6 +324,7 @@ async def test_a_consumer_killed_mid_batch_loses_nothing(
         assert first_seen == ids  # in order, across the restart too
 
 
+@pytest.mark.slow
 async def test_lag_wakes_the_function_from_zero_scales_it_and_it_goes_back(async_platform):
     platform = async_platform(
         [

@@ -9,9 +9,8 @@ import base64
 from hanshu_api.api_keys import SELECTOR, KeyVerifiers, published_secret_name
 from hanshu_api.kube import path_for
 
-from tests.helpers import eventually
-
-from .test_kube_gateway import (
+from tests.support.helpers import eventually
+from tests.support.kube_gateway import (
     CODE,
     NS,
     create,

@@ -18,12 +18,11 @@ from aiohttp import web
 from hanshu_api.models import parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint
 from hanshu_gateway.catalog import Catalog, KnownTrigger
-from hanshu_gateway.server import Gateway, GatewayConfig
+from hanshu_gateway.pipeline import Gateway, GatewayConfig
 
-from tests.conftest import free_port, serving
-from tests.helpers import eventually
-
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, serving
 
 WARM = {"minReplicas": 1, "scaleToZeroGracePeriod": "60s"}
 

@@ -6,12 +6,13 @@ import asyncio
 from collections import Counter
 
 import aiohttp
+import pytest
 
-from tests.helpers import eventually
+from tests.support.dev_platform import function, trigger
+from tests.support.helpers import eventually
 
-from .conftest import function, trigger
 
-
+@pytest.mark.slow
 async def test_first_request_wakes_the_function_and_idle_returns_it_to_zero(platform_factory):
     platform = platform_factory([function("hello"), trigger("web", "hello", path="/")])
     assert platform.ready_replicas("hello") == 0

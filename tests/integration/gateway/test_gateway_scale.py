@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.gateway.test_kube_gateway import NS, running_gateway
-from tests.kube_emulator import declare_resources, preload_http_functions, write_kubeconfig
+from devtools.kube_emulator import declare_resources, preload_http_functions, write_kubeconfig
+from tests.support.kube_gateway import NS, running_gateway
 
 CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 FUNCTIONS = 10_000
@@ -31,6 +31,9 @@ async def _status(http: aiohttp.ClientSession, url: str) -> int:
         return reply.status
 
 
+# It bounds the event loop's stalls in wall-clock time: other tests beside it would stretch them.
+@pytest.mark.alone
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_ten_thousand_routes_load_without_blocking_and_serve_their_owners(
     kmock: Any, tmp_path: Path, runtime_factory: Any

@@ -38,9 +38,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import RuntimeProcess, free_port, start_runtime, wait_ready
-
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
+from tests.support.runtime_process import RuntimeProcess, start_runtime, wait_ready
+from tests.support.servers import free_port
 
 RECORDER = textwrap.dedent("""
     import base64

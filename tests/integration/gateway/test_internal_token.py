@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import aiohttp
 from hanshu_gateway.catalog import Catalog
-from hanshu_gateway.server import Gateway, GatewayConfig
+from hanshu_gateway.pipeline import Gateway, GatewayConfig
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 TOKEN = "internal-s3cret-token"
 

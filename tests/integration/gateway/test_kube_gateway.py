@@ -5,135 +5,35 @@ real stats sink."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
-from hanshu_api.api_keys import KeyVerifiers, published_secret
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
-from hanshu_gateway.kube import KubeGateway
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, recording_endpoint
-from tests.helpers import eventually
-from tests.kube_emulator import declare_resources, write_kubeconfig
-
-CODE = Path(__file__).resolve().parent.parent / "runtime_code"
-NS = "ns1"
-
-
-def endpoint_slice(
-    port: int, ready: bool, function: str = "echo", namespace: str = NS
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{function}-abcde",
-            "namespace": namespace,
-            "labels": {"hanshu.io/function": function, "kubernetes.io/service-name": function},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
-    }
-
-
-def function(name: str, namespace: str = NS, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Function",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"handler": "handlers.echo", "code": {"image": "x"}, **spec},
-    }
-
-
-def trigger(
-    name: str, function_name: str, namespace: str = NS, created: str | None = None, **http: Any
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-    if created is not None:
-        metadata["creationTimestamp"] = created
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Trigger",
-        "metadata": metadata,
-        "spec": {"functionRef": {"name": function_name}, "http": http},
-    }
-
-
-def stored(secret: Mapping[str, Any]) -> dict[str, Any]:
-    """A Secret as the API server keeps it (and kmock does not): stringData becomes data."""
-    kept = {k: v for k, v in secret.items() if k != "stringData"}
-    kept["data"] = {
-        k: base64.b64encode(v.encode()).decode() for k, v in secret["stringData"].items()
-    }
-    return kept
-
-
-def published(
-    gateway_namespace: str, namespace: str, trigger_name: str, *keys: str
-) -> dict[str, Any]:
-    """What the operator publishes for a keyed Trigger: salted hashes, never the keys."""
-    return stored(
-        published_secret(gateway_namespace, namespace, trigger_name, KeyVerifiers.of_keys(keys))
-    )
-
-
-async def create(kube: KubeClient, body: dict[str, Any]) -> None:
-    api_version, kind = body["apiVersion"], body["kind"]
-    plural = {"Function": FUNCTION_PLURAL, "Trigger": TRIGGER_PLURAL}.get(kind)
-    plural = plural or {"Secret": "secrets", "EndpointSlice": "endpointslices"}[kind]
-    await kube.create(path_for(api_version, plural, body["metadata"]["namespace"]), body)
-
-
-@contextlib.asynccontextmanager
-async def kube_client(kmock: Any, tmp_path: Path) -> AsyncIterator[tuple[KubeClient, Path]]:
-    declare_resources(kmock)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url), NS)
-    kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
-    try:
-        yield kube, kubeconfig
-    finally:
-        await kube.close()
-
-
-@contextlib.asynccontextmanager
-async def running_gateway(kubeconfig: Path, **env: str) -> AsyncIterator[tuple[str, str]]:
-    """The cluster gateway in this process, configured as its entry point is: from the
-    environment. Yields its public and internal URLs."""
-    port, internal = free_port(), free_port()
-    gateway = KubeGateway.from_env(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "HANSHU_GATEWAY_HOST": "127.0.0.1",
-            "HANSHU_GATEWAY_PORT": str(port),
-            "HANSHU_GATEWAY_INTERNAL_PORT": str(internal),
-            **env,
-        }
-    )
-    await gateway.start()
-    try:
-        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{internal}"
-    finally:
-        await gateway.stop()
-
-
-async def fetch(url: str, **headers: str) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as reply:
-        return reply.status, await reply.read()
-
-
-async def status_is(url: str, expected: int, **headers: str) -> bool:
-    return (await fetch(url, **headers))[0] == expected
+from devtools.kube_emulator import declare_resources, write_kubeconfig
+from tests.support.helpers import eventually
+from tests.support.kube_gateway import (
+    CODE,
+    NS,
+    create,
+    endpoint_slice,
+    fetch,
+    function,
+    kube_client,
+    published,
+    running_gateway,
+    status_is,
+    trigger,
+)
+from tests.support.servers import free_port, recording_endpoint
 
 
 @pytest.fixture

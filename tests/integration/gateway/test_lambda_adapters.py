@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
 
 RUNTIME_CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "from-lambda"

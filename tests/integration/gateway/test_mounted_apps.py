@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
 
 RUNTIME_CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 WARM = {"minReplicas": 1, "scaleToZeroGracePeriod": "60s"}

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from hanshu_gateway.public_http import PublicRequest, PublicServer
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 LIMIT = 8 * 1024 * 1024
 CODE = Path(__file__).resolve().parent.parent / "runtime_code"

@@ -24,9 +24,9 @@ from hanshu_gateway.public_http import (
     encode_reply,
 )
 
-from tests.conftest import free_port
-from tests.helpers import eventually
-from tests.http_wire_cases import REFUSED_FRAMING, SMUGGLED
+from tests.support.helpers import eventually
+from tests.support.http_wire_cases import REFUSED_FRAMING, SMUGGLED
+from tests.support.servers import free_port
 
 LIMIT = 1024
 LARGE = b"x" * (8 * 1024 * 1024)

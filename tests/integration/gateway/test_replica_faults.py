@@ -14,9 +14,8 @@ import aiohttp
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, path_for
 
-from tests.helpers import eventually
-
-from .test_kube_gateway import (
+from tests.support.helpers import eventually
+from tests.support.kube_gateway import (
     CODE,
     NS,
     create,

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 from hanshu_cli.local_platform import free_port
 
-from tests.helpers import eventually
-from tests.integration.gateway.test_kube_gateway import (
+from tests.support.helpers import eventually
+from tests.support.kube_gateway import (
     CODE,
     NS,
     create,

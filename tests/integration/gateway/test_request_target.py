@@ -18,14 +18,13 @@ from aiohttp import web
 from hanshu_api.models import parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint
 from hanshu_gateway.catalog import Catalog, KnownTrigger
-from hanshu_gateway.server import Gateway, GatewayConfig
+from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.upstream import UpstreamPool
 from multidict import CIMultiDict
 
-from tests.conftest import free_port, serving
-from tests.helpers import eventually
-
-from .conftest import HANDLERS, function, trigger
+from tests.support.dev_platform import HANDLERS, function, trigger
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, serving
 
 CODE = HANDLERS + textwrap.dedent("""
 

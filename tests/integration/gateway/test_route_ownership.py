@@ -9,11 +9,10 @@ import urllib.request
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.kube import path_for
 
-from tests.helpers import eventually
-
-from .conftest import function as dev_function
-from .conftest import trigger as dev_trigger
-from .test_kube_gateway import (
+from tests.support.dev_platform import function as dev_function
+from tests.support.dev_platform import trigger as dev_trigger
+from tests.support.helpers import eventually
+from tests.support.kube_gateway import (
     CODE,
     create,
     endpoint_slice,

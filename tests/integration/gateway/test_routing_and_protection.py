@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 
 import aiohttp
 import pytest
 from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.models import Schedule
-from hanshu_operator.scheduler import FireRecord, run_schedule, schedule_fire
+from hanshu_api.schedules import ScheduleEntry
+from hanshu_dispatcher.schedules import Stored, fire_with_retries, gateway_fire
 
-from .conftest import function, trigger
+from tests.support.dev_platform import function, trigger
+from tests.support.helpers import eventually
+from tests.support.servers import free_port
 
 SECRET = {
     "apiVersion": "v1",
@@ -173,59 +177,74 @@ async def test_gateway_metrics(platform):
     assert 'hanshu_gateway_queued{function="echo",namespace="default"} 0.0' in text
 
 
-async def fire_once(fire, schedule: Schedule, **kwargs) -> list[FireRecord]:
-    """Run a schedule on a clock just before a minute boundary until its first fire."""
-    real = datetime.datetime.now(datetime.UTC)
-    boundary = real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
-    offset = boundary - real - datetime.timedelta(seconds=0.5)
-    records: list[FireRecord] = []
-    stopped = asyncio.Event()
-
-    async def record(fire_record: FireRecord) -> None:
-        records.append(fire_record)
-        if fire_record.last_fire is not None:
-            stopped.set()
-
-    await asyncio.wait_for(
-        run_schedule(
-            "nightly",
-            schedule,
-            fire,
-            record,
-            stopped,
-            now=lambda: datetime.datetime.now(datetime.UTC) + offset,
-            **kwargs,
-        ),
-        timeout=30,
-    )
-    assert records[-1].last_fire == boundary
-    return records
-
-
 async def test_schedule_fires_through_the_gateway_and_wakes_the_function(platform_factory):
+    """A dispatcher's fire of a tick: stored as an async invocation through the gateway's
+    internal port, run on the Function woken from zero; the same tick fired again (by
+    another dispatcher) is the same invocation, not a second one."""
     platform = platform_factory([function("cron", handler="handlers.invoked")])
     assert platform.ready_replicas("cron") == 0
+    entry = ScheduleEntry("default", "nightly", "cron", Schedule("* * * * *", payload={"t": 1}))
+    tick = datetime.datetime(2026, 6, 1, 18, 30, tzinfo=datetime.UTC)
     async with aiohttp.ClientSession() as http:
-        fire = schedule_fire(InternalGateway(http, platform.internal_url), "default", "cron", 30)
-        records = await fire_once(fire, Schedule(cron="* * * * *", payload={"team": "payments"}))
-    assert records[-1].delivered
-    assert records[-1].outcome == "200"
-    assert platform.ready_replicas("cron") == 1  # woke from zero for the fire
+        fire = gateway_fire(InternalGateway(http, platform.internal_url))
+
+        async def stored_once() -> Stored | None:
+            # A 503 AsyncUnavailable while the gateway is still connecting to NATS is what
+            # a dispatcher retries too.
+            stored = await fire(entry, tick)
+            return stored if stored.delivered else None
+
+        stored = await eventually(stored_once, timeout=30, message="the fire was stored")
+        again = await fire(entry, tick)
+        assert not stored.duplicate
+        assert again.invocation_id == stored.invocation_id
+        assert again.duplicate
+
+        async def finished() -> dict | None:
+            url = f"{platform.url}/_hanshu/invocations/{stored.invocation_id}"
+            async with http.get(url) as reply:
+                record = await reply.json()
+            return record if record.get("state") == "Succeeded" else None
+
+        record = await eventually(finished, timeout=30, message="the fire ran")
+        # The platform's own event, billed as one; nothing else may be stored this way.
+        assert record["invocationType"] == "Event"
+        refused = await InternalGateway(http, platform.internal_url).enqueue(
+            "default", "cron", b"{}", invocation_type="Batch"
+        )
+        assert refused.status == 400
+        assert refused.gateway_error == "InvalidInvocationType"
+    event = json.loads(record["result"]["body"])["event"]
+    assert event == {
+        "triggerName": "nightly",
+        "triggerTime": "2026-06-01T18:30:00Z",
+        "source": "hanshu.schedule",
+        "payload": {"t": 1},
+    }
+    # It had no replica: the handler's own reply above is what waking from zero gave. (A
+    # replica count read now could already be back at zero on a loaded machine.)
+    assert record["result"]["statusCode"] == 200
 
 
 async def test_undeliverable_fire_is_reported():
-    attempts: list[dict] = []
+    entry = ScheduleEntry("default", "nightly", "cron", Schedule("* * * * *"))
+    tick = datetime.datetime(2026, 6, 1, 18, 30, tzinfo=datetime.UTC)
+    attempts: list[datetime.datetime] = []
+    async with aiohttp.ClientSession() as http:
+        # Nothing listens: the gateway is down.
+        fire = gateway_fire(InternalGateway(http, f"http://127.0.0.1:{free_port()}"))
 
-    async def refuse(event):  # nothing listens: the gateway is down
-        attempts.append(event)
-        return False, "not delivered: ClientConnectorError: connection refused"
+        async def counted(entry: ScheduleEntry, tick: datetime.datetime) -> Stored:
+            attempts.append(tick)
+            return await fire(entry, tick)
 
-    records = await fire_once(refuse, Schedule(cron="* * * * *"), retry_delays=(0.01, 0.01))
-    assert len(attempts) == 3  # the first try and two retries
-    assert records[-1].delivered is False
-    assert "connection refused" in (records[-1].outcome or "")
+        stored = await fire_with_retries(counted, entry, tick, delays=(0.01, 0.01))
+    assert attempts == [tick, tick, tick]  # the first try and two retries
+    assert stored.delivered is False
+    assert "not delivered: ClientConnectorError" in stored.outcome
 
 
+@pytest.mark.slow
 async def test_a_client_that_trickles_its_headers_is_cut_off(platform_factory):
     platform = platform_factory(
         [function("echo", scaling={"minReplicas": 1}), trigger("web", "echo", path="/")],

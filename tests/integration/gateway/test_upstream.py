@@ -11,7 +11,7 @@ from aiohttp import web
 from hanshu_api.platform import Endpoint
 from hanshu_gateway.upstream import MalformedReply, UpstreamClosed, UpstreamPool
 
-from tests.conftest import free_port, serving
+from tests.support.servers import free_port, serving
 
 
 @pytest.fixture

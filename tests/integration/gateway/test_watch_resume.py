@@ -22,11 +22,11 @@ import pytest
 from aiohttp import web
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import path_for
-from hanshu_gateway.kube import KubeGateway
+from hanshu_gateway.kube_gateway import KubeGateway
 
-from tests.conftest import free_port, serving
-from tests.helpers import eventually
-from tests.kube_emulator import write_kubeconfig
+from devtools.kube_emulator import write_kubeconfig
+from tests.support.helpers import eventually
+from tests.support.servers import free_port, serving
 
 CODE = Path(__file__).resolve().parent.parent / "runtime_code"
 NS = "ns1"

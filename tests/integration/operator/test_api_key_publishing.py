@@ -12,26 +12,18 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.api_keys import KeyVerifiers, published_secret_name, read_published
 from hanshu_api.kube import path_for
 
-from tests.helpers import eventually
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import NAMESPACE, Cluster
+from tests.support.operator_objects import (
+    GATEWAY_NAMESPACE,
+    SECRETS,
+    TRG,
+    hello,
+    keys_secret,
+    trigger,
+)
 
-from .conftest import NAMESPACE, Cluster
-from .test_functions import hello
-from .test_triggers import TRG, trigger
-
-GATEWAY_NAMESPACE = "hanshu-system"  # the operator's default HANSHU_GATEWAY_NAMESPACE
 PUBLISHED = published_secret_name(NAMESPACE, "api")
-SECRETS = "v1/secrets"
-
-
-def keys_secret(name: str = "api-keys", **data: str) -> dict[str, Any]:
-    """A Secret as the API returns it: base64 ``data``."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "type": "Opaque",
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
-    }
 
 
 async def replace_data(cluster: Cluster, **data: str) -> None:

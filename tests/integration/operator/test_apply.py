@@ -1,7 +1,7 @@
 """Children follow the Function's spec, removals included: the operator applies them with
 server-side apply under its own field manager, and never keeps spec.replicas for itself.
 
-kmock learns apply from tests/kube_emulator.py (a model; tests/integration/operator/
+kmock learns apply from devtools/kube_emulator.py (a model; tests/integration/operator/
 test_apply_emulator.py tests it); real field ownership is checked on a real cluster by
 tests/e2e/test_apply.py.
 """
@@ -15,10 +15,9 @@ import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import path_for
 
-from tests.helpers import eventually
-
-from .conftest import Cluster, run_operator
-from .test_functions import DEPLOYMENTS, FN, hello
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster, run_operator
+from tests.support.operator_objects import DEPLOYMENTS, FN, hello
 
 CONFIGMAPS = "v1/configmaps"
 OPERATOR_MANAGER = "hanshu-operator"

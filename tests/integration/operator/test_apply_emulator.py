@@ -1,4 +1,4 @@
-"""The server-side apply emulation in tests/kube_emulator.py: its rule as pure functions,
+"""The server-side apply emulation in devtools/kube_emulator.py: its rule as pure functions,
 then through HTTP with the client the operator uses.
 
 It is a model good enough for a few appliers, so the operator's tests can see what a
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hanshu_api.kube import ApiError, KubeClient, KubeConfig, path_for
 
-from tests.kube_emulator import (
+from devtools.kube_emulator import (
     ApplyingEmulator,
     apply_manifest,
     conflicts,

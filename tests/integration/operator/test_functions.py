@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 from hanshu_api import ANNOTATION_CHECKSUM, API_VERSION, FUNCTION_PLURAL
 
-from tests.helpers import eventually
-
-from .conftest import Cluster, run_operator
-
-FN = f"{API_VERSION}/{FUNCTION_PLURAL}"
-DEPLOYMENTS = "apps/v1/deployments"
-
-HELLO = {
-    "apiVersion": API_VERSION,
-    "kind": "Function",
-    "metadata": {"name": "hello"},
-    "spec": {
-        "handler": "index.handler",
-        "code": {"inline": {"index.py": "def handler(event, context):\n    return 'hi'\n"}},
-        "timeoutSeconds": 20,
-        "concurrency": 8,
-        "env": [{"name": "GREETING", "value": "hi"}],
-    },
-}
-
-
-def hello(**spec: Any) -> dict[str, Any]:
-    body = copy.deepcopy(HELLO)
-    body["spec"].update(spec)
-    return body
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster, run_operator
+from tests.support.operator_objects import DEPLOYMENTS, FN, HELLO, hello
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, str]:

@@ -8,12 +8,16 @@ import json
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.api_keys import published_secret_name, read_published
 
-from tests.helpers import eventually
-
-from .conftest import NAMESPACE, Cluster
-from .test_api_key_publishing import GATEWAY_NAMESPACE, SECRETS, keys_secret
-from .test_functions import hello
-from .test_triggers import TRG, trigger
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import NAMESPACE, Cluster
+from tests.support.operator_objects import (
+    GATEWAY_NAMESPACE,
+    SECRETS,
+    TRG,
+    hello,
+    keys_secret,
+    trigger,
+)
 
 
 def bucket(**auth: object) -> dict[str, object]:

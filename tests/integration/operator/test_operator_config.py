@@ -16,10 +16,9 @@ import hanshu_operator.handlers
 import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 
-from tests.helpers import eventually
-
-from .conftest import HANDLERS_MODULE, NAMESPACE, Cluster
-from .test_functions import DEPLOYMENTS, hello
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import HANDLERS_MODULE, NAMESPACE, Cluster
+from tests.support.operator_objects import DEPLOYMENTS, hello
 
 
 @pytest.mark.parametrize(
@@ -77,6 +76,7 @@ def documented_kopf_modules() -> set[str]:
     }
 
 
+@pytest.mark.slow
 async def test_the_documented_kopf_command_runs_the_handlers(cluster: Cluster, tmp_path: Path):
     modules = documented_kopf_modules()
     assert len(modules) == 1, f"the docstrings name different kopf commands: {modules}"

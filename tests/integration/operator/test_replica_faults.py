@@ -21,9 +21,8 @@ from typing import Any
 
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 
-from tests.helpers import eventually
-
-from .conftest import Cluster
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster
 
 FN = f"{API_VERSION}/{FUNCTION_PLURAL}"
 DEPLOYMENTS = "apps/v1/deployments"

@@ -13,11 +13,9 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import path_for
 from kopf.testing import KopfRunner
 
-from tests.helpers import eventually
-
-from .conftest import Cluster
-from .test_functions import hello
-from .test_triggers import TRG
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster
+from tests.support.operator_objects import TRG, hello
 
 TEAM_A, TEAM_B = "ns1", "ns2"
 ROUTE = {"host": "api.example.com", "path": "/v1"}

@@ -29,9 +29,9 @@ import kmock
 import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 
-from tests.conftest import free_port
-from tests.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
-from tests.operator_process import AS_IN_THE_IMAGE, chart_memory_limit_mib, peak_rss_mib
+from devtools.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
+from devtools.operator_process import AS_IN_THE_IMAGE, chart_memory_limit_mib, peak_rss_mib
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.scale, pytest.mark.timeout(3600)]
 

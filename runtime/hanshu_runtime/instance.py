@@ -17,8 +17,8 @@ from typing import Any
 from .config import RuntimeConfig
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
-from .events import PREFIX_HEADER, HttpRequest, mount_prefix
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
+from .http_events import PREFIX_HEADER, HttpRequest, mount_prefix
 from .http_server import HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref

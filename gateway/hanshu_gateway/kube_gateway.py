@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import enum
 import functools
-import json
 import logging
 import os
 import random
@@ -32,9 +31,10 @@ from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_f
 from hanshu_api.loop_lag import Slices, collector_paused
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
+from hanshu_api.settings import FunctionDefaults, names, seconds, text
 
 from .catalog import Catalog, Conflict, KnownTrigger
-from .server import ConfigError, Gateway, GatewayConfig, config_from_env
+from .pipeline import Gateway, GatewayConfig, config_from_env
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -137,40 +137,17 @@ def slice_endpoints(endpoint_slice: Mapping[str, Any]) -> SliceEndpoints:
     return found
 
 
-# -- settings from the environment (each bad value: a ValueError naming its variable) -----
+# -- settings from the environment (each bad value: a ConfigError naming its variable) -----
 
 
 def watch_idle_seconds_from_env(env: Mapping[str, str]) -> float:
-    raw = env.get("HANSHU_WATCH_IDLE_SECONDS", "")
-    if not raw:
-        return DEFAULT_WATCH_IDLE_SECONDS
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(
-            f"HANSHU_WATCH_IDLE_SECONDS={raw!r} is not valid: set it to a number of seconds > 0"
-        )
-    return seconds
+    return seconds(env, "HANSHU_WATCH_IDLE_SECONDS", DEFAULT_WATCH_IDLE_SECONDS)
 
 
 def default_resources_from_env(env: Mapping[str, str]) -> Mapping[str, Any]:
-    """The chart's functionDefaults.resources, as the operator reads them: what a Function
+    """The chart's functionDefaults.resources, by the operator's rule: what a Function
     without its own resources really gets, and so what it is metered for."""
-    raw = env.get("HANSHU_DEFAULT_RESOURCES", "")
-    if not raw:
-        return {}
-    try:
-        resources = json.loads(raw)
-    except ValueError as error:
-        resources = error
-    if not isinstance(resources, dict):
-        raise ConfigError(
-            f"HANSHU_DEFAULT_RESOURCES={raw!r} is not valid: set it to a JSON object like "
-            '{"limits": {"memory": "256Mi"}} (the chart sets functionDefaults.resources)'
-        )
-    return resources
+    return FunctionDefaults.from_env(env).resources
 
 
 @dataclass
@@ -214,9 +191,7 @@ class KubeGateway:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KubeGateway:
         """Raises ConfigError naming the variable when one is malformed."""
-        namespaces = tuple(
-            n.strip() for n in env.get("HANSHU_WATCH_NAMESPACES", "").split(",") if n.strip()
-        )
+        namespaces = names(env, "HANSHU_WATCH_NAMESPACES")
         idle_seconds = watch_idle_seconds_from_env(env)
         default_resources = default_resources_from_env(env)
         config = config_from_env(env)
@@ -224,7 +199,7 @@ class KubeGateway:
             config,
             KubeClient(load_config(env)),
             namespaces,
-            gateway_namespace=env.get("HANSHU_GATEWAY_NAMESPACE") or None,
+            gateway_namespace=text(env, "HANSHU_GATEWAY_NAMESPACE") or None,
             idle_seconds=idle_seconds,
             default_resources=default_resources,
         )

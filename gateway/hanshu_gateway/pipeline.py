@@ -88,15 +88,8 @@ class Gateway:
         # set before start(), which hands it to the internal port's /readyz.
         self.routes_synced: Callable[[], bool] = lambda: True
         self.intake = (
-            AsyncIntake(
-                config.nats_url,
-                StreamSettings(
-                    replicas=config.nats_replicas,
-                    status_ttl_seconds=config.status_ttl,
-                    idempotency_window_seconds=config.idempotency_window,
-                ),
-            )
-            if config.nats_url
+            AsyncIntake(config.nats.url, StreamSettings.of(config.nats, config.windows))
+            if config.nats.url
             else None
         )
         self.async_calls = AsyncCalls(

@@ -19,7 +19,7 @@ IMAGES := runtime operator autoscaler gateway dispatcher
 TEST_WORKERS ?= 4
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator autoscaler gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
+.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-autoscaler bench-gateway run dev operator autoscaler gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
 
 bench-operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
 	$(BIN)/python bench/operator_bench.py --functions 500
+
+bench-autoscaler: $(STAMP) ## the autoscaler's takeover time after its leader is killed (two processes, kmock)
+	$(BIN)/python bench/autoscaler_takeover.py
 
 bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from zero
 	$(BIN)/python bench/gateway_bench.py

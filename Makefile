@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= runtime,operator,gateway,dispatcher,cli,test,bench
+EXTRAS ?= runtime,operator,autoscaler,gateway,dispatcher,cli,test,bench
 PORT ?= 8080
 TAG ?= dev
 CLUSTER ?= hanshu
@@ -12,14 +12,14 @@ KIND ?= kind
 KUBECTL ?= kubectl
 HELM ?= helm
 DOCKER ?= docker
-IMAGES := runtime operator gateway dispatcher
+IMAGES := runtime operator autoscaler gateway dispatcher
 # pytest-xdist workers for make test, unit and integration. Most integration tests wait on a
 # process to start, not on a core, so more workers than cores pay off: on 2 busy cores the
 # gateway's integration tests took 182 s on 2 workers, 155 s on 4 and 156 s on 6.
 TEST_WORKERS ?= 4
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-gateway run dev operator gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
+.PHONY: help install lint test unit integration scale-test e2e bench bench-runtime bench-operator bench-autoscaler bench-gateway run dev operator autoscaler gateway clean images kind-up kind-load deploy demo undeploy kind-down docs crds
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,9 @@ bench-runtime: $(STAMP) ## runtime vs functions-framework vs bare aiohttp
 bench-operator: $(STAMP) ## 500 Functions against kmock: time to children, peak RSS
 	$(BIN)/python bench/operator_bench.py --functions 500
 
+bench-autoscaler: $(STAMP) ## the autoscaler's takeover time after its leader is killed (two processes, kmock)
+	$(BIN)/python bench/autoscaler_takeover.py
+
 bench-gateway: $(STAMP) ## warm overhead, cold path, a 1,000-request burst from zero
 	$(BIN)/python bench/gateway_bench.py
 
@@ -72,12 +75,15 @@ gateway: $(STAMP) ## run the gateway against the cluster at KUBECONFIG
 operator: $(STAMP) ## run the operator against the cluster at KUBECONFIG
 	$(BIN)/python -m hanshu_operator
 
+autoscaler: $(STAMP) ## run the autoscaler against the cluster at KUBECONFIG (HANSHU_LEASE_NAMESPACE: where its Lease is)
+	$(BIN)/python -m hanshu_autoscaler
+
 run: $(STAMP) ## serve examples/hello with the runtime on PORT (default 8080)
 	HANSHU_HANDLER=index.handler HANSHU_CODE_DIR=examples/hello HANSHU_PORT=$(PORT) \
 	HANSHU_ADMIN_PORT=$$(( $(PORT) + 1010 )) HANSHU_FUNCTION_NAME=hello \
 	HANSHU_TERMINATION_LOG=/dev/null $(BIN)/python -m hanshu_runtime
 
-images: ## build the four component images (hanshu/<name>:$(TAG)) and the example function images
+images: ## build the five component images (hanshu/<name>:$(TAG)) and the example function images
 	for image in $(IMAGES); do \
 		$(DOCKER) build -f $$image/Dockerfile -t hanshu/$$image:$(TAG) . || exit 1; done
 	$(DOCKER) build --build-arg RUNTIME_IMAGE=hanshu/runtime:$(TAG) -t hanshu/example-flask:$(TAG) examples/flask-app

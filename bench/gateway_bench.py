@@ -48,9 +48,9 @@ from common import (
     run_hey,
     run_wrk,
 )
+from hanshu_autoscaler import Policy
 from hanshu_cli.devmode import DevStack
 from hanshu_gateway.loop import run
-from hanshu_operator.autoscaler import Policy
 from kube_cold import kube_cold
 from nginx_peer import nginx_in_front_of, nginx_missing
 from python_floor_proxy import python_floor_in_front_of

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port
 from gateway_bench import manifests
+from hanshu_autoscaler import Policy
 from hanshu_cli.devmode import DevStack
 from hanshu_gateway import public_http, upstream
 from hanshu_gateway.loop import run
-from hanshu_operator.autoscaler import Policy
 
 # What the runtime answers for the hello function, and what hey sends.
 REPLY = (

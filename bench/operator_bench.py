@@ -6,10 +6,11 @@ Functions at once and prints the time until every child (code ConfigMap, Deploym
 Service) exists, the time until every Function reports Ready, and the operator's peak RSS.
 
 Then the wake-up path through the Kubernetes seam: the cluster gateway (``KubeGateway``, a
-process of its own) reports a cold request to the operator's autoscaler, which writes the
-Deployment's scale subresource; the time from the request leaving its caller to that write
-leaving the operator, once per Function (each is cold once). The write is stamped by a
-relay between the operator and kmock (``scale_stamp_relay.py``): kmock itself serves one
+process of its own) reports a cold request to the autoscaler (``python -m
+hanshu_autoscaler``, its own process too), which writes the Deployment's scale subresource;
+the time from the request leaving its caller to that write leaving the autoscaler, once per
+Function (each is cold once). The write is stamped by a relay between the autoscaler (and
+the operator) and kmock (``scale_stamp_relay.py``): kmock itself serves one
 request at a time, and back to back the write would wait there behind the previous
 wake's status writes and Events, which a real API server serves side by side.
 
@@ -41,6 +42,7 @@ from common import free_port, gateway_env
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 
+from devtools.autoscaler_process import AutoscalerProcess
 from devtools.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
 from devtools.operator_process import AS_IN_THE_IMAGE, peak_rss_mib
 
@@ -265,7 +267,7 @@ def trigger(index: int) -> dict[str, object]:
 
 
 async def wake_up(count: int) -> None:
-    """Arrival of a cold request at the gateway -> the operator's deployments/scale write."""
+    """Arrival of a cold request at the gateway -> the autoscaler's deployments/scale write."""
     emulator = ForgetfulEmulator()
     scale_writes = ScaleWrites()
     async with emulator, kmock.Server(emulator):
@@ -274,14 +276,21 @@ async def wake_up(count: int) -> None:
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", str(emulator.url), NAMESPACE)
         relay, relay_port = await start_relay(emulator.url.port)
         following = asyncio.create_task(scale_writes.follow(relay))
-        # The operator reaches kmock through the relay, which stamps its scale writes.
+        # The autoscaler (and the operator) reach kmock through the relay, which stamps
+        # the scale writes.
         operator_kubeconfig = write_kubeconfig(
             workdir / "operator-kubeconfig", f"http://127.0.0.1:{relay_port}", NAMESPACE
         )
-        liveness, autoscaler = free_port(), free_port()
-        operator = start_operator(
-            operator_kubeconfig, liveness, HANSHU_AUTOSCALER_PORT=str(autoscaler)
-        )
+        liveness = free_port()
+        operator = start_operator(operator_kubeconfig, liveness)
+        # One replica, the leader by itself once it holds the Lease; the chart's windows.
+        autoscaler = AutoscalerProcess(
+            "autoscaler-0",
+            operator_kubeconfig,
+            NAMESPACE,
+            env={"HANSHU_STABLE_WINDOW_SECONDS": "60", "HANSHU_PANIC_WINDOW_SECONDS": "6"},
+            quiet=True,
+        ).start()
         kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))
         # The gateway as its own process too, as in a cluster: kmock's work in this process
         # (every watch event the operator's writes cause) must not delay it.
@@ -293,7 +302,7 @@ async def wake_up(count: int) -> None:
                 NAMESPACE,
                 port,
                 internal,
-                HANSHU_AUTOSCALER_URL=f"http://127.0.0.1:{autoscaler}",
+                HANSHU_AUTOSCALER_URL=autoscaler.url,
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -331,11 +340,12 @@ async def wake_up(count: int) -> None:
             gateway.wait(timeout=30)
             await kube.close()
             stop_operator(operator)
+            await asyncio.to_thread(autoscaler.stop)
             following.cancel()
             relay.terminate()
             await relay.wait()
     print(
-        f"\nWake-up through the Kubernetes seam: gateway process -> operator autoscaler -> kmock, "
+        f"\nWake-up through the Kubernetes seam: gateway process -> autoscaler process -> kmock, "
         f"{count} cold requests each way"
     )
     for shape, part in (("0.5 s apart", latencies[:count]), ("back to back", latencies[count:])):

@@ -8,7 +8,7 @@ import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hanshu_operator.autoscaler import Policy
+    from hanshu_autoscaler import Policy
 
     from .devmode import DevStack
 
@@ -27,7 +27,7 @@ async def _serve_until_signalled(stack: DevStack) -> None:
 
 def dev_policy(stable_window: float) -> Policy:
     """The autoscaler's windows from the one ``--stable-window`` flag: panic at a tenth."""
-    from hanshu_operator.autoscaler import Policy
+    from hanshu_autoscaler import Policy
 
     return Policy(stable_window=stable_window, panic_window=max(1.0, stable_window / 10))
 

@@ -37,13 +37,12 @@ from hanshu_api.models import (
 from hanshu_api.platform import FunctionKey
 from hanshu_api.schedules import ScheduleEntry
 from hanshu_api.settings import AsyncWindows, NatsSettings
+from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Decision, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
 from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
-from hanshu_operator.autoscaler import Decision, Policy
-from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.stream_consumer import SourceHealth, StreamConsumer
 from hanshu_operator.stream_triggers import (
     SourceConfigError,
@@ -202,12 +201,14 @@ class DevStack:
         # as a pod the kubelet once called ready is not to the cluster's gateway).
         self.platform.listen_starting(starting_listener(self.catalog))
 
+        # One process, no Lease: the autoscaler leads by itself.
         self.autoscaler = AutoscalerService(
             self.platform,
             self._scaling,
             policy=self.policy,
             on_scaled=self._scaled,
             interval=self.stats_interval,
+            leadership=AlwaysLeader(),
         )
         self._autoscaler_runner = web.AppRunner(self.autoscaler.app(), access_log=None)
         await self._autoscaler_runner.setup()

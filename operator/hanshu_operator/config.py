@@ -17,7 +17,6 @@ from hanshu_api.settings import (
     DEFAULT_FUNCTION_RESOURCES,
     ConfigError,
     FunctionDefaults,
-    above,
     at_least,
     boolean,
     choice,
@@ -55,11 +54,8 @@ class OperatorConfig:
     # A Deployment with no replica ready after this long says ProgressDeadlineExceeded
     # (Kubernetes' default, 600 s, is ten minutes of 'Starting' for a user to stare at).
     progress_deadline_seconds: int = 180
-    # Gateways POST their stats here; 0 turns the autoscaler off.
-    autoscaler_port: int = 8090
-    stable_window_seconds: float = 60.0
-    panic_window_seconds: float = 6.0
-    panic_threshold: float = 2.0
+    # The autoscaler (its own component): stream Triggers report their lag there.
+    autoscaler_url: str = ""
     # Where schedules fire: the gateway's internal port (/_hanshu/invoke/...).
     gateway_internal_url: str = ""
     # The platform's NATS: a stream Trigger's default source server, subject destinations.
@@ -100,10 +96,9 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         progress_deadline_seconds=whole_number(
             env, "HANSHU_PROGRESS_DEADLINE_SECONDS", 180, at_least(1), unit="seconds"
         ),
-        autoscaler_port=port(env, "HANSHU_AUTOSCALER_PORT", 8090, zero=_PORT_OFF),
-        stable_window_seconds=number(env, "HANSHU_STABLE_WINDOW_SECONDS", 60.0, above(0)),
-        panic_window_seconds=number(env, "HANSHU_PANIC_WINDOW_SECONDS", 6.0, above(0)),
-        panic_threshold=number(env, "HANSHU_PANIC_THRESHOLD", 2.0, at_least(1)),
+        autoscaler_url=http_url(
+            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-autoscaler:8090"
+        ),
         gateway_internal_url=http_url(
             env, "HANSHU_GATEWAY_INTERNAL_URL", example="http://hanshu-gateway-internal:8081"
         ),

@@ -347,9 +347,6 @@ async def reconcile_function(
     deployment = await _children(
         state, body, name, namespace, function, referenced_code, generation
     )
-    state.scaling[(namespace, name)] = function.scaling
-    if state.scaler is not None:
-        state.scaler.observe((namespace, name), (deployment.get("spec") or {}).get("replicas"))
     await write_function_status(
         state,
         namespace,
@@ -379,10 +376,7 @@ async def follow_deployment(
         return
     state = operator_state(memo)
     key = (namespace, name)
-    if state.scaler is not None:
-        replicas = None if type == "DELETED" else (body.get("spec") or {}).get("replicas")
-        state.scaler.observe(key, replicas)
-    if type is None and key not in state.scaling:
+    if type is None and REPLICA_COUNTS.get(key) is None:
         # Listed at start-up, before its Function's resume: that reconcile writes the
         # status from the Deployment it applies. Writing here too would cost every
         # Deployment a GET and a PATCH more at a restart, and keep kopf holding each

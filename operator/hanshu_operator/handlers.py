@@ -1,7 +1,7 @@
 """Every kopf handler of the operator, registered on import: ``kopf run -m
 hanshu_operator.handlers`` (or ``python -m hanshu_operator``).
 
-- startup: settings, login, the autoscaler's intake, clean-up
+- startup: settings, login, clean-up
 - functions: Function -> code ConfigMap + Deployment + Service + NetworkPolicy, status
 - triggers: Trigger -> bound to its Function, status; the schedule daemon
 - route_ownership: the oldest Trigger owns a route; the others say RouteConflict

@@ -1,5 +1,5 @@
 """Kubernetes Events posted by our own client, for code that runs outside kopf's handler
-context (the autoscaler's HTTP intake has no kopf event queue)."""
+context (a handler's own background work has no kopf event queue)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""'Set this function's replica count' on Kubernetes: the Deployment's scale subresource.
-
-Cost: one int per Function (its Deployment's spec.replicas, as last written or watched),
-dropped when the Deployment goes."""
+"""The operator's own scale writes: a Deployment's replicas moved into new min / max bounds,
+through the scale subresource under the autoscaler's field manager (the autoscaler,
+hanshu_autoscaler, owns the field; the operator only hands it over at creation)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from hanshu_api.kube import MERGE_PATCH, KubeClient, path_for
 from hanshu_api.platform import FunctionKey
 
 # Who owns a Deployment's spec.replicas once it exists (the operator's own manager never
-# applies it after creation); named on every write so managedFields say who scaled.
+# applies it after creation); the same name as hanshu_autoscaler's, so one manager holds it.
 REPLICAS_MANAGER = "hanshu-autoscaler"
 
 
@@ -22,23 +21,3 @@ async def scale(kube: KubeClient, key: FunctionKey, replicas: int) -> None:
         content_type=MERGE_PATCH,
         params={"fieldManager": REPLICAS_MANAGER},
     )
-
-
-class KubeScaler:
-    def __init__(self, kube: KubeClient) -> None:
-        self._kube = kube
-        # spec.replicas of each Function's Deployment, as last written or watched.
-        self.replicas: dict[FunctionKey, int] = {}
-
-    def observe(self, key: FunctionKey, replicas: int | None) -> None:
-        if replicas is None:
-            self.replicas.pop(key, None)
-        else:
-            self.replicas[key] = replicas
-
-    def current_replicas(self, key: FunctionKey) -> int | None:
-        return self.replicas.get(key)
-
-    async def set_replicas(self, key: FunctionKey, replicas: int) -> None:
-        await scale(self._kube, key, replicas)
-        self.replicas[key] = replicas

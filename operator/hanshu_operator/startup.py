@@ -1,5 +1,5 @@
 """The operator's lifecycle: every setting in one startup handler, the login kopf and our
-client share, the autoscaler's intake, and clean-up.
+client share, and clean-up. (The autoscaler is its own component: hanshu_autoscaler.)
 
 Cost at start-up: one paged LIST of the Triggers (``trigger_index``); kopf then lists
 every watched kind in pages of LIST_CHUNK and works on at most WORKERS_PER_KIND objects of
@@ -12,20 +12,12 @@ import logging
 from typing import Any
 
 import kopf
-from aiohttp import web
 from hanshu_api import GROUP, LABEL_MANAGED_BY, MANAGED_BY
 from hanshu_api.kube import KubeClient, load_config
 from hanshu_api.loop_lag import stop_watching_loop, watch_loop
-from hanshu_api.platform import FunctionKey
 
 from . import kopf_backpressure
-from .autoscaler import Decision, Policy
-from .autoscaling_service import AutoscalerService
-from .conditions import now_rfc3339
 from .config import ConfigError, config_from_env
-from .functions import write_function_status
-from .kube_events import post_event
-from .kube_scaler import KubeScaler
 from .schedule_catalog import start_schedule_catalog
 from .state import OperatorState, operator_state
 
@@ -86,51 +78,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     filed = await state.triggers.load(state.kube, config.namespaces or (None,))
     logging.getLogger("hanshu.operator").info("%d Triggers filed at start-up", filed)
     start_schedule_catalog(state, memo)
-    if config.autoscaler_port:
-        await start_autoscaler(state)
-
-
-async def start_autoscaler(state: OperatorState) -> None:
-    """The autoscaler: gateways POST stats to it; it scales Deployments and says why."""
-    config = state.config
-    state.scaler = KubeScaler(state.kube)
-    policy = Policy(
-        config.stable_window_seconds, config.panic_window_seconds, config.panic_threshold
-    )
-
-    async def on_scaled(key: FunctionKey, decision: Decision, previous: int) -> None:
-        namespace, name = key
-        function = await write_function_status(
-            state,
-            namespace,
-            name,
-            lastScale={
-                "replicas": decision.replicas,
-                "reason": decision.reason,
-                "message": decision.message,
-                "time": now_rfc3339(),
-            },
-        )
-        if function is not None:
-            await post_event(
-                state.kube,
-                function,
-                "Normal",
-                decision.reason,
-                f"{previous} -> {decision.replicas} replicas: {decision.message}",
-            )
-
-    state.autoscaler = AutoscalerService(
-        state.scaler,
-        lambda: list(state.scaling.items()),
-        scaling_of=state.scaling.get,
-        policy=policy,
-        on_scaled=on_scaled,
-    )
-    runner = web.AppRunner(state.autoscaler.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", config.autoscaler_port).start()
-    state.background += [runner, asyncio.create_task(state.autoscaler.run())]
 
 
 @kopf.on.probe(id="eventLoopLag")

@@ -1,7 +1,6 @@
 """What the operator keeps in memory between handler calls (kopf's memo).
 
-Cost: per Function, its scaling spec, its Deployment's replica count and the autoscaler's
-samples; per Trigger, what ``trigger_index`` files it under; per pod of a Function, a
+Cost: per Trigger, what ``trigger_index`` files it under; per pod of a Function, a
 short report; per failing Function, the last warning. Everything keyed by an object
 goes when it does (``forget_function``, the pod and Trigger watches). Locks exist only
 while a write is in progress (``keyed_locks``).
@@ -17,14 +16,11 @@ from typing import Any
 import kopf
 from hanshu_api.kube import KubeClient
 from hanshu_api.loop_lag import LoopLag
-from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import TriggerKey
 
-from .autoscaling_service import AutoscalerService
 from .config import OperatorConfig
 from .keyed_locks import KeyedLocks
-from .kube_scaler import KubeScaler
 from .metrics import REPLICA_COUNTS
 from .replica_faults import PodReport
 from .scheduler import Clock, SystemClock
@@ -46,10 +42,7 @@ class OperatorState:
     # version, reason, signature), so that a kubelet retry posts nothing.
     warned: dict[FunctionKey, tuple[str | None, str, str]] = field(default_factory=dict)
     metrics_server: Any = None
-    scaler: KubeScaler | None = None
-    # Each Function's scaling spec, for the autoscaler (filled by the reconcile).
-    scaling: dict[FunctionKey, Scaling] = field(default_factory=dict)
-    autoscaler: AutoscalerService | None = None
+    # What runs beside the handlers until cleanup (the schedule catalog's NATS follower).
     background: list[Any] = field(default_factory=list)
     # How late the event loop runs what is due (hanshu_event_loop_lag_seconds, /healthz).
     loop_lag: LoopLag | None = None
@@ -85,11 +78,8 @@ class OperatorState:
     def forget_function(self, key: FunctionKey) -> None:
         """A Function was deleted: drop everything kept for it. (Its pods' reports go with
         the pods' own DELETED events, its replica count with its Deployment's.)"""
-        self.scaling.pop(key, None)
         self.warned.pop(key, None)
         REPLICA_COUNTS.forget(key)
-        if self.autoscaler is not None:
-            self.autoscaler.forget(key)
 
 
 def operator_state(memo: kopf.Memo) -> OperatorState:

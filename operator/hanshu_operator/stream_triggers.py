@@ -218,8 +218,9 @@ async def consume_stream(
 
     async def on_change(health: SourceHealth) -> None:
         nonlocal current
-        if state.autoscaler is not None and health.lag is not None:
-            state.autoscaler.ingest(lag_report(namespace, name, trigger.function_name, health.lag))
+        if state.config.autoscaler_url and health.lag is not None:
+            report = lag_report(namespace, name, trigger.function_name, health.lag)
+            await send_report(session, state.config.autoscaler_url, report)
         if (health.healthy, health.message) != (current.healthy, current.message):
             changed.set()
         current = health
@@ -265,6 +266,18 @@ async def consume_stream(
             await write(SourceHealth(healthy=False, message=f"the consumer stopped: {crash!r}"))
             raise kopf.TemporaryError(f"the stream consumer stopped: {crash!r}", delay=10)
         await running
+
+
+async def send_report(session: aiohttp.ClientSession, url: str, report: StatsReport) -> None:
+    """The lag to the autoscaler (its own component), as a gateway sends its stats: a
+    report that does not arrive is replaced by the next one, never retried."""
+    try:
+        async with session.post(
+            url.rstrip("/") + "/stats", json=report.encode(), timeout=aiohttp.ClientTimeout(total=2)
+        ) as reply:
+            reply.raise_for_status()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        log.debug("cannot report the lag of %s to %s: %s", report.reporter, url, error)
 
 
 def rfc3339_of(epoch: float) -> str:

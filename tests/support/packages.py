@@ -6,6 +6,7 @@ FOLDERS = {
     "hanshu_wire": "wire",
     "hanshu_runtime": "runtime",
     "hanshu_operator": "operator",
+    "hanshu_autoscaler": "autoscaler",
     "hanshu_gateway": "gateway",
     "hanshu_dispatcher": "dispatcher",
     "hanshu_cli": "cli",

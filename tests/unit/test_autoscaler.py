@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hanshu_api.models import Scaling
-from hanshu_operator.autoscaler import Decision, Observation, Policy, ScalerState, decide, observe
+from hanshu_autoscaler.decisions import Decision, Observation, Policy, ScalerState, decide, observe
 
 POLICY = Policy(stable_window=60, panic_window=6, panic_threshold=2.0)
 

@@ -79,7 +79,7 @@ def test_every_rendered_object_is_valid_kubernetes(helm_bin: Path, values: Path 
 def test_pods_meet_the_restricted_standard(helm_bin: Path, values: Path | None):
     workloads = [d for d in render(helm_bin, values) if d["kind"] in ("Deployment", "StatefulSet")]
     components = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in workloads}
-    assert {"operator", "gateway"} <= components
+    assert {"operator", "autoscaler", "gateway"} <= components
     for document in workloads:
         pod = document["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -123,6 +123,71 @@ def test_rbac_is_least_privilege(helm_bin: Path):
         ("networkpolicies", "delete"),
     ):
         assert needed in granted, needed
+    # The autoscaler: exactly what it reads and writes, nothing of the operator's children.
+    autoscaler = next(
+        d
+        for d in render(helm_bin, None)
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-autoscaler")
+    )
+    assert {
+        (group, resource, verb)
+        for rule in autoscaler["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    } == {
+        ("hanshu.io", "functions", "list"),
+        ("hanshu.io", "functions", "watch"),
+        ("hanshu.io", "functions/status", "patch"),
+        ("apps", "deployments", "list"),
+        ("apps", "deployments", "watch"),
+        ("apps", "deployments/scale", "patch"),
+        ("", "events", "create"),
+        ("events.k8s.io", "events", "create"),
+    }
+
+
+def test_the_autoscaler_runs_two_replicas_that_elect_a_leader_by_a_lease(helm_bin: Path):
+    documents = render(helm_bin, None)
+    autoscaler = _one(documents, "Deployment", "autoscaler")
+    assert autoscaler["spec"]["replicas"] == 2
+    env = _env(autoscaler)
+    assert env["HANSHU_LEASE_NAMESPACE"] == "hanshu-system"
+    assert env["HANSHU_LEASE_NAME"] == "hanshu-autoscaler"
+    assert (env["HANSHU_LEASE_DURATION_SECONDS"], env["HANSHU_LEASE_RENEW_SECONDS"]) == ("4", "1")
+    assert env["HANSHU_STABLE_WINDOW_SECONDS"] == "60"
+    container = autoscaler["spec"]["template"]["spec"]["containers"][0]
+    fields = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "valueFrom" in e
+    }
+    # The holderIdentity names the pod and where it takes reports.
+    assert fields == {"HANSHU_POD_NAME": "metadata.name", "HANSHU_POD_IP": "status.podIP"}
+    # The Lease: a Role in the release namespace, for that one Lease (and its creation).
+    lease_roles = [
+        role
+        for role in _bound_roles(documents, "hanshu-autoscaler")
+        if any("leases" in rule["resources"] for rule in role["rules"])
+    ]
+    assert [role["metadata"].get("namespace") for role in lease_roles] == ["hanshu-system"]
+    rules = lease_roles[0]["rules"]
+    assert {v for r in rules if r.get("resourceNames") == ["hanshu-autoscaler"] for v in r["verbs"]}
+    assert {v for r in rules if not r.get("resourceNames") for v in r["verbs"]} == {"create"}
+    # A drain never takes both replicas; one replica gets no budget that would block it.
+    budget = _one(documents, "PodDisruptionBudget", "autoscaler")
+    assert budget["spec"]["minAvailable"] == 1
+    alone = render(helm_bin, None, "--set", "autoscaler.replicas=1")
+    assert not [
+        d for d in alone if d["kind"] == "PodDisruptionBudget" and _component(d) == "autoscaler"
+    ]
+    # The operator no longer takes stats: no port, no Service port for them.
+    operator = _one(documents, "Deployment", "operator")
+    ports = operator["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert 8090 not in {p["containerPort"] for p in ports}
+    assert _env(operator)["HANSHU_AUTOSCALER_URL"] == (
+        "http://hanshu-autoscaler.hanshu-system.svc:8090"
+    )
 
 
 def _is_api_keys_role(document: dict[str, Any]) -> bool:
@@ -188,13 +253,14 @@ def test_namespaced_mode_creates_nothing_cluster_wide(helm_bin: Path):
         for d in documents
         if d["kind"] in ("Role", "RoleBinding")
     }
-    # The watched namespaces, and the release namespace for the published API-key Secrets.
+    # The watched namespaces, and the release namespace for the published API-key Secrets
+    # and the autoscaler's Lease.
     assert roles == {
         (k, ns) for k in ("Role", "RoleBinding") for ns in ("team-a", "team-b", "hanshu-system")
     }
-    # One gateway replica: no budget for it (the dispatcher's two keep theirs).
+    # One gateway replica: no budget for it (the autoscaler's and dispatcher's two keep theirs).
     budgets = [_component(d) for d in documents if d["kind"] == "PodDisruptionBudget"]
-    assert budgets == ["dispatcher"]
+    assert budgets == ["autoscaler", "dispatcher"]
 
 
 def test_defaults(helm_bin: Path):
@@ -287,9 +353,18 @@ def test_network_policies_guard_the_internal_ports(helm_bin: Path):
     internal_from = gateway[1]["from"]
     assert [_peer_component(peer) for peer in internal_from[:2]] == ["operator", "dispatcher"]
     assert internal_from[2]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+    autoscaler = policies["hanshu-autoscaler"]["spec"]["ingress"]
+    assert autoscaler[0]["ports"] == [{"port": 8090, "protocol": "TCP"}]
+    assert [_peer_component(peer) for peer in autoscaler[0]["from"]] == [
+        "gateway",
+        "dispatcher",
+        "operator",
+        "autoscaler",
+    ]
+    assert autoscaler[1]["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    # The operator takes nothing but metrics scrapes now.
     operator = policies["hanshu-operator"]["spec"]["ingress"]
-    assert operator[0]["ports"] == [{"port": 8090, "protocol": "TCP"}]
-    assert [_peer_component(peer) for peer in operator[0]["from"]] == ["gateway", "dispatcher"]
+    assert [rule["ports"] for rule in operator] == [[{"port": 8000, "protocol": "TCP"}]]
     off = render(helm_bin, None, "--set", "networkPolicy.enabled=false")
     assert not [d for d in off if d["kind"] == "NetworkPolicy"]
 
@@ -438,11 +513,11 @@ def test_gateway_and_dispatcher_share_the_bundled_nats(helm_bin: Path):
     assert gateway["HANSHU_IDEMPOTENCY_WINDOW"] == "3600"
     assert gateway["HANSHU_STATUS_TTL"] == "86400"
     # Each URL leads to the right pods and port: NATS' client port, the gateway's
-    # internal port (not the public one) and the operator's autoscaler intake.
+    # internal port (not the public one) and the autoscaler's intake.
     for variable, component, port in (
         ("HANSHU_NATS_URL", "nats", 4222),
         ("HANSHU_GATEWAY_INTERNAL_URL", "gateway", 8081),
-        ("HANSHU_AUTOSCALER_URL", "operator", 8090),
+        ("HANSHU_AUTOSCALER_URL", "autoscaler", 8090),
     ):
         workload, pod_port = _service_port(documents, str(env[variable]))
         assert (_component(workload), pod_port) == (component, port), variable
@@ -592,7 +667,7 @@ def test_network_policies_of_async_invocation(helm_bin: Path):
     assert dispatcher["policyTypes"] == ["Ingress", "Egress"]
     assert dispatcher["ingress"] == []
     egress = dispatcher["egress"]
-    for component, port in (("nats", 4222), ("gateway", 8081), ("operator", 8090)):
+    for component, port in (("nats", 4222), ("gateway", 8081), ("autoscaler", 8090)):
         assert any(_allows(rule, component, port) for rule in egress), component
     assert not any(_allows(rule, "gateway", 8080) for rule in egress)  # not the public port
     assert {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]} in egress
@@ -604,7 +679,7 @@ def test_network_policies_of_async_invocation(helm_bin: Path):
     assert {"10.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16"} <= set(v4["except"])
     # The gateway's internal port and the autoscaler admit the dispatcher.
     assert any(_allows(r, "dispatcher", 8081) for r in policies["gateway"]["ingress"])
-    assert any(_allows(r, "dispatcher", 8090) for r in policies["operator"]["ingress"])
+    assert any(_allows(r, "dispatcher", 8090) for r in policies["autoscaler"]["ingress"])
     # URL destinations can be forbidden altogether: then no rule reaches outside.
     closed = render(helm_bin, None, "--set-json", "networkPolicy.dispatcherDestinations=[]")
     closed_egress = _one(closed, "NetworkPolicy", "dispatcher")["spec"]["egress"]

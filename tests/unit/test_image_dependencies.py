@@ -25,6 +25,7 @@ IMAGES = {
     "hanshu_runtime": "runtime",
     "hanshu_gateway": "gateway",
     "hanshu_operator": "operator",
+    "hanshu_autoscaler": "autoscaler",
     "hanshu_dispatcher": "dispatcher",
 }
 

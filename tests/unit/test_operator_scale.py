@@ -17,11 +17,10 @@ import kopf
 import pytest
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.kube import path_for
-from hanshu_api.models import ApiKeyAuth, HttpRoute, Scaling
+from hanshu_api.models import ApiKeyAuth, HttpRoute
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import RouteClaim, RouteKey
 from hanshu_operator import api_key_publisher, route_ownership, trigger_status, triggers
-from hanshu_operator.autoscaling_service import AutoscalerService
 from hanshu_operator.config import OperatorConfig
 from hanshu_operator.keyed_locks import KeyedLocks
 from hanshu_operator.metrics import REPLICA_COUNTS
@@ -205,7 +204,6 @@ async def test_a_deleted_function_leaves_nothing_behind_in_the_operator() -> Non
     kube = CountingKube()
     state, memo = operator_with(kube)
     key: FunctionKey = (NAMESPACE, "fn-0")
-    state.scaling[key] = Scaling()
     state.warned[key] = (None, "CrashLoop", "x")
     REPLICA_COUNTS.set(key, 1, 1)
 
@@ -213,7 +211,6 @@ async def test_a_deleted_function_leaves_nothing_behind_in_the_operator() -> Non
         type="DELETED", name="fn-0", namespace=NAMESPACE, memo=memo
     )
 
-    assert key not in state.scaling
     assert key not in state.warned
     assert REPLICA_COUNTS.get(key) is None
 
@@ -255,69 +252,6 @@ async def test_secret_events_republish_only_the_triggers_that_use_each_secret(
     assert kube.calls["list"] == 0
     assert kube.total <= 8 * count
     assert state.locks_in_use() == 0
-
-
-class CountingScaler:
-    def __init__(self, replicas: Mapping[FunctionKey, int]) -> None:
-        self.replicas = dict(replicas)
-        self.writes = 0
-
-    def current_replicas(self, key: FunctionKey) -> int | None:
-        return self.replicas.get(key)
-
-    async def set_replicas(self, key: FunctionKey, replicas: int) -> None:
-        self.writes += 1
-        self.replicas[key] = replicas
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.mark.parametrize("count", [1000, 5000])
-async def test_autoscaler_ticks_and_wakes_in_linear_time_and_small_memory(count: int) -> None:
-    """A tick over n idle Functions decides nothing for the ones at zero; a cold request
-    looks up its own Function instead of copying all n; and a minute of idle ticks
-    keeps one shared sample per tick, not one per Function per tick."""
-    keys = [(NAMESPACE, f"fn-{i}") for i in range(count)]
-    scaling = {key: Scaling() for key in keys}
-    listed = 0
-
-    def functions() -> list[tuple[FunctionKey, Scaling]]:
-        nonlocal listed
-        listed += 1
-        return list(scaling.items())
-
-    clock = FakeClock()
-    scaler = CountingScaler(dict.fromkeys(keys, 0))
-    service = AutoscalerService(scaler, functions, scaling_of=scaling.get, clock=clock)
-    for _ in range(60):
-        clock.now += 1
-        await service.tick()
-    assert listed == 60  # once per tick
-
-    wakes = keys[: count // 10]
-    service.ingest(
-        {
-            "gateway": "gw-1",
-            "functions": [
-                {"namespace": ns, "name": name, "inFlight": 0, "queued": 1} for ns, name in wakes
-            ],
-            "cold": [],
-        }
-    )
-    for key in wakes:
-        await service.wake(key, 0)
-
-    assert listed == 60  # a cold request never lists every Function
-    assert scaler.writes == len(wakes)
-    samples = {id(sample) for state in service._states.values() for sample in state.samples}
-    assert len(samples) == 60  # one idle sample per tick, shared by every Function
-    assert len(service._locks) == 0
 
 
 async def test_keyed_locks_serialise_one_key_and_keep_nothing_once_released() -> None:
@@ -407,8 +341,9 @@ async def test_trigger_events_that_move_no_claim_cost_no_api_call(count: int) ->
 @pytest.mark.slow
 async def test_what_the_operator_keeps_for_5000_functions_and_triggers_is_small() -> None:
     """The operator's own per-object state (kopf's aside) for 5,000 Functions with HTTP
-    Triggers, after a minute of autoscaler ticks: a few MiB, so the chart's limit is
-    kopf's and Python's to use. Before #23 the autoscaler's samples alone were 33 MiB."""
+    Triggers: a few MiB, so the chart's limit is kopf's and Python's to use. (The
+    autoscaler's samples, 33 MiB before #23, are its own process's now:
+    tests/unit/test_autoscaler_scale.py.)"""
     import tracemalloc
 
     count = 5000
@@ -416,22 +351,12 @@ async def test_what_the_operator_keeps_for_5000_functions_and_triggers_is_small(
     tracemalloc.start()
     try:
         state, _memo = operator_with(kube)
-        clock = FakeClock()
-        scaler = CountingScaler({})
-        state.autoscaler = AutoscalerService(
-            scaler, lambda: list(state.scaling.items()), scaling_of=state.scaling.get, clock=clock
-        )
         for i in range(count):
             key = (NAMESPACE, f"fn-{i}")
-            state.scaling[key] = Scaling()
-            scaler.replicas[key] = 0
             REPLICA_COUNTS.set(key, 0, 0)
             body = trigger_body(f"trg-{i}", f"fn-{i}")
             state.triggers.observe(NAMESPACE, f"trg-{i}", body["metadata"], body["spec"])
             del body
-        for _ in range(60):
-            clock.now += 1
-            await state.autoscaler.tick()
         held, _peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

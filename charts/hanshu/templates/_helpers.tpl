@@ -35,6 +35,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-operator" (include "hanshu.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "hanshu.autoscaler.fullname" -}}
+{{- printf "%s-autoscaler" (include "hanshu.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Where gateways, dispatchers and the operator (stream lag) report: the autoscaler's Service. */}}
+{{- define "hanshu.autoscalerUrl" -}}
+{{- printf "http://%s.%s.svc:8090" (include "hanshu.autoscaler.fullname" .) .Release.Namespace }}
+{{- end }}
+
 {{- define "hanshu.gateway.fullname" -}}
 {{- printf "%s-gateway" (include "hanshu.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -2,6 +2,10 @@
 second (and at once for a cold request) each Function gets a decision, applied through the
 platform's "set this function's replica count" seam.
 
+Only the leader decides (``leadership``): a standby hands each report it receives to the
+leader named by the Lease, or answers 503 while there is none, and the sender sends again
+at its next interval (a gateway keeps re-reporting its cold requests until one is taken).
+
 Several gateway replicas may report: their numbers are summed, and a gateway that has not
 reported for ``gateway_ttl`` seconds is forgotten.
 
@@ -29,8 +33,10 @@ from hanshu_api.platform import FunctionKey, ReplicaScaler
 from hanshu_api.stats_report import FunctionStat, StatsReport
 from prometheus_client import Histogram
 
-from .autoscaler import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
+from .decisions import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
+from .forwarding import ReportForwarder
 from .keyed_locks import KeyedLocks
+from .leadership import AlwaysLeader, Leadership
 
 log = logging.getLogger("hanshu.autoscaler")
 
@@ -63,6 +69,7 @@ class AutoscalerService:
         clock: Callable[[], float] = time.monotonic,
         gateway_ttl: float = 3.0,
         interval: float = 1.0,
+        leadership: Leadership | None = None,
     ) -> None:
         self.scaler = scaler
         self.functions = functions
@@ -80,6 +87,9 @@ class AutoscalerService:
         self._states: dict[FunctionKey, ScalerState] = {}
         self._locks: KeyedLocks[FunctionKey] = KeyedLocks()
         self._reporting: set[asyncio.Task[None]] = set()
+        # One process alone (dev mode, tests) is always the leader.
+        self.leadership: Leadership = leadership or AlwaysLeader()
+        self._forwarder = ReportForwarder()
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -93,6 +103,8 @@ class AutoscalerService:
         return [(cold.key, cold.since) for cold in report.cold]
 
     async def handle_stats(self, request: web.Request) -> web.Response:
+        if not self.leadership.is_leader():
+            return await self._forwarder.forward(request, self.leadership.leader_url())
         try:
             cold = self.ingest(await request.json())
         except ValueError as error:  # not JSON, or StatsInvalid
@@ -102,10 +114,21 @@ class AutoscalerService:
             await self.wake(key, since)
         return web.Response(status=204)
 
+    async def close(self) -> None:
+        await self._forwarder.close()
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/stats", self.handle_stats)
         return app
+
+    def elected(self) -> None:
+        """Leadership begins: what this replica remembers of samples predates it, so the
+        decisions start afresh, and (as after a restart) nothing goes to zero before a
+        full stable window of the reports that now come here."""
+        self.started_at = self.clock()
+        self._states.clear()
+        self._gateways.clear()
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -168,6 +191,8 @@ class AutoscalerService:
 
     async def wake(self, key: FunctionKey, since: float) -> None:
         """A cold request is waiting: decide now instead of at the next tick."""
+        if not self.leadership.is_leader():
+            return
         scaling = self.scaling_of(key)
         if scaling is None:
             return
@@ -192,6 +217,8 @@ class AutoscalerService:
     async def tick(self) -> None:
         now = self.clock()
         self._forget_silent_gateways()
+        if not self.leadership.is_leader():
+            return
         for index, (key, scaling) in enumerate(list(self.functions())):
             if index and index % TICK_SLICE == 0:
                 await asyncio.sleep(0)  # let watch events and requests in between
@@ -205,7 +232,7 @@ class AutoscalerService:
                 if stays_at_zero(observation, current, scaling):
                     continue
                 decision = decide(state, observation, current, scaling, now, self.policy)
-                if decision.changes(current):
+                if decision.changes(current) and self.leadership.is_leader():
                     try:
                         await self._apply(key, decision, current)
                     except Exception:

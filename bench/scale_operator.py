@@ -144,7 +144,6 @@ class Operator:
         self.env = {
             **path,
             "HANSHU_OPERATOR_METRICS_PORT": str(self.metrics),
-            "HANSHU_AUTOSCALER_PORT": str(free_port()),
             "HANSHU_GATEWAY_URL": "http://gateway.example",
             # Nothing listens there: schedules are due once a year, nothing is invoked.
             "HANSHU_GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{free_port()}",

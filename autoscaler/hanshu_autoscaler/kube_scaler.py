@@ -5,24 +5,9 @@ dropped when the Deployment goes."""
 
 from __future__ import annotations
 
-from hanshu_api.kube import MERGE_PATCH, KubeClient, path_for
+from hanshu_api.kube import KubeClient
 from hanshu_api.platform import FunctionKey
-
-# Who owns a Deployment's spec.replicas once it exists (the operator hands the field to
-# this manager when it creates the Deployment, and never applies it again); named on every
-# write so managedFields say who scaled.
-REPLICAS_MANAGER = "hanshu-autoscaler"
-
-
-async def scale(kube: KubeClient, key: FunctionKey, replicas: int) -> None:
-    namespace, name = key
-    await kube.request(
-        "PATCH",
-        path_for("apps/v1", "deployments", namespace, name, "scale"),
-        body={"spec": {"replicas": replicas}},
-        content_type=MERGE_PATCH,
-        params={"fieldManager": REPLICAS_MANAGER},
-    )
+from hanshu_api.replica_scale import scale
 
 
 class KubeScaler:

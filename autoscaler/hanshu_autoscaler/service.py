@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 from hanshu_api.error_body import ErrorBody
+from hanshu_api.keyed_locks import KeyedLocks
 from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey, ReplicaScaler
 from hanshu_api.stats_report import FunctionStat, StatsReport
@@ -35,7 +36,6 @@ from prometheus_client import Histogram
 
 from .decisions import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
 from .forwarding import ReportForwarder
-from .keyed_locks import KeyedLocks
 from .leadership import AlwaysLeader, Leadership
 
 log = logging.getLogger("hanshu.autoscaler")

@@ -56,7 +56,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> DispatcherConfig:
             env, "HANSHU_GATEWAY_INTERNAL_URL", example="http://hanshu-gateway:8081", required=True
         ),
         autoscaler_url=http_url(
-            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-operator:8090"
+            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-autoscaler:8090"
         ),
         concurrency=whole_number(env, "HANSHU_DISPATCH_CONCURRENCY", 100, at_least(1)),
         ack_wait_seconds=seconds(env, "HANSHU_ACK_WAIT_SECONDS", 30.0, at_least(1)),

@@ -65,7 +65,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> GatewayConfig:
         read_timeout=seconds(env, "HANSHU_READ_TIMEOUT", 30.0),
         header_timeout=seconds(env, "HANSHU_HEADER_TIMEOUT", 10.0),
         autoscaler_url=http_url(
-            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-operator:8090"
+            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-autoscaler:8090"
         ),
         stats_interval=seconds(env, "HANSHU_STATS_INTERVAL", 1.0),
         nats=NatsSettings.from_env(env),

@@ -27,6 +27,7 @@ from hanshu_api import (
 )
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
+from hanshu_api.replica_scale import REPLICAS_MANAGER, scale
 
 from .bounded import bounded
 from .builders import (
@@ -57,7 +58,6 @@ from .function_status import (
     replica_counts,
 )
 from .kube_events import post_event
-from .kube_scaler import REPLICAS_MANAGER, scale
 from .metrics import REPLICA_COUNTS, instrumented
 from .references import missing_env_sources, resolve_code
 from .replica_faults import (

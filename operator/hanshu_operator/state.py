@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from hanshu_api.keyed_locks import KeyedLocks
 from hanshu_api.kube import KubeClient
 from hanshu_api.loop_lag import LoopLag
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import TriggerKey
 
 from .config import OperatorConfig
-from .keyed_locks import KeyedLocks
 from .metrics import REPLICA_COUNTS
 from .replica_faults import PodReport
 from .scheduler import Clock, SystemClock

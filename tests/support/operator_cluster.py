@@ -102,7 +102,6 @@ async def cluster(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("HANSHU_RETRY_DELAY_SECONDS", "0.5")
     monkeypatch.setenv("HANSHU_OPERATOR_METRICS_PORT", str(free_port()))
-    monkeypatch.setenv("HANSHU_AUTOSCALER_PORT", str(free_port()))
     monkeypatch.setenv("HANSHU_GATEWAY_URL", "http://gateway.example")
     monkeypatch.setenv("HANSHU_RUNTIME_IMAGE", "registry.example/hanshu/runtime:test")
     kube = KubeClient(config_from_kubeconfig(str(kubeconfig)))

@@ -16,13 +16,13 @@ from typing import Any
 import kopf
 import pytest
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
+from hanshu_api.keyed_locks import KeyedLocks
 from hanshu_api.kube import path_for
 from hanshu_api.models import ApiKeyAuth, HttpRoute
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import RouteClaim, RouteKey
 from hanshu_operator import api_key_publisher, route_ownership, trigger_status, triggers
 from hanshu_operator.config import OperatorConfig
-from hanshu_operator.keyed_locks import KeyedLocks
 from hanshu_operator.metrics import REPLICA_COUNTS
 from hanshu_operator.state import OperatorState
 from hanshu_operator.trigger_index import TriggerIndex

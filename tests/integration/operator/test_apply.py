@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import kmock
-import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import path_for
 
@@ -122,12 +121,9 @@ async def test_creation_hands_replicas_to_the_autoscaler_and_never_applies_them_
     )
 
 
-async def test_a_create_interrupted_before_the_handover_is_completed(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-):
+async def test_a_create_interrupted_before_the_handover_is_completed(cluster: Cluster):
     """The operator stopped between its two creation applies: the next reconcile hands
     replicas over before it stops applying them."""
-    monkeypatch.setenv("HANSHU_AUTOSCALER_PORT", "0")  # no idle tick scales it meanwhile
     await cluster.kube.apply(
         path_for("apps/v1", "deployments", "ns1", "hello"),
         {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hanshu_api import ANNOTATION_CHECKSUM, API_VERSION, FUNCTION_PLURAL
 
 from tests.support.helpers import eventually
@@ -86,12 +85,7 @@ async def test_function_gets_code_configmap_deployment_service_and_status(operat
     )
 
 
-async def test_code_change_rolls_the_deployment_but_keeps_the_replica_count(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-):
-    # The operator's own autoscaler off: only this test scales (as an autoscaler would),
-    # and no idle tick scales it back down while a loaded machine runs the test slowly.
-    monkeypatch.setenv("HANSHU_AUTOSCALER_PORT", "0")
+async def test_code_change_rolls_the_deployment_but_keeps_the_replica_count(cluster: Cluster):
     async with run_operator(cluster) as operator:
         await operator.create(API_VERSION, FUNCTION_PLURAL, hello())
         first = await eventually(lambda: operator.object(DEPLOYMENTS, "hello"))

@@ -112,7 +112,6 @@ def operator_env() -> dict[str, str]:
         "HANSHU_WATCH_NAMESPACES": NAMESPACE,
         "HANSHU_OPERATOR_LIVENESS_PORT": str(free_port()),
         "HANSHU_OPERATOR_METRICS_PORT": str(free_port()),
-        "HANSHU_AUTOSCALER_PORT": str(free_port()),
         "HANSHU_GATEWAY_URL": "http://gateway.example",
         "HANSHU_RUNTIME_IMAGE": "registry.example/hanshu/runtime:test",
     }

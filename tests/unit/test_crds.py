@@ -183,12 +183,12 @@ def _trigger(**spec: Any) -> dict[str, Any]:
     }
 
 
+ONE_SOURCE = (
+    "a Trigger must have exactly one source: http, schedule, objectStorage, stream or kubernetes"
+)
 BAD_TRIGGERS = [
-    (_trigger(), "a Trigger must have exactly one source: http, schedule, objectStorage or stream"),
-    (
-        _trigger(http={}, schedule={"cron": "@daily"}),
-        "a Trigger must have exactly one source: http, schedule, objectStorage or stream",
-    ),
+    (_trigger(), ONE_SOURCE),
+    (_trigger(http={}, schedule={"cron": "@daily"}), ONE_SOURCE),
     (_trigger(schedule={"cron": "every day"}), "cron must have five fields"),
     (_trigger(schedule={"cron": "* * * *"}), "cron must have five fields"),
     (_trigger(schedule={"cron": "@midnight"}), "cron must have five fields"),

@@ -180,6 +180,11 @@ class ObjectWatches:
     def targets(self) -> set[WatchTarget]:
         return set(self._watches)
 
+    def listed(self, target: WatchTarget) -> bool:
+        """The watch of ``target`` has its baseline: events from now on are delivered."""
+        watch = self._watches.get(target)
+        return watch is not None and watch.known is not None
+
     def put(self, key: TriggerKey, trigger: ObjectTrigger | None) -> None:
         """A Trigger as it is now (None: gone, or not a kubernetes Trigger any more)."""
         target = self.target_of(trigger) if trigger is not None else None

@@ -86,6 +86,7 @@ def test_inline_example_code_matches_its_python_file():
     for yaml_path, py_name in (
         ("hello/function.yaml", "hello/index.py"),
         ("scheduled/function.yaml", "scheduled/report.py"),
+        ("configmap-watch/function.yaml", "configmap-watch/watch.py"),
     ):
         function = next(
             d for d in _documents(ROOT / "examples" / yaml_path) if d["kind"] == "Function"

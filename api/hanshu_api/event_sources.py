@@ -337,13 +337,14 @@ def parse_watchable_kinds(text: str) -> dict[tuple[str, str], WatchableKind]:
 
 def watchable_kinds_from_env(env: Mapping[str, str]) -> dict[tuple[str, str], WatchableKind]:
     """The chart's gateway.watchableKinds; a malformed entry is a ConfigError."""
+    found = env.get(WATCHABLE_KINDS_ENV, "")
     try:
-        return parse_watchable_kinds(env.get(WATCHABLE_KINDS_ENV, ""))
+        return parse_watchable_kinds(found)
     except ValueError as error:
         raise ConfigError(
             WATCHABLE_KINDS_ENV,
-            f"has an entry {error}",
-            "comma-separated apiVersion/Kind=resource entries",
+            f"is {found!r}: its entry {error}",
+            "comma-separated apiVersion/Kind=resource entries (the chart's gateway.watchableKinds)",
         ) from None
 
 

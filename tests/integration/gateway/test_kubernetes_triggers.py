@@ -21,10 +21,10 @@ from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.object_watch import WatchTarget
 
 from devtools.kube_emulator import write_kubeconfig
-from tests.integration.gateway.test_watch_resume import SilentApi
 from tests.support.helpers import eventually
 from tests.support.kube_gateway import NS, function, kube_client
 from tests.support.servers import free_port, serving
+from tests.support.silent_api import SilentApi
 
 CONFIGMAPS = WatchTarget("v1", "configmaps", NS)
 

@@ -11,6 +11,7 @@ from typing import Any
 from .destination import Destination, parse_destination
 from .durations import parse_duration
 from .http_route import ApiKeyAuth
+from .settings import ConfigError
 from .spec_fields import IntField, duration, integer
 
 OBJECT_EVENT_FORMATS = ("s3", "oss")
@@ -214,4 +215,144 @@ def parse_stream(raw: Mapping[str, Any], problems: list[str]) -> StreamSource:
         on_failure=parse_destination(raw.get("onFailure"), f"{where}onFailure", problems),
         report_batch_item_failures=bool(raw.get("reportBatchItemFailures", False)),
         ordered=bool(raw.get("ordered", True)),
+    )
+
+
+# -- Kubernetes objects: the cluster's own events (Fission's watch triggers, Knative's
+# ApiServerSource), read by the gateway's watch and stored as Event invocations. -----------
+
+KUBE_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED")
+KUBE_API_VERSION_MAX_LENGTH = 253
+KUBE_API_VERSION_PATTERN = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+([a-z]+[0-9]+)?$"
+)
+KUBE_KIND_MAX_LENGTH = 63
+KUBE_KIND_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+KUBE_NAMESPACE_MAX_LENGTH = 63
+KUBE_MAX_MATCH_LABELS = 16
+LABEL_KEY_MAX_LENGTH = 317  # a 253-character prefix, '/', a 63-character name
+LABEL_VALUE_MAX_LENGTH = 63
+# The chart's list of kinds the gateway may watch (and is granted read on), and the
+# variable that carries it to the gateway and the operator.
+WATCHABLE_KINDS_VALUE = "gateway.watchableKinds"
+WATCHABLE_KINDS_ENV = "HANSHU_WATCHABLE_KINDS"
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesSource:
+    """Events of the objects of one kind in the Trigger's namespace, as async Event
+    invocations: the gateway watches them, JetStream keeps them, the dispatcher delivers."""
+
+    api_version: str
+    kind: str
+    match_labels: tuple[tuple[str, str], ...] = ()
+    event_types: tuple[str, ...] = KUBE_EVENT_TYPES
+
+    @property
+    def kind_key(self) -> tuple[str, str]:
+        return (self.api_version, self.kind)
+
+    def selects(self, event_type: str, labels: Mapping[str, Any] | None) -> bool:
+        """Whether an event of this type, on an object with these labels, calls the Function."""
+        if event_type not in self.event_types:
+            return False
+        have = labels or {}
+        return all(have.get(key) == value for key, value in self.match_labels)
+
+
+def parse_kubernetes(
+    raw: Mapping[str, Any], problems: list[str], namespace: str | None = None
+) -> KubernetesSource:
+    where = "spec.kubernetes."
+    api_version = str(raw.get("apiVersion") or "")
+    if len(api_version) > KUBE_API_VERSION_MAX_LENGTH or not KUBE_API_VERSION_PATTERN.match(
+        api_version
+    ):
+        problems.append(f"{where}apiVersion {api_version!r} must be like 'v1' or 'apps/v1'")
+    kind = str(raw.get("kind") or "")
+    if len(kind) > KUBE_KIND_MAX_LENGTH or not KUBE_KIND_PATTERN.match(kind):
+        problems.append(f"{where}kind {kind!r} must be a kind such as 'ConfigMap'")
+    watched = raw.get("namespace")
+    # Only the Trigger's own namespace: a Trigger elsewhere would hand another namespace's
+    # objects to whoever may create Triggers here.
+    if watched and namespace and watched != namespace:
+        problems.append(
+            f"{where}namespace {watched!r} differs from the Trigger's namespace {namespace!r}; "
+            "a Trigger can only watch objects in its own namespace"
+        )
+    selector = raw.get("labelSelector") or {}
+    labels = selector.get("matchLabels") or {} if isinstance(selector, Mapping) else {}
+    if len(labels) > KUBE_MAX_MATCH_LABELS:
+        problems.append(
+            f"{where}labelSelector.matchLabels has {len(labels)}; at most {KUBE_MAX_MATCH_LABELS}"
+        )
+    types = tuple(str(t) for t in raw.get("eventTypes") or KUBE_EVENT_TYPES)
+    for event_type in types:
+        if event_type not in KUBE_EVENT_TYPES:
+            problems.append(
+                f"{where}eventTypes: {event_type!r} is not one of {', '.join(KUBE_EVENT_TYPES)}"
+            )
+    return KubernetesSource(
+        api_version=api_version,
+        kind=kind,
+        match_labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        event_types=tuple(dict.fromkeys(types)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchableKind:
+    api_version: str
+    kind: str
+    resource: str  # the plural in the API's paths, as RBAC names it: 'configmaps'
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.api_version, self.kind)
+
+
+def parse_watchable_kinds(text: str) -> dict[tuple[str, str], WatchableKind]:
+    """``HANSHU_WATCHABLE_KINDS``: comma-separated ``apiVersion/Kind=resource`` entries, as
+    the chart renders gateway.watchableKinds ('v1/ConfigMap=configmaps,apps/v1/Deployment=
+    deployments'). The resource is given, not discovered: the chart needs it for the RBAC
+    rule anyway, and the gateway then needs no discovery rights. Raises ValueError."""
+    kinds: dict[tuple[str, str], WatchableKind] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        qualified, _, resource = entry.partition("=")
+        api_version, _, kind = qualified.rpartition("/")
+        if not (
+            KUBE_API_VERSION_PATTERN.match(api_version)
+            and KUBE_KIND_PATTERN.match(kind)
+            and re.fullmatch(r"[a-z0-9][a-z0-9-]*", resource)
+        ):
+            raise ValueError(
+                f"{entry!r} is not 'apiVersion/Kind=resource' (e.g. 'v1/ConfigMap=configmaps')"
+            )
+        found = WatchableKind(api_version, kind, resource)
+        kinds[found.key] = found
+    return kinds
+
+
+def watchable_kinds_from_env(env: Mapping[str, str]) -> dict[tuple[str, str], WatchableKind]:
+    """The chart's gateway.watchableKinds; a malformed entry is a ConfigError."""
+    found = env.get(WATCHABLE_KINDS_ENV, "")
+    try:
+        return parse_watchable_kinds(found)
+    except ValueError as error:
+        raise ConfigError(
+            WATCHABLE_KINDS_ENV,
+            f"is {found!r}: its entry {error}",
+            "comma-separated apiVersion/Kind=resource entries (the chart's gateway.watchableKinds)",
+        ) from None
+
+
+def not_watchable_message(source: KubernetesSource) -> str:
+    """Why a Trigger on a kind outside the chart's list does nothing, and how to allow it."""
+    return (
+        f"{source.kind} ({source.api_version}) is not in the chart value {WATCHABLE_KINDS_VALUE}, "
+        "so the gateway is not allowed to watch it; add "
+        f"{{apiVersion: {source.api_version}, kind: {source.kind}, resource: <plural>}} "
+        "to that list and upgrade the release"
     )

@@ -1,5 +1,5 @@
 """The Trigger spec as a typed value: a Function reference and exactly one source (an HTTP
-route, a schedule, bucket notifications or a stream), and its parser."""
+route, a schedule, bucket notifications, a stream or Kubernetes objects), and its parser."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cron import CronError, parse_cron
-from .event_sources import ObjectStorage, StreamSource, parse_object_storage, parse_stream
+from .event_sources import (
+    KubernetesSource,
+    ObjectStorage,
+    StreamSource,
+    parse_kubernetes,
+    parse_object_storage,
+    parse_stream,
+)
 from .http_route import ApiKeyAuth, HttpRoute, parse_http_route
 from .spec_fields import SpecInvalid
 
-TRIGGER_SOURCES = ("http", "schedule", "objectStorage", "stream")
+TRIGGER_SOURCES = ("http", "schedule", "objectStorage", "stream", "kubernetes")
 FUNCTION_REF_NAME_MAX_LENGTH = 253
 DEFAULT_TIME_ZONE = "UTC"
 TIME_ZONE_MAX_LENGTH = 64
@@ -33,6 +40,7 @@ class TriggerSpec:
     schedule: Schedule | None = None
     object_storage: ObjectStorage | None = None
     stream: StreamSource | None = None
+    kubernetes: KubernetesSource | None = None
 
     @property
     def source_type(self) -> str:
@@ -42,6 +50,8 @@ class TriggerSpec:
             return "objectStorage"
         if self.stream is not None:
             return "stream"
+        if self.kubernetes is not None:
+            return "kubernetes"
         return "schedule"
 
     @property
@@ -102,6 +112,12 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
     storage = spec.get("objectStorage")
     object_storage = parse_object_storage(storage, problems) if storage is not None else None
     stream = parse_stream(spec["stream"], problems) if spec.get("stream") is not None else None
+    raw_kubernetes = spec.get("kubernetes")
+    kubernetes = (
+        parse_kubernetes(raw_kubernetes, problems, namespace)
+        if raw_kubernetes is not None
+        else None
+    )
     if problems:
         raise SpecInvalid(problems)
     return TriggerSpec(
@@ -110,4 +126,5 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
         schedule=schedule if sources == ["schedule"] else None,
         object_storage=object_storage if sources == ["objectStorage"] else None,
         stream=stream if sources == ["stream"] else None,
+        kubernetes=kubernetes if sources == ["kubernetes"] else None,
     )

@@ -232,6 +232,13 @@ class DevStack:
         for known in triggers:
             if known.spec.stream is not None:
                 await self._start_stream(known, manifests.secrets, nats_url)
+            if known.spec.kubernetes is not None:
+                # Dev mode has no Kubernetes API to watch, and fakes none.
+                log.warning(
+                    "Trigger %s is not served: kubernetes Triggers watch a cluster's objects, "
+                    "and dev mode has no cluster (deploy it to one to see its events)",
+                    known.name,
+                )
         log.info(
             "serving %d function(s) and %d trigger(s) on http://%s:%d",
             len(self.functions),

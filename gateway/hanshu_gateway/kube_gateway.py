@@ -27,6 +27,7 @@ from typing import Any
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, TRIGGER_PLURAL
 from hanshu_api.api_keys import SELECTOR, KeyVerifiers, read_published
 from hanshu_api.conditions import replica_fault
+from hanshu_api.event_sources import WatchableKind, watchable_kinds_from_env
 from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_for
 from hanshu_api.loop_lag import Slices, collector_paused
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
@@ -34,6 +35,7 @@ from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.settings import FunctionDefaults, names, seconds, text
 
 from .catalog import Catalog, Conflict, KnownTrigger
+from .object_watch import ObjectTrigger, ObjectWatches
 from .pipeline import Gateway, GatewayConfig, config_from_env
 
 log = logging.getLogger("hanshu.gateway")
@@ -107,6 +109,14 @@ def _known_trigger(obj: Mapping[str, Any]) -> KnownTrigger | None:
     return KnownTrigger(*key, (obj.get("metadata") or {}).get("creationTimestamp"), spec)
 
 
+def _object_trigger(known: KnownTrigger | None) -> ObjectTrigger | None:
+    if known is None or known.spec.kubernetes is None:
+        return None
+    return ObjectTrigger(
+        known.namespace, known.name, known.spec.function_name, known.spec.kubernetes
+    )
+
+
 def _key(obj: Mapping[str, Any]) -> FunctionKey:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
@@ -168,6 +178,7 @@ class KubeGateway:
         gateway_namespace: str | None = None,
         idle_seconds: float = DEFAULT_WATCH_IDLE_SECONDS,
         default_resources: Mapping[str, Any] | None = None,
+        watchable_kinds: Mapping[tuple[str, str], WatchableKind] | None = None,
     ) -> None:
         self.kube = kube
         self.namespaces = namespaces or ("",)
@@ -186,7 +197,15 @@ class KubeGateway:
         self._verifiers: dict[tuple[str, str], KeyVerifiers] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._listed: set[tuple[str, str | None]] = set()
-        self._watch_count = 0
+        # The watches that must have listed before the gateway is synced: not the object
+        # watches of kubernetes Triggers, which come and go with them.
+        self._core: set[tuple[str, str | None]] = set()
+        self.objects = ObjectWatches(
+            watchable_kinds or {},
+            self._follow_objects,
+            self.catalog,
+            lambda: self.gateway.intake,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KubeGateway:
@@ -194,6 +213,7 @@ class KubeGateway:
         namespaces = names(env, "HANSHU_WATCH_NAMESPACES")
         idle_seconds = watch_idle_seconds_from_env(env)
         default_resources = default_resources_from_env(env)
+        watchable_kinds = watchable_kinds_from_env(env)
         config = config_from_env(env)
         return cls(
             config,
@@ -202,6 +222,7 @@ class KubeGateway:
             gateway_namespace=text(env, "HANSHU_GATEWAY_NAMESPACE") or None,
             idle_seconds=idle_seconds,
             default_resources=default_resources,
+            watchable_kinds=watchable_kinds,
         )
 
     def key_verifiers(self, namespace: str, trigger: str) -> KeyVerifiers | None:
@@ -218,6 +239,7 @@ class KubeGateway:
         else:
             refused = self.catalog.put_trigger(known)
         self._log_refused(refused)
+        self.objects.put(key, _object_trigger(known))
 
     async def replace_triggers(self, namespace: str, items: list[dict[str, Any]]) -> None:
         """A full list of one watched namespace's Triggers ("": every namespace), at
@@ -232,6 +254,7 @@ class KubeGateway:
             if trigger is not None:
                 known.append(trigger)
             await slices.pause()
+        self.objects.load(namespace, [o for t in known if (o := _object_trigger(t)) is not None])
         if namespace:  # the other watched namespaces' Triggers stay as they are
             known += [t for t in self.catalog.known_triggers() if t.namespace != namespace]
         conflicts = await self.catalog.load_triggers(known)
@@ -310,6 +333,23 @@ class KubeGateway:
             self._verifiers[published[0]] = published[1]
 
     # -- watching -------------------------------------------------------------------------
+
+    async def _follow_objects(
+        self, api_version: str, plural: str, namespace: str, handle: Handler, replace: Replacer
+    ) -> None:
+        await self._follow(api_version, plural, namespace, handle, replace=replace)
+
+    def _core_watch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str,
+        handle: Handler,
+        label_selector: str | None = None,
+        replace: Replacer | None = None,
+    ) -> Awaitable[None]:
+        self._core.add((path_for(api_version, plural, namespace or None), label_selector))
+        return self._follow(api_version, plural, namespace, handle, label_selector, replace)
 
     async def _follow(
         self,
@@ -406,7 +446,7 @@ class KubeGateway:
 
     def _watches(self) -> list[Awaitable[None]]:
         watches: list[Awaitable[None]] = [
-            self._follow(
+            self._core_watch(
                 "v1",
                 "secrets",
                 self.gateway_namespace,
@@ -416,15 +456,15 @@ class KubeGateway:
         ]
         for namespace in self.namespaces:
             watches += [
-                self._follow(
+                self._core_watch(
                     API_VERSION,
                     TRIGGER_PLURAL,
                     namespace,
                     self.on_trigger,
                     replace=functools.partial(self.replace_triggers, namespace),
                 ),
-                self._follow(API_VERSION, FUNCTION_PLURAL, namespace, self.on_function),
-                self._follow(
+                self._core_watch(API_VERSION, FUNCTION_PLURAL, namespace, self.on_function),
+                self._core_watch(
                     "discovery.k8s.io/v1",
                     "endpointslices",
                     namespace,
@@ -436,11 +476,10 @@ class KubeGateway:
 
     def synced(self) -> bool:
         """Every watch has listed once: routes, Functions, replicas and keys are known."""
-        return len(self._listed) >= self._watch_count
+        return self._core <= self._listed
 
     async def start(self) -> None:
         watches = self._watches()
-        self._watch_count = len(watches)
         self.gateway.routes_synced = self.synced
         await self.gateway.start()
         self._tasks = [asyncio.ensure_future(watch) for watch in watches]
@@ -448,5 +487,6 @@ class KubeGateway:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self.objects.stop()
         await self.gateway.close()
         await self.kube.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hanshu_api import INTERNAL_TOKEN_ENV
+from hanshu_api.event_sources import WatchableKind, watchable_kinds_from_env
 from hanshu_api.settings import (
     DEFAULT_FUNCTION_RESOURCES,
     ConfigError,
@@ -45,6 +46,8 @@ class OperatorConfig:
     # Where the gateway serves HTTP Triggers; empty while no gateway is installed, and the
     # Trigger status says so instead of pretending.
     gateway_url: str = ""
+    # The chart's gateway.watchableKinds: kubernetes Triggers on other kinds are not Ready.
+    watchable_kinds: Mapping[tuple[str, str], WatchableKind] = field(default_factory=dict)
     cluster_domain: str = "cluster.local"
     namespaces: tuple[str, ...] = ()
     default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
@@ -87,6 +90,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         # Only shown in Trigger statuses, and the chart's gateway.publicUrl has never had to
         # be a full URL: not refused here (a scheme-less one would stop the operator).
         gateway_url=text(env, "HANSHU_GATEWAY_URL").rstrip("/"),
+        watchable_kinds=watchable_kinds_from_env(env),
         cluster_domain=text(env, "HANSHU_CLUSTER_DOMAIN", "cluster.local"),
         namespaces=names(env, "HANSHU_WATCH_NAMESPACES"),
         default_resources=FunctionDefaults.from_env(env).resources,

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.cron import parse_cron
+from hanshu_api.event_sources import KubernetesSource, not_watchable_message
 from hanshu_api.gateway_paths import events_path
 from hanshu_api.kube import ApiError, path_for
 from hanshu_api.models import SpecInvalid, TriggerSpec, parse_trigger_spec
@@ -50,7 +51,14 @@ RouteIndex = Mapping[RouteKey, Iterable[RouteClaim]]
 # A condition that turns False for one of these reasons is also a Warning Event: once per
 # change (the writer compares with the status it replaces), never once per retry.
 WARNED_REASONS = frozenset(
-    {"RouteConflict", "SecretNotFound", "SecretKeyNotFound", "NoApiKeys", "SourceUnavailable"}
+    {
+        "RouteConflict",
+        "SecretNotFound",
+        "SecretKeyNotFound",
+        "NoApiKeys",
+        "SourceUnavailable",
+        "KindNotWatchable",
+    }
 )
 SOURCE_READY = "SourceReady"  # a stream Trigger's source: reachable and read
 API_KEYS = "ApiKeysReady"
@@ -78,6 +86,20 @@ def route_owner(claim: RouteClaim, routes: RouteIndex) -> RouteClaim | None:
     rivals = {rival.key: rival for rival in routes.get(claim.route, ())}
     rivals[claim.key] = claim  # the spec just read may be newer than the index
     return route_owners(rivals.values()).get(claim.key)
+
+
+def kubernetes_delivery(config: OperatorConfig, source: KubernetesSource) -> Condition:
+    """A kubernetes Trigger is served when the chart lets the gateway watch its kind: the
+    gateway is granted read on the kinds in gateway.watchableKinds and no others."""
+    if source.kind_key not in config.watchable_kinds:
+        return Condition("Served", FALSE, "KindNotWatchable", not_watchable_message(source))
+    return Condition(
+        "Served",
+        TRUE,
+        "Watching",
+        f"{', '.join(source.event_types)} events of {source.kind} ({source.api_version}) objects "
+        "become Event invocations",
+    )
 
 
 def trigger_delivery(
@@ -112,6 +134,8 @@ def trigger_delivery(
             "Consuming",
             f"records of the {what} are invoked in batches of up to {stream.batch_size}, {mode}",
         ), {}
+    if trigger.kubernetes is not None:
+        return kubernetes_delivery(config, trigger.kubernetes), {}
     if trigger.object_storage is not None:
         storage = trigger.object_storage
         url = notification_url(config.gateway_url, *where)

@@ -702,3 +702,54 @@ def test_operator_liveness_lets_a_busy_operator_catch_up(helm_bin: Path):
     assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
     assert probe["timeoutSeconds"] >= 5
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 60
+
+
+WATCHABLE = [
+    {"apiVersion": "v1", "kind": "ConfigMap", "resource": "configmaps"},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "resource": "deployments"},
+]
+GATEWAY_BASE_RESOURCES = {"functions", "triggers", "endpointslices"}
+
+
+def _gateway_object_rules(documents: list[dict[str, Any]]) -> dict[tuple[str, str | None], Any]:
+    """The gateway's rules beyond its own objects, by (Role kind, namespace)."""
+    return {
+        (role["kind"], role["metadata"].get("namespace")): [
+            rule
+            for rule in role["rules"]
+            if not set(rule["resources"]) <= GATEWAY_BASE_RESOURCES
+            and "secrets" not in rule["resources"]
+        ]
+        for role in _bound_roles(documents, "hanshu-gateway")
+        if not _is_api_keys_role(role)
+    }
+
+
+def test_watchable_kinds_become_exactly_those_read_rules(helm_bin: Path):
+    """Read on the listed kinds only, where the gateway watches (cluster-wide, or each
+    watched namespace), and the same list in the gateway's and the operator's env."""
+    assert _gateway_object_rules(render(helm_bin, None)) == {("ClusterRole", None): []}
+    kinds = ["--set-json", f"gateway.watchableKinds={json.dumps(WATCHABLE)}"]
+    expected = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+    ]
+    documents = render(helm_bin, None, *kinds)
+    assert _gateway_object_rules(documents) == {("ClusterRole", None): expected}
+    for document in documents:
+        if document["kind"] == "Deployment" and _component(document) in ("operator", "gateway"):
+            assert _env(document)["HANSHU_WATCHABLE_KINDS"] == (
+                "v1/ConfigMap=configmaps,apps/v1/Deployment=deployments"
+            )
+    namespaced = render(helm_bin, CHART / "ci" / "namespaced-values.yaml", *kinds)
+    assert _gateway_object_rules(namespaced) == {
+        ("Role", "team-a"): expected,
+        ("Role", "team-b"): expected,
+    }
+
+
+def test_a_watchable_kind_without_its_resource_is_refused(helm_bin: Path):
+    kind = json.dumps([{"apiVersion": "v1", "kind": "ConfigMap"}])
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        render(helm_bin, None, "--set-json", f"gateway.watchableKinds={kind}")
+    assert "resource" in refused.value.stderr

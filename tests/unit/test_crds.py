@@ -86,6 +86,7 @@ def test_inline_example_code_matches_its_python_file():
     for yaml_path, py_name in (
         ("hello/function.yaml", "hello/index.py"),
         ("scheduled/function.yaml", "scheduled/report.py"),
+        ("configmap-watch/function.yaml", "configmap-watch/watch.py"),
     ):
         function = next(
             d for d in _documents(ROOT / "examples" / yaml_path) if d["kind"] == "Function"
@@ -183,12 +184,12 @@ def _trigger(**spec: Any) -> dict[str, Any]:
     }
 
 
+ONE_SOURCE = (
+    "a Trigger must have exactly one source: http, schedule, objectStorage, stream or kubernetes"
+)
 BAD_TRIGGERS = [
-    (_trigger(), "a Trigger must have exactly one source: http, schedule, objectStorage or stream"),
-    (
-        _trigger(http={}, schedule={"cron": "@daily"}),
-        "a Trigger must have exactly one source: http, schedule, objectStorage or stream",
-    ),
+    (_trigger(), ONE_SOURCE),
+    (_trigger(http={}, schedule={"cron": "@daily"}), ONE_SOURCE),
     (_trigger(schedule={"cron": "every day"}), "cron must have five fields"),
     (_trigger(schedule={"cron": "* * * *"}), "cron must have five fields"),
     (_trigger(schedule={"cron": "@midnight"}), "cron must have five fields"),

@@ -13,6 +13,7 @@ from hanshu_api import route_claims
 from hanshu_api.models import parse_trigger_spec
 from hanshu_gateway.catalog import Catalog, KnownTrigger
 from hanshu_gateway.kube_gateway import KubeGateway
+from hanshu_gateway.object_watch import ObjectWatches
 from hanshu_gateway.routes import Route, RouteTable
 from hanshu_gateway.target import parse_target
 
@@ -69,7 +70,12 @@ def bare_gateway(catalog: Any = None) -> KubeGateway:
     gateway._conflicts = []
     gateway._slice_owner, gateway._slices_of = {}, {}
     gateway._published, gateway._verifiers = {}, {}
+    gateway.objects = ObjectWatches({}, _never_followed, gateway.catalog, lambda: None)
     return gateway
+
+
+async def _never_followed(*_: Any) -> None:
+    raise AssertionError("no kubernetes Trigger here: nothing to watch")
 
 
 def trigger_object(index: int, path: str = "") -> dict[str, Any]:

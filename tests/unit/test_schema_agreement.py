@@ -191,6 +191,10 @@ def _http(**route: Any) -> dict[str, Any]:
     return {"http": route}
 
 
+def _kube(**source: Any) -> dict[str, Any]:
+    return {"kubernetes": {"apiVersion": "v1", "kind": "ConfigMap", **source}}
+
+
 def _bucket(**storage: Any) -> dict[str, Any]:
     return {"objectStorage": {"bucket": "photos", **storage}}
 
@@ -338,6 +342,22 @@ TRIGGER_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("stream retries 101", _stream(maxRetryAttempts=101), False),
     ("stream retries -1", _stream(maxRetryAttempts=-1), False),
     ("batchWindow 5 seconds", _stream(batchWindow="5 seconds"), False),
+    ("kubernetes v1 ConfigMap", _kube(), True),
+    ("kubernetes apps/v1 Deployment", _kube(apiVersion="apps/v1", kind="Deployment"), True),
+    ("kubernetes a beta version", _kube(apiVersion="batch.example.io/v2beta1"), True),
+    ("kubernetes apiVersion apps", _kube(apiVersion="apps"), False),
+    ("kubernetes a lowercase kind", _kube(kind="configmap"), False),
+    ("kubernetes without a kind", {"kubernetes": {"apiVersion": "v1"}}, False),
+    ("kubernetes eventTypes DELETED", _kube(eventTypes=["DELETED"]), True),
+    ("kubernetes eventTypes BOOKMARK", _kube(eventTypes=["BOOKMARK"]), False),
+    ("kubernetes matchLabels", _kube(labelSelector={"matchLabels": {"app": "web"}}), True),
+    (
+        "kubernetes 17 matchLabels",
+        _kube(labelSelector={"matchLabels": {f"k{i}": "v" for i in range(17)}}),
+        False,
+    ),
+    ("kubernetes its own namespace", _kube(namespace="default"), True),
+    ("kubernetes and http", {**_kube(), "http": {}}, False),
     ("stream onFailure to ftp", _stream(onFailure={"url": "ftp://x"}), False),
 ]
 
@@ -346,6 +366,7 @@ ONLY_THE_PARSER_REFUSES_SPECS: list[tuple[str, str, dict[str, Any]]] = [
     ("maxEventAge 7h", "Function", _function(**{"async": {"maxEventAge": "7h"}})),
     ("maxEventAge 30s", "Function", _function(**{"async": {"maxEventAge": "30s"}})),
     ("batchWindow 10m", "Trigger", _stream(batchWindow="10m")),
+    ("kubernetes another namespace", "Trigger", _kube(namespace="kube-system")),
     ("maxRecordAge 200h", "Trigger", _stream(maxRecordAge="200h")),
     (
         "a time zone that does not exist",
@@ -413,6 +434,7 @@ MINIMAL_SPECS: list[tuple[str, dict[str, Any]]] = [
     ("Trigger", {"schedule": {"cron": "@daily"}}),
     ("Trigger", _bucket(auth={"tokenSecretRef": {"name": "token"}})),
     ("Trigger", _nats(urlSecretRef={"name": "nats"})),
+    ("Trigger", _kube()),
     ("Trigger", {"stream": {"redis": {"stream": "s", "urlSecretRef": {"name": "r"}}}}),
 ]
 

@@ -21,6 +21,7 @@ import pytest
         ("HANSHU_GATEWAY_PORT", "99999"),
         ("HANSHU_AUTOSCALER_URL", "autoscaler:8090"),
         ("HANSHU_WATCH_IDLE_SECONDS", "soon"),
+        ("HANSHU_WATCHABLE_KINDS", "v1/ConfigMap"),
         ("HANSHU_DEFAULT_RESOURCES", "{limits: 1Gi}"),
         ("HANSHU_DEFAULT_RESOURCES", "[]"),
     ],

@@ -26,6 +26,7 @@ from tests.support.operator_objects import DEPLOYMENTS, hello
     [
         ("HANSHU_RETRY_DELAY_SECONDS", "soon"),
         ("HANSHU_AUTOSCALER_URL", "autoscaler:8090"),
+        ("HANSHU_WATCHABLE_KINDS", "v1/ConfigMap"),
         ("HANSHU_DEFAULT_RESOURCES", '{"limits": {"memory": 256'),
         ("HANSHU_NETWORK_POLICY", "maybe"),
     ],

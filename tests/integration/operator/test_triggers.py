@@ -84,8 +84,8 @@ async def test_invalid_trigger_says_every_problem(operator: Cluster):
     ready = await eventually(ready_with(operator, "bad", "False"))
     assert ready["reason"] == "InvalidSpec"
     assert (
-        "exactly one source: http, schedule, objectStorage, stream (found: http, schedule)"
-        in ready["message"]
+        "exactly one source: http, schedule, objectStorage, stream, kubernetes "
+        "(found: http, schedule)" in ready["message"]
     )
     assert "minute field: '61' is outside 0-59" in ready["message"]
     assert "'Mars/Base' is not an IANA time zone" in ready["message"]

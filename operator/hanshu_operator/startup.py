@@ -28,6 +28,7 @@ from .kube_events import post_event
 from .kube_scaler import KubeScaler
 from .schedule_catalog import start_schedule_catalog
 from .state import OperatorState, operator_state
+from .stream_catalog import start_stream_catalog
 
 LIST_CHUNK = 500
 WORKERS_PER_KIND = 48
@@ -86,6 +87,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     filed = await state.triggers.load(state.kube, config.namespaces or (None,))
     logging.getLogger("hanshu.operator").info("%d Triggers filed at start-up", filed)
     start_schedule_catalog(state, memo)
+    start_stream_catalog(state, memo)
     if config.autoscaler_port:
         await start_autoscaler(state)
 

@@ -1,14 +1,12 @@
 """Stream Triggers on real servers: a NATS JetStream stream (the platform's nats-server) and
-a Redis Stream (Debian's redis-server), consumed by the dev platform's stream consumers and
-invoked through its gateway into real runtime replicas."""
+a Redis Stream (Debian's redis-server), published into the stream catalog by dev mode, read
+by dispatcher processes and invoked through the dev platform's gateway into real runtime
+replicas."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import textwrap
@@ -83,25 +81,6 @@ def seen_ids(platform: Any) -> list[str]:
     return [i for batch in batches(platform) for i in batch["ids"]]
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every process under it (the dev platform and its replicas)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    doomed, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        doomed.append(current)
-        queue += children.get(current, [])
-    for victim in doomed:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
@@ -140,7 +119,7 @@ async def test_nats_records_arrive_in_batches_filtered_and_decoded(async_platfor
                 batchWindow="500ms",
             ),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )
     client = await nats.connect(platform.nats.url)
     try:
@@ -192,7 +171,7 @@ async def test_redis_partial_failures_retry_only_the_failed_then_go_to_on_failur
             ),
             redis_secret(redis_server),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )  # fmt: skip
     listener = await nats.connect(platform.nats.url)
     failures = await listener.subscribe("payments.failed")
@@ -236,7 +215,7 @@ async def test_ordered_a_failing_record_holds_back_the_ones_after_it(async_platf
             ),
             redis_secret(redis_server),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )  # fmt: skip
     try:
         await eventually(lambda: ids[3] in seen_ids(platform), timeout=60, message="the last")
@@ -268,7 +247,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
                 ),
                 redis_secret(redis_server),
             ],
-            dispatchers=0,
+            dispatchers=1,
         )  # fmt: skip
         sent = await eventually(lambda: received, timeout=30, message="the failure record")
     store.close()
@@ -279,9 +258,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
 
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
 @pytest.mark.slow
-async def test_a_consumer_killed_mid_batch_loses_nothing(
-    async_platform, platform_factory, redis_server, ordered
-):
+async def test_a_consumer_killed_mid_batch_loses_nothing(async_platform, redis_server, ordered):
     store = redis.Redis.from_url(redis_server)
     ids = [store.xadd("ingest", {"data": json.dumps({"n": n})}).decode() for n in range(40)]
     async with recording_endpoint() as (url, failed):
@@ -299,11 +276,12 @@ async def test_a_consumer_killed_mid_batch_loses_nothing(
             ),
             redis_secret(redis_server),
         ]  # fmt: skip
-        platform = async_platform(documents, dispatchers=0)
+        platform = async_platform(documents, dispatchers=1)
         await eventually(lambda: len(seen_ids(platform)) >= 10, message="work under way")
-        kill_tree(platform.process.pid)  # the consumer dies holding a batch, replicas too
-        platform.process.wait()
-        platform_factory(documents, "--nats-url", platform.nats.url, "--no-dispatcher")
+        doomed = platform.dispatchers[0]
+        doomed.kill()  # the reader dies holding a batch
+        doomed.wait()
+        platform.start_dispatcher()
         await eventually(
             lambda: set(ids) <= set(seen_ids(platform)), timeout=60, message="all 40 records"
         )
@@ -333,7 +311,7 @@ async def test_lag_wakes_the_function_from_zero_scales_it_and_it_goes_back(async
             # reported to the autoscaler can ask for a second replica.
             stream_trigger("backlog", "backlog", nats={"stream": "JOBS"}, batchSize=1),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )
     assert platform.ready_replicas("backlog") == 0
     client = await nats.connect(platform.nats.url)

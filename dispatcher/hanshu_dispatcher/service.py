@@ -141,7 +141,7 @@ class Dispatcher:
             self._gateway,
             self.config.nats.url,
             self.config.internal_token,
-            self.config.ack_wait_seconds,
+            self.config.stream_hold_seconds,
         )
         while True:
             try:

@@ -451,3 +451,33 @@ async def test_two_dispatchers_share_the_streams_and_a_killed_one_loses_nothing(
         seqs = [r["seq"] for r in ordered if r["key"] == key]
         # Each key's records in order; a redelivered batch repeats, never goes back past it.
         assert list(dict.fromkeys(seqs)) == sorted(set(seqs))
+
+
+async def test_dev_mode_reads_a_redis_stream_with_its_own_dispatcher(
+    platform_factory, redis_server, tmp_path
+):
+    """`hanshu dev` alone (its in-process dispatcher, its own nats-server): the stream is
+    published to its catalog with the Secret's URL sealed, and read."""
+    runs = tmp_path / "runs.ndjson"
+    store = redis.Redis.from_url(redis_server)
+    ids = [store.xadd("solo", {"data": json.dumps({"n": n})}).decode() for n in range(5)]
+    store.close()
+    consumer = consumer_function("solo")
+    consumer["spec"]["env"].append({"name": "RUNS_FILE", "value": str(runs)})
+    platform_factory(
+        [
+            consumer,
+            stream_trigger(
+                "solo", "solo",
+                redis={"stream": "solo", "urlSecretRef": {"name": "redis"},
+                       "startFrom": "earliest"},
+            ),
+            redis_secret(redis_server),
+        ]
+    )  # fmt: skip
+
+    def seen() -> list[str]:
+        found = runs.read_text().splitlines() if runs.exists() else []
+        return [i for line in found for i in json.loads(line)["ids"]]
+
+    await eventually(lambda: set(ids) <= set(seen()), timeout=60, message="the 5 records")

@@ -6,8 +6,10 @@ need no Kubernetes API access and NATS readers never see a Secret.
 
 Cost: one NATS connection and the set of catalog keys; a reconcile of a stream Trigger is
 one Secret read and one KV get (a put only when the entry changed); of any other Trigger,
-nothing. A report (each reader's, every few seconds) is one status write at most (the
-writer skips unchanged statuses).
+nothing. At start-up, each catalog entry of a watched namespace is checked against its
+Trigger once, so a Trigger deleted while the operator was down is read no more. A report
+(each reader's, every few seconds) is one status write at most (the writer skips
+unchanged statuses).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import contextlib
 import datetime
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
+from hanshu_api import API_VERSION, GROUP, TRIGGER_PLURAL, VERSION
 from hanshu_api.jetstream import (
     StreamBuckets,
     connect,
@@ -122,6 +125,7 @@ class StreamCatalog:
             with contextlib.suppress(kopf.TemporaryError):
                 await self.withdraw(namespace, name)
         self._pending.clear()
+        await self._forget_deleted_triggers()
         while True:
             try:
                 await self._follow_reports(self._buckets)
@@ -216,6 +220,19 @@ class StreamCatalog:
         self._reports.pop((namespace, name), None)
         log.info("stream %s/%s withdrawn", namespace, name)
 
+    async def _forget_deleted_triggers(self) -> None:
+        """Withdraw the entries whose Trigger went (or stopped being a stream) while the
+        operator was down: nothing else would stop their readers."""
+        watched = self.state.config.namespaces
+        for key in sorted(self._published or ()):
+            namespace, _, name = key.partition(".")
+            if not name or (watched and namespace not in watched):
+                continue  # another operator's
+            body = await self.state.kube.get(path_for(API_VERSION, TRIGGER_PLURAL, namespace, name))
+            if body is None or not _stream_spec(body.get("spec") or {}, namespace):
+                with contextlib.suppress(kopf.TemporaryError):
+                    await self.withdraw(namespace, name)
+
     async def _follow_reports(self, buckets: StreamBuckets) -> None:
         watcher = await buckets.reports.watchall()
         try:
@@ -263,7 +280,7 @@ def start_stream_catalog(state: OperatorState, memo: kopf.Memo) -> None:
     state.background.append(catalog)
 
 
-def _stream_spec(spec: kopf.Spec, namespace: str) -> bool | None:
+def _stream_spec(spec: Mapping[str, Any], namespace: str) -> bool | None:
     """True: a valid stream Trigger; False: valid, another kind; None: invalid."""
     try:
         return parse_trigger_spec(dict(spec), namespace).stream is not None

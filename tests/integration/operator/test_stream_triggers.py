@@ -17,7 +17,7 @@ import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.jetstream import ensure_stream_buckets
 from hanshu_api.schedules import entry_key
-from hanshu_api.streams import StreamEntry, StreamReport
+from hanshu_api.streams import StreamEntry, StreamReport, stream_entry
 from hanshu_cli.local_nats import LocalNats
 from nats.js.errors import KeyNotFoundError
 
@@ -140,5 +140,28 @@ async def test_a_stream_is_published_sealed_and_its_readers_reports_become_its_s
                 return await published() is None
 
             await eventually(withdrawn, message="the stream withdrawn")
+    finally:
+        await client.close()
+
+
+async def test_a_stream_deleted_while_the_operator_was_down_is_withdrawn_at_start(
+    cluster: Cluster, local_nats: LocalNats, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("HANSHU_NATS_URL", local_nats.url)
+    client = await nats.connect(local_nats.url)
+    buckets = await ensure_stream_buckets(client)
+    gone = stream_entry("ns1", "gone", "hello", {"nats": {"stream": "ORDERS"}}, None, "")
+    await buckets.catalog.put(gone.key, gone.encode())
+
+    async def withdrawn() -> bool:
+        try:
+            await buckets.catalog.get(gone.key)
+        except KeyNotFoundError:
+            return True
+        return False
+
+    try:
+        async with run_operator(cluster):
+            await eventually(withdrawn, message="the deleted Trigger's stream withdrawn")
     finally:
         await client.close()

@@ -1,13 +1,16 @@
 """Event trigger figures, in one run on this machine, everything a real process on loopback:
-the dev platform (gateway, autoscaler, dispatcher, stream consumers, runtime replicas),
-nats-server, moto's S3 server, redis-server.
+the dev platform (gateway, autoscaler, runtime replicas), dispatcher processes (which read
+the streams), nats-server, moto's S3 server, redis-server.
 
 1. Object upload to function start: p50 / p99 over sequential uploads (S3 -> SNS -> the
    gateway -> JetStream -> the dispatcher -> the replica).
-2. Stream throughput in records/s, batchSize 1, 10 and 100, ordered and not, next to the same
-   records sent as async HTTP invocations.
-3. Records lost when the consumer is killed (SIGKILL, replicas too) mid-run and started
-   again: target 0.
+2. Stream throughput in records/s, batchSize 1, 10 and 100, ordered and not, with one and
+   with two dispatchers, next to the figures of the operator reading the streams alone
+   (before streams moved to the dispatchers) and the same records as async HTTP
+   invocations.
+3. Two dispatchers reading an ordered Trigger (Redis, then NATS), the lease holder killed
+   (SIGKILL) at 30%: records lost (target 0), delivered twice, and the takeover time (the
+   kill to the first record the new holder delivers).
 
     python bench/events_bench.py [--uploads 50] [--records 2000]
 """
@@ -62,6 +65,11 @@ def sink(event, context):
 """
 
 SHAPES = [(1, True), (1, False), (10, True), (10, False), (100, True), (100, False)]
+# records/s with the operator reading the streams (bench/events_bench.py before the move).
+OPERATOR_FIGURES = {
+    (1, True): 293, (1, False): 526, (10, True): 1781, (10, False): 2178,
+    (100, True): 3584, (100, False): 5448,
+}  # fmt: skip
 
 
 def stream_name(size: int, ordered: bool) -> str:
@@ -93,6 +101,12 @@ def manifests(folder: Path, runs: Path, redis_url: str | None) -> Path:
                 {"stream": {"nats": {"stream": name}, "batchSize": size, "ordered": ordered}},
             )
         )
+    documents.append(
+        _trigger(
+            "takeover",
+            {"stream": {"nats": {"stream": "TAKEOVER"}, "batchSize": 10, "ordered": True}},
+        )
+    )
     if redis_url:
         documents.append(
             {
@@ -134,8 +148,9 @@ def _trigger(name: str, source: dict[str, Any]) -> dict[str, Any]:
 class Platform:
     def __init__(self, folder: Path, manifest: Path, nats_url: str) -> None:
         self.folder, self.manifest, self.nats_url = folder, manifest, nats_url
-        self.port, self.internal = free_port(), free_port()
+        self.port, self.internal, self.autoscaler = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.dispatchers: list[subprocess.Popen[bytes]] = []
         self.s3_url = ""
 
     def start(self) -> None:
@@ -145,6 +160,7 @@ class Platform:
                 sys.executable, "-u", "-m", "hanshu_cli", "dev", str(self.manifest),
                 "--port", str(self.port), "--internal-port", str(self.internal),
                 "--nats-url", self.nats_url, "--stable-window", "6",
+                "--no-dispatcher", "--autoscaler-port", str(self.autoscaler),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -158,6 +174,35 @@ class Platform:
             )
             self.s3_url = found.group(1) if found else ""
             time.sleep(0.05)
+
+    def start_dispatcher(self) -> subprocess.Popen[bytes]:
+        log = (self.folder / f"dispatcher-{len(self.dispatchers)}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "hanshu_dispatcher"],
+            env={
+                **os.environ,
+                "HANSHU_NATS_URL": self.nats_url,
+                "HANSHU_GATEWAY_INTERNAL_URL": f"http://127.0.0.1:{self.internal}",
+                "HANSHU_AUTOSCALER_URL": f"http://127.0.0.1:{self.autoscaler}",
+                "HANSHU_DISPATCHER_HOST": "127.0.0.1",
+                "HANSHU_DISPATCHER_PORT": str(free_port()),
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.dispatchers.append(process)
+        return process
+
+    def stop_dispatchers(self) -> None:
+        for process in self.dispatchers:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.dispatchers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.dispatchers = []
 
     def kill(self) -> None:
         """SIGKILL the platform and every process under it (its replicas, its S3)."""
@@ -178,6 +223,7 @@ class Platform:
         self.process.wait()
 
     def stop(self) -> None:
+        self.stop_dispatchers()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -235,14 +281,16 @@ async def create_streams(url: str) -> None:
         for size, ordered in SHAPES:
             name = stream_name(size, ordered)
             await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
+        await js.add_stream(name="TAKEOVER", subjects=["takeover.>"])
     finally:
         await client.close()
 
 
-async def throughput(platform: Platform, runs: Path, records: int) -> None:
+async def stream_rates(platform: Platform, runs: Path, records: int) -> dict[Any, float]:
+    """records/s of each shape: ``records`` published, until the Function saw them all."""
     client = await nats.connect(platform.nats_url)
     js = client.jetstream()
-    results = []
+    rates: dict[tuple[int, bool], float] = {}
     try:
         for size, ordered in SHAPES:
             name = stream_name(size, ordered)
@@ -255,36 +303,96 @@ async def throughput(platform: Platform, runs: Path, records: int) -> None:
             await asyncio.gather(*acks)
             done = await until(lambda before=before: len(lines(runs)) - before >= records, 600)
             elapsed = time.monotonic() - started
-            results.append((size, ordered, records / elapsed if done else 0.0))
-        before = len(lines(runs))
-        started = time.monotonic()
-        async with aiohttp.ClientSession() as session:
-            gate = asyncio.Semaphore(50)
-
-            async def call(n: int) -> None:
-                async with (
-                    gate,
-                    session.post(
-                        f"http://127.0.0.1:{platform.port}/sink",
-                        json={"id": f"h{n}"},
-                        headers={"X-Hanshu-Invocation-Type": "Async"},
-                    ) as reply,
-                ):
-                    assert reply.status == 202, await reply.text()
-
-            await asyncio.gather(*(call(n) for n in range(records)))
-        await until(lambda: len(lines(runs)) - before >= records, 600)
-        async_rate = records / (time.monotonic() - started)
+            rates[(size, ordered)] = records / elapsed if done else 0.0
     finally:
         await client.close()
-    print(f"\n2. Stream throughput, {records} records each (NATS JetStream source)")
-    for size, ordered, rate in results:
+    return rates
+
+
+async def async_rate(platform: Platform, runs: Path, records: int) -> float:
+    before = len(lines(runs))
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        gate = asyncio.Semaphore(50)
+
+        async def call(n: int) -> None:
+            async with (
+                gate,
+                session.post(
+                    f"http://127.0.0.1:{platform.port}/sink",
+                    json={"id": f"h{n}"},
+                    headers={"X-Hanshu-Invocation-Type": "Async"},
+                ) as reply,
+            ):
+                assert reply.status == 202, await reply.text()
+
+        await asyncio.gather(*(call(n) for n in range(records)))
+    await until(lambda: len(lines(runs)) - before >= records, 600)
+    return records / (time.monotonic() - started)
+
+
+async def throughput(platform: Platform, runs: Path, records: int) -> None:
+    one = await stream_rates(platform, runs, records)
+    http = await async_rate(platform, runs, records)
+    platform.start_dispatcher()  # a second one: both read every Trigger
+    await asyncio.sleep(2)  # its catalog watch and consumers set up
+    two = await stream_rates(platform, runs, records)
+    print(f"\n2. Stream throughput, {records} records each (NATS JetStream source), records/s")
+    print("   batchSize mode       operator  1 dispatcher  2 dispatchers")
+    for size, ordered in SHAPES:
         mode = "ordered  " if ordered else "unordered"
-        print(f"   batchSize {size:>3} {mode} {rate:8.0f} records/s")
-    print(f"   the same records as async HTTP invocations: {async_rate:8.0f} records/s")
+        print(
+            f"   {size:>9} {mode} {OPERATOR_FIGURES[(size, ordered)]:9.0f} "
+            f"{one[(size, ordered)]:13.0f} {two[(size, ordered)]:14.0f}"
+        )
+    print(f"   the same records as async HTTP invocations (1 dispatcher): {http:8.0f} records/s")
 
 
-async def killed_consumer(folder: Path, nats_url: str, records: int) -> None:
+async def lease_holder(nats_url: str, trigger: str) -> int | None:
+    """The pid of the dispatcher holding an ordered Trigger's lease."""
+    from hanshu_api.jetstream import ensure_stream_buckets
+
+    client = await nats.connect(nats_url)
+    try:
+        buckets = await ensure_stream_buckets(client)
+        with contextlib.suppress(Exception):
+            held = await buckets.leases.get(f"default.{trigger}")
+            return int((held.value or b"-0").decode().rsplit("-", 1)[1])
+        return None
+    finally:
+        await client.close()
+
+
+async def takeover(
+    platform: Platform, runs: Path, trigger: str, ids: set[str], publish: Any
+) -> None:
+    """Two dispatchers, the holder of ``trigger``'s lease killed at 30%."""
+    platform.start_dispatcher()
+    platform.start_dispatcher()
+    await publish()
+    records = len(ids)
+    await until(lambda: len(set(lines(runs)) & ids) >= records * 0.3, 300)
+    holder = await lease_holder(platform.nats_url, trigger)
+    doomed = next(p for p in platform.dispatchers if p.pid == holder)
+    doomed.kill()
+    killed = time.monotonic()
+    at_kill = set(lines(runs)) & ids
+    # The killed reader's batch in flight (10 records) may still land at the replica: the
+    # new holder has taken over when a record past it arrives.
+    await until(lambda: len(set(lines(runs)) & ids) > len(at_kill) + 10, 120)
+    taken_over = time.monotonic() - killed
+    await until(lambda: set(lines(runs)) >= ids, 300)
+    platform.stop_dispatchers()
+    seen = [line for line in lines(runs) if line in ids]
+    lost = len(ids - set(seen))
+    duplicates = len(seen) - len(set(seen))
+    print(
+        f"   {trigger:>8}: killed at {len(at_kill)} of {records}; records lost {lost} "
+        f"(target 0), delivered twice {duplicates}, takeover {taken_over:4.1f} s"
+    )
+
+
+async def killed_reader(folder: Path, nats_url: str, records: int) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         print("\n3. skipped: redis-server is not installed (apt-get install redis-server)")
@@ -299,31 +407,53 @@ async def killed_consumer(folder: Path, nats_url: str, records: int) -> None:
         import redis
 
         await asyncio.sleep(0.3)
-        store = redis.Redis(port=port)
-        pipe = store.pipeline()
-        for n in range(records):
-            pipe.xadd("ingest", {"data": json.dumps({"n": n})})
-        ids = {i.decode() for i in pipe.execute()}
         manifest = manifests(folder, runs, f"redis://127.0.0.1:{port}/0")
         platform = Platform(folder, manifest, nats_url)
         platform.start()
-        await until(lambda: len(set(lines(runs)) & ids) >= records * 0.3, 300)
-        platform.kill()
-        at_kill = len(set(lines(runs)) & ids)
-        again = Platform(folder, manifest, nats_url)
-        again.start()
-        await until(lambda: set(lines(runs)) >= ids, 300)
-        again.stop()
-        seen = [line for line in lines(runs) if line in ids]
-        lost = len(ids - set(seen))
-        duplicates = len(seen) - len(set(seen))
-        print(f"\n3. A consumer killed mid-run (SIGKILL at {at_kill} of {records} records)")
-        print(
-            f"   records lost {lost} (target 0), delivered twice {duplicates} "
-            "(the batch it held when killed)"
-        )
+        print("\n3. Two dispatchers, an ordered Trigger's reader killed (SIGKILL) at 30%")
+        store = redis.Redis(port=port)
+        redis_ids: set[str] = set()
+
+        async def to_redis() -> None:
+            pipe = store.pipeline()
+            for n in range(records):
+                pipe.xadd("ingest", {"data": json.dumps({"n": n})})
+            redis_ids.update(i.decode() for i in pipe.execute())
+
+        await to_redis()  # before the dispatchers: the ids known
+        await takeover(platform, runs, "ingest", set(redis_ids), _nothing)
+        first = await _last_takeover_sequence(nats_url)
+        nats_ids = {f"TAKEOVER:{first + n}" for n in range(1, records + 1)}
+
+        async def to_nats() -> None:
+            client = await nats.connect(nats_url)
+            try:
+                js = client.jetstream()
+                acks = [
+                    await js.publish_async("takeover.new", json.dumps({"n": n}).encode())
+                    for n in range(records)
+                ]
+                await asyncio.gather(*acks)
+            finally:
+                await client.close()
+
+        await takeover(platform, runs, "takeover", nats_ids, to_nats)
+        platform.stop()
     finally:
         server.terminate()
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _last_takeover_sequence(nats_url: str) -> int:
+    client = await nats.connect(nats_url)
+    try:
+        info = await client.jetstream().stream_info("TAKEOVER")
+        return int(info.state.last_seq)
+    finally:
+        await client.close()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -334,10 +464,11 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await create_streams(nats_server.url)  # before their consumers start
         platform.start()
+        platform.start_dispatcher()
         await uploads(platform, runs, args.uploads)
         await throughput(platform, runs, args.records)
         platform.stop()
-        await killed_consumer(folder, nats_server.url, args.records)
+        await killed_reader(folder, nats_server.url, args.records)
     finally:
         platform.stop()
         nats_server.close()

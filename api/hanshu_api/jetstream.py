@@ -1,6 +1,7 @@
 """The JetStream side both the gateway and the dispatcher need: a connection that keeps
 trying, and the stream and buckets of async invocations, created when missing; and the two
-buckets of schedule Triggers (``schedules``), which the operator shares with the dispatchers.
+buckets of schedule Triggers (``schedules``) and the three of stream Triggers (``streams``),
+which the operator shares with the dispatchers.
 
 Imported only by the components that talk to NATS (it needs ``nats-py``).
 """
@@ -33,6 +34,14 @@ from .schedules import (
     entry_key,
 )
 from .settings import AsyncWindows, NatsSettings
+from .streams import (
+    LEASE_TTL_SECONDS,
+    REPORT_TTL_SECONDS,
+    STREAM_CATALOG_BUCKET,
+    STREAM_LEASE_BUCKET,
+    STREAM_REPORT_BUCKET,
+    StreamEntry,
+)
 
 log = logging.getLogger("hanshu.jetstream")
 
@@ -209,3 +218,38 @@ async def withdraw_schedule(buckets: ScheduleBuckets, namespace: str, trigger: s
     for bucket in (buckets.catalog, buckets.fires):
         with contextlib.suppress(KeyNotFoundError):
             await bucket.delete(key)
+
+
+@dataclass
+class StreamBuckets:
+    """The stream catalog (operator -> dispatchers), the ordered Triggers' leases (between
+    dispatchers) and the readers' reports (dispatchers -> operator)."""
+
+    catalog: KeyValue
+    leases: KeyValue
+    reports: KeyValue
+
+
+async def ensure_stream_buckets(client: NATS, replicas: int = 1) -> StreamBuckets:
+    js = client.jetstream(timeout=5.0)
+    return StreamBuckets(
+        catalog=await _bucket(js, STREAM_CATALOG_BUCKET, None, replicas),
+        leases=await _bucket(js, STREAM_LEASE_BUCKET, LEASE_TTL_SECONDS, replicas),
+        reports=await _bucket(js, STREAM_REPORT_BUCKET, REPORT_TTL_SECONDS, replicas),
+    )
+
+
+async def publish_stream(buckets: StreamBuckets, entry: StreamEntry) -> None:
+    """Put a stream Trigger in the catalog: the dispatchers read its stream from then on
+    (an entry put again unchanged changes nothing; a changed one restarts its readers)."""
+    encoded = entry.encode()
+    with contextlib.suppress(KeyNotFoundError):
+        if (await buckets.catalog.get(entry.key)).value == encoded:
+            return  # sealing is deterministic: an unchanged entry encodes the same
+    await buckets.catalog.put(entry.key, encoded)
+
+
+async def withdraw_stream(buckets: StreamBuckets, namespace: str, trigger: str) -> None:
+    """Take a Trigger out of the catalog: the dispatchers stop reading its stream."""
+    with contextlib.suppress(KeyNotFoundError):
+        await buckets.catalog.delete(entry_key(namespace, trigger))

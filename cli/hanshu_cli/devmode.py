@@ -24,12 +24,18 @@ import aiohttp
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
 from hanshu_api.function_contract import MAX_BODY_BYTES
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.gateway_paths import events_path
-from hanshu_api.jetstream import connect, ensure_schedule_buckets, publish_schedule
+from hanshu_api.jetstream import (
+    connect,
+    ensure_schedule_buckets,
+    ensure_stream_buckets,
+    publish_schedule,
+    publish_stream,
+)
 from hanshu_api.models import (
     FunctionSpec,
     Scaling,
+    SpecInvalid,
     module_of,
     parse_function_spec,
     parse_trigger_spec,
@@ -37,21 +43,13 @@ from hanshu_api.models import (
 from hanshu_api.platform import FunctionKey
 from hanshu_api.schedules import ScheduleEntry
 from hanshu_api.settings import AsyncWindows, NatsSettings
+from hanshu_api.streams import stream_entry
 from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Decision, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
 from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
-from hanshu_operator.stream_consumer import SourceHealth, StreamConsumer
-from hanshu_operator.stream_triggers import (
-    SourceConfigError,
-    build_source,
-    event_invoker,
-    function_arn,
-    lag_report,
-    on_failure_sender,
-)
 from nats.aio.client import Client as NATS
 
 from .local_nats import LocalNats
@@ -134,10 +132,10 @@ class DevStack:
     windows: AsyncWindows = field(default_factory=AsyncWindows)
     local_nats: LocalNats | None = None
     running_dispatcher: Dispatcher | None = None
-    schedule_nats: NATS | None = None  # the connection that published the schedules
+    # The connection that published the schedules and streams.
+    schedule_nats: NATS | None = None
     # Object storage Triggers get a local S3 server (moto) whose buckets notify the gateway.
     local_s3: LocalS3 | None = None
-    stream_health: dict[str, SourceHealth] = field(default_factory=dict)
 
     def _start_nats(self) -> str:
         if self.nats_url == "off":
@@ -229,9 +227,8 @@ class DevStack:
         self._stopped = asyncio.Event()
         self._session = aiohttp.ClientSession()
         await self._publish_schedules(triggers, nats_url)
+        await self._publish_streams(manifests.triggers, manifests.secrets, nats_url)
         for known in triggers:
-            if known.spec.stream is not None:
-                await self._start_stream(known, manifests.secrets, nats_url)
             if known.spec.kubernetes is not None:
                 # Dev mode has no Kubernetes API to watch, and fakes none.
                 log.warning(
@@ -264,7 +261,7 @@ class DevStack:
                 len(entries),
             )
             return
-        self.schedule_nats = await connect(nats_url, "hanshu-dev-schedules")
+        self.schedule_nats = self.schedule_nats or await connect(nats_url, "hanshu-dev-catalog")
         buckets = await ensure_schedule_buckets(self.schedule_nats)
         for entry in entries:
             await publish_schedule(buckets, entry)
@@ -275,11 +272,6 @@ class DevStack:
                 entry.schedule.time_zone,
                 entry.function,
             )
-
-    def _internal_gateway(self) -> InternalGateway:
-        """The gateway's internal port, as schedules and stream Triggers call it."""
-        assert self._session is not None
-        return InternalGateway(self._session, f"http://127.0.0.1:{self.internal_port}")
 
     def _gateway_config(self, nats: NatsSettings) -> GatewayConfig:
         return GatewayConfig(
@@ -333,45 +325,44 @@ class DevStack:
                 flush=True,
             )
 
-    async def _start_stream(
+    async def _publish_streams(
         self,
-        known: KnownTrigger,
+        documents: Mapping[FunctionKey, Mapping[str, Any]],
         secrets: Mapping[FunctionKey, Mapping[str, str]],
         nats_url: str,
     ) -> None:
-        """A stream Trigger's consumer, as the operator's daemon runs it in a cluster."""
-        stream, namespace, name = known.spec.stream, known.namespace, known.name
-        assert stream is not None
-
-        async def secret(ref: Any) -> str | None:
-            return secrets.get((namespace, ref.name), {}).get(ref.key)
-
-        try:
-            source = await build_source(namespace, name, stream, secret, nats_url)
-        except SourceConfigError as bad:
-            log.warning("stream Trigger %s is not consumed: %s", name, bad)
+        """Put the stream Triggers in the catalog, as the operator does in a cluster (their
+        Secrets' URLs sealed the same way): the dispatchers read them."""
+        streams = [
+            (key, document["spec"])
+            for key, document in documents.items()
+            if (document.get("spec") or {}).get("stream") is not None
+        ]
+        if not streams:
             return
-        function = known.spec.function_name
-        gateway = self._internal_gateway()
-
-        async def on_change(health: SourceHealth) -> None:
-            if health.lag is not None:
-                self.autoscaler.ingest(lag_report(namespace, name, function, health.lag))
-            self.stream_health[name] = health
-
-        consumer = StreamConsumer(
-            (namespace, name),
-            function_arn(namespace, function),
-            stream,
-            source,
-            event_invoker(gateway, namespace, function),
-            on_failure_sender(gateway, nats_url, namespace, stream.on_failure)
-            if stream.on_failure
-            else None,
-            on_change,
-        )
-        self._tasks.append(asyncio.create_task(consumer.run(self._stopped)))
-        log.info("stream Trigger %s reads %s", name, source.description)
+        if not nats_url:
+            log.warning(
+                "%d stream Trigger(s) are not read: streams are read by the dispatcher, "
+                "through NATS, which is off",
+                len(streams),
+            )
+            return
+        self.schedule_nats = self.schedule_nats or await connect(nats_url, "hanshu-dev-catalog")
+        buckets = await ensure_stream_buckets(self.schedule_nats)
+        for (namespace, name), spec in streams:
+            try:
+                parsed = parse_trigger_spec(spec, namespace)
+            except SpecInvalid as bad:
+                log.warning("stream Trigger %s is not read: %s", name, bad)
+                continue
+            stream = parsed.stream
+            assert stream is not None
+            ref = stream.nats.url if stream.nats is not None else stream.redis.url  # type: ignore[union-attr]
+            url = secrets.get((namespace, ref.name), {}).get(ref.key) if ref else None
+            # Dev mode has no internal token (nothing leaves the machine): sealed with "".
+            entry = stream_entry(namespace, name, parsed.function_name, spec["stream"], url, "")
+            await publish_stream(buckets, entry)
+            log.info("stream Trigger %s on Function %s", name, entry.function)
 
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
         return [(key, spec.scaling) for key, spec in self.functions.items()]

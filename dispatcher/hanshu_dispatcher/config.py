@@ -36,6 +36,10 @@ class DispatcherConfig:
     # Held by heartbeats while an attempt runs, so a long job is never redelivered; what
     # a dispatcher that died leaves is redelivered this long after its last heartbeat.
     ack_wait_seconds: float = 30.0
+    # A stream record a dead dispatcher held is handed out again this long after its last
+    # heartbeat (JetStream's ack wait, Redis's XAUTOCLAIM idle time): short, so an ordered
+    # Trigger's reader is replaced within seconds (its next holder waits for that batch).
+    stream_hold_seconds: float = 5.0
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 300.0
     # Margin over the Function's timeout for the gateway's cold start and queue.
@@ -60,6 +64,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> DispatcherConfig:
         ),
         concurrency=whole_number(env, "HANSHU_DISPATCH_CONCURRENCY", 100, at_least(1)),
         ack_wait_seconds=seconds(env, "HANSHU_ACK_WAIT_SECONDS", 30.0, at_least(1)),
+        stream_hold_seconds=seconds(env, "HANSHU_STREAM_HOLD_SECONDS", 5.0, at_least(1)),
         retry_base_seconds=seconds(env, "HANSHU_RETRY_BASE_SECONDS", 2.0, at_least(0.01)),
         retry_max_seconds=seconds(env, "HANSHU_RETRY_MAX_SECONDS", 300.0, at_least(0.01)),
         call_margin_seconds=seconds(env, "HANSHU_CALL_MARGIN_SECONDS", 90.0, at_least(1)),

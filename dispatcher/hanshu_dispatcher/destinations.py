@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 from hanshu_api import bounded_json
 from hanshu_api.error_body import ErrorBody
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocations import now_iso
 from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
@@ -25,6 +24,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from . import metrics
+from .gateway_client import InternalGateway
 
 log = logging.getLogger("hanshu.dispatcher")
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocations import EVENT
 from hanshu_api.schedules import (
     ScheduleEntry,
@@ -45,6 +44,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import metrics
+from .gateway_client import InternalGateway
 
 log = logging.getLogger("hanshu.dispatcher.schedules")
 

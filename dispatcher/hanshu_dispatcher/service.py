@@ -1,6 +1,7 @@
 """The dispatcher: finds the Functions with stored invocations, runs a worker for each,
-fires the schedule Triggers of the catalog bucket (``schedules``), reports each Function's
-backlog to the autoscaler, and serves health and metrics.
+fires the schedule Triggers of the catalog bucket (``schedules``), reads the stream Triggers
+of theirs (``streams``), reports each Function's backlog and each stream's lag to the
+autoscaler, and serves health and metrics.
 
 A Function is found from the stream itself (its subjects with messages), checked every
 ``discover_interval`` and at once when the gateway sends a wake-up, so the dispatcher needs
@@ -21,15 +22,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocations import STREAM, SUBJECT_PREFIX, WAKE_SUBJECT, function_of_subject
 from hanshu_api.jetstream import (
     Invocations,
     ScheduleBuckets,
+    StreamBuckets,
     StreamSettings,
     connect,
     ensure,
     ensure_schedule_buckets,
+    ensure_stream_buckets,
 )
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import FunctionKey
@@ -41,7 +43,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import metrics
 from .config import DispatcherConfig
 from .destinations import Destinations
+from .gateway_client import InternalGateway
 from .schedules import Schedules, TickSource, cron_ticks, fires_recorder, gateway_fire
+from .streams import Streams
 from .worker import FunctionWorker, consumer_config
 
 log = logging.getLogger("hanshu.dispatcher")
@@ -66,6 +70,7 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._gateway: InternalGateway | None = None
         self.connected = False
+        self.streams: Streams | None = None
         self.loop_lag: LoopLag | None = None
 
     async def start(self) -> None:
@@ -90,6 +95,7 @@ class Dispatcher:
                     StreamSettings.of(self.config.nats, self.config.windows),
                 )
                 buckets = await ensure_schedule_buckets(client, self.config.nats.stream_replicas)
+                streams = await ensure_stream_buckets(client, self.config.nats.stream_replicas)
                 break
             except (NatsError, TimeoutError) as error:
                 log.warning("cannot set up the JetStream stream (%s); trying again", error)
@@ -102,6 +108,7 @@ class Dispatcher:
         if self.config.autoscaler_url:
             self._tasks.append(asyncio.create_task(self._report_backlog()))
         self._tasks.append(asyncio.create_task(self._fire_schedules(buckets)))
+        self._tasks.append(asyncio.create_task(self._read_streams(streams)))
         while True:
             try:
                 await self._discover()
@@ -125,6 +132,22 @@ class Dispatcher:
                 await schedules.run()
             except (NatsError, TimeoutError) as error:
                 log.warning("lost the watch on the schedule catalog (%s); watching again", error)
+                await asyncio.sleep(1.0)
+
+    async def _read_streams(self, buckets: StreamBuckets) -> None:
+        assert self._gateway is not None
+        self.streams = Streams(
+            buckets,
+            self._gateway,
+            self.config.nats.url,
+            self.config.internal_token,
+            self.config.stream_hold_seconds,
+        )
+        while True:
+            try:
+                await self.streams.run()
+            except (NatsError, TimeoutError) as error:
+                log.warning("lost the watch on the stream catalog (%s); watching again", error)
                 await asyncio.sleep(1.0)
 
     def _on_change(self, connected: bool) -> None:
@@ -200,13 +223,17 @@ class Dispatcher:
                 tuple(FunctionStat(*key, queued=waiting.get(key, 0)) for key in sorted(keys)),
             ).encode()
             reported = {key for key, n in waiting.items() if n > 0}
-            try:
-                async with self._session.post(
-                    url, json=report, timeout=aiohttp.ClientTimeout(total=2)
-                ) as reply:
-                    reply.raise_for_status()
-            except (aiohttp.ClientError, TimeoutError) as error:
-                log.debug("cannot report the backlog to %s: %s", url, error)
+            # Each stream's lag under its own reporter id (one per Trigger, whichever
+            # dispatcher reads it).
+            lags = self.streams.lag_reports() if self.streams is not None else []
+            for body in (report, *(lag.encode() for lag in lags)):
+                try:
+                    async with self._session.post(
+                        url, json=body, timeout=aiohttp.ClientTimeout(total=2)
+                    ) as reply:
+                        reply.raise_for_status()
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    log.debug("cannot report the backlog to %s: %s", url, error)
             await asyncio.sleep(self.config.report_interval_seconds)
 
     def _app(self) -> web.Application:

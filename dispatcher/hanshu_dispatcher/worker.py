@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 from hanshu_api.error_body import ErrorBody
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.invocation_record import (
     DestinationState,
     InvocationRecord,
@@ -57,6 +56,7 @@ from nats.js.errors import KeyNotFoundError
 from . import metrics
 from .config import DispatcherConfig
 from .destinations import Destinations, destination_record
+from .gateway_client import InternalGateway
 from .outcome import (
     EVENT_AGE_EXCEEDED,
     RETRIES_EXHAUSTED,

@@ -6,16 +6,16 @@ hanshu_operator.handlers`` (or ``python -m hanshu_operator``).
 - triggers: Trigger -> bound to its Function, status; the schedule daemon
 - route_ownership: the oldest Trigger owns a route; the others say RouteConflict
 - api_key_publisher: API-key verifiers published to the gateway's namespace
-- stream_triggers: one consumer per stream Trigger (NATS JetStream, Redis Streams)
+- stream_catalog: stream Triggers published for the dispatchers; their reports, status
 """
 
-from . import api_key_publisher, functions, route_ownership, startup, stream_triggers, triggers
+from . import api_key_publisher, functions, route_ownership, startup, stream_catalog, triggers
 
 __all__ = [
     "api_key_publisher",
     "functions",
     "route_ownership",
     "startup",
-    "stream_triggers",
+    "stream_catalog",
     "triggers",
 ]

@@ -20,6 +20,7 @@ from . import kopf_backpressure
 from .config import ConfigError, config_from_env
 from .schedule_catalog import start_schedule_catalog
 from .state import OperatorState, operator_state
+from .stream_catalog import start_stream_catalog
 
 LIST_CHUNK = 500
 WORKERS_PER_KIND = 48
@@ -78,6 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     filed = await state.triggers.load(state.kube, config.namespaces or (None,))
     logging.getLogger("hanshu.operator").info("%d Triggers filed at start-up", filed)
     start_schedule_catalog(state, memo)
+    start_stream_catalog(state, memo)
 
 
 @kopf.on.probe(id="eventLoopLag")

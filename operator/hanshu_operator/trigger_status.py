@@ -119,13 +119,13 @@ def trigger_delivery(
             if stream.nats is not None
             else f"Redis stream {stream.redis.stream}"  # type: ignore[union-attr]
         )
-        if not config.gateway_internal_url:
+        if not config.nats_url:
             return Condition(
                 "Served",
                 FALSE,
-                "NoGateway",
-                "no gateway is configured (HANSHU_GATEWAY_INTERNAL_URL is empty); stream "
-                "records are invoked through the gateway",
+                "NoNats",
+                "no NATS is configured (HANSHU_NATS_URL is empty); stream Triggers are read "
+                "by the dispatchers, which learn of them through NATS",
             ), {}
         mode = "in order" if stream.ordered else "in parallel"
         return Condition(

@@ -671,6 +671,10 @@ def test_network_policies_of_async_invocation(helm_bin: Path):
         assert any(_allows(rule, component, port) for rule in egress), component
     assert not any(_allows(rule, "gateway", 8080) for rule in egress)  # not the public port
     assert {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]} in egress
+    # Stream Triggers' sources (read by the dispatchers): Redis's and NATS' ports.
+    assert {"ports": [{"port": 6379, "protocol": "TCP"}, {"port": 4222, "protocol": "TCP"}]} in (
+        egress
+    )
     # URL destinations: public HTTP(S) by default, never private or metadata addresses.
     outside = egress[-1]
     assert {p["port"] for p in outside["ports"]} == {80, 443}

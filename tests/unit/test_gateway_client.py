@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from hanshu_api import INTERNAL_TOKEN_HEADER
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.gateway_paths import (
     DISPATCH_ROUTE,
     ENQUEUE_ROUTE,
@@ -23,6 +22,7 @@ from hanshu_api.gateway_paths import (
     job_path,
 )
 from hanshu_api.invocations import HTTP_GATEWAY_ERROR
+from hanshu_dispatcher.gateway_client import InternalGateway
 from multidict import CIMultiDict
 
 from tests.support.servers import free_port

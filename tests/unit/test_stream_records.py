@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hanshu_api.error_body import ErrorBody
 from hanshu_api.models import SpecInvalid, parse_trigger_spec
-from hanshu_operator.stream_records import (
+from hanshu_dispatcher.stream_records import (
     Record,
     batch_event,
     decode,

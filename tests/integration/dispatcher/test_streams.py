@@ -1,14 +1,12 @@
 """Stream Triggers on real servers: a NATS JetStream stream (the platform's nats-server) and
-a Redis Stream (Debian's redis-server), consumed by the dev platform's stream consumers and
-invoked through its gateway into real runtime replicas."""
+a Redis Stream (Debian's redis-server), published into the stream catalog by dev mode, read
+by dispatcher processes and invoked through the dev platform's gateway into real runtime
+replicas."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import textwrap
@@ -20,6 +18,8 @@ from typing import Any
 import nats
 import pytest
 import redis
+from hanshu_api.jetstream import ensure_stream_buckets
+from nats.js.errors import KeyNotFoundError
 
 from tests.support.dev_platform import function
 from tests.support.helpers import eventually
@@ -83,25 +83,6 @@ def seen_ids(platform: Any) -> list[str]:
     return [i for batch in batches(platform) for i in batch["ids"]]
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every process under it (the dev platform and its replicas)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    doomed, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        doomed.append(current)
-        queue += children.get(current, [])
-    for victim in doomed:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
@@ -140,7 +121,7 @@ async def test_nats_records_arrive_in_batches_filtered_and_decoded(async_platfor
                 batchWindow="500ms",
             ),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )
     client = await nats.connect(platform.nats.url)
     try:
@@ -192,7 +173,7 @@ async def test_redis_partial_failures_retry_only_the_failed_then_go_to_on_failur
             ),
             redis_secret(redis_server),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )  # fmt: skip
     listener = await nats.connect(platform.nats.url)
     failures = await listener.subscribe("payments.failed")
@@ -236,7 +217,7 @@ async def test_ordered_a_failing_record_holds_back_the_ones_after_it(async_platf
             ),
             redis_secret(redis_server),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )  # fmt: skip
     try:
         await eventually(lambda: ids[3] in seen_ids(platform), timeout=60, message="the last")
@@ -268,7 +249,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
                 ),
                 redis_secret(redis_server),
             ],
-            dispatchers=0,
+            dispatchers=1,
         )  # fmt: skip
         sent = await eventually(lambda: received, timeout=30, message="the failure record")
     store.close()
@@ -279,9 +260,7 @@ async def test_a_poison_record_goes_to_on_failure_without_a_call(async_platform,
 
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
 @pytest.mark.slow
-async def test_a_consumer_killed_mid_batch_loses_nothing(
-    async_platform, platform_factory, redis_server, ordered
-):
+async def test_a_consumer_killed_mid_batch_loses_nothing(async_platform, redis_server, ordered):
     store = redis.Redis.from_url(redis_server)
     ids = [store.xadd("ingest", {"data": json.dumps({"n": n})}).decode() for n in range(40)]
     async with recording_endpoint() as (url, failed):
@@ -299,11 +278,12 @@ async def test_a_consumer_killed_mid_batch_loses_nothing(
             ),
             redis_secret(redis_server),
         ]  # fmt: skip
-        platform = async_platform(documents, dispatchers=0)
+        platform = async_platform(documents, dispatchers=1)
         await eventually(lambda: len(seen_ids(platform)) >= 10, message="work under way")
-        kill_tree(platform.process.pid)  # the consumer dies holding a batch, replicas too
-        platform.process.wait()
-        platform_factory(documents, "--nats-url", platform.nats.url, "--no-dispatcher")
+        doomed = platform.dispatchers[0]
+        doomed.kill()  # the reader dies holding a batch
+        doomed.wait()
+        platform.start_dispatcher()
         await eventually(
             lambda: set(ids) <= set(seen_ids(platform)), timeout=60, message="all 40 records"
         )
@@ -333,7 +313,7 @@ async def test_lag_wakes_the_function_from_zero_scales_it_and_it_goes_back(async
             # reported to the autoscaler can ask for a second replica.
             stream_trigger("backlog", "backlog", nats={"stream": "JOBS"}, batchSize=1),
         ],
-        dispatchers=0,
+        dispatchers=1,
     )
     assert platform.ready_replicas("backlog") == 0
     client = await nats.connect(platform.nats.url)
@@ -351,3 +331,153 @@ async def test_lag_wakes_the_function_from_zero_scales_it_and_it_goes_back(async
     await eventually(
         lambda: platform.ready_replicas("backlog") == 0, timeout=30, message="back to zero"
     )
+
+
+SHARED = textwrap.dedent("""
+    import json
+    import os
+
+
+    def take(event, context):
+        # One line per batch: which Trigger's Function saw which records, in order.
+        with open(os.environ["RUNS_FILE"], "a") as runs:
+            runs.write(json.dumps({"who": os.environ["WHO"],
+                                   "records": [r["data"] for r in event["records"]]}) + "\\n")
+        return {}
+""")
+KEYS = 10
+
+
+def shared_function(name: str) -> dict[str, Any]:
+    return function(
+        name,
+        "shared.take",
+        SHARED,
+        env=[{"name": "WHO", "value": name}],
+        scaling={"minReplicas": 1, "maxReplicas": 3},
+    )
+
+
+async def lease_holder_pid(platform: Any, trigger: str) -> int | None:
+    """The pid of the dispatcher holding an ordered Trigger's lease (its reader name ends
+    with its pid)."""
+    client = await nats.connect(platform.nats.url)
+    try:
+        buckets = await ensure_stream_buckets(client)
+        try:
+            held = await buckets.leases.get(f"default.{trigger}")
+        except KeyNotFoundError:
+            return None
+        return int((held.value or b"-0").decode().rsplit("-", 1)[1])
+    finally:
+        await client.close()
+
+
+def seen_by(platform: Any, who: str) -> list[dict[str, Any]]:
+    return [r for run in platform.runs() if run["who"] == who for r in run["records"]]
+
+
+@pytest.mark.parametrize("source", ["nats", "redis"])
+@pytest.mark.slow
+async def test_two_dispatchers_share_the_streams_and_a_killed_one_loses_nothing(
+    async_platform, redis_server, source
+):
+    """An ordered and an unordered Trigger on the same stream, two dispatchers, one killed
+    (the ordered Trigger's reader) at 30%: every record delivered to both, the duplicates
+    counted, and the ordered Trigger's Function sees each key's records in order."""
+    total = 10_000
+    sent = [{"key": n % KEYS, "seq": n // KEYS, "n": n} for n in range(total)]
+    if source == "nats":
+        where: dict[str, Any] = {"nats": {"stream": "SHARED"}}
+    else:
+        where = {
+            "redis": {"stream": "shared", "urlSecretRef": {"name": "redis"},
+                      "startFrom": "earliest"},
+        }  # fmt: skip
+    documents = [
+        shared_function("inorder"),
+        shared_function("anyorder"),
+        stream_trigger("inorder", "inorder", batchSize=100, batchWindow="50ms", **where),
+        stream_trigger(
+            "anyorder", "anyorder", batchSize=100, batchWindow="50ms", ordered=False, **where
+        ),
+        redis_secret(redis_server),
+    ]
+    platform = async_platform(documents, dispatchers=0)
+    if source == "nats":
+        client = await nats.connect(platform.nats.url)
+        try:
+            js = client.jetstream()
+            await js.add_stream(name="SHARED", subjects=["shared.>"])
+            for record in sent:
+                await js.publish("shared.new", json.dumps(record).encode())
+        finally:
+            await client.close()
+    else:
+        store = redis.Redis.from_url(redis_server)
+        pipe = store.pipeline()
+        for record in sent:
+            pipe.xadd("shared", {"data": json.dumps(record)})
+        pipe.execute()
+        store.close()
+    first, second = platform.start_dispatcher(), platform.start_dispatcher()
+    await eventually(
+        lambda: len(seen_by(platform, "inorder")) >= total * 0.3,
+        timeout=60,
+        interval=0.05,
+        message="30% read in order",
+    )
+    holder = await lease_holder_pid(platform, "inorder")
+    doomed = first if holder == first.pid else second
+    assert holder == doomed.pid
+    doomed.kill()  # SIGKILL: its batches in flight, its lease, its pending records
+    doomed.wait()
+    for who in ("inorder", "anyorder"):
+        await eventually(
+            lambda who=who: {r["n"] for r in seen_by(platform, who)} == set(range(total)),
+            timeout=90,
+            interval=0.1,
+            message=f"all {total} records delivered to {who}",
+        )
+    duplicates = {who: len(seen_by(platform, who)) - total for who in ("inorder", "anyorder")}
+    print(f"\n{source}: {total} records, duplicates after the kill: {duplicates}")
+    # At least once: only what the killed dispatcher held runs again.
+    assert duplicates["inorder"] <= 100  # one batch in flight
+    assert duplicates["anyorder"] <= 10 * 100  # its parallel batches
+    ordered = seen_by(platform, "inorder")
+    first_seen = list(dict.fromkeys(r["n"] for r in ordered))
+    assert first_seen == list(range(total))  # in stream order, across the takeover too
+    for key in range(KEYS):
+        seqs = [r["seq"] for r in ordered if r["key"] == key]
+        # Each key's records in order; a redelivered batch repeats, never goes back past it.
+        assert list(dict.fromkeys(seqs)) == sorted(set(seqs))
+
+
+async def test_dev_mode_reads_a_redis_stream_with_its_own_dispatcher(
+    platform_factory, redis_server, tmp_path
+):
+    """`hanshu dev` alone (its in-process dispatcher, its own nats-server): the stream is
+    published to its catalog with the Secret's URL sealed, and read."""
+    runs = tmp_path / "runs.ndjson"
+    store = redis.Redis.from_url(redis_server)
+    ids = [store.xadd("solo", {"data": json.dumps({"n": n})}).decode() for n in range(5)]
+    store.close()
+    consumer = consumer_function("solo")
+    consumer["spec"]["env"].append({"name": "RUNS_FILE", "value": str(runs)})
+    platform_factory(
+        [
+            consumer,
+            stream_trigger(
+                "solo", "solo",
+                redis={"stream": "solo", "urlSecretRef": {"name": "redis"},
+                       "startFrom": "earliest"},
+            ),
+            redis_secret(redis_server),
+        ]
+    )  # fmt: skip
+
+    def seen() -> list[str]:
+        found = runs.read_text().splitlines() if runs.exists() else []
+        return [i for line in found for i in json.loads(line)["ids"]]
+
+    await eventually(lambda: set(ids) <= set(seen()), timeout=60, message="the 5 records")

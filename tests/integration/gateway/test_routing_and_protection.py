@@ -8,9 +8,9 @@ import json
 
 import aiohttp
 import pytest
-from hanshu_api.gateway_client import InternalGateway
 from hanshu_api.models import Schedule
 from hanshu_api.schedules import ScheduleEntry
+from hanshu_dispatcher.gateway_client import InternalGateway
 from hanshu_dispatcher.schedules import Stored, fire_with_retries, gateway_fire
 
 from tests.support.dev_platform import function, trigger

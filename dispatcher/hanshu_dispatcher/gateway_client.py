@@ -1,7 +1,7 @@
 """The one client of the gateway's internal port: the dispatcher (stored invocations,
-destinations), the operator (schedules, stream batches, failure records) and dev mode call
-the gateway through it, so every call carries the internal token and reaches a path the
-gateway serves (gateway_paths).
+destinations, schedules, stream batches, failure records) calls the gateway through it,
+so every call carries the internal token and reaches a path the gateway serves
+(gateway_paths).
 
 The calls return the gateway's reply, whatever its status; a connection that fails or a
 reply that takes longer than ``time_limit`` raises (``aiohttp.ClientError``, ``TimeoutError``):
@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from hanshu_api import internal_headers
+from hanshu_api.gateway_paths import dispatch_path, enqueue_path, invoke_path
+from hanshu_api.invocations import ASYNC, HTTP_GATEWAY_ERROR, HTTP_INVOCATION_TYPE
 from multidict import CIMultiDict
-
-from . import internal_headers
-from .gateway_paths import dispatch_path, enqueue_path, invoke_path
-from .invocations import ASYNC, HTTP_GATEWAY_ERROR, HTTP_INVOCATION_TYPE
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REQUEST_ID_HEADER = "X-Request-Id"

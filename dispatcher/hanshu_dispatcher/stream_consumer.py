@@ -38,7 +38,7 @@ from .stream_records import (
     judge_reply,
     too_old,
 )
-from .stream_sources import HOLD_SECONDS, Source, SourceUnavailable, wait_or_stop
+from .stream_sources import Source, SourceUnavailable, wait_or_stop
 
 log = logging.getLogger("hanshu.streams")
 
@@ -179,7 +179,7 @@ class StreamConsumer:
 
     async def _keep(self, records: Sequence[Record]) -> None:
         while True:
-            await asyncio.sleep(HOLD_SECONDS / 3)
+            await asyncio.sleep(self.source.hold_seconds / 3)
             await self.source.keep(records)
 
     async def _run_batch(self, records: list[Record]) -> None:

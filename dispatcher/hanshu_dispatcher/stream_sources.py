@@ -26,7 +26,8 @@ from .stream_records import Record, decode, decode_fields
 POLL_SECONDS = 2.0
 # What is already there, taken at once: a pull that ends this soon returns what it found.
 AVAILABLE_SECONDS = 0.005
-# A record not acknowledged nor kept alive this long is another consumer's to take over.
+# A record not acknowledged nor kept alive this long is another consumer's to take over
+# (the default; the dispatcher gives its HANSHU_ACK_WAIT_SECONDS).
 HOLD_SECONDS = 60.0
 
 
@@ -36,6 +37,7 @@ class SourceUnavailable(Exception):
 
 class Source(Protocol):
     description: str
+    hold_seconds: float
 
     async def open(self) -> None: ...
     async def fetch(self, count: int, window: float) -> list[Record]: ...
@@ -59,10 +61,17 @@ async def _gather(first: list[Record], more: Any, count: int, window: float) -> 
 
 class NatsStreamSource:
     def __init__(
-        self, url: str, stream: str, subject: str, durable: str, in_flight: int = -1
+        self,
+        url: str,
+        stream: str,
+        subject: str,
+        durable: str,
+        in_flight: int = -1,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self.url, self.stream, self.subject, self.durable = url, stream, subject, durable
         self.in_flight = in_flight
+        self.hold_seconds = hold_seconds
         self.description = f"NATS stream {stream}" + (f" ({subject})" if subject else "")
         self._client: Any = None
         self._subscription: Any = None
@@ -79,7 +88,7 @@ class NatsStreamSource:
                 filter_subject=self.subject or None,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=HOLD_SECONDS,
+                ack_wait=self.hold_seconds,
                 max_deliver=-1,  # poison records are ours to recognise (their delivery count)
                 # Ordered (in_flight = batchSize): nothing after the batch in hand is handed
                 # out, even to a consumer that took over from one that died holding it.
@@ -155,14 +164,21 @@ class NatsStreamSource:
 
 class RedisStreamSource:
     def __init__(
-        self, url: str, stream: str, group: str, consumer: str, start_from: str = "latest"
+        self,
+        url: str,
+        stream: str,
+        group: str,
+        consumer: str,
+        start_from: str = "latest",
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self.url, self.stream, self.group, self.consumer = url, stream, group, consumer
         self.start_from = start_from
+        self.hold_seconds = hold_seconds
         self.description = f"Redis stream {stream} (group {group})"
         self._redis: Any = None
-        # redis is imported by the first Redis stream Trigger, not with the operator: it
-        # costs every operator 7 MiB, and most never read a Redis stream.
+        # redis is imported by the first Redis stream Trigger, not with the dispatcher: it
+        # costs every dispatcher 7 MiB, and most never read a Redis stream.
         self._redis_error: type[Exception] = OSError
         # Where the read of this consumer's own pending entries has got to; None: done.
         # Each read of an entry counts as a delivery, so they are read once per open.
@@ -235,7 +251,7 @@ class RedisStreamSource:
                 self.stream,
                 self.group,
                 self.consumer,
-                min_idle_time=int(HOLD_SECONDS * 1000),
+                min_idle_time=int(self.hold_seconds * 1000),
                 start_id="0-0",
                 count=count,
             )

@@ -20,10 +20,10 @@ from hanshu_api.loop_lag import LoopLag
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import TriggerKey
 
+from .clock import Clock, SystemClock
 from .config import OperatorConfig
 from .metrics import REPLICA_COUNTS
 from .replica_faults import PodReport
-from .scheduler import Clock, SystemClock
 from .trigger_index import TriggerIndex
 
 # Handlers talking to the API server at once (``bounded`` says why).

@@ -1,14 +1,14 @@
-"""The operator's stream Triggers report their lag to the autoscaler, now its own process,
-over HTTP as a gateway reports: the autoscaler reads the lag as queued requests, and an
-autoscaler that is down costs the consumer nothing but a lost report."""
+"""A stream Trigger's lag, as the dispatchers report it (one reporter id per Trigger,
+posted to the autoscaler's /stats as a gateway's report is), reaches the autoscaler as
+queued requests: the lag wakes and scales its Function."""
 
 from __future__ import annotations
 
 import aiohttp
 from hanshu_autoscaler import AutoscalerService
-from hanshu_operator.stream_triggers import lag_report, send_report
+from hanshu_dispatcher.stream_readers import lag_report
 
-from tests.support.servers import free_port, serving
+from tests.support.servers import serving
 
 
 class Scaler:
@@ -24,12 +24,21 @@ class Scaler:
 
 async def test_the_lag_reaches_the_autoscaler_as_queued_requests():
     service = AutoscalerService(Scaler(), lambda: [])
-    async with serving(service.app()) as port, aiohttp.ClientSession() as http:
-        await send_report(http, f"http://127.0.0.1:{port}", lag_report("ns1", "orders", "hello", 7))
+    report = lag_report("ns1", "orders", "hello", 7)
+    async with (
+        serving(service.app()) as port,
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/stats", json=report.encode()) as reply,
+    ):
+        assert reply.status == 204
     assert service.observation(("ns1", "hello")).queued == 7
 
 
-async def test_an_autoscaler_that_is_down_is_only_a_lost_report():
-    async with aiohttp.ClientSession() as http:
-        # Nothing listens there: no exception reaches the consumer.
-        await send_report(http, f"http://127.0.0.1:{free_port()}", lag_report("ns1", "o", "f", 1))
+async def test_two_triggers_on_one_function_are_summed_not_overwritten():
+    service = AutoscalerService(Scaler(), lambda: [])
+    async with serving(service.app()) as port, aiohttp.ClientSession() as http:
+        for trigger, lag in (("orders", 3), ("refunds", 4)):
+            report = lag_report("ns1", trigger, "hello", lag).encode()
+            async with http.post(f"http://127.0.0.1:{port}/stats", json=report) as reply:
+                assert reply.status == 204
+    assert service.observation(("ns1", "hello")).queued == 7

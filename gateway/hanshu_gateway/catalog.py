@@ -20,7 +20,7 @@ from hanshu_api.conditions import ReplicaFault
 from hanshu_api.loop_lag import Slices
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
-from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey, route_owners
+from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey
 
 from .metrics import FunctionMeters
 from .pool import EndpointPool
@@ -41,23 +41,6 @@ class KnownTrigger:
     name: str
     created: str | None  # creationTimestamp: the oldest Trigger claiming a route owns it
     spec: TriggerSpec
-
-
-def owned_routes(triggers: Iterable[KnownTrigger]) -> tuple[list[Route], list[Conflict]]:
-    """The routes of the HTTP Triggers that own them, and the claims refused (pure)."""
-    http = [(t, t.spec.http) for t in triggers if t.spec.http is not None]
-    claims = {
-        (t.namespace, t.name): RouteClaim.of(t.namespace, t.name, t.created, route)
-        for t, route in http
-    }
-    owners = route_owners(claims.values())
-    routes = [
-        Route(t.namespace, t.name, t.spec.function_name, route)
-        for t, route in http
-        if owners[(t.namespace, t.name)] is None
-    ]
-    conflicts = [(claims[key], owner) for key, owner in owners.items() if owner is not None]
-    return routes, conflicts
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import pytest
 from hanshu_api.models import ApiKeyAuth, Cors, HttpRoute, TriggerSpec
 from hanshu_api.platform import Endpoint
 from hanshu_cli.devmode import verifiers_from_manifests
-from hanshu_gateway.catalog import KnownTrigger, owned_routes
+from hanshu_gateway.catalog import Catalog, KnownTrigger
 from hanshu_gateway.pool import EndpointPool, NoEndpointInTime, QueueFull
 from hanshu_gateway.protect import TokenBucket, preflight_headers
 from hanshu_gateway.public_http import encode_reply
@@ -86,12 +86,14 @@ def test_only_the_oldest_claimant_of_a_route_is_served():
     older = known("older", "2026-01-01T00:00:00Z", namespace="team-b", path="/shop")
     newer = known("newer", "2026-02-01T00:00:00Z", namespace="team-a", path="/shop/")
     other = known("other", "2026-03-01T00:00:00Z", path="/shop", methods=("POST",), host="x.io")
-    routes, conflicts = owned_routes([newer, older, other])
-    assert sorted(r.trigger for r in routes) == ["older", "other"]
+    catalog = Catalog(10, lambda namespace, trigger: None)
+    conflicts = catalog.set_triggers([newer, older, other])
+    assert sorted(r.trigger for r in catalog.routes) == ["older", "other"]
     assert [(loser.name, owner.name) for loser, owner in conflicts] == [("newer", "older")]
-    routes, conflicts = owned_routes([newer, other])  # the owner is gone: the next takes over
-    assert sorted(r.trigger for r in routes) == ["newer", "other"]
-    assert conflicts == []
+    # The owner is gone: the next takes over, judged again on that route only.
+    assert catalog.remove_trigger(("team-b", "older")) == []
+    assert sorted(r.trigger for r in catalog.routes) == ["newer", "other"]
+    assert catalog.conflicts() == []
 
 
 def test_dev_mode_verifies_keys_from_the_secret_manifests():

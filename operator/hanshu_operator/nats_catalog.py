@@ -15,6 +15,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import kopf
@@ -47,7 +48,7 @@ Buckets = TypeVar("Buckets", bound=CatalogBuckets)
 
 class NatsCatalog(abc.ABC, Generic[Buckets]):
     """A catalog of Triggers in NATS, written by the operator alone; inert without a NATS
-    URL. Subclasses publish their entries (after ``_ready``) and fill the hooks below."""
+    URL. Subclasses publish their entries through ``_put`` and fill the hooks below."""
 
     # What an entry is called in messages and logs ("schedule", "stream").
     kind: ClassVar[str]
@@ -142,8 +143,17 @@ class NatsCatalog(abc.ABC, Generic[Buckets]):
             )
         return self._buckets
 
-    def _remember(self, key: str) -> None:
-        """Remember a key a subclass just put in the catalog."""
+    async def _put(self, key: str, put: Callable[[Buckets], Awaitable[None]]) -> None:
+        """Publish one entry (``put`` writes it into the buckets) once NATS is reachable;
+        a TemporaryError when it is not, so the reconcile is tried again later."""
+        buckets = await self._ready()
+        try:
+            await put(buckets)
+        except (NatsError, TimeoutError) as error:
+            raise kopf.TemporaryError(
+                f"cannot publish the {self.kind} to NATS: {error}",
+                delay=self.state.config.retry_delay_seconds,
+            ) from None
         if self._published is not None:
             self._published.add(key)
 

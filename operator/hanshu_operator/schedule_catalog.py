@@ -78,15 +78,7 @@ class ScheduleCatalog(NatsCatalog[ScheduleBuckets]):
     async def publish(self, entry: ScheduleEntry) -> None:
         if not self.enabled:
             return  # the Served condition says why nothing fires
-        buckets = await self._ready()
-        try:
-            await publish_schedule(buckets, entry)
-        except (NatsError, TimeoutError) as error:
-            raise kopf.TemporaryError(
-                f"cannot publish the schedule to NATS: {error}",
-                delay=self.state.config.retry_delay_seconds,
-            ) from None
-        self._remember(entry.key)
+        await self._put(entry.key, lambda buckets: publish_schedule(buckets, entry))
 
     async def _follow_records(self, buckets: ScheduleBuckets) -> None:
         watcher = await buckets.fires.watchall()

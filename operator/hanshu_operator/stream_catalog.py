@@ -142,15 +142,7 @@ class StreamCatalog(NatsCatalog[StreamBuckets]):
             url,
             self.state.config.internal_token,
         )
-        buckets = await self._ready()
-        try:
-            await publish_stream(buckets, entry)
-        except (NatsError, TimeoutError) as error:
-            raise kopf.TemporaryError(
-                f"cannot publish the stream to NATS: {error}",
-                delay=self.state.config.retry_delay_seconds,
-            ) from None
-        self._remember(entry.key)
+        await self._put(entry.key, lambda buckets: publish_stream(buckets, entry))
 
     async def _follow_records(self, buckets: StreamBuckets) -> None:
         watcher = await buckets.reports.watchall()

@@ -26,7 +26,7 @@ from hanshu_api.schedules import ScheduleInvalid, entry_key, trigger_of_key
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import NoKeysError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from .state import OperatorState
 
@@ -44,6 +44,35 @@ class CatalogBuckets(Protocol):
 
 
 Buckets = TypeVar("Buckets", bound=CatalogBuckets)
+Record = TypeVar("Record")
+
+
+async def watch_records(
+    bucket: KeyValue,
+    *,
+    parse: Callable[[bytes], Record],
+    invalid: type[Exception],
+    handle: Callable[[Record], Awaitable[None]],
+    log: logging.Logger,
+    what: str,
+) -> None:
+    """Hand each record the dispatchers put in ``bucket`` to ``handle`` until the watch
+    fails; deletions (the records' TTL) are skipped, an unreadable record (``parse``
+    raising ``invalid``) is logged as ``what`` ("schedule fire record") and skipped."""
+    watcher = await bucket.watchall()
+    try:
+        async for update in watcher:
+            if update is None or update.operation in (KV_DEL, KV_PURGE) or not update.value:
+                continue
+            try:
+                record = parse(update.value)
+            except invalid as bad:
+                log.error("%s %s is unreadable: %s", what, update.key, bad)
+                continue
+            await handle(record)
+    finally:
+        with contextlib.suppress(NatsError, TimeoutError):
+            await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 class NatsCatalog(abc.ABC, Generic[Buckets]):

@@ -32,13 +32,11 @@ from hanshu_api.schedules import (
     tick_text,
 )
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KV_DEL, KV_PURGE
 
 from .conditions import rfc3339
 from .kube_events import post_event
-from .nats_catalog import NatsCatalog
+from .nats_catalog import NatsCatalog, watch_records
 from .state import OperatorState
 from .trigger_status import write_trigger_status
 
@@ -81,20 +79,14 @@ class ScheduleCatalog(NatsCatalog[ScheduleBuckets]):
         await self._put(entry.key, lambda buckets: publish_schedule(buckets, entry))
 
     async def _follow_records(self, buckets: ScheduleBuckets) -> None:
-        watcher = await buckets.fires.watchall()
-        try:
-            async for update in watcher:
-                if update is None or update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    continue
-                try:
-                    fire = ScheduleFire.parse(update.value)
-                except ScheduleInvalid as bad:
-                    log.error("schedule fire record %s is unreadable: %s", update.key, bad)
-                    continue
-                await self._write_fire(buckets, fire)
-        finally:
-            with contextlib.suppress(NatsError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await watch_records(
+            buckets.fires,
+            parse=ScheduleFire.parse,
+            invalid=ScheduleInvalid,
+            handle=lambda fire: self._write_fire(buckets, fire),
+            log=log,
+            what="schedule fire record",
+        )
 
     async def _write_fire(self, buckets: ScheduleBuckets, fire: ScheduleFire) -> None:
         entry: ScheduleEntry | None = None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime
 import logging
 import time
@@ -43,11 +42,9 @@ from hanshu_api.streams import (
     stream_entry,
 )
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.js.kv import KV_DEL, KV_PURGE
 
 from .conditions import FALSE, TRUE, Condition, rfc3339
-from .nats_catalog import NatsCatalog
+from .nats_catalog import NatsCatalog, watch_records
 from .state import OperatorState, operator_state
 from .trigger_status import SOURCE_READY, write_trigger_status
 
@@ -145,20 +142,14 @@ class StreamCatalog(NatsCatalog[StreamBuckets]):
         await self._put(entry.key, lambda buckets: publish_stream(buckets, entry))
 
     async def _follow_records(self, buckets: StreamBuckets) -> None:
-        watcher = await buckets.reports.watchall()
-        try:
-            async for update in watcher:
-                if update is None or update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    continue
-                try:
-                    report = StreamReport.parse(update.value)
-                except StreamEntryInvalid as bad:
-                    log.error("stream report %s is unreadable: %s", update.key, bad)
-                    continue
-                await self._write(report)
-        finally:
-            with contextlib.suppress(NatsError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await watch_records(
+            buckets.reports,
+            parse=StreamReport.parse,
+            invalid=StreamEntryInvalid,
+            handle=self._write,
+            log=log,
+            what="stream report",
+        )
 
     async def _write(self, report: StreamReport) -> None:
         trigger = (report.namespace, report.trigger)

@@ -9,24 +9,16 @@ the Deployment it watches, so neither undoes the other."""
 from __future__ import annotations
 
 import datetime
-import logging
-import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import ApiError, KubeClient, path_for
+from hanshu_api.kube_events import post_event, rfc3339
 from hanshu_api.platform import FunctionKey
 
 from .decisions import Decision
 
-log = logging.getLogger("hanshu.autoscaler")
 COMPONENT = "hanshu-autoscaler"
-
-
-def rfc3339(moment: datetime.datetime) -> str:
-    """The timestamp form of Kubernetes status fields (UTC, whole seconds)."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def last_scale(decision: Decision, now: datetime.datetime) -> dict[str, Any]:
@@ -35,36 +27,6 @@ def last_scale(decision: Decision, now: datetime.datetime) -> dict[str, Any]:
         "reason": decision.reason,
         "message": decision.message,
         "time": rfc3339(now),
-    }
-
-
-def build_event(
-    involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime.datetime
-) -> dict[str, Any]:
-    meta = involved.get("metadata") or {}
-    stamp = rfc3339(now)
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {
-            "name": f"{meta.get('name')}.{uuid.uuid4().hex[:12]}",
-            "namespace": meta.get("namespace"),
-        },
-        "involvedObject": {
-            "apiVersion": involved.get("apiVersion"),
-            "kind": involved.get("kind"),
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-        },
-        "type": type_,
-        "reason": reason,
-        "message": message[:1024],
-        "source": {"component": COMPONENT},
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-        "reportingComponent": COMPONENT,
     }
 
 
@@ -87,8 +49,6 @@ class KubeReporter:
                 return  # the Function is gone
             raise
         message = f"{previous} -> {decision.replicas} replicas: {decision.message}"
-        event = build_event(function, "Normal", decision.reason, message, now)
-        try:
-            await self.kube.create(path_for("v1", "events", namespace), event)
-        except (ApiError, OSError) as error:  # an Event is worth a try, never a failure
-            log.warning("could not post the %s event: %s", decision.reason, error)
+        await post_event(
+            self.kube, function, "Normal", decision.reason, message, component=COMPONENT, now=now
+        )

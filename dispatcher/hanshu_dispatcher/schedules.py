@@ -41,9 +41,10 @@ from hanshu_api.schedules import (
 )
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from . import metrics
+from .catalog_watch import follow_catalog
 from .gateway_client import InternalGateway
 
 log = logging.getLogger("hanshu.dispatcher.schedules")
@@ -270,26 +271,16 @@ class Schedules:
         self.running: dict[str, tuple[ScheduleEntry, asyncio.Event, asyncio.Task[None]]] = {}
 
     async def run(self) -> None:
-        watcher = await self.catalog.watchall()
-        try:
-            async for update in watcher:
-                if update is None:
-                    continue  # the end of what the bucket held when the watch began
-                if update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    await self._stop(update.key)
-                    continue
-                try:
-                    entry = ScheduleEntry.parse(update.value)
-                except ScheduleInvalid as bad:
-                    log.error("schedule catalog entry %s is unreadable: %s", update.key, bad)
-                    await self._stop(update.key)
-                    continue
-                await self._start(entry)
-        finally:
-            for key in list(self.running):
-                await self._stop(key)
-            with contextlib.suppress(NatsError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow_catalog(
+            self.catalog,
+            parse=ScheduleEntry.parse,
+            invalid=ScheduleInvalid,
+            start=self._start,
+            stop=self._stop,
+            running=self.running,
+            log=log,
+            kind="schedule",
+        )
 
     async def _start(self, entry: ScheduleEntry) -> None:
         current = self.running.get(entry.key)

@@ -43,8 +43,9 @@ from hanshu_api.streams import (
 )
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
+from .catalog_watch import follow_catalog
 from .gateway_client import InternalGateway
 from .stream_consumer import SourceHealth, StreamConsumer
 from .stream_readers import (
@@ -155,26 +156,16 @@ class Streams:
         ]
 
     async def run(self) -> None:
-        watcher = await self.buckets.catalog.watchall()
-        try:
-            async for update in watcher:
-                if update is None:
-                    continue
-                if update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    await self._stop(update.key)
-                    continue
-                try:
-                    entry = StreamEntry.parse(update.value)
-                except StreamEntryInvalid as bad:
-                    log.error("stream catalog entry %s is unreadable: %s", update.key, bad)
-                    await self._stop(update.key)
-                    continue
-                await self._start(entry)
-        finally:
-            for key in list(self.running):
-                await self._stop(key)
-            with contextlib.suppress(NatsError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow_catalog(
+            self.buckets.catalog,
+            parse=StreamEntry.parse,
+            invalid=StreamEntryInvalid,
+            start=self._start,
+            stop=self._stop,
+            running=self.running,
+            log=log,
+            kind="stream",
+        )
 
     async def _start(self, entry: StreamEntry) -> None:
         current = self.running.get(entry.key)

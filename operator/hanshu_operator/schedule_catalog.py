@@ -6,50 +6,41 @@ Cost: one NATS connection and the set of catalog keys; a reconcile of a schedule
 is one KV put (of any other Trigger, nothing: the set says it was no schedule); a fire is
 one status write (and one KV get of its catalog entry, for the next fire time). At
 start-up, each catalog entry of a watched namespace is checked against its Trigger once,
-so a Trigger deleted while the operator was down stops firing.
+so a Trigger deleted while the operator was down stops firing (``nats_catalog`` keeps the
+connection, the keys and the withdrawals; this module says what a schedule is).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
 from typing import Any
 
 import kopf
-from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.jetstream import (
     ScheduleBuckets,
-    connect,
     ensure_schedule_buckets,
     publish_schedule,
     withdraw_schedule,
 )
-from hanshu_api.kube import path_for
 from hanshu_api.models import SpecInvalid, parse_trigger_spec
 from hanshu_api.schedules import (
     ScheduleEntry,
     ScheduleFire,
     ScheduleInvalid,
-    entry_key,
     tick_text,
-    trigger_of_key,
 )
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError, NoKeysError
-from nats.js.kv import KV_DEL, KV_PURGE
+from nats.js.errors import KeyNotFoundError
 
 from .conditions import rfc3339
 from .kube_events import post_event
+from .nats_catalog import NatsCatalog, watch_records
 from .state import OperatorState
 from .trigger_status import write_trigger_status
 
 log = logging.getLogger("hanshu.operator.schedules")
-
-# How long a reconcile waits for the NATS connection before it is retried later.
-CONNECT_WAIT_SECONDS = 5.0
 
 
 def fire_status(
@@ -65,151 +56,37 @@ def fire_status(
     return status
 
 
-class ScheduleCatalog:
+class ScheduleCatalog(NatsCatalog[ScheduleBuckets]):
     """Publishes schedule Triggers and follows their fires; inert without a NATS URL."""
 
-    def __init__(self, state: OperatorState) -> None:
-        self.state = state
-        self.url = state.config.nats_url
-        self._client: NATS | None = None
-        self._buckets: ScheduleBuckets | None = None
-        self._connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        # The catalog's keys, read once connected and kept by publish and withdraw (one
-        # operator writes the catalog): a Trigger that is no schedule costs no NATS call.
-        self._published: set[str] | None = None
-        # Withdrawals asked for before the keys were read: done once they are.
-        self._pending: set[tuple[str, str]] = set()
+    kind = "schedule"
+    records = "schedule fires"
+    client_name = "hanshu-operator"
+    log = log  # the module's
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url)
+    async def _ensure_buckets(self, client: NATS) -> ScheduleBuckets:
+        return await ensure_schedule_buckets(client)
 
-    def start(self) -> None:
-        if self.enabled:
-            self._task = asyncio.create_task(self._run())
+    async def _withdraw_entry(self, buckets: ScheduleBuckets, namespace: str, name: str) -> None:
+        await withdraw_schedule(buckets, namespace, name)
 
-    async def cleanup(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._client is not None:
-            await self._client.close()
-
-    async def _run(self) -> None:
-        self._client = client = await connect(self.url, "hanshu-operator")
-        while True:
-            try:
-                # One copy if the operator creates them first; the dispatchers, which
-                # read HANSHU_NATS_REPLICAS, usually have.
-                self._buckets = await ensure_schedule_buckets(client)
-                break
-            except (NatsError, TimeoutError) as error:
-                log.warning("cannot set up the schedule buckets (%s); trying again", error)
-                await asyncio.sleep(1.0)
-        self._published = await self._keys(self._buckets)
-        self._connected.set()
-        log.info("schedules published to NATS at %s", self.url)
-        for namespace, name in sorted(self._pending):
-            with contextlib.suppress(kopf.TemporaryError):
-                await self.withdraw(namespace, name)
-        self._pending.clear()
-        await self._forget_deleted_triggers()
-        while True:
-            try:
-                await self._follow_fires(self._buckets)
-            except (NatsError, TimeoutError) as error:
-                log.warning("lost the watch on schedule fires (%s); watching again", error)
-                await asyncio.sleep(1.0)
-
-    async def _ready(self) -> ScheduleBuckets:
-        """The buckets, or a TemporaryError: the reconcile is tried again later."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CONNECT_WAIT_SECONDS):
-                await self._connected.wait()
-        if self._buckets is None:
-            raise kopf.TemporaryError(
-                f"NATS at {self.url} is not reachable; the schedule is published when it is",
-                delay=self.state.config.retry_delay_seconds,
-            )
-        return self._buckets
+    def _is_own_kind(self, spec: dict[str, Any], namespace: str) -> bool:
+        return _is_schedule(spec, namespace)
 
     async def publish(self, entry: ScheduleEntry) -> None:
         if not self.enabled:
             return  # the Served condition says why nothing fires
-        buckets = await self._ready()
-        try:
-            await publish_schedule(buckets, entry)
-        except (NatsError, TimeoutError) as error:
-            raise kopf.TemporaryError(
-                f"cannot publish the schedule to NATS: {error}",
-                delay=self.state.config.retry_delay_seconds,
-            ) from None
-        if self._published is not None:
-            self._published.add(entry.key)
+        await self._put(entry.key, lambda buckets: publish_schedule(buckets, entry))
 
-    async def withdraw(self, namespace: str, name: str) -> None:
-        """Stop the schedule of a Trigger that is gone, invalid or no longer a schedule.
-        Raises TemporaryError when it is in the catalog and NATS cannot be reached."""
-        if not self.enabled:
-            return
-        if self._published is None or self._buckets is None:
-            self._pending.add((namespace, name))  # done once connected
-            return
-        key = entry_key(namespace, name)
-        if key not in self._published:
-            return  # most Triggers never were schedules
-        try:
-            await withdraw_schedule(self._buckets, namespace, name)
-        except (NatsError, TimeoutError) as error:
-            raise kopf.TemporaryError(
-                f"cannot withdraw the schedule from NATS: {error}",
-                delay=self.state.config.retry_delay_seconds,
-            ) from None
-        self._published.discard(key)
-        log.info("schedule %s/%s withdrawn", namespace, name)
-
-    async def _keys(self, buckets: ScheduleBuckets) -> set[str]:
-        while True:
-            try:
-                return set(await buckets.catalog.keys())
-            except NoKeysError:
-                return set()
-            except (NatsError, TimeoutError) as error:
-                log.warning("cannot read the schedule catalog (%s); trying again", error)
-                await asyncio.sleep(1.0)
-
-    async def _forget_deleted_triggers(self) -> None:
-        """Withdraw the entries whose Trigger went while the operator was down."""
-        watched = self.state.config.namespaces
-        for key in sorted(self._published or ()):
-            with contextlib.suppress(ScheduleInvalid):
-                namespace, name = trigger_of_key(key)
-                if watched and namespace not in watched:
-                    continue  # another operator's
-                body = await self.state.kube.get(
-                    path_for(API_VERSION, TRIGGER_PLURAL, namespace, name)
-                )
-                if body is None or not _is_schedule(body.get("spec") or {}, namespace):
-                    with contextlib.suppress(kopf.TemporaryError):
-                        await self.withdraw(namespace, name)
-
-    async def _follow_fires(self, buckets: ScheduleBuckets) -> None:
-        watcher = await buckets.fires.watchall()
-        try:
-            async for update in watcher:
-                if update is None or update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    continue
-                try:
-                    fire = ScheduleFire.parse(update.value)
-                except ScheduleInvalid as bad:
-                    log.error("schedule fire record %s is unreadable: %s", update.key, bad)
-                    continue
-                await self._write_fire(buckets, fire)
-        finally:
-            with contextlib.suppress(NatsError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+    async def _follow_records(self, buckets: ScheduleBuckets) -> None:
+        await watch_records(
+            buckets.fires,
+            parse=ScheduleFire.parse,
+            invalid=ScheduleInvalid,
+            handle=lambda fire: self._write_fire(buckets, fire),
+            log=log,
+            what="schedule fire record",
+        )
 
     async def _write_fire(self, buckets: ScheduleBuckets, fire: ScheduleFire) -> None:
         entry: ScheduleEntry | None = None

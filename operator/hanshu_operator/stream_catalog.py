@@ -9,14 +9,14 @@ one Secret read and one KV get (a put only when the entry changed); of any other
 nothing. At start-up, each catalog entry of a watched namespace is checked against its
 Trigger once, so a Trigger deleted while the operator was down is read no more. A report
 (each reader's, every few seconds) is one status write at most (the writer skips
-unchanged statuses).
+unchanged statuses). ``nats_catalog`` keeps the connection, the keys and the withdrawals;
+this module says what a stream is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime
 import logging
 import time
@@ -24,10 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from hanshu_api import API_VERSION, GROUP, TRIGGER_PLURAL, VERSION
+from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
 from hanshu_api.jetstream import (
     StreamBuckets,
-    connect,
     ensure_stream_buckets,
     publish_stream,
     withdraw_stream,
@@ -43,17 +42,13 @@ from hanshu_api.streams import (
     stream_entry,
 )
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.js.errors import NoKeysError
-from nats.js.kv import KV_DEL, KV_PURGE
 
 from .conditions import FALSE, TRUE, Condition, rfc3339
+from .nats_catalog import NatsCatalog, watch_records
 from .state import OperatorState, operator_state
 from .trigger_status import SOURCE_READY, write_trigger_status
 
 log = logging.getLogger("hanshu.operator.streams")
-
-CONNECT_WAIT_SECONDS = 5.0
 
 
 class SecretMissing(Exception):
@@ -76,73 +71,28 @@ def status_fields(status: StreamStatus) -> tuple[Condition, dict[str, Any]]:
     return condition, fields
 
 
-class StreamCatalog:
+class StreamCatalog(NatsCatalog[StreamBuckets]):
     """Publishes stream Triggers and follows their readers' reports; inert without NATS."""
 
+    kind = "stream"
+    records = "stream reports"
+    client_name = "hanshu-operator-streams"
+    log = log  # the module's
+
     def __init__(self, state: OperatorState) -> None:
-        self.state = state
-        self.url = state.config.nats_url
-        self._client: NATS | None = None
-        self._buckets: StreamBuckets | None = None
-        self._connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._published: set[str] | None = None
-        self._pending: set[tuple[str, str]] = set()
+        super().__init__(state)
         # The latest report of each reader, by Trigger: merged into its status.
         self._reports: dict[tuple[str, str], dict[str, StreamReport]] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url)
+    async def _ensure_buckets(self, client: NATS) -> StreamBuckets:
+        return await ensure_stream_buckets(client)
 
-    def start(self) -> None:
-        if self.enabled:
-            self._task = asyncio.create_task(self._run())
+    async def _withdraw_entry(self, buckets: StreamBuckets, namespace: str, name: str) -> None:
+        await withdraw_stream(buckets, namespace, name)
+        self._reports.pop((namespace, name), None)
 
-    async def cleanup(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._client is not None:
-            await self._client.close()
-
-    async def _run(self) -> None:
-        self._client = client = await connect(self.url, "hanshu-operator-streams")
-        while True:
-            try:
-                self._buckets = await ensure_stream_buckets(client)
-                break
-            except (NatsError, TimeoutError) as error:
-                log.warning("cannot set up the stream buckets (%s); trying again", error)
-                await asyncio.sleep(1.0)
-        try:
-            self._published = set(await self._buckets.catalog.keys())
-        except NoKeysError:
-            self._published = set()
-        self._connected.set()
-        for namespace, name in sorted(self._pending):
-            with contextlib.suppress(kopf.TemporaryError):
-                await self.withdraw(namespace, name)
-        self._pending.clear()
-        await self._forget_deleted_triggers()
-        while True:
-            try:
-                await self._follow_reports(self._buckets)
-            except (NatsError, TimeoutError) as error:
-                log.warning("lost the watch on stream reports (%s); watching again", error)
-                await asyncio.sleep(1.0)
-
-    async def _ready(self) -> StreamBuckets:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CONNECT_WAIT_SECONDS):
-                await self._connected.wait()
-        if self._buckets is None:
-            raise kopf.TemporaryError(
-                f"NATS at {self.url} is not reachable; the stream is published when it is",
-                delay=self.state.config.retry_delay_seconds,
-            )
-        return self._buckets
+    def _is_own_kind(self, spec: dict[str, Any], namespace: str) -> bool:
+        return bool(_stream_spec(spec, namespace))
 
     async def _secret(self, namespace: str, ref: SecretKeyRef, field: str) -> str:
         found = await self.state.kube.get(path_for("v1", "secrets", namespace, ref.name))
@@ -189,65 +139,17 @@ class StreamCatalog:
             url,
             self.state.config.internal_token,
         )
-        buckets = await self._ready()
-        try:
-            await publish_stream(buckets, entry)
-        except (NatsError, TimeoutError) as error:
-            raise kopf.TemporaryError(
-                f"cannot publish the stream to NATS: {error}",
-                delay=self.state.config.retry_delay_seconds,
-            ) from None
-        if self._published is not None:
-            self._published.add(entry.key)
+        await self._put(entry.key, lambda buckets: publish_stream(buckets, entry))
 
-    async def withdraw(self, namespace: str, name: str) -> None:
-        if not self.enabled:
-            return
-        if self._published is None or self._buckets is None:
-            self._pending.add((namespace, name))
-            return
-        key = entry_key(namespace, name)
-        if key not in self._published:
-            return
-        try:
-            await withdraw_stream(self._buckets, namespace, name)
-        except (NatsError, TimeoutError) as error:
-            raise kopf.TemporaryError(
-                f"cannot withdraw the stream from NATS: {error}",
-                delay=self.state.config.retry_delay_seconds,
-            ) from None
-        self._published.discard(key)
-        self._reports.pop((namespace, name), None)
-        log.info("stream %s/%s withdrawn", namespace, name)
-
-    async def _forget_deleted_triggers(self) -> None:
-        """Withdraw the entries whose Trigger went (or stopped being a stream) while the
-        operator was down: nothing else would stop their readers."""
-        watched = self.state.config.namespaces
-        for key in sorted(self._published or ()):
-            namespace, _, name = key.partition(".")
-            if not name or (watched and namespace not in watched):
-                continue  # another operator's
-            body = await self.state.kube.get(path_for(API_VERSION, TRIGGER_PLURAL, namespace, name))
-            if body is None or not _stream_spec(body.get("spec") or {}, namespace):
-                with contextlib.suppress(kopf.TemporaryError):
-                    await self.withdraw(namespace, name)
-
-    async def _follow_reports(self, buckets: StreamBuckets) -> None:
-        watcher = await buckets.reports.watchall()
-        try:
-            async for update in watcher:
-                if update is None or update.operation in (KV_DEL, KV_PURGE) or not update.value:
-                    continue
-                try:
-                    report = StreamReport.parse(update.value)
-                except StreamEntryInvalid as bad:
-                    log.error("stream report %s is unreadable: %s", update.key, bad)
-                    continue
-                await self._write(report)
-        finally:
-            with contextlib.suppress(NatsError, TimeoutError):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+    async def _follow_records(self, buckets: StreamBuckets) -> None:
+        await watch_records(
+            buckets.reports,
+            parse=StreamReport.parse,
+            invalid=StreamEntryInvalid,
+            handle=self._write,
+            log=log,
+            what="stream report",
+        )
 
     async def _write(self, report: StreamReport) -> None:
         trigger = (report.namespace, report.trigger)

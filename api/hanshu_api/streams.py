@@ -62,25 +62,24 @@ class StreamEntryInvalid(ValueError):
     """A catalog entry or report that cannot be read (or opened): the message says why."""
 
 
-def _key(token: str) -> bytes:
+def _key(token: str, purpose: bytes = b"") -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
-        token.encode()
-    )
+    info = _HKDF_INFO + purpose
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(token.encode())
 
 
 def seal(token: str, associated: str, value: str) -> str:
     """``value`` encrypted for whoever holds ``token`` (the associated data must match)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    key = _key(token)
-    # A synthetic nonce (HMAC of what is sealed): the same value seals the same, so an
-    # unchanged entry is not put again (and its readers not restarted) at each reconcile;
-    # two different values never share a nonce.
-    nonce = hmac.new(key, f"{associated}\0{value}".encode(), hashlib.sha256).digest()[:12]
-    sealed = AESGCM(key).encrypt(nonce, value.encode(), associated.encode())
+    # A synthetic nonce (HMAC of what is sealed, under a key of its own): the same value
+    # seals the same, so an unchanged entry is not put again (and its readers not
+    # restarted) at each reconcile; two different values never share a nonce.
+    nonce_key = _key(token, b" nonce")
+    nonce = hmac.new(nonce_key, f"{associated}\0{value}".encode(), hashlib.sha256).digest()[:12]
+    sealed = AESGCM(_key(token)).encrypt(nonce, value.encode(), associated.encode())
     return base64.b64encode(nonce + sealed).decode()
 
 

@@ -262,7 +262,7 @@ class InvocationHeaders:
     job_id: str | None = None
 
     def to_headers(self) -> dict[str, str]:
-        return _headers(
+        return message_headers(
             self.invocation_id,
             self.invocation_type,
             self.enqueued_at,
@@ -321,18 +321,6 @@ def message_headers(
     job_id: str | None = None,
 ) -> dict[str, str]:
     """InvocationHeaders.to_headers with the policy already dumped (a batch shares one)."""
-    return _headers(invocation_id, invocation_type, enqueued_at, policy, request, origin, job_id)
-
-
-def _headers(
-    invocation_id: str,
-    invocation_type: str,
-    enqueued_at: float,
-    policy: str,
-    request: StoredRequest,
-    origin: Origin,
-    job_id: str | None,
-) -> dict[str, str]:
     headers = {
         H_MSG_ID: invocation_id,
         H_INVOCATION: invocation_id,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cron import parse_cron
+from .message_fields import json_object, required_text
 from .trigger_spec import DEFAULT_TIME_ZONE, Schedule, TriggerSpec
 
 SCHEDULE_CATALOG_BUCKET = "hanshu_schedules"
@@ -88,20 +89,11 @@ def schedule_event(
 
 
 def _object(raw: bytes | str, what: str) -> Mapping[str, Any]:
-    try:
-        fields = json.loads(raw)
-    except ValueError as bad:
-        raise ScheduleInvalid(f"the {what} is not JSON ({bad})") from None
-    if not isinstance(fields, dict):
-        raise ScheduleInvalid(f"the {what} is not a JSON object")
-    return fields
+    return json_object(raw, what, ScheduleInvalid)
 
 
 def _text(fields: Mapping[str, Any], name: str, what: str) -> str:
-    value = fields.get(name)
-    if not isinstance(value, str) or not value:
-        raise ScheduleInvalid(f"the {what} has no {name!r} text")
-    return value
+    return required_text(fields, name, what, ScheduleInvalid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .event_sources import StreamSource
+from .message_fields import json_object, required_text
 from .schedules import entry_key
 from .trigger_spec import TriggerSpec, parse_trigger_spec
 
@@ -99,20 +100,11 @@ def unseal(token: str, associated: str, sealed: str) -> str:
 
 
 def _object(raw: bytes | str, what: str) -> Mapping[str, Any]:
-    try:
-        fields = json.loads(raw)
-    except ValueError as bad:
-        raise StreamEntryInvalid(f"the {what} is not JSON ({bad})") from None
-    if not isinstance(fields, dict):
-        raise StreamEntryInvalid(f"the {what} is not a JSON object")
-    return fields
+    return json_object(raw, what, StreamEntryInvalid)
 
 
 def _text(fields: Mapping[str, Any], name: str, what: str) -> str:
-    value = fields.get(name)
-    if not isinstance(value, str) or not value:
-        raise StreamEntryInvalid(f"the {what} has no {name!r} text")
-    return value
+    return required_text(fields, name, what, StreamEntryInvalid)
 
 
 @dataclass(frozen=True, slots=True)

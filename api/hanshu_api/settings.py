@@ -264,14 +264,15 @@ class NatsSettings:
     stream_replicas: int = 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, required: bool = False) -> NatsSettings:
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        required: bool = False,
+        unset_means: str = "to turn async invocation off",
+    ) -> NatsSettings:
         return cls(
-            url=nats_url(
-                env,
-                "HANSHU_NATS_URL",
-                required=required,
-                unset_means="to turn async invocation off",
-            ),
+            url=nats_url(env, "HANSHU_NATS_URL", required=required, unset_means=unset_means),
             stream_replicas=whole_number(
                 env, "HANSHU_NATS_REPLICAS", 1, between(1, MAX_STREAM_REPLICAS)
             ),

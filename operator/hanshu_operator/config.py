@@ -18,13 +18,12 @@ from hanshu_api.settings import (
     DEFAULT_FUNCTION_RESOURCES,
     ConfigError,
     FunctionDefaults,
+    NatsSettings,
     at_least,
     boolean,
     choice,
-    http_url,
     json_object,
     names,
-    nats_url,
     number,
     port,
     text,
@@ -57,12 +56,10 @@ class OperatorConfig:
     # A Deployment with no replica ready after this long says ProgressDeadlineExceeded
     # (Kubernetes' default, 600 s, is ten minutes of 'Starting' for a user to stare at).
     progress_deadline_seconds: int = 180
-    # The autoscaler (its own component): stream Triggers report their lag there.
-    autoscaler_url: str = ""
-    # Where schedules fire: the gateway's internal port (/_hanshu/invoke/...).
-    gateway_internal_url: str = ""
-    # The platform's NATS: a stream Trigger's default source server, subject destinations.
-    nats_url: str = ""
+    # The platform's NATS: where schedule and stream Triggers go to the dispatchers (and
+    # a stream Trigger's default source server); the same rule as the dispatchers' for the
+    # buckets' copies, whichever creates them first.
+    nats: NatsSettings = field(default_factory=NatsSettings)
     internal_token: str = ""  # the gateway's internal paths take calls only with it
     # A NetworkPolicy per Function: ingress only from the gateway's pods.
     network_policy: bool = False
@@ -100,14 +97,8 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         progress_deadline_seconds=whole_number(
             env, "HANSHU_PROGRESS_DEADLINE_SECONDS", 180, at_least(1), unit="seconds"
         ),
-        autoscaler_url=http_url(
-            env, "HANSHU_AUTOSCALER_URL", example="http://hanshu-autoscaler:8090"
-        ),
-        gateway_internal_url=http_url(
-            env, "HANSHU_GATEWAY_INTERNAL_URL", example="http://hanshu-gateway-internal:8081"
-        ),
-        nats_url=nats_url(
-            env, "HANSHU_NATS_URL", unset_means="(stream Triggers then name their own server)"
+        nats=NatsSettings.from_env(
+            env, unset_means="(schedule and stream Triggers then reach no dispatcher)"
         ),
         internal_token=text(env, INTERNAL_TOKEN_ENV),
         network_policy=boolean(env, "HANSHU_NETWORK_POLICY", False),

@@ -89,7 +89,7 @@ class NatsCatalog(abc.ABC, Generic[Buckets]):
 
     def __init__(self, state: OperatorState) -> None:
         self.state = state
-        self.url = state.config.nats_url
+        self.url = state.config.nats.url
         self._client: NATS | None = None
         self._buckets: Buckets | None = None
         self._connected = asyncio.Event()

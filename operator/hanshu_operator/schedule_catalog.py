@@ -65,7 +65,7 @@ class ScheduleCatalog(NatsCatalog[ScheduleBuckets]):
     log = log  # the module's
 
     async def _ensure_buckets(self, client: NATS) -> ScheduleBuckets:
-        return await ensure_schedule_buckets(client)
+        return await ensure_schedule_buckets(client, self.state.config.nats.stream_replicas)
 
     async def _withdraw_entry(self, buckets: ScheduleBuckets, namespace: str, name: str) -> None:
         await withdraw_schedule(buckets, namespace, name)

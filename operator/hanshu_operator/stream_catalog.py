@@ -85,7 +85,7 @@ class StreamCatalog(NatsCatalog[StreamBuckets]):
         self._reports: dict[tuple[str, str], dict[str, StreamReport]] = {}
 
     async def _ensure_buckets(self, client: NATS) -> StreamBuckets:
-        return await ensure_stream_buckets(client)
+        return await ensure_stream_buckets(client, self.state.config.nats.stream_replicas)
 
     async def _withdraw_entry(self, buckets: StreamBuckets, namespace: str, name: str) -> None:
         await withdraw_stream(buckets, namespace, name)

@@ -119,7 +119,7 @@ def trigger_delivery(
             if stream.nats is not None
             else f"Redis stream {stream.redis.stream}"  # type: ignore[union-attr]
         )
-        if not config.nats_url:
+        if not config.nats.url:
             return Condition(
                 "Served",
                 FALSE,
@@ -176,7 +176,7 @@ def trigger_delivery(
     assert trigger.schedule is not None
     next_fire = parse_cron(trigger.schedule.cron).next_after(now, trigger.schedule.time_zone)
     fields = {"nextFireTime": rfc3339(next_fire)}
-    if not config.nats_url:
+    if not config.nats.url:
         return (
             Condition(
                 "Served",

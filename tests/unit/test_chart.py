@@ -185,9 +185,8 @@ def test_the_autoscaler_runs_two_replicas_that_elect_a_leader_by_a_lease(helm_bi
     operator = _one(documents, "Deployment", "operator")
     ports = operator["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert 8090 not in {p["containerPort"] for p in ports}
-    assert _env(operator)["HANSHU_AUTOSCALER_URL"] == (
-        "http://hanshu-autoscaler.hanshu-system.svc:8090"
-    )
+    # Nor reports any: it calls neither the autoscaler nor the gateway's internal port.
+    assert not {"HANSHU_AUTOSCALER_URL", "HANSHU_GATEWAY_INTERNAL_URL"} & set(_env(operator))
 
 
 def _is_api_keys_role(document: dict[str, Any]) -> bool:
@@ -350,15 +349,16 @@ def test_network_policies_guard_the_internal_ports(helm_bin: Path):
     policies = {d["metadata"]["name"]: d for d in documents if d["kind"] == "NetworkPolicy"}
     gateway = policies["hanshu-gateway"]["spec"]["ingress"]
     assert gateway[0] == {"ports": [{"port": 8080, "protocol": "TCP"}]}  # public
+    # The internal port: the dispatcher and scrapers only (the operator invokes nothing).
     internal_from = gateway[1]["from"]
-    assert [_peer_component(peer) for peer in internal_from[:2]] == ["operator", "dispatcher"]
-    assert internal_from[2]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+    assert [_peer_component(peer) for peer in internal_from[:1]] == ["dispatcher"]
+    assert internal_from[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+    assert len(internal_from) == 2
     autoscaler = policies["hanshu-autoscaler"]["spec"]["ingress"]
     assert autoscaler[0]["ports"] == [{"port": 8090, "protocol": "TCP"}]
     assert [_peer_component(peer) for peer in autoscaler[0]["from"]] == [
         "gateway",
         "dispatcher",
-        "operator",
         "autoscaler",
     ]
     assert autoscaler[1]["ports"] == [{"port": 8000, "protocol": "TCP"}]
@@ -367,6 +367,10 @@ def test_network_policies_guard_the_internal_ports(helm_bin: Path):
     assert [rule["ports"] for rule in operator] == [[{"port": 8000, "protocol": "TCP"}]]
     off = render(helm_bin, None, "--set", "networkPolicy.enabled=false")
     assert not [d for d in off if d["kind"] == "NetworkPolicy"]
+    # No NATS and no scrapers: the internal port admits nobody (an empty rule would admit all).
+    alone = render(helm_bin, None, "--set", "nats.enabled=false")
+    gateway_alone = _one(alone, "NetworkPolicy", "gateway")["spec"]["ingress"]
+    assert gateway_alone == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
 
 
 # -- async invocation: NATS and the dispatcher -------------------------------------------

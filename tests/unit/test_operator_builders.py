@@ -175,7 +175,6 @@ def test_operator_config_from_env():
     ("variable", "value", "accepted"),
     [
         ("HANSHU_RETRY_DELAY_SECONDS", "soon", "a number >= 0"),
-        ("HANSHU_AUTOSCALER_URL", "autoscaler:8090", "an http(s) URL such as"),
         ("HANSHU_OPERATOR_METRICS_PORT", "70000", "a port number from 0 to 65535"),
         ("HANSHU_DEFAULT_RESOURCES", "{requests", "a JSON object like"),
         ("HANSHU_DEFAULT_RESOURCES", '{"limits": {"memory": "lots"}}', "a JSON object like"),
@@ -187,7 +186,7 @@ def test_operator_config_from_env():
         ("HANSHU_PROGRESS_DEADLINE_SECONDS", "2m", "a whole number of seconds >= 1"),
         # Read by the gateway and the dispatcher too, and refused alike.
         ("HANSHU_NATS_URL", "hanshu-nats:4222", "a nats:// or tls:// URL"),
-        ("HANSHU_GATEWAY_INTERNAL_URL", "gateway:8081", "an http(s) URL such as"),
+        ("HANSHU_NATS_REPLICAS", "7", "a whole number from 1 to 5"),
     ],
 )
 def test_a_bad_setting_names_the_variable_and_what_it_takes(

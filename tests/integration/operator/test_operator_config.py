@@ -25,7 +25,7 @@ from tests.support.operator_objects import DEPLOYMENTS, hello
     ("variable", "value"),
     [
         ("HANSHU_RETRY_DELAY_SECONDS", "soon"),
-        ("HANSHU_AUTOSCALER_URL", "autoscaler:8090"),
+        ("HANSHU_NATS_URL", "hanshu-nats:4222"),
         ("HANSHU_WATCHABLE_KINDS", "v1/ConfigMap"),
         ("HANSHU_DEFAULT_RESOURCES", '{"limits": {"memory": 256'),
         ("HANSHU_NETWORK_POLICY", "maybe"),

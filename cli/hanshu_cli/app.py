@@ -642,7 +642,9 @@ def dev(
 ) -> None:
     """The whole platform on this machine: the gateway, the autoscaler, schedules, NATS
     for async calls, a dispatcher, and each replica a local runtime process, from the same
-    manifests you would kubectl apply (a folder from hanshu init runs as it is)."""
+    manifests you would kubectl apply (a folder from hanshu init runs as it is). What each
+    replica prints (print, its logger, the traceback behind a 500) is shown under its
+    Function's name."""
     from .dev import dev_policy, serve_dev
     from .devmode import DevStack
 

@@ -25,12 +25,14 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
 from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
+
+from .replica_output import line_prefix, relay, uses_colour
 
 log = logging.getLogger("hanshu.local")
 # How often a starting replica's /readyz is asked (read at each poll: tests slow it down).
@@ -114,6 +116,7 @@ class LocalPlatform:
         extra_env: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         default_resources: Mapping[str, Any] | None = None,
+        output: TextIO | None = None,
     ) -> None:
         self._functions: dict[FunctionKey, _LocalFunction] = {}
         self._listeners: list[EndpointListener] = []
@@ -130,6 +133,10 @@ class LocalPlatform:
         self._logs = self._workdir / "termination-logs"
         self._logs.mkdir(parents=True, exist_ok=True)
         self._started = 0
+        # Where the replicas' output is shown (ours: the terminal running hanshu dev), and
+        # the tasks copying it there, until each replica closes its output.
+        self._output = output or sys.stdout
+        self._relays: set[asyncio.Task[None]] = set()
 
     def add_function(
         self, key: FunctionKey, spec: FunctionSpec, code_dir: Path | None = None
@@ -228,9 +235,16 @@ class LocalPlatform:
             "-m",
             "hanshu_runtime",
             env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=None,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
+        assert process.stdout is not None
+        # Names padded to the longest, so every Function's lines start in one column.
+        width = max(len(name) for _, name in self._functions)
+        prefix = line_prefix(key[1], width, uses_colour(self._output))
+        relaying = asyncio.create_task(relay(process.stdout, prefix, self._output))
+        self._relays.add(relaying)
+        relaying.add_done_callback(self._relays.discard)
         log.info("started replica", extra={"function": key[1], "pid": process.pid, "port": port})
         return process
 
@@ -327,5 +341,8 @@ class LocalPlatform:
                 if process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
+        if self._relays:
+            # What the replicas wrote last (a drain's goodbye, a traceback) is shown too.
+            await asyncio.wait(list(self._relays), timeout=drain_seconds)
         if self._http is not None:
             await self._http.close()

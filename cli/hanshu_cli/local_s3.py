@@ -8,6 +8,7 @@ SNS topic, and SNS POSTs each message to the Trigger's notification URL on the g
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ class LocalS3:
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log_dir: str = ""
+    # A log folder we made is ours to remove when the server stops; one given is not.
+    _owns_dir: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -49,7 +52,8 @@ class LocalS3:
 
     def start(self, timeout: float = 30.0) -> LocalS3:
         self.port = self.port or free_port()
-        self.log_dir = self.log_dir or tempfile.mkdtemp(prefix="hanshu-s3-")
+        if not self.log_dir:
+            self.log_dir, self._owns_dir = tempfile.mkdtemp(prefix="hanshu-s3-"), True
         log_path = Path(self.log_dir) / "moto.log"
         with log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
@@ -102,7 +106,10 @@ class LocalS3:
         )
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        stop_server(self.process)
-        self.process = None
+        if self.process is not None:
+            stop_server(self.process)
+            self.process = None
+        if self._owns_dir:
+            # Each run of hanshu dev made one; none is left behind in the temporary folder.
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self._owns_dir = False

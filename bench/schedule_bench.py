@@ -121,7 +121,9 @@ class Bench:
     def runs(self) -> list[dict[str, object]]:
         if not self.runs_file.exists():
             return []
-        return [json.loads(line) for line in self.runs_file.read_text().splitlines() if line]
+        text = self.runs_file.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a last line still being written waits
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def enqueued_at(self, invocation_id: str) -> float:
         url = f"http://127.0.0.1:{self.port}/_hanshu/invocations/{invocation_id}"

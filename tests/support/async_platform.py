@@ -103,17 +103,24 @@ class AsyncPlatform(Platform):
         return process
 
     def runs(self) -> list[dict[str, Any]]:
-        if not self.runs_file.exists():
-            return []
-        return [json.loads(line) for line in self.runs_file.read_text().splitlines() if line]
+        return complete_json_lines(self.runs_file)
 
     def sunk(self) -> list[dict[str, Any]]:
-        if not self.sink_file.exists():
-            return []
-        return [json.loads(line) for line in self.sink_file.read_text().splitlines() if line]
+        return complete_json_lines(self.sink_file)
 
     def dispatcher_logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.tmp.glob("dispatcher-*.log")))
+
+
+def complete_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records replicas have appended to ``path``, one JSON line each. A test reads
+    while replicas write: a last line without its newline is still being written, and is
+    left for the next read."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line]
 
 
 def async_function(name: str, handler: str = "handlers.work", **spec: Any) -> dict[str, Any]:

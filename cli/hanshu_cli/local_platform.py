@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -43,9 +44,33 @@ RESTART_BACKOFF_SECONDS = 1.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
 
 
+def _ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections' source ports (Linux: 32768-60999)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+# Listening ports are picked below the ephemeral range: a port the kernel picks (bind to 0)
+# and we release is soon some outgoing connection's source port, and the server meant to
+# listen there finds it taken (seen with four test workers making thousands of calls).
+_LISTEN_PORTS = range(20000, min(_ephemeral_ports().start, 32768))
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as sock:
+    """A loopback port nothing listens on now, chosen at random among the listening ports
+    so that processes picking at once rarely pick the same."""
+    for _ in range(64 if _LISTEN_PORTS else 0):
+        port = random.choice(_LISTEN_PORTS)  # noqa: S311 - a port, not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or lingering): another
+            return port
+    with socket.socket() as sock:  # no room below the ephemeral range: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

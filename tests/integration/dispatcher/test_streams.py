@@ -21,6 +21,7 @@ import redis
 from hanshu_api.jetstream import ensure_stream_buckets
 from nats.js.errors import KeyNotFoundError
 
+from tests.support.async_platform import complete_json_lines
 from tests.support.dev_platform import function
 from tests.support.helpers import eventually
 from tests.support.servers import free_port, recording_endpoint
@@ -477,7 +478,6 @@ async def test_dev_mode_reads_a_redis_stream_with_its_own_dispatcher(
     )  # fmt: skip
 
     def seen() -> list[str]:
-        found = runs.read_text().splitlines() if runs.exists() else []
-        return [i for line in found for i in json.loads(line)["ids"]]
+        return [i for run in complete_json_lines(runs) for i in run["ids"]]
 
     await eventually(lambda: set(ids) <= set(seen()), timeout=60, message="the 5 records")

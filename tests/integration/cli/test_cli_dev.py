@@ -278,3 +278,37 @@ async def test_dev_mode_skips_yaml_that_is_not_hanshus(tmp_path: Path) -> None:
     assert "SAM" in by_file["template.yaml"]
     assert "Deployment (apps/v1)" in by_file["deploy.yml"]
     assert "template ({{ }})" in by_file["service.yaml"]
+
+
+async def test_image_examples_run_from_their_folders_as_their_readmes_say(
+    tmp_path: Path,
+) -> None:
+    """examples/flask-app and fastapi-app are image Functions: dev mode runs them from their
+    folders, and the hanshu invoke lines of their READMEs work as written."""
+    examples = ROOT / "examples"
+    for example in ("flask-app", "fastapi-app"):
+        readme = (examples / example / "README.md").read_text()
+        assert f"hanshu dev examples/{example}" in readme, f"{example}'s README shows no dev mode"
+    developer_mode = (ROOT / "docs" / "concepts.md").read_text().partition("## Developer mode")[2]
+    assert "hanshu dev examples/flask-app examples/fastapi-app" in developer_mode
+    dev = start_dev([examples / "flask-app", examples / "fastapi-app"], tmp_path / "dev.log")
+    try:
+        added = await run_cli(
+            "invoke", "todos-flask", "--path", "/todos", "--data", '{"title": "write docs"}'
+        )
+        assert added.exit_code == 0, added.stderr
+        assert added.stderr.splitlines()[-1].startswith("201")
+        listed = await run_cli("invoke", "todos-flask", "--path", "/todos")
+        assert json.loads(listed.stdout) == [{"id": 1, "title": "write docs"}]
+        ordered = await run_cli(
+            "invoke",
+            "orders-fastapi",
+            "--path",
+            "/orders",
+            "--data",
+            '{"item": "tea", "quantity": 2}',
+        )
+        assert ordered.exit_code == 0, ordered.stderr
+        assert json.loads(ordered.stdout) == {"item": "tea", "quantity": 2}
+    finally:
+        stop_dev(dev)

@@ -15,10 +15,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hanshu_api.platform import FunctionKey
-from hanshu_gateway.catalog import Catalog, KnownTrigger
+
+if TYPE_CHECKING:  # hanshu invoke reads the file without importing the gateway
+    from hanshu_gateway.catalog import Catalog, KnownTrigger
 
 STATE_ENV = "HANSHU_DEV_STATE"
 STATE_VERSION = 1

@@ -153,6 +153,12 @@ async def test_init_then_deploy_then_invoke(
     called = await cluster.hanshu("invoke", "greeter", "--path", "?name=Kube")
     assert called.exit_code == 0, called.stderr
     assert json.loads(called.stdout)["message"] == "Hello, Kube!"
+    # --gateway: the route from the cluster's Trigger objects, through that gateway.
+    through = await cluster.hanshu(
+        "invoke", "greeter", "--gateway", dev.url, "--path", "?name=Gw", "-q", "x=1"
+    )
+    assert through.exit_code == 0, through.stderr
+    assert json.loads(through.stdout)["message"] == "Hello, Gw!"
 
 
 WORKER = """\

@@ -28,6 +28,10 @@ RESERVED_ENV_PREFIX = "HANSHU_"
 # The Function's generation: a spec change gives the pod template a new value, so the
 # operator tells a pod that predates the user's last change by it.
 FUNCTION_VERSION_ENV = "HANSHU_FUNCTION_VERSION"
+# Set only on a published version's replicas (issue 28), to its number (which is then also
+# FUNCTION_VERSION_ENV's value): what tells the runtime it is not $LATEST, whose
+# FUNCTION_VERSION_ENV is the generation. The runtime labels its metrics' ``version`` by it.
+PUBLISHED_VERSION_ENV = "HANSHU_PUBLISHED_VERSION"
 
 # The largest request body a replica takes by default (HANSHU_MAX_BODY_BYTES): AWS Lambda's
 # synchronous payload limit. The gateway refuses larger bodies before they reach a replica.
@@ -53,13 +57,16 @@ def function_env(
     namespace: str | None = None,
     host: str | None = None,
     termination_log: str | None = None,
+    published_version: int | None = None,
 ) -> dict[str, str]:
     """The ``HANSHU_*`` variables a replica of Function ``name`` starts with.
 
     ``namespace`` is left out when None: in a cluster the pod's own namespace comes from the
     downward API (a Kubernetes env entry the operator adds). ``host`` and
     ``termination_log`` are the local platform's: a pod listens on every address and has
-    Kubernetes' /dev/termination-log, the runtime's defaults.
+    Kubernetes' /dev/termination-log, the runtime's defaults. ``published_version``: the
+    number of the published version these replicas run (``name`` is then the Function's
+    name, not the version's key); None for $LATEST.
     """
     env = {
         "HANSHU_HANDLER": spec.handler,
@@ -85,6 +92,8 @@ def function_env(
         "HANSHU_TERMINATION_LOG": termination_log,
     }
     env.update({key: value for key, value in optional.items() if value})
+    if published_version is not None:
+        env[FUNCTION_VERSION_ENV] = env[PUBLISHED_VERSION_ENV] = str(published_version)
     return env
 
 

@@ -80,6 +80,9 @@ class Origin:
     function: str
     trigger: str | None = None
     auth_header: str | None = None
+    # The published version the call runs on, decided when it is stored (an alias's pick
+    # then); None for $LATEST. Written as "version" only when set.
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,7 @@ _KNOWN = (
     "function",
     "trigger",
     "authHeader",
+    "version",
     "invocationType",
     "state",
     "attempts",
@@ -258,6 +262,7 @@ class InvocationRecord:
             "updatedAt": self.updated_at,
         }
         optional: dict[str, Any] = {
+            "version": self.origin.version,
             "jobId": self.job_id,
             "startedAt": self.started_at,
             "lastError": self.last_error.as_dict() if self.last_error else None,
@@ -312,6 +317,7 @@ class InvocationRecord:
                 _text(fields, "function"),
                 _optional_text(fields, "trigger"),
                 _optional_text(fields, "authHeader"),
+                _version(fields),
             ),
             invocation_type=_optional_text(fields, "invocationType") or "Async",
             enqueued_at=enqueued_at,
@@ -332,6 +338,15 @@ class InvocationRecord:
             destination=destination,
             extra={k: v for k, v in fields.items() if k not in _KNOWN},
         )
+
+
+def _version(fields: Mapping[str, Any]) -> int | None:
+    version = fields.get("version")
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RecordInvalid(f"version must be a version number >= 1, not {version!r}")
+    return version
 
 
 def _object(raw: Any, where: str) -> Mapping[str, Any]:

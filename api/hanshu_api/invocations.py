@@ -280,11 +280,13 @@ class InvocationHeaders:
                 raise HeadersInvalid(f"the message has no {required} header")
         try:
             origin = json.loads(headers[H_ORIGIN])
+            version = origin.get("version")
             parsed_origin = Origin(
                 str(origin["namespace"]),
                 str(origin["function"]),
                 origin.get("trigger"),
                 origin.get("authHeader"),
+                version if isinstance(version, int) and not isinstance(version, bool) else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as bad:
             raise HeadersInvalid(f"{H_ORIGIN} is malformed ({bad!r})") from None
@@ -334,6 +336,8 @@ def message_headers(
                 "function": origin.function,
                 "trigger": origin.trigger,
                 "authHeader": origin.auth_header,
+                # Only when set: a message of $LATEST reads as before (a rolling upgrade).
+                **({"version": origin.version} if origin.version is not None else {}),
             }
         ),
     }

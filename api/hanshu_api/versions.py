@@ -60,6 +60,9 @@ STICKY_HEADER = "X-Hanshu-Sticky"
 STICKY_COOKIE = "hanshu-sticky"
 # The reply header naming the version that served a request through an alias.
 VERSION_HEADER = "X-Hanshu-Version"
+# The ``version`` label of metrics (and the version an invocation record names) for
+# $LATEST: Prometheus label values are free text, but "$" is awkward in PromQL and shells.
+VERSION_LABEL_LATEST = "LATEST"
 
 
 def version_object_name(function: str, version: int) -> str:
@@ -79,6 +82,11 @@ def version_object_name(function: str, version: int) -> str:
 def version_key(function: str, version: int | None) -> str:
     """The name a version runs under (Deployment, Service, FunctionKey); None is $LATEST."""
     return function if version is None else version_object_name(function, version)
+
+
+def version_label(version: int | None) -> str:
+    """A version as metrics label it: ``LATEST`` for $LATEST (None), else its number."""
+    return VERSION_LABEL_LATEST if version is None else str(version)
 
 
 def spec_digest(spec: Mapping[str, Any]) -> str:

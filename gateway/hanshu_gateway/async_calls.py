@@ -150,6 +150,9 @@ class AsyncCalls:
                 route.function,
                 route.trigger,
                 route.http.auth.header if route.http.auth else None,
+                # Decided now, at enqueue: an alias's pick is the version the call runs on,
+                # whatever the alias says by the time (or on a retry) it runs.
+                entry.version,
             ),
             policy=entry.async_policy,
             timeout_seconds=entry.timeout_seconds,

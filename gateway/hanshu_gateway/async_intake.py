@@ -249,7 +249,8 @@ class AsyncIntake:
         job = {
             "jobId": job_id,
             "namespace": call.key[0],
-            "function": call.key[1],
+            "function": call.origin.function,
+            **({"version": call.origin.version} if call.origin.version is not None else {}),
             "trigger": call.origin.trigger,
             "authHeader": call.origin.auth_header,
             "total": len(events),
@@ -325,6 +326,7 @@ class AsyncIntake:
                 "function": job["function"],
                 "trigger": job.get("trigger"),
                 "authHeader": job.get("authHeader"),
+                **({"version": job["version"]} if job.get("version") else {}),
                 "invocationType": BATCH,
                 "jobId": job["jobId"],
                 "state": ENQUEUED,

@@ -21,12 +21,14 @@ from hanshu_api.loop_lag import Slices
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey
+from hanshu_api.versions import AliasRouting, FunctionTarget, version_label
 
 from .metrics import QUEUE_LIMIT, FunctionMeters
 from .pool import EndpointPool
 from .protect import TokenBucket
 from .routes import Route, RouteTable
 from .stats import FunctionStats
+from .version_routing import AliasChoice, AliasKey
 
 # (namespace, trigger) -> the verifiers of that Trigger's API keys, None when unknown.
 # Synchronous: the sources keep them in memory, so checking a key costs no I/O.
@@ -41,6 +43,8 @@ class KnownTrigger:
     name: str
     created: str | None  # creationTimestamp: the oldest Trigger claiming a route owns it
     spec: TriggerSpec
+    # functionRef's version or alias (None: $LATEST of spec.function_name).
+    target: FunctionTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,15 @@ def _claim(trigger: KnownTrigger) -> RouteClaim:
 
 def _route(trigger: KnownTrigger) -> Route:
     assert trigger.spec.http is not None
-    return Route(trigger.namespace, trigger.name, trigger.spec.function_name, trigger.spec.http)
+    target = trigger.target
+    return Route(
+        trigger.namespace,
+        trigger.name,
+        trigger.spec.function_name,
+        trigger.spec.http,
+        target.version if target is not None else None,
+        target.alias if target is not None else None,
+    )
 
 
 @dataclass
@@ -74,6 +86,10 @@ class FunctionEntry:
     meters: FunctionMeters
     # What async calls to it are stored with.
     async_policy: AsyncPolicy = field(default_factory=AsyncPolicy)
+    # The Function it runs (key[1] for $LATEST; a published version's key names its
+    # Function here), and which version: None for $LATEST.
+    function: str = ""
+    version: int | None = None
 
 
 class Catalog:
@@ -98,12 +114,33 @@ class Catalog:
         self._claims = RouteBook()
         # Triggers whose bucket sends notifications to /_hanshu/events/{namespace}/{name}.
         self.object_triggers: dict[tuple[str, str], KnownTrigger] = {}
+        # Each alias's effective routing, worked out when its Function changes: a request
+        # through an alias costs this one lookup and a draw.
+        self.aliases: dict[AliasKey, AliasChoice] = {}
+        self._aliases_of: dict[FunctionKey, set[str]] = {}
+
+    def set_aliases(self, key: FunctionKey, routings: Mapping[str, AliasRouting]) -> None:
+        """A Function's aliases as they route now (``effective_routing``); {} when it is
+        gone or has none."""
+        namespace, function = key
+        for gone in self._aliases_of.pop(key, set()) - set(routings):
+            self.aliases.pop((namespace, function, gone), None)
+        for name, routing in routings.items():
+            self.aliases[(namespace, function, name)] = AliasChoice.of(namespace, function, routing)
+        if routings:
+            self._aliases_of[key] = set(routings)
 
     def set_function(
-        self, key: FunctionKey, spec: FunctionSpec | None, fault: ReplicaFault | None = None
+        self,
+        key: FunctionKey,
+        spec: FunctionSpec | None,
+        fault: ReplicaFault | None = None,
+        version_of: tuple[str, int] | None = None,
     ) -> None:
         """A Function's spec (None: gone or invalid), and why its replicas cannot start when
-        its status says so (cold requests are then refused at once)."""
+        its status says so (cold requests are then refused at once). A published version
+        is an entry of its own under its version_key: ``version_of`` names its Function
+        and number (its spec is the version's template)."""
         if spec is None:
             gone = self.functions.pop(key, None)
             if gone is not None:
@@ -113,6 +150,7 @@ class Catalog:
         if entry is None:
             pool = EndpointPool(spec.concurrency, self.queue_limit)
             stats = FunctionStats()
+            function, version = version_of or (key[1], None)
             entry = FunctionEntry(
                 key,
                 spec.concurrency,
@@ -120,7 +158,9 @@ class Catalog:
                 self._memory_gb(spec),
                 pool,
                 stats,
-                FunctionMeters(*key, stats),
+                FunctionMeters(key[0], function, stats, version_label(version)),
+                function=function,
+                version=version,
             )
             entry.async_policy = spec.async_policy
             self.functions[key] = entry

@@ -33,10 +33,12 @@ from hanshu_api.loop_lag import Slices, collector_paused
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.settings import FunctionDefaults, names, seconds, text
+from hanshu_api.versions import FUNCTION_VERSION_PLURAL, version_key
 
 from .catalog import Catalog, Conflict, KnownTrigger
 from .object_watch import ObjectTrigger, ObjectWatches
 from .pipeline import Gateway, GatewayConfig, config_from_env
+from .versions_seam import TargetInvalid, function_routing, parse_function_version, trigger_target
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -103,10 +105,11 @@ def _known_trigger(obj: Mapping[str, Any]) -> KnownTrigger | None:
     key = _key(obj)
     try:
         spec = parse_trigger_spec(obj.get("spec") or {}, key[0])
-    except SpecInvalid as error:
+        target = trigger_target(obj)
+    except (SpecInvalid, TargetInvalid) as error:
         log.warning("ignoring Trigger %s/%s: %s", *key, error)
         return None
-    return KnownTrigger(*key, (obj.get("metadata") or {}).get("creationTimestamp"), spec)
+    return KnownTrigger(*key, (obj.get("metadata") or {}).get("creationTimestamp"), spec, target)
 
 
 def _object_trigger(known: KnownTrigger | None) -> ObjectTrigger | None:
@@ -280,16 +283,43 @@ class KubeGateway:
             with contextlib.suppress(SpecInvalid):
                 spec = parse_function_spec(obj.get("spec") or {})
         if spec is None:
-            gone = self.catalog.functions.get(key)
-            if gone is not None:
-                gone.pool.close()
-            self.catalog.set_function(key, None)
+            self._forget_function(key)
+            self.catalog.set_aliases(key, {})
             return
         known = key in self.catalog.functions
         # The operator writes why replicas cannot start into the status, which this watch
         # already brings: no pod or event reading, and no RBAC, of the gateway's own.
         self.catalog.set_function(key, spec, replica_fault(obj))
+        # Its aliases as they route now: the spec's, or a canary's status entries.
+        self.catalog.set_aliases(key, function_routing(obj))
         if not known:  # its starting replicas may have been seen before it
+            self._publish_starting(key)
+
+    def _forget_function(self, key: FunctionKey) -> None:
+        gone = self.catalog.functions.get(key)
+        if gone is not None:
+            gone.pool.close()
+        self.catalog.set_function(key, None)
+
+    def on_function_version(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """A published version: an entry of its own under its version_key, with its
+        template's limits; its replicas are the EndpointSlices labelled with that key."""
+        published = None if kind == "DELETED" else parse_function_version(obj)
+        spec = None
+        if published is not None:
+            try:
+                spec = parse_function_spec(published.template)
+            except SpecInvalid as error:
+                log.warning("ignoring FunctionVersion %s/%s: %s", *_key(obj), error)
+        if published is None or spec is None:
+            # A FunctionVersion is named by its version_key (a deleted one, relisted, may
+            # carry only its metadata).
+            self._forget_function(_key(obj))
+            return
+        key = (published.namespace, version_key(published.function, published.version))
+        known = key in self.catalog.functions
+        self.catalog.set_function(key, spec, version_of=(published.function, published.version))
+        if not known:
             self._publish_starting(key)
 
     def on_endpoint_slice(self, kind: str, obj: Mapping[str, Any]) -> None:
@@ -464,6 +494,9 @@ class KubeGateway:
                     replace=functools.partial(self.replace_triggers, namespace),
                 ),
                 self._core_watch(API_VERSION, FUNCTION_PLURAL, namespace, self.on_function),
+                self._core_watch(
+                    API_VERSION, FUNCTION_VERSION_PLURAL, namespace, self.on_function_version
+                ),
                 self._core_watch(
                     "discovery.k8s.io/v1",
                     "endpointslices",

@@ -15,6 +15,7 @@ import bisect
 import time
 from collections.abc import Iterator
 
+from hanshu_api.versions import VERSION_LABEL_LATEST
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,12 +32,12 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 COLD_STARTS = Counter(
     "hanshu_gateway_cold_starts",
     "Requests that arrived while the function had no ready replica.",
-    ["namespace", "function"],
+    ["namespace", "function", "version"],
 )
 COLD_START_LATENCY = Histogram(
     "hanshu_gateway_cold_start_seconds",
     "How long cold requests waited for the first ready replica.",
-    ["namespace", "function"],
+    ["namespace", "function", "version"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
 )
 NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")
@@ -44,7 +45,7 @@ NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no
 QUEUE_FULL = Counter(
     "hanshu_gateway_queue_full_refusals",
     "Requests refused with 429 QueueFull: the queue limit's worth already waited for a replica.",
-    ["namespace", "function"],
+    ["namespace", "function", "version"],
 )
 QUEUE_LIMIT = Gauge(
     "hanshu_gateway_queue_limit",
@@ -104,29 +105,31 @@ class LatencyHistogram:
 
 REQUESTS = _Tally(
     "hanshu_gateway_requests",
-    "Requests by function, trigger and status code.",
-    ("namespace", "function", "trigger", "code"),
+    "Requests by function, trigger and status code, and the version that served them.",
+    ("namespace", "function", "trigger", "code", "version"),
 )
 GB_SECONDS = _Tally(
     "hanshu_gateway_gb_seconds",
     "Memory (GB) x duration (s) of invocations: the unit of a pay-per-call bill, by "
     "invocation type (Sync, Async, Batch, Event).",
-    ("namespace", "function", "type"),
+    ("namespace", "function", "type", "version"),
 )
 INVOCATIONS = _Tally(
     "hanshu_gateway_invocations",
     "Calls of a function's replicas (each attempt of an async call counts), by invocation "
     "type (Sync, Async, Batch, Event) and status code.",
-    ("namespace", "function", "type", "code"),
+    ("namespace", "function", "type", "code", "version"),
 )
-# By (namespace, function); a Function deleted and created again keeps counting, as a
-# prometheus_client child would.
-LATENCY: dict[tuple[str, str], LatencyHistogram] = {}
+# By (namespace, function, version); a Function deleted and created again keeps counting,
+# as a prometheus_client child would. ``function`` is always the Function's name, and
+# ``version`` LATEST or a published version's number (issue 28): a version's replicas are
+# a FunctionKey of their own (its version_key), but a dashboard sums a Function's versions.
+LATENCY: dict[tuple[str, str, str], LatencyHistogram] = {}
 _LATENCY_NAME = "hanshu_gateway_request_duration_seconds"
 _LATENCY_HELP = "Time from the request's arrival to the reply, queueing and cold starts included."
-_LATENCY_LABELS = ("namespace", "function")
-# The live Functions' request counts, by (namespace, function), read at scrape time.
-LOADS: dict[tuple[str, str], FunctionStats] = {}
+_LATENCY_LABELS = ("namespace", "function", "version")
+# The live Functions' request counts, by (namespace, function, version), read at scrape time.
+LOADS: dict[tuple[str, str, str], FunctionStats] = {}
 # Bucket bounds as prometheus_client writes them ("0.001", "1.0", "+Inf").
 _LATENCY_LES = [repr(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]
 
@@ -218,8 +221,12 @@ class MemoryLimit(Collector):
 REGISTRY.register(MemoryLimit())
 
 
-def count_request(namespace: str, function: str, trigger: str, code: int) -> None:
-    REQUESTS.add((namespace, function, trigger, str(code)), 1.0)
+def count_request(
+    namespace: str, function: str, trigger: str, code: int, version: str = VERSION_LABEL_LATEST
+) -> None:
+    """``version``: LATEST, a version's number, or "" for a request refused before an
+    alias picked one (the alias or its version does not exist)."""
+    REQUESTS.add((namespace, function, trigger, str(code), version), 1.0)
 
 
 class FunctionMeters:
@@ -230,11 +237,17 @@ class FunctionMeters:
     a kilobyte each here (``bench/scale_bench.py``), not a set of prometheus_client
     children each (a histogram child alone is dozens of objects)."""
 
-    def __init__(self, namespace: str, function: str, stats: FunctionStats) -> None:
-        labels = (namespace, function)
+    def __init__(
+        self,
+        namespace: str,
+        function: str,
+        stats: FunctionStats,
+        version: str = VERSION_LABEL_LATEST,
+    ) -> None:
+        labels = (namespace, function, version)
         self.latency = LATENCY.setdefault(labels, LatencyHistogram())
         LOADS[labels] = stats
-        self._labels = labels
+        self.labels = labels
         self._cold_starts: Counter | None = None
         self._cold_start_latency: Histogram | None = None
         # (type, code) -> the GB-seconds and invocations keys: built once, not per request.
@@ -243,26 +256,27 @@ class FunctionMeters:
     @property
     def cold_starts(self) -> Counter:
         if self._cold_starts is None:
-            self._cold_starts = COLD_STARTS.labels(*self._labels)
+            self._cold_starts = COLD_STARTS.labels(*self.labels)
         return self._cold_starts
 
     @property
     def cold_start_latency(self) -> Histogram:
         if self._cold_start_latency is None:
-            self._cold_start_latency = COLD_START_LATENCY.labels(*self._labels)
+            self._cold_start_latency = COLD_START_LATENCY.labels(*self.labels)
         return self._cold_start_latency
 
     def forget(self) -> None:
         """The Function is gone: its gauges go; its counters stay (a Function deleted
         and created again keeps counting, as a counter must not go backwards)."""
-        LOADS.pop(self._labels, None)
+        LOADS.pop(self.labels, None)
 
     def bill(self, invocation_type: str, gb_seconds: float, code: int) -> None:
         keys = self._bill_keys.get((invocation_type, code))
         if keys is None:
+            namespace, function, version = self.labels
             keys = self._bill_keys[(invocation_type, code)] = (
-                (*self._labels, invocation_type),
-                (*self._labels, invocation_type, str(code)),
+                (namespace, function, invocation_type, version),
+                (namespace, function, invocation_type, str(code), version),
             )
         GB_SECONDS.add(keys[0], gb_seconds)
         INVOCATIONS.add(keys[1], 1.0)

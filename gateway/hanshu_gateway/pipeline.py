@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +26,7 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.models import Cors
+from hanshu_api.versions import VERSION_HEADER
 
 from . import metrics
 from .async_calls import AsyncCalls, is_status_path
@@ -35,10 +36,8 @@ from .faults import (
     CLOSE_CONNECTION,
     BadRequest,
     GatewayFault,
-    NotFound,
     PayloadTooLarge,
     RequestTimeout,
-    Unavailable,
     error_reply,
 )
 from .guards import check_api_key, check_rate, echoable, is_preflight, preflight_reply
@@ -48,22 +47,13 @@ from .protect import response_cors_headers
 from .proxy import ProxiedCall, Proxy, upstream_headers
 from .public_http import BodyTooLarge, PublicRequest, PublicServer
 from .request_ids import RequestIds
-from .routes import Route
 from .routing import Routed, RouteFinder
 from .settings import ConfigError, GatewayConfig, config_from_env
 from .stats import StatsReporter
 from .upstream import UpstreamPool
+from .version_routing import target_entry
 
 log = logging.getLogger("hanshu.gateway")
-
-
-def _function_missing(route: Route, headers: Mapping[str, str]) -> GatewayFault:
-    """A route whose Function is not there (yet): a synchronous caller may try again; an
-    async call must never be taken for it."""
-    message = f"the Function '{route.function}' of this route does not exist"
-    if invocation_type_of(headers) in (SYNC, None):
-        return Unavailable(message, error_type="FunctionNotFound")
-    return NotFound(message, error_type="FunctionNotFound")
 
 
 class Gateway:
@@ -137,11 +127,13 @@ class Gateway:
         replica: counted by status and timed, whatever the outcome."""
         route = routed.route
         started = time.monotonic()
-        entry = self.catalog.functions.get(route.function_key)
+        entry = None
         status = 500
         try:
-            if entry is None:
-                raise _function_missing(route, request.headers)
+            # $LATEST, a version, or the version an alias picks for this request.
+            entry = target_entry(
+                route, self.catalog.functions, self.catalog.aliases, request.headers
+            )
             if route.http.auth is not None:
                 check_api_key(request.headers, route, self.catalog.key_verifiers)
             invocation_type = invocation_type_of(request.headers)
@@ -178,15 +170,20 @@ class Gateway:
                 response = await self.async_calls.accept(
                     invocation_type, route, entry, stored, body, request.headers, request_id
                 )
+            if route.key != route.function_key:  # a version or an alias: say which served
+                response.headers[VERSION_HEADER] = entry.meters.labels[2]
             status = response.status
             return response
         except GatewayFault as fault:
             status = fault.status
             raise
         finally:
-            metrics.count_request(route.namespace, route.function, route.trigger, status)
-            if entry is not None:
+            if entry is None:  # refused before a version was known: "" unless the route names one
+                version = "" if route.alias else route.version_label
+            else:
+                version = entry.meters.labels[2]
                 entry.meters.latency.observe(time.monotonic() - started)
+            metrics.count_request(route.namespace, route.function, route.trigger, status, version)
 
     # -- the internal port ----------------------------------------------------------------
 

@@ -229,7 +229,7 @@ class Proxy:
         try:
             return await pool.acquire(max(0.0, deadline - time.monotonic()))
         except QueueFull:
-            metrics.QUEUE_FULL.labels(*entry.key).inc()
+            metrics.QUEUE_FULL.labels(*entry.meters.labels).inc()
             raise TooManyRequests(
                 f"{pool.queued} requests are already waiting for '{function}'; retry shortly",
                 error_type="QueueFull",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hanshu_api.models import HttpRoute
 from hanshu_api.platform import FunctionKey
 from hanshu_api.route_claims import prefix_segments
+from hanshu_api.versions import version_key, version_label
 
 from .target import Target
 
@@ -22,15 +23,36 @@ class Route:
     trigger: str
     function: str
     http: HttpRoute
+    # What the Trigger calls: $LATEST (both None), one published version, or an alias
+    # (resolved per request, see ``version_routing``).
+    version: int | None = None
+    alias: str | None = None
     # The Trigger's path as decoded segments, worked out once rather than per request.
     prefix: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # Worked out once too: the key of the Function (or version) a request goes to, None
+    # for an alias; and the ``version`` label its requests are counted under.
+    key: FunctionKey | None = field(init=False, repr=False, compare=False)
+    version_label: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", prefix_segments(self.http.path))
+        key = None if self.alias else (self.namespace, version_key(self.function, self.version))
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "version_label", version_label(self.version))
 
     @property
     def function_key(self) -> FunctionKey:
+        """The Function's own key ($LATEST), whatever version or alias the route calls."""
         return (self.namespace, self.function)
+
+    @property
+    def calls(self) -> str:
+        """What the route calls, as a sentence's object: "Function 'f'", "version 2 of ..."."""
+        if self.version is not None:
+            return f"version {self.version} of the Function '{self.function}'"
+        if self.alias is not None:
+            return f"alias '{self.alias}' of the Function '{self.function}'"
+        return f"the Function '{self.function}'"
 
     def allows(self, method: str) -> bool:
         methods = self.http.methods

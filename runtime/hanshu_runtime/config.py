@@ -48,6 +48,11 @@ class RuntimeConfig:
     admin_port: int = 9090
     function_name: str = "function"
     function_version: str = "$LATEST"
+    # The ``version`` label of this replica's metrics: a published version's number, from
+    # HANSHU_PUBLISHED_VERSION (hanshu_api.function_contract.PUBLISHED_VERSION_ENV), set
+    # only on a version's replicas; LATEST otherwise (HANSHU_FUNCTION_VERSION then holds
+    # the Function's generation, which is not a version).
+    metrics_version: str = "LATEST"
     namespace: str = "default"
     # The pod (Kubernetes sets HOSTNAME to its name): context.log_stream_name.
     instance: str = "local"
@@ -115,6 +120,7 @@ def config_from_env(env: Mapping[str, str]) -> RuntimeConfig:
         admin_port=_integer(env, "HANSHU_ADMIN_PORT", 9090, minimum=0),
         function_name=env.get("HANSHU_FUNCTION_NAME", "function") or "function",
         function_version=env.get("HANSHU_FUNCTION_VERSION", "$LATEST") or "$LATEST",
+        metrics_version=env.get("HANSHU_PUBLISHED_VERSION", "").strip() or "LATEST",
         namespace=env.get("HANSHU_NAMESPACE", "").strip() or "default",
         instance=env.get("HOSTNAME", "").strip() or socket.gethostname(),
         memory_mb=_integer(env, "HANSHU_MEMORY_MB", DEFAULT_MEMORY_MB, minimum=1),

@@ -106,7 +106,9 @@ class Instance:
         self.config = config
         self.phase = Phase.STARTING
         self.in_flight = 0
-        self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
+        self.metrics = FunctionMetrics(
+            config.function_name, lambda: self.in_flight, config.metrics_version
+        )
         self._metrics_registered = False
         self._request_ids = RequestIds()
         self._function = FunctionInfo(

@@ -42,8 +42,13 @@ class FunctionMetrics:
     """Counters of one function instance; ``register()`` exposes them on ``/metrics`` (a
     prometheus_client collector)."""
 
-    def __init__(self, function: str, in_flight: Callable[[], int]) -> None:
+    def __init__(
+        self, function: str, in_flight: Callable[[], int], version: str = "LATEST"
+    ) -> None:
         self.function = function
+        # LATEST, or the published version's number (issue 28): ``function`` stays the
+        # Function's name, so a dashboard sums a Function's versions or splits them.
+        self.version = version
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self._bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)
         self._duration_sum = 0.0
@@ -75,16 +80,16 @@ class FunctionMetrics:
             HistogramMetricFamily,
         )
 
-        labels = [self.function]
+        labels = [self.function, self.version]
         invocations = CounterMetricFamily(
             "hanshu_runtime_invocations",
             "Invocations by outcome: success, error (user exception), timeout, throttled (over "
             "the concurrency limit), invalid_response (a reply of the wrong shape), rejected "
             "(bad request, body too large, draining).",
-            labels=["function", "outcome"],
+            labels=["function", "outcome", "version"],
         )
         for outcome, value in self.outcomes.items():
-            invocations.add_metric([self.function, outcome], value)
+            invocations.add_metric([self.function, outcome, self.version], value)
         yield invocations
         cumulative, buckets = 0, []
         for bound, count in zip(
@@ -95,26 +100,26 @@ class FunctionMetrics:
         duration = HistogramMetricFamily(
             "hanshu_runtime_invocation_duration_seconds",
             "Time from reading the request to the reply being ready, for invocations that ran.",
-            labels=["function"],
+            labels=["function", "version"],
         )
         duration.add_metric(labels, buckets, self._duration_sum)
         yield duration
         in_flight = GaugeMetricFamily(
-            "hanshu_runtime_in_flight", "Invocations in flight.", labels=["function"]
+            "hanshu_runtime_in_flight", "Invocations in flight.", labels=["function", "version"]
         )
         in_flight.add_metric(labels, self._in_flight())
         yield in_flight
         init = GaugeMetricFamily(
             "hanshu_runtime_initialization_seconds",
             "Time to import the handler and run the initializer (the instance's own cold start).",
-            labels=["function"],
+            labels=["function", "version"],
         )
         init.add_metric(labels, self.init_seconds)
         yield init
         abandoned = CounterMetricFamily(
             "hanshu_runtime_abandoned_threads",
             "Synchronous handler calls that timed out and whose thread was left to finish alone.",
-            labels=["function"],
+            labels=["function", "version"],
         )
         abandoned.add_metric(labels, self.abandoned_threads)
         yield abandoned

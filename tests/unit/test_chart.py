@@ -728,7 +728,7 @@ WATCHABLE = [
     {"apiVersion": "v1", "kind": "ConfigMap", "resource": "configmaps"},
     {"apiVersion": "apps/v1", "kind": "Deployment", "resource": "deployments"},
 ]
-GATEWAY_BASE_RESOURCES = {"functions", "triggers", "endpointslices"}
+GATEWAY_BASE_RESOURCES = {"functions", "triggers", "functionversions", "endpointslices"}
 
 
 def _gateway_object_rules(documents: list[dict[str, Any]]) -> dict[tuple[str, str | None], Any]:

@@ -38,7 +38,7 @@ def test_latency_buckets_are_cumulative_and_a_bound_belongs_to_its_bucket() -> N
     assert abs(found["hanshu_gateway_request_duration_seconds_sum"] - 100.0045) < 1e-9
     created = (
         'hanshu_gateway_request_duration_seconds_created{function="latency",'
-        'namespace="metrics-test"}'
+        'namespace="metrics-test",version="LATEST"}'
     )
     assert created in generate_latest().decode()
 

@@ -46,8 +46,13 @@ async def test_sync_timeout_is_504_and_the_server_keeps_serving(runtime_factory,
         assert await reply.text() == "slept"
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
         metrics = await reply.text()
-    assert 'hanshu_runtime_invocations_total{function="test-fn",outcome="timeout"} 1.0' in metrics
-    assert 'hanshu_runtime_abandoned_threads_total{function="test-fn"} 1.0' in metrics
+    assert (
+        'hanshu_runtime_invocations_total{function="test-fn",'
+        'outcome="timeout",version="LATEST"} 1.0' in metrics
+    )
+    assert (
+        'hanshu_runtime_abandoned_threads_total{function="test-fn",version="LATEST"} 1.0' in metrics
+    )
 
 
 async def test_async_timeout_cancels_the_handler(runtime_factory, http):
@@ -58,8 +63,10 @@ async def test_async_timeout_cancels_the_handler(runtime_factory, http):
         assert reply.status == 200
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
         metrics = await reply.text()
-    assert 'hanshu_runtime_in_flight{function="test-fn"} 0.0' in metrics
-    assert 'hanshu_runtime_abandoned_threads_total{function="test-fn"} 0.0' in metrics
+    assert 'hanshu_runtime_in_flight{function="test-fn",version="LATEST"} 0.0' in metrics
+    assert (
+        'hanshu_runtime_abandoned_threads_total{function="test-fn",version="LATEST"} 0.0' in metrics
+    )
 
 
 async def test_over_concurrency_is_429_with_retry_after(runtime_factory, http):

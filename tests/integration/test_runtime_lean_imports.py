@@ -26,6 +26,7 @@ async def test_serving_imports_neither_aiohttp_nor_the_metrics_client(
     # The first scrape brings prometheus_client, with the function's metrics in it.
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
         assert reply.status == 200
-        assert 'hanshu_runtime_invocations_total{function="test-fn",outcome="success"} 1.0' in (
-            await reply.text()
+        assert (
+            'hanshu_runtime_invocations_total{function="test-fn",'
+            'outcome="success",version="LATEST"} 1.0' in (await reply.text())
         )

@@ -26,10 +26,16 @@ async def test_health_ready_and_metrics(runtime_factory, http):
         assert reply.status == 200
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
         text = await reply.text()
-    assert 'hanshu_runtime_invocations_total{function="test-fn",outcome="success"} 1.0' in text
-    assert 'hanshu_runtime_invocation_duration_seconds_count{function="test-fn"} 1.0' in text
+    assert (
+        'hanshu_runtime_invocations_total{function="test-fn",'
+        'outcome="success",version="LATEST"} 1.0' in text
+    )
+    assert (
+        'hanshu_runtime_invocation_duration_seconds_count{function="test-fn",version="LATEST"} 1.0'
+        in text
+    )
     assert "hanshu_runtime_initialization_seconds" in text
-    assert 'hanshu_runtime_in_flight{function="test-fn"} 0.0' in text
+    assert 'hanshu_runtime_in_flight{function="test-fn",version="LATEST"} 0.0' in text
 
 
 async def test_not_ready_until_the_initializer_finished(runtime_factory, http, tmp_path):
@@ -64,7 +70,10 @@ async def test_sigterm_drains_in_flight_requests_then_exits_zero(runtime_factory
     # Wait until the runtime counts the request as in flight before signalling.
     for _ in range(200):
         async with http.get(f"{runtime.admin_url}/metrics") as reply:
-            if 'hanshu_runtime_in_flight{function="test-fn"} 1.0' in await reply.text():
+            if (
+                'hanshu_runtime_in_flight{function="test-fn",version="LATEST"} 1.0'
+                in await reply.text()
+            ):
                 break
         await asyncio.sleep(0.01)
     else:
@@ -114,7 +123,10 @@ async def test_a_draining_runtime_marks_its_503_with_a_header(runtime_factory, h
 
         async def metric_in_flight() -> bool:
             async with http.get(f"{runtime.admin_url}/metrics") as metrics:
-                return 'hanshu_runtime_in_flight{function="test-fn"} 1.0' in await metrics.text()
+                return (
+                    'hanshu_runtime_in_flight{function="test-fn",version="LATEST"} 1.0'
+                    in await metrics.text()
+                )
 
         async def draining() -> bool:
             async with http.get(f"{runtime.admin_url}/readyz") as ready:

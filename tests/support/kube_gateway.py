@@ -16,6 +16,14 @@ import aiohttp
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.api_keys import KeyVerifiers, published_secret
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
+from hanshu_api.versions import (
+    FUNCTION_VERSION_KIND,
+    FUNCTION_VERSION_PLURAL,
+    LABEL_VERSION,
+    LABEL_VERSION_OF,
+    spec_digest,
+    version_object_name,
+)
 from hanshu_gateway.kube_gateway import KubeGateway
 
 from devtools.kube_emulator import declare_resources, write_kubeconfig
@@ -66,6 +74,27 @@ def trigger(
     }
 
 
+def function_version(
+    function_name: str, version: int, template: Mapping[str, Any], namespace: str = NS
+) -> dict[str, Any]:
+    """A published version as ``hanshu publish`` creates it (issue 28's shape)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": FUNCTION_VERSION_KIND,
+        "metadata": {
+            "name": version_object_name(function_name, version),
+            "namespace": namespace,
+            "labels": {LABEL_VERSION_OF: function_name, LABEL_VERSION: str(version)},
+        },
+        "spec": {
+            "function": function_name,
+            "version": version,
+            "digest": spec_digest(template),
+            "template": dict(template),
+        },
+    }
+
+
 def stored(secret: Mapping[str, Any]) -> dict[str, Any]:
     """A Secret as the API server keeps it (and kmock does not): stringData becomes data."""
     kept = {k: v for k, v in secret.items() if k != "stringData"}
@@ -86,7 +115,11 @@ def published(
 
 async def create(kube: KubeClient, body: dict[str, Any]) -> None:
     api_version, kind = body["apiVersion"], body["kind"]
-    plural = {"Function": FUNCTION_PLURAL, "Trigger": TRIGGER_PLURAL}.get(kind)
+    plural = {
+        "Function": FUNCTION_PLURAL,
+        "Trigger": TRIGGER_PLURAL,
+        FUNCTION_VERSION_KIND: FUNCTION_VERSION_PLURAL,
+    }.get(kind)
     plural = plural or {"Secret": "secrets", "EndpointSlice": "endpointslices"}[kind]
     await kube.create(path_for(api_version, plural, body["metadata"]["namespace"]), body)
 

@@ -294,7 +294,7 @@ async def test_the_draining_signal_never_reaches_a_caller(gateway_for):
 async def _metric(http, runtime, outcome: str) -> bool:
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
         text = await reply.text()
-    return f'outcome="{outcome}"}} 1.0' in text
+    return f'outcome="{outcome}",version="LATEST"}} 1.0' in text
 
 
 async def test_a_draining_replica_is_retried_on_another(runtime_factory, gateway_for, http):
@@ -318,7 +318,10 @@ async def test_a_draining_replica_is_retried_on_another(runtime_factory, gateway
 
 async def _in_flight(http, runtime) -> bool:
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
-        return 'hanshu_runtime_in_flight{function="test-fn"} 1.0' in await reply.text()
+        return (
+            'hanshu_runtime_in_flight{function="test-fn",version="LATEST"} 1.0'
+            in await reply.text()
+        )
 
 
 async def _phase(http, runtime, status: int) -> bool:

@@ -20,6 +20,11 @@ def echo(event, context):
     }
 
 
+def version(event, context):
+    """Which version of the Function answered (issue 28: HANSHU_FUNCTION_VERSION)."""
+    return {"version": context.function_version, "function": context.function_name}
+
+
 async def async_echo(event, context):
     await asyncio.sleep(0)
     return echo(event, context)

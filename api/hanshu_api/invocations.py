@@ -382,10 +382,12 @@ class JobCounts:
             + max(0, self.total - counted)  # stored, not yet written to the bucket
         )
         finished = sum(self.states.get(s, 0) for s in FINAL_STATES)
+        version = job.get("version")  # the published version the job runs on (issue 28)
         return {
             "jobId": job.get("jobId"),
             "namespace": job.get("namespace"),
             "function": job.get("function"),
+            **({"version": version} if version is not None else {}),
             "createdAt": job.get("createdAt"),
             "state": "Finished" if finished >= self.total else "Running",
             "total": self.total,

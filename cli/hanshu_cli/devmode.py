@@ -44,12 +44,19 @@ from hanshu_api.platform import FunctionKey
 from hanshu_api.schedules import ScheduleEntry
 from hanshu_api.settings import AsyncWindows, NatsSettings
 from hanshu_api.streams import stream_entry
+from hanshu_api.versions import version_key
 from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Decision, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
 from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
+from hanshu_gateway.versions_seam import (
+    TargetInvalid,
+    function_routing,
+    parse_function_version,
+    trigger_target,
+)
 from nats.aio.client import Client as NATS
 
 from . import dev_state
@@ -68,11 +75,18 @@ def triggers_in_order(
     documents: Iterable[tuple[FunctionKey, Mapping[str, Any]]],
 ) -> list[KnownTrigger]:
     """Manifests have no creation times: the one that comes first is the older, so the
-    first Trigger to claim a route owns it, as the oldest does in a cluster."""
-    return [
-        KnownTrigger(namespace, name, f"{index:08d}", parse_trigger_spec(doc["spec"], namespace))
-        for index, ((namespace, name), doc) in enumerate(documents)
-    ]
+    first Trigger to claim a route owns it, as the oldest does in a cluster. A Trigger on
+    a version or an alias routes to it, as in a cluster."""
+    known: list[KnownTrigger] = []
+    for index, ((namespace, name), doc) in enumerate(documents):
+        spec = parse_trigger_spec(doc["spec"], namespace)
+        try:
+            target = trigger_target(doc)
+        except TargetInvalid as bad:
+            log.warning("Trigger %s is not served: %s", name, bad)
+            continue
+        known.append(KnownTrigger(namespace, name, f"{index:08d}", spec, target))
+    return known
 
 
 def image_code_folder(spec: FunctionSpec, folder: Path | None) -> Path | None:
@@ -172,25 +186,17 @@ class DevStack:
         self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
         self.catalog = Catalog(self.queue_limit, self._key_verifiers)
         for key, document in manifests.functions.items():
-            raw = document["spec"]
-            if not raw.get("code"):
-                # A folder from `hanshu init`: deploy fills spec.code from the folder, and
-                # dev mode runs the folder's code as it runs an image Function's.
-                raw = {**raw, "code": {"image": FOLDER_CODE}}
-            spec = parse_function_spec(raw)
-            code_dir = image_code_folder(spec, manifests.folders.get(key))
-            if spec.code.image is not None and code_dir is None:
-                log.warning(
-                    "Function %s is not run: its code is in the image %s, and dev mode runs "
-                    "images' code from the manifest's folder (put %s.py beside it)",
-                    key[1],
-                    spec.code.image,
-                    module_of(spec.handler).replace(".", "/"),
-                )
+            if self._add_function(key, document["spec"], manifests.folders.get(key)):
+                # Its aliases route as in a cluster (no canary runs here: the spec's).
+                self.catalog.set_aliases(key, function_routing(document))
+        for key, document in manifests.versions.items():
+            # Each published version: local replicas of its own, under its version key.
+            published = parse_function_version(document)
+            if published is None:
                 continue
-            self.functions[key] = spec
-            self.platform.add_function(key, spec, code_dir)
-            self.catalog.set_function(key, spec)
+            version_of = (published.function, published.version)
+            version = (key[0], version_key(*version_of))
+            self._add_function(version, published.template, manifests.folders.get(key), version_of)
         for conflict in self.catalog.set_triggers(triggers):
             log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
@@ -371,6 +377,35 @@ class DevStack:
             entry = stream_entry(namespace, name, parsed.function_name, spec["stream"], url, "")
             await publish_stream(buckets, entry)
             log.info("stream Trigger %s on Function %s", name, entry.function)
+
+    def _add_function(
+        self,
+        key: FunctionKey,
+        raw: Mapping[str, Any],
+        folder: Path | None,
+        version_of: tuple[str, int] | None = None,
+    ) -> bool:
+        """Run a Function (or a published version, ``version_of``) from its spec; False
+        when dev mode cannot (said in the log)."""
+        if not raw.get("code"):
+            # A folder from `hanshu init`: deploy fills spec.code from the folder, and
+            # dev mode runs the folder's code as it runs an image Function's.
+            raw = {**raw, "code": {"image": FOLDER_CODE}}
+        spec = parse_function_spec(raw)
+        code_dir = image_code_folder(spec, folder)
+        if spec.code.image is not None and code_dir is None:
+            log.warning(
+                "Function %s is not run: its code is in the image %s, and dev mode runs "
+                "images' code from the manifest's folder (put %s.py beside it)",
+                key[1],
+                spec.code.image,
+                module_of(spec.handler).replace(".", "/"),
+            )
+            return False
+        self.functions[key] = spec
+        self.platform.add_function(key, spec, code_dir, version_of)
+        self.catalog.set_function(key, spec, version_of=version_of)
+        return True
 
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
         return [(key, spec.scaling) for key, spec in self.functions.items()]

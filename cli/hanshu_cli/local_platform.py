@@ -86,11 +86,16 @@ def replica_env(
     port: int,
     admin_port: int,
     termination_log: Path,
+    version_of: tuple[str, int] | None = None,
 ) -> dict[str, str]:
     """A replica process's environment: what it inherits (a pod's image env), the
     Function's own values, the local platform's ``extra`` (the local S3's credentials),
-    then the function contract, which nothing before it overrides (as in a cluster)."""
+    then the function contract, which nothing before it overrides (as in a cluster).
+    ``version_of``: the Function and number of the published version it runs (its key
+    is then the version's key; the replica is told the Function's name)."""
     namespace, name = key
+    if version_of is not None:
+        name = version_of[0]
     own = {str(e["name"]): str(e["value"]) for e in user_env(spec.env) if "value" in e}
     contract = function_env(
         name,
@@ -104,6 +109,7 @@ def replica_env(
         namespace=namespace,  # as the downward API gives it in a cluster
         host="127.0.0.1",
         termination_log=str(termination_log),
+        published_version=version_of[1] if version_of is not None else None,
     )
     return {**inherited, **own, **extra, **contract}
 
@@ -127,6 +133,7 @@ class _Replica:
 class _LocalFunction:
     spec: FunctionSpec
     code_dir: Path
+    version_of: tuple[str, int] | None = None
     replicas: list[_Replica] = field(default_factory=list)
     wanted: int = 0
 
@@ -164,8 +171,13 @@ class LocalPlatform:
         self._relays: set[asyncio.Task[None]] = set()
 
     def add_function(
-        self, key: FunctionKey, spec: FunctionSpec, code_dir: Path | None = None
+        self,
+        key: FunctionKey,
+        spec: FunctionSpec,
+        code_dir: Path | None = None,
+        version_of: tuple[str, int] | None = None,
     ) -> None:
+        """``version_of``: (Function, number) when ``key`` is a published version's."""
         if code_dir is None:
             if spec.code.inline is None:
                 raise ValueError(
@@ -176,7 +188,7 @@ class LocalPlatform:
             code_dir.mkdir(parents=True, exist_ok=True)
             for name, content in spec.code.inline.items():
                 (code_dir / name).write_text(content)
-        self._functions[key] = _LocalFunction(spec, code_dir)
+        self._functions[key] = _LocalFunction(spec, code_dir, version_of)
 
     def listen(self, listener: EndpointListener) -> None:
         self._listeners.append(listener)
@@ -254,6 +266,7 @@ class LocalPlatform:
             port=port,
             admin_port=admin_port,
             termination_log=termination_log,
+            version_of=function.version_of,
         )
         process = await asyncio.create_subprocess_exec(
             sys.executable,

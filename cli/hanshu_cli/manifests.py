@@ -23,7 +23,7 @@ from hanshu_api.platform import FunctionKey
 from .errors import CliError
 
 log = logging.getLogger("hanshu.dev")
-HANSHU_KINDS = ("Function", "Trigger")
+HANSHU_KINDS = ("Function", "Trigger", "FunctionVersion")
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -58,6 +58,9 @@ def load_documents(text: str) -> list[Any]:
 class ManifestSet:
     functions: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
     triggers: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
+    # Published versions (FunctionVersion manifests, as `kubectl get fnv -o yaml` shows
+    # them), by their object's key; their folders are in ``folders`` too.
+    versions: dict[FunctionKey, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[FunctionKey, dict[str, str]] = field(default_factory=dict)
     # The folder of each Function's manifest: where dev mode finds an image Function's code.
     folders: dict[FunctionKey, Path] = field(default_factory=dict)
@@ -73,7 +76,7 @@ def secret_data(secret: dict[str, Any]) -> dict[str, str]:
 
 def kind_of(document: Any) -> str | None:
     """What a document is, when it is not one dev mode loads; None when it is one
-    (hanshu.io Function or Trigger, v1 Secret)."""
+    (hanshu.io Function, FunctionVersion or Trigger, v1 Secret)."""
     if not isinstance(document, dict):
         return f"a {type(document).__name__}, not a manifest"
     api_version, kind = document.get("apiVersion"), document.get("kind")
@@ -142,6 +145,9 @@ def load_manifests(
                 found.folders[key] = file.parent
             elif document["kind"] == "Trigger":
                 found.triggers[key] = document
+            elif document["kind"] == "FunctionVersion":
+                found.versions[key] = document
+                found.folders[key] = file.parent
             else:
                 found.secrets[key] = secret_data(document)
         if others:

@@ -1,0 +1,110 @@
+"""Async calls and batch jobs through an alias record the version they ran on (issue 28):
+dev mode serving published versions as local replicas of their own, a real nats-server and
+a dispatcher process."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+import aiohttp
+from hanshu_api.versions import (
+    FUNCTION_VERSION_KIND,
+    VERSION_HEADER,
+    spec_digest,
+    version_object_name,
+)
+
+from tests.support.async_platform import final_status, get_json
+from tests.support.dev_platform import function, trigger
+from tests.support.helpers import eventually
+
+VERSIONED = textwrap.dedent("""
+    def which(event, context):
+        return {"version": context.function_version}
+""")
+
+
+def version_document(name: str, number: int, template: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": FUNCTION_VERSION_KIND,
+        "metadata": {"name": version_object_name(name, number)},
+        "spec": {
+            "function": name,
+            "version": number,
+            "digest": spec_digest(template),
+            "template": template,
+        },
+    }
+
+
+async def test_async_calls_on_an_alias_record_the_version_they_ran_on(async_platform) -> None:
+    shop = function("shop", "handlers.which", VERSIONED)
+    template = dict(shop["spec"])
+    shop["spec"]["aliases"] = [
+        {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 50}
+    ]
+    on_alias = trigger("live", "shop", path="/live")
+    on_alias["spec"]["functionRef"]["alias"] = "live"
+    platform = async_platform(
+        [
+            shop,
+            version_document("shop", 1, template),
+            version_document("shop", 2, template),
+            on_alias,
+        ]
+    )
+    async with aiohttp.ClientSession() as http:
+        # Synchronously first: each version answers as itself, through its own replicas.
+        seen: set[str] = set()
+
+        async def both_versions_answered() -> bool:
+            async with http.get(f"{platform.url}/live") as reply:
+                if reply.status == 200:
+                    body = await reply.json()
+                    assert reply.headers[VERSION_HEADER] == body["version"]
+                    seen.add(body["version"])
+            return seen == {"1", "2"}
+
+        await eventually(both_versions_answered, timeout=60, message="both versions answered")
+
+        ids = []
+        for n in range(20):
+            async with http.post(
+                f"{platform.url}/live",
+                json={"n": n},
+                headers={"X-Hanshu-Invocation-Type": "Async"},
+            ) as reply:
+                assert reply.status == 202, await reply.text()
+                assert reply.headers[VERSION_HEADER] in ("1", "2")
+                ids.append((reply.headers["X-Hanshu-Invocation-Id"], reply.headers[VERSION_HEADER]))
+        versions = set()
+        for invocation_id, picked in ids:
+            record = await final_status(platform, invocation_id)
+            assert record["state"] == "Succeeded", record
+            # Decided at enqueue: the record names the version, and it is the one that ran.
+            assert record["version"] == int(picked)
+            assert record["function"] == "shop"
+            assert json.loads(record["result"]["body"]) == {"version": picked}
+            versions.add(picked)
+        assert versions == {"1", "2"}
+
+        # A batch job through the alias: one version for the whole job, named in its status.
+        async with http.post(
+            f"{platform.url}/live",
+            data=b'{"a": 1}\n{"a": 2}\n',
+            headers={"X-Hanshu-Invocation-Type": "Batch"},
+        ) as reply:
+            assert reply.status == 202, await reply.text()
+            picked = reply.headers[VERSION_HEADER]
+            job = await reply.json()
+
+        def job_done() -> dict[str, Any] | None:
+            status, document = get_json(f"{platform.url}{job['status']}")
+            assert status == 200, document
+            return document if document.get("succeeded") == 2 else None
+
+        document = await eventually(job_done, timeout=30, message="the batch job finished")
+        assert document["version"] == int(picked)

@@ -7,7 +7,9 @@ separate processes.
 1. Warm path: the same runtime replica called directly, through the gateway, through
    nginx (the C peer, when installed) and through the Python floor (the leanest proxy on
    the gateway's stack, ``python_floor_proxy.py``), in alternating rounds of one run:
-   p50/p99 at a fixed rate (hey -q), saturated req/s (wrk), each proxy's CPU per request.
+   p50/p99 at a fixed rate (hey -q), saturated req/s (wrk), each proxy's CPU per request;
+   and a route on an alias split 50/50 between two published versions (issue 28), whose
+   p50 is compared with the plain route's in the same rounds.
 2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
    reply, over repeated cold starts.
 3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import aiohttp
 import yaml
+from hanshu_api.versions import spec_digest, version_key, version_object_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -72,17 +75,41 @@ def manifests(folder: Path) -> Path:
             },
         }
 
-    def trigger(name: str, path: str) -> dict[str, object]:
+    def trigger(name: str, path: str, **ref: object) -> dict[str, object]:
         return {
             "apiVersion": "hanshu.io/v1alpha1",
             "kind": "Trigger",
             "metadata": {"name": name},
-            "spec": {"functionRef": {"name": name}, "http": {"path": path}},
+            "spec": {"functionRef": {"name": name, **ref}, "http": {"path": path}},
         }
 
+    def published(name: str, number: int, template: dict[str, object]) -> dict[str, object]:
+        return {
+            "apiVersion": "hanshu.io/v1alpha1",
+            "kind": "FunctionVersion",
+            "metadata": {"name": version_object_name(name, number)},
+            "spec": {
+                "function": name,
+                "version": number,
+                "digest": spec_digest(template),
+                "template": template,
+            },
+        }
+
+    # The split route: Function "split", alias "live" = version 1 with 50 % to version 2,
+    # each version one warm replica of its own.
+    split = function("split", minReplicas=1, maxReplicas=1)
+    template = dict(split["spec"])  # type: ignore[call-overload]
+    split["spec"]["aliases"] = [  # type: ignore[index]
+        {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 50}
+    ]
     documents = [
         function("warm", minReplicas=1, maxReplicas=1),
         trigger("warm", "/warm"),
+        split,
+        published("split", 1, template),
+        published("split", 2, template),
+        trigger("split", "/split", alias="live"),
         function("cold", scaleToZeroGracePeriod="1s", maxReplicas=1),
         trigger("cold", "/cold"),
         function("burst", scaleToZeroGracePeriod="60s", maxReplicas=10, targetConcurrency=50),
@@ -102,8 +129,16 @@ async def warm_path(stack: DevStack, args: argparse.Namespace) -> None:
     entry = stack.catalog.functions[("default", "warm")]
     while not entry.pool.ready:
         await asyncio.sleep(0.05)
+    for number in (1, 2):
+        version = stack.catalog.functions[("default", version_key("split", number))]
+        while not version.pool.ready:
+            await asyncio.sleep(0.05)
     replica = entry.pool.ready[0].url
-    targets = {"direct": f"{replica}/", "gateway": f"http://127.0.0.1:{stack.port}/warm"}
+    targets = {
+        "direct": f"{replica}/",
+        "gateway": f"http://127.0.0.1:{stack.port}/warm",
+        "split": f"http://127.0.0.1:{stack.port}/split",
+    }
     upstream = replica.split("://", 1)[1]
     peer_pids: dict[str, int] = {}
     with contextlib.ExitStack() as peers:
@@ -156,7 +191,7 @@ async def measure_warm_path(
             machine_before = machine_times()
             result = await in_thread(run_wrk, url, connections=50, seconds=args.seconds)
             requests = result.requests_per_second * args.seconds
-            if name == "gateway":
+            if name in ("gateway", "split"):
                 proxy_cpu[name].append((time.process_time() - cpu_before) / requests * 1e6)
             elif name in peer_pids:
                 used = process_cpu_seconds(peer_pids[name]) - peer_before[name]
@@ -184,6 +219,14 @@ async def measure_warm_path(
                 f"{median(r.requests_per_second for r in results):7.0f} req/s   "
                 f"errors {sum(r.errors for r in results)}"
             )
+        split_pairs = list(zip(fixed[(shape, "gateway")], fixed[(shape, "split")], strict=True))
+        split_p50 = [s.p50_ms - g.p50_ms for g, s in split_pairs]
+        print(
+            f"     split route vs plain route (same rounds): p50 {median(split_p50):+.2f} ms "
+            "(target <= +0.2 ms), p99 "
+            f"{median(s.p99_ms - g.p99_ms for g, s in split_pairs):+.2f} ms"
+            f"   rounds: p50 {', '.join(f'{a:+.2f}' for a in split_p50)}"
+        )
         for proxy in proxy_cpu:
             pairs = list(zip(fixed[(shape, "direct")], fixed[(shape, proxy)], strict=True))
             added_p50 = [g.p50_ms - d.p50_ms for d, g in pairs]
@@ -218,6 +261,8 @@ async def measure_warm_path(
             f"rounds: {', '.join(f'{c:.0f}' for c in cpu)}"
         )
     for name in targets:
+        if name == "split":  # its replicas are the versions' own, not the one measured
+            continue
         print(
             f"     {name:<9} replica CPU per request {median(replica_cpu[name]):4.0f} µs, "
             f"machine busy {median(machine_busy[name]):4.0%}"

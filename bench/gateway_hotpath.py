@@ -9,6 +9,9 @@ the caller's connection is fed a request, and the replica's connection answers i
 on the next loop iteration. What is left out is only the kernel's part (four socket calls
 and the event loop's polling per request), which ``gateway_bench.py`` measures.
 
+A second figure, in alternating rounds with the first: a route on an alias split 50/50
+between two published versions (issue 28): the per-request draw and version choice.
+
     python bench/gateway_hotpath.py [--requests 20000] [--rounds 5] [--profile]
 """
 
@@ -29,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import free_port
 from gateway_bench import manifests
+from hanshu_api.versions import version_key
 from hanshu_autoscaler import Policy
 from hanshu_cli.devmode import DevStack
 from hanshu_gateway import public_http, upstream
@@ -44,6 +48,7 @@ REQUEST = (
     b"GET /warm HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: hey/0.0.1\r\n"
     b"Accept-Encoding: gzip\r\n\r\n"
 )
+SPLIT_REQUEST = REQUEST.replace(b"GET /warm ", b"GET /split ")
 
 
 class ReplicaTransport:
@@ -93,9 +98,10 @@ class CallerTransport:
 
 
 async def measure(stack: DevStack, args: argparse.Namespace) -> None:
-    entry = stack.catalog.functions[("default", "warm")]
-    while not entry.pool.ready:
-        await asyncio.sleep(0.05)
+    for key in ("warm", version_key("split", 1), version_key("split", 2)):
+        entry = stack.catalog.functions[("default", key)]
+        while not entry.pool.ready:
+            await asyncio.sleep(0.05)
 
     async def connect(self: upstream.UpstreamPool, endpoint: object) -> upstream._Connection:
         connection = upstream._Connection()
@@ -111,26 +117,35 @@ async def measure(stack: DevStack, args: argparse.Namespace) -> None:
     connection = public_http._PublicConnection(stack.gateway._public)
     connection.connection_made(caller)  # type: ignore[arg-type]
 
-    async def one() -> bytes:
+    async def one(request: bytes = REQUEST) -> bytes:
         caller.reply = loop.create_future()
-        connection.data_received(REQUEST)
+        connection.data_received(request)
         return await caller.reply
 
-    first = await one()
-    assert first.startswith(b"HTTP/1.1 200 OK"), first
-    assert first.endswith(b"Hello, world!"), first
-    for _ in range(args.requests // 10):
-        await one()  # warm-up
-    per_request: list[float] = []
+    for request in (REQUEST, SPLIT_REQUEST):
+        first = await one(request)
+        assert first.startswith(b"HTTP/1.1 200 OK"), first
+        assert first.endswith(b"Hello, world!"), first
+        for _ in range(args.requests // 10):
+            await one(request)  # warm-up
+    per_request: dict[bytes, list[float]] = {REQUEST: [], SPLIT_REQUEST: []}
     for _ in range(args.rounds):
-        started = time.process_time()
-        for _ in range(args.requests):
-            await one()
-        per_request.append((time.process_time() - started) / args.requests * 1e6)
+        for request, figures in per_request.items():  # alternating: the same noise for both
+            started = time.process_time()
+            for _ in range(args.requests):
+                await one(request)
+            figures.append((time.process_time() - started) / args.requests * 1e6)
+    for request, name in ((REQUEST, "plain route"), (SPLIT_REQUEST, "split alias")):
+        figures = per_request[request]
+        print(
+            f"gateway Python CPU per proxied request ({name}), fake sockets, "
+            f"{type(loop).__module__} loop: median {statistics.median(figures):.1f} µs, "
+            f"min {min(figures):.1f} µs   rounds: {', '.join(f'{v:.1f}' for v in figures)}"
+        )
+    added = [s - p for p, s in zip(per_request[REQUEST], per_request[SPLIT_REQUEST], strict=True)]
     print(
-        f"gateway Python CPU per proxied request, fake sockets, {type(loop).__module__} loop: "
-        f"median {statistics.median(per_request):.1f} µs, min {min(per_request):.1f} µs   "
-        f"rounds: {', '.join(f'{value:.1f}' for value in per_request)}"
+        f"added by the split alias: median {statistics.median(added):+.1f} µs per request   "
+        f"rounds: {', '.join(f'{a:+.1f}' for a in added)}"
     )
     if args.profile:
         profile = cProfile.Profile()

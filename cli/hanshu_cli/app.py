@@ -642,8 +642,8 @@ def usage_command(
         typer.Option(help="A gateway's /metrics (e.g. hanshu dev's internal port) instead."),
     ] = None,
 ) -> None:
-    """What each Function cost: invocations, errors (5xx), cold starts and GB-seconds (the
-    unit Function Compute and Lambda bill by), from the gateway's metrics."""
+    """What each Function cost, by version: invocations, errors (5xx), cold starts and
+    GB-seconds (the unit Function Compute and Lambda bill by), from the gateway's metrics."""
     try:
         logs.parse_duration(since)
     except ValueError as bad:
@@ -672,6 +672,7 @@ def usage_command(
     rows = [
         [
             f"{key[0]}/{key[1]}",
+            key[2],
             f"{u.invocations:.0f}",
             f"{u.errors:.0f}",
             f"{u.cold_starts:.0f}",
@@ -682,7 +683,7 @@ def usage_command(
     if not rows:
         out.print(f"no invocations {window}")
         return
-    columns = ["FUNCTION", "INVOCATIONS", "ERRORS", "COLD STARTS", "GB-SECONDS"]
+    columns = ["FUNCTION", "VERSION", "INVOCATIONS", "ERRORS", "COLD STARTS", "GB-SECONDS"]
     out.print(_table(columns, rows, f"Usage {window}"))
 
 

@@ -1,6 +1,9 @@
 """What each Function cost, from the gateway's counters: invocations, errors, cold starts
 and GB-seconds (the unit Function Compute and Lambda bill by). Pure functions of the
-Prometheus text the gateway serves, or of a Prometheus server's query answers."""
+Prometheus text the gateway serves, or of a Prometheus server's query answers.
+
+Split by version (issue 28): a row per (namespace, function, version), the version
+``LATEST`` for $LATEST and for series of gateways older than the ``version`` label."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-FunctionKey = tuple[str, str]
+# (namespace, function, version)
+UsageKey = tuple[str, str, str]
+LATEST = "LATEST"  # hanshu_api.versions.VERSION_LABEL_LATEST
 
 
 @dataclass
@@ -25,9 +30,17 @@ def _is_error(code: str) -> bool:
     return code.isdigit() and int(code) >= 500
 
 
-def from_metrics(texts: Iterable[str]) -> dict[FunctionKey, Usage]:
+def _key(labels: Mapping[str, Any]) -> UsageKey:
+    return (
+        str(labels.get("namespace", "")),
+        str(labels["function"]),
+        str(labels.get("version") or LATEST),
+    )
+
+
+def from_metrics(texts: Iterable[str]) -> dict[UsageKey, Usage]:
     """The sum over gateway replicas of their counters (each since that replica started)."""
-    found: dict[FunctionKey, Usage] = {}
+    found: dict[UsageKey, Usage] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -36,8 +49,7 @@ def from_metrics(texts: Iterable[str]) -> dict[FunctionKey, Usage]:
                 labels = sample.labels
                 if "function" not in labels:
                     continue
-                key = (labels.get("namespace", ""), labels["function"])
-                usage = found.setdefault(key, Usage())
+                usage = found.setdefault(_key(labels), Usage())
                 if sample.name == "hanshu_gateway_invocations_total":
                     usage.invocations += sample.value
                     if _is_error(labels.get("code", "")):
@@ -50,8 +62,9 @@ def from_metrics(texts: Iterable[str]) -> dict[FunctionKey, Usage]:
 
 
 def prometheus_queries(window: str) -> dict[str, str]:
-    """One query per column, each the increase over ``window`` per namespace and function."""
-    by = "sum by (namespace, function)"
+    """One query per column, each the increase over ``window`` per namespace, function
+    and version."""
+    by = "sum by (namespace, function, version)"
     return {
         "invocations": f"{by} (increase(hanshu_gateway_invocations_total[{window}]))",
         "errors": f'{by} (increase(hanshu_gateway_invocations_total{{code=~"5.."}}[{window}]))',
@@ -60,15 +73,14 @@ def prometheus_queries(window: str) -> dict[str, str]:
     }
 
 
-def from_prometheus(answers: Mapping[str, Mapping[str, Any]]) -> dict[FunctionKey, Usage]:
-    """Query answers (``/api/v1/query`` JSON, by column) to usage per Function."""
-    found: dict[FunctionKey, Usage] = {}
+def from_prometheus(answers: Mapping[str, Mapping[str, Any]]) -> dict[UsageKey, Usage]:
+    """Query answers (``/api/v1/query`` JSON, by column) to usage per Function version."""
+    found: dict[UsageKey, Usage] = {}
     for column, answer in answers.items():
         for series in (answer.get("data") or {}).get("result") or []:
             metric = series.get("metric") or {}
             if "function" not in metric:
                 continue
-            key = (str(metric.get("namespace", "")), str(metric["function"]))
             value = float(series.get("value", [0, "0"])[1])
-            setattr(found.setdefault(key, Usage()), column, value)
+            setattr(found.setdefault(_key(metric), Usage()), column, value)
     return found

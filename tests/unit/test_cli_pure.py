@@ -161,7 +161,42 @@ def test_usage_sums_gateway_replicas_counters() -> None:
         hanshu_gateway_gb_seconds_total{namespace="a",function="f",type="Sync"} 0.25
     """)
     found = usage.from_metrics([text, text])
-    assert found == {("a", "f"): usage.Usage(18.0, 4.0, 2.0, 0.5)}
+    # Without a version label (a gateway from before versions): LATEST.
+    assert found == {("a", "f", "LATEST"): usage.Usage(18.0, 4.0, 2.0, 0.5)}
+
+
+def test_usage_splits_by_version() -> None:
+    series = 'hanshu_gateway_invocations_total{namespace="a",function="f",type="Sync"'
+    text = textwrap.dedent(f"""
+        # TYPE hanshu_gateway_invocations counter
+        {series},code="200",version="1"}} 9.0
+        {series},code="500",version="2"}} 3.0
+        {series},code="200",version="LATEST"}} 1.0
+        # TYPE hanshu_gateway_gb_seconds counter
+        hanshu_gateway_gb_seconds_total{{namespace="a",function="f",version="2"}} 0.5
+    """)
+    found = usage.from_metrics([text])
+    assert found == {
+        ("a", "f", "1"): usage.Usage(9.0),
+        ("a", "f", "2"): usage.Usage(3.0, 3.0, 0.0, 0.5),
+        ("a", "f", "LATEST"): usage.Usage(1.0),
+    }
+    assert all(
+        "(namespace, function, version)" in q for q in usage.prometheus_queries("1h").values()
+    )
+    answers = {
+        "invocations": {
+            "data": {
+                "result": [
+                    {
+                        "metric": {"namespace": "a", "function": "f", "version": "2"},
+                        "value": [0, "4"],
+                    }
+                ]
+            }
+        }
+    }
+    assert usage.from_prometheus(answers) == {("a", "f", "2"): usage.Usage(4.0)}
 
 
 def test_a_failed_invocation_is_told_by_its_error_body() -> None:

@@ -180,7 +180,7 @@ async def test_usage_reads_the_gateway_pods_metrics_through_the_api_server(
     result = await cluster.hanshu("usage")
     assert result.exit_code == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "team-a/hello" in line)
-    assert row.split()[1:] == ["41", "0", "0", "1.500"]
+    assert row.split()[1:] == ["LATEST", "41", "0", "0", "1.500"]
 
 
 async def test_no_cluster_is_one_line_naming_the_kubeconfig_and_context(tmp_path: Path) -> None:

@@ -128,7 +128,8 @@ async def test_usage_reads_the_dev_gateways_metrics(dev_folder: tuple[Path, DevP
     result = await run_cli("usage", "--metrics-url", f"{dev.internal_url}/metrics")
     assert result.exit_code == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "default/greeter" in line)
-    invocations, errors, cold_starts, gb_seconds = row.split()[1:]
+    version, invocations, errors, cold_starts, gb_seconds = row.split()[1:]
+    assert version == "LATEST"
     assert (invocations, errors, cold_starts) == ("3", "0", "1")
     assert float(gb_seconds) > 0
 

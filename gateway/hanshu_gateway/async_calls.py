@@ -43,6 +43,7 @@ from hanshu_api.invocations import (
     route_scope,
 )
 from hanshu_api.platform import FunctionKey
+from hanshu_api.versions import VERSION_HEADER
 
 from .async_intake import MAX_BATCH_BYTES, AsyncIntake, AsyncUnavailable, Call, batch_events
 from .bad_input import refused_input
@@ -53,6 +54,7 @@ from .proxy import ProxiedCall, Proxy
 from .public_http import PublicRequest
 from .routes import Route
 from .target import BadTarget, parse_target
+from .version_routing import platform_target, resolve
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -239,11 +241,19 @@ class AsyncCalls:
     # -- the internal port ------------------------------------------------------------------
 
     async def enqueue(self, request: web.Request) -> web.Response:
-        """POST /_hanshu/enqueue/{namespace}/{function}: store an event as an async call."""
-        key: FunctionKey = (request.match_info["namespace"], request.match_info["function"])
-        entry = self.catalog.functions.get(key)
-        if entry is None:
-            raise _function_not_found(key)
+        """POST /_hanshu/enqueue/{namespace}/{function}[?version=N|?alias=NAME]: store an
+        event as an async call; a version or an alias's pick is decided now, and recorded."""
+        version, alias = platform_target(request.query)
+        entry = resolve(
+            request.match_info["namespace"],
+            request.match_info["function"],
+            version,
+            alias,
+            self.catalog.functions,
+            self.catalog.aliases,
+            request.headers,
+        )
+        key = entry.key
         intake = self._intake()
         invocation_type = request.headers.get(HTTP_INVOCATION_TYPE, ASYNC)
         if invocation_type not in (ASYNC, EVENT):
@@ -255,7 +265,7 @@ class AsyncCalls:
         body = await request.read()
         call = Call(
             key=key,
-            origin=Origin(key[0], key[1]),
+            origin=Origin(key[0], entry.function, version=entry.version),
             policy=entry.async_policy,
             timeout_seconds=entry.timeout_seconds,
             request=StoredRequest(
@@ -270,10 +280,13 @@ class AsyncCalls:
             )
         except AsyncUnavailable:
             raise _unavailable("the event store is not reachable") from None
+        headers = {HTTP_INVOCATION_ID: accepted.invocation_id}
+        if version is not None or alias is not None:
+            headers[VERSION_HEADER] = str(entry.version)
         return web.json_response(
             {"invocationId": accepted.invocation_id, "duplicate": accepted.duplicate},
             status=202,
-            headers={HTTP_INVOCATION_ID: accepted.invocation_id},
+            headers=headers,
         )
 
     async def dispatch(self, request: web.Request, request_id: str) -> web.Response:

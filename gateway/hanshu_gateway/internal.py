@@ -23,14 +23,16 @@ from hanshu_api.gateway_paths import (
 )
 from hanshu_api.invocations import EVENT
 from hanshu_api.loop_lag import LoopLag
+from hanshu_api.versions import VERSION_HEADER
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .async_calls import AsyncCalls
 from .async_intake import AsyncIntake
 from .catalog import Catalog
-from .faults import GatewayFault, NotFound, Unauthorized
+from .faults import GatewayFault, Unauthorized
 from .proxy import ProxiedCall, Proxy
 from .request_ids import RequestIds
+from .version_routing import platform_target, resolve
 
 # The paths the platform's token guards (health and metrics stay open to probes).
 PlatformHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
@@ -100,17 +102,27 @@ class InternalPort:
         return edge
 
     async def invoke(self, request: web.Request, request_id: str) -> web.StreamResponse:
-        """POST /_hanshu/invoke/{namespace}/{function}: a raw event for schedules and event
-        sources; it queues and wakes the Function like any request."""
-        key = (request.match_info["namespace"], request.match_info["function"])
-        entry = self.catalog.functions.get(key)
-        if entry is None:
-            raise NotFound(f"no Function {key[0]}/{key[1]}", error_type="FunctionNotFound")
+        """POST /_hanshu/invoke/{namespace}/{function}[?version=N|?alias=NAME]: a raw event
+        for schedules and event sources; it queues and wakes the Function (or the version)
+        like any request. The reply names a version or alias's version in X-Hanshu-Version."""
+        version, alias = platform_target(request.query)
+        entry = resolve(
+            request.match_info["namespace"],
+            request.match_info["function"],
+            version,
+            alias,
+            self.catalog.functions,
+            self.catalog.aliases,
+            request.headers,
+        )
         body = await request.read()
         headers = [("Content-Type", "application/json"), ("X-Request-Id", request_id)]
-        return await self.proxy.forward(
+        response = await self.proxy.forward(
             ProxiedCall(entry, "POST", REPLICA_INVOKE_PATH, headers, body, request_id, EVENT)
         )
+        if version is not None or alias is not None:
+            response.headers[VERSION_HEADER] = entry.meters.labels[2]
+        return response
 
     async def enqueue(self, request: web.Request, request_id: str) -> web.StreamResponse:
         return await self.async_calls.enqueue(request)

@@ -45,15 +45,6 @@ class Route:
         """The Function's own key ($LATEST), whatever version or alias the route calls."""
         return (self.namespace, self.function)
 
-    @property
-    def calls(self) -> str:
-        """What the route calls, as a sentence's object: "Function 'f'", "version 2 of ..."."""
-        if self.version is not None:
-            return f"version {self.version} of the Function '{self.function}'"
-        if self.alias is not None:
-            return f"alias '{self.alias}' of the Function '{self.function}'"
-        return f"the Function '{self.function}'"
-
     def allows(self, method: str) -> bool:
         methods = self.http.methods
         return not methods or method in methods or (method == "HEAD" and "GET" in methods)

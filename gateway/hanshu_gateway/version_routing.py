@@ -8,6 +8,9 @@ alias a draw, random or the caller's sticky value's (``STICKY_HEADER``, else the
 refused as a Function that does not exist is: 503 for a synchronous call (it may appear:
 a version is served from the moment its FunctionVersion is seen), 404 for an async one
 (never stored for nothing), with a JSON body naming the alias and the version.
+
+The platform's own callers (schedules, streams, destinations) name a version or an alias
+on the internal port with ``?version=N`` / ``?alias=NAME`` (``platform_target``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from hanshu_api.versions import (
     version_key,
 )
 
-from .faults import GatewayFault, NotFound, Unavailable
+from .faults import BadRequest, NotFound, Unavailable
 from .routes import Route
 
 if TYPE_CHECKING:
@@ -75,55 +78,85 @@ def sticky_cookie(cookie_header: str | None) -> str | None:
     return None
 
 
-def _missing(message: str, error_type: str, headers: Mapping[str, str]) -> GatewayFault:
-    """As a missing Function: a synchronous caller may try again; an async call is never
-    stored for a target that is not there."""
-    if invocation_type_of(headers) in (SYNC, None):
-        return Unavailable(message, error_type=error_type)
-    return NotFound(message, error_type=error_type)
-
-
 def target_entry(
     route: Route,
     functions: Mapping[FunctionKey, FunctionEntry],
     aliases: Mapping[AliasKey, AliasChoice],
     headers: Mapping[str, str],
 ) -> FunctionEntry:
-    """The entry serving this request of ``route``, or the fault refusing it."""
+    """The entry serving this request of ``route``, or the fault refusing it: as for a
+    missing Function, 503 for a synchronous caller (it may appear), 404 for an async call
+    (never stored for a target that is not there)."""
     if route.key is not None:  # $LATEST or one version: worked out with the route
         entry = functions.get(route.key)
         if entry is not None:
             return entry
-        if route.version is None:
-            raise _missing(
-                f"the Function '{route.function}' of this route does not exist",
-                "FunctionNotFound",
-                headers,
+    try:
+        return resolve(
+            route.namespace, route.function, route.version, route.alias, functions, aliases, headers
+        )
+    except NotFound as missing:
+        if invocation_type_of(headers) in (SYNC, None):
+            raise Unavailable(str(missing), error_type=missing.error_type) from None
+        raise
+
+
+def resolve(
+    namespace: str,
+    function: str,
+    version: int | None,
+    alias: str | None,
+    functions: Mapping[FunctionKey, FunctionEntry],
+    aliases: Mapping[AliasKey, AliasChoice],
+    headers: Mapping[str, str],
+) -> FunctionEntry:
+    """The entry of a Function's $LATEST, of one version, or of the version its alias picks
+    for this call; NotFound naming what does not exist."""
+    if alias is None:
+        entry = functions.get((namespace, version_key(function, version)))
+        if entry is not None:
+            return entry
+        if version is None:
+            raise NotFound(
+                f"the Function '{function}' does not exist",
+                error_type="FunctionNotFound",
             )
-        raise _missing(
-            f"{route.calls} is not published (hanshu versions {route.function} lists "
-            "the published ones)",
-            "VersionNotFound",
-            headers,
+        raise NotFound(
+            f"version {version} of the Function '{function}' is not published "
+            f"(hanshu versions {function} lists the published ones)",
+            error_type="VersionNotFound",
         )
-    assert route.alias is not None
-    choice = aliases.get((route.namespace, route.function, route.alias))
+    choice = aliases.get((namespace, function, alias))
     if choice is None:
-        raise _missing(
-            f"the Function '{route.function}' has no alias '{route.alias}' (or does not exist)",
-            "AliasNotFound",
-            headers,
+        raise NotFound(
+            f"the Function '{function}' has no alias '{alias}' (or does not exist)",
+            error_type="AliasNotFound",
         )
-    version = choice.pick(headers)
-    entry = functions.get(choice.keys[version])
+    picked = choice.pick(headers)
+    entry = functions.get(choice.keys[picked])
     if entry is None:
-        raise _missing(
-            f"alias '{route.alias}' of the Function '{route.function}' points at version "
-            f"{version}, which is not published",
-            "VersionNotFound",
-            headers,
+        raise NotFound(
+            f"alias '{alias}' of the Function '{function}' points at version {picked}, "
+            "which is not published",
+            error_type="VersionNotFound",
         )
     return entry
 
 
-__all__ = ["AliasChoice", "AliasKey", "sticky_cookie", "target_entry"]
+def platform_target(query: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """The version or alias a platform caller names on the internal port (``?version=2``
+    or ``?alias=live``, beside the Function in the path); BadRequest naming what is wrong."""
+    version_text, alias = query.get("version"), query.get("alias")
+    if version_text is not None and alias is not None:
+        raise BadRequest("name a version or an alias, not both", error_type="InvalidTarget")
+    if version_text is None:
+        return None, alias or None
+    if not version_text.isdigit() or int(version_text) < 1:
+        raise BadRequest(
+            f"version must be a version number >= 1 (e.g. ?version=2), got {version_text!r}",
+            error_type="InvalidTarget",
+        )
+    return int(version_text), None
+
+
+__all__ = ["AliasChoice", "AliasKey", "platform_target", "resolve", "sticky_cookie", "target_entry"]

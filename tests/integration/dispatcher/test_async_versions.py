@@ -108,3 +108,37 @@ async def test_async_calls_on_an_alias_record_the_version_they_ran_on(async_plat
 
         document = await eventually(job_done, timeout=30, message="the batch job finished")
         assert document["version"] == int(picked)
+
+
+async def test_platform_callers_name_a_version_or_an_alias(async_platform) -> None:
+    """Schedules, streams and destinations call through the internal port: ``?version=N``
+    or ``?alias=NAME`` beside the Function, run and recorded there."""
+    shop = function("shop", "handlers.which", VERSIONED)
+    template = dict(shop["spec"])
+    shop["spec"]["aliases"] = [{"name": "live", "version": 2}]
+    platform = async_platform(
+        [shop, version_document("shop", 1, template), version_document("shop", 2, template)]
+    )
+    internal = f"{platform.internal_url}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{internal}/_hanshu/invoke/default/shop?version=1", json={}) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json(), r.headers[VERSION_HEADER]) == ({"version": "1"}, "1")
+        async with http.post(f"{internal}/_hanshu/enqueue/default/shop?alias=live", json={}) as r:
+            assert r.status == 202, await r.text()
+            assert r.headers[VERSION_HEADER] == "2"
+            invocation_id = (await r.json())["invocationId"]
+        record = await final_status(platform, invocation_id)
+        assert (record["function"], record["version"]) == ("shop", 2)
+        assert json.loads(record["result"]["body"]) == {"version": "2"}
+        # Refused by name: a version not published, a bad one, both at once.
+        async with http.post(f"{internal}/_hanshu/enqueue/default/shop?version=7", json={}) as r:
+            assert r.status == 404
+            assert (await r.json())["errorType"] == "VersionNotFound"
+        async with http.post(f"{internal}/_hanshu/invoke/default/shop?version=x", json={}) as r:
+            assert r.status == 400
+            assert "version must be a version number" in (await r.json())["errorMessage"]
+        async with http.post(
+            f"{internal}/_hanshu/invoke/default/shop?version=1&alias=live", json={}
+        ) as r:
+            assert r.status == 400

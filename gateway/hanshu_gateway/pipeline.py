@@ -170,7 +170,7 @@ class Gateway:
                 response = await self.async_calls.accept(
                     invocation_type, route, entry, stored, body, request.headers, request_id
                 )
-            if route.key != route.function_key:  # a version or an alias: say which served
+            if route.names_version:  # a version or an alias: say which served
                 response.headers[VERSION_HEADER] = entry.meters.labels[2]
             status = response.status
             return response
@@ -178,8 +178,8 @@ class Gateway:
             status = fault.status
             raise
         finally:
-            if entry is None:  # refused before a version was known: "" unless the route names one
-                version = "" if route.alias else route.version_label
+            if entry is None:  # refused before a version was known
+                version = route.version_label
             else:
                 version = entry.meters.labels[2]
                 entry.meters.latency.observe(time.monotonic() - started)

@@ -30,15 +30,23 @@ class Route:
     # The Trigger's path as decoded segments, worked out once rather than per request.
     prefix: tuple[str, ...] = field(init=False, repr=False, compare=False)
     # Worked out once too: the key of the Function (or version) a request goes to, None
-    # for an alias; and the ``version`` label its requests are counted under.
+    # for an alias (whose key in the catalog's aliases is ``alias_key``); the ``version``
+    # label its refusals are counted under; whether replies name the version that served.
     key: FunctionKey | None = field(init=False, repr=False, compare=False)
+    alias_key: tuple[str, str, str] | None = field(init=False, repr=False, compare=False)
     version_label: str = field(init=False, repr=False, compare=False)
+    names_version: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", prefix_segments(self.http.path))
         key = None if self.alias else (self.namespace, version_key(self.function, self.version))
         object.__setattr__(self, "key", key)
-        object.__setattr__(self, "version_label", version_label(self.version))
+        alias_key = (self.namespace, self.function, self.alias) if self.alias else None
+        object.__setattr__(self, "alias_key", alias_key)
+        # A refusal before an alias picked a version is counted under "" (no version ran).
+        label = "" if self.alias else version_label(self.version)
+        object.__setattr__(self, "version_label", label)
+        object.__setattr__(self, "names_version", self.version is not None or bool(self.alias))
 
     @property
     def function_key(self) -> FunctionKey:

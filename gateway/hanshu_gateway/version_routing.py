@@ -31,7 +31,7 @@ from hanshu_api.versions import (
     version_key,
 )
 
-from .faults import BadRequest, NotFound, Unavailable
+from .faults import BadRequest, GatewayFault, NotFound, Unavailable
 from .routes import Route
 
 if TYPE_CHECKING:
@@ -91,14 +91,34 @@ def target_entry(
         entry = functions.get(route.key)
         if entry is not None:
             return entry
+    elif route.alias_key is not None:
+        choice = aliases.get(route.alias_key)
+        if choice is not None:
+            picked = choice.pick(headers)  # one draw per request, even when refused
+            entry = functions.get(choice.keys[picked])
+            if entry is not None:
+                return entry
+            raise _refused(_unpublished(route.function, route.alias_key[2], picked), headers)
     try:
         return resolve(
             route.namespace, route.function, route.version, route.alias, functions, aliases, headers
         )
     except NotFound as missing:
-        if invocation_type_of(headers) in (SYNC, None):
-            raise Unavailable(str(missing), error_type=missing.error_type) from None
-        raise
+        raise _refused(missing, headers) from None
+
+
+def _refused(missing: NotFound, headers: Mapping[str, str]) -> GatewayFault:
+    if invocation_type_of(headers) in (SYNC, None):
+        return Unavailable(missing.message, error_type=missing.error_type)
+    return missing
+
+
+def _unpublished(function: str, alias: str, version: int) -> NotFound:
+    return NotFound(
+        f"alias '{alias}' of the Function '{function}' points at version {version}, "
+        "which is not published",
+        error_type="VersionNotFound",
+    )
 
 
 def resolve(
@@ -135,11 +155,7 @@ def resolve(
     picked = choice.pick(headers)
     entry = functions.get(choice.keys[picked])
     if entry is None:
-        raise NotFound(
-            f"alias '{alias}' of the Function '{function}' points at version {picked}, "
-            "which is not published",
-            error_type="VersionNotFound",
-        )
+        raise _unpublished(function, alias, picked)
     return entry
 
 

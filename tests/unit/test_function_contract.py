@@ -117,6 +117,30 @@ def test_memory_and_version_are_what_the_runtime_reports() -> None:
     assert runtime_config_from_env(local_env(spec())).host == "127.0.0.1"
 
 
+def test_a_published_versions_replica_reports_its_number_and_latest_reports_latest() -> None:
+    """Issue 28: $LATEST's HANSHU_FUNCTION_VERSION is the generation, which is not a
+    version, so its metrics say LATEST; a version's replicas are told their number (and
+    the Function's name, not the version's key)."""
+    latest = runtime_config_from_env(local_env(spec()))
+    assert (latest.function_version, latest.metrics_version) == ("1", "LATEST")
+    version = runtime_config_from_env(
+        replica_env(
+            ("ns", "f-v3"),
+            spec(),
+            inherited={},
+            extra={},
+            default_resources=DEFAULTS,
+            code_dir=Path(CODE_DIR),
+            port=FUNCTION_PORT,
+            admin_port=ADMIN_PORT,
+            termination_log=Path("/tmp/f.log"),
+            version_of=("f", 3),
+        )
+    )
+    assert (version.function_name, version.function_version) == ("f", "3")
+    assert version.metrics_version == "3"
+
+
 def test_the_user_env_cannot_override_the_contract_in_a_cluster_or_locally() -> None:
     # The CRD and the parser refuse reserved names; a spec that skipped both still cannot.
     with pytest.raises(ValueError, match="HANSHU_ are reserved"):

@@ -163,18 +163,22 @@ async def test_gateway_metrics(platform):
             text = await reply.text()
     assert (
         'hanshu_gateway_requests_total{code="200",function="echo",namespace="default",'
-        'trigger="public"}'
+        'trigger="public",version="LATEST"}'
     ) in text
-    billed = 'hanshu_gateway_gb_seconds_total{function="echo",namespace="default",type="Sync"}'
+    billed = (
+        'hanshu_gateway_gb_seconds_total{function="echo",namespace="default",type="Sync",'
+        'version="LATEST"}'
+    )
     assert billed in text
     assert (
         'hanshu_gateway_invocations_total{code="200",function="echo",namespace="default",'
-        'type="Sync"}'
+        'type="Sync",version="LATEST"}'
     ) in text
     assert "hanshu_gateway_request_duration_seconds_bucket" in text
     # Read from the gateway's own counts at scrape time: nothing in flight once replied.
-    assert 'hanshu_gateway_in_flight{function="echo",namespace="default"} 0.0' in text
-    assert 'hanshu_gateway_queued{function="echo",namespace="default"} 0.0' in text
+    labels = '{function="echo",namespace="default",version="LATEST"}'
+    assert f"hanshu_gateway_in_flight{labels} 0.0" in text
+    assert f"hanshu_gateway_queued{labels} 0.0" in text
 
 
 async def test_schedule_fires_through_the_gateway_and_wakes_the_function(platform_factory):

@@ -42,12 +42,28 @@ REPLICA_INVOKE_PATH = "/_hanshu/invoke"
 REPLICA_READY_PATH = "/_hanshu/ready"
 
 
-def invoke_path(namespace: str, function: str) -> str:
-    return INVOKE_ROUTE.format(namespace=namespace, function=function)
+def target_query(version: int | None = None, alias: str | None = None) -> str:
+    """A version or an alias of the Function in the path (issue 28): ``?version=N`` or
+    ``?alias=NAME``; "" for $LATEST. Alias names are DNS labels: nothing to quote."""
+    if version is not None:
+        return f"?version={version}"
+    return f"?alias={alias}" if alias else ""
 
 
-def enqueue_path(namespace: str, function: str) -> str:
-    return ENQUEUE_ROUTE.format(namespace=namespace, function=function)
+def invoke_path(
+    namespace: str, function: str, version: int | None = None, alias: str | None = None
+) -> str:
+    return INVOKE_ROUTE.format(namespace=namespace, function=function) + target_query(
+        version, alias
+    )
+
+
+def enqueue_path(
+    namespace: str, function: str, version: int | None = None, alias: str | None = None
+) -> str:
+    return ENQUEUE_ROUTE.format(namespace=namespace, function=function) + target_query(
+        version, alias
+    )
 
 
 def dispatch_path(namespace: str, function: str) -> str:

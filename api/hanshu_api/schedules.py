@@ -35,6 +35,7 @@ from typing import Any
 from .cron import parse_cron
 from .message_fields import json_object, required_text
 from .trigger_spec import DEFAULT_TIME_ZONE, Schedule, TriggerSpec
+from .versions import FunctionTarget
 
 SCHEDULE_CATALOG_BUCKET = "hanshu_schedules"
 SCHEDULE_FIRES_BUCKET = "hanshu_schedule_fires"
@@ -104,13 +105,21 @@ class ScheduleEntry:
     trigger: str
     function: str
     schedule: Schedule
+    # The Trigger's functionRef version or alias (issue 28); both None for $LATEST.
+    version: int | None = None
+    alias: str | None = None
 
     @classmethod
-    def of_trigger(cls, namespace: str, name: str, spec: TriggerSpec) -> ScheduleEntry | None:
-        """The catalog entry of a Trigger; None when it is not a schedule."""
+    def of_trigger(
+        cls, namespace: str, name: str, spec: TriggerSpec, target: FunctionTarget | None = None
+    ) -> ScheduleEntry | None:
+        """The catalog entry of a Trigger; None when it is not a schedule. ``target``: its
+        functionRef's version or alias, when it names one."""
         if spec.schedule is None:
             return None
-        return cls(namespace, name, spec.function_name, spec.schedule)
+        version = target.version if target is not None else None
+        alias = target.alias if target is not None else None
+        return cls(namespace, name, spec.function_name, spec.schedule, version, alias)
 
     @property
     def key(self) -> str:
@@ -129,6 +138,9 @@ class ScheduleEntry:
                 "cron": self.schedule.cron,
                 "timeZone": self.schedule.time_zone,
                 "payload": dict(self.schedule.payload),
+                # Only when set: an entry of $LATEST reads as before (a rolling upgrade).
+                **({"version": self.version} if self.version is not None else {}),
+                **({"alias": self.alias} if self.alias is not None else {}),
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -141,6 +153,13 @@ class ScheduleEntry:
         payload = fields.get("payload") or {}
         if not isinstance(payload, dict):
             raise ScheduleInvalid(f"the {what}'s payload is not an object")
+        version, alias = fields.get("version"), fields.get("alias")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            raise ScheduleInvalid(f"the {what}'s version must be a version number >= 1")
+        if alias is not None and not isinstance(alias, str):
+            raise ScheduleInvalid(f"the {what}'s alias must be a string")
         return cls(
             namespace=_text(fields, "namespace", what),
             trigger=_text(fields, "trigger", what),
@@ -150,6 +169,8 @@ class ScheduleEntry:
                 time_zone=str(fields.get("timeZone") or DEFAULT_TIME_ZONE),
                 payload=payload,
             ),
+            version=version,
+            alias=alias,
         )
 
 

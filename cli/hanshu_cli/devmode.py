@@ -264,7 +264,11 @@ class DevStack:
         entries = [
             entry
             for known in triggers
-            if (entry := ScheduleEntry.of_trigger(known.namespace, known.name, known.spec))
+            if (
+                entry := ScheduleEntry.of_trigger(
+                    known.namespace, known.name, known.spec, known.target
+                )
+            )
         ]
         if not entries:
             return

@@ -75,6 +75,8 @@ class InternalGateway:
         time_limit: float | None = None,
         idempotency_key: str | None = None,
         invocation_type: str = ASYNC,
+        version: int | None = None,
+        alias: str | None = None,
     ) -> InternalReply:
         """Store ``body`` (JSON) as an async invocation of the Function: 202 when stored.
         ``time_limit`` None: the session's own. ``invocation_type`` is what its runs are
@@ -88,7 +90,7 @@ class InternalGateway:
             headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
         return await self._call(
             "POST",
-            enqueue_path(namespace, function),
+            enqueue_path(namespace, function, version, alias),
             headers=headers,
             time_limit=time_limit,
             data=body,

@@ -128,6 +128,9 @@ def gateway_fire(gateway: InternalGateway, time_limit: float = 10.0) -> Fire:
                 time_limit=time_limit,
                 idempotency_key=fire_key(entry.namespace, entry.trigger, tick),
                 invocation_type=EVENT,  # billed as the platform's event, as before
+                # A Trigger on a version or an alias: the gateway picks and records it.
+                version=entry.version,
+                alias=entry.alias,
             )
         except (aiohttp.ClientError, TimeoutError) as error:
             return Stored(False, f"not delivered: {type(error).__name__}: {error}")

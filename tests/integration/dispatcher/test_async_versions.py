@@ -142,3 +142,58 @@ async def test_platform_callers_name_a_version_or_an_alias(async_platform) -> No
             f"{internal}/_hanshu/invoke/default/shop?version=1&alias=live", json={}
         ) as r:
             assert r.status == 400
+
+
+TICK_RECORDER = textwrap.dedent("""
+    import json
+    import os
+
+
+    def record(event, context):
+        with open(os.environ["VERSION_RUNS"], "a") as runs:
+            runs.write(json.dumps({"version": context.function_version,
+                                   "id": context.invocation_id}) + "\\n")
+        return "ok"
+""")
+
+
+async def test_a_schedule_on_an_alias_fires_on_its_version(async_platform, tmp_path) -> None:
+    runs = tmp_path / "version-runs.ndjson"
+    ticker = function(
+        "ticker",
+        "ticks.record",
+        TICK_RECORDER,
+        env=[{"name": "VERSION_RUNS", "value": str(runs)}],
+        scaling={"minReplicas": 1},
+    )
+    template = {**ticker["spec"], "env": list(ticker["spec"]["env"])}
+    ticker["spec"]["aliases"] = [{"name": "live", "version": 2}]
+    schedule = {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "every-tick"},
+        "spec": {
+            "functionRef": {"name": "ticker", "alias": "live"},
+            "schedule": {"cron": "* * * * *"},
+        },
+    }
+    platform = async_platform(
+        [
+            ticker,
+            version_document("ticker", 1, template),
+            version_document("ticker", 2, template),
+            schedule,
+        ],
+        dispatchers=0,
+    )
+    platform.start_dispatcher("tests.support.every_second_dispatcher")
+
+    def fired() -> list[dict[str, Any]]:
+        lines = runs.read_text().splitlines() if runs.exists() else []
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    ran = await eventually(lambda: len(fired()) >= 3 and fired(), timeout=60, interval=0.1)
+    # Each tick ran on the alias's version, and its record says so.
+    assert {run["version"] for run in ran} == {"2"}
+    record = await final_status(platform, ran[0]["id"])
+    assert (record["function"], record["version"]) == ("ticker", 2)

@@ -43,6 +43,7 @@ from .event_sources import StreamSource
 from .message_fields import json_object, required_text
 from .schedules import entry_key
 from .trigger_spec import TriggerSpec, parse_trigger_spec
+from .versions import FunctionTarget
 
 STREAM_CATALOG_BUCKET = "hanshu_streams"
 STREAM_LEASE_BUCKET = "hanshu_stream_leases"
@@ -117,6 +118,9 @@ class StreamEntry:
     function: str
     stream: Mapping[str, Any]
     sealed: Mapping[str, str] = field(default_factory=dict)
+    # The Trigger's functionRef version or alias (issue 28); both None for $LATEST.
+    version: int | None = None
+    alias: str | None = None
 
     @property
     def key(self) -> str:
@@ -143,6 +147,9 @@ class StreamEntry:
                 "function": self.function,
                 "stream": dict(self.stream),
                 "sealed": dict(self.sealed),
+                # Only when set: an entry of $LATEST reads as before (a rolling upgrade).
+                **({"version": self.version} if self.version is not None else {}),
+                **({"alias": self.alias} if self.alias is not None else {}),
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -155,23 +162,35 @@ class StreamEntry:
         stream, sealed = fields.get("stream"), fields.get("sealed") or {}
         if not isinstance(stream, dict) or not isinstance(sealed, dict):
             raise StreamEntryInvalid(f"the {what}'s stream or sealed is not an object")
+        version, alias = fields.get("version"), fields.get("alias")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            raise StreamEntryInvalid(f"the {what}'s version must be a version number >= 1")
+        if alias is not None and not isinstance(alias, str):
+            raise StreamEntryInvalid(f"the {what}'s alias must be a string")
         return cls(
             namespace=_text(fields, "namespace", what),
             trigger=_text(fields, "trigger", what),
             function=_text(fields, "function", what),
             stream=stream,
             sealed={str(k): str(v) for k, v in sealed.items()},
+            version=version,
+            alias=alias,
         )
 
 
 def stream_entry(
     namespace: str, trigger: str, function: str, stream: Mapping[str, Any], url: str | None,
-    token: str,
+    token: str, target: FunctionTarget | None = None,
 ) -> StreamEntry:  # fmt: skip
-    """The entry of a Trigger whose source URL (from its Secret) is ``url``."""
+    """The entry of a Trigger whose source URL (from its Secret) is ``url``; ``target``:
+    its functionRef's version or alias, when it names one."""
     key = entry_key(namespace, trigger)
     sealed = {"url": seal(token, key, url)} if url else {}
-    return StreamEntry(namespace, trigger, function, dict(stream), sealed)
+    version = target.version if target is not None else None
+    alias = target.alias if target is not None else None
+    return StreamEntry(namespace, trigger, function, dict(stream), sealed, version, alias)
 
 
 @dataclass(frozen=True, slots=True)

@@ -370,7 +370,8 @@ class DevStack:
         for (namespace, name), spec in streams:
             try:
                 parsed = parse_trigger_spec(spec, namespace)
-            except SpecInvalid as bad:
+                target = trigger_target({"spec": spec})
+            except (SpecInvalid, TargetInvalid) as bad:
                 log.warning("stream Trigger %s is not read: %s", name, bad)
                 continue
             stream = parsed.stream
@@ -378,7 +379,9 @@ class DevStack:
             ref = stream.nats.url if stream.nats is not None else stream.redis.url  # type: ignore[union-attr]
             url = secrets.get((namespace, ref.name), {}).get(ref.key) if ref else None
             # Dev mode has no internal token (nothing leaves the machine): sealed with "".
-            entry = stream_entry(namespace, name, parsed.function_name, spec["stream"], url, "")
+            entry = stream_entry(
+                namespace, name, parsed.function_name, spec["stream"], url, "", target
+            )
             await publish_stream(buckets, entry)
             log.info("stream Trigger %s on Function %s", name, entry.function)
 

@@ -53,14 +53,17 @@ class InternalGateway:
         *,
         time_limit: float,
         request_id: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
     ) -> InternalReply:
-        """Run ``event`` (JSON) on the Function now, through its cold queue and limits."""
+        """Run ``event`` (JSON) on the Function (or its version, or its alias's pick) now,
+        through its cold queue and limits."""
         headers = internal_headers(self.token)
         if request_id is not None:
             headers[REQUEST_ID_HEADER] = request_id
         return await self._call(
             "POST",
-            invoke_path(namespace, function),
+            invoke_path(namespace, function, version, alias),
             headers=headers,
             time_limit=time_limit,
             json=event,

@@ -88,13 +88,25 @@ def build_source(
     )
 
 
-def event_invoker(gateway: InternalGateway, namespace: str, function: str) -> Invoke:
-    """A batch of records, run on the Function through the gateway's invoke path."""
+def event_invoker(
+    gateway: InternalGateway,
+    namespace: str,
+    function: str,
+    version: int | None = None,
+    alias: str | None = None,
+) -> Invoke:
+    """A batch of records, run on the Function (its version, or its alias's pick for each
+    batch) through the gateway's invoke path."""
 
     async def invoke(event: dict[str, Any]) -> tuple[int, Mapping[str, str], bytes]:
         try:
             reply = await gateway.invoke(
-                namespace, function, event, time_limit=INVOKE_TIMEOUT_SECONDS
+                namespace,
+                function,
+                event,
+                time_limit=INVOKE_TIMEOUT_SECONDS,
+                version=version,
+                alias=alias,
             )
         except (aiohttp.ClientError, TimeoutError) as error:
             return 0, {}, f"{type(error).__name__}: {error}".encode()

@@ -249,7 +249,7 @@ class Streams:
             function_arn(namespace, entry.function),
             spec,
             source,
-            event_invoker(self.gateway, namespace, entry.function),
+            event_invoker(self.gateway, namespace, entry.function, entry.version, entry.alias),
             on_failure_sender(self.gateway, self.nats_url, namespace, spec.on_failure)
             if spec.on_failure
             else None,

@@ -9,6 +9,7 @@ import textwrap
 from typing import Any
 
 import aiohttp
+import nats
 from hanshu_api.versions import (
     FUNCTION_VERSION_KIND,
     VERSION_HEADER,
@@ -197,3 +198,61 @@ async def test_a_schedule_on_an_alias_fires_on_its_version(async_platform, tmp_p
     assert {run["version"] for run in ran} == {"2"}
     record = await final_status(platform, ran[0]["id"])
     assert (record["function"], record["version"]) == ("ticker", 2)
+
+
+STREAM_RECORDER = textwrap.dedent("""
+    import json
+    import os
+
+
+    def consume(event, context):
+        with open(os.environ["VERSION_RUNS"], "a") as runs:
+            runs.write(json.dumps({"version": context.function_version,
+                                   "records": len(event["records"])}) + "\\n")
+        return {"batchItemFailures": []}
+""")
+
+
+async def test_stream_records_on_an_alias_run_on_its_version(async_platform, tmp_path) -> None:
+    runs = tmp_path / "version-runs.ndjson"
+    consumer = function(
+        "consumer",
+        "stream.consume",
+        STREAM_RECORDER,
+        env=[{"name": "VERSION_RUNS", "value": str(runs)}],
+    )
+    template = {**consumer["spec"], "env": list(consumer["spec"]["env"])}
+    consumer["spec"]["aliases"] = [{"name": "live", "version": 2}]
+    trigger_on_alias = {
+        "apiVersion": "hanshu.io/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "functionRef": {"name": "consumer", "alias": "live"},
+            "stream": {"nats": {"stream": "ORDERS", "subject": "orders.created"}},
+        },
+    }
+    platform = async_platform(
+        [
+            consumer,
+            version_document("consumer", 1, template),
+            version_document("consumer", 2, template),
+            trigger_on_alias,
+        ],
+        dispatchers=1,
+    )
+    client = await nats.connect(platform.nats.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(name="ORDERS", subjects=["orders.>"])
+        for n in range(5):
+            await js.publish("orders.created", json.dumps({"n": n}).encode())
+    finally:
+        await client.close()
+
+    def ran() -> list[dict[str, Any]]:
+        lines = runs.read_text().splitlines() if runs.exists() else []
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    await eventually(lambda: sum(r["records"] for r in ran()) >= 5, timeout=30)
+    assert {r["version"] for r in ran()} == {"2"}

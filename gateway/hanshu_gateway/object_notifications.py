@@ -46,6 +46,7 @@ from .object_events import (
     selected,
 )
 from .public_http import BodyTooLarge, PublicRequest
+from .version_routing import resolve
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -138,10 +139,18 @@ class ObjectNotifications:
                     error_type="InvalidNotification",
                 )
             return await self._confirm(parsed, known.namespace, known.name, request_id)
-        key = (known.namespace, known.spec.function_name)
-        entry = self.catalog.functions.get(key)
-        if entry is None:
-            raise NotFound(f"no Function {key[0]}/{key[1]}", error_type="FunctionNotFound")
+        target = known.target
+        # Its Function, version, or its alias's pick (one for the whole notification).
+        entry = resolve(
+            known.namespace,
+            known.spec.function_name,
+            target.version if target is not None else None,
+            target.alias if target is not None else None,
+            self.catalog.functions,
+            self.catalog.aliases,
+            request.headers,
+        )
+        key = entry.key
         if self.intake is None:
             raise Unavailable(
                 "object storage events need NATS (the chart's nats.enabled or nats.url)",
@@ -153,7 +162,7 @@ class ObjectNotifications:
             for event in chosen:
                 call = Call(
                     key=key,
-                    origin=Origin(key[0], key[1], known.name),
+                    origin=Origin(key[0], entry.function, known.name, version=entry.version),
                     policy=entry.async_policy,
                     timeout_seconds=entry.timeout_seconds,
                     request=StoredRequest(

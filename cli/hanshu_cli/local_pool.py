@@ -182,8 +182,9 @@ class LocalWarmPool:
 
     async def _spawn(self, namespace: str) -> _PoolProcess | None:
         self._started += 1
+        number = self._started
         port, admin_port = free_port(), free_port()
-        code_dir = self._workdir / f"{namespace}.{self._started}"
+        code_dir = self._workdir / f"{namespace}.{number}"
         env = {
             **os.environ,
             **self._extra_env,
@@ -193,7 +194,7 @@ class LocalWarmPool:
             "HANSHU_PORT": str(port),
             "HANSHU_ADMIN_PORT": str(admin_port),
             "HANSHU_CODE_DIR": str(code_dir),
-            "HANSHU_TERMINATION_LOG": str(self._workdir / f"{namespace}.{self._started}.log"),
+            "HANSHU_TERMINATION_LOG": str(self._workdir / f"{namespace}.{number}.log"),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -204,7 +205,7 @@ class LocalWarmPool:
             stderr=asyncio.subprocess.STDOUT,
         )
         assert process.stdout is not None
-        prefix = line_prefix(f"pool-{self._started}", 0, uses_colour(self._output))
+        prefix = line_prefix(f"pool-{number}", 0, uses_colour(self._output))
         started = _PoolProcess(
             process, Endpoint("127.0.0.1", port), admin_port, code_dir, namespace
         )

@@ -58,6 +58,7 @@ READY_POLL_SECONDS = 0.01
 # initializer's own timeout (the runtime enforces that one).
 SPECIALIZE_MARGIN_SECONDS = 5.0
 STOP_GRACE_SECONDS = 5.0
+REFILL_DELAY_SECONDS = 0.25
 
 SpecLookup = Callable[[FunctionKey], FunctionSpec | None]
 
@@ -261,10 +262,17 @@ class LocalWarmPool:
         pool = self._namespaces.get(namespace)
         while pool is not None and pool.available:
             pooled = pool.available.popleft()
-            self._refill(namespace)  # the pool refills after each use, success or not
-            if await self._hand_over(pooled, key, spec):
-                return pooled.endpoint
-            await self._stop(pooled)  # useless now: never back to the pool
+            try:
+                if await self._hand_over(pooled, key, spec):
+                    return pooled.endpoint
+                await self._stop(pooled)  # useless now: never back to the pool
+            finally:
+                # The pool refills after each use, success or not, a moment after the
+                # hand-over: a process starting takes a core for a few hundred ms, which
+                # the specialized one needs for its first requests now (measured on 2
+                # cores: tens of ms added). In a cluster the ReplicaSet's replacement
+                # starts at once, on a node's own cores.
+                asyncio.get_running_loop().call_later(REFILL_DELAY_SECONDS, self._refill, namespace)
         return None
 
     async def _hand_over(self, pooled: _PoolProcess, key: FunctionKey, spec: FunctionSpec) -> bool:

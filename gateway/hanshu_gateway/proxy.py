@@ -228,10 +228,12 @@ class Proxy:
         pool, stats = entry.pool, entry.stats
         function = entry.key[1]
         if pool.is_cold:
+            # Both at once, whichever serves first; the pool is asked first, as its answer
+            # is the nearer one (the autoscaler's is a replica that starts from nothing).
+            if self.warm_starts is not None:
+                self.warm_starts.cold(entry)
             if self.reporter is not None:
                 self.reporter.cold(entry.key)
-            if self.warm_starts is not None:  # in parallel: whichever serves first
-                self.warm_starts.cold(entry)
         if pool.prober is None:  # starting replicas are probed while we wait
             pool.prober = replica_prober(self.upstream)
         stats.queued += 1

@@ -16,7 +16,7 @@ from hanshu_api.warm_pool import POOL_MODE_ENV, POOL_TOKEN_ENV, SPECIALIZE_PATH,
 
 from tests.support.runtime_process import RuntimeProcess, start_runtime
 
-TOKEN = "pool-token-for-tests"  # noqa: S105 - a test's token
+TOKEN = "pool-token-for-tests"
 HELLO = """
 import os
 

@@ -143,8 +143,10 @@ async def test_two_functions_never_share_a_pool_process(tmp_path: Path) -> None:
         assert serving <= {("default", "first"), ("default", "second")}
         await eventually(lambda: gone(one["pid"]) and gone(two["pid"]), message="both retired")
         refilled = await eventually(
-            lambda: len(platform.pool.available_pids("default")) == 2
-            and platform.pool.available_pids("default")
+            lambda: (
+                len(platform.pool.available_pids("default")) == 2
+                and platform.pool.available_pids("default")
+            )
         )
         assert not {one["pid"], two["pid"]} & set(refilled)
 
@@ -193,8 +195,10 @@ async def test_code_that_fails_in_the_pool_is_served_by_the_functions_own_replic
         # the pool refilled with new ones.
         await eventually(lambda: all(gone(pid) for pid in waiting), message="discarded")
         refilled = await eventually(
-            lambda: len(platform.pool.available_pids("default")) == 2
-            and platform.pool.available_pids("default")
+            lambda: (
+                len(platform.pool.available_pids("default")) == 2
+                and platform.pool.available_pids("default")
+            )
         )
         assert not set(waiting) & set(refilled)
 

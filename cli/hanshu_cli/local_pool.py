@@ -136,6 +136,11 @@ class LocalWarmPool:
             for _ in range(self.size):
                 self._refill(namespace)
         await self.until_full()
+        log.info(
+            "warm pool: %d runtime process(es) waiting in each of namespace(s) %s",
+            self.size,
+            ", ".join(sorted(self._namespaces)) or "(none)",
+        )
 
     async def until_full(self, within: float = 30.0) -> None:
         """Until every namespace's pool has ``size`` processes available."""

@@ -741,6 +741,14 @@ def dev(
     header_timeout: Annotated[
         float, typer.Option(help="Seconds a client may take to send its request headers.")
     ] = 10.0,
+    warm_pool: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Runtime processes kept waiting per namespace to serve a cold request for "
+            "an eligible Function while its own replica starts (0: no warm pool).",
+        ),
+    ] = 0,
 ) -> None:
     """The whole platform on this machine: the gateway, the autoscaler, schedules, NATS
     for async calls, a dispatcher, and each replica a local runtime process, from the same
@@ -763,5 +771,6 @@ def dev(
         max_body_bytes=max_body_bytes,
         stats_interval=stats_interval,
         header_timeout=header_timeout,
+        warm_pool=warm_pool,
     )
     serve_dev(stack)

@@ -40,6 +40,7 @@ from hanshu_api.warm_pool import (
     POOL_STATE_AVAILABLE,
     POOL_STATE_SPECIALIZED,
     SPECIALIZE_PATH,
+    PoolEligibility,
     SpecializeRequest,
     pool_eligibility,
     pool_token,
@@ -207,6 +208,13 @@ class KubeWarmPool:
             spec, str(meta["uid"]), generation if isinstance(generation, int) else 1
         )
 
+    def verdict(self, key: FunctionKey) -> PoolEligibility | None:
+        """Whether the pool serves this Function's cold requests; None while unknown."""
+        function = self._functions.get(key)
+        if function is None:
+            return None
+        return pool_eligibility(function.spec, self.pools.shape(key[0]), self.default_resources)
+
     # -- the seam ---------------------------------------------------------------------------
 
     async def specialize(self, key: FunctionKey) -> Endpoint | None:
@@ -221,11 +229,9 @@ class KubeWarmPool:
     async def _specialize(self, key: FunctionKey) -> Endpoint | None:
         namespace = key[0]
         function = self._functions.get(key)
-        if function is None:
+        verdict = self.verdict(key)
+        if function is None or verdict is None:
             return None
-        verdict = pool_eligibility(
-            function.spec, self.pools.shape(namespace), self.default_resources
-        )
         if not verdict.eligible or not self._available.get(namespace):
             return None
         request = await self._request(key, function)

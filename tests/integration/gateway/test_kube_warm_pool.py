@@ -271,6 +271,8 @@ async def test_two_functions_get_two_pods(tmp_path: Path) -> None:
                 first.specialize((NS, "one")), second.specialize((NS, "two"))
             )
 
-            assert one is not None and two is not None and one != two
+            assert one is not None
+            assert two is not None
+            assert one != two
             assert await answer(one) == "served by one"
             assert await answer(two) == "served by two"

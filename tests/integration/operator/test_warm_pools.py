@@ -27,7 +27,7 @@ from hanshu_api.warm_pool import (
 from tests.support.helpers import eventually
 from tests.support.operator_cluster import NAMESPACE, Cluster, run_operator
 
-TOKEN = "internal-token-for-tests"  # noqa: S105 - a test's own
+TOKEN = "internal-token-for-tests"
 FUNCTIONS = f"{API_VERSION}/{FUNCTION_PLURAL}"
 
 

@@ -46,6 +46,7 @@ from hanshu_api.warm_pool import (
     pool_token,
     specialize_env,
 )
+from prometheus_client import Counter, Gauge
 
 log = logging.getLogger("hanshu.gateway.pool")
 
@@ -58,6 +59,21 @@ SPECIALIZE_TIMEOUT_SECONDS = 5.0
 RETIRE_GRACE_SECONDS = 30
 CONFLICT = 409
 NOT_FOUND = 404
+
+POOL_SIZE = Gauge(
+    "hanshu_gateway_pool_size", "Pool pods the chart keeps in the namespace.", ["namespace"]
+)
+POOL_AVAILABLE = Gauge(
+    "hanshu_gateway_pool_available_pods",
+    "Ready pool pods this gateway may claim now.",
+    ["namespace"],
+)
+POOL_CLAIMS = Counter(
+    "hanshu_gateway_pool_claims",
+    "Pool pods this gateway tried to specialize, by outcome: specialized, lost (another "
+    "gateway claimed it first), failed (it did not specialize and was deleted).",
+    ["namespace", "outcome"],
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +187,9 @@ class KubeWarmPool:
         # Specialized pods this gateway holds, to delete when retired.
         self._specialized: dict[tuple[FunctionKey, Endpoint], str] = {}
         self._http: aiohttp.ClientSession | None = None
+        for namespace, size in pools.sizes.items():
+            POOL_SIZE.labels(namespace).set(size)
+            POOL_AVAILABLE.labels(namespace).set(0)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -190,6 +209,8 @@ class KubeWarmPool:
             pods.pop(name, None)
         else:
             pods[name] = found
+        if namespace in self.pools.sizes:
+            POOL_AVAILABLE.labels(namespace).set(len(pods))
 
     def on_function(self, kind: str, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -252,6 +273,7 @@ class KubeWarmPool:
         for name, pod in pods.items():
             if (namespace, name) not in self._claiming:
                 del pods[name]  # a later event of it (available again) puts it back
+                POOL_AVAILABLE.labels(namespace).set(len(pods))
                 return pod
         return None
 
@@ -287,12 +309,15 @@ class KubeWarmPool:
         except ApiError as error:
             if error.status not in (CONFLICT, NOT_FOUND):
                 log.warning("claiming pool pod %s/%s: %s", pod.namespace, pod.name, error)
+            POOL_CLAIMS.labels(pod.namespace, "lost").inc()
             return None  # another gateway won it, or it is gone: the next one
         problem = await self._send(pod, request)
         if problem is None:
             endpoint = Endpoint(pod.address, pod.function_port)
             self._specialized[(key, endpoint)] = pod.name
+            POOL_CLAIMS.labels(pod.namespace, "specialized").inc()
             return endpoint
+        POOL_CLAIMS.labels(pod.namespace, "failed").inc()
         log.warning(
             "pool pod %s/%s failed to specialize for %s (%s): deleting it",
             pod.namespace,

@@ -31,6 +31,7 @@ from hanshu_api.warm_pool import (
 )
 from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.kube_pool import KubeWarmPool
+from prometheus_client import REGISTRY
 
 from devtools.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
 from tests.support.helpers import eventually
@@ -41,6 +42,12 @@ NS = "pooled"
 TOKEN = "internal-token-for-tests"
 PODS = path_for("v1", "pods", NS)
 HELLO = 'def hello(event, context):\n    return "hello"\n'
+
+
+def claims(outcome: str) -> float:
+    """The gateway's hanshu_gateway_pool_claims for NS (one registry per process)."""
+    labels = {"namespace": NS, "outcome": outcome}
+    return REGISTRY.get_sample_value("hanshu_gateway_pool_claims_total", labels) or 0.0
 
 
 def function(name: str, uid: str, **spec: Any) -> dict[str, Any]:
@@ -209,9 +216,11 @@ async def test_a_pod_that_fails_is_deleted_and_the_next_serves(tmp_path: Path) -
         await c.create(path_for(API_VERSION, FUNCTION_PLURAL, NS), function("hello", "uid-1"))
         async with c.gateway() as pool:
             await eventually(lambda: pool.available(NS) == 3 and pool.verdict((NS, "hello")))
+            failed, specialized = claims("failed"), claims("specialized")
 
             endpoint = await pool.specialize((NS, "hello"))
 
+            assert (claims("failed") - failed, claims("specialized") - specialized) == (2, 1)
             assert endpoint == Endpoint("127.0.0.1", good.function_port)
             assert await c.pod("pool-a-refuses") is None
             assert await c.pod("pool-b-fails") is None
@@ -239,11 +248,13 @@ async def test_two_gateways_racing_for_one_pod_claim_it_once(tmp_path: Path) -> 
                     lambda p=pool: p.available(NS) == 1 and p.verdict((NS, "two")),  # type: ignore[misc]
                 )
 
+            lost = claims("lost")
             won = await asyncio.gather(
                 first.specialize((NS, "one")), second.specialize((NS, "two"))
             )
 
             assert sorted(e is None for e in won) == [False, True], won
+            assert claims("lost") - lost == 1
             # One Function ever: the pod was told once, and serves the winner.
             assert len(runtime.received) == 1
             pod = await c.pod("pool-only")

@@ -66,6 +66,8 @@ class WarmPoolSettings:
                 raise ConfigError(
                     WARM_POOLS_ENV, f"gives {namespace!r} {size} pods", _POOLS_ACCEPTED
                 )
+        if not pools:
+            return cls()  # off: nothing else is read
         if env.get(WARM_POOL_RESOURCES_ENV, "").strip():
             # One checker of requests/limits quantities: FunctionDefaults', under our name.
             try:

@@ -83,14 +83,13 @@ def sweep_reason(
     return None
 
 
-async def apply_pool(
-    kube: KubeClient, namespace: str, shape: PoolShape, state: OperatorState
-) -> None:
+async def apply_pool(state: OperatorState, namespace: str, shape: PoolShape) -> None:
+    """Server-side apply of the pool's children: an unchanged one is no write."""
     for child in pool_children(namespace, shape, state.config):
-        path = path_for(
-            child["apiVersion"], _PLURALS[child["kind"]], namespace, child["metadata"]["name"]
-        )
-        await kube.apply(path, child, MANAGED_BY)
+        meta = child["metadata"]
+        plural = _PLURALS[child["kind"]]
+        path = path_for(child["apiVersion"], plural, namespace, meta["name"])
+        await state.kube.apply(path, child, MANAGED_BY)
 
 
 async def delete_pod(kube: KubeClient, namespace: str, name: str) -> None:
@@ -152,7 +151,7 @@ async def keep_pools(state: OperatorState) -> None:
                 continue
             try:
                 if loop.time() - last_applied.get(namespace, -REAPPLY_SECONDS) >= REAPPLY_SECONDS:
-                    await apply_pool(state.kube, namespace, shape, state)
+                    await apply_pool(state, namespace, shape)
                     last_applied[namespace] = loop.time()
                 await sweep(state, namespace, datetime.datetime.now(datetime.UTC))
             except asyncio.CancelledError:

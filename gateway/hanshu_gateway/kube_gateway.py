@@ -190,13 +190,13 @@ class KubeGateway:
         self.gateway_namespace = gateway_namespace or kube.config.namespace
         self.idle_seconds = idle_seconds
         self.catalog = Catalog(config.queue_limit, self.key_verifiers, default_resources or {})
-        self.gateway = Gateway(config, self.catalog)
         # The chart's warmPool: pool pods claimed and specialized for cold Functions.
         self.warm_pool = (
             KubeWarmPool(kube, warm_pools, config.internal_token, default_resources or {})
             if warm_pools is not None and warm_pools.enabled
             else None
         )
+        self.gateway = Gateway(config, self.catalog)
         self._conflicts: list[Conflict] = []
         # EndpointSlices by name, and each Function's slices: a slice's event re-reads
         # its own Function's few slices, never every slice in the cluster.

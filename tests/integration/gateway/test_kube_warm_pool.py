@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import kmock
+import pytest
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for
 from hanshu_api.platform import Endpoint
@@ -26,9 +27,13 @@ from hanshu_api.warm_pool import (
     ANNOTATION_SPECIALIZED_AT,
     LABEL_POOL_STATE,
     LABEL_SPECIALIZED_FOR,
+    POOL_MODE_ENV,
     POOL_STATE_SPECIALIZED,
+    POOL_TOKEN_ENV,
     SECRET_ENV,
+    pool_token,
 )
+from hanshu_gateway import kube_pool
 from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.kube_pool import KubeWarmPool
 from prometheus_client import REGISTRY
@@ -36,6 +41,7 @@ from prometheus_client import REGISTRY
 from devtools.kube_emulator import ForgetfulEmulator, declare_resources, write_kubeconfig
 from tests.support.helpers import eventually
 from tests.support.pool_pods import FakePoolRuntime, fake_pool_runtime, pool_pod, unused_port
+from tests.support.runtime_process import start_runtime
 from tests.support.servers import free_port
 
 NS = "pooled"
@@ -70,14 +76,14 @@ class Cluster:
         return await self.kube.get(path_for("v1", "pods", NS, name))
 
     @contextlib.asynccontextmanager
-    async def gateway(self) -> AsyncIterator[KubeWarmPool]:
+    async def gateway(self, port: int = 0) -> AsyncIterator[KubeWarmPool]:
         """A whole cluster gateway, started from its environment as its entry point is;
-        yields its warm pool once it has seen the pods and Functions."""
+        yields its warm pool."""
         gateway = KubeGateway.from_env(
             {
                 "KUBECONFIG": str(self.kubeconfig),
                 "HANSHU_GATEWAY_HOST": "127.0.0.1",
-                "HANSHU_GATEWAY_PORT": str(free_port()),
+                "HANSHU_GATEWAY_PORT": str(port or free_port()),
                 "HANSHU_GATEWAY_INTERNAL_PORT": str(free_port()),
                 "HANSHU_INTERNAL_TOKEN": TOKEN,
                 "HANSHU_WATCH_NAMESPACES": NS,
@@ -287,3 +293,65 @@ async def test_two_functions_get_two_pods(tmp_path: Path) -> None:
             assert one != two
             assert await answer(one) == "served by one"
             assert await answer(two) == "served by two"
+
+
+async def test_a_cold_call_through_the_gateway_is_served_by_a_real_pool_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole cold path with a real runtime process in pool mode as the pod: the public
+    request waits, the pod is claimed and specialized, and answers."""
+    pytest.importorskip(
+        "hanshu_runtime.specialize",
+        reason="the runtime's pool mode is built beside this (issue 27's data-plane half)",
+    )
+    # The pod's /tmp is this test's folder: the runtime writes the code it is sent there.
+    monkeypatch.setattr(kube_pool, "POOL_CODE_DIR", str(tmp_path / "code"))
+    runtime = start_runtime(
+        tmp_path / "unused",
+        "unused.handler",
+        tmp_path,
+        **{POOL_MODE_ENV: "1", POOL_TOKEN_ENV: pool_token(TOKEN, NS)},
+    )
+    handler = 'def hello(event, context):\n    return {"statusCode": 200, "body": "pooled"}\n'
+    try:
+        async with cluster(tmp_path) as c:
+            await c.create(PODS, pool_pod("pool-a", NS, runtime.admin_port, runtime.port))
+            spec = function("hello", "uid-1")
+            spec["spec"]["code"] = {"inline": {"main.py": handler}}
+            await c.create(path_for(API_VERSION, FUNCTION_PLURAL, NS), spec)
+            await c.create(
+                path_for(API_VERSION, "triggers", NS),
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Trigger",
+                    "metadata": {"name": "hello", "namespace": NS},
+                    "spec": {"functionRef": {"name": "hello"}, "http": {"path": "/hello"}},
+                },
+            )
+            port = free_port()
+            async with c.gateway(port) as pool:
+                await eventually(lambda: pool.available(NS) == 1 and pool.verdict((NS, "hello")))
+                await eventually(_answers(f"{runtime.admin_url}/healthz"), message="the pod up")
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/hello") as reply,
+                ):
+                    assert reply.status == 200, await reply.text()
+                    assert await reply.text() == "pooled"
+                    assert reply.headers.get("X-Hanshu-Cold-Start-Path") == "pool"
+                pod = await c.pod("pool-a")
+                assert pod is not None
+                assert pod["metadata"]["labels"][LABEL_SPECIALIZED_FOR] == "hello"
+    finally:
+        runtime.stop()
+
+
+def _answers(url: str) -> Any:
+    async def probe() -> bool:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(url) as reply:
+                return reply.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    return probe

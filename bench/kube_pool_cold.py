@@ -34,6 +34,9 @@ from typing import Any
 import aiohttp
 import kmock
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from common import free_port
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, config_from_kubeconfig, path_for

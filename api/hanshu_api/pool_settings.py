@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import INTERNAL_TOKEN_ENV
 from .settings import ConfigError, FunctionDefaults, json_object, text
 from .warm_pool import PoolShape
 
@@ -49,9 +50,9 @@ class WarmPoolSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_image: str) -> WarmPoolSettings:
-        """Raises ConfigError naming the variable when one is malformed. The pool pod's
-        resources default to the chart's functionDefaults.resources, so a Function that
-        sets none of its own fits."""
+        """Raises ConfigError naming the variable when one is malformed, or when pools are
+        asked for without the internal token. The pool pod's resources default to the
+        chart's functionDefaults.resources, so a Function that sets none of its own fits."""
         pools = json_object(env, WARM_POOLS_ENV, _POOLS_ACCEPTED) or {}
         for namespace, size in pools.items():
             if not _NAMESPACE.match(namespace):
@@ -68,6 +69,14 @@ class WarmPoolSettings:
                 )
         if not pools:
             return cls()  # off: nothing else is read
+        if not text(env, INTERNAL_TOKEN_ENV):
+            # Each namespace's pool token is derived from the internal token: without one
+            # it would be a value anybody can compute.
+            raise ConfigError(
+                WARM_POOLS_ENV,
+                f"names pooled namespaces but {INTERNAL_TOKEN_ENV} is unset",
+                f"{{}} (no pool) or set {INTERNAL_TOKEN_ENV} (the chart does)",
+            )
         if env.get(WARM_POOL_RESOURCES_ENV, "").strip():
             # One checker of requests/limits quantities: FunctionDefaults', under our name.
             try:

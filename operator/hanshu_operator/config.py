@@ -14,7 +14,7 @@ from typing import Any
 
 from hanshu_api import INTERNAL_TOKEN_ENV
 from hanshu_api.event_sources import WatchableKind, watchable_kinds_from_env
-from hanshu_api.pool_settings import WARM_POOLS_ENV, WarmPoolSettings
+from hanshu_api.pool_settings import WarmPoolSettings
 from hanshu_api.settings import (
     DEFAULT_FUNCTION_RESOURCES,
     ConfigError,
@@ -83,19 +83,6 @@ def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
     return value
 
 
-def _warm_pools(env: Mapping[str, str], runtime_image: str) -> WarmPoolSettings:
-    pools = WarmPoolSettings.from_env(env, runtime_image)
-    if pools.enabled and not text(env, INTERNAL_TOKEN_ENV):
-        # Each namespace's pool token is derived from the internal token: without one it
-        # would be a value anybody can compute.
-        raise ConfigError(
-            WARM_POOLS_ENV,
-            "names pooled namespaces but HANSHU_INTERNAL_TOKEN is unset",
-            "{} (no pool) or set HANSHU_INTERNAL_TOKEN (the chart does)",
-        )
-    return pools
-
-
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
     """Parse and check every setting; raises ConfigError naming the first bad one."""
     runtime_image = text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev")
@@ -126,7 +113,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         gateway_pod_labels=_labels(env, "HANSHU_GATEWAY_POD_LABELS"),
         metrics_namespaces=names(env, "HANSHU_METRICS_NAMESPACES"),
         log_level=choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
-        warm_pools=_warm_pools(env, runtime_image),
+        warm_pools=WarmPoolSettings.from_env(env, runtime_image),
         warm_pool_specialized_seconds=number(
             env, "HANSHU_WARM_POOL_SPECIALIZED_SECONDS", 600.0, at_least(1), unit="seconds"
         ),

@@ -26,6 +26,7 @@ from hanshu_api.warm_pool import (
     SECRET_ENV,
     pool_token,
 )
+from hanshu_gateway.kube_gateway import KubeGateway
 from hanshu_gateway.kube_pool import PoolPod, available_pod, claim_patch
 from hanshu_operator.builders import build_deployment
 from hanshu_operator.conditions import FALSE, TRUE, Condition
@@ -68,6 +69,7 @@ def test_settings_are_off_by_default() -> None:
 def test_settings_read_sizes_image_and_resources() -> None:
     pools = WarmPoolSettings.from_env(
         {
+            "HANSHU_INTERNAL_TOKEN": "t",
             "HANSHU_WARM_POOLS": '{"team-a": 3}',
             "HANSHU_WARM_POOL_RESOURCES": '{"requests": {"cpu": "1"}}',
         },
@@ -86,7 +88,12 @@ def test_settings_read_sizes_image_and_resources() -> None:
 def test_pool_resources_default_to_the_function_defaults() -> None:
     defaults = '{"requests": {"cpu": "50m"}}'
     pools = WarmPoolSettings.from_env(
-        {"HANSHU_WARM_POOLS": '{"a": 1}', "HANSHU_DEFAULT_RESOURCES": defaults}, "rt"
+        {
+            "HANSHU_WARM_POOLS": '{"a": 1}',
+            "HANSHU_INTERNAL_TOKEN": "t",
+            "HANSHU_DEFAULT_RESOURCES": defaults,
+        },
+        "rt",
     )
     assert dict(pools.resources) == json.loads(defaults)
 
@@ -102,7 +109,7 @@ def test_pool_resources_default_to_the_function_defaults() -> None:
     ],
 )
 def test_bad_settings_name_the_variable(variable: str, value: str, named: str) -> None:
-    env = {"HANSHU_WARM_POOLS": '{"a": 1}', variable: value}
+    env = {"HANSHU_WARM_POOLS": '{"a": 1}', "HANSHU_INTERNAL_TOKEN": "t", variable: value}
     with pytest.raises(ConfigError) as raised:
         WarmPoolSettings.from_env(env, "rt")
     assert str(raised.value).startswith(variable)
@@ -110,9 +117,11 @@ def test_bad_settings_name_the_variable(variable: str, value: str, named: str) -
     assert f"set {variable} to" in str(raised.value)
 
 
-def test_the_operator_refuses_a_pool_without_the_internal_token() -> None:
+def test_a_pool_without_the_internal_token_is_refused() -> None:
     with pytest.raises(ConfigError, match="HANSHU_INTERNAL_TOKEN is unset"):
         config_from_env({"HANSHU_WARM_POOLS": '{"a": 1}'})
+    with pytest.raises(ConfigError, match="HANSHU_INTERNAL_TOKEN is unset"):
+        KubeGateway.from_env({"HANSHU_WARM_POOLS": '{"a": 1}', "KUBECONFIG": "/nonexistent"})
     config = config_from_env({"HANSHU_WARM_POOLS": '{"a": 1}', "HANSHU_INTERNAL_TOKEN": "t"})
     assert config.warm_pools.sizes == {"a": 1}
 

@@ -61,6 +61,9 @@ class LocalS3:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **CREDENTIALS},
+                # Its own process group: Ctrl-C in the terminal stops hanshu dev, which
+                # stops this server after what uses it (never before, as the signal would).
+                start_new_session=True,
             )
         wait_listening(self.process, self.port, log_path, "moto_server", timeout)
         return self

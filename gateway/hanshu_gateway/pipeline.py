@@ -79,7 +79,9 @@ class Gateway:
         self._upstream = UpstreamPool()
         self.ids = RequestIds()
         self.routes = RouteFinder(catalog)
-        self.proxy = Proxy(self._upstream, self.reporter, config.cold_start_timeout)
+        self.proxy = Proxy(
+            self._upstream, self.reporter, config.cold_start_timeout, config.fault_details
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
         self._public: PublicServer | None = None

@@ -178,10 +178,12 @@ class Proxy:
         upstream: UpstreamPool,
         reporter: StatsReporter | None,
         cold_start_timeout: float,
+        fault_details: bool = False,
     ) -> None:
         self.upstream = upstream
         self.reporter = reporter
         self.cold_start_timeout = cold_start_timeout
+        self.fault_details = fault_details
 
     async def forward(self, call: ProxiedCall) -> web.Response:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
@@ -243,7 +245,7 @@ class Proxy:
             # out, so a fix outside the spec (an image pushed, a node added) is found by a
             # replica that keeps trying.
             raise Unavailable(
-                failing.for_caller(function),
+                failing.for_caller(function, self.fault_details),
                 error_type=failing.fault.reason,
                 retry_after=str(FAULT_RETRY_AFTER_SECONDS),
             ) from None

@@ -164,6 +164,15 @@ def files_under(folder: Path | None, changed: Iterable[Path]) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in changed if path.is_relative_to(folder))
 
 
+class OwnNatsLines(logging.Filter):
+    """Drops the NATS clients' lost / reconnected lines: with a nats-server of its own,
+    dev mode says once that it died and once that it is back, not once per client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("lost the connection to NATS", "reconnected to NATS"))
+
+
 def existing(paths: Iterable[str | Path]) -> list[str]:
     return [str(path) for path in paths if Path(path).exists()]
 
@@ -240,6 +249,7 @@ class DevStack:
         self._published_streams: set[FunctionKey] = set()
         # Why dev mode stopped on its own (a local server that cannot start again).
         self.failed: Exception | None = None
+        self._nats_lines = OwnNatsLines()
 
     def _start_nats(self) -> str:
         if self.nats_url == "off":
@@ -251,6 +261,7 @@ class DevStack:
         except ServerMissing as missing:
             log.warning("async invocation is off: %s", missing)
             return ""
+        logging.getLogger("hanshu.jetstream").addFilter(self._nats_lines)
         log.info("NATS JetStream (async invocations) at %s", self.local_nats.url)
         return self.local_nats.url
 
@@ -425,6 +436,7 @@ class DevStack:
                 self.failed = error
                 self._stopped.set()
                 return
+            log.info("nats-server is back on %s (what it stored is kept)", self.local_nats.url)
 
     async def wait_stopped(self) -> None:
         """Until dev mode stops on its own (a server it needs is gone for good)."""
@@ -669,5 +681,6 @@ class DevStack:
             await self.platform.close()
         if self.local_nats is not None:
             await asyncio.to_thread(self.local_nats.close)
+        logging.getLogger("hanshu.jetstream").removeFilter(self._nats_lines)
         if self.local_s3 is not None:
             await asyncio.to_thread(self.local_s3.stop)

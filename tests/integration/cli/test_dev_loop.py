@@ -311,6 +311,11 @@ async def test_a_nats_server_that_dies_is_said_once_and_started_again(
         )
         said = [r for r in caplog.records if "nats-server (async invocations) exited" in r.message]
         assert len(said) == 1
+        await eventually(
+            lambda: any("nats-server is back on" in r.message for r in caplog.records),
+            message="said to be back",
+        )
+        assert not [r for r in caplog.records if "lost the connection" in r.getMessage()]
         # Async invocations are stored again through the new server.
         await eventually(lambda: stored_async(stack.port), timeout=30, message="stored again")
     finally:

@@ -320,3 +320,37 @@ async def test_a_nats_server_that_dies_is_said_once_and_started_again(
         await eventually(lambda: stored_async(stack.port), timeout=30, message="stored again")
     finally:
         await stack.stop()
+
+
+async def test_a_changed_route_is_served_and_a_broken_manifest_keeps_what_ran(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    folder = write_folder(tmp_path / "greeter", handler_saying("hello"))
+    stack = DevStack([folder], port=free_port(), internal_port=free_port(), nats_url="off")
+    await stack.start()
+    url = f"http://127.0.0.1:{stack.port}"
+    try:
+        assert await eventually(lambda: answer(f"{url}/greeter"), timeout=30) == "hello"
+        manifest = folder / "function.yaml"
+        manifest.write_text(MANIFEST.replace("path: /greeter", "path: /hi"))
+
+        async def moved() -> bool:
+            return await answer(f"{url}/hi") == "hello" and (await get(f"{url}/greeter"))[0] == 404
+
+        await eventually(moved, timeout=30, message="the route moved")
+        await eventually(
+            lambda: any(
+                r.getMessage() == "Trigger greeter: GET  any host  /hi  -> greeter"
+                for r in caplog.records
+            ),
+            message="the change said",
+        )
+        manifest.write_text("kind: [unclosed")
+        await eventually(
+            lambda: any("not reloaded" in r.getMessage() for r in caplog.records),
+            message="the broken manifest said",
+        )
+        assert await answer(f"{url}/hi") == "hello"  # what ran before still runs
+    finally:
+        await stack.stop()

@@ -49,6 +49,7 @@ def route_table(
     internal_url: str,
     async_on: bool,
     now: datetime.datetime,
+    s3_url: str = "",
 ) -> list[str]:
     """The lines printed once dev mode serves: every route and event source it serves,
     and where to reach the internal port."""
@@ -69,7 +70,7 @@ def route_table(
             lines.append(f"    {fire_command(entry, internal_url, now)}")
     buckets = [t for t in triggers if t.spec.object_storage is not None]
     if buckets:
-        lines.append("buckets:")
+        lines.append(f"buckets (S3 at {s3_url}):" if s3_url else "buckets:")
         for known in buckets:
             storage = known.spec.object_storage
             assert storage is not None

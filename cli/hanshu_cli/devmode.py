@@ -393,6 +393,7 @@ class DevStack:
             internal_url=f"http://127.0.0.1:{self.internal_port}",
             async_on=bool(self._nats_url),
             now=datetime.datetime.now(datetime.UTC),
+            s3_url=self.local_s3.url if self.local_s3 is not None else "",
         )
         print("\n".join(lines), flush=True)
 

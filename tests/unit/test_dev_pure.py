@@ -84,6 +84,7 @@ def test_the_route_table_lists_routes_schedules_buckets_and_streams() -> None:
         internal_url="http://127.0.0.1:9000",
         async_on=True,
         now=now,
+        s3_url="http://127.0.0.1:9001",
     )
     assert lines[0] == "serving on http://127.0.0.1:8080"
     assert "  any method  any host  /api  -> api" in lines
@@ -95,7 +96,7 @@ def test_the_route_table_lists_routes_schedules_buckets_and_streams() -> None:
         "    curl -X POST http://127.0.0.1:9000/_hanshu/enqueue/default/report -d '{"
     )
     assert '"triggerName":"nightly"' in fire
-    assert "  photos  -> thumbs" in lines
+    assert lines[lines.index("buckets (S3 at http://127.0.0.1:9001):") + 1] == "  photos  -> thumbs"
     assert lines[-1].startswith("internal port: http://127.0.0.1:9000")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .local_platform import free_port
-from .local_servers import server_binary, stop_server, wait_listening
+from .local_servers import ended_with_parent, server_binary, stop_server, wait_listening
 
 # Async bodies may be as large as the gateway's body limit (6 MiB by default).
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
@@ -68,6 +68,7 @@ class LocalNats:
                 # stops this server after its clients have closed (never before, as the
                 # signal would, each client then saying it lost the connection).
                 start_new_session=True,
+                preexec_fn=ended_with_parent(),
             )
         wait_listening(self.process, self.port, log_path, "nats-server", timeout)
         return self

@@ -39,6 +39,7 @@ from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
 from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
 
+from .local_servers import ended_with_parent
 from .replica_output import line_prefix, relay, uses_colour
 
 log = logging.getLogger("hanshu.local")
@@ -332,6 +333,8 @@ class LocalPlatform:
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            # Killed outright, hanshu dev takes its replicas with it.
+            preexec_fn=ended_with_parent(),
         )
         assert process.stdout is not None
         # Names padded to the longest, so every Function's lines start in one column.

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -354,3 +355,29 @@ async def test_a_changed_route_is_served_and_a_broken_manifest_keeps_what_ran(
         assert await answer(f"{url}/hi") == "hello"  # what ran before still runs
     finally:
         await stack.stop()
+
+
+def test_killed_outright_it_leaves_no_server_or_replica_running(
+    greeter: tuple[Path, DevRun],
+) -> None:
+    """SIGKILL gives hanshu dev no chance to stop anything: the kernel ends its
+    nats-server and its replicas with it (none is left holding a port)."""
+    _, dev = greeter
+    deadline = time.monotonic() + 30
+    while not dev.said("internal port:") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with urllib.request.urlopen(f"{dev.url}/greeter", timeout=30) as reply:
+        assert reply.read() == b"hello"
+    nats_line = next(line for line in dev.lines if "NATS JetStream (async invocations) at" in line)
+    nats_port = int(nats_line.rsplit(":", 1)[1])
+    replica_line = next(line for line in dev.lines if "greeter: replica started" in line)
+    replica_port = int(replica_line.rsplit("port ", 1)[1])
+    assert accepts(nats_port)
+    assert accepts(replica_port)
+    os.kill(dev.process.pid, signal.SIGKILL)  # hanshu dev alone, not its group
+    dev.wait()
+    deadline = time.monotonic() + 20
+    while (accepts(nats_port) or accepts(replica_port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not accepts(nats_port), "the nats-server outlived hanshu dev"
+    assert not accepts(replica_port), "the replica outlived hanshu dev"

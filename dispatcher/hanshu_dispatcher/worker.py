@@ -72,6 +72,9 @@ from .outcome import (
 log = logging.getLogger("hanshu.dispatcher")
 
 FETCH_WAIT_SECONDS = 5.0
+# A failed fetch (NATS away) is tried again after this; one failure in this many is logged.
+FETCH_RETRY_SECONDS = 0.5
+FETCH_FAILURES_PER_LOG = 120
 # A consumer no dispatcher has pulled from for this long is removed by the server.
 CONSUMER_INACTIVE_SECONDS = 3600.0
 # A final record is written again and again while NATS is away (a restart, a leader
@@ -167,6 +170,7 @@ class FunctionWorker:
                 await subscription.unsubscribe()
 
     async def _pull(self, subscription: Any) -> None:
+        failures = 0  # fetches failed in a row
         while True:
             await self._slots.acquire()
             free = 1
@@ -178,9 +182,17 @@ class FunctionWorker:
             except (NatsTimeout, TimeoutError):
                 messages = []
             except NatsError as error:
-                log.warning("%s/%s: fetching failed (%s)", *self.key, error)
+                # While NATS is away every fetch fails, twice a second: the first failure
+                # is said, then one a minute, and the recovery once.
+                if failures % FETCH_FAILURES_PER_LOG == 0:
+                    log.warning("%s/%s: fetching failed (%s); trying again", *self.key, error)
+                failures += 1
                 messages = []
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(FETCH_RETRY_SECONDS)
+            else:
+                if failures:
+                    log.info("%s/%s: fetching again after %d failures", *self.key, failures)
+                failures = 0
             for _ in range(free - len(messages)):
                 self._slots.release()
             for message in messages:

@@ -87,7 +87,11 @@ class Gateway:
         # are then also served by a specialized pool replica while their Function starts.
         self.warm_starts = WarmStarts(warm_pool) if warm_pool is not None else None
         self.proxy = Proxy(
-            self._upstream, self.reporter, config.cold_start_timeout, self.warm_starts
+            self._upstream,
+            self.reporter,
+            config.cold_start_timeout,
+            self.warm_starts,
+            fault_details=config.fault_details,
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []

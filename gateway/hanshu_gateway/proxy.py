@@ -184,12 +184,14 @@ class Proxy:
         reporter: StatsReporter | None,
         cold_start_timeout: float,
         warm_starts: WarmStarts | None = None,
+        fault_details: bool = False,
     ) -> None:
         self.upstream = upstream
         self.reporter = reporter
         self.cold_start_timeout = cold_start_timeout
         # None: no warm pool, and a cold request costs nothing more than it did.
         self.warm_starts = warm_starts
+        self.fault_details = fault_details
 
     async def forward(self, call: ProxiedCall) -> web.Response:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
@@ -257,7 +259,7 @@ class Proxy:
             # out, so a fix outside the spec (an image pushed, a node added) is found by a
             # replica that keeps trying.
             raise Unavailable(
-                failing.for_caller(function),
+                failing.for_caller(function, self.fault_details),
                 error_type=failing.fault.reason,
                 retry_after=str(FAULT_RETRY_AFTER_SECONDS),
             ) from None

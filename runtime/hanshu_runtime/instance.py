@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
+from . import lambda_env
 from .config import RuntimeConfig
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
@@ -289,6 +290,8 @@ class Instance:
     async def load(self) -> None:
         """Import the handler and run the initializer; raises ``StartupFault``."""
         started = time.perf_counter()
+        # Lambda's variables, before the handler's module reads them at import.
+        lambda_env.apply(os.environ, self._function, self.config.code_dir)
         self._invoker = load_invoker(self.config, self._threads)
         if isinstance(self._invoker, AsgiInvoker):
             await self._invoker.lifespan.startup(self.config.initializer_timeout_seconds)

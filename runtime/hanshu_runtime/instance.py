@@ -19,7 +19,13 @@ from .config import RuntimeConfig
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
-from .http_events import PREFIX_HEADER, HttpRequest, mount_prefix
+from .http_events import (
+    PAYLOAD_FORMAT_1,
+    PAYLOAD_FORMAT_HEADER,
+    PREFIX_HEADER,
+    HttpRequest,
+    mount_prefix,
+)
 from .http_server import HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
@@ -82,6 +88,8 @@ def _to_http_request(request: Request) -> HttpRequest:
         # The gateway strips a Trigger's prefix and says which: apps build URLs with it.
         prefix=mount_prefix(headers.get(PREFIX_HEADER)),
         host=headers.get("Host", ""),
+        # The Trigger's payloadFormatVersion, which the gateway says per route.
+        payload_format=headers.get(PAYLOAD_FORMAT_HEADER) or PAYLOAD_FORMAT_1,
     )
 
 

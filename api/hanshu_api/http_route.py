@@ -28,6 +28,19 @@ DEFAULT_PAYLOAD_FORMAT_VERSION = "1.0"
 # How the gateway tells the runtime which event to build, per route; a caller's own is
 # dropped. = hanshu_runtime.http_events.PAYLOAD_FORMAT_HEADER (a unit test keeps them equal).
 PAYLOAD_FORMAT_HEADER = "X-Hanshu-Payload-Format"
+# API Gateway resource paths under the Trigger ("/todos/{id}", "/files/{path+}"): the event's
+# resource / resourcePath and named pathParameters for the one a path matches, for
+# frameworks that route on the resource (Chalice). Told to the runtime comma-joined in
+# RESOURCES_HEADER (= hanshu_runtime.http_events.RESOURCES_HEADER), so no ',' in one.
+_LITERAL = r"[A-Za-z0-9._~!$&'()*+;=:@-]+"  # a URI path segment's characters but ','
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+RESOURCE_PATTERN = re.compile(
+    rf"^(/|(/({_LITERAL}|\{{{_NAME}\}}))+(/\{{{_NAME}\+\}})?|/\{{{_NAME}\+\}})$"
+)
+RESOURCE_MAX_LENGTH = 256
+MAX_RESOURCES = 64
+RESOURCES_HEADER = "X-Hanshu-Resources"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +76,7 @@ class HttpRoute:
     rate_limit: RateLimit | None = None
     cors: Cors | None = None
     payload_format_version: str = DEFAULT_PAYLOAD_FORMAT_VERSION
+    resources: tuple[str, ...] = ()
 
 
 def _methods(raw: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
@@ -153,6 +167,24 @@ def _payload_format_version(raw: Mapping[str, Any], problems: list[str]) -> str:
     return str(value)
 
 
+def _resources(raw: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
+    given = raw.get("resources") or ()
+    if not isinstance(given, list | tuple):
+        problems.append("spec.http.resources must be a list of resource paths like '/todos/{id}'")
+        return ()
+    if len(given) > MAX_RESOURCES:
+        problems.append(f"spec.http.resources lists {len(given)}; at most {MAX_RESOURCES}")
+    resources = tuple(str(r) for r in given)
+    for resource in resources:
+        if len(resource) > RESOURCE_MAX_LENGTH or not RESOURCE_PATTERN.match(resource):
+            problems.append(
+                f"spec.http.resources: {resource!r} must be an API Gateway resource path: "
+                "'/' or '/'-separated segments, each a name or '{param}', the last may be "
+                "'{param+}' (for example '/todos/{id}'), in ASCII without ',' or '%'"
+            )
+    return resources
+
+
 def parse_http_route(raw: Mapping[str, Any], problems: list[str]) -> HttpRoute:
     path = str(raw.get("path") or DEFAULT_PATH)
     if len(path) > PATH_MAX_LENGTH or not PATH_PATTERN.match(path):
@@ -175,4 +207,5 @@ def parse_http_route(raw: Mapping[str, Any], problems: list[str]) -> HttpRoute:
         rate_limit=_rate_limit(raw, problems),
         cors=_cors(raw, problems),
         payload_format_version=_payload_format_version(raw, problems),
+        resources=_resources(raw, problems),
     )

@@ -77,7 +77,11 @@ PROXY_ROUTE_KEY = "ANY /{proxy+}"
 ROOT_ROUTE_KEY = "ANY /"
 # requestContext.accountId of a call with no IAM caller (a function URL with auth NONE).
 ANONYMOUS_ACCOUNT = "anonymous"
+# The Trigger's resource paths ("/todos/{id}"), comma-joined, when it lists any; the gateway
+# sets it and drops a caller's own: = hanshu_api.http_route.RESOURCES_HEADER.
+RESOURCES_HEADER = "X-Hanshu-Resources"
 _COOKIE = "cookie"
+_GATEWAY_WORDS = frozenset({PAYLOAD_FORMAT_HEADER.lower(), RESOURCES_HEADER.lower()})
 MAX_PREFIX_LENGTH = 1024
 # One or more "/segment"s: no empty, "." or ".." segment (a leading "//" makes every URL
 # the app builds protocol-relative: off-site), no backslash (browsers read it as "/"), no
@@ -105,6 +109,7 @@ class HttpRequest:
     prefix: str = ""
     host: str = ""  # the Host header: the caller's (the gateway passes it on)
     payload_format: str = PAYLOAD_FORMAT_1  # the Trigger's payloadFormatVersion
+    resources: str = ""  # the Trigger's resource paths, comma-joined (RESOURCES_HEADER)
 
 
 def server_address(host: str, scheme: str, fallback: tuple[str, int]) -> tuple[str, int]:
@@ -213,6 +218,61 @@ def request_time(epoch_seconds: int) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Resource:
+    template: str
+    segments: tuple[str, ...]  # literal segments, "{name}" or a last "{name+}"
+
+    @property
+    def specificity(self) -> tuple[int, ...]:
+        """API Gateway's order: at each position a literal beats a {param}, which beats a
+        greedy {param+}; sorted on this, the first match is the most specific."""
+        ranks = [2 if s.endswith("+}") else 1 if s.startswith("{") else 0 for s in self.segments]
+        return (*ranks, 3)  # a shorter template after a longer one of the same start
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The named path parameters when ``segments`` (decoded) match, else None."""
+        found: dict[str, str] = {}
+        for index, part in enumerate(self.segments):
+            if part.endswith("+}"):
+                rest = segments[index:]
+                if not rest:
+                    return None
+                found[part[1:-2]] = "/".join(rest)
+                return found
+            if index >= len(segments):
+                return None
+            if part.startswith("{"):
+                found[part[1:-1]] = segments[index]
+            elif part != segments[index]:
+                return None
+        return found if len(segments) == len(self.segments) else None
+
+
+@lru_cache(maxsize=64)
+def _resources(header: str) -> tuple[_Resource, ...]:
+    """A Trigger's resource paths, most specific first; parsed once per distinct list."""
+    resources = [
+        _Resource(t, tuple(s for s in t.split("/") if s))
+        for t in (part.strip() for part in header.split(","))
+        if t.startswith("/")
+    ]
+    return tuple(sorted(resources, key=lambda r: r.specificity))
+
+
+def match_resource(resources: str, raw_path: str) -> tuple[str, dict[str, str]] | None:
+    """(resource path, path parameters) of the most specific of the Trigger's resource
+    paths that the path matches, or None (then the greedy /{proxy+} stands)."""
+    if not resources:
+        return None
+    segments = [unquote(s) for s in raw_path.split("/") if s]
+    for resource in _resources(resources):
+        found = resource.match(segments)
+        if found is not None:
+            return resource.template, found
+    return None
+
+
 def build_event(request: HttpRequest, request_id: str) -> dict[str, Any]:
     headers, multi_headers, noted = _read_headers(request.headers)
     query, multi_query = (
@@ -222,7 +282,10 @@ def build_event(request: HttpRequest, request_id: str) -> dict[str, Any]:
     )
     body, is_base64 = encode_body(request.body, noted.get(_CONTENT_TYPE))
     path = unquote(request.path)
-    if path == ROOT_RESOURCE:
+    matched = match_resource(request.resources, request.path)
+    if matched is not None:
+        resource, path_parameters = matched
+    elif path == ROOT_RESOURCE:
         # Lambda sends null path parameters here; Function Compute's map is always a map.
         resource, path_parameters = ROOT_RESOURCE, {}
     else:
@@ -288,7 +351,7 @@ def build_event_v2(request: HttpRequest, request_id: str) -> dict[str, Any]:
         lower = name.lower()
         if lower == _COOKIE:
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
-        elif lower == PAYLOAD_FORMAT_HEADER.lower():
+        elif lower in _GATEWAY_WORDS:
             continue  # the gateway's word to the runtime, not the caller's
         elif lower in headers:
             headers[lower] = f"{headers[lower]},{value}"
@@ -296,7 +359,11 @@ def build_event_v2(request: HttpRequest, request_id: str) -> dict[str, Any]:
             headers[lower] = value
     path = unquote(request.path)
     caller = source_ip(headers.get(_FORWARDED_FOR), request.client_ip)
+    matched = match_resource(request.resources, request.path)
     route_key = ROOT_ROUTE_KEY if path == ROOT_RESOURCE else PROXY_ROUTE_KEY
+    parameters: dict[str, str] = {"proxy": path[1:]} if path != ROOT_RESOURCE else {}
+    if matched is not None:
+        route_key, parameters = f"ANY {matched[0]}", matched[1]
     now = time.time()
     host = headers.get(_HOST, "")
     event: dict[str, Any] = {
@@ -331,8 +398,8 @@ def build_event_v2(request: HttpRequest, request_id: str) -> dict[str, Any]:
         for name, value in parse_qsl(request.raw_query, keep_blank_values=True):
             query[name] = f"{query[name]},{value}" if name in query else value
         event["queryStringParameters"] = query
-    if path != ROOT_RESOURCE:
-        event["pathParameters"] = {"proxy": path[1:]}
+    if parameters:
+        event["pathParameters"] = parameters
     body, is_base64 = encode_body(request.body, headers.get(_CONTENT_TYPE))
     if body is not None:
         event["body"] = body

@@ -23,6 +23,7 @@ from .http_events import (
     PAYLOAD_FORMAT_1,
     PAYLOAD_FORMAT_HEADER,
     PREFIX_HEADER,
+    RESOURCES_HEADER,
     HttpRequest,
     mount_prefix,
 )
@@ -90,6 +91,7 @@ def _to_http_request(request: Request) -> HttpRequest:
         host=headers.get("Host", ""),
         # The Trigger's payloadFormatVersion, which the gateway says per route.
         payload_format=headers.get(PAYLOAD_FORMAT_HEADER) or PAYLOAD_FORMAT_1,
+        resources=headers.get(RESOURCES_HEADER, ""),
     )
 
 

@@ -507,3 +507,40 @@ def test_a_triggers_payload_format_version_is_read_and_checked(given: Any, read:
     assert problems == [
         "spec.http.payloadFormatVersion '3.0' must be one of '1.0', '2.0' (a quoted string)"
     ]
+
+
+def test_the_most_specific_resource_path_names_the_resource_and_its_parameters() -> None:
+    from hanshu_api import http_route
+    from hanshu_runtime.http_events import RESOURCES_HEADER, build_event_v2, match_resource
+
+    assert RESOURCES_HEADER == http_route.RESOURCES_HEADER
+    listed = "/todos/{id},/{proxy+},/todos/mine,/,/files/{path+},/todos"
+    assert match_resource(listed, "/todos/mine") == ("/todos/mine", {})  # literal first
+    assert match_resource(listed, "/todos/%E4%BD%A0") == ("/todos/{id}", {"id": "你"})
+    assert match_resource(listed, "/todos") == ("/todos", {})
+    assert match_resource(listed, "/") == ("/", {})
+    assert match_resource(listed, "/files/a/b.txt") == ("/files/{path+}", {"path": "a/b.txt"})
+    assert match_resource(listed, "/todos/7/notes") == ("/{proxy+}", {"proxy": "todos/7/notes"})
+    assert match_resource("/todos/{id}", "/todos/7/notes") is None
+    assert match_resource("/files/{path+}", "/files") is None  # greedy takes one or more
+    assert match_resource("", "/todos") is None
+    one = HttpRequest("GET", "/todos/7", "", [], b"", "10.0.0.1", resources="/todos/{id}")
+    event = build_event(one, "r-1")
+    assert (event["resource"], event["requestContext"]["resourcePath"]) == ("/todos/{id}",) * 2
+    assert event["pathParameters"] == {"id": "7"}
+    one.payload_format = "2.0"
+    event = build_event_v2(one, "r-1")
+    assert (event["routeKey"], event["pathParameters"]) == ("ANY /todos/{id}", {"id": "7"})
+
+
+def test_a_triggers_resource_paths_are_checked() -> None:
+    from hanshu_api.http_route import parse_http_route
+
+    problems: list[str] = []
+    route = parse_http_route({"resources": ["/", "/todos/{id}", "/f/{p+}"]}, problems)
+    assert (route.resources, problems) == (("/", "/todos/{id}", "/f/{p+}"), [])
+    for bad in ("todos", "/a,b", "/{p+}/x", "/a/", "/{1}", "/caf\u00e9"):
+        problems = []
+        parse_http_route({"resources": [bad]}, problems)
+        assert len(problems) == 1, bad
+        assert problems[0].startswith(f"spec.http.resources: {bad!r} must be")

@@ -11,6 +11,11 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import NamedTuple
 
 from aiohttp import web
+from hanshu_api.http_route import (
+    DEFAULT_PAYLOAD_FORMAT_VERSION,
+    PAYLOAD_FORMAT_HEADER,
+    RESOURCES_HEADER,
+)
 from hanshu_api.invocations import (
     HTTP_ATTEMPT,
     HTTP_FC_INVOCATION_TYPE,
@@ -83,7 +88,7 @@ UPSTREAM_DROP = (
     HOP_BY_HOP
     | INVOCATION_HEADERS
     | {"x-forwarded-prefix", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-    | {"x-request-id"}
+    | {"x-request-id", PAYLOAD_FORMAT_HEADER.lower(), RESOURCES_HEADER.lower()}
 )
 Headers = list[tuple[str, str]]
 Networks = tuple[IPv4Network | IPv6Network, ...]
@@ -153,6 +158,12 @@ def upstream_headers(
     if route.http.strip_prefix and route.prefix:
         # Decoded, as the runtime takes it (the Trigger may spell it either way).
         headers.append(("X-Forwarded-Prefix", "/" + "/".join(route.prefix)))
+    if route.http.payload_format_version != DEFAULT_PAYLOAD_FORMAT_VERSION:
+        # Which event the runtime builds for an event handler: the Trigger's choice.
+        headers.append((PAYLOAD_FORMAT_HEADER, route.http.payload_format_version))
+    if route.http.resources:
+        # The Trigger's resource paths: the runtime names the one a path matches.
+        headers.append((RESOURCES_HEADER, ",".join(route.http.resources)))
     return headers
 
 

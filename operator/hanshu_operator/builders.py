@@ -85,10 +85,16 @@ def runtime_env(
     spec: FunctionSpec,
     generation: int | None,
     default_resources: Mapping[str, Any],
+    region: str = "",
 ) -> list[dict[str, Any]]:
     """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables."""
     env = function_env(
-        name, spec, generation=generation, default_resources=default_resources, code_dir=CODE_DIR
+        name,
+        spec,
+        generation=generation,
+        default_resources=default_resources,
+        code_dir=CODE_DIR,
+        region=region or None,
     )
     # The pod's own namespace (downward API): the context's ARN and log group name it.
     namespace = {
@@ -130,7 +136,9 @@ def build_pod_template(
         "name": RUNTIME_CONTAINER,
         "image": spec.code.image or config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
-        "env": runtime_env(name, spec, generation, config.default_resources),
+        "env": runtime_env(
+            name, spec, generation, config.default_resources, config.function_region
+        ),
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},

@@ -51,6 +51,8 @@ class OperatorConfig:
     cluster_domain: str = "cluster.local"
     namespaces: tuple[str, ...] = ()
     default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # The region Functions are told (AWS_REGION, AWS_DEFAULT_REGION); "" tells none.
+    function_region: str = ""
     metrics_port: int = 8000
     liveness_port: int = 8080
     retry_delay_seconds: float = 15.0
@@ -98,6 +100,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         cluster_domain=text(env, "HANSHU_CLUSTER_DOMAIN", "cluster.local"),
         namespaces=names(env, "HANSHU_WATCH_NAMESPACES"),
         default_resources=FunctionDefaults.from_env(env).resources,
+        function_region=text(env, "HANSHU_FUNCTION_REGION"),
         metrics_port=port(env, "HANSHU_OPERATOR_METRICS_PORT", 8000, zero=_PORT_OFF),
         liveness_port=port(env, "HANSHU_OPERATOR_LIVENESS_PORT", 8080, zero=_PORT_OFF),
         retry_delay_seconds=number(env, "HANSHU_RETRY_DELAY_SECONDS", 15.0, at_least(0)),

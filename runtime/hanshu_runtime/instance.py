@@ -22,11 +22,19 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from . import lambda_env
 from .config import RuntimeConfig, config_from_env
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
 from .faults import ConfigError, InitializerError, InvalidResponse, StartupFault, error_body
-from .http_events import PREFIX_HEADER, HttpRequest, mount_prefix
+from .http_events import (
+    PAYLOAD_FORMAT_1,
+    PAYLOAD_FORMAT_HEADER,
+    PREFIX_HEADER,
+    RESOURCES_HEADER,
+    HttpRequest,
+    mount_prefix,
+)
 from .http_server import HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
@@ -103,6 +111,9 @@ def _to_http_request(request: Request) -> HttpRequest:
         # The gateway strips a Trigger's prefix and says which: apps build URLs with it.
         prefix=mount_prefix(headers.get(PREFIX_HEADER)),
         host=headers.get("Host", ""),
+        # The Trigger's payloadFormatVersion, which the gateway says per route.
+        payload_format=headers.get(PAYLOAD_FORMAT_HEADER) or PAYLOAD_FORMAT_1,
+        resources=headers.get(RESOURCES_HEADER, ""),
     )
 
 
@@ -434,6 +445,8 @@ class Instance:
     async def load(self) -> None:
         """Import the handler and run the initializer; raises ``StartupFault``."""
         started = time.perf_counter()
+        # Lambda's variables, before the handler's module reads them at import.
+        lambda_env.apply(os.environ, self._function, self.config.code_dir)
         self._invoker = load_invoker(self.config, self._threads)
         if isinstance(self._invoker, AsgiInvoker):
             await self._invoker.lifespan.startup(self.config.initializer_timeout_seconds)

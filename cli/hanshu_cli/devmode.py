@@ -52,6 +52,7 @@ from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
 from nats.aio.client import Client as NATS
 
+from .dev_metrics import export_replica_counts, withdraw_replica_counts
 from .local_nats import LocalNats
 from .local_platform import LocalPlatform, free_port
 from .local_s3 import LocalS3
@@ -193,6 +194,7 @@ class DevStack:
         for conflict in self.catalog.set_triggers(triggers):
             log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
+        export_replica_counts(self.platform.replica_counts)
         # Starting replicas are probed by the gateway itself, as in a cluster: a cold
         # request is served the moment one answers, not at the next readiness report.
         # Only a replica's first start is reported so (a restart after a crash is not new,
@@ -394,6 +396,7 @@ class DevStack:
         await self._autoscaler_runner.cleanup()
         await self._session.close()
         await self.platform.close()
+        withdraw_replica_counts(self.platform.replica_counts)
         if self.local_nats is not None:
             await asyncio.to_thread(self.local_nats.close)
         if self.local_s3 is not None:

@@ -61,6 +61,8 @@ SYNC_CALLS = 6  # the first of them a cold start
 FAILING_CALLS = 3
 ASYNC_CALLS = 3
 ASYNC_SECONDS = 1.5
+MEMORY_GB = 0.5  # the Function's memory limit, 512Mi: GB-seconds are this times seconds
+EVENT_CALLS = 2  # raw events, as event sources send them (POST /_hanshu/invoke/...)
 LIMITED_CALLS = 5  # to a route allowing one request every 10 s: all but one refused at most
 
 T = TypeVar("T")
@@ -118,9 +120,18 @@ class Load:
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
         self.async_ids: list[str] = []
+        self.events = 0
 
     def note(self, code: int) -> None:
         self.codes[str(code)] = self.codes.get(str(code), 0) + 1
+
+
+def send_event(platform: Platform, load: Load) -> None:
+    """An event as an event source sends it, on the gateway's internal port (billed as
+    type Event; not a public request, so not in hanshu_gateway_requests_total)."""
+    url = f"{platform.internal_url}/_hanshu/invoke/default/shop"
+    assert call(url, {"Content-Type": "application/json"}, b'{"source": "test"}') == 200
+    load.events += 1
 
 
 def run_load(platform: Platform, load: Load) -> None:
@@ -130,6 +141,8 @@ def run_load(platform: Platform, load: Load) -> None:
         load.note(call(f"{platform.url}/shop/fail"))
     for _ in range(LIMITED_CALLS):
         load.note(call(f"{platform.url}/limited"))
+    for _ in range(EVENT_CALLS):
+        send_event(platform, load)
     for _ in range(ASYNC_CALLS):
         load.async_ids.append(invoke_async(platform, ASYNC_SECONDS))
         load.note(202)
@@ -155,7 +168,13 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
     scaling = {"scaleToZeroGracePeriod": "1s", "targetConcurrency": 5, "maxReplicas": 1}
     platform: Platform = platform_factory(
         [
-            function("shop", "handlers.handle", HANDLERS, scaling=scaling),
+            function(
+                "shop",
+                "handlers.handle",
+                HANDLERS,
+                scaling=scaling,
+                resources={"limits": {"memory": "512Mi"}},
+            ),
             trigger("shop", "shop", path="/shop"),
             trigger(
                 "shop-limited",
@@ -181,6 +200,7 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
         warm.note(call(f"{platform.url}/limited"))
     warm.async_ids.append(invoke_async(platform))
     warm.note(202)
+    send_event(platform, warm)
     poll(lambda: async_finished(platform, warm.async_ids), "the warm-up async invocation ended")
     assert warm.codes.get("429") == 1, warm.codes
     # Then the Function scales to zero, so the counted load starts with a cold start.
@@ -191,6 +211,7 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
             prometheus,
             {
                 "sum(hanshu_gateway_requests_total)": warm_requests,
+                'sum(hanshu_gateway_invocations_total{type="Event"})': warm.events,
                 'sum(hanshu_function_replicas{function="shop", state="ready"})': 0,
             },
         ),
@@ -204,6 +225,7 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
             prometheus,
             {
                 "sum(hanshu_gateway_requests_total)": warm_requests + sum(load.codes.values()),
+                'sum(hanshu_gateway_invocations_total{type="Event"})': warm.events + EVENT_CALLS,
                 'sum(hanshu_dispatcher_invocations_total{state="Succeeded"})': 1 + ASYNC_CALLS,
             },
         ),
@@ -251,6 +273,7 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
     sync_invoked = SYNC_CALLS + FAILING_CALLS + (LIMITED_CALLS - refused)
     assert total(invocations, function="shop", type="Sync") * window == pytest.approx(sync_invoked)
     assert total(invocations, function="shop", type="Async") * window == pytest.approx(ASYNC_CALLS)
+    assert total(invocations, function="shop", type="Event") * window == pytest.approx(EVENT_CALLS)
     # Errors: the handler raising, no more.
     assert total(panel("Errors per second"), function="shop") * window == pytest.approx(
         FAILING_CALLS
@@ -265,7 +288,11 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
     assert total(panel("Cold starts", "p90"), function="shop") > 0
     assert total(panel("Latency", "p99"), function="shop") > 0
     assert total(panel("GB-seconds"), function="shop", type="Sync") > 0
-    assert total(panel("GB-seconds"), function="shop", type="Async") > 0
+    # The async calls' GB-seconds: their handler's sleep at the Function's memory, and
+    # the call's own time on top (the per hour figure over the window).
+    async_gb_seconds = total(panel("GB-seconds"), function="shop", type="Async") * window / 3600
+    assert async_gb_seconds == pytest.approx(ASYNC_CALLS * ASYNC_SECONDS * MEMORY_GB, rel=0.25)
+    assert total(panel("GB-seconds"), function="shop", type="Event") > 0
     # The gauges' peaks: shop scaled from zero to its one replica; the async calls waited.
     assert total(panel("Replicas", "desired"), function="shop") == 1
     assert total(panel("Replicas", "ready"), function="shop") == 1

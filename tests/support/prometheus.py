@@ -161,7 +161,9 @@ def start_prometheus(targets: Mapping[str, Sequence[str]], folder: Path) -> Prom
 @pytest.fixture
 def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
     """``start(targets)`` starts a Prometheus scraping ``{job: ["host:port", ...]}``;
-    every one started is stopped after the test."""
+    every one started is stopped after the test. Without a prometheus binary the test
+    skips here, before it starts anything else."""
+    prometheus_binary()
     started: list[Prometheus] = []
 
     def start(targets: Mapping[str, Sequence[str]]) -> Prometheus:

@@ -302,9 +302,11 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
 
     # Every rule shipped with the chart is valid PromQL over these series.
     rule_files = sorted(RULES.glob("*.yaml")) if RULES.is_dir() else []
+    print("\nthe rules, evaluated at the end of the load (series: alerts that would fire):")
     for rule_file in [*rule_files, SAMPLE_RULES]:
         for rule in rules_in(rule_file):
-            prometheus.query(rule.expression, at=final)  # raises QueryFailed, naming it
+            found = prometheus.query(rule.expression, at=final)  # QueryFailed names it
+            print(f"  {rule.name:44} {len(found):3} series  ({Path(rule.source).name})")
 
 
 def is_over_a_window(expression: str) -> bool:

@@ -26,7 +26,15 @@ class _LocalReplicaCounts(Collector):
     def __init__(self) -> None:
         self.sources: list[ReplicaCounts] = []
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        # No names claimed in the registry: the operator's collector has the same name, and
+        # a process that imports both (the test suite) must still be able to import both.
+        # They never serve together: the family appears only while a dev stack runs.
+        return []
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        if not self.sources:
+            return
         family = GaugeMetricFamily(
             NAME,
             "Replicas of each Function: desired (what the autoscaler or minReplicas asked "

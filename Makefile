@@ -25,10 +25,12 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
+	@echo "installing Hanshu into $(VENV) (about 2 minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+	@echo 'installed: the hanshu command is $(BIN)/hanshu; to type just hanshu: export PATH="$$PWD/$(BIN):$$PATH"'
 
 install: $(STAMP) ## create .venv and install Hanshu with every extra (editable)
 

@@ -35,6 +35,13 @@ def _alone_when_marked(
         yield
 
 
+@pytest.fixture(autouse=True)
+def _own_dev_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's hanshu dev (and hanshu invoke) use a state file of the test's own, not
+    the user's (cli/hanshu_cli/dev_state.py): parallel dev modes never meet there."""
+    monkeypatch.setenv("HANSHU_DEV_STATE", str(tmp_path / "hanshu-dev-state.json"))
+
+
 @pytest.fixture
 def runtime_factory(tmp_path: Path) -> Iterator[object]:
     started: list[RuntimeProcess] = []

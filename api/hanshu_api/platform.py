@@ -38,3 +38,22 @@ class ReplicaScaler(Protocol):
     def current_replicas(self, key: FunctionKey) -> int | None:
         """The count last set or observed; None when the Function is unknown."""
         ...
+
+
+class WarmPool(Protocol):
+    """The third seam: a pool of generic runtime replicas that take a cold Function's
+    requests while its own replicas start (``hanshu_api.warm_pool``). Kubernetes implements
+    it with pool pods claimed by relabelling; the local platform with pre-started runtime
+    processes."""
+
+    async def specialize(self, key: FunctionKey) -> Endpoint | None:
+        """A pool replica specialized for this Function and answering, or None when the
+        Function is not eligible or no pool replica could be specialized (never raises: a
+        replica that fails is discarded and the next tried; the caller's request then takes
+        the ordinary path)."""
+        ...
+
+    async def retire(self, key: FunctionKey, endpoint: Endpoint) -> None:
+        """The Function's own replicas are ready (or it idled): the specialized replica
+        leaves for good, after its requests in flight finish. Never returned to the pool."""
+        ...

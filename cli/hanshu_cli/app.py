@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import calls, folder, logs, templates, usage, views
+from . import calls, dev_state, folder, invoke_target, logs, templates, usage, views
 from .cluster import Cluster, Target
 from .errors import CliError
 
@@ -175,7 +175,10 @@ def deploy(
     print the URL, or print why it is not and exit non-zero."""
     state = _state(ctx)
     cluster = state.cluster()
-    plan = folder.plan_deploy(folder.read_folder(path), cluster.namespace, image)
+    read = folder.read_folder(path)
+    for skipped in read.skipped:
+        err.print(f"skipped {skipped}: no Kubernetes object to apply", markup=False)
+    plan = folder.plan_deploy(read, cluster.namespace, image)
     cluster.ensure_installed()
     for manifest in plan.objects():
         cluster.apply(manifest)
@@ -294,16 +297,17 @@ def describe(
 # invoke
 
 
-def _trigger_url(cluster: Cluster, name: str) -> str:
+def _trigger_target(
+    cluster: Cluster, name: str, path: str, query: list[str]
+) -> invoke_target.Target:
+    """The Function's route as the cluster publishes it: its HTTP Trigger's status.url,
+    extended by --path and --query."""
     cluster.function(name)  # a missing Function (or Hanshu) is said as such
     http = [
         t for t in views.triggers_of(cluster.triggers(), name) if "http" in (t.get("spec") or {})
     ]
     if not http:
-        raise CliError(
-            f"Function {name} has no HTTP Trigger to call it through: add one (kind: Trigger, "
-            "spec.http.path), or give --gateway URL"
-        )
+        raise invoke_target.no_http_route(name, f"in namespace {cluster.namespace}")
     url = (http[0].get("status") or {}).get("url")
     if not url:
         found = views.condition(http[0]) or {}
@@ -312,7 +316,87 @@ def _trigger_url(cluster: Cluster, name: str) -> str:
             f"({found.get('reason') or 'not reconciled'}): is the operator running? "
             "or give --gateway URL"
         )
-    return str(url)
+    route = invoke_target.routes_of_triggers(http)[0]
+    return invoke_target.Target(
+        invoke_target.extend_url(str(url), path, query), methods=route.methods
+    )
+
+
+def _dev_function(dev: dev_state.DevState, name: str, namespace: str | None) -> str | None:
+    """The namespace dev mode serves Function ``name`` in: the one given, else default,
+    else the only one."""
+    if namespace is not None:
+        return namespace if dev.serves(namespace, name) else None
+    found = sorted(ns for ns, served in dev.functions if served == name)
+    if "default" in found:
+        return "default"
+    return found[0] if len(found) == 1 else None
+
+
+def _dev_target(
+    dev: dev_state.DevState,
+    namespace: str,
+    name: str,
+    gateway: str | None,
+    path: str,
+    query: list[str],
+    asynchronous: bool,
+) -> invoke_target.Target:
+    routes = dev.routes_of(namespace, name)
+    if routes:
+        route = invoke_target.KnownRoute(
+            routes[0].trigger, routes[0].path, routes[0].host, routes[0].methods
+        )
+        return invoke_target.route_target(gateway or dev.public_url, route, name, path, query)
+    return invoke_target.internal_target(
+        dev.internal_url, namespace, name, dev.internal_token, path, query, asynchronous
+    )
+
+
+def _same_port(url: str, other: str) -> bool:
+    return urllib.parse.urlsplit(url).port == urllib.parse.urlsplit(other).port
+
+
+def _gateway_route(
+    state: State, name: str, gateway: str, path: str, query: list[str]
+) -> invoke_target.Target:
+    """--gateway that is no dev mode's: the route from the cluster's Trigger objects."""
+    try:
+        cluster = state.cluster()
+        cluster.function(name)
+    except CliError as unknown:
+        raise CliError(
+            f"cannot find Function {name}'s route for --gateway {gateway}: no hanshu dev "
+            f"serving it is running (state file {dev_state.state_path()}) and the cluster "
+            f"cannot say: {unknown}"
+        ) from unknown
+    routes = invoke_target.routes_of_triggers(views.triggers_of(cluster.triggers(), name))
+    if not routes:
+        raise invoke_target.no_http_route(name, f"in namespace {cluster.namespace}")
+    return invoke_target.route_target(gateway, routes[0], name, path, query)
+
+
+def _resolve_target(
+    state: State,
+    name: str,
+    gateway: str | None,
+    path: str,
+    query: list[str],
+    asynchronous: bool,
+) -> invoke_target.Target:
+    """A running hanshu dev that serves the Function first (unless --kubeconfig or
+    --context name a cluster), then the cluster's Triggers."""
+    explicit_cluster = bool(state.target.kubeconfig or state.target.context)
+    dev, ignored = dev_state.read_state()
+    if ignored:
+        err.print(ignored, markup=False)
+    namespace = _dev_function(dev, name, state.target.namespace) if dev else None
+    calls_dev = gateway is None or (dev is not None and _same_port(gateway, dev.public_url))
+    if dev is not None and namespace is not None and not explicit_cluster and calls_dev:
+        return _dev_target(dev, namespace, name, gateway, path, query, asynchronous)
+    if gateway:
+        return _gateway_route(state, name, gateway, path, query)
+    return _trigger_target(state.cluster(), name, path, query)
 
 
 @app.command()
@@ -323,10 +407,13 @@ def invoke(
     path: Annotated[
         str,
         typer.Option(
-            help="The path: below the Trigger's URL, or with --gateway the whole path "
-            "(default /NAME)."
+            help="Below the Function's route: /hello, ?name=Ada or hello?name=Ada extend it."
         ),
     ] = "",
+    query: Annotated[
+        list[str] | None,
+        typer.Option("--query", "-q", help="'name=value' added to the query (repeatable)."),
+    ] = None,
     method: Annotated[
         str | None, typer.Option(help="HTTP method (default: POST with --data, else GET).")
     ] = None,
@@ -335,7 +422,10 @@ def invoke(
     ] = None,
     gateway: Annotated[
         str | None,
-        typer.Option(help="Call this gateway (e.g. hanshu dev's http://127.0.0.1:8080)."),
+        typer.Option(
+            help="Call the route through this gateway (default: a running hanshu dev, else "
+            "the cluster's Trigger URL)."
+        ),
     ] = None,
     asynchronous: Annotated[
         bool, typer.Option("--async", help="Invoke asynchronously: 202 and an invocation id.")
@@ -345,24 +435,36 @@ def invoke(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 120.0,
 ) -> None:
-    """Call a Function through the gateway; print the status, the request id, whether it
-    was a cold start and how long it took, then the body. Exits non-zero on a 4xx / 5xx."""
+    """Call a Function through its HTTP route (found from a running hanshu dev, else the
+    cluster's Triggers; a Function without one through dev mode's internal path); print
+    the status, the request id, whether it was a cold start and how long it took, then the
+    body. Exits non-zero on a 4xx / 5xx."""
     if wait and not asynchronous:
         raise CliError("--wait follows an async invocation: add --async")
-    if gateway:
-        url = calls.join_url(gateway, path or f"/{name}")
-    else:
-        url = calls.join_url(_trigger_url(_state(ctx).cluster(), name), path)
+    target = _resolve_target(_state(ctx), name, gateway, path, query or [], asynchronous)
+    if target.internal and wait:
+        raise CliError(
+            f"Function {name} has no HTTP Trigger: its async invocation is stored, but its "
+            "status is read through a route (drop --wait, or add a Trigger with spec.http)"
+        )
     body = calls.payload(data)
-    headers = calls.parse_headers(header or [])
-    if asynchronous:
+    headers = {**target.headers, **calls.parse_headers(header or [])}
+    if asynchronous and not target.internal:
         headers[calls.ASYNC_HEADER] = calls.ASYNC
-    call = calls.Call(url, method or ("POST" if body is not None else "GET"), body, headers)
+    url = target.url
+    call = calls.Call(
+        url, invoke_target.pick_method(method, body is not None, target), body, headers
+    )
+    if target.internal and call.body is None:
+        call = calls.Call(url, call.method, b"{}", headers)
     with err.status(f"calling {name} at {url}"):
         reply = calls.send(call, timeout)
     if asynchronous and reply.status == 202:
         invocation_id, status_url = calls.accepted(reply)
-        err.print(f"accepted: invocation {invocation_id} (status: {status_url})")
+        err.print(
+            f"accepted: invocation {invocation_id}"
+            + ("" if target.internal else f" (status: {status_url})")
+        )
         if wait:
             _follow_invocation(invocation_id, status_url, headers, timeout)
         else:

@@ -52,6 +52,7 @@ from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
 from nats.aio.client import Client as NATS
 
+from . import dev_state
 from .dev_metrics import export_replica_counts, withdraw_replica_counts
 from .local_nats import LocalNats
 from .local_platform import LocalPlatform, free_port
@@ -238,6 +239,13 @@ class DevStack:
                     "and dev mode has no cluster (deploy it to one to see its events)",
                     known.name,
                 )
+        dev_state.announce(  # so `hanshu invoke NAME` finds this dev mode on its own
+            host=self.host,
+            port=self.port,
+            internal_port=self.internal_port,
+            catalog=self.catalog,
+            triggers=triggers,
+        )
         log.info(
             "serving %d function(s) and %d trigger(s) on http://%s:%d",
             len(self.functions),
@@ -383,6 +391,7 @@ class DevStack:
         )
 
     async def stop(self) -> None:
+        dev_state.withdraw()
         self._stopped.set()
         for task in self._tasks:
             task.cancel()

@@ -20,6 +20,7 @@ import yaml
 from hanshu_api import API_VERSION, LABEL_FUNCTION, LABEL_MANAGED_BY
 
 from .errors import CliError
+from .manifests import kind_of, load_documents
 
 # Inline code lives in the Function object; past this it goes to a ConfigMap of its own
 # (the Function stays small to list and watch), and past a ConfigMap's 1 MiB to an image.
@@ -50,6 +51,8 @@ class Folder:
     binary: list[str] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)
     has_dockerfile: bool = False
+    # YAML files that hold no Kubernetes object (a SAM template): neither applied nor refused.
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,20 @@ def read_folder(path: Path) -> Folder:
     documents: list[dict[str, Any]] = []
     files: dict[str, str] = {}
     binary: list[str] = []
+    skipped: list[str] = []
     for entry in sorted(path.iterdir()):
         if entry.name.startswith(".") or entry.name == "__pycache__" or not entry.is_file():
             continue
         if entry.suffix in (".yaml", ".yml"):
             try:
-                loaded = list(yaml.safe_load_all(entry.read_text()))
+                loaded = load_documents(entry.read_text())
             except yaml.YAMLError as bad:
                 raise FolderError(f"{entry} is not valid YAML: {_one_line(bad)}") from bad
-            documents += [d for d in loaded if isinstance(d, dict)]
+            objects = [d for d in loaded if isinstance(d, dict) and _is_object(d)]
+            if len(objects) < len([d for d in loaded if d is not None]):
+                # A SAM template beside the code is no Kubernetes object: nothing to apply.
+                skipped.append(f"{entry.name} ({kind_of(loaded[0]) or 'not a manifest'})")
+            documents += objects
             continue
         if entry.name in NOT_CODE or entry.suffix == ".pyc":
             continue
@@ -118,7 +126,12 @@ def read_folder(path: Path) -> Folder:
         binary,
         requirements,
         (path / "Dockerfile").exists(),
+        skipped,
     )
+
+
+def _is_object(document: Mapping[str, Any]) -> bool:
+    return bool(document.get("apiVersion")) and bool(document.get("kind"))
 
 
 def _one_line(error: object) -> str:

@@ -97,14 +97,26 @@ _README = """\
 
 A Hanshu Function ({kind}).
 
+On this machine (`hanshu` is in the virtual environment Hanshu was installed into:
+`export PATH="$PWD/.venv/bin:$PATH"` in a checkout after `make install`):
+
 ```sh
-hanshu dev .                 # the whole platform on this machine: http://127.0.0.1:8080/{name}
-{deploy}
-hanshu invoke {name}         # status, request id, cold start, duration, body
-hanshu logs {name}           # every replica's lines, in time order
+hanshu dev .                             # the whole platform here: http://127.0.0.1:8080/{name}
+# in another terminal: invoke finds the running hanshu dev by itself (no --gateway)
+hanshu invoke {name} --path '?name=Ada'  # status, request id, cold start, duration, body
 ```
 
-`function.yaml` is the Function and its HTTP Trigger (path `/{name}`).
+On the cluster of your kubeconfig:
+
+```sh
+{deploy}
+hanshu invoke {name}                     # the cluster's once no hanshu dev serves {name}
+hanshu --context CONTEXT invoke {name}   # the cluster's, even while hanshu dev runs
+hanshu logs {name}                       # every replica's lines, in time order
+```
+
+`function.yaml` is the Function and its HTTP Trigger (path `/{name}`); `--path` goes below
+that route (`--path /more?x=1` calls `/{name}/more?x=1`).
 """
 
 
@@ -130,7 +142,7 @@ def render(name: str, template: str) -> dict[str, str]:
     else:
         raise CliError(f"no template {template!r}: choose one of {', '.join(TEMPLATES)}")
     deploy = (
-        "hanshu deploy .              # on the cluster of your kubeconfig; waits until Ready"
+        "hanshu deploy .                          # server-side apply; waits until Ready"
         if template == "event"
         else (
             f"docker build -t REGISTRY/{name}:v1 . && docker push REGISTRY/{name}:v1\n"

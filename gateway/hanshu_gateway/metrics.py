@@ -15,7 +15,7 @@ import bisect
 import time
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -40,6 +40,24 @@ COLD_START_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
 )
 NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")
+# Rare by design (a refusal), so a prometheus_client child per Function is no cost.
+QUEUE_FULL = Counter(
+    "hanshu_gateway_queue_full_refusals",
+    "Requests refused with 429 QueueFull: the queue limit's worth already waited for a replica.",
+    ["namespace", "function"],
+)
+QUEUE_LIMIT = Gauge(
+    "hanshu_gateway_queue_limit",
+    "Requests that may wait for one Function's replica (HANSHU_QUEUE_LIMIT); one more is "
+    "refused with 429 QueueFull.",
+)
+# Where the container's memory limit is: cgroup v2, then v1.
+CGROUP_MEMORY_LIMIT_FILES = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
+# cgroup v1 writes "no limit" as the largest page-aligned 63-bit number.
+_UNLIMITED_AT = 1 << 62
 
 
 class _Tally:
@@ -156,6 +174,48 @@ class _Families(Collector):
 
 # The registry reads collect() once now for the names (no describe(): the same families).
 REGISTRY.register(_Families())
+
+
+def parse_memory_limit(text: str) -> int | None:
+    """A cgroup memory limit file's bytes; None when it says there is no limit."""
+    value = text.strip()
+    if value == "max":
+        return None
+    limit = int(value)
+    return None if limit >= _UNLIMITED_AT else limit
+
+
+def cgroup_memory_limit(files: tuple[str, ...] = CGROUP_MEMORY_LIMIT_FILES) -> int | None:
+    """The memory limit of the container the gateway runs in; None with none, or outside one."""
+    for path in files:
+        try:
+            with open(path) as limit_file:
+                return parse_memory_limit(limit_file.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class MemoryLimit(Collector):
+    """``hanshu_gateway_memory_limit_bytes``, read when scraped: a limit resized in place
+    shows. Beside prometheus_client's process_resident_memory_bytes it says how near the
+    kernel's OOM kill the gateway is. No sample when the container has no limit."""
+
+    def __init__(self, files: tuple[str, ...] = CGROUP_MEMORY_LIMIT_FILES) -> None:
+        self.files = files
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "hanshu_gateway_memory_limit_bytes",
+            "The memory limit of the gateway's container (its cgroup's), in bytes.",
+        )
+        limit = cgroup_memory_limit(self.files)
+        if limit is not None:
+            family.add_metric([], limit)
+        yield family
+
+
+REGISTRY.register(MemoryLimit())
 
 
 def count_request(namespace: str, function: str, trigger: str, code: int) -> None:

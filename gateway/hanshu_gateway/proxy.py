@@ -24,6 +24,7 @@ from hanshu_api.invocations import (
 from hanshu_api.platform import Endpoint
 from hanshu_wire import HOP_BY_HOP as WIRE_HOP_BY_HOP
 
+from . import metrics
 from .catalog import FunctionEntry
 from .faults import (
     BadGateway,
@@ -228,6 +229,7 @@ class Proxy:
         try:
             return await pool.acquire(max(0.0, deadline - time.monotonic()))
         except QueueFull:
+            metrics.QUEUE_FULL.labels(*entry.key).inc()
             raise TooManyRequests(
                 f"{pool.queued} requests are already waiting for '{function}'; retry shortly",
                 error_type="QueueFull",

@@ -213,3 +213,20 @@ async def test_a_folder_without_a_handler_says_what_is_missing(
     assert "spec.handler 'index.handler' needs index.py" in result.stderr
     assert "def handler(event, context)" in result.stderr
     assert cluster.names("hanshu.io/v1alpha1/functions") == []  # nothing half-applied
+
+
+async def test_invoke_of_a_function_without_an_http_trigger_says_so(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """On a cluster the gateway's internal path is out of reach: invoke says to add an HTTP
+    Trigger, with or without --gateway, instead of calling some other route."""
+    folder = init_folder(tmp_path, "worker")
+    manifest = folder / "function.yaml"
+    manifest.write_text(manifest.read_text().partition("---")[0])  # the Function alone
+    deployed = await cluster.hanshu("deploy", str(folder), "--no-wait")
+    assert deployed.exit_code == 0, deployed.stderr
+    for extra in ([], ["--gateway", "http://127.0.0.1:9"]):
+        result = await cluster.hanshu("invoke", "worker", *extra)
+        assert result.exit_code == 1
+        assert "Function worker has no HTTP Trigger in namespace" in result.stderr
+        assert "add a Trigger with spec.http.path" in result.stderr

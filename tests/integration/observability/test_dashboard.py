@@ -19,11 +19,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
-from hanshu_api.invocations import FINAL_STATES
+from hanshu_api.invocations import FINAL_STATES, HTTP_GATEWAY_ERROR
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.dev_platform import Platform, function, trigger
 from tests.support.prometheus import (
@@ -45,6 +47,9 @@ SAMPLE_RULES = ROOT / "tests" / "support" / "sample_rules.yaml"
 HANDLERS = textwrap.dedent("""
     import json
     import time
+
+    # A slow start: a cold request waits long enough for the test to see it waiting.
+    time.sleep(0.5)
 
 
     def handle(event, context):
@@ -81,15 +86,34 @@ def poll(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
         time.sleep(0.1)
 
 
-def call(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> int:
+class Reply(NamedTuple):
+    code: int
+    # The gateway's reason for a refusal (X-Hanshu-Gateway-Error: RateLimited, QueueFull).
+    refusal: str | None = None
+
+
+def call(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> Reply:
     request = urllib.request.Request(url, data=body, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
             reply.read()
-            return int(reply.status)
+            return Reply(int(reply.status))
     except urllib.error.HTTPError as refused:
         refused.read()
-        return int(refused.code)
+        return Reply(int(refused.code), refused.headers.get(HTTP_GATEWAY_ERROR))
+
+
+def queued(platform: Platform, function_name: str) -> float:
+    """The requests waiting for the Function's replica, as the gateway counts them now."""
+    with urllib.request.urlopen(f"{platform.internal_url}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "hanshu_gateway_queued"
+        for sample in family.samples
+        if sample.labels.get("function") == function_name
+    )
 
 
 def invoke_async(platform: Platform, seconds: float = 0.0) -> str:
@@ -119,23 +143,39 @@ class Load:
 
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
+        self.refusals: dict[str, int] = {}
         self.async_ids: list[str] = []
         self.events = 0
 
-    def note(self, code: int) -> None:
-        self.codes[str(code)] = self.codes.get(str(code), 0) + 1
+    def note(self, reply: Reply) -> None:
+        self.codes[str(reply.code)] = self.codes.get(str(reply.code), 0) + 1
+        if reply.refusal:
+            self.refusals[reply.refusal] = self.refusals.get(reply.refusal, 0) + 1
+
+
+def cold_call_and_queue_full(platform: Platform, load: Load) -> None:
+    """shop at zero replicas, and a queue limit of 1: one request waits for the cold start,
+    and one more meanwhile is refused with 429 QueueFull."""
+    with ThreadPoolExecutor(1) as background:
+        cold = background.submit(call, f"{platform.url}/shop")
+        poll(lambda: queued(platform, "shop") == 1, "the cold request waiting for shop")
+        refused = call(f"{platform.url}/shop")
+        assert refused == Reply(429, "QueueFull"), refused
+        load.note(refused)
+        load.note(cold.result())
 
 
 def send_event(platform: Platform, load: Load) -> None:
     """An event as an event source sends it, on the gateway's internal port (billed as
     type Event; not a public request, so not in hanshu_gateway_requests_total)."""
     url = f"{platform.internal_url}/_hanshu/invoke/default/shop"
-    assert call(url, {"Content-Type": "application/json"}, b'{"source": "test"}') == 200
+    assert call(url, {"Content-Type": "application/json"}, b'{"source": "test"}').code == 200
     load.events += 1
 
 
 def run_load(platform: Platform, load: Load) -> None:
-    for _ in range(SYNC_CALLS):
+    cold_call_and_queue_full(platform, load)
+    for _ in range(SYNC_CALLS - 1):
         load.note(call(f"{platform.url}/shop"))
     for _ in range(FAILING_CALLS):
         load.note(call(f"{platform.url}/shop/fail"))
@@ -145,7 +185,7 @@ def run_load(platform: Platform, load: Load) -> None:
         send_event(platform, load)
     for _ in range(ASYNC_CALLS):
         load.async_ids.append(invoke_async(platform, ASYNC_SECONDS))
-        load.note(202)
+        load.note(Reply(202))
     poll(lambda: async_finished(platform, load.async_ids), "the async invocations ended")
 
 
@@ -183,26 +223,31 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
                 rateLimit={"requestsPerSecond": 0.1, "burst": 1},
             ),
         ],
+        # One request may wait for a replica; the next is refused (429 QueueFull).
+        "--queue-limit",
+        "1",
     )
     # Dev mode serves every component's metrics on the gateway's internal /metrics (one
     # process, one registry): one target, so every series has the same scrape times.
+    # Its job is the gateway's, named as the chart's ServiceMonitor names it (the rules'
+    # component-absent alerts look for hanshu-<component>).
     prometheus: Prometheus = prometheus_factory(
-        {"hanshu": [platform.internal_url.removeprefix("http://")]}
+        {"hanshu-gateway": [platform.internal_url.removeprefix("http://")]}
     )
     poll(prometheus.targets_up, "Prometheus' first scrape of the platform")
 
     # Warm-up: every series the counted load moves exists before it (a series born inside
     # a window counts from its first sample, not from zero).
     warm = Load()
-    warm.note(call(f"{platform.url}/shop"))
+    cold_call_and_queue_full(platform, warm)
     warm.note(call(f"{platform.url}/shop/fail"))
     for _ in range(2):
         warm.note(call(f"{platform.url}/limited"))
     warm.async_ids.append(invoke_async(platform))
-    warm.note(202)
+    warm.note(Reply(202))
     send_event(platform, warm)
     poll(lambda: async_finished(platform, warm.async_ids), "the warm-up async invocation ended")
-    assert warm.codes.get("429") == 1, warm.codes
+    assert warm.refusals == {"QueueFull": 1, "RateLimited": 1}, warm.refusals
     # Then the Function scales to zero, so the counted load starts with a cold start.
     poll(lambda: platform.ready_replicas("shop") == 0, "shop scaling to zero")
     warm_requests = sum(warm.codes.values())
@@ -261,16 +306,21 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
         assert len(matching) == 1, f"one panel query for {title_part!r}/{legend_part!r}"
         return matching[0]
 
-    refused = load.codes.get("429", 0)
-    assert refused >= LIMITED_CALLS - 1, load.codes
+    rate_limited = load.refusals.get("RateLimited", 0)
+    assert rate_limited >= LIMITED_CALLS - 1, load.refusals
+    assert load.refusals.get("QueueFull") == 1, load.refusals
     # Requests by code: the rate over the window is what the caller saw, code by code.
     requests = panel("Requests per second")
     for code, count in load.codes.items():
         assert total(requests, function="shop", code=code) * window == pytest.approx(count), code
-    assert total(panel("Throttled"), function="shop") * window == pytest.approx(refused)
+    # 429s by Trigger: the rate limit's on shop-limited, the queue's on shop.
+    throttled = panel("Throttled", "via")
+    assert total(throttled, trigger="shop-limited") * window == pytest.approx(rate_limited)
+    assert total(throttled, trigger="shop") * window == pytest.approx(1)
+    assert total(panel("Throttled", "queue full"), function="shop") * window == pytest.approx(1)
     # Invocations by type: each call that reached a replica, sync and async apart.
     invocations = panel("Invocations per second")
-    sync_invoked = SYNC_CALLS + FAILING_CALLS + (LIMITED_CALLS - refused)
+    sync_invoked = SYNC_CALLS + FAILING_CALLS + (LIMITED_CALLS - rate_limited)
     assert total(invocations, function="shop", type="Sync") * window == pytest.approx(sync_invoked)
     assert total(invocations, function="shop", type="Async") * window == pytest.approx(ASYNC_CALLS)
     assert total(invocations, function="shop", type="Event") * window == pytest.approx(EVENT_CALLS)
@@ -298,7 +348,7 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
     assert total(panel("Replicas", "ready"), function="shop") == 1
     assert total(panel("Async backlog"), function="shop") >= 1
     assert total(panel("Requests in flight", "in flight"), function="shop") >= 0
-    assert total(panel("Requests in flight", "queued"), function="shop") >= 0
+    assert total(panel("Requests in flight", "queued"), function="shop") == 1  # the cold one
 
     # Every rule shipped with the chart is valid PromQL over these series.
     rule_files = sorted(RULES.glob("*.yaml")) if RULES.is_dir() else []

@@ -351,7 +351,8 @@ def test_every_panel_and_rule_evaluates_and_the_panels_count_what_the_load_did(
     assert total(panel("Requests in flight", "queued"), function="shop") == 1  # the cold one
 
     # Every rule shipped with the chart is valid PromQL over these series.
-    rule_files = sorted(RULES.glob("*.yaml")) if RULES.is_dir() else []
+    rule_files = sorted(RULES.glob("*.yaml"))
+    assert rule_files, f"no rule file under {RULES}: the chart ships its alert rules there"
     print("\nthe rules, evaluated at the end of the load (series: alerts that would fire):")
     for rule_file in [*rule_files, SAMPLE_RULES]:
         for rule in rules_in(rule_file):

@@ -62,6 +62,7 @@ from nats.aio.client import Client as NATS
 
 from . import dev_state
 from .dev_faults import local_fix, requirements_note
+from .dev_metrics import export_replica_counts, withdraw_replica_counts
 from .dev_report import function_change, route_table, trigger_summary
 from .errors import CliError
 from .local_nats import LocalNats
@@ -321,6 +322,7 @@ class DevStack:
         for conflict in refused:
             log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
+        export_replica_counts(self.platform.replica_counts)
         # Starting replicas are probed by the gateway itself, as in a cluster: a cold
         # request is served the moment one answers, not at the next readiness report.
         # Only a replica's first start is reported so (a restart after a crash is not new,
@@ -708,6 +710,7 @@ class DevStack:
             await self._session.close()
         if self.platform is not None:
             await self.platform.close()
+            withdraw_replica_counts(self.platform.replica_counts)
         if self.local_nats is not None:
             await asyncio.to_thread(self.local_nats.close)
         logging.getLogger("hanshu.jetstream").removeFilter(self._nats_lines)

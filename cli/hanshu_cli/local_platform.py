@@ -262,6 +262,14 @@ class LocalPlatform:
         function = self._functions.get(key)
         return None if function is None else function.wanted
 
+    def replica_counts(self) -> dict[FunctionKey, tuple[int, int]]:
+        """Each Function's (desired, ready) replicas: what the operator reports in a
+        cluster as ``hanshu_function_replicas``."""
+        return {
+            key: (function.wanted, sum(1 for r in function.replicas if r.ready))
+            for key, function in list(self._functions.items())
+        }
+
     def replica_pids(self, key: FunctionKey) -> list[int]:
         """The process ids of a Function's running replicas (for benchmarks that measure
         the CPU a replica spends)."""

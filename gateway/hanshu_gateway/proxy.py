@@ -22,6 +22,8 @@ from hanshu_api.invocations import (
     header_key,
 )
 from hanshu_api.platform import Endpoint
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE
+from hanshu_api.tracing import CLIENT, NO_TRACING, Tracer, current_trace
 from hanshu_wire import HOP_BY_HOP as WIRE_HOP_BY_HOP
 
 from .catalog import FunctionEntry
@@ -73,12 +75,13 @@ INVOCATION_HEADERS = frozenset(
 )
 # What of a caller's headers never reaches a replica: hop-by-hop ones; X-Forwarded-Prefix
 # (only the gateway says where an app is mounted); the invocation headers only the
-# dispatcher sets (id, attempt, type, job); and those the gateway writes itself below.
+# dispatcher sets (id, attempt, type, job); and those the gateway writes itself below or
+# when it forwards (the trace it continues: the caller's, checked, or a new one).
 UPSTREAM_DROP = (
     HOP_BY_HOP
     | INVOCATION_HEADERS
     | {"x-forwarded-prefix", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-    | {"x-request-id"}
+    | {"x-request-id", TRACEPARENT, TRACESTATE}
 )
 Headers = list[tuple[str, str]]
 Networks = tuple[IPv4Network | IPv6Network, ...]
@@ -178,14 +181,37 @@ class Proxy:
         upstream: UpstreamPool,
         reporter: StatsReporter | None,
         cold_start_timeout: float,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self.upstream = upstream
         self.reporter = reporter
         self.cold_start_timeout = cold_start_timeout
+        self.tracer = tracer
 
     async def forward(self, call: ProxiedCall) -> web.Response:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
-        replica that is starting or draining refuses."""
+        replica that is starting or draining refuses; in a client span of the call's trace,
+        which the replica is told (``traceparent``)."""
+        trace = current_trace.get()
+        if trace is None:
+            return await self._forward(call)
+        span = self.tracer.start("forward", CLIENT, trace, {"faas.invoked_name": call.entry.key[1]})
+        # The call's own list (built for this call): the trace goes up with it.
+        call.headers.extend(span.context.headers())
+        status = 500
+        try:
+            reply = await self._forward(call)
+            status = reply.status
+            return reply
+        except GatewayFault as fault:
+            status = fault.status
+            span.fail(fault.error_type)
+            raise
+        finally:
+            span.set("http.response.status_code", status)
+            span.end()
+
+    async def _forward(self, call: ProxiedCall) -> web.Response:
         entry = call.entry
         pool, stats, meters = entry.pool, entry.stats, entry.meters
         arrived = time.monotonic()

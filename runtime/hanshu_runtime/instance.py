@@ -19,12 +19,21 @@ from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
 from .faults import ConfigError, InitializerError, InvalidResponse, error_body
 from .http_events import PREFIX_HEADER, HttpRequest, mount_prefix
-from .http_server import HttpServer, Request, Response, invalid_reply, json_response
+from .http_server import Headers, HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
-from .logs import request_id_var
+from .logs import request_id_var, trace_id_var
 from .metrics import FunctionMetrics
 from .replies import HttpReply, to_json_bytes
+from .tracing import (
+    TRACEPARENT,
+    TRACESTATE,
+    SpanExporting,
+    format_traceparent,
+    new_traceparent,
+    parse_traceparent,
+    span_exporting,
+)
 from .workers import HandlerThreads
 
 log = logging.getLogger("hanshu.runtime")
@@ -64,6 +73,16 @@ def _error(status: int, error_type: str, message: str, request_id: str, **header
         to_json_bytes(error_body(error_type, message, request_id)),
         close=headers.get("Connection") == "close",
     )
+
+
+def _with_trace(request: Request, traceparent: str, keep_state: bool) -> None:
+    """The request as the handler sees it: ``traceparent`` in its headers (and no
+    ``tracestate`` when the caller's came with a traceparent that was not usable)."""
+    dropped = (TRACEPARENT,) if keep_state else (TRACEPARENT, TRACESTATE)
+    headers = [(name, value) for name, value in request.headers if name.lower() not in dropped]
+    headers.append((TRACEPARENT, traceparent))
+    request.headers = headers
+    request.by_name = Headers(headers)
 
 
 def _to_http_request(request: Request) -> HttpRequest:
@@ -123,6 +142,17 @@ class Instance:
         self._stop = asyncio.Event()
         self._threads = HandlerThreads(asyncio.get_running_loop())
         self._invoker: Invoker | None = None
+        # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set and OpenTelemetry is installed.
+        self._spans: SpanExporting | None = span_exporting(
+            os.environ,
+            f"{config.function_name}.{config.namespace}",
+            {
+                "faas.name": config.function_name,
+                "faas.version": config.function_version,
+                "faas.instance": config.instance,
+                "k8s.namespace.name": config.namespace,
+            },
+        )
 
     # -- the function port ------------------------------------------------------------------
 
@@ -154,16 +184,46 @@ class Instance:
             )
         self.in_flight += 1
         self._idle.clear()
+        traceparent = self._trace(request)
         token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(traceparent[3:35])
+        spans = self._spans
+        span = None
+        if spans is not None:
+            span, traceparent = spans.start(
+                traceparent, request.by_name.get(TRACESTATE), self.config.function_name
+            )
+            span.set_attribute("faas.invocation_id", request_id)
+            _with_trace(request, traceparent, keep_state=True)
+        status = 500
         try:
-            return await self._invoke(request, request_id, self._invoker)
+            response = await self._invoke(request, request_id, self._invoker, traceparent)
+            status = response.status
+            return response
         finally:
+            if span is not None and spans is not None:
+                spans.end(span, status)
+            trace_id_var.reset(trace_token)
             request_id_var.reset(token)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def _invoke(self, request: Request, request_id: str, invoker: Invoker) -> Response:
+    @staticmethod
+    def _trace(request: Request) -> str:
+        """The invocation's ``traceparent``: the caller's, or a new trace when it sent none
+        or one that is malformed (then set on the request, where the handler finds it)."""
+        given = request.by_name.get(TRACEPARENT)
+        parsed = parse_traceparent(given)
+        if parsed is None:
+            traceparent = new_traceparent()
+            _with_trace(request, traceparent, keep_state=False)
+            return traceparent
+        return format_traceparent(*parsed)
+
+    async def _invoke(
+        self, request: Request, request_id: str, invoker: Invoker, traceparent: str = ""
+    ) -> Response:
         config = self.config
         metrics = self.metrics
         body = request.body
@@ -190,10 +250,13 @@ class Instance:
                     f"the invoke body is not JSON: {error}",
                     request_id,
                 )
-            call = _invoke_reply(invoker, event, self._context(request_id, request.by_name))
+            call = _invoke_reply(
+                invoker, event, self._context(request_id, request.by_name, traceparent=traceparent)
+            )
         else:
             call = invoker.http(
-                _to_http_request(request), self._context(request_id, request.by_name)
+                _to_http_request(request),
+                self._context(request_id, request.by_name, traceparent=traceparent),
             )
         started = time.perf_counter()
         try:
@@ -241,6 +304,7 @@ class Instance:
         request_id: str,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        traceparent: str = "",
     ) -> Context:
         invocation_id, attempt, invocation_type = (
             invocation_of(headers, request_id) if headers else (request_id, 1, SYNC)
@@ -253,6 +317,7 @@ class Instance:
             invocation_id,
             attempt,
             invocation_type,
+            traceparent,
         )
 
     # -- the admin port ---------------------------------------------------------------------
@@ -358,6 +423,8 @@ class Instance:
                 await self._invoker.lifespan.shutdown(config.drain_seconds)
             admin.close()
             self._threads.shutdown()
+            if self._spans is not None:
+                self._spans.shutdown()  # what is still batched goes out before the exit
 
     async def _drain(self, function_port: HttpServer) -> None:
         self.phase = Phase.DRAINING

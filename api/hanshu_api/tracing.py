@@ -1,0 +1,233 @@
+"""Spans for the components (gateway, dispatcher), exported by OpenTelemetry's SDK over
+OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
+is set.
+
+Off by default, and free when off: ``tracer_from_env`` imports nothing of OpenTelemetry
+unless an endpoint is set, and the tracer it returns then (``NO_TRACING``) hands back the
+trace it was given, so what goes downstream is the caller's ``traceparent`` unchanged (the
+W3C spec's rule for a hop that takes no part in a trace). When on, each span's own id
+becomes the next hop's parent, so gateway, dispatcher and runtime spans form one tree.
+
+The SDK reads its standard variables itself (``OTEL_EXPORTER_OTLP_HEADERS``,
+``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_SERVICE_NAME``, ...). Spans are started with an explicit
+parent rather than the SDK's "current span": the gateway and the dispatcher serve many calls
+on one event loop and already carry each call's trace (trace_context.TraceContext).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .trace_context import TraceContext
+
+log = logging.getLogger("hanshu.tracing")
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# The trace of the call being served in this task (set where a call comes in: the
+# gateway's ports, the dispatcher's delivery); the log lines (logs.py) carry its id, and a
+# hop onward (the gateway's forward, the async intake) takes it as its parent.
+current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
+    "hanshu_trace", default=None
+)
+
+SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL = (
+    "server",
+    "client",
+    "producer",
+    "consumer",
+    "internal",
+)
+
+
+class Span(Protocol):
+    """One span in progress: ``context`` is what the next hop is told."""
+
+    @property
+    def context(self) -> TraceContext: ...
+
+    def set(self, key: str, value: str | int | float | bool) -> None: ...
+
+    def fail(self, description: str) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class Tracer(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+
+    def start(
+        self,
+        name: str,
+        kind: str,
+        parent: TraceContext,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Span: ...
+
+    def shutdown(self) -> None: ...
+
+
+class _PassThrough:
+    """The span of a tracer that is off: records nothing, passes its parent on."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, parent: TraceContext) -> None:
+        self.context = parent
+
+    def set(self, key: str, value: str | int | float | bool) -> None:
+        pass
+
+    def fail(self, description: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+class _NoTracing:
+    enabled = False
+
+    def start(
+        self,
+        name: str,
+        kind: str,
+        parent: TraceContext,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Span:
+        return _PassThrough(parent)
+
+    def shutdown(self) -> None:
+        pass
+
+
+NO_TRACING: Tracer = _NoTracing()
+
+
+def endpoint_of(env: Mapping[str, str]) -> str | None:
+    for name in ENDPOINT_VARIABLES:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+class _OtelSpan:
+    __slots__ = ("_span", "context")
+
+    def __init__(self, span: Any, parent: TraceContext) -> None:
+        self._span = span
+        self.context = parent.with_parent(format(span.get_span_context().span_id, "016x"))
+
+    def set(self, key: str, value: str | int | float | bool) -> None:
+        self._span.set_attribute(key, value)
+
+    def fail(self, description: str) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        self._span.set_status(Status(StatusCode.ERROR, description))
+
+    def end(self) -> None:
+        self._span.end()
+
+
+class _OtelTracer:
+    """OpenTelemetry's SDK behind the Tracer protocol; built only when an endpoint is set."""
+
+    enabled = True
+
+    def __init__(self, service_name: str, exporter: Any = None) -> None:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace import SpanKind
+
+        if exporter is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        # OTEL_SERVICE_NAME, when set, names the service as the SDK's users expect.
+        name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+        self._provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer = self._provider.get_tracer("hanshu")
+        self._kinds = {
+            SERVER: SpanKind.SERVER,
+            CLIENT: SpanKind.CLIENT,
+            PRODUCER: SpanKind.PRODUCER,
+            CONSUMER: SpanKind.CONSUMER,
+            INTERNAL: SpanKind.INTERNAL,
+        }
+
+    def start(
+        self,
+        name: str,
+        kind: str,
+        parent: TraceContext,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Span:
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            TraceFlags,
+            set_span_in_context,
+        )
+        from opentelemetry.trace.span import TraceState
+
+        state = TraceState.from_header([parent.state]) if parent.state else None
+        remote = SpanContext(
+            trace_id=int(parent.parent.trace_id, 16),
+            span_id=int(parent.parent.parent_id, 16),
+            is_remote=True,
+            trace_flags=TraceFlags(parent.parent.flags & TraceFlags.SAMPLED),
+            trace_state=state,
+        )
+        span = self._tracer.start_span(
+            name,
+            context=set_span_in_context(NonRecordingSpan(remote)),
+            kind=self._kinds[kind],
+            attributes=dict(attributes) if attributes else None,
+        )
+        return _OtelSpan(span, parent)
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()
+
+
+def tracer_from_env(service_name: str, env: Mapping[str, str] | None = None) -> Tracer:
+    """The tracer a component runs with: NO_TRACING unless an OTLP endpoint is set; then the
+    SDK's, or NO_TRACING with one line in the log when the SDK is not installed (the image
+    was built without the ``tracing`` extra)."""
+    env = os.environ if env is None else env
+    endpoint = endpoint_of(env)
+    if endpoint is None:
+        return NO_TRACING
+    try:
+        return _OtelTracer(service_name)
+    except ImportError as missing:
+        log.warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set (%s) but OpenTelemetry is not installed "
+            "(%s): no spans are exported; install hanshu[tracing]",
+            endpoint,
+            missing,
+        )
+        return NO_TRACING
+
+
+__all__ = [
+    "CLIENT",
+    "CONSUMER",
+    "INTERNAL",
+    "NO_TRACING",
+    "PRODUCER",
+    "SERVER",
+    "Span",
+    "Tracer",
+    "current_trace",
+    "endpoint_of",
+    "tracer_from_env",
+]

@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .trace_context import TraceContext
+from .trace_context import TraceContext, TraceParent
 
 log = logging.getLogger("hanshu.tracing")
 
@@ -121,7 +121,15 @@ class _OtelSpan:
 
     def __init__(self, span: Any, parent: TraceContext) -> None:
         self._span = span
-        self.context = parent.with_parent(format(span.get_span_context().span_id, "016x"))
+        own = span.get_span_context()
+        # The span's own ids (a trace the gateway started is the SDK's: its span is a root),
+        # and the sampling decision the SDK made from the parent's flag.
+        self.context = TraceContext(
+            TraceParent(
+                format(own.trace_id, "032x"), format(own.span_id, "016x"), int(own.trace_flags)
+            ),
+            parent.state,
+        )
 
     def set(self, key: str, value: str | int | float | bool) -> None:
         self._span.set_attribute(key, value)
@@ -178,6 +186,12 @@ class _OtelTracer:
         )
         from opentelemetry.trace.span import TraceState
 
+        if parent.started:
+            # Nobody called us in a trace: this span is the trace's root.
+            span = self._tracer.start_span(
+                name, kind=self._kinds[kind], attributes=dict(attributes) if attributes else None
+            )
+            return _OtelSpan(span, parent)
         state = TraceState.from_header([parent.state]) if parent.state else None
         remote = SpanContext(
             trace_id=int(parent.parent.trace_id, 16),

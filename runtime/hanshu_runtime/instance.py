@@ -184,17 +184,20 @@ class Instance:
             )
         self.in_flight += 1
         self._idle.clear()
-        traceparent = self._trace(request)
-        token = request_id_var.set(request_id)
-        trace_token = trace_id_var.set(traceparent[3:35])
         spans = self._spans
         span = None
-        if spans is not None:
+        if spans is None:
+            traceparent = self._trace(request)
+        else:
+            caller_trace = request.by_name.get(TRACEPARENT)
             span, traceparent = spans.start(
-                traceparent, request.by_name.get(TRACESTATE), self.config.function_name
+                caller_trace, request.by_name.get(TRACESTATE), self.config.function_name
             )
             span.set_attribute("faas.invocation_id", request_id)
-            _with_trace(request, traceparent, keep_state=True)
+            usable = parse_traceparent(caller_trace) is not None
+            _with_trace(request, traceparent, keep_state=usable)
+        token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(traceparent[3:35])
         status = 500
         try:
             response = await self._invoke(request, request_id, self._invoker, traceparent)

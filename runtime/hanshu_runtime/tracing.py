@@ -105,12 +105,17 @@ class SpanExporting:
         self._server = SpanKind.SERVER
         self._error = (Status, StatusCode)
 
-    def start(self, traceparent: str, tracestate: str | None, name: str) -> tuple[Any, str]:
-        """A server span below ``traceparent`` (valid: the caller checked), and the
+    def start(self, traceparent: str | None, tracestate: str | None, name: str) -> tuple[Any, str]:
+        """A server span below ``traceparent`` (None: the root of a new trace), and the
         ``traceparent`` that names it, for the handler to pass on."""
         non_recording, span_context, trace_flags, trace_state, in_context = self._remote
         parsed = parse_traceparent(traceparent)
-        assert parsed is not None
+        if parsed is None:
+            span = self._tracer.start_span(name, kind=self._server)
+            own = span.get_span_context()
+            return span, format_traceparent(
+                format(own.trace_id, "032x"), format(own.span_id, "016x"), int(own.trace_flags)
+            )
         trace_id, parent_id, flags = parsed
         parent = span_context(
             trace_id=int(trace_id, 16),
@@ -122,8 +127,8 @@ class SpanExporting:
         span = self._tracer.start_span(
             name, context=in_context(non_recording(parent)), kind=self._server
         )
-        own = format(span.get_span_context().span_id, "016x")
-        return span, format_traceparent(trace_id, own, flags)
+        span_id = format(span.get_span_context().span_id, "016x")
+        return span, format_traceparent(trace_id, span_id, flags)
 
     def end(self, span: Any, status: int) -> None:
         span.set_attribute("http.response.status_code", status)

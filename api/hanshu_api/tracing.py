@@ -20,6 +20,7 @@ import contextvars
 import logging
 import os
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from .trace_context import TraceContext, TraceParent
@@ -116,11 +117,49 @@ def endpoint_of(env: Mapping[str, str]) -> str | None:
     return None
 
 
-class _OtelSpan:
-    __slots__ = ("_span", "context")
+def _load_sdk() -> SimpleNamespace | None:
+    """OpenTelemetry's SDK and OTLP/HTTP exporter, imported now (never at module import:
+    a component without an endpoint never loads them); None when not installed."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            SpanKind,
+            Status,
+            StatusCode,
+            TraceFlags,
+            set_span_in_context,
+        )
+        from opentelemetry.trace.span import TraceState
+    except ImportError:
+        return None
+    return SimpleNamespace(
+        OTLPSpanExporter=OTLPSpanExporter,
+        SERVICE_NAME=SERVICE_NAME,
+        Resource=Resource,
+        TracerProvider=TracerProvider,
+        BatchSpanProcessor=BatchSpanProcessor,
+        NonRecordingSpan=NonRecordingSpan,
+        SpanContext=SpanContext,
+        SpanKind=SpanKind,
+        Status=Status,
+        StatusCode=StatusCode,
+        TraceFlags=TraceFlags,
+        TraceState=TraceState,
+        set_span_in_context=set_span_in_context,
+    )
 
-    def __init__(self, span: Any, parent: TraceContext) -> None:
+
+class _OtelSpan:
+    __slots__ = ("_error", "_span", "context")
+
+    def __init__(self, span: Any, parent: TraceContext, error: Any) -> None:
         self._span = span
+        self._error = error
         own = span.get_span_context()
         # The span's own ids (a trace the gateway started is the SDK's: its span is a root),
         # and the sampling decision the SDK made from the parent's flag.
@@ -135,9 +174,7 @@ class _OtelSpan:
         self._span.set_attribute(key, value)
 
     def fail(self, description: str) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
-        self._span.set_status(Status(StatusCode.ERROR, description))
+        self._span.set_status(self._error(description))
 
     def end(self) -> None:
         self._span.end()
@@ -148,28 +185,26 @@ class _OtelTracer:
 
     enabled = True
 
-    def __init__(self, service_name: str, exporter: Any = None) -> None:
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace import SpanKind
-
-        if exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()
+    def __init__(self, service_name: str, sdk: SimpleNamespace, exporter: Any = None) -> None:
+        self._sdk = sdk
         # OTEL_SERVICE_NAME, when set, names the service as the SDK's users expect.
         name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-        self._provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._provider = sdk.TracerProvider(resource=sdk.Resource.create({sdk.SERVICE_NAME: name}))
+        self._provider.add_span_processor(
+            sdk.BatchSpanProcessor(exporter if exporter is not None else sdk.OTLPSpanExporter())
+        )
         self._tracer = self._provider.get_tracer("hanshu")
+        kinds = sdk.SpanKind
         self._kinds = {
-            SERVER: SpanKind.SERVER,
-            CLIENT: SpanKind.CLIENT,
-            PRODUCER: SpanKind.PRODUCER,
-            CONSUMER: SpanKind.CONSUMER,
-            INTERNAL: SpanKind.INTERNAL,
+            SERVER: kinds.SERVER,
+            CLIENT: kinds.CLIENT,
+            PRODUCER: kinds.PRODUCER,
+            CONSUMER: kinds.CONSUMER,
+            INTERNAL: kinds.INTERNAL,
         }
+
+    def _error(self, description: str) -> Any:
+        return self._sdk.Status(self._sdk.StatusCode.ERROR, description)
 
     def start(
         self,
@@ -178,35 +213,28 @@ class _OtelTracer:
         parent: TraceContext,
         attributes: Mapping[str, str | int | float | bool] | None = None,
     ) -> Span:
-        from opentelemetry.trace import (
-            NonRecordingSpan,
-            SpanContext,
-            TraceFlags,
-            set_span_in_context,
-        )
-        from opentelemetry.trace.span import TraceState
-
+        sdk = self._sdk
         if parent.started:
             # Nobody called us in a trace: this span is the trace's root.
             span = self._tracer.start_span(
                 name, kind=self._kinds[kind], attributes=dict(attributes) if attributes else None
             )
-            return _OtelSpan(span, parent)
-        state = TraceState.from_header([parent.state]) if parent.state else None
-        remote = SpanContext(
+            return _OtelSpan(span, parent, self._error)
+        state = sdk.TraceState.from_header([parent.state]) if parent.state else None
+        remote = sdk.SpanContext(
             trace_id=int(parent.parent.trace_id, 16),
             span_id=int(parent.parent.parent_id, 16),
             is_remote=True,
-            trace_flags=TraceFlags(parent.parent.flags & TraceFlags.SAMPLED),
+            trace_flags=sdk.TraceFlags(parent.parent.flags & sdk.TraceFlags.SAMPLED),
             trace_state=state,
         )
         span = self._tracer.start_span(
             name,
-            context=set_span_in_context(NonRecordingSpan(remote)),
+            context=sdk.set_span_in_context(sdk.NonRecordingSpan(remote)),
             kind=self._kinds[kind],
             attributes=dict(attributes) if attributes else None,
         )
-        return _OtelSpan(span, parent)
+        return _OtelSpan(span, parent, self._error)
 
     def shutdown(self) -> None:
         self._provider.shutdown()
@@ -220,16 +248,15 @@ def tracer_from_env(service_name: str, env: Mapping[str, str] | None = None) -> 
     endpoint = endpoint_of(env)
     if endpoint is None:
         return NO_TRACING
-    try:
-        return _OtelTracer(service_name)
-    except ImportError as missing:
+    sdk = _load_sdk()
+    if sdk is None:
         log.warning(
-            "OTEL_EXPORTER_OTLP_ENDPOINT is set (%s) but OpenTelemetry is not installed "
-            "(%s): no spans are exported; install hanshu[tracing]",
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set (%s) but OpenTelemetry is not installed: "
+            "no spans are exported; install hanshu[tracing]",
             endpoint,
-            missing,
         )
         return NO_TRACING
+    return _OtelTracer(service_name, sdk)
 
 
 __all__ = [

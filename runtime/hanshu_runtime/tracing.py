@@ -81,20 +81,24 @@ class SpanExporting:
     """OpenTelemetry's SDK, built only when an endpoint is set and the SDK is there."""
 
     def __init__(self, service_name: str, attributes: Mapping[str, str]) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace import (
-            NonRecordingSpan,
-            SpanContext,
-            SpanKind,
-            Status,
-            StatusCode,
-            TraceFlags,
-            set_span_in_context,
-        )
-        from opentelemetry.trace.span import TraceState
+        """Raises ImportError when OpenTelemetry is not installed."""
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.trace import (
+                NonRecordingSpan,
+                SpanContext,
+                SpanKind,
+                Status,
+                StatusCode,
+                TraceFlags,
+                set_span_in_context,
+            )
+            from opentelemetry.trace.span import TraceState
+        except ImportError:
+            raise  # span_exporting says so, in one line
 
         name = os.environ.get("OTEL_SERVICE_NAME") or service_name
         resource = Resource.create({SERVICE_NAME: name, **attributes})

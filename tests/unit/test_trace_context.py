@@ -81,7 +81,8 @@ def test_a_later_version_goes_on_as_version_00_with_only_the_sampled_flag() -> N
 def test_a_missing_or_malformed_traceparent_starts_a_new_trace_and_drops_tracestate() -> None:
     for bad in (None, "", f"00-{'0' * 32}-{SPAN}-01", VALID.upper()):
         trace = incoming(bad, "congo=t61rcWkgMzE")
-        assert trace.started and trace.state is None
+        assert trace.started
+        assert trace.state is None
         assert parse_traceparent(trace.parent.header()) == trace.parent
         assert trace.parent.sampled
     assert incoming(None, None).trace_id != incoming(None, None).trace_id
@@ -125,8 +126,10 @@ def test_tracestate_is_kept_only_when_well_formed(value: str, expected: str | No
 def test_new_ids_are_never_all_zero_and_have_their_lengths() -> None:
     for _ in range(100):
         trace = trace_context.new_trace()
-        assert len(trace.trace_id) == 32 and set(trace.trace_id) != {"0"}
-        assert len(trace.parent_id) == 16 and set(trace.parent_id) != {"0"}
+        assert len(trace.trace_id) == 32
+        assert set(trace.trace_id) != {"0"}
+        assert len(trace.parent_id) == 16
+        assert set(trace.parent_id) != {"0"}
         assert runtime_tracing.parse_traceparent(runtime_tracing.new_traceparent()) is not None
 
 

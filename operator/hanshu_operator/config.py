@@ -67,6 +67,9 @@ class OperatorConfig:
     gateway_pod_labels: Mapping[str, str] = field(default_factory=dict)
     metrics_namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # The chart's tracing.otlpEndpoint: every Function's pods get it as
+    # OTEL_EXPORTER_OTLP_ENDPOINT (unless the Function sets its own). Empty: none.
+    function_otlp_endpoint: str = ""
 
 
 def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
@@ -106,4 +109,5 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         gateway_pod_labels=_labels(env, "HANSHU_GATEWAY_POD_LABELS"),
         metrics_namespaces=names(env, "HANSHU_METRICS_NAMESPACES"),
         log_level=choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
+        function_otlp_endpoint=text(env, "HANSHU_FUNCTION_OTLP_ENDPOINT"),
     )

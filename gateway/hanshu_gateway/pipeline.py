@@ -27,7 +27,7 @@ from hanshu_api.jetstream import StreamSettings
 from hanshu_api.logs import request_id_var
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.models import Cors
-from hanshu_api.trace_context import TRACEPARENT, TRACESTATE, incoming
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE, TraceContext, incoming
 from hanshu_api.tracing import SERVER, current_trace, tracer_from_env
 
 from . import metrics
@@ -117,10 +117,24 @@ class Gateway:
         request_id = self.ids.of(request.headers)
         headers = request.headers
         trace = incoming(headers.get(TRACEPARENT), headers.get(TRACESTATE))
+        request_token = request_id_var.set(request_id)
+        try:
+            if not self.tracer.enabled:  # the common case: no span, no attributes built
+                trace_token = current_trace.set(trace)
+                try:
+                    return await self._route(request, request_id)
+                finally:
+                    current_trace.reset(trace_token)
+            return await self._traced(request, request_id, trace)
+        finally:
+            request_id_var.reset(request_token)
+
+    async def _traced(
+        self, request: PublicRequest, request_id: str, trace: TraceContext
+    ) -> web.StreamResponse:
         span = self.tracer.start(
             request.method, SERVER, trace, {"http.request.method": request.method}
         )
-        request_token = request_id_var.set(request_id)
         trace_token = current_trace.set(span.context)
         status = 500
         try:
@@ -129,7 +143,6 @@ class Gateway:
             return response
         finally:
             current_trace.reset(trace_token)
-            request_id_var.reset(request_token)
             span.set("http.response.status_code", status)
             if status >= 500:
                 span.fail(f"HTTP {status}")

@@ -94,7 +94,7 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
         trace_id, parent_id = value[3:35], value[36:52]
         if trace_id == _INVALID_TRACE_ID or parent_id == _INVALID_SPAN_ID:
             return None
-        return TraceParent(trace_id, parent_id, _FLAGS[value[53:]])
+        return tuple.__new__(TraceParent, (trace_id, parent_id, _FLAGS[value[53:]]))
     value = value.strip(" \t")
     if len(value) < _VERSION_00_LENGTH:
         return None
@@ -161,13 +161,23 @@ class TraceContext(NamedTuple):
         return TraceContext(self.parent.child(span_id), self.state, self.started)
 
 
+_make = tuple.__new__  # a NamedTuple made without its Python-level __new__: per request
+
+
 def incoming(traceparent: str | None, tracestate: str | None) -> TraceContext:
     """A request's trace: the caller's when its ``traceparent`` parses, else a new one
-    (and the caller's ``tracestate`` is dropped with the ``traceparent`` it came with)."""
-    parent = parse_traceparent(traceparent)
+    (and the caller's ``tracestate`` is dropped with the ``traceparent`` it came with).
+
+    Runs on every request the gateway takes, traced or not: written for few calls."""
+    parent = parse_traceparent(traceparent) if traceparent else None
     if parent is None:
-        return TraceContext(new_trace(), None, started=True)
-    return TraceContext(parent, parse_tracestate(tracestate))
+        ids = f"{random.getrandbits(192):048x}"
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id == _INVALID_TRACE_ID or span_id == _INVALID_SPAN_ID:
+            trace_id, span_id = new_trace_id(), new_span_id()
+        return _make(TraceContext, (_make(TraceParent, (trace_id, span_id, SAMPLED)), None, True))
+    state = parse_tracestate(tracestate) if tracestate else None
+    return _make(TraceContext, (parent, state, False))
 
 
 def stored(traceparent: str | None, tracestate: str | None) -> TraceContext | None:

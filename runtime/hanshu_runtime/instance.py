@@ -220,8 +220,13 @@ class Instance:
         parsed = parse_traceparent(given)
         if parsed is None:
             traceparent = new_traceparent()
-            _with_trace(request, traceparent, keep_state=False)
+            if given is None:  # the headers' own list: request.headers sees it too
+                request.by_name.append(TRACEPARENT, traceparent)
+            else:
+                _with_trace(request, traceparent, keep_state=False)
             return traceparent
+        if given is not None and len(given) == 55 and given[:3] == "00-" and parsed[2] <= 1:
+            return given  # already as we would write it
         return format_traceparent(*parsed)
 
     async def _invoke(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -62,11 +63,13 @@ def format_traceparent(trace_id: str, parent_id: str, flags: int) -> str:
 
 def new_traceparent() -> str:
     """A new, sampled trace (a replica called without one)."""
+    # Random, not secret (as hanshu_api.trace_context's): a system call per request for
+    # os.urandom would cost more than the rest of this.
     while True:
-        raw = os.urandom(24).hex()
-        trace_id, span_id = raw[:32], raw[32:]
+        ids = f"{random.getrandbits(192):048x}"
+        trace_id, span_id = ids[:32], ids[32:]
         if trace_id != _ZERO_TRACE and span_id != _ZERO_SPAN:
-            return format_traceparent(trace_id, span_id, 1)
+            return f"00-{trace_id}-{span_id}-01"
 
 
 def endpoint_of(env: Mapping[str, str]) -> str | None:

@@ -90,3 +90,21 @@ async def test_an_endpoint_without_opentelemetry_serves_untraced_and_says_so(
     ]
     assert len(said) == 1, runtime.logs()
     assert json.loads(said[0])["level"] == "WARNING"
+
+
+async def test_untraced_the_handler_still_gets_a_trace_to_pass_on(
+    runtime_factory: Any, http: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "show.py").write_text(HANDLERS)
+    runtime = runtime_factory(tmp_path, "show.show")
+    kept = await _call(http, f"{runtime.url}/", traceparent=CALLER)
+    assert kept == {"traceparent": CALLER, "contextTraceparent": CALLER, "traceId": TRACE}
+    # Called directly without one, or with one that is malformed: a new trace, in the
+    # event's headers as in the context (a malformed one is never passed on).
+    for headers in ({}, {"traceparent": CALLER.upper()}, {"traceparent": f"{CALLER}-x"}):
+        seen = await _call(http, f"{runtime.url}/", **headers)
+        assert seen["traceparent"] == seen["contextTraceparent"]
+        version, trace_id, span_id, flags = seen["traceparent"].split("-")
+        assert (version, len(trace_id), len(span_id), flags) == ("00", 32, 16, "01")
+        assert trace_id not in (TRACE, TRACE.upper())
+        assert seen["traceId"] == trace_id

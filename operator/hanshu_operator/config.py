@@ -75,6 +75,9 @@ class OperatorConfig:
     # A specialized pool pod older than this is deleted, whatever else holds: the gateway
     # that claimed it retires it when the Function's replicas are ready, unless it died.
     warm_pool_specialized_seconds: float = 600.0
+    # The chart's tracing.otlpEndpoint: every Function's pods get it as
+    # OTEL_EXPORTER_OTLP_ENDPOINT (unless the Function sets its own). Empty: none.
+    function_otlp_endpoint: str = ""
 
 
 def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
@@ -120,4 +123,5 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         warm_pool_specialized_seconds=number(
             env, "HANSHU_WARM_POOL_SPECIALIZED_SECONDS", 600.0, at_least(1), unit="seconds"
         ),
+        function_otlp_endpoint=text(env, "HANSHU_FUNCTION_OTLP_ENDPOINT"),
     )

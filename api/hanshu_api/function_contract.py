@@ -57,6 +57,7 @@ def function_env(
     namespace: str | None = None,
     host: str | None = None,
     termination_log: str | None = None,
+    region: str | None = None,
     published_version: int | None = None,
 ) -> dict[str, str]:
     """The ``HANSHU_*`` variables a replica of Function ``name`` starts with.
@@ -64,9 +65,15 @@ def function_env(
     ``namespace`` is left out when None: in a cluster the pod's own namespace comes from the
     downward API (a Kubernetes env entry the operator adds). ``host`` and
     ``termination_log`` are the local platform's: a pod listens on every address and has
-    Kubernetes' /dev/termination-log, the runtime's defaults. ``published_version``: the
+    Kubernetes' /dev/termination-log, the runtime's defaults. ``region`` is the platform's
+    (the chart's functionDefaults.region), when it is given one. ``published_version``: the
     number of the published version these replicas run (``name`` is then the Function's
     name, not the version's key); None for $LATEST.
+
+    The runtime derives AWS Lambda's own variables (``AWS_LAMBDA_FUNCTION_NAME``,
+    ``LAMBDA_TASK_ROOT``, ``AWS_REGION`` from ``HANSHU_REGION``, ...) from these at start,
+    where the pod's name is known too, and never over a value the Function sets itself
+    (hanshu_runtime.lambda_env).
     """
     env = {
         "HANSHU_HANDLER": spec.handler,
@@ -90,6 +97,7 @@ def function_env(
         "HANSHU_NAMESPACE": namespace,
         "HANSHU_HOST": host,
         "HANSHU_TERMINATION_LOG": termination_log,
+        "HANSHU_REGION": region,
     }
     env.update({key: value for key, value in optional.items() if value})
     if published_version is not None:

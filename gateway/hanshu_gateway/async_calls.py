@@ -43,6 +43,8 @@ from hanshu_api.invocations import (
     route_scope,
 )
 from hanshu_api.platform import FunctionKey
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE
+from hanshu_api.tracing import current_trace
 from hanshu_api.versions import VERSION_HEADER
 
 from .async_intake import MAX_BATCH_BYTES, AsyncIntake, AsyncUnavailable, Call, batch_events
@@ -62,10 +64,11 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 256
 RETRY_AFTER_UNAVAILABLE = "5"
 
 # Headers of the dispatcher's call that are not the stored request's: its own framing and
-# hop-by-hop headers (the hop to the replica sets its own).
+# hop-by-hop headers (the hop to the replica sets its own), and its trace (the forward
+# writes the one it continues).
 _DISPATCH_ONLY = frozenset({
     HTTP_TARGET.lower(), "host", "content-length", "transfer-encoding", "connection",
-    "keep-alive", "te", "trailer", "upgrade", "expect",
+    "keep-alive", "te", "trailer", "upgrade", "expect", TRACEPARENT, TRACESTATE,
 })  # fmt: skip
 
 
@@ -163,6 +166,7 @@ class AsyncCalls:
             idempotency_scope=route_scope(
                 route.namespace, route.trigger, _credential(route, caller_headers)
             ),
+            trace=current_trace.get(),
         )
         try:
             if invocation_type == BATCH:
@@ -273,6 +277,7 @@ class AsyncCalls:
             ),
             body=body,
             idempotency_scope=function_scope(key),
+            trace=current_trace.get(),
         )
         try:
             accepted = await intake.enqueue(

@@ -34,11 +34,24 @@ COLD_STARTS = Counter(
     "Requests that arrived while the function had no ready replica.",
     ["namespace", "function", "version"],
 )
+# Labelled by the path that served the cold request: "pool" (a specialized warm pool
+# replica) or "pod_start" (the Function's own replica, started for it); its _count is the
+# cold starts served by each path.
+COLD_PATH_POOL = "pool"
+COLD_PATH_POD_START = "pod_start"
 COLD_START_LATENCY = Histogram(
     "hanshu_gateway_cold_start_seconds",
-    "How long cold requests waited for the first ready replica.",
-    ["namespace", "function", "version"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+    "From a cold request's arrival to its reply, by the path that served it (pool: a "
+    "specialized warm pool replica; pod_start: the Function's own replica).",
+    ["namespace", "function", "version", "path"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+)
+SPECIALIZATIONS = Counter(
+    "hanshu_gateway_specializations",
+    "Warm pool specializations asked for cold Functions, by outcome (specialized, "
+    "unavailable: not eligible or no pool replica, late: the Function's own replicas were "
+    "ready first, error).",
+    ["namespace", "function", "outcome"],
 )
 NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")
 # Rare by design (a refusal), so a prometheus_client child per Function is no cost.
@@ -221,6 +234,10 @@ class MemoryLimit(Collector):
 REGISTRY.register(MemoryLimit())
 
 
+def count_specialization(namespace: str, function: str, outcome: str) -> None:
+    SPECIALIZATIONS.labels(namespace, function, outcome).inc()
+
+
 def count_request(
     namespace: str, function: str, trigger: str, code: int, version: str = VERSION_LABEL_LATEST
 ) -> None:
@@ -249,7 +266,7 @@ class FunctionMeters:
         LOADS[labels] = stats
         self.labels = labels
         self._cold_starts: Counter | None = None
-        self._cold_start_latency: Histogram | None = None
+        self._cold_start_latency: dict[str, Histogram] = {}
         # (type, code) -> the GB-seconds and invocations keys: built once, not per request.
         self._bill_keys: dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -259,11 +276,13 @@ class FunctionMeters:
             self._cold_starts = COLD_STARTS.labels(*self.labels)
         return self._cold_starts
 
-    @property
-    def cold_start_latency(self) -> Histogram:
-        if self._cold_start_latency is None:
-            self._cold_start_latency = COLD_START_LATENCY.labels(*self.labels)
-        return self._cold_start_latency
+    def cold_start_latency(self, path: str) -> Histogram:
+        """The cold-start histogram of the path that served (COLD_PATH_*)."""
+        histogram = self._cold_start_latency.get(path)
+        if histogram is None:
+            histogram = COLD_START_LATENCY.labels(*self.labels, path)
+            self._cold_start_latency[path] = histogram
+        return histogram
 
     def forget(self) -> None:
         """The Function is gone: its gauges go; its counters stay (a Function deleted

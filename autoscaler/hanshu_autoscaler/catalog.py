@@ -59,12 +59,16 @@ class Catalog:
         self.idle_seconds = idle_seconds
         self.scaling: dict[FunctionKey, Scaling] = {}
         self.listed = asyncio.Event()
+        # Also told of every Function as the watch sees it (the canary controller).
+        self.function_observers: list[Handler] = []
         self._lists_done = 0
 
     def functions(self) -> list[tuple[FunctionKey, Scaling]]:
         return list(self.scaling.items())
 
     def on_function(self, kind: str, function: Mapping[str, Any]) -> None:
+        for observer in self.function_observers:
+            observer(kind, function)
         key = _key(function)
         scaling = None if kind == "DELETED" else scaling_of(function)
         if scaling is None:

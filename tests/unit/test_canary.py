@@ -62,9 +62,7 @@ def test_a_healthy_canary_promotes_through_its_steps():
     decisions = run(live, [Outcomes()] + [good(5)] * 40, clock)
     actions = [d.action for d in decisions if d.action is not Action.UNCHANGED]
     assert actions == [Action.STARTED, Action.STEPPED, Action.STEPPED, Action.PROMOTED]
-    weights = [
-        d.routing.additional_weight for d in decisions if d.action is not Action.UNCHANGED
-    ]
+    weights = [d.routing.additional_weight for d in decisions if d.action is not Action.UNCHANGED]
     assert weights == [10, 50, 100, 100]
     final = decisions[-1]
     assert final.state.phase is Phase.PROMOTED
@@ -81,9 +79,7 @@ def test_too_few_requests_hold_the_step_until_there_are_enough():
     decisions = run(live, [Outcomes()] + [good(1)] * 12, clock)
     held = [d for d in decisions if d.action is Action.HELD]
     assert len(held) == 1  # said once, not every look
-    assert "holding version 2 at 10%: 10 of the 20 requests needed to judge it" in (
-        held[0].message
-    )
+    assert "holding version 2 at 10%: 10 of the 20 requests needed to judge it" in (held[0].message)
     assert decisions[-1].routing.additional_weight == 10
     assert decisions[-1].state.phase is Phase.PROGRESSING
     # The figures keep adding up: the step moves on once there are 20.

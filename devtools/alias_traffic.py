@@ -81,7 +81,7 @@ class VersionRuntime:
                 raise RuntimeError(f"the runtime exited with {self.process.returncode}")
             with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
                 address = f"http://127.0.0.1:{self.admin_port}/readyz"
-                with urllib.request.urlopen(address, timeout=1) as reply:  # noqa: S310
+                with urllib.request.urlopen(address, timeout=1) as reply:
                     if reply.status == 200:
                         return
             time.sleep(0.02)

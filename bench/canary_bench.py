@@ -11,9 +11,10 @@ gateway's own stats reporter every ``--report-interval`` seconds (devtools/alias
 The figure, measured where the traffic is: from the threshold crossing (the first report
 whose figures for version 2, since the canary began, hold at least ``minRequests``
 requests and more than 5 % errors) to the first request after which every request is
-routed with no share for version 2 (100 % on version 1). It is bound by the canary
-controller's look interval (``--look``, HANSHU_CANARY_INTERVAL_SECONDS, 1 s by default)
-plus the status write and the watch that carries it to the router.
+routed with no share for version 2 (100 % on version 1). A report of a version under a
+canary wakes the controller's look at once (``--look``, HANSHU_CANARY_INTERVAL_SECONDS, is
+only the longest wait between looks), so the figure is the report's trip, one look, the
+status write and the read that carries the new routing to the router.
 
     python bench/canary_bench.py [--rounds 5] [--rate 100] [--report-interval 1] [--look 1]
 """

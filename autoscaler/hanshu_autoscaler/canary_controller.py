@@ -21,6 +21,7 @@ interval, as the old leader's figures went with it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -89,6 +90,10 @@ class CanaryController:
         self._transitions: dict[tuple[FunctionKey, str], str] = {}
         self._windows: dict[FunctionKey, Outcomes] = {}
         self._written: dict[FunctionKey, dict[str, Any]] = {}
+        # The keys canaries judge (their new versions'); a report of one wakes a look at
+        # once, so a bad version's share goes back within a report, not a report plus a look.
+        self._judged: set[FunctionKey] = set()
+        self._wake = asyncio.Event()
 
     # -- in ---------------------------------------------------------------------------------
 
@@ -113,11 +118,19 @@ class CanaryController:
         names = {alias.name for alias in aliases}
         for state_key in [k for k in self._states if k[0] == key and k[1] not in names]:
             del self._states[state_key]
+        self._judged = {
+            (namespace, version_key(name, alias.additional_version))
+            for (namespace, name), watched in self._functions.items()
+            for alias in watched.aliases
+            if alias.additional_version is not None
+        }
 
     def ingest(self, key: FunctionKey, outcomes: Outcomes) -> None:
         """One reporter's figures for one key, for the window since its previous report."""
         known = self._windows.get(key)
         self._windows[key] = outcomes if known is None else known + outcomes
+        if key in self._judged:
+            self._wake.set()
 
     def elected(self) -> None:
         """Leadership begins: carry on from the status, with figures from now on."""
@@ -213,14 +226,16 @@ class CanaryController:
         )
 
     async def run(self) -> None:
-        next_look = self.clock()
+        """A look every ``interval`` (steps end on time with no traffic), and at once when
+        a report brings figures of a version under a canary."""
         while True:
-            next_look += self.interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
             try:
                 await self.tick()
             except Exception:  # one bad look must not stop the controller
                 log.exception("canary look failed")
-            await asyncio.sleep(max(0.0, next_look - self.clock()))
 
 
 def _named(entry: Any, name: str) -> bool:

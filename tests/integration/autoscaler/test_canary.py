@@ -25,8 +25,8 @@ from devtools.alias_traffic import (
     VersionRuntime,
     start_version,
 )
-from devtools.autoscaler_process import AutoscalerProcess
-from tests.support.autoscaler_cluster import FN, NAMESPACE, Cluster, deployment_body
+from devtools.autoscaler_process import LEASE_NAME, AutoscalerProcess
+from tests.support.autoscaler_cluster import FN, LEASES, NAMESPACE, Cluster, deployment_body
 from tests.support.helpers import eventually
 
 Start = Callable[..., AutoscalerProcess]
@@ -73,12 +73,19 @@ async def versions(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[dict
 
 
 async def set_up(
-    cluster: Cluster, autoscalers: Start, name: str, **canary: Any
+    cluster: Cluster, autoscalers: Start, name: str, pod: str = "autoscaler-a", **canary: Any
 ) -> AutoscalerProcess:
     await cluster.create(API_VERSION, FUNCTION_PLURAL, canary_function(name, **canary))
     for key in (name, f"{name}-v1", f"{name}-v2"):
         await cluster.create("apps/v1", "deployments", deployment_body(key, replicas=1))
-    return autoscalers("autoscaler-a", HANSHU_CANARY_INTERVAL_SECONDS="0.25")
+    return autoscalers(pod, HANSHU_CANARY_INTERVAL_SECONDS="0.25")
+
+
+def holder(cluster: Cluster) -> str:
+    try:
+        return str(cluster.object(LEASES, LEASE_NAME)["spec"]["holderIdentity"])
+    except KeyError:
+        return ""
 
 
 def canary_entry(cluster: Cluster, name: str) -> dict[str, Any] | None:
@@ -143,6 +150,22 @@ async def test_a_healthy_canary_promotes_through_its_steps(
     assert cluster.events("CanaryPromoted")
     assert not cluster.events("CanaryRolledBack")
 
+    # The owner makes it final: the alias points at version 2 with no canary. The
+    # controller's entries go (the alias routes by its spec again).
+    await cluster.patch(
+        API_VERSION,
+        FUNCTION_PLURAL,
+        "shop",
+        {"spec": {"aliases": [{"name": "live", "version": 2}]}},
+    )
+
+    def cleared() -> bool:
+        status = cluster.object(FN, "shop").get("status") or {}
+        return status.get("aliases") == [] and status.get("canaries") == []
+
+    await eventually(cleared, message="status.aliases and status.canaries emptied")
+    assert traffic.routing().version == 2
+
 
 async def test_a_failing_canary_rolls_back_to_the_old_version(
     cluster: Cluster, autoscalers: Start, versions: Any
@@ -190,3 +213,57 @@ async def test_a_failing_canary_rolls_back_to_the_old_version(
     assert event["type"] == "Warning"
     assert event["message"] == f"alias 'live': {entry['message']}"
     assert event["involvedObject"]["name"] == "cart"
+
+    # A change of the canary's spec (here, its steps) starts it again from the first step.
+    aliases = cluster.object(FN, "cart")["spec"]["aliases"]
+    aliases[0]["canary"]["steps"] = [10, 100]
+    await cluster.patch(API_VERSION, FUNCTION_PLURAL, "cart", {"spec": {"aliases": aliases}})
+    await eventually(lambda: phase(cluster, "cart") == "Progressing", message="a new start")
+    assert traffic.routing().additional_weight == 10
+
+
+async def test_a_new_leader_carries_the_canary_on_from_its_step(
+    cluster: Cluster, autoscalers: Start, versions: Any
+):
+    """The leader dies at the second step: the standby takes over and goes on from there
+    (the status says where), never back to the first step's split."""
+    first = await set_up(cluster, autoscalers, "shop", steps=[20, 50, 100])
+    await eventually(lambda: holder(cluster) == first.identity, message="a leader")
+    second = autoscalers("autoscaler-b", HANSHU_CANARY_INTERVAL_SECONDS="0.25")
+    # The traffic's reports go to the standby, which passes them on while it is one (as
+    # the autoscaler's Service would send them to either replica).
+    traffic = AliasTraffic(
+        lambda: cluster.object(FN, "shop"),
+        NAMESPACE,
+        "shop",
+        "live",
+        await versions("shop"),
+        second.url,
+        report_interval=0.25,
+    )
+    await eventually(lambda: phase(cluster, "shop") == "Progressing", message="the start")
+    stop = asyncio.Event()
+    running = asyncio.create_task(traffic.run(rate=40, stop=stop))
+    weights: list[int] = []
+
+    def weight_is(expected: int) -> bool:
+        weight = traffic.routing().additional_weight
+        if not weights or weights[-1] != weight:
+            weights.append(weight)
+        return weight == expected
+
+    try:
+        await eventually(lambda: weight_is(50), timeout=30, message="the second step")
+        await asyncio.to_thread(first.kill)
+        await eventually(
+            lambda: holder(cluster) == second.identity, timeout=30, message="the takeover"
+        )
+        await eventually(
+            lambda: weight_is(100) and phase(cluster, "shop") == "Promoted",
+            timeout=30,
+            message="the promotion by the new leader",
+        )
+    finally:
+        stop.set()
+        await running
+    assert weights == [20, 50, 100]

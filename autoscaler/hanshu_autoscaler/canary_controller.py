@@ -118,6 +118,7 @@ class CanaryController:
         names = {alias.name for alias in aliases}
         for state_key in [k for k in self._states if k[0] == key and k[1] not in names]:
             del self._states[state_key]
+            self._transitions.pop(state_key, None)
         self._judged = {
             (namespace, version_key(name, alias.additional_version))
             for (namespace, name), watched in self._functions.items()
@@ -157,6 +158,10 @@ class CanaryController:
         now = self.clock()
         wall = rfc3339(datetime.datetime.now(datetime.UTC))
         decisions: list[tuple[Alias, CanaryDecision]] = []
+        # What this look replaces: put back if the write fails, so that the next look
+        # decides (and tells) again rather than keep a verdict nobody was told of.
+        before = {k: v for k, v in self._states.items() if k[0] == key}
+        transitions = {k: v for k, v in self._transitions.items() if k[0] == key}
         for alias in watched.aliases:
             assert alias.additional_version is not None
             state_key = (key, alias.name)
@@ -188,7 +193,19 @@ class CanaryController:
         }
         if not decisions and _same(status, watched, self._written.get(key)):
             return
-        function = await self._write(key, status)
+        try:
+            function = await self._write(key, status)
+        except Exception:
+            for state_key in [k for k in self._states if k[0] == key]:
+                del self._states[state_key]
+            self._states.update(before)
+            self._transitions.update(transitions)
+            for alias in watched.aliases:  # the figures too, for the next look
+                judged = (namespace, version_key(name, alias.additional_version))
+                if (window := windows.get(judged)) is not None:
+                    known = self._windows.get(judged)
+                    self._windows[judged] = window if known is None else known + window
+            raise
         if function is None:
             return
         self._written[key] = status

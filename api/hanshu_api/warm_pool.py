@@ -38,6 +38,9 @@ POOL_STATE_SPECIALIZED = "specialized"
 # Which Function a specialized pod serves. Not LABEL_FUNCTION: that label is the Function's
 # Deployment and Service selector, and a ReplicaSet adopts orphans matching its selector.
 LABEL_SPECIALIZED_FOR = f"{GROUP}/specialized-for"
+# When the gateway claimed the pod (RFC 3339, UTC), set in the claim's patch: the operator
+# deletes a specialized pod older than its bound (the gateway that claimed it may be gone).
+ANNOTATION_SPECIALIZED_AT = f"{GROUP}/specialized-at"
 
 # On the runtime's admin port, never on the function port (which public traffic reaches).
 SPECIALIZE_PATH = "/_hanshu/specialize"
@@ -277,6 +280,7 @@ def specialize_env(
     generation: int | None,
     default_resources: Mapping[str, Any],
     code_dir: str,
+    region: str | None = None,
 ) -> dict[str, str]:
     """The environment a specialized pool pod serves ``name`` with: what a replica of the
     Function gets (the one builder, ``function_env``), then its plain env values.
@@ -290,6 +294,7 @@ def specialize_env(
         default_resources=default_resources,
         code_dir=code_dir,
         namespace=namespace,
+        region=region,  # the chart's functionDefaults.region, as the operator tells pods
     )
     for entry in user_env(spec.env):
         key = str(entry.get("name", ""))

@@ -46,18 +46,37 @@ def last_scale_text(obj: Object) -> str:
     return text
 
 
+def pool_text(obj: Object) -> str:
+    """Whether a cold request is served by the namespace's warm pool, and if not why (the
+    PoolEligible condition); "-" from an operator that does not say."""
+    found = condition(obj, "PoolEligible")
+    if found is None:
+        return "-"
+    if found.get("status") == "True":
+        return "yes"
+    return f"no ({found.get('reason', '')})"
+
+
+def pool_size_text(pool: tuple[int, int] | None, namespace: str) -> str:
+    if pool is None:
+        return f"no warm pool in namespace {namespace}: cold starts start a pod"
+    available, size = pool
+    return f"warm pool in namespace {namespace}: {available} of {size} pod(s) available"
+
+
 def function_row(function: Object) -> list[str]:
-    """NAME, READY, REPLICAS (ready/desired), LAST SCALE (why), URL."""
+    """NAME, READY, REPLICAS (ready/desired), LAST SCALE (why), POOL (or why not), URL."""
     return [
         str(function["metadata"]["name"]),
         ready_text(function),
         replicas_text(function),
         last_scale_text(function),
+        pool_text(function),
         str((function.get("status") or {}).get("url") or "-"),
     ]
 
 
-FUNCTION_COLUMNS = ["NAME", "READY", "REPLICAS", "LAST SCALE", "URL"]
+FUNCTION_COLUMNS = ["NAME", "READY", "REPLICAS", "LAST SCALE", "POOL", "URL"]
 CONDITION_COLUMNS = ["TYPE", "STATUS", "REASON", "MESSAGE", "SINCE"]
 TRIGGER_COLUMNS = ["TRIGGER", "TYPE", "READY", "URL / LAST FIRE"]
 EVENT_COLUMNS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from hanshu_api import INTERNAL_TOKEN_ENV
 from hanshu_api.event_sources import WatchableKind, watchable_kinds_from_env
+from hanshu_api.pool_settings import WarmPoolSettings
 from hanshu_api.settings import (
     DEFAULT_FUNCTION_RESOURCES,
     ConfigError,
@@ -50,6 +51,8 @@ class OperatorConfig:
     cluster_domain: str = "cluster.local"
     namespaces: tuple[str, ...] = ()
     default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # The region Functions are told (AWS_REGION, AWS_DEFAULT_REGION); "" tells none.
+    function_region: str = ""
     metrics_port: int = 8000
     liveness_port: int = 8080
     retry_delay_seconds: float = 15.0
@@ -67,6 +70,14 @@ class OperatorConfig:
     gateway_pod_labels: Mapping[str, str] = field(default_factory=dict)
     metrics_namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # The chart's warmPool: the namespaces that keep a pool of generic runtime pods.
+    warm_pools: WarmPoolSettings = field(default_factory=WarmPoolSettings)
+    # A specialized pool pod older than this is deleted, whatever else holds: the gateway
+    # that claimed it retires it when the Function's replicas are ready, unless it died.
+    warm_pool_specialized_seconds: float = 600.0
+    # The chart's tracing.otlpEndpoint: every Function's pods get it as
+    # OTEL_EXPORTER_OTLP_ENDPOINT (unless the Function sets its own). Empty: none.
+    function_otlp_endpoint: str = ""
 
 
 def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
@@ -79,8 +90,9 @@ def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
     """Parse and check every setting; raises ConfigError naming the first bad one."""
+    runtime_image = text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev")
     return OperatorConfig(
-        runtime_image=text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev"),
+        runtime_image=runtime_image,
         image_pull_policy=choice(
             env, "HANSHU_IMAGE_PULL_POLICY", "IfNotPresent", IMAGE_PULL_POLICIES
         ),
@@ -91,6 +103,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         cluster_domain=text(env, "HANSHU_CLUSTER_DOMAIN", "cluster.local"),
         namespaces=names(env, "HANSHU_WATCH_NAMESPACES"),
         default_resources=FunctionDefaults.from_env(env).resources,
+        function_region=text(env, "HANSHU_FUNCTION_REGION"),
         metrics_port=port(env, "HANSHU_OPERATOR_METRICS_PORT", 8000, zero=_PORT_OFF),
         liveness_port=port(env, "HANSHU_OPERATOR_LIVENESS_PORT", 8080, zero=_PORT_OFF),
         retry_delay_seconds=number(env, "HANSHU_RETRY_DELAY_SECONDS", 15.0, at_least(0)),
@@ -106,4 +119,9 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         gateway_pod_labels=_labels(env, "HANSHU_GATEWAY_POD_LABELS"),
         metrics_namespaces=names(env, "HANSHU_METRICS_NAMESPACES"),
         log_level=choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
+        warm_pools=WarmPoolSettings.from_env(env, runtime_image),
+        warm_pool_specialized_seconds=number(
+            env, "HANSHU_WARM_POOL_SPECIALIZED_SECONDS", 600.0, at_least(1), unit="seconds"
+        ),
+        function_otlp_endpoint=text(env, "HANSHU_FUNCTION_OTLP_ENDPOINT"),
     )

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hanshu_api.models import SpecInvalid, parse_function_spec
+from hanshu_api.pool_settings import WarmPoolSettings
+from hanshu_api.warm_pool import pool_eligibility
+
 from .conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 from .replica_faults import StartFailure
 
@@ -83,13 +87,40 @@ def previous_dependent(conditions: Iterable[Mapping[str, Any]] | None, kind: str
     )
 
 
+def pool_condition(
+    spec: Mapping[str, Any] | None,
+    namespace: str,
+    pools: WarmPoolSettings,
+    default_resources: Mapping[str, Any],
+) -> Condition:
+    """PoolEligible: whether a cold request for this Function is served by its namespace's
+    warm pool, and if not why (``pool_eligibility``, the gateway's own rule). Never part
+    of Ready: a Function the pool cannot serve is served by starting its own pods."""
+    try:
+        parsed = parse_function_spec(spec or {})
+    except SpecInvalid:
+        return Condition(
+            "PoolEligible", FALSE, "InvalidSpec", "not judged while the spec is invalid"
+        )
+    verdict = pool_eligibility(parsed, pools.shape(namespace), default_resources)
+    return Condition(
+        "PoolEligible", TRUE if verdict.eligible else FALSE, verdict.reason, verdict.message
+    )
+
+
 def function_conditions(
-    configuration: Condition, code: Condition, deployment_ready: Condition, active: Condition
+    configuration: Condition,
+    code: Condition,
+    deployment_ready: Condition,
+    active: Condition,
+    *extra: Condition,
 ) -> list[Condition]:
+    """Ready summarises the first three; ``active`` and ``extra`` (PoolEligible) say more
+    and change nothing in it."""
     ready = summarize(
         [configuration, code, deployment_ready], "Ready", "the Function is ready to serve"
     )
-    return [ready, configuration, code, deployment_ready, active]
+    return [ready, configuration, code, deployment_ready, active, *extra]
 
 
 def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:

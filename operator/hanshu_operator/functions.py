@@ -55,6 +55,7 @@ from .conditions import (
 from .function_status import (
     deployment_conditions,
     function_conditions,
+    pool_condition,
     previous_dependent,
     replica_counts,
 )
@@ -254,6 +255,12 @@ async def write_function_status(
             configuration or previous_dependent(previous, "ConfigurationValid"),
             code or previous_dependent(previous, "CodeReady"),
             *deployment_conditions(current, failure),
+            pool_condition(
+                function.get("spec"),
+                namespace,
+                state.config.warm_pools,
+                state.config.default_resources,
+            ),
         )
         observed = generation if generation is not None else status.get("observedGeneration")
         new_status: dict[str, Any] = {

@@ -101,7 +101,10 @@ def test_rbac_is_least_privilege(helm_bin: Path):
             for rule in document["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule[field], f"{document['metadata']['name']}: {rule}"
-                if "secrets" in rule["resources"] and not _is_api_keys_role(document):
+                if "secrets" in rule["resources"] and _is_warm_pool_role(document):
+                    # A pooled namespace's one token Secret (create cannot name it).
+                    assert _pool_secret_rule(rule), rule
+                elif "secrets" in rule["resources"] and not _is_api_keys_role(document):
                     # Read where Functions and Triggers live; written nowhere but the
                     # release namespace (the published API-key verifiers).
                     assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
@@ -194,6 +197,17 @@ def _is_api_keys_role(document: dict[str, Any]) -> bool:
     return document["kind"] == "Role" and document["metadata"]["name"].endswith("-api-keys")
 
 
+def _is_warm_pool_role(document: dict[str, Any]) -> bool:
+    return document["kind"] == "Role" and document["metadata"]["name"].endswith("-warm-pool")
+
+
+def _pool_secret_rule(rule: dict[str, Any]) -> bool:
+    """The warm pool's Secret rules: create, or get and patch of hanshu-pool-token only."""
+    if rule["verbs"] == ["create"]:
+        return "resourceNames" not in rule
+    return rule.get("resourceNames") == ["hanshu-pool-token"] and rule["verbs"] == ["get", "patch"]
+
+
 def _secret_verbs(document: dict[str, Any]) -> set[str]:
     return {
         v for rule in document["rules"] if "secrets" in rule["resources"] for v in rule["verbs"]
@@ -231,7 +245,7 @@ def test_secrets_of_the_release_namespace_only(helm_bin: Path, values: Path | No
     assert [(r["metadata"]["namespace"], _secret_verbs(r)) for r in keys] == [
         ("hanshu-system", {"list", "watch"})
     ]
-    operator = _bound_roles(documents, "hanshu-operator")
+    operator = [r for r in _bound_roles(documents, "hanshu-operator") if not _is_warm_pool_role(r)]
     writes = [r for r in operator if "create" in _secret_verbs(r)]
     assert [(r["kind"], r["metadata"]["namespace"]) for r in writes] == [("Role", "hanshu-system")]
     assert _secret_verbs(writes[0]) == {"get", "list", "watch", "create", "patch", "delete"}
@@ -310,7 +324,8 @@ def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):
     )
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     panels = json.loads(dashboard["data"]["hanshu.json"])["panels"]
-    assert len(panels) == 6
+    shipped = json.loads((CHART / "dashboards" / "hanshu.json").read_text())["panels"]
+    assert [p["title"] for p in panels] == [p["title"] for p in shipped]
     for workload in documents:
         if workload["kind"] in ("Deployment", "StatefulSet"):
             assert workload["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
@@ -925,3 +940,76 @@ def test_the_service_monitor_names_jobs_as_the_alert_rules_expect(helm_bin: Path
     jobs_in_rules = set(re.findall(r'job=~?"hanshu-\(?([a-z|]+)', ALERT_RULES.read_text()))
     named = {job for alternatives in jobs_in_rules for job in alternatives.split("|")}
     assert components == named == {"gateway", "operator", "autoscaler", "dispatcher"}
+
+
+def test_the_warm_pool_is_off_by_default(helm_bin: Path):
+    documents = render(helm_bin, None)
+    for component in ("operator", "gateway"):
+        assert _env(_one(documents, "Deployment", component))["HANSHU_WARM_POOLS"] == ""
+    assert not [d for d in documents if d["metadata"]["name"].endswith("-warm-pool")]
+
+
+def test_the_warm_pool_reaches_both_components_with_least_privilege(helm_bin: Path):
+    documents = render(helm_bin, CHART / "ci" / "warm-pool-values.yaml")
+    for component in ("operator", "gateway"):
+        env = _env(_one(documents, "Deployment", component))
+        assert json.loads(env["HANSHU_WARM_POOLS"] or "") == {"team-a": 2, "iot": 4}
+        assert json.loads(env["HANSHU_WARM_POOL_RESOURCES"] or "")["limits"] == {"memory": "512Mi"}
+    pool_roles = {
+        (d["metadata"]["namespace"], _component(d)): d
+        for d in documents
+        if d["kind"] == "Role" and _is_warm_pool_role(d)
+    }
+    assert set(pool_roles) == {(ns, c) for ns in ("team-a", "iot") for c in ("operator", "gateway")}
+
+    def grants(role: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+
+    assert grants(pool_roles["iot", "gateway"]) == {
+        ("pods", "list"),
+        ("pods", "watch"),
+        ("pods", "patch"),
+        ("pods", "delete"),
+        ("configmaps", "get"),
+    }
+    assert ("pods", "delete") in grants(pool_roles["iot", "operator"])
+    assert ("pods", "patch") not in grants(pool_roles["iot", "operator"])
+
+
+def test_a_pooled_namespace_must_be_watched(helm_bin: Path, tmp_path: Path):
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "watchNamespaces: [team-a]\nwarmPool: {enabled: true, namespaces: {elsewhere: 1}}\n"
+    )
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        render(helm_bin, values)
+    assert "warmPool.namespaces has elsewhere" in failed.value.stderr
+
+
+def test_tracing_endpoint_reaches_the_gateway_dispatchers_and_function_pods(helm_bin: Path):
+    endpoint = "http://otel-collector.observability:4318"
+    quiet = render(helm_bin, None)
+    for component in ("gateway", "dispatcher"):
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _env(_one(quiet, "Deployment", component))
+    assert "HANSHU_FUNCTION_OTLP_ENDPOINT" not in _env(_one(quiet, "Deployment", "operator"))
+    traced = render(helm_bin, None, "--set", f"tracing.otlpEndpoint={endpoint}")
+    for component in ("gateway", "dispatcher"):
+        assert (
+            _env(_one(traced, "Deployment", component))["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+        )
+    # The operator sets it on every Function's pods.
+    assert _env(_one(traced, "Deployment", "operator"))["HANSHU_FUNCTION_OTLP_ENDPOINT"] == endpoint
+    refused = subprocess.run(
+        [
+            str(helm_bin),
+            "template",
+            "hanshu",
+            str(CHART),
+            "--set",
+            "tracing.otlpEndpoint=otel:4318",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "otlpEndpoint" in refused.stderr

@@ -38,8 +38,18 @@ def test_printer_columns():
             if c.get("priority", 0) == 0
         ]
 
-    assert columns("Function") == ["Ready", "Reason", "Replicas", "URL", "Age"]
+    assert columns("Function") == [
+        "Ready",
+        "Reason",
+        "Replicas",
+        "URL",
+        "Version",
+        "Aliases",
+        "Age",
+    ]
     assert columns("Trigger") == ["Function", "Type", "Ready", "URL", "Age"]
+    assert columns("FunctionVersion") == ["Function", "Version", "Age"]
+    assert CRDS["FunctionVersion"]["spec"]["names"]["shortNames"] == ["fnv"]
     assert CRDS["Function"]["spec"]["names"]["shortNames"] == ["fn"]
     assert CRDS["Trigger"]["spec"]["names"]["shortNames"] == ["trg"]
 

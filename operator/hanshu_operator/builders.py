@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hanshu_api import (
@@ -26,6 +27,7 @@ from hanshu_api import (
 )
 from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
+from hanshu_api.versions import LABEL_VERSION, LABEL_VERSION_OF
 
 from .config import OperatorConfig
 
@@ -34,8 +36,18 @@ RUNTIME_UID = 10001
 TMP_SIZE_LIMIT = "64Mi"
 
 
-def labels(function: str) -> dict[str, str]:
-    return {
+@dataclass(frozen=True, slots=True)
+class VersionOf:
+    """Children built for a published version rather than $LATEST: ``name`` is then the
+    version's key (``version_key``), and this says whose version it is."""
+
+    function: str
+    version: int
+
+
+def labels(function: str, version_of: VersionOf | None = None) -> dict[str, str]:
+    """``function`` is the selector's name: the Function's, or a version's key."""
+    found = {
         LABEL_NAME: "hanshu-function",
         LABEL_INSTANCE: function,
         LABEL_COMPONENT: "function",
@@ -43,6 +55,10 @@ def labels(function: str) -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_FUNCTION: function,
     }
+    if version_of is not None:
+        found[LABEL_VERSION_OF] = version_of.function
+        found[LABEL_VERSION] = str(version_of.version)
+    return found
 
 
 def selector(function: str) -> dict[str, str]:
@@ -65,7 +81,9 @@ def code_checksum(spec: FunctionSpec, referenced_code: Mapping[str, str] | None)
     return digest[:32]
 
 
-def build_code_config_map(name: str, namespace: str, spec: FunctionSpec) -> dict[str, Any] | None:
+def build_code_config_map(
+    name: str, namespace: str, spec: FunctionSpec, version_of: VersionOf | None = None
+) -> dict[str, Any] | None:
     if spec.code.inline is None:
         return None
     return {
@@ -74,7 +92,7 @@ def build_code_config_map(name: str, namespace: str, spec: FunctionSpec) -> dict
         "metadata": {
             "name": code_config_map_name(name),
             "namespace": namespace,
-            "labels": labels(name),
+            "labels": labels(name, version_of),
         },
         "data": dict(spec.code.inline),
     }
@@ -85,8 +103,14 @@ def runtime_env(
     spec: FunctionSpec,
     generation: int | None,
     default_resources: Mapping[str, Any],
+    version_of: VersionOf | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables."""
+    """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables.
+
+    A published version's replicas say the Function's name and the version's number
+    (``context.function_version``), not the name their Deployment runs under."""
+    if version_of is not None:
+        name, generation = version_of.function, version_of.version
     env = function_env(
         name, spec, generation=generation, default_resources=default_resources, code_dir=CODE_DIR
     )
@@ -117,6 +141,7 @@ def build_pod_template(
     config: OperatorConfig,
     checksum: str,
     generation: int | None,
+    version_of: VersionOf | None = None,
 ) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
@@ -130,7 +155,7 @@ def build_pod_template(
         "name": RUNTIME_CONTAINER,
         "image": spec.code.image or config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
-        "env": runtime_env(name, spec, generation, config.default_resources),
+        "env": runtime_env(name, spec, generation, config.default_resources, version_of),
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
@@ -174,7 +199,10 @@ def build_pod_template(
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
     return {
-        "metadata": {"labels": labels(name), "annotations": {ANNOTATION_CHECKSUM: checksum}},
+        "metadata": {
+            "labels": labels(name, version_of),
+            "annotations": {ANNOTATION_CHECKSUM: checksum},
+        },
         "spec": pod_spec,
     }
 
@@ -186,6 +214,7 @@ def build_deployment(
     config: OperatorConfig,
     checksum: str,
     generation: int | None,
+    version_of: VersionOf | None = None,
 ) -> dict[str, Any]:
     """The Deployment the operator applies on every reconcile.
 
@@ -196,7 +225,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, version_of)},
         "spec": {
             "revisionHistoryLimit": 3,
             # How long Kubernetes waits for a ready replica before its Progressing
@@ -208,7 +237,7 @@ def build_deployment(
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": build_pod_template(name, spec, config, checksum, generation),
+            "template": build_pod_template(name, spec, config, checksum, generation, version_of),
         },
     }
 
@@ -242,11 +271,11 @@ def owns_replicas_alone(deployment: Mapping[str, Any], manager: str) -> bool:
     return holders == {(manager, "Apply")}
 
 
-def build_service(name: str, namespace: str) -> dict[str, Any]:
+def build_service(name: str, namespace: str, version_of: VersionOf | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, version_of)},
         "spec": {
             "type": "ClusterIP",
             "selector": selector(name),
@@ -256,7 +285,7 @@ def build_service(name: str, namespace: str) -> dict[str, Any]:
 
 
 def build_network_policy(
-    name: str, namespace: str, config: OperatorConfig
+    name: str, namespace: str, config: OperatorConfig, version_of: VersionOf | None = None
 ) -> dict[str, Any] | None:
     """Function pods take traffic only from the gateway (and metrics scrapes from the
     namespaces named for them); kubelet probes are not subject to NetworkPolicy."""
@@ -297,7 +326,7 @@ def build_network_policy(
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, version_of)},
         "spec": {
             "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress"],

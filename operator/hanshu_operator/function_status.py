@@ -7,11 +7,12 @@ to zero is Ready: the next request wakes it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 from .replica_faults import StartFailure
+from .version_plan import ALIASES_VALID, VERSION_CONDITIONS
 
 
 def deployment_conditions(
@@ -84,12 +85,37 @@ def previous_dependent(conditions: Iterable[Mapping[str, Any]] | None, kind: str
 
 
 def function_conditions(
-    configuration: Condition, code: Condition, deployment_ready: Condition, active: Condition
+    configuration: Condition,
+    code: Condition,
+    deployment_ready: Condition,
+    active: Condition,
+    versions: Sequence[Condition] = (),
 ) -> list[Condition]:
+    """``versions``: AliasesValid and CanaryHealthy, when the Function has them. An alias on
+    a missing version makes the Function not Ready (its callers get 503s); a rolled back
+    canary does not (the alias serves, on the old version)."""
+    gating = [c for c in versions if c.type == ALIASES_VALID]
     ready = summarize(
-        [configuration, code, deployment_ready], "Ready", "the Function is ready to serve"
+        [configuration, code, deployment_ready, *gating], "Ready", "the Function is ready to serve"
     )
-    return [ready, configuration, code, deployment_ready, active]
+    return [ready, configuration, code, deployment_ready, active, *versions]
+
+
+def version_conditions(
+    previous: Iterable[Mapping[str, Any]] | None,
+    given: Mapping[str, Condition | None],
+) -> list[Condition]:
+    """The versions' conditions to write: the given ones (None removes one), the others as
+    they were (a Deployment event does not recompute them)."""
+    kept: list[Condition] = []
+    for kind in VERSION_CONDITIONS:
+        if kind in given:
+            condition = given[kind]
+            if condition is not None:
+                kept.append(condition)
+        elif find(previous, kind) is not None:
+            kept.append(previous_dependent(previous, kind))
+    return kept
 
 
 def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:

@@ -716,7 +716,7 @@ def test_operator_liveness_lets_a_busy_operator_catch_up(helm_bin: Path):
     only after a minute without one, not after three answers slower than 1 s (#23)."""
     operator = _one(render(helm_bin, None), "Deployment", "operator")
     probe = operator["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
-GATEWAY_BASE_RESOURCES = {"functions", "triggers", "functionversions", "endpointslices"}
+    assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
     assert probe["timeoutSeconds"] >= 5
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 60
 
@@ -725,7 +725,7 @@ WATCHABLE = [
     {"apiVersion": "v1", "kind": "ConfigMap", "resource": "configmaps"},
     {"apiVersion": "apps/v1", "kind": "Deployment", "resource": "deployments"},
 ]
-GATEWAY_BASE_RESOURCES = {"functions", "triggers", "endpointslices"}
+GATEWAY_BASE_RESOURCES = {"functions", "triggers", "functionversions", "endpointslices"}
 
 
 def _gateway_object_rules(documents: list[dict[str, Any]]) -> dict[tuple[str, str | None], Any]:

@@ -74,11 +74,9 @@ def version_number(item: Mapping[str, Any], function: str) -> int | None:
 async def list_versions(
     state: OperatorState, namespace: str, function: str
 ) -> dict[int, dict[str, Any]]:
-    """number -> FunctionVersion, of one Function (by label, checked against the spec)."""
-    items = await state.kube.list_items(
-        path_for(API_VERSION, FUNCTION_VERSION_PLURAL, namespace),
-        label_selector=f"{LABEL_VERSION_OF}={function}",
-    )
+    """number -> FunctionVersion, of one Function. By spec, not by label: one made with
+    kubectl may have no labels yet (the sync adds them). Retention bounds the list."""
+    items = await state.kube.list_items(path_for(API_VERSION, FUNCTION_VERSION_PLURAL, namespace))
     found: dict[int, dict[str, Any]] = {}
     for item in items:
         number = version_number(item, function)

@@ -10,7 +10,7 @@ from typing import Any
 
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
 from hanshu_api.replica_scale import scale
-from hanshu_api.versions import FUNCTION_VERSION_PLURAL, DEFAULT_KEEP_UNREFERENCED
+from hanshu_api.versions import DEFAULT_KEEP_UNREFERENCED, FUNCTION_VERSION_PLURAL
 from hanshu_cli.publishing import version_manifest
 
 from tests.support.helpers import eventually

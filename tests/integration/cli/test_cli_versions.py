@@ -26,18 +26,22 @@ async def _create_function(cluster: Cluster, **spec: Any) -> None:
         },
     }
     path = f"/apis/hanshu.io/v1alpha1/namespaces/{NAMESPACE}/functions"
-    async with aiohttp.ClientSession(str(cluster.emulator.url)) as http:
-        async with http.post(path, json=body) as reply:
-            reply.raise_for_status()
+    async with (
+        aiohttp.ClientSession(str(cluster.emulator.url)) as http,
+        http.post(path, json=body) as reply,
+    ):
+        reply.raise_for_status()
 
 
 async def _change_function(cluster: Cluster, **spec: Any) -> None:
     path = f"/apis/hanshu.io/v1alpha1/namespaces/{NAMESPACE}/functions/hello"
-    async with aiohttp.ClientSession(str(cluster.emulator.url)) as http:
-        async with http.patch(
+    async with (
+        aiohttp.ClientSession(str(cluster.emulator.url)) as http,
+        http.patch(
             path, json={"spec": spec}, headers={"Content-Type": "application/merge-patch+json"}
-        ) as reply:
-            reply.raise_for_status()
+        ) as reply,
+    ):
+        reply.raise_for_status()
 
 
 def _aliases(cluster: Cluster) -> list[dict[str, Any]]:
@@ -78,10 +82,13 @@ async def test_publish_makes_the_next_version_and_an_unchanged_spec_returns_it(
     assert listed.exit_code == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].split()[:3] == ["VERSION", "DIGEST", "CREATED"]
-    assert lines[1].startswith("$LATEST") and "= version 2" in lines[1]
-    assert lines[2].startswith("2 ") and lines[3].startswith("1 ")
+    assert lines[1].startswith("$LATEST")
+    assert "= version 2" in lines[1]
+    assert lines[2].startswith("2 ")
+    assert lines[3].startswith("1 ")
     assert "the first" in lines[3]
-    assert "live" in listed.stdout and "version 1" in listed.stdout  # the alias table
+    assert "live" in listed.stdout
+    assert "version 1" in listed.stdout
 
 
 async def test_alias_set_splits_and_rollback_sends_everything_back(cluster: Cluster) -> None:

@@ -16,9 +16,12 @@ separate processes.
    endpoint is not ready (as the Deployment and the endpoints controller would), and
    nothing ever marks it ready: the gateway's own probe finds it. Arrival to reply, next
    to the floor measured in the same run: a runtime process's start to its first answer.
+5. Warm pool (``warm_pool_bench.py``): a cold start from zero through the local warm pool
+   next to one through a process start, in alternating rounds of one run, and a runtime's
+   specialization alone (code received to first answer).
 
     python bench/gateway_bench.py [--rate 500] [--seconds 5] [--rounds 3] [--cold-starts 20]
-        [--sections warm,cold,burst,kube-cold]
+        [--sections warm,cold,burst,kube-cold,warm-pool] [--warm-pool-rounds 25]
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ from hanshu_gateway.loop import run
 from kube_cold import kube_cold
 from nginx_peer import nginx_in_front_of, nginx_missing
 from python_floor_proxy import python_floor_in_front_of
+from warm_pool_bench import cold_starts as warm_pool_cold_starts
+from warm_pool_bench import specialization_alone
 
 HELLO = "def handler(event, context):\n    return 'Hello, world!'\n"
 
@@ -305,6 +310,10 @@ async def main(args: argparse.Namespace) -> None:
             await stack.stop()
     if "kube-cold" in sections:
         await kube_cold(args.kube_cold_starts)
+    if "warm-pool" in sections:
+        pool_args = argparse.Namespace(rounds=args.warm_pool_rounds, pool=2)
+        await warm_pool_cold_starts(pool_args)
+        await specialization_alone(pool_args)
 
 
 if __name__ == "__main__":
@@ -315,6 +324,7 @@ if __name__ == "__main__":
     parser.add_argument("--cold-starts", type=int, default=20)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--kube-cold-starts", type=int, default=25)
-    parser.add_argument("--sections", default="warm,cold,burst,kube-cold")
+    parser.add_argument("--warm-pool-rounds", type=int, default=25)
+    parser.add_argument("--sections", default="warm,cold,burst,kube-cold,warm-pool")
     # The loop the gateway runs on in production (uvloop; HANSHU_EVENT_LOOP=asyncio to compare).
     run(main(parser.parse_args()))

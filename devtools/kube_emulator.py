@@ -27,9 +27,11 @@ defaults of other fields, validation. A real API server decides those: the e2e s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import itertools
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -442,6 +444,35 @@ class ForgetfulEmulator(ApplyingEmulator):
 
     _unversioned: Any = attrs.field(default=None, init=False)
 
+    _preconditions: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+
+    @staticmethod
+    def _precondition(request: Any) -> str | None:
+        """The resourceVersion a plain merge patch requires, if it names one."""
+        if request.action != kmock.action.UPDATE or request.name is None or is_apply(request):
+            return None
+        if not isinstance(request.data, dict):
+            return None
+        wanted = (request.data.get("metadata") or {}).get("resourceVersion")
+        return str(wanted) if wanted else None
+
+    def _check_precondition(self, request: Any) -> None:
+        """A merge patch naming ``metadata.resourceVersion`` writes only that version, as
+        the API server's optimistic concurrency: another is a 409 Conflict (the warm
+        pool's claim of a pod relies on it; kmock merges it in)."""
+        wanted = self._precondition(request)
+        key = (request.resource, request.namespace, request.name)
+        if not wanted or key not in self.objects or self.objects[key].deleted:
+            return
+        live = (self.objects[key].raw.get("metadata") or {}).get("resourceVersion")
+        if live and live != wanted:
+            raise k8s.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"Operation cannot be fulfilled on {request.name}: the object has "
+                "been modified; please apply your changes to the latest version and try again",
+            )
+
     async def __aenter__(self) -> Any:
         # kmock's history class is shared by every emulator in the process: versioned
         # while this one runs, as kmock made it afterwards.
@@ -458,7 +489,17 @@ class ForgetfulEmulator(ApplyingEmulator):
 
     async def _handle(self, request: Any) -> Any:
         try:
-            return await super()._handle(request)
+            if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+                # As the API server: a created object has a version (and a uid) at once.
+                meta = request.data.setdefault("metadata", {})
+                meta["resourceVersion"] = str(next(_resource_versions))
+                meta.setdefault("uid", str(uuid.uuid4()))
+            if self._precondition(request) is None:
+                return await super()._handle(request)
+            # Checked and written as one step: of two writes of one version, one wins.
+            async with self._preconditions:
+                self._check_precondition(request)
+                return await super()._handle(request)
         except jsonpatch.JsonPatchTestFailed as failed:
             raise k8s.KubernetesError(status=422, reason="Invalid", message=str(failed)) from None
         finally:

@@ -38,6 +38,9 @@ POOL_STATE_SPECIALIZED = "specialized"
 # Which Function a specialized pod serves. Not LABEL_FUNCTION: that label is the Function's
 # Deployment and Service selector, and a ReplicaSet adopts orphans matching its selector.
 LABEL_SPECIALIZED_FOR = f"{GROUP}/specialized-for"
+# When the gateway claimed the pod (RFC 3339, UTC), set in the claim's patch: the operator
+# deletes a specialized pod older than its bound (the gateway that claimed it may be gone).
+ANNOTATION_SPECIALIZED_AT = f"{GROUP}/specialized-at"
 
 # On the runtime's admin port, never on the function port (which public traffic reaches).
 SPECIALIZE_PATH = "/_hanshu/specialize"

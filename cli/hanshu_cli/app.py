@@ -266,13 +266,15 @@ def get(
     name: Annotated[str | None, typer.Argument(help="One Function (default: all).")] = None,
 ) -> None:
     """Functions: Ready, replicas (ready/desired), the newest version, aliases with their
-    weights, the last scaling decision and why, URL."""
+    weights, the last scaling decision and why, whether the warm pool serves its cold
+    requests (or why not), URL; and the pool."""
     cluster = _state(ctx).cluster()
     found = [cluster.function(name)] if name else cluster.functions()
     if not found:
         out.print(f"no Functions in namespace {cluster.namespace} (hanshu init, hanshu deploy)")
         return
     out.print(_table(views.FUNCTION_COLUMNS, [views.function_row(f) for f in found]))
+    out.print(views.pool_size_text(cluster.warm_pool(), cluster.namespace))
 
 
 @app.command()
@@ -289,6 +291,11 @@ def describe(
     out.print(f"  ready       {views.ready_text(function)}")
     out.print(f"  replicas    {views.replicas_text(function)} (ready/desired)")
     out.print(f"  last scale  {views.last_scale_text(function)}")
+    pooled = views.condition(function, "PoolEligible")
+    out.print(
+        f"  warm pool   {views.pool_text(function)}"
+        + (f": {pooled.get('message')}" if pooled and pooled.get("message") else "")
+    )
     out.print(f"  url         {status.get('url') or '-'}")
     out.print(_table(views.CONDITION_COLUMNS, views.condition_rows(function), "Conditions"))
     triggers = views.triggers_of(cluster.triggers(), name)
@@ -849,6 +856,14 @@ def dev(
     header_timeout: Annotated[
         float, typer.Option(help="Seconds a client may take to send its request headers.")
     ] = 10.0,
+    warm_pool: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Runtime processes kept waiting per namespace to serve a cold request for "
+            "an eligible Function while its own replica starts (0: no warm pool).",
+        ),
+    ] = 0,
 ) -> None:
     """The whole platform on this machine: the gateway, the autoscaler, schedules, NATS
     for async calls, a dispatcher, and each replica a local runtime process, from the same
@@ -871,5 +886,6 @@ def dev(
         max_body_bytes=max_body_bytes,
         stats_interval=stats_interval,
         header_timeout=header_timeout,
+        warm_pool=warm_pool,
     )
     serve_dev(stack)

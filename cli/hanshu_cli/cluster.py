@@ -19,6 +19,9 @@ from kubernetes.config.config_exception import ConfigException
 
 from .errors import CliError
 
+# The operator's pool Deployment in a pooled namespace (hanshu_operator.pool_builders).
+POOL_DEPLOYMENT = "hanshu-pool"
+
 T = TypeVar("T")
 FIELD_MANAGER = "hanshu-cli"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -56,6 +59,7 @@ class Cluster:
         self.where = where
         self.server = str(api.configuration.host)
         self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
     @classmethod
@@ -274,6 +278,20 @@ class Cluster:
             if bad.status == 404 and api_version.startswith(GROUP):
                 raise CliError(INSTALL_HINT) from bad
             raise CliError(f"applying {kind} {name}: {_api_message(bad)}") from bad
+
+    def warm_pool(self, namespace: str | None = None) -> tuple[int, int] | None:
+        """The namespace's warm pool as (pods available, size), or None when it has none
+        (or we may not read it: the pool is the platform's, not the user's)."""
+        try:
+            found = self.call(
+                self.apps.read_namespaced_deployment, POOL_DEPLOYMENT, namespace or self.namespace
+            )
+        except ApiException as bad:
+            if bad.status in (403, 404):
+                return None
+            raise CliError(f"reading the warm pool: {_api_message(bad)}") from bad
+        status, spec = found.status, found.spec
+        return int((status and status.ready_replicas) or 0), int((spec and spec.replicas) or 0)
 
     # What the Function's pods and Events say.
 

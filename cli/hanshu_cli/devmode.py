@@ -55,6 +55,7 @@ from nats.aio.client import Client as NATS
 from . import dev_state
 from .local_nats import LocalNats
 from .local_platform import LocalPlatform, free_port
+from .local_pool import LocalWarmPool
 from .local_s3 import LocalS3
 from .local_servers import ServerMissing
 from .manifests import load_manifests
@@ -137,6 +138,9 @@ class DevStack:
     schedule_nats: NATS | None = None
     # Object storage Triggers get a local S3 server (moto) whose buckets notify the gateway.
     local_s3: LocalS3 | None = None
+    # Warm pool processes per namespace (hanshu dev --warm-pool N); 0: none.
+    warm_pool: int = 0
+    local_pool: LocalWarmPool | None = None
 
     def _start_nats(self) -> str:
         if self.nats_url == "off":
@@ -212,7 +216,14 @@ class DevStack:
         self._autoscaler_runner = web.AppRunner(self.autoscaler.app(), access_log=None)
         await self._autoscaler_runner.setup()
         await web.TCPSite(self._autoscaler_runner, "127.0.0.1", self.autoscaler_port).start()
-        self.gateway = Gateway(self._gateway_config(nats), self.catalog)
+        if self.warm_pool:
+            self.local_pool = LocalWarmPool(
+                self.warm_pool,
+                self.functions.get,
+                extra_env=self.local_s3.environment() if self.local_s3 else None,
+            )
+            await self.local_pool.start(namespace for namespace, _ in self.functions)
+        self.gateway = Gateway(self._gateway_config(nats), self.catalog, self.local_pool)
         await self.gateway.start()
         if nats.url and self.dispatcher:
             self.running_dispatcher = Dispatcher(self._dispatcher_config(nats))
@@ -400,6 +411,8 @@ class DevStack:
         if self.schedule_nats is not None:
             await self.schedule_nats.close()
         await self.gateway.close()
+        if self.local_pool is not None:
+            await self.local_pool.close()
         await self._autoscaler_runner.cleanup()
         await self._session.close()
         await self.platform.close()

@@ -46,9 +46,27 @@ def last_scale_text(obj: Object) -> str:
     return text
 
 
+def pool_text(obj: Object) -> str:
+    """Whether a cold request is served by the namespace's warm pool, and if not why (the
+    PoolEligible condition); "-" from an operator that does not say."""
+    found = condition(obj, "PoolEligible")
+    if found is None:
+        return "-"
+    if found.get("status") == "True":
+        return "yes"
+    return f"no ({found.get('reason', '')})"
+
+
+def pool_size_text(pool: tuple[int, int] | None, namespace: str) -> str:
+    if pool is None:
+        return f"no warm pool in namespace {namespace}: cold starts start a pod"
+    available, size = pool
+    return f"warm pool in namespace {namespace}: {available} of {size} pod(s) available"
+
+
 def function_row(function: Object) -> list[str]:
     """NAME, READY, REPLICAS (ready/desired), VERSION (the newest published), ALIASES
-    (with their weights), LAST SCALE (why), URL."""
+    (with their weights), LAST SCALE (why), POOL (or why not), URL."""
     status = function.get("status") or {}
     latest = status.get("latestVersion")
     return [
@@ -58,11 +76,21 @@ def function_row(function: Object) -> list[str]:
         "-" if latest is None else str(latest),
         str(status.get("aliasSummary") or "-"),
         last_scale_text(function),
+        pool_text(function),
         str(status.get("url") or "-"),
     ]
 
 
-FUNCTION_COLUMNS = ["NAME", "READY", "REPLICAS", "VERSION", "ALIASES", "LAST SCALE", "URL"]
+FUNCTION_COLUMNS = [
+    "NAME",
+    "READY",
+    "REPLICAS",
+    "VERSION",
+    "ALIASES",
+    "LAST SCALE",
+    "POOL",
+    "URL",
+]
 VERSION_COLUMNS = ["VERSION", "DIGEST", "CREATED", "REFERENCED BY", "REPLICAS", "DESCRIPTION"]
 ALIAS_COLUMNS = ["ALIAS", "ROUTES", "CANARY"]
 

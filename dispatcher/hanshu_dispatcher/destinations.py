@@ -106,14 +106,14 @@ class Destinations:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await self._send_once(source, destination, body, record)
-                metrics.DESTINATIONS.labels(kind, "delivered").inc()
+                metrics.DESTINATIONS.labels(*source, kind, "delivered").inc()
                 return True
             except (aiohttp.ClientError, TimeoutError, NatsError, DestinationRefused) as error:
                 problem = str(error) or type(error).__name__
                 if attempt < ATTEMPTS:
                     await asyncio.sleep(delay)
                     delay *= 2
-        metrics.DESTINATIONS.labels(kind, "failed").inc()
+        metrics.DESTINATIONS.labels(*source, kind, "failed").inc()
         log.error(
             "destination %s of %s/%s failed %d times (%s); the record was: %s",
             destination.as_dict(),

@@ -53,8 +53,20 @@ REPEATED_RUNS = Counter(
 )
 DESTINATIONS = Counter(
     "hanshu_dispatcher_destination_deliveries",
-    "Outcome records sent to destinations, by kind and result.",
-    ["kind", "result"],
+    "Outcome records sent to destinations, by the Function whose record it is, the "
+    "destination's kind (function, url, subject) and result (delivered, failed).",
+    ["namespace", "function", "kind", "result"],
+)
+STREAM_LAG = Gauge(
+    "hanshu_dispatcher_stream_lag",
+    "Records in a stream Trigger's source not yet taken by its Function, as this dispatcher "
+    "last read it (one dispatcher reads each Trigger).",
+    ["namespace", "trigger", "function"],
+)
+NATS_CONNECTED = Gauge(
+    "hanshu_dispatcher_nats_connected",
+    "1 while this dispatcher is connected to NATS, 0 while it is not (async invocations, "
+    "schedules and stream Triggers wait).",
 )
 BACKLOG = Gauge(
     "hanshu_dispatcher_backlog",

@@ -152,6 +152,7 @@ class Dispatcher:
 
     def _on_change(self, connected: bool) -> None:
         self.connected = connected
+        metrics.NATS_CONNECTED.set(1 if connected else 0)
 
     async def _woken(self, _message: Any) -> None:
         self._wake.set()

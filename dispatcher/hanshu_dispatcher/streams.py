@@ -45,6 +45,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from . import metrics
 from .catalog_watch import follow_catalog
 from .gateway_client import InternalGateway
 from .stream_consumer import SourceHealth, StreamConsumer
@@ -238,6 +239,7 @@ class Streams:
             nonlocal health
             if now.lag is not None:
                 self.lags[(namespace, name)] = (entry.function, now.lag)
+                metrics.STREAM_LAG.labels(namespace, name, entry.function).set(now.lag)
             if (now.healthy, now.message) != (health.healthy, health.message):
                 changed.set()
             health = SourceHealth(**vars(now))
@@ -278,6 +280,8 @@ class Streams:
             if not reading.done():
                 reading.cancel()
             self.lags.pop((namespace, name), None)
+            with contextlib.suppress(KeyError):  # no lag read yet
+                metrics.STREAM_LAG.remove(namespace, name, entry.function)
 
     async def _report(self, entry: StreamEntry, health: SourceHealth) -> None:
         if health.healthy is None:

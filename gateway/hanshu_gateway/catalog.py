@@ -22,7 +22,7 @@ from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey
 
-from .metrics import FunctionMeters
+from .metrics import QUEUE_LIMIT, FunctionMeters
 from .pool import EndpointPool
 from .protect import TokenBucket
 from .routes import Route, RouteTable
@@ -84,6 +84,7 @@ class Catalog:
         default_resources: Mapping[str, Any] | None = None,
     ) -> None:
         self.queue_limit = queue_limit
+        QUEUE_LIMIT.set(queue_limit)  # beside hanshu_gateway_queued: how near a refusal
         self.key_verifiers = key_verifiers
         # What a Function without its own resources gets (the chart's functionDefaults):
         # metering bills the memory the pod really has.

@@ -23,12 +23,14 @@ from hanshu_api.gateway_paths import (
 )
 from hanshu_api.invocations import EVENT
 from hanshu_api.loop_lag import LoopLag
+from hanshu_api.platform import Endpoint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .async_calls import AsyncCalls
 from .async_intake import AsyncIntake
 from .catalog import Catalog
 from .faults import GatewayFault, NotFound, Unauthorized
+from .pool import EndpointPool
 from .proxy import ProxiedCall, Proxy
 from .request_ids import RequestIds
 
@@ -125,8 +127,11 @@ class InternalPort:
                 {
                     "namespace": key[0],
                     "name": key[1],
-                    "readyReplicas": len(entry.pool.ready),
-                    "endpoints": [endpoint.url for endpoint in entry.pool.ready],
+                    # The Function's own replicas; a specialized warm pool replica serving it
+                    # meanwhile is listed apart.
+                    "readyReplicas": len(own := _own(entry.pool)),
+                    "endpoints": [endpoint.url for endpoint in own],
+                    "warmPoolEndpoints": [endpoint.url for endpoint in entry.pool.temporary],
                     "inFlight": entry.stats.in_flight,
                     "queued": entry.pool.queued,
                 }
@@ -159,3 +164,7 @@ class InternalPort:
 
 
 __all__ = ["InternalPort"]
+
+
+def _own(pool: EndpointPool) -> list[Endpoint]:
+    return [endpoint for endpoint in pool.ready if not pool.is_temporary(endpoint)]

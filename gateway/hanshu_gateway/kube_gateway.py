@@ -32,9 +32,12 @@ from hanshu_api.kube import ApiError, KubeClient, WatchIdle, load_config, path_f
 from hanshu_api.loop_lag import Slices, collector_paused
 from hanshu_api.models import SpecInvalid, parse_function_spec, parse_trigger_spec
 from hanshu_api.platform import Endpoint, FunctionKey
+from hanshu_api.pool_settings import WarmPoolSettings
 from hanshu_api.settings import FunctionDefaults, names, seconds, text
+from hanshu_api.warm_pool import LABEL_POOL
 
 from .catalog import Catalog, Conflict, KnownTrigger
+from .kube_pool import KubeWarmPool
 from .object_watch import ObjectTrigger, ObjectWatches
 from .pipeline import Gateway, GatewayConfig, config_from_env
 
@@ -179,6 +182,7 @@ class KubeGateway:
         idle_seconds: float = DEFAULT_WATCH_IDLE_SECONDS,
         default_resources: Mapping[str, Any] | None = None,
         watchable_kinds: Mapping[tuple[str, str], WatchableKind] | None = None,
+        warm_pools: WarmPoolSettings | None = None,
     ) -> None:
         self.kube = kube
         self.namespaces = namespaces or ("",)
@@ -186,7 +190,13 @@ class KubeGateway:
         self.gateway_namespace = gateway_namespace or kube.config.namespace
         self.idle_seconds = idle_seconds
         self.catalog = Catalog(config.queue_limit, self.key_verifiers, default_resources or {})
-        self.gateway = Gateway(config, self.catalog)
+        # The chart's warmPool: pool pods claimed and specialized for cold Functions.
+        self.warm_pool = (
+            KubeWarmPool(kube, warm_pools, config.internal_token, default_resources or {})
+            if warm_pools is not None and warm_pools.enabled
+            else None
+        )
+        self.gateway = Gateway(config, self.catalog, warm_pool=self.warm_pool)
         self._conflicts: list[Conflict] = []
         # EndpointSlices by name, and each Function's slices: a slice's event re-reads
         # its own Function's few slices, never every slice in the cluster.
@@ -215,6 +225,8 @@ class KubeGateway:
         default_resources = default_resources_from_env(env)
         watchable_kinds = watchable_kinds_from_env(env)
         config = config_from_env(env)
+        # The image only matters to the operator; the gateway judges by namespaces and size.
+        warm_pools = WarmPoolSettings.from_env(env, default_image="")
         return cls(
             config,
             KubeClient(load_config(env)),
@@ -223,6 +235,7 @@ class KubeGateway:
             idle_seconds=idle_seconds,
             default_resources=default_resources,
             watchable_kinds=watchable_kinds,
+            warm_pools=warm_pools,
         )
 
     def key_verifiers(self, namespace: str, trigger: str) -> KeyVerifiers | None:
@@ -275,6 +288,8 @@ class KubeGateway:
 
     def on_function(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = _key(obj)
+        if self.warm_pool is not None:
+            self.warm_pool.on_function(kind, obj)
         spec = None
         if kind != "DELETED":
             with contextlib.suppress(SpecInvalid):
@@ -472,6 +487,11 @@ class KubeGateway:
                     label_selector=LABEL_FUNCTION,
                 ),
             ]
+        if self.warm_pool is not None:  # not core: routes serve without the pool known
+            watches += [
+                self._follow("v1", "pods", namespace, self.warm_pool.on_pod, LABEL_POOL)
+                for namespace in self.warm_pool.namespaces
+            ]
         return watches
 
     def synced(self) -> bool:
@@ -488,5 +508,7 @@ class KubeGateway:
         for task in self._tasks:
             task.cancel()
         await self.objects.stop()
+        if self.warm_pool is not None:
+            await self.warm_pool.close()
         await self.gateway.close()
         await self.kube.close()

@@ -15,7 +15,7 @@ import bisect
 import time
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -33,13 +33,44 @@ COLD_STARTS = Counter(
     "Requests that arrived while the function had no ready replica.",
     ["namespace", "function"],
 )
+# Labelled by the path that served the cold request: "pool" (a specialized warm pool
+# replica) or "pod_start" (the Function's own replica, started for it); its _count is the
+# cold starts served by each path.
+COLD_PATH_POOL = "pool"
+COLD_PATH_POD_START = "pod_start"
 COLD_START_LATENCY = Histogram(
     "hanshu_gateway_cold_start_seconds",
-    "How long cold requests waited for the first ready replica.",
-    ["namespace", "function"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+    "From a cold request's arrival to its reply, by the path that served it (pool: a "
+    "specialized warm pool replica; pod_start: the Function's own replica).",
+    ["namespace", "function", "path"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60),
+)
+SPECIALIZATIONS = Counter(
+    "hanshu_gateway_specializations",
+    "Warm pool specializations asked for cold Functions, by outcome (specialized, "
+    "unavailable: not eligible or no pool replica, late: the Function's own replicas were "
+    "ready first, error).",
+    ["namespace", "function", "outcome"],
 )
 NO_ROUTE = Counter("hanshu_gateway_unrouted_requests", "Requests that matched no Trigger.")
+# Rare by design (a refusal), so a prometheus_client child per Function is no cost.
+QUEUE_FULL = Counter(
+    "hanshu_gateway_queue_full_refusals",
+    "Requests refused with 429 QueueFull: the queue limit's worth already waited for a replica.",
+    ["namespace", "function"],
+)
+QUEUE_LIMIT = Gauge(
+    "hanshu_gateway_queue_limit",
+    "Requests that may wait for one Function's replica (HANSHU_QUEUE_LIMIT); one more is "
+    "refused with 429 QueueFull.",
+)
+# Where the container's memory limit is: cgroup v2, then v1.
+CGROUP_MEMORY_LIMIT_FILES = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
+# cgroup v1 writes "no limit" as the largest page-aligned 63-bit number.
+_UNLIMITED_AT = 1 << 62
 
 
 class _Tally:
@@ -158,6 +189,52 @@ class _Families(Collector):
 REGISTRY.register(_Families())
 
 
+def parse_memory_limit(text: str) -> int | None:
+    """A cgroup memory limit file's bytes; None when it says there is no limit."""
+    value = text.strip()
+    if value == "max":
+        return None
+    limit = int(value)
+    return None if limit >= _UNLIMITED_AT else limit
+
+
+def cgroup_memory_limit(files: tuple[str, ...] = CGROUP_MEMORY_LIMIT_FILES) -> int | None:
+    """The memory limit of the container the gateway runs in; None with none, or outside one."""
+    for path in files:
+        try:
+            with open(path) as limit_file:
+                return parse_memory_limit(limit_file.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class MemoryLimit(Collector):
+    """``hanshu_gateway_memory_limit_bytes``, read when scraped: a limit resized in place
+    shows. Beside prometheus_client's process_resident_memory_bytes it says how near the
+    kernel's OOM kill the gateway is. No sample when the container has no limit."""
+
+    def __init__(self, files: tuple[str, ...] = CGROUP_MEMORY_LIMIT_FILES) -> None:
+        self.files = files
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "hanshu_gateway_memory_limit_bytes",
+            "The memory limit of the gateway's container (its cgroup's), in bytes.",
+        )
+        limit = cgroup_memory_limit(self.files)
+        if limit is not None:
+            family.add_metric([], limit)
+        yield family
+
+
+REGISTRY.register(MemoryLimit())
+
+
+def count_specialization(namespace: str, function: str, outcome: str) -> None:
+    SPECIALIZATIONS.labels(namespace, function, outcome).inc()
+
+
 def count_request(namespace: str, function: str, trigger: str, code: int) -> None:
     REQUESTS.add((namespace, function, trigger, str(code)), 1.0)
 
@@ -176,7 +253,7 @@ class FunctionMeters:
         LOADS[labels] = stats
         self._labels = labels
         self._cold_starts: Counter | None = None
-        self._cold_start_latency: Histogram | None = None
+        self._cold_start_latency: dict[str, Histogram] = {}
         # (type, code) -> the GB-seconds and invocations keys: built once, not per request.
         self._bill_keys: dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -186,11 +263,13 @@ class FunctionMeters:
             self._cold_starts = COLD_STARTS.labels(*self._labels)
         return self._cold_starts
 
-    @property
-    def cold_start_latency(self) -> Histogram:
-        if self._cold_start_latency is None:
-            self._cold_start_latency = COLD_START_LATENCY.labels(*self._labels)
-        return self._cold_start_latency
+    def cold_start_latency(self, path: str) -> Histogram:
+        """The cold-start histogram of the path that served (COLD_PATH_*)."""
+        histogram = self._cold_start_latency.get(path)
+        if histogram is None:
+            histogram = COLD_START_LATENCY.labels(*self._labels, path)
+            self._cold_start_latency[path] = histogram
+        return histogram
 
     def forget(self) -> None:
         """The Function is gone: its gauges go; its counters stay (a Function deleted

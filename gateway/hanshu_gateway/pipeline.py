@@ -26,6 +26,7 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import StreamSettings
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.models import Cors
+from hanshu_api.platform import WarmPool
 
 from . import metrics
 from .async_calls import AsyncCalls, is_status_path
@@ -53,6 +54,7 @@ from .routing import Routed, RouteFinder
 from .settings import ConfigError, GatewayConfig, config_from_env
 from .stats import StatsReporter
 from .upstream import UpstreamPool
+from .warm_start import WarmStarts
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -67,7 +69,9 @@ def _function_missing(route: Route, headers: Mapping[str, str]) -> GatewayFault:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
+    def __init__(
+        self, config: GatewayConfig, catalog: Catalog, warm_pool: WarmPool | None = None
+    ) -> None:
         self.config = config
         self.catalog = catalog
         self.reporter = (
@@ -79,7 +83,12 @@ class Gateway:
         self._upstream = UpstreamPool()
         self.ids = RequestIds()
         self.routes = RouteFinder(catalog)
-        self.proxy = Proxy(self._upstream, self.reporter, config.cold_start_timeout)
+        # The warm pool (hanshu_api.warm_pool), when the platform has one: cold requests
+        # are then also served by a specialized pool replica while their Function starts.
+        self.warm_starts = WarmStarts(warm_pool) if warm_pool is not None else None
+        self.proxy = Proxy(
+            self._upstream, self.reporter, config.cold_start_timeout, self.warm_starts
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
         self._public: PublicServer | None = None
@@ -240,6 +249,8 @@ class Gateway:
         if self.intake is not None:
             await self.intake.close()
         await self.object_notifications.close()
+        if self.warm_starts is not None:
+            await self.warm_starts.close()
         self._upstream.close()
 
 

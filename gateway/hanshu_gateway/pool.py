@@ -11,6 +11,13 @@ EndpointSlice update would add up to a second to every cold start. The kubelet's
 still decide what the Service and other gateways see; a probed replica that later refuses
 a connection is probed again before it takes another request.
 
+With a warm pool (warm_start.py), a cold episode may also bring a specialized pool
+replica: it joins the usable endpoints as a temporary one (``add_temporary``) and takes
+requests, at the Function's concurrency, until the Function's own replicas are ready
+(``set_ready`` with endpoints); then it takes no new request and ``on_retire`` is called
+once its requests in flight have finished. A temporary one that refuses a connection is
+dropped at once (``drop_temporary``): it is never probed back.
+
 While the Function's status says its replicas cannot start (an image that cannot be pulled,
 no node with room, ...) and none is ready, nothing would come for the queue: a request is
 refused at once with the reason, and those already waiting are released with it.
@@ -91,6 +98,14 @@ class EndpointPool:
         self._probes: dict[Endpoint, asyncio.Task[None]] = {}
         self._usable: list[Endpoint] = []
         self.prober: Probe | None = None  # the gateway's, set before the first wait
+        # Specialized pool replicas: those taking requests, and those that leave once
+        # their requests in flight finish (then on_retire is called, once each).
+        self._temporary: list[Endpoint] = []
+        self._retiring: set[Endpoint] = set()
+        self.on_retire: Callable[[Endpoint], None] | None = None
+        # A cold episode asks the warm pool once: set when it does, cleared when the pool
+        # has usable endpoints again (the next cold episode asks again).
+        self.warm_asked = False
 
     @property
     def ready(self) -> Sequence[Endpoint]:
@@ -164,10 +179,59 @@ class EndpointPool:
             self._in_flight[endpoint] = left
         else:
             self._in_flight.pop(endpoint, None)
+            if endpoint in self._retiring:
+                self._retire(endpoint)
         self._dispatch()
+
+    # -- temporary (specialized) endpoints ---------------------------------------------------
+
+    @property
+    def temporary(self) -> Sequence[Endpoint]:
+        return self._temporary
+
+    def add_temporary(self, endpoint: Endpoint) -> bool:
+        """A specialized pool replica takes requests now; False (and it is retired at once)
+        when the Function's own replicas are ready already or it is known."""
+        if self._ready or endpoint in self._temporary or endpoint in self._ready:
+            self._retire(endpoint)
+            return False
+        self._temporary.append(endpoint)
+        self._refresh_usable()
+        self._dispatch()
+        return True
+
+    def drop_temporary(self, endpoint: Endpoint) -> None:
+        """A specialized replica that refused a connection: gone for good."""
+        if endpoint in self._temporary:
+            self._temporary.remove(endpoint)
+            self._refresh_usable()
+            self._retiring.add(endpoint)
+            if not self._in_flight.get(endpoint):
+                self._retire(endpoint)
+
+    def is_temporary(self, endpoint: Endpoint) -> bool:
+        return endpoint in self._temporary or endpoint in self._retiring
+
+    def _retire_temporaries(self) -> None:
+        """The Function's own replicas are ready: the specialized ones take no new request
+        and leave once those in flight finish."""
+        leaving, self._temporary = self._temporary, []
+        for endpoint in leaving:
+            self._retiring.add(endpoint)
+            if not self._in_flight.get(endpoint):
+                self._retire(endpoint)
+
+    def _retire(self, endpoint: Endpoint) -> None:
+        self._retiring.discard(endpoint)
+        self._penalized.pop(endpoint, None)
+        if self.on_retire is not None:
+            self.on_retire(endpoint)
 
     def penalize(self, endpoint: Endpoint, seconds: float) -> None:
         """Skip an endpoint that refused a connection for a moment (it may be starting)."""
+        if endpoint in self._temporary:
+            self.drop_temporary(endpoint)  # a specialized replica does not come back
+            return
         self._penalized[endpoint] = time.monotonic() + seconds
         if endpoint in self._probed:
             # Our probe's word only held until now: probe it again before it takes more.
@@ -182,6 +246,8 @@ class EndpointPool:
         # Once the kubelet has a word on a replica, its word holds.
         self._was_ready |= set(self._ready)
         self._probed -= set(self._ready)
+        if self._ready and self._temporary:
+            self._retire_temporaries()
         self._refresh_usable()
         self._dispatch()
         self._refuse_waiters()
@@ -203,13 +269,16 @@ class EndpointPool:
         self._probe_starting()
 
     def close(self) -> None:
-        """Stop probing (the Function is gone)."""
+        """Stop probing (the Function is gone); its specialized replicas leave."""
         for probe in self._probes.values():
             probe.cancel()
         self._probes.clear()
+        self._retire_temporaries()
 
     def _refresh_usable(self) -> None:
-        self._usable = sorted({*self._ready, *self._probed})
+        self._usable = sorted({*self._ready, *self._probed, *self._temporary})
+        if self._usable:
+            self.warm_asked = False  # the cold episode is over
 
     def _waiting(self) -> bool:
         return any(not waiter.done() for waiter in self._waiters)

@@ -24,6 +24,7 @@ from hanshu_api.invocations import (
 from hanshu_api.platform import Endpoint
 from hanshu_wire import HOP_BY_HOP as WIRE_HOP_BY_HOP
 
+from . import metrics
 from .catalog import FunctionEntry
 from .faults import (
     BadGateway,
@@ -33,12 +34,14 @@ from .faults import (
     TooManyRequests,
     Unavailable,
 )
+from .metrics import COLD_PATH_POD_START, COLD_PATH_POOL
 from .pool import NoEndpointInTime, QueueFull, ReplicasFailing
 from .probe import replica_prober
 from .public_http import PublicRequest
 from .routing import Routed
 from .stats import StatsReporter
 from .upstream import MalformedReply, ReplyTimeout, UpstreamClosed, UpstreamPool, UpstreamReply
+from .warm_start import WarmStarts
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -52,6 +55,8 @@ HOP_BY_HOP = WIRE_HOP_BY_HOP | {
 RETRY_PENALTY_SECONDS = 0.05
 # When to try a Function whose replicas cannot start again: a fix takes a person.
 FAULT_RETRY_AFTER_SECONDS = 10
+# On a cold request's reply: which path served it (metrics.COLD_PATH_*).
+COLD_START_PATH_HEADER = "X-Hanshu-Cold-Start-Path"
 # Only the runtime's own "draining" 503 carries it (the runtime strips it from what a
 # function returns): such a request is retried on another replica. Never shown to callers.
 DRAINING_HEADER = "X-Hanshu-Draining"
@@ -178,10 +183,13 @@ class Proxy:
         upstream: UpstreamPool,
         reporter: StatsReporter | None,
         cold_start_timeout: float,
+        warm_starts: WarmStarts | None = None,
     ) -> None:
         self.upstream = upstream
         self.reporter = reporter
         self.cold_start_timeout = cold_start_timeout
+        # None: no warm pool, and a cold request costs nothing more than it did.
+        self.warm_starts = warm_starts
 
     async def forward(self, call: ProxiedCall) -> web.Response:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
@@ -205,10 +213,10 @@ class Proxy:
                     reply = await self._attempt(call, endpoint)
                 except GatewayFault as failed:
                     # A replica that failed took the request: billed as one that answered.
-                    self._settle(call, call_started, arrived if cold else None, failed)
+                    self._settle(call, endpoint, call_started, arrived if cold else None, failed)
                     raise
                 if reply is not None:
-                    self._settle(call, call_started, arrived if cold else None, reply)
+                    self._settle(call, endpoint, call_started, arrived if cold else None, reply)
                     return reply
                 if time.monotonic() > deadline:
                     raise FunctionNotReady(f"no replica of '{entry.key[1]}' accepted the request")
@@ -220,14 +228,20 @@ class Proxy:
         """Wait in the Function's queue, as long as the deadline allows."""
         pool, stats = entry.pool, entry.stats
         function = entry.key[1]
-        if pool.is_cold and self.reporter is not None:
-            self.reporter.cold(entry.key)
+        if pool.is_cold:
+            # Both at once, whichever serves first; the pool is asked first, as its answer
+            # is the nearer one (the autoscaler's is a replica that starts from nothing).
+            if self.warm_starts is not None:
+                self.warm_starts.cold(entry)
+            if self.reporter is not None:
+                self.reporter.cold(entry.key)
         if pool.prober is None:  # starting replicas are probed while we wait
             pool.prober = replica_prober(self.upstream)
         stats.queued += 1
         try:
             return await pool.acquire(max(0.0, deadline - time.monotonic()))
         except QueueFull:
+            metrics.QUEUE_FULL.labels(*entry.key).inc()
             raise TooManyRequests(
                 f"{pool.queued} requests are already waiting for '{function}'; retry shortly",
                 error_type="QueueFull",
@@ -253,6 +267,7 @@ class Proxy:
     @staticmethod
     def _settle(
         call: ProxiedCall,
+        endpoint: Endpoint,
         call_started: float,
         cold_since: float | None,
         outcome: web.Response | GatewayFault,
@@ -267,9 +282,11 @@ class Proxy:
             outcome.status,
         )
         if cold_since is not None:
-            meters.cold_start_latency.observe(time.monotonic() - cold_since)
+            path = COLD_PATH_POOL if entry.pool.is_temporary(endpoint) else COLD_PATH_POD_START
+            meters.cold_start_latency(path).observe(time.monotonic() - cold_since)
             headers: MutableMapping[str, str] = outcome.headers
             headers["X-Hanshu-Cold-Start"] = "true"
+            headers[COLD_START_PATH_HEADER] = path
 
     async def _attempt(self, call: ProxiedCall, endpoint: Endpoint) -> web.Response | None:
         """One attempt; None means 'not served, try another replica'."""
@@ -321,6 +338,7 @@ class Proxy:
 
 
 __all__ = [
+    "COLD_START_PATH_HEADER",
     "DRAINING_HEADER",
     "HOP_BY_HOP",
     "REPLY_DROP",

@@ -14,6 +14,7 @@ from typing import Any
 
 from hanshu_api import INTERNAL_TOKEN_ENV
 from hanshu_api.event_sources import WatchableKind, watchable_kinds_from_env
+from hanshu_api.pool_settings import WarmPoolSettings
 from hanshu_api.settings import (
     DEFAULT_FUNCTION_RESOURCES,
     ConfigError,
@@ -67,6 +68,11 @@ class OperatorConfig:
     gateway_pod_labels: Mapping[str, str] = field(default_factory=dict)
     metrics_namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # The chart's warmPool: the namespaces that keep a pool of generic runtime pods.
+    warm_pools: WarmPoolSettings = field(default_factory=WarmPoolSettings)
+    # A specialized pool pod older than this is deleted, whatever else holds: the gateway
+    # that claimed it retires it when the Function's replicas are ready, unless it died.
+    warm_pool_specialized_seconds: float = 600.0
 
 
 def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
@@ -79,8 +85,9 @@ def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
     """Parse and check every setting; raises ConfigError naming the first bad one."""
+    runtime_image = text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev")
     return OperatorConfig(
-        runtime_image=text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev"),
+        runtime_image=runtime_image,
         image_pull_policy=choice(
             env, "HANSHU_IMAGE_PULL_POLICY", "IfNotPresent", IMAGE_PULL_POLICIES
         ),
@@ -106,4 +113,8 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         gateway_pod_labels=_labels(env, "HANSHU_GATEWAY_POD_LABELS"),
         metrics_namespaces=names(env, "HANSHU_METRICS_NAMESPACES"),
         log_level=choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
+        warm_pools=WarmPoolSettings.from_env(env, runtime_image),
+        warm_pool_specialized_seconds=number(
+            env, "HANSHU_WARM_POOL_SPECIALIZED_SECONDS", 600.0, at_least(1), unit="seconds"
+        ),
     )

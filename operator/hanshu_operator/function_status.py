@@ -7,8 +7,12 @@ to zero is Ready: the next request wakes it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from hanshu_api.models import SpecInvalid, parse_function_spec
+from hanshu_api.pool_settings import WarmPoolSettings
+from hanshu_api.warm_pool import pool_eligibility
 
 from .conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 from .replica_faults import StartFailure
@@ -84,21 +88,43 @@ def previous_dependent(conditions: Iterable[Mapping[str, Any]] | None, kind: str
     )
 
 
+def pool_condition(
+    spec: Mapping[str, Any] | None,
+    namespace: str,
+    pools: WarmPoolSettings,
+    default_resources: Mapping[str, Any],
+) -> Condition:
+    """PoolEligible: whether a cold request for this Function is served by its namespace's
+    warm pool, and if not why (``pool_eligibility``, the gateway's own rule). Never part
+    of Ready: a Function the pool cannot serve is served by starting its own pods."""
+    try:
+        parsed = parse_function_spec(spec or {})
+    except SpecInvalid:
+        return Condition(
+            "PoolEligible", FALSE, "InvalidSpec", "not judged while the spec is invalid"
+        )
+    verdict = pool_eligibility(parsed, pools.shape(namespace), default_resources)
+    return Condition(
+        "PoolEligible", TRUE if verdict.eligible else FALSE, verdict.reason, verdict.message
+    )
+
+
 def function_conditions(
     configuration: Condition,
     code: Condition,
     deployment_ready: Condition,
     active: Condition,
-    versions: Sequence[Condition] = (),
+    *extra: Condition,
 ) -> list[Condition]:
-    """``versions``: AliasesValid and CanaryHealthy, when the Function has them. An alias on
-    a missing version makes the Function not Ready (its callers get 503s); a rolled back
-    canary does not (the alias serves, on the old version)."""
-    gating = [c for c in versions if c.type == ALIASES_VALID]
+    """Ready summarises the first three and AliasesValid (an alias on a missing version:
+    its callers get 503s); ``active`` and the other ``extra`` conditions (PoolEligible,
+    CanaryHealthy: a rolled back canary still serves, on the old version) say more and
+    change nothing in it."""
+    gating = [c for c in extra if c.type == ALIASES_VALID]
     ready = summarize(
         [configuration, code, deployment_ready, *gating], "Ready", "the Function is ready to serve"
     )
-    return [ready, configuration, code, deployment_ready, active, *versions]
+    return [ready, configuration, code, deployment_ready, active, *extra]
 
 
 def version_conditions(

@@ -25,6 +25,7 @@ from hanshu_api import (
     MANAGED_BY,
     VERSION,
 )
+from hanshu_api.conditions import replica_fault
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 from hanshu_api.replica_scale import REPLICAS_MANAGER, scale
@@ -56,6 +57,7 @@ from .conditions import (
 from .function_status import (
     deployment_conditions,
     function_conditions,
+    pool_condition,
     previous_dependent,
     replica_counts,
     version_conditions,
@@ -273,7 +275,13 @@ async def write_function_status(
             configuration or previous_dependent(previous, "ConfigurationValid"),
             code or previous_dependent(previous, "CodeReady"),
             *deployment_conditions(current, failure),
-            version_conditions(previous, version_verdicts or {}),
+            pool_condition(
+                function.get("spec"),
+                namespace,
+                state.config.warm_pools,
+                state.config.default_resources,
+            ),
+            *version_conditions(previous, version_verdicts or {}),
         )
         observed = generation if generation is not None else status.get("observedGeneration")
         new_status: dict[str, Any] = {
@@ -283,7 +291,13 @@ async def write_function_status(
         }
         if observed is not None:
             new_status["observedGeneration"] = observed
-        REPLICA_COUNTS.set(key, new_status["desiredReplicas"], new_status["readyReplicas"])
+        fault = replica_fault({"status": new_status})  # what the gateway reads, too
+        REPLICA_COUNTS.set(
+            key,
+            new_status["desiredReplicas"],
+            new_status["readyReplicas"],
+            None if fault is None else fault.reason,
+        )
         if any(status.get(field) != value for field, value in new_status.items()):
             await state.kube.merge_patch(
                 path_for(API_VERSION, FUNCTION_PLURAL, namespace, name, "status"),

@@ -1,4 +1,5 @@
-"""Operator metrics: reconcile counts by outcome, errors, durations; served on /metrics.
+"""Operator metrics: reconcile counts by outcome, errors, durations, each Function's
+replicas and why they cannot start; served on /metrics.
 
 Cost: the reconcile metrics are a few label sets in all; the replica counts one small
 tuple per Function (``ReplicaCounts``), made into samples only when scraped.
@@ -38,12 +39,20 @@ class ReplicaCounts(Collector):
 
     def __init__(self) -> None:
         self._counts: dict[FunctionKey, tuple[int, int]] = {}
+        # Only the Functions whose replicas cannot start: the reason, from
+        # hanshu_api.conditions.REPLICA_FAULT_REASONS. A healthy Function costs nothing here.
+        self._faults: dict[FunctionKey, str] = {}
 
-    def set(self, key: FunctionKey, desired: int, ready: int) -> None:
+    def set(self, key: FunctionKey, desired: int, ready: int, fault: str | None = None) -> None:
         self._counts[key] = (desired, ready)
+        if fault is None:
+            self._faults.pop(key, None)
+        else:
+            self._faults[key] = fault
 
     def forget(self, key: FunctionKey) -> None:
         self._counts.pop(key, None)
+        self._faults.pop(key, None)
 
     def get(self, key: FunctionKey) -> tuple[int, int] | None:
         return self._counts.get(key)
@@ -59,6 +68,17 @@ class ReplicaCounts(Collector):
             family.add_metric([namespace, name, "desired"], desired)
             family.add_metric([namespace, name, "ready"], ready)
         yield family
+        faults = GaugeMetricFamily(
+            "hanshu_function_replica_fault",
+            "1 for a Function whose replicas cannot start, by the reason its DeploymentReady "
+            "condition gives (ImagePullFailed, Unschedulable, CrashLoop, OutOfMemory, "
+            "ContainerConfigError, RuntimeStartupFailed, ProgressDeadlineExceeded, "
+            "ReplicaFailure); no sample while they can.",
+            labels=["namespace", "function", "reason"],
+        )
+        for (namespace, name), reason in list(self._faults.items()):
+            faults.add_metric([namespace, name, reason], 1)
+        yield faults
 
 
 REPLICA_COUNTS = ReplicaCounts()

@@ -21,6 +21,7 @@ from .config import ConfigError, config_from_env
 from .schedule_catalog import start_schedule_catalog
 from .state import OperatorState, operator_state
 from .stream_catalog import start_stream_catalog
+from .warm_pools import start_warm_pools
 
 LIST_CHUNK = 500
 WORKERS_PER_KIND = 48
@@ -80,6 +81,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     logging.getLogger("hanshu.operator").info("%d Triggers filed at start-up", filed)
     start_schedule_catalog(state, memo)
     start_stream_catalog(state, memo)
+    start_warm_pools(state)
 
 
 @kopf.on.probe(id="eventLoopLag")

@@ -12,10 +12,11 @@ import sys
 # once it is ready.
 gc.disable()
 
-from .config import config_from_env  # noqa: E402
-from .faults import StartupFault  # noqa: E402
+from .config import config_from_env, pool_config_from_env  # noqa: E402
+from .faults import ConfigError, StartupFault  # noqa: E402
 from .instance import Instance  # noqa: E402
 from .logs import configure_logging  # noqa: E402
+from .specialize import POOL_MODE_ENV, POOL_TOKEN_ENV  # noqa: E402
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -32,6 +33,19 @@ def report_startup_fault(fault: StartupFault, termination_log: str) -> None:
 
 
 async def _serve() -> None:
+    if os.environ.get(POOL_MODE_ENV, "").strip() == "1":
+        # A warm pool replica: the token is taken out of the environment at once (user
+        # code loaded later must not find it there).
+        token = os.environ.pop(POOL_TOKEN_ENV, "").strip()
+        if not token:
+            raise ConfigError(
+                f"{POOL_MODE_ENV}=1 but {POOL_TOKEN_ENV} is not set",
+                f"set {POOL_TOKEN_ENV} to the namespace's pool token (the platform does)",
+            )
+        config = pool_config_from_env(os.environ)
+        configure_logging("pool", config.log_level)
+        await Instance(config, pool_token=token).run()
+        return
     config = config_from_env(os.environ)
     configure_logging(config.function_name, config.log_level)
     await Instance(config).run()

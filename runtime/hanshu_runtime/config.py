@@ -82,6 +82,12 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int) -
     return int(value)
 
 
+def pool_config_from_env(env: Mapping[str, str]) -> RuntimeConfig:
+    """A pool replica's settings before it knows its Function: where it listens, nothing
+    else (HANSHU_HANDLER and the rest come with the specialize request)."""
+    return config_from_env({**env, "HANSHU_HANDLER": env.get("HANSHU_HANDLER") or "pool.pending"})
+
+
 def config_from_env(env: Mapping[str, str]) -> RuntimeConfig:
     """Parse and check every setting; a bad one is a start-up fault naming the variable."""
     handler = env.get("HANSHU_HANDLER", "").strip()

@@ -1,5 +1,11 @@
 """The instance: the function port (every path is the function's), the admin port
-(``/healthz``, ``/readyz``, ``/metrics``), start-up, and draining on SIGTERM."""
+(``/healthz``, ``/readyz``, ``/metrics``), start-up, and draining on SIGTERM.
+
+In pool mode (``HANSHU_POOL=1``, docs/concepts.md "Warm pool") both ports listen before
+any code is known: ``/readyz`` says not ready (a pool replica is in no Service), the
+function port refuses with 503 ``NotSpecialized``, and ``POST /_hanshu/specialize`` on the
+admin port, with the pool token, hands it one Function for good (specialize.py).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +16,32 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from .config import RuntimeConfig
+from .config import RuntimeConfig, config_from_env
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
-from .faults import ConfigError, InitializerError, InvalidResponse, error_body
+from .faults import ConfigError, InitializerError, InvalidResponse, StartupFault, error_body
 from .http_events import PREFIX_HEADER, HttpRequest, mount_prefix
 from .http_server import HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
-from .logs import request_id_var
+from .logs import configure_logging, request_id_var
 from .metrics import FunctionMetrics
 from .replies import HttpReply, to_json_bytes
+from .specialize import (
+    MAX_SPECIALIZE_BYTES,
+    SPECIALIZE_PATH,
+    SpecializeInvalid,
+    apply_env,
+    bearer_matches,
+    parse_specialization,
+    write_code,
+)
 from .workers import HandlerThreads
 
 log = logging.getLogger("hanshu.runtime")
@@ -49,6 +66,11 @@ _ADMIN_MAX_BODY = 1024
 
 class Phase(enum.Enum):
     STARTING = "starting"
+    # Pool mode: serving nothing until specialized; FAILED: its specialization failed, and
+    # it stays refusing for good (the platform discards it).
+    POOLED = "pooled"
+    SPECIALIZING = "specializing"
+    FAILED = "failed"
     READY = "ready"
     DRAINING = "draining"
 
@@ -102,8 +124,12 @@ async def _listen(server: HttpServer, host: str, port: int, variable: str) -> No
 
 
 class Instance:
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, pool_token: str | None = None) -> None:
         self.config = config
+        # Pool mode when set: the token POST SPECIALIZE_PATH must bear.
+        self.pool_token = pool_token
+        self._specialize_claimed = False
+        self._function_port: HttpServer | None = None
         self.phase = Phase.STARTING
         self.in_flight = 0
         self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
@@ -133,6 +159,14 @@ class Instance:
         # A caller's id is kept only if it can go back out in a header and into a log.
         usable = 0 < len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable()
         request_id = given if usable else self._request_ids.next()
+        if self.phase in (Phase.POOLED, Phase.SPECIALIZING, Phase.FAILED):
+            self.metrics.count("rejected")
+            return _error(
+                503,
+                "NotSpecialized",
+                "this is a warm pool replica serving no Function (yet)",
+                request_id,
+            )
         if self.phase is not Phase.READY or self._invoker is None:
             self.metrics.count("rejected")
             return _error(
@@ -258,6 +292,8 @@ class Instance:
     # -- the admin port ---------------------------------------------------------------------
 
     async def admin(self, request: Request) -> Response:
+        if self.pool_token is not None and request.path == SPECIALIZE_PATH:
+            return await self.specialize(request)
         if request.method not in ("GET", "HEAD"):
             return json_response(405, {"errorType": "MethodNotAllowed", "errorMessage": "GET only"})
         if request.path == "/healthz":
@@ -275,6 +311,115 @@ class Instance:
                 "/healthz, /readyz and /metrics",
             },
         )
+
+    async def specialize(self, request: Request) -> Response:
+        """Become one Function for good: its files written, its environment applied, its
+        handler loaded as a normal start loads it; 200 once the function port serves it."""
+        assert self.pool_token is not None
+        if request.method != "POST":
+            return json_response(
+                405, {"errorType": "MethodNotAllowed", "errorMessage": "POST only"}
+            )
+        if not bearer_matches(request.by_name.get("Authorization"), self.pool_token):
+            return json_response(
+                401,
+                {
+                    "errorType": "Unauthorized",
+                    "errorMessage": "specializing needs Authorization: Bearer <the pool token>",
+                },
+            )
+        if self._specialize_claimed:
+            return json_response(
+                409,
+                {
+                    "errorType": "AlreadySpecialized",
+                    "errorMessage": "this pool replica was specialized already: it runs one "
+                    f"Function ever (it is {self.phase.value})",
+                },
+            )
+        if request.body_too_large:
+            return json_response(
+                413,
+                {
+                    "errorType": "RequestTooLarge",
+                    "errorMessage": f"the request is over {MAX_SPECIALIZE_BYTES} bytes",
+                },
+            )
+        try:
+            wanted = parse_specialization(request.body)
+        except SpecializeInvalid as invalid:
+            return json_response(400, {"errorType": "InvalidRequest", "errorMessage": str(invalid)})
+        self._specialize_claimed = True  # before any await: a second request gets 409
+        self.phase = Phase.SPECIALIZING
+        started = time.perf_counter()
+        try:
+            code_dir = wanted.env.get("HANSHU_CODE_DIR", "") or self.config.code_dir
+            try:
+                write_code(code_dir, wanted.files)
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot write the code into {code_dir}: {error.strerror or error}",
+                    "point HANSHU_CODE_DIR at a writable folder (in a pod: under /tmp)",
+                ) from None
+            apply_env(os.environ, wanted.env)
+            pooled = self.config
+            self.config = replace(
+                config_from_env(os.environ),
+                host=pooled.host,
+                port=pooled.port,
+                admin_port=pooled.admin_port,
+                instance=pooled.instance,
+            )
+            self._become(self.config)
+            await self.load()
+        except StartupFault as fault:
+            self.phase = Phase.FAILED
+            self._report_fault(fault)
+            return json_response(
+                500,
+                {
+                    "errorType": fault.fault_type,
+                    "errorMessage": fault.one_line(),
+                    "phase": self.phase.value,
+                },
+            )
+        self._serving()
+        return json_response(
+            200,
+            {
+                "phase": self.phase.value,
+                "namespace": wanted.namespace,
+                "function": wanted.function,
+                "specializeSeconds": round(time.perf_counter() - started, 6),
+            },
+        )
+
+    def _become(self, config: RuntimeConfig) -> None:
+        """What a normal start would have built from this config."""
+        configure_logging(config.function_name, config.log_level)
+        self._function = FunctionInfo(
+            name=config.function_name,
+            handler=config.handler,
+            version=config.function_version,
+            memory=config.memory_mb,
+            timeout=config.timeout_seconds,
+            namespace=config.namespace,
+            instance=config.instance,
+        )
+        if not self._metrics_registered:
+            self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
+        if self._function_port is not None:
+            self._function_port.max_body_bytes = config.max_body_bytes
+
+    def _report_fault(self, fault: StartupFault) -> None:
+        """As a normal start reports it: one line on stderr and in the termination log."""
+        line = fault.one_line()
+        print(line, file=sys.stderr, flush=True)
+        try:
+            with open(self.config.termination_log, "w", encoding="utf-8") as sink:
+                sink.write(line + "\n")
+        except OSError:
+            pass
 
     def metrics_page(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -329,35 +474,51 @@ class Instance:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
 
-        admin = HttpServer(self.admin, max_body_bytes=_ADMIN_MAX_BODY)
+        pooled = self.pool_token is not None
+        # A pool replica's admin port takes the specialize request (the code and env).
+        admin_body = MAX_SPECIALIZE_BYTES if pooled else _ADMIN_MAX_BODY
+        admin = HttpServer(self.admin, max_body_bytes=admin_body)
         await _listen(admin, config.host, config.admin_port, "HANSHU_ADMIN_PORT")
         function_port: HttpServer | None = None
         try:
-            await self.load()
+            if not pooled:
+                await self.load()
             function_port = HttpServer(self.handle, max_body_bytes=config.max_body_bytes)
+            self._function_port = function_port
             await _listen(function_port, config.host, config.port, "HANSHU_PORT")
-            # What is loaded now lives as long as the process: keep the GC from rescanning it.
-            gc.freeze()
-            gc.enable()  # ``python -m hanshu_runtime`` keeps it off while starting
-            self.phase = Phase.READY
-            log.info(
-                "ready",
-                extra={
-                    "handler": config.handler,
-                    "port": config.port,
-                    "adminPort": config.admin_port,
-                    "handlerType": config.handler_type.value,
-                },
-            )
+            if pooled:
+                self.phase = Phase.POOLED
+                log.info(
+                    "pooled: waiting to be specialized",
+                    extra={"port": config.port, "adminPort": config.admin_port},
+                )
+            else:
+                self._serving()
             await self._stop.wait()
             await self._drain(function_port)
         finally:
             if function_port is not None:
                 function_port.close()
             if isinstance(self._invoker, AsgiInvoker):
-                await self._invoker.lifespan.shutdown(config.drain_seconds)
+                await self._invoker.lifespan.shutdown(self.config.drain_seconds)
             admin.close()
             self._threads.shutdown()
+
+    def _serving(self) -> None:
+        config = self.config
+        # What is loaded now lives as long as the process: keep the GC from rescanning it.
+        gc.freeze()
+        gc.enable()  # ``python -m hanshu_runtime`` keeps it off while starting
+        self.phase = Phase.READY
+        log.info(
+            "ready",
+            extra={
+                "handler": config.handler,
+                "port": config.port,
+                "adminPort": config.admin_port,
+                "handlerType": config.handler_type.value,
+            },
+        )
 
     async def _drain(self, function_port: HttpServer) -> None:
         self.phase = Phase.DRAINING

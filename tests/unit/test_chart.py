@@ -7,6 +7,7 @@ import base64
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.tools import ToolUnavailable, helm
+from tests.support.tools import ToolUnavailable, helm, promtool
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "hanshu"
@@ -100,7 +101,10 @@ def test_rbac_is_least_privilege(helm_bin: Path):
             for rule in document["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule[field], f"{document['metadata']['name']}: {rule}"
-                if "secrets" in rule["resources"] and not _is_api_keys_role(document):
+                if "secrets" in rule["resources"] and _is_warm_pool_role(document):
+                    # A pooled namespace's one token Secret (create cannot name it).
+                    assert _pool_secret_rule(rule), rule
+                elif "secrets" in rule["resources"] and not _is_api_keys_role(document):
                     # Read where Functions and Triggers live; written nowhere but the
                     # release namespace (the published API-key verifiers).
                     assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
@@ -202,6 +206,17 @@ def _is_api_keys_role(document: dict[str, Any]) -> bool:
     return document["kind"] == "Role" and document["metadata"]["name"].endswith("-api-keys")
 
 
+def _is_warm_pool_role(document: dict[str, Any]) -> bool:
+    return document["kind"] == "Role" and document["metadata"]["name"].endswith("-warm-pool")
+
+
+def _pool_secret_rule(rule: dict[str, Any]) -> bool:
+    """The warm pool's Secret rules: create, or get and patch of hanshu-pool-token only."""
+    if rule["verbs"] == ["create"]:
+        return "resourceNames" not in rule
+    return rule.get("resourceNames") == ["hanshu-pool-token"] and rule["verbs"] == ["get", "patch"]
+
+
 def _secret_verbs(document: dict[str, Any]) -> set[str]:
     return {
         v for rule in document["rules"] if "secrets" in rule["resources"] for v in rule["verbs"]
@@ -239,7 +254,7 @@ def test_secrets_of_the_release_namespace_only(helm_bin: Path, values: Path | No
     assert [(r["metadata"]["namespace"], _secret_verbs(r)) for r in keys] == [
         ("hanshu-system", {"list", "watch"})
     ]
-    operator = _bound_roles(documents, "hanshu-operator")
+    operator = [r for r in _bound_roles(documents, "hanshu-operator") if not _is_warm_pool_role(r)]
     writes = [r for r in operator if "create" in _secret_verbs(r)]
     assert [(r["kind"], r["metadata"]["namespace"]) for r in writes] == [("Role", "hanshu-system")]
     assert _secret_verbs(writes[0]) == {"get", "list", "watch", "create", "patch", "delete"}
@@ -311,7 +326,11 @@ def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):
     kinds = [d["kind"] for d in documents]
     assert "ServiceMonitor" in kinds
     assert "PodMonitor" in kinds
-    dashboard = next(d for d in documents if d["kind"] == "ConfigMap")
+    dashboard = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hanshu-dashboard"
+    )
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     panels = json.loads(dashboard["data"]["hanshu.json"])["panels"]
     assert len(panels) == 6
@@ -343,6 +362,13 @@ def test_schema_rejects_typos_and_wrong_types(helm_bin: Path):
         ("dispatcher.concurency=5", "concurency"),
         ("dispatcher.replicas=0", "replicas"),
         ("nats.jetstream.maxMemoryStore=lots", "maxMemoryStore"),
+        ("alerts.enabeld=true", "enabeld"),
+        ("alerts.format=Rules", "format"),
+        ("alerts.rules.HanshuColdStrtSlow.for=1h", "HanshuColdStrtSlow"),
+        ("alerts.rules.HanshuColdStartSlow.for=soon", "for"),
+        ("alerts.rules.HanshuColdStartSlow.threshold=slow", "threshold"),
+        ("alerts.rules.HanshuComponentDown.threshold=2", "threshold"),  # it has none
+        ("alerts.rules.HanshuFunctionErrorRate.threshold=5", "threshold"),  # a share: <= 1
     ):
         result = subprocess.run(
             [str(helm_bin), "template", "hanshu", str(CHART), "--set", setting],
@@ -770,3 +796,199 @@ def test_a_watchable_kind_without_its_resource_is_refused(helm_bin: Path):
     with pytest.raises(subprocess.CalledProcessError) as refused:
         render(helm_bin, None, "--set-json", f"gateway.watchableKinds={kind}")
     assert "resource" in refused.value.stderr
+
+
+# --- Alert rules: files/alerts/hanshu-rules.yaml, as a PrometheusRule or a ConfigMap ---
+
+ALERT_RULES = CHART / "files" / "alerts" / "hanshu-rules.yaml"
+PROMETHEUS_RULE_CRD = "monitoring.coreos.com/v1/PrometheusRule"
+
+
+def _alerts_object(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    (alerts,) = [d for d in documents if d["metadata"]["name"] == "hanshu-alerts"]
+    return alerts
+
+
+def _rule_file_groups() -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    return groups
+
+
+def _promtool_check(rules: str, tmp_path: Path) -> None:
+    """promtool's verdict on a rendered rule file, when promtool is here."""
+    try:
+        tool = promtool()
+    except ToolUnavailable:
+        return  # tests/unit/test_alert_rules.py says why it skips
+    path = tmp_path / "rendered-rules.yaml"
+    path.write_text(rules)
+    checked = subprocess.run(
+        [str(tool), "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_no_alert_rules_unless_enabled(helm_bin: Path):
+    names = {
+        d["metadata"]["name"] for d in render(helm_bin, None, "--api-versions", PROMETHEUS_RULE_CRD)
+    }
+    assert "hanshu-alerts" not in names
+
+
+def test_alerts_are_a_prometheus_rule_when_the_operators_crd_is_served(helm_bin: Path):
+    documents = render(
+        helm_bin, CHART / "ci" / "monitoring-values.yaml", "--api-versions", PROMETHEUS_RULE_CRD
+    )
+    rule = _alerts_object(documents)
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "hanshu-system"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"  # for its ruleSelector
+    # The rule file, carried whole: the same groups, rules, expressions and annotations.
+    assert rule["spec"]["groups"] == _rule_file_groups()
+
+
+def test_alerts_are_a_configmap_of_plain_rules_without_the_crd(helm_bin: Path, tmp_path: Path):
+    documents = render(helm_bin, CHART / "ci" / "monitoring-values.yaml")
+    assert "PrometheusRule" not in {d["kind"] for d in documents}
+    config_map = _alerts_object(documents)
+    assert config_map["kind"] == "ConfigMap"
+    rules = config_map["data"]["hanshu-rules.yaml"]
+    assert yaml.safe_load(rules)["groups"] == _rule_file_groups()
+    _promtool_check(rules, tmp_path)
+
+
+def test_alerts_format_chooses_regardless_of_the_cluster(helm_bin: Path):
+    forced = render(
+        helm_bin, None, "--set", "alerts.enabled=true", "--set", "alerts.format=PrometheusRule"
+    )
+    assert _alerts_object(forced)["kind"] == "PrometheusRule"
+    plain = render(
+        helm_bin,
+        None,
+        "--set",
+        "alerts.enabled=true",
+        "--set",
+        "alerts.format=ConfigMap",
+        "--api-versions",
+        PROMETHEUS_RULE_CRD,
+    )
+    assert _alerts_object(plain)["kind"] == "ConfigMap"
+
+
+def test_alert_thresholds_durations_labels_and_runbooks_follow_the_values(
+    helm_bin: Path, tmp_path: Path
+):
+    values = tmp_path / "alerts.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {
+                    "enabled": True,
+                    "format": "ConfigMap",
+                    "additionalLabels": {"team": "platform"},
+                    "runbookBaseUrl": "https://wiki.example/hanshu-runbooks",
+                    "rules": {
+                        "HanshuFunctionErrorRate": {"threshold": 0.02, "for": "10m"},
+                        "HanshuColdStartSlow": {"threshold": 2.5},
+                        "HanshuStreamLagGrowing": {"threshold": 10000},
+                        "HanshuComponentDown": {"enabled": False},
+                    },
+                }
+            }
+        )
+    )
+    rendered_text = _alerts_object(render(helm_bin, values))["data"]["hanshu-rules.yaml"]
+    rendered = {
+        rule["alert"]: rule
+        for group in yaml.safe_load(rendered_text)["groups"]
+        for rule in group["rules"]
+    }
+    source = {rule["alert"]: rule for group in _rule_file_groups() for rule in group["rules"]}
+    assert set(source) - set(rendered) == {"HanshuComponentDown"}
+    error_rate = rendered["HanshuFunctionErrorRate"]
+    assert error_rate["expr"].rstrip().endswith(") > 0.02")
+    assert error_rate["expr"].replace("0.02", "0.05") == source["HanshuFunctionErrorRate"]["expr"]
+    assert error_rate["for"] == "10m"
+    assert rendered["HanshuColdStartSlow"]["expr"].rstrip().endswith(") > 2.5")
+    assert rendered["HanshuColdStartSlow"]["for"] == source["HanshuColdStartSlow"]["for"]
+    lag = rendered["HanshuStreamLagGrowing"]["expr"]
+    # Only the last comparison is the threshold; the growth test (> 0) stays.
+    assert lag.rstrip().endswith(") > 10000")
+    assert "[10m])) > 0" in lag
+    for name, rule in rendered.items():
+        assert rule["labels"]["team"] == "platform"
+        assert rule["labels"]["severity"] == source[name]["labels"]["severity"]
+        anchor = source[name]["annotations"]["runbook_url"].split("#")[1]
+        assert rule["annotations"]["runbook_url"] == (
+            f"https://wiki.example/hanshu-runbooks#{anchor}"
+        )
+        if name not in ("HanshuFunctionErrorRate", "HanshuColdStartSlow", "HanshuStreamLagGrowing"):
+            assert rule["expr"] == source[name]["expr"]
+    _promtool_check(rendered_text, tmp_path)
+
+
+def test_the_service_monitor_names_jobs_as_the_alert_rules_expect(helm_bin: Path):
+    documents = render(helm_bin, CHART / "ci" / "monitoring-values.yaml")
+    monitor = next(d for d in documents if d["kind"] == "ServiceMonitor")
+    for endpoint in monitor["spec"]["endpoints"]:
+        # The Function's namespace label survives beside the target's namespace.
+        assert endpoint["honorLabels"] is True
+        (relabel,) = endpoint["relabelings"]
+        assert relabel == {
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_component"],
+            "targetLabel": "job",
+            "replacement": "hanshu-$1",
+        }
+    components = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]
+        for d in documents
+        if d["kind"] == "Service"
+        and {p["name"] for p in d["spec"]["ports"]} & {"metrics", "internal"}
+    }
+    jobs_in_rules = set(re.findall(r'job=~?"hanshu-\(?([a-z|]+)', ALERT_RULES.read_text()))
+    named = {job for alternatives in jobs_in_rules for job in alternatives.split("|")}
+    assert components == named == {"gateway", "operator", "autoscaler", "dispatcher"}
+
+
+def test_the_warm_pool_is_off_by_default(helm_bin: Path):
+    documents = render(helm_bin, None)
+    for component in ("operator", "gateway"):
+        assert _env(_one(documents, "Deployment", component))["HANSHU_WARM_POOLS"] == ""
+    assert not [d for d in documents if d["metadata"]["name"].endswith("-warm-pool")]
+
+
+def test_the_warm_pool_reaches_both_components_with_least_privilege(helm_bin: Path):
+    documents = render(helm_bin, CHART / "ci" / "warm-pool-values.yaml")
+    for component in ("operator", "gateway"):
+        env = _env(_one(documents, "Deployment", component))
+        assert json.loads(env["HANSHU_WARM_POOLS"] or "") == {"team-a": 2, "iot": 4}
+        assert json.loads(env["HANSHU_WARM_POOL_RESOURCES"] or "")["limits"] == {"memory": "512Mi"}
+    pool_roles = {
+        (d["metadata"]["namespace"], _component(d)): d
+        for d in documents
+        if d["kind"] == "Role" and _is_warm_pool_role(d)
+    }
+    assert set(pool_roles) == {(ns, c) for ns in ("team-a", "iot") for c in ("operator", "gateway")}
+
+    def grants(role: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+
+    assert grants(pool_roles["iot", "gateway"]) == {
+        ("pods", "list"),
+        ("pods", "watch"),
+        ("pods", "patch"),
+        ("pods", "delete"),
+        ("configmaps", "get"),
+    }
+    assert ("pods", "delete") in grants(pool_roles["iot", "operator"])
+    assert ("pods", "patch") not in grants(pool_roles["iot", "operator"])
+
+
+def test_a_pooled_namespace_must_be_watched(helm_bin: Path, tmp_path: Path):
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "watchNamespaces: [team-a]\nwarmPool: {enabled: true, namespaces: {elsewhere: 1}}\n"
+    )
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        render(helm_bin, values)
+    assert "warmPool.namespaces has elsewhere" in failed.value.stderr

@@ -89,3 +89,31 @@ def test_an_idle_function_adds_no_latency_series_until_its_first_request() -> No
         "hanshu_gateway_request_duration_seconds", namespace="metrics-test", function="idle"
     )
     assert served["hanshu_gateway_request_duration_seconds_count"] == 1
+
+
+def test_the_memory_limit_is_read_from_the_cgroup_and_none_when_unlimited(tmp_path) -> None:
+    assert metrics.parse_memory_limit("536870912\n") == 512 * 1024 * 1024
+    assert metrics.parse_memory_limit("max\n") is None  # cgroup v2 without a limit
+    assert metrics.parse_memory_limit("9223372036854771712\n") is None  # v1 without one
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    v1.write_text("268435456\n")
+    # v2's file first; a machine with only v1's reads v1's.
+    assert metrics.cgroup_memory_limit((str(v2), str(v1))) == 256 * 1024 * 1024
+    v2.write_text("max\n")
+    assert metrics.cgroup_memory_limit((str(v2), str(v1))) is None
+    assert metrics.cgroup_memory_limit((str(tmp_path / "absent"),)) is None
+
+
+def test_the_memory_limit_shows_as_scraped_and_follows_a_resize(tmp_path) -> None:
+    limit_file = tmp_path / "memory.max"
+    limit_file.write_text("536870912\n")
+    collector = metrics.MemoryLimit((str(limit_file),))
+    (family,) = collector.collect()
+    assert family.name == "hanshu_gateway_memory_limit_bytes"
+    assert [sample.value for sample in family.samples] == [536870912]
+    limit_file.write_text("1073741824\n")  # resized in place
+    (family,) = collector.collect()
+    assert [sample.value for sample in family.samples] == [1073741824]
+    limit_file.write_text("max\n")
+    (family,) = collector.collect()
+    assert family.samples == []

@@ -134,3 +134,25 @@ jetstream {
   {{- end }}
 }
 {{- end }}
+
+{{/* The warm pool's settings, read alike by the operator and the gateway. */}}
+{{- define "hanshu.warmPoolEnv" -}}
+{{- $pools := dict }}
+{{- if .Values.warmPool.enabled }}{{ $pools = .Values.warmPool.namespaces }}{{ end }}
+{{- if and $pools .Values.watchNamespaces }}
+{{- range $namespace, $size := $pools }}
+{{- if not (has $namespace $.Values.watchNamespaces) }}
+{{- fail (printf "warmPool.namespaces has %s, which watchNamespaces does not list: a pool's Functions must be watched; add it to watchNamespaces" $namespace) }}
+{{- end }}
+{{- end }}
+{{- end }}
+- name: HANSHU_WARM_POOLS
+  value: {{ ternary (toJson $pools) "" (not (empty $pools)) | quote }}
+- name: HANSHU_WARM_POOL_RESOURCES
+  value: {{ ternary (toJson .Values.warmPool.resources) "" (not (empty .Values.warmPool.resources)) | quote }}
+{{- end }}
+
+{{/* The namespaces with a warm pool (empty when it is off). */}}
+{{- define "hanshu.warmPoolNamespaces" -}}
+{{- if .Values.warmPool.enabled }}{{ join "," (keys .Values.warmPool.namespaces | sortAlpha) }}{{ end }}
+{{- end }}

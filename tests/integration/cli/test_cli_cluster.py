@@ -111,6 +111,41 @@ async def test_get_and_describe_read_status_triggers_and_events(
     assert "2 -> 3 replicas (Load)" in described.stdout
 
 
+async def test_get_shows_whether_the_warm_pool_serves_a_function_and_the_pool(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    folder = init_folder(tmp_path)
+    assert (await cluster.hanshu("deploy", str(folder), "--no-wait")).exit_code == 0
+    listed = await cluster.hanshu("get")
+    assert f"no warm pool in namespace {NAMESPACE}" in listed.stdout
+    status = ready()
+    status["conditions"].append(
+        {
+            "type": "PoolEligible",
+            "status": "False",
+            "reason": "SecretInEnvironment",
+            "message": "env 'DB' comes from a Secret; Secrets never pass through the gateway",
+        }
+    )
+    await cluster.set_status("functions", "hello", status)
+    cluster.emulator.objects[kmock.resource("apps/v1/deployments"), NAMESPACE, "hanshu-pool"] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "hanshu-pool", "namespace": NAMESPACE},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}}, "template": {}},
+        "status": {"replicas": 2, "readyReplicas": 1},
+    }
+
+    listed = await cluster.hanshu("get")
+
+    assert listed.exit_code == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("hello"))
+    assert "no (SecretInEnvironment)" in row
+    assert f"warm pool in namespace {NAMESPACE}: 1 of 2 pod(s) available" in listed.stdout
+    described = await cluster.hanshu("describe", "hello")
+    assert "Secrets never pass through the gateway" in described.stdout
+
+
 async def test_logs_merge_every_replica_and_follow_one_request_across_pods(
     cluster: Cluster, tmp_path: Path
 ) -> None:

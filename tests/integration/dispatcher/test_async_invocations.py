@@ -397,6 +397,25 @@ async def test_what_was_stored_survives_a_nats_restart(async_platform, http):
         assert (await final_status(platform, invocation_id, timeout=60))["state"] == "Succeeded"
 
 
+async def test_a_dispatcher_says_when_it_has_lost_nats(async_platform):
+    """What the HanshuNatsUnreachable alert reads: 1 while connected, 0 while NATS is down,
+    1 again once it is back."""
+    platform = async_platform([async_function("idle")], dispatchers=1)
+
+    def connected() -> list[float]:
+        return [
+            value for _, value in platform.dispatcher_samples("hanshu_dispatcher_nats_connected")
+        ]
+
+    await eventually(lambda: connected() == [1.0], timeout=30, message="connected to NATS")
+    platform.nats.stop()
+    try:
+        await eventually(lambda: connected() == [0.0], timeout=30, message="NATS lost")
+    finally:
+        platform.nats.start()  # same port: the client reconnects on its own
+    await eventually(lambda: connected() == [1.0], timeout=30, message="NATS back")
+
+
 async def _dispatcher_metric(platform: Any, name: str) -> float:
     """The sum of a counter over the dispatchers still running."""
     total = 0.0
@@ -430,9 +449,19 @@ async def test_a_destination_that_keeps_failing_is_counted_and_logged(async_plat
     _, headers, _ = await call_async(http, f"{platform.url}/orphan", {"n": 1})
     invocation_id = headers["X-Hanshu-Invocation-Id"]
     assert (await final_status(platform, invocation_id))["state"] == "Succeeded"
-    name = 'hanshu_dispatcher_destination_deliveries_total{kind="url",result="failed"}'
+
+    # By the Function whose record it is: what the HanshuDestinationsFailing alert names.
+    def failed() -> list[float]:
+        return [
+            value
+            for labels, value in platform.dispatcher_samples(
+                "hanshu_dispatcher_destination_deliveries_total"
+            )
+            if (labels["function"], labels["kind"], labels["result"]) == ("orphan", "url", "failed")
+        ]
+
     await eventually(
-        lambda: _dispatcher_metric(platform, name),
+        lambda: failed() == [1.0],
         timeout=30,
         message="the failed destination counted",
     )

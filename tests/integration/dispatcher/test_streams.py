@@ -328,7 +328,17 @@ async def test_lag_wakes_the_function_from_zero_scales_it_and_it_goes_back(async
     await eventually(
         lambda: platform.ready_replicas("backlog") >= 2, timeout=30, message="scaled on lag"
     )
+
+    def lag() -> list[tuple[dict[str, str], float]]:
+        return platform.dispatcher_samples("hanshu_dispatcher_stream_lag")
+
+    # The lag the HanshuStreamLagGrowing alert reads, named by Trigger and Function...
+    assert [(labels["trigger"], labels["function"]) for labels, _ in lag()] == [
+        ("backlog", "backlog")
+    ]
     await eventually(lambda: len(seen_ids(platform)) == 60, timeout=60, message="60 records")
+    # ...down to nothing once every record is taken.
+    await eventually(lambda: [v for _, v in lag()] == [0.0], timeout=15, message="lag 0")
     await eventually(
         lambda: platform.ready_replicas("backlog") == 0, timeout=30, message="back to zero"
     )

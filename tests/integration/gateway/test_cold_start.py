@@ -7,6 +7,7 @@ from collections import Counter
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.dev_platform import function, trigger
 from tests.support.helpers import eventually
@@ -88,8 +89,19 @@ async def test_queue_full_is_an_explicit_429(platform_factory):
                 return reply.status
 
         statuses = Counter(await asyncio.gather(*(call() for _ in range(10))))
+        async with http.get(f"{platform.internal_url}/metrics") as reply:
+            page = await reply.text()
     assert statuses[429] >= 5, statuses
     assert set(statuses) <= {200, 429}
+    # What HanshuFunctionQueueFull and HanshuGatewayQueueNearLimit read: every refusal
+    # counted for the Function, and the limit beside hanshu_gateway_queued.
+    samples = {
+        (sample.name, sample.labels.get("function")): sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+    }
+    assert samples[("hanshu_gateway_queue_full_refusals_total", "narrow")] == statuses[429]
+    assert samples[("hanshu_gateway_queue_limit", None)] == 3
 
 
 async def test_function_that_never_becomes_ready_is_a_503(platform_factory):

@@ -16,10 +16,14 @@ The shapes, as the kubelet and the scheduler write them (core/v1 PodStatus):
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import os
+import urllib.request
 from typing import Any
 
 from hanshu_api import API_VERSION, FUNCTION_PLURAL
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.helpers import eventually
 from tests.support.operator_cluster import Cluster
@@ -94,6 +98,25 @@ async def deployment_ready(cluster: Cluster, reason: str) -> dict[str, Any]:
     return await eventually(reached, message=f"DeploymentReady {reason}")
 
 
+def _fault_reasons(function: str) -> set[str]:
+    """The reasons hanshu_function_replica_fault shows for the Function on the operator's
+    /metrics page (what the HanshuReplicasCannotStart alert reads)."""
+    port = os.environ["HANSHU_OPERATOR_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        page = reply.read().decode()
+    return {
+        sample.labels["reason"]
+        for family in text_string_to_metric_families(page)
+        if family.name == "hanshu_function_replica_fault"
+        for sample in family.samples
+        if sample.labels["function"] == function and sample.value == 1
+    }
+
+
+async def fault_reasons(function: str) -> set[str]:
+    return await asyncio.to_thread(_fault_reasons, function)
+
+
 async def test_an_image_that_cannot_be_pulled_is_named_once_per_change(operator: Cluster):
     await operator.create(API_VERSION, FUNCTION_PLURAL, hello(code={"image": IMAGE}))
     registry = (
@@ -118,6 +141,7 @@ async def test_an_image_that_cannot_be_pulled_is_named_once_per_change(operator:
     ready = operator.condition(FN, "hello")
     assert (ready["status"], ready["reason"]) == ("False", "ImagePullFailed")
     await eventually(lambda: operator.events("ImagePullFailed"), message="a Warning")
+    assert await fault_reasons("hello") == {"ImagePullFailed"}
 
     # The kubelet retries: back-off, pull again (the registry says something else this time),
     # back-off, pull again. The message follows the registry; no new Event is posted.
@@ -149,6 +173,7 @@ async def test_an_image_that_cannot_be_pulled_is_named_once_per_change(operator:
     )
     starting = await deployment_ready(operator, "Starting")
     assert starting["status"] == "Unknown"
+    assert await fault_reasons("hello") == set()  # the alert resolves with the fix
     # The Function's status was written after every Warning its pod could have caused.
     events = operator.events("ImagePullFailed")
     assert len(events) == 1, events

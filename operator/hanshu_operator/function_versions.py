@@ -108,8 +108,12 @@ async def sync_versions(
             return
         events_on = body if body is not None else kopf.Body(cast(kopf.RawBody, function))
         aliases = _aliases(function)
-        published = await list_versions(state, namespace, function_name)
         triggers = state.triggers.targets(namespace, function_name)
+        if body is not None and not _uses_versions(function, aliases, triggers):
+            # A Function's own reconcile, and it never had a version: no LIST (a start-up
+            # with thousands of Functions costs nothing more). A publish syncs by its event.
+            return
+        published = await list_versions(state, namespace, function_name)
         referrers = referenced_versions(aliases, triggers)
         running: dict[int, dict[str, int]] = {}
         for number, item in sorted(published.items()):
@@ -147,6 +151,24 @@ async def sync_versions(
         )
         for number, item in published.items():
             await _write_version_status(state, item, referrers.get(number, []), running.get(number))
+
+
+def _uses_versions(
+    function: Mapping[str, Any],
+    aliases: Sequence[Alias],
+    triggers: Sequence[tuple[str, FunctionTarget]],
+) -> bool:
+    """Whether anything says this Function has (or had) published versions."""
+    status = function.get("status") or {}
+    return bool(
+        aliases
+        or any(target.version is not None for _, target in triggers)
+        or status.get("latestVersion") is not None
+        or status.get("versions")
+        or any(
+            c.get("type") in (ALIASES_VALID, CANARY_HEALTHY) for c in status.get("conditions") or []
+        )
+    )
 
 
 def _latest_counts(status: Mapping[str, Any]) -> dict[str, int]:

@@ -82,7 +82,7 @@ def test_an_alias_on_a_missing_version_makes_the_function_not_ready():
     assert "alias 'live' points at version 2" in condition.message
     assert "503" in condition.message
     assert aliases_condition([], {1}) is None
-    ready = function_conditions(*(Condition(t, TRUE, "ok") for t in "ABCD"), [condition])[0]
+    ready = function_conditions(*(Condition(t, TRUE, "ok") for t in "ABCD"), condition)[0]
     assert (ready.status, ready.reason) == ("False", "VersionNotPublished")
 
 
@@ -92,7 +92,7 @@ def test_a_rollback_is_mirrored_but_does_not_make_the_function_not_ready():
     assert condition is not None
     assert (condition.status, condition.reason) == ("False", "RolledBack")
     assert condition.message == "alias 'live': p99 0.9s > 0.5s"
-    ready = function_conditions(*(Condition(t, TRUE, "ok") for t in "ABCD"), [condition])[0]
+    ready = function_conditions(*(Condition(t, TRUE, "ok") for t in "ABCD"), condition)[0]
     assert ready.status == TRUE
     assert canary_condition([]) is None
     assert canary_condition([{"name": "live", "phase": "Promoted"}]).status == TRUE  # type: ignore[union-attr]

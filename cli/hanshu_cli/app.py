@@ -297,6 +297,11 @@ def describe(
         + (f": {pooled.get('message')}" if pooled and pooled.get("message") else "")
     )
     out.print(f"  url         {status.get('url') or '-'}")
+    latest = status.get("latestVersion")
+    out.print(f"  version     {'-' if latest is None else latest} (newest published)")
+    aliases = views.alias_rows(function)
+    if aliases:
+        out.print(_table(views.ALIAS_COLUMNS, aliases, "Aliases"))
     out.print(_table(views.CONDITION_COLUMNS, views.condition_rows(function), "Conditions"))
     triggers = views.triggers_of(cluster.triggers(), name)
     out.print(

@@ -149,7 +149,6 @@ def test_rbac_is_least_privilege(helm_bin: Path):
         ("hanshu.io", "functions", "list"),
         ("hanshu.io", "functions", "watch"),
         ("hanshu.io", "functions/status", "patch"),
-        ("hanshu.io", "functionversions", "get"),
         ("hanshu.io", "functionversions", "list"),
         ("hanshu.io", "functionversions", "watch"),
         ("apps", "deployments", "list"),

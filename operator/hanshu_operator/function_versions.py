@@ -81,6 +81,10 @@ async def list_versions(
     for item in items:
         number = version_number(item, function)
         if number is not None and not (item.get("metadata") or {}).get("deletionTimestamp"):
+            # Owner of the version's children: an owner reference needs both (a list's
+            # items may come without them).
+            item.setdefault("apiVersion", API_VERSION)
+            item.setdefault("kind", FUNCTION_VERSION_KIND)
             found[number] = item
     return found
 

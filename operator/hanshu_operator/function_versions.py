@@ -45,6 +45,7 @@ from .function_status import replica_counts
 from .functions import NETWORKING, _children, _remove_child, write_function_status
 from .references import resolve_code
 from .state import OperatorState, operator_state
+from .trigger_status import write_trigger_status
 from .version_plan import (
     ALIASES_VALID,
     CANARY_HEALTHY,
@@ -155,6 +156,8 @@ async def sync_versions(
         )
         for number, item in published.items():
             await _write_version_status(state, item, referrers.get(number, []), running.get(number))
+        if children:
+            await _rebind_alias_triggers(state, namespace, function, triggers)
 
 
 def _uses_versions(
@@ -173,6 +176,24 @@ def _uses_versions(
             c.get("type") in (ALIASES_VALID, CANARY_HEALTHY) for c in status.get("conditions") or []
         )
     )
+
+
+async def _rebind_alias_triggers(
+    state: OperatorState,
+    namespace: str,
+    function: Mapping[str, Any],
+    triggers: Sequence[tuple[str, FunctionTarget]],
+) -> None:
+    """The Function's aliases changed, maybe: its alias Triggers say whether theirs exists
+    (a GET each, a write only when the verdict moved)."""
+    # Imported here: importing the triggers module registers its kopf handlers, and they
+    # keep their place after the route index's (handlers.py's order).
+    from .triggers import binding
+
+    for name, target in triggers:
+        if target.alias is not None:
+            bound = binding(target, namespace, function)
+            await write_trigger_status(state, namespace, name, state.triggers.routes, bound=bound)
 
 
 def _latest_counts(status: Mapping[str, Any]) -> dict[str, int]:

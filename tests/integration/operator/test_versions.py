@@ -15,7 +15,7 @@ from hanshu_cli.publishing import version_manifest
 
 from tests.support.helpers import eventually
 from tests.support.operator_cluster import NAMESPACE, Cluster
-from tests.support.operator_objects import DEPLOYMENTS, FN, hello, trigger
+from tests.support.operator_objects import DEPLOYMENTS, FN, TRG, hello, trigger
 
 FNV = f"{API_VERSION}/{FUNCTION_VERSION_PLURAL}"
 SERVICES = "v1/services"
@@ -241,3 +241,23 @@ async def test_a_rolled_back_canary_shows_as_a_condition(operator: Cluster):
     # The operator never writes the canary controller's fields.
     assert _status(operator)["aliases"] == rolled_back["aliases"]
     assert operator.condition(FN, "hello")["status"] == "True"  # still serving, on version 1
+
+
+async def test_a_trigger_on_a_missing_alias_binds_when_the_alias_appears(operator: Cluster):
+    await _function_ready(operator)
+    await _publish(operator, 1)
+    on_alias = trigger("web", functionRef={"name": "hello", "alias": "live"}, http={"path": "/w"})
+    await operator.create(API_VERSION, TRIGGER_PLURAL, on_alias)
+    unbound = await eventually(
+        lambda: (
+            (operator.condition(TRG, "web", "FunctionBound") or {}).get("reason") == "AliasNotFound"
+            and operator.condition(TRG, "web", "FunctionBound")
+        ),
+        message="FunctionBound=False AliasNotFound",
+    )
+    assert "has no alias 'live' (aliases: none)" in unbound["message"]
+    await _set_aliases(operator, [{"name": "live", "version": 1}])
+    await eventually(
+        lambda: (operator.condition(TRG, "web", "FunctionBound") or {}).get("status") == "True",
+        message="bound once the alias exists",
+    )

@@ -53,13 +53,20 @@ def function_env(
     namespace: str | None = None,
     host: str | None = None,
     termination_log: str | None = None,
+    region: str | None = None,
 ) -> dict[str, str]:
     """The ``HANSHU_*`` variables a replica of Function ``name`` starts with.
 
     ``namespace`` is left out when None: in a cluster the pod's own namespace comes from the
     downward API (a Kubernetes env entry the operator adds). ``host`` and
     ``termination_log`` are the local platform's: a pod listens on every address and has
-    Kubernetes' /dev/termination-log, the runtime's defaults.
+    Kubernetes' /dev/termination-log, the runtime's defaults. ``region`` is the platform's
+    (the chart's functionDefaults.region), when it is given one.
+
+    The runtime derives AWS Lambda's own variables (``AWS_LAMBDA_FUNCTION_NAME``,
+    ``LAMBDA_TASK_ROOT``, ``AWS_REGION`` from ``HANSHU_REGION``, ...) from these at start,
+    where the pod's name is known too, and never over a value the Function sets itself
+    (hanshu_runtime.lambda_env).
     """
     env = {
         "HANSHU_HANDLER": spec.handler,
@@ -83,6 +90,7 @@ def function_env(
         "HANSHU_NAMESPACE": namespace,
         "HANSHU_HOST": host,
         "HANSHU_TERMINATION_LOG": termination_log,
+        "HANSHU_REGION": region,
     }
     env.update({key: value for key, value in optional.items() if value})
     return env

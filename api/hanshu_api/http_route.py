@@ -1,4 +1,5 @@
-"""An http Trigger's route: host, path prefix, methods, API-key auth, rate limit, CORS."""
+"""An http Trigger's route: host, path prefix, methods, API-key auth, rate limit, CORS, and
+the payload format of the event a Function's event handler gets."""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ DEFAULT_API_KEY_SECRET_KEY = "api-key"  # noqa: S105 - a key name, not a secret
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 MIN_BURST = 1
 MIN_CORS_MAX_AGE_SECONDS = 0
+# API Gateway's payloadFormatVersion: 1.0 is the REST API proxy event (with Function
+# Compute's names beside it), 2.0 the HTTP API / function URL event and its reply rules.
+PAYLOAD_FORMAT_VERSIONS = ("1.0", "2.0")
+DEFAULT_PAYLOAD_FORMAT_VERSION = "1.0"
+# How the gateway tells the runtime which event to build, per route; a caller's own is
+# dropped. = hanshu_runtime.http_events.PAYLOAD_FORMAT_HEADER (a unit test keeps them equal).
+PAYLOAD_FORMAT_HEADER = "X-Hanshu-Payload-Format"
+# API Gateway resource paths under the Trigger ("/todos/{id}", "/files/{path+}"): the event's
+# resource / resourcePath and named pathParameters for the one a path matches, for
+# frameworks that route on the resource (Chalice). Told to the runtime comma-joined in
+# RESOURCES_HEADER (= hanshu_runtime.http_events.RESOURCES_HEADER), so no ',' in one.
+_LITERAL = r"[A-Za-z0-9._~!$&'()*+;=:@-]+"  # a URI path segment's characters but ','
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+RESOURCE_PATTERN = re.compile(
+    rf"^(/|(/({_LITERAL}|\{{{_NAME}\}}))+(/\{{{_NAME}\+\}})?|/\{{{_NAME}\+\}})$"
+)
+RESOURCE_MAX_LENGTH = 256
+MAX_RESOURCES = 64
+RESOURCES_HEADER = "X-Hanshu-Resources"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +75,8 @@ class HttpRoute:
     auth: ApiKeyAuth | None = None
     rate_limit: RateLimit | None = None
     cors: Cors | None = None
+    payload_format_version: str = DEFAULT_PAYLOAD_FORMAT_VERSION
+    resources: tuple[str, ...] = ()
 
 
 def _methods(raw: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
@@ -127,6 +150,41 @@ def _cors(raw: Mapping[str, Any], problems: list[str]) -> Cors | None:
     return cors
 
 
+def _payload_format_version(raw: Mapping[str, Any], problems: list[str]) -> str:
+    value = raw.get("payloadFormatVersion")
+    if value is None:
+        return DEFAULT_PAYLOAD_FORMAT_VERSION
+    # Lenient where the CRD is not: YAML reads an unquoted 2.0 as a number (dev mode reads
+    # manifests the apiserver never saw), and 2.0 is what was meant.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{float(value):.1f}"
+    if value not in PAYLOAD_FORMAT_VERSIONS:
+        problems.append(
+            f"spec.http.payloadFormatVersion {value!r} must be one of "
+            f"{', '.join(repr(v) for v in PAYLOAD_FORMAT_VERSIONS)} (a quoted string)"
+        )
+        return DEFAULT_PAYLOAD_FORMAT_VERSION
+    return str(value)
+
+
+def _resources(raw: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
+    given = raw.get("resources") or ()
+    if not isinstance(given, list | tuple):
+        problems.append("spec.http.resources must be a list of resource paths like '/todos/{id}'")
+        return ()
+    if len(given) > MAX_RESOURCES:
+        problems.append(f"spec.http.resources lists {len(given)}; at most {MAX_RESOURCES}")
+    resources = tuple(str(r) for r in given)
+    for resource in resources:
+        if len(resource) > RESOURCE_MAX_LENGTH or not RESOURCE_PATTERN.match(resource):
+            problems.append(
+                f"spec.http.resources: {resource!r} must be an API Gateway resource path: "
+                "'/' or '/'-separated segments, each a name or '{param}', the last may be "
+                "'{param+}' (for example '/todos/{id}'), in ASCII without ',' or '%'"
+            )
+    return resources
+
+
 def parse_http_route(raw: Mapping[str, Any], problems: list[str]) -> HttpRoute:
     path = str(raw.get("path") or DEFAULT_PATH)
     if len(path) > PATH_MAX_LENGTH or not PATH_PATTERN.match(path):
@@ -148,4 +206,6 @@ def parse_http_route(raw: Mapping[str, Any], problems: list[str]) -> HttpRoute:
         auth=_auth(raw, problems),
         rate_limit=_rate_limit(raw, problems),
         cors=_cors(raw, problems),
+        payload_format_version=_payload_format_version(raw, problems),
+        resources=_resources(raw, problems),
     )

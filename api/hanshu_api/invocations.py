@@ -29,6 +29,7 @@ from .invocation_record import State as State
 from .invocation_record import now_iso as now_iso
 from .models import AsyncPolicy, Destination
 from .platform import FunctionKey
+from .trace_context import TRACEPARENT, TRACESTATE, TraceContext, stored
 
 STREAM = "HANSHU_INVOCATIONS"
 SUBJECT_PREFIX = "hanshu.invoke"
@@ -47,6 +48,10 @@ H_POLICY = "Hanshu-Policy"
 H_REQUEST = "Hanshu-Request"
 H_JOB = "Hanshu-Job"
 H_ORIGIN = "Hanshu-Origin"  # who may read the status: namespace, function, trigger, key header
+# W3C Trace Context, by the names the HTTP headers have (OpenTelemetry's NATS propagation
+# uses the same): the trace the call was taken in, for the dispatcher's spans and call.
+H_TRACEPARENT = TRACEPARENT
+H_TRACESTATE = TRACESTATE
 
 # The HTTP headers of the invocation itself, as the runtime reads them.
 HTTP_INVOCATION_TYPE = "X-Hanshu-Invocation-Type"
@@ -260,6 +265,9 @@ class InvocationHeaders:
     request: StoredRequest
     origin: Origin
     job_id: str | None = None
+    # None: a message stored without one (before tracing, or by hand); it runs in a trace
+    # of its own. A malformed one reads as None too: a trace never stops a call.
+    trace: TraceContext | None = None
 
     def to_headers(self) -> dict[str, str]:
         return message_headers(
@@ -270,6 +278,7 @@ class InvocationHeaders:
             self.request,
             self.origin,
             self.job_id,
+            self.trace,
         )
 
     @classmethod
@@ -308,6 +317,7 @@ class InvocationHeaders:
             request=request,
             origin=parsed_origin,
             job_id=headers.get(H_JOB) or None,
+            trace=stored(headers.get(H_TRACEPARENT), headers.get(H_TRACESTATE)),
         )
 
 
@@ -319,6 +329,7 @@ def message_headers(
     request: StoredRequest,
     origin: Origin,
     job_id: str | None = None,
+    trace: TraceContext | None = None,
 ) -> dict[str, str]:
     """InvocationHeaders.to_headers with the policy already dumped (a batch shares one)."""
     headers = {
@@ -339,6 +350,8 @@ def message_headers(
     }
     if job_id:
         headers[H_JOB] = job_id
+    if trace is not None:
+        headers.update(trace.headers())
     return headers
 
 

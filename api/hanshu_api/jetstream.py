@@ -162,8 +162,12 @@ async def connect(
     """Connect, trying again with backoff until NATS answers; once connected, nats-py
     reconnects on its own for ever, buffering nothing we would later regret."""
 
+    connected: list[NATS] = []
+
     async def disconnected() -> None:
-        log.warning("lost the connection to NATS at %s; reconnecting", url)
+        # nats-py calls this on close() too: a connection closed on purpose is not lost.
+        if not (connected and connected[0].is_closed):
+            log.warning("lost the connection to NATS at %s; reconnecting", url)
         if on_change:
             on_change(False)
 
@@ -200,6 +204,7 @@ async def connect(
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_CONNECT_BACKOFF_SECONDS)
             continue
+        connected.append(client)
         if on_change:
             on_change(True)
         return client

@@ -280,6 +280,7 @@ def specialize_env(
     generation: int | None,
     default_resources: Mapping[str, Any],
     code_dir: str,
+    region: str | None = None,
 ) -> dict[str, str]:
     """The environment a specialized pool pod serves ``name`` with: what a replica of the
     Function gets (the one builder, ``function_env``), then its plain env values.
@@ -293,6 +294,7 @@ def specialize_env(
         default_resources=default_resources,
         code_dir=code_dir,
         namespace=namespace,
+        region=region,  # the chart's functionDefaults.region, as the operator tells pods
     )
     for entry in user_env(spec.env):
         key = str(entry.get("name", ""))

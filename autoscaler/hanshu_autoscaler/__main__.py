@@ -7,6 +7,7 @@ import logging
 import sys
 
 from hanshu_api.kube_login import KubeLoginError, load_config
+from hanshu_api.logs import configure_logging
 
 from .config import ConfigError, config_from_env
 from .server import serve
@@ -19,9 +20,7 @@ def main() -> None:
         load_config()
     except (ConfigError, KubeLoginError) as error:
         sys.exit(f"hanshu-autoscaler: {error}")
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("autoscaler", logging.getLevelNamesMapping()[config.log_level])
     asyncio.run(serve(config))
 
 

@@ -869,12 +869,38 @@ def dev(
             "an eligible Function while its own replica starts (0: no warm pool).",
         ),
     ] = 0,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            help="Watch the folders given: a changed Function's replicas are replaced, "
+            "changed Triggers' routes too."
+        ),
+    ] = True,
 ) -> None:
     """The whole platform on this machine: the gateway, the autoscaler, schedules, NATS
     for async calls, a dispatcher, and each replica a local runtime process, from the same
     manifests you would kubectl apply (a folder from hanshu init runs as it is). What each
     replica prints (print, its logger, the traceback behind a 500) is shown under its
-    Function's name."""
+    Function's name.
+
+    At start-up it prints the route table (method, host, path -> Function), the schedules
+    with their next fire and a curl that fires one now through the internal port, the
+    buckets and the streams; then each replica it starts (Function, pid, port) and each
+    scaling decision.
+
+    It watches the folders given (--no-reload: not): a saved file or manifest replaces
+    the changed Functions' replicas (the old ones drain) and the changed Triggers'
+    routes, one line per change; a change that does not parse is said, and what ran
+    before keeps running. Buckets are set up at start-up only.
+
+    A Function whose code cannot start (a missing package, a syntax error, a wrong
+    handler) is refused at once with 503 and the cause, and the console says how to fix
+    it here: replicas run with this Python's packages, and dev mode does not install a
+    folder's requirements.txt (python -m pip install -r it into this environment).
+    Saving a file of the Function starts it again.
+
+    A port in use is said in one line (choose another with --port); Ctrl-C or SIGTERM
+    stops everything it started; a nats-server it started that dies is started again."""
     from .dev import dev_policy, serve_dev
     from .devmode import DevStack
 
@@ -892,5 +918,6 @@ def dev(
         stats_interval=stats_interval,
         header_timeout=header_timeout,
         warm_pool=warm_pool,
+        reload=reload,
     )
     serve_dev(stack)

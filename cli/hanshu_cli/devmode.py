@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import errno
 import logging
+import socket
+import sys
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import watchfiles
 from aiohttp import web
 from hanshu_api.api_keys import KeyVerifiers, keys_from_secret_value
+from hanshu_api.conditions import ReplicaFault
 from hanshu_api.function_contract import MAX_BODY_BYTES
 from hanshu_api.gateway_paths import events_path
 from hanshu_api.jetstream import (
@@ -31,6 +37,8 @@ from hanshu_api.jetstream import (
     ensure_stream_buckets,
     publish_schedule,
     publish_stream,
+    withdraw_schedule,
+    withdraw_stream,
 )
 from hanshu_api.models import (
     FunctionSpec,
@@ -44,7 +52,7 @@ from hanshu_api.platform import FunctionKey
 from hanshu_api.schedules import ScheduleEntry
 from hanshu_api.settings import AsyncWindows, NatsSettings
 from hanshu_api.streams import stream_entry
-from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Decision, Policy
+from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
 from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
@@ -53,12 +61,16 @@ from hanshu_gateway.probe import starting_listener
 from nats.aio.client import Client as NATS
 
 from . import dev_state
+from .dev_faults import local_fix, requirements_note
+from .dev_metrics import export_replica_counts, withdraw_replica_counts
+from .dev_report import function_change, route_table, trigger_summary
+from .errors import CliError
 from .local_nats import LocalNats
 from .local_platform import LocalPlatform, free_port
 from .local_pool import LocalWarmPool
 from .local_s3 import LocalS3
 from .local_servers import ServerMissing
-from .manifests import load_manifests
+from .manifests import ManifestSet, load_manifests
 
 log = logging.getLogger("hanshu.dev")
 # The code of a Function manifest without spec.code: the files beside the manifest.
@@ -113,6 +125,88 @@ def verifiers_from_manifests(
     return found
 
 
+@dataclass(frozen=True)
+class LoadedFunction:
+    """A Function as dev mode runs it: its spec, the folder its code runs from (None:
+    inline code) and the manifest it came from (a reload compares them)."""
+
+    spec: FunctionSpec
+    code_dir: Path | None
+    document: Mapping[str, Any]
+
+
+def runnable_functions(manifests: ManifestSet) -> dict[FunctionKey, LoadedFunction]:
+    """The Functions dev mode can run, a warning for each it cannot (an image's code that
+    is not beside its manifest). Raises SpecInvalid for a spec that does not parse."""
+    found: dict[FunctionKey, LoadedFunction] = {}
+    for key, document in manifests.functions.items():
+        raw = document["spec"]
+        if not raw.get("code"):
+            # A folder from `hanshu init`: deploy fills spec.code from the folder, and
+            # dev mode runs the folder's code as it runs an image Function's.
+            raw = {**raw, "code": {"image": FOLDER_CODE}}
+        spec = parse_function_spec(raw)
+        code_dir = image_code_folder(spec, manifests.folders.get(key))
+        if spec.code.image is not None and code_dir is None:
+            log.warning(
+                "Function %s is not run: its code is in the image %s, and dev mode runs "
+                "images' code from the manifest's folder (put %s.py beside it)",
+                key[1],
+                spec.code.image,
+                module_of(spec.handler).replace(".", "/"),
+            )
+            continue
+        found[key] = LoadedFunction(spec, code_dir, document)
+    return found
+
+
+def files_under(folder: Path | None, changed: Iterable[Path]) -> list[str]:
+    """The changed files in ``folder`` (relative to it), sorted."""
+    if folder is None:
+        return []
+    return sorted(str(path.relative_to(folder)) for path in changed if path.is_relative_to(folder))
+
+
+class OwnNatsLines(logging.Filter):
+    """Drops the NATS clients' lost / reconnected lines: with a nats-server of its own,
+    dev mode says once that it died and once that it is back, not once per client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("lost the connection to NATS", "reconnected to NATS"))
+
+
+def existing(paths: Iterable[str | Path]) -> list[str]:
+    return [str(path) for path in paths if Path(path).exists()]
+
+
+def resolved(changes: Iterable[tuple[watchfiles.Change, str]]) -> set[Path]:
+    """The paths changed, absolute; a file made and removed within one batch (an editor's
+    or sed's temporary file) is no change."""
+    added = {path for change, path in changes if change == watchfiles.Change.added}
+    deleted = {path for change, path in changes if change == watchfiles.Change.deleted}
+    return {Path(path).resolve() for _, path in changes if path not in added & deleted}
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` already (a bind says so at once, before
+    dev mode starts anything it would then have to stop)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
+def port_in_use(port: int, option: str) -> CliError:
+    return CliError(
+        f"port {port} is in use (another hanshu dev, or another server): choose a free "
+        f"one with {option}, or stop what listens there"
+    )
+
+
 @dataclass
 class DevStack:
     paths: Sequence[str | Path]
@@ -132,6 +226,8 @@ class DevStack:
     dispatcher: bool = True
     # The gateway and the dispatcher get the same windows, as the chart gives them both.
     windows: AsyncWindows = field(default_factory=AsyncWindows)
+    # Watch the folders given and reload what changes in them.
+    reload: bool = True
     local_nats: LocalNats | None = None
     running_dispatcher: Dispatcher | None = None
     # The connection that published the schedules and streams.
@@ -141,6 +237,25 @@ class DevStack:
     # Warm pool processes per namespace (hanshu dev --warm-pool N); 0: none.
     warm_pool: int = 0
     local_pool: LocalWarmPool | None = None
+    # What runs now, as the manifests said at start-up or at the last reload.
+    loaded: dict[FunctionKey, LoadedFunction] = field(default_factory=dict)
+    trigger_documents: dict[FunctionKey, Mapping[str, Any]] = field(default_factory=dict)
+    secrets: Mapping[FunctionKey, Mapping[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._autoscaler_runner: web.AppRunner | None = None
+        self.gateway: Gateway | None = None
+        self.platform: LocalPlatform | None = None
+        self._nats_url = ""
+        # What the catalog buckets hold now (a reload withdraws what is gone).
+        self._published_schedules: set[FunctionKey] = set()
+        self._published_streams: set[FunctionKey] = set()
+        # Why dev mode stopped on its own (a local server that cannot start again).
+        self.failed: Exception | None = None
+        self._nats_lines = OwnNatsLines()
 
     def _start_nats(self) -> str:
         if self.nats_url == "off":
@@ -152,18 +267,40 @@ class DevStack:
         except ServerMissing as missing:
             log.warning("async invocation is off: %s", missing)
             return ""
+        logging.getLogger("hanshu.jetstream").addFilter(self._nats_lines)
         log.info("NATS JetStream (async invocations) at %s", self.local_nats.url)
         return self.local_nats.url
 
+    def _check_ports(self) -> None:
+        """A port given that is taken: one line naming it, before anything starts."""
+        for port, option in (
+            (self.port, "--port"),
+            (self.internal_port, "--internal-port"),
+            (self.autoscaler_port, "--autoscaler-port"),
+        ):
+            if port and port_taken(self.host if option == "--port" else "127.0.0.1", port):
+                raise port_in_use(port, option)
+
     async def start(self) -> None:
+        """Start everything; on a failure, what was started is stopped before it raises."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         manifests = load_manifests(self.paths)
+        self._check_ports()
         self.internal_port = self.internal_port or free_port()
         self.autoscaler_port = self.autoscaler_port or free_port()
         # Built once and given to the gateway and the dispatcher alike (a local nats-server
         # is one node: one copy of the stream).
         nats = NatsSettings(url=await asyncio.to_thread(self._start_nats))
-        nats_url = nats.url
+        self._nats_url = nats_url = nats.url
         triggers = triggers_in_order(manifests.triggers.items())
+        self.trigger_documents = dict(manifests.triggers)
+        self.secrets = manifests.secrets
         buckets = [t for t in triggers if t.spec.object_storage is not None]
         if buckets:
             try:
@@ -175,47 +312,41 @@ class DevStack:
         )
         self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
         self.catalog = Catalog(self.queue_limit, self._key_verifiers)
-        for key, document in manifests.functions.items():
-            raw = document["spec"]
-            if not raw.get("code"):
-                # A folder from `hanshu init`: deploy fills spec.code from the folder, and
-                # dev mode runs the folder's code as it runs an image Function's.
-                raw = {**raw, "code": {"image": FOLDER_CODE}}
-            spec = parse_function_spec(raw)
-            code_dir = image_code_folder(spec, manifests.folders.get(key))
-            if spec.code.image is not None and code_dir is None:
-                log.warning(
-                    "Function %s is not run: its code is in the image %s, and dev mode runs "
-                    "images' code from the manifest's folder (put %s.py beside it)",
-                    key[1],
-                    spec.code.image,
-                    module_of(spec.handler).replace(".", "/"),
-                )
-                continue
-            self.functions[key] = spec
-            self.platform.add_function(key, spec, code_dir)
-            self.catalog.set_function(key, spec)
-        for conflict in self.catalog.set_triggers(triggers):
+        self.loaded = runnable_functions(manifests)
+        for key, function in self.loaded.items():
+            self.functions[key] = function.spec
+            self.platform.add_function(key, function.spec, function.code_dir)
+            self.catalog.set_function(key, function.spec)
+            self._note_requirements(key, function)
+        refused = self.catalog.set_triggers(triggers)
+        for conflict in refused:
             log.warning("%s", conflict_line(conflict))
         self.platform.listen(self.catalog.set_endpoints)
+        export_replica_counts(self.platform.replica_counts)
         # Starting replicas are probed by the gateway itself, as in a cluster: a cold
         # request is served the moment one answers, not at the next readiness report.
         # Only a replica's first start is reported so (a restart after a crash is not new,
         # as a pod the kubelet once called ready is not to the cluster's gateway).
         self.platform.listen_starting(starting_listener(self.catalog))
+        # A replica that cannot start is said at once, to the console and to callers (as
+        # a Function's status says it to the gateway in a cluster).
+        self.platform.listen_faults(self._replica_fault)
 
-        # One process, no Lease: the autoscaler leads by itself.
+        # One process, no Lease: the autoscaler leads by itself. It logs each decision.
         self.autoscaler = AutoscalerService(
             self.platform,
             self._scaling,
             policy=self.policy,
-            on_scaled=self._scaled,
             interval=self.stats_interval,
             leadership=AlwaysLeader(),
         )
         self._autoscaler_runner = web.AppRunner(self.autoscaler.app(), access_log=None)
         await self._autoscaler_runner.setup()
-        await web.TCPSite(self._autoscaler_runner, "127.0.0.1", self.autoscaler_port).start()
+        await self._listen(
+            web.TCPSite(self._autoscaler_runner, "127.0.0.1", self.autoscaler_port),
+            self.autoscaler_port,
+            "--autoscaler-port",
+        )
         if self.warm_pool:
             self.local_pool = LocalWarmPool(
                 self.warm_pool,
@@ -224,19 +355,17 @@ class DevStack:
             )
             await self.local_pool.start(namespace for namespace, _ in self.functions)
         self.gateway = Gateway(self._gateway_config(nats), self.catalog, self.local_pool)
-        await self.gateway.start()
+        await self._listen(self.gateway, self.port, "--port or --internal-port")
         if nats.url and self.dispatcher:
             self.running_dispatcher = Dispatcher(self._dispatcher_config(nats))
             await self.running_dispatcher.start()
         for key, spec in self.functions.items():
-            if spec.scaling.min_replicas:
-                await self.platform.set_replicas(key, spec.scaling.min_replicas)
-            else:
-                await self.platform.set_replicas(key, 0)
+            await self.platform.set_replicas(key, spec.scaling.min_replicas)
         if self.local_s3 is not None:
             await asyncio.to_thread(self._wire_buckets, buckets, manifests.secrets)
-        self._tasks = [asyncio.create_task(self.autoscaler.run())]
-        self._stopped = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self.autoscaler.run()))
+        if self.local_nats is not None:
+            self._tasks.append(asyncio.create_task(self._keep_nats_running()))
         self._session = aiohttp.ClientSession()
         await self._publish_schedules(triggers, nats_url)
         await self._publish_streams(manifests.triggers, manifests.secrets, nats_url)
@@ -248,13 +377,9 @@ class DevStack:
                     "and dev mode has no cluster (deploy it to one to see its events)",
                     known.name,
                 )
-        dev_state.announce(  # so `hanshu invoke NAME` finds this dev mode on its own
-            host=self.host,
-            port=self.port,
-            internal_port=self.internal_port,
-            catalog=self.catalog,
-            triggers=triggers,
-        )
+        self._announce(triggers)
+        if self.reload:
+            self._tasks.append(asyncio.create_task(self._watch_folders()))
         log.info(
             "serving %d function(s) and %d trigger(s) on http://%s:%d",
             len(self.functions),
@@ -262,6 +387,173 @@ class DevStack:
             self.host,
             self.port,
         )
+        self._print_routes(triggers, {loser.key for loser, _ in refused})
+
+    async def _listen(self, server: Any, port: int, option: str) -> None:
+        """Start a server; a port taken meanwhile is one line naming the option."""
+        try:
+            await server.start()
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise port_in_use(port, option) from None
+            raise
+
+    def _print_routes(
+        self, triggers: Sequence[KnownTrigger], refused: Iterable[tuple[str, str]]
+    ) -> None:
+        lines = route_table(
+            triggers,
+            set(refused),
+            public_url=f"http://{self.host}:{self.port}",
+            internal_url=f"http://127.0.0.1:{self.internal_port}",
+            async_on=bool(self._nats_url),
+            now=datetime.datetime.now(datetime.UTC),
+            s3_url=self.local_s3.url if self.local_s3 is not None else "",
+        )
+        print("\n".join(lines), flush=True)
+
+    def _note_requirements(self, key: FunctionKey, function: LoadedFunction) -> None:
+        if function.code_dir is not None:
+            note = requirements_note(key[1], function.code_dir, sys.executable)
+            if note is not None:
+                log.info("%s", note)
+
+    def _replica_fault(self, key: FunctionKey, fault: ReplicaFault | None) -> None:
+        """A Function's replica cannot start (or, None, can again): callers are refused at
+        once with the cause, and the console says it with a fix that is right here."""
+        function = self.loaded.get(key)
+        if function is None:
+            return
+        if fault is not None:
+            assert self.platform is not None
+            code_dir = function.code_dir or self.platform.code_dir_of(key)
+            fault = ReplicaFault(fault.reason, local_fix(fault.message, code_dir, sys.executable))
+            log.error("Function %s cannot start: %s", key[1], fault.message)
+        self.catalog.set_function(key, function.spec, fault)
+
+    async def _keep_nats_running(self) -> None:
+        """A local nats-server that dies is said once and started again on its port and
+        store (the clients reconnect on their own); one that cannot start again stops
+        dev mode with a line saying why."""
+        assert self.local_nats is not None
+        while True:
+            code = await asyncio.to_thread(self.local_nats.wait)
+            if self._stopped.is_set():
+                return
+            log.error(
+                "nats-server (async invocations) exited with code %s: starting it again on %s",
+                code,
+                self.local_nats.url,
+            )
+            try:
+                await asyncio.to_thread(self.local_nats.start)
+            except (RuntimeError, OSError) as error:
+                log.error("nats-server cannot start again (%s): stopping hanshu dev", error)
+                self.failed = error
+                self._stopped.set()
+                return
+            log.info("nats-server is back on %s (what it stored is kept)", self.local_nats.url)
+
+    def _announce(self, triggers: Sequence[KnownTrigger]) -> None:
+        """Write the state file, so `hanshu invoke NAME` finds this dev mode on its own."""
+        dev_state.announce(
+            host=self.host,
+            port=self.port,
+            internal_port=self.internal_port,
+            catalog=self.catalog,
+            triggers=triggers,
+        )
+
+    async def wait_stopped(self) -> None:
+        """Until dev mode stops on its own (a server it needs is gone for good)."""
+        await self._stopped.wait()
+
+    async def _watch_folders(self) -> None:
+        """Reload what changes in the folders given (watchfiles batches a save's several
+        writes into one change set)."""
+        watched = existing(self.paths)
+        async for changes in watchfiles.awatch(*watched, stop_event=self._stopped):
+            try:
+                await self.apply_changes(resolved(changes))
+            except Exception as error:  # one line, and keep serving
+                log.error("not reloaded (still serving what ran before): %s", error)
+
+    async def apply_changes(self, changed: set[Path]) -> list[str]:
+        """Read the manifests again; replace the replicas of each Function whose manifest
+        or files changed, and the routes and event sources of the Triggers that changed.
+        Returns (and prints) one line per change."""
+        assert self.platform is not None
+        try:
+            manifests = load_manifests(self.paths)
+            loaded = runnable_functions(manifests)
+            triggers = triggers_in_order(manifests.triggers.items())
+        except (OSError, ValueError, KeyError, SpecInvalid) as error:
+            line = f"not reloaded (still serving what ran before): {error}"
+            log.error("%s", line)
+            return [line]
+        lines: list[str] = []
+        for key in self.loaded.keys() - loaded.keys():
+            await self.platform.remove_function(key)
+            self.catalog.set_function(key, None)
+            del self.loaded[key], self.functions[key]
+            lines.append(function_change(key, "removed"))
+        for key, function in loaded.items():
+            before = self.loaded.get(key)
+            resolved = function.code_dir.resolve() if function.code_dir else None
+            files = files_under(resolved, changed)
+            self.loaded[key] = function
+            self.functions[key] = function.spec
+            if before is None:
+                self.platform.add_function(key, function.spec, function.code_dir)
+                self.catalog.set_function(key, function.spec)
+                await self.platform.set_replicas(key, function.spec.scaling.min_replicas)
+                lines.append(function_change(key, "added"))
+            elif (
+                before.document != function.document
+                or files
+                or before.code_dir != function.code_dir
+            ):
+                self.catalog.set_function(key, function.spec, None)
+                await self.platform.replace_function(key, function.spec, function.code_dir)
+                what = "reloaded" if files else "reloaded (its manifest changed)"
+                lines.append(function_change(key, what, files))
+        lines += await self._reload_triggers(manifests, triggers)
+        if lines:
+            self._announce(triggers)  # `hanshu invoke` reads the routes as they are now
+        for line in lines:
+            log.info("%s", line)
+        return lines
+
+    async def _reload_triggers(
+        self, manifests: ManifestSet, triggers: Sequence[KnownTrigger]
+    ) -> list[str]:
+        lines: list[str] = []
+        new = {(t.namespace, t.name): t for t in triggers}
+        documents = manifests.triggers
+        secrets_changed = manifests.secrets != self.secrets
+        changed = [key for key in documents if self.trigger_documents.get(key) != documents[key]]
+        gone = [key for key in self.trigger_documents if key not in documents]
+        if not changed and not gone and not secrets_changed:
+            return lines
+        self.trigger_documents, self.secrets = dict(documents), manifests.secrets
+        self._verifiers = verifiers_from_manifests(triggers, manifests.secrets)
+        refused = self.catalog.set_triggers(triggers)
+        for conflict in refused:
+            lines.append(conflict_line(conflict))
+        for key in gone:
+            lines.append(f"Trigger {key[1]}: removed")
+        for key in changed:
+            lines.append(f"Trigger {key[1]}: {trigger_summary(new[key])}")
+        if secrets_changed:
+            lines.append("Secrets: read again (API keys, stream URLs)")
+        if any(new[key].spec.object_storage is not None for key in changed):
+            lines.append(
+                "bucket Triggers changed: dev mode sets buckets up at start-up only "
+                "(restart hanshu dev to apply)"
+            )
+        await self._publish_schedules(triggers, self._nats_url)
+        await self._publish_streams(documents, manifests.secrets, self._nats_url)
+        return lines
 
     async def _publish_schedules(self, triggers: Sequence[KnownTrigger], nats_url: str) -> None:
         """Put the schedule Triggers in the catalog, as the operator does in a cluster: the
@@ -271,7 +563,8 @@ class DevStack:
             for known in triggers
             if (entry := ScheduleEntry.of_trigger(known.namespace, known.name, known.spec))
         ]
-        if not entries:
+        gone = self._published_schedules - {(e.namespace, e.trigger) for e in entries}
+        if not entries and not gone:
             return
         if not nats_url:
             log.warning(
@@ -282,15 +575,11 @@ class DevStack:
             return
         self.schedule_nats = self.schedule_nats or await connect(nats_url, "hanshu-dev-catalog")
         buckets = await ensure_schedule_buckets(self.schedule_nats)
+        for namespace, name in gone:  # a reload took them out
+            await withdraw_schedule(buckets, namespace, name)
+        self._published_schedules = {(e.namespace, e.trigger) for e in entries}
         for entry in entries:
             await publish_schedule(buckets, entry)
-            log.info(
-                "schedule %s: %s (%s) on Function %s",
-                entry.trigger,
-                entry.schedule.cron,
-                entry.schedule.time_zone,
-                entry.function,
-            )
 
     def _gateway_config(self, nats: NatsSettings) -> GatewayConfig:
         return GatewayConfig(
@@ -308,6 +597,9 @@ class DevStack:
             windows=self.windows,
             # The local S3's SNS confirms subscriptions on loopback.
             sns_confirm_hosts=("127.0.0.1",),
+            # The caller is the Function's owner, and there is no status to read: a 503
+            # for code that cannot start names the cause.
+            fault_details=True,
         )
 
     def _dispatcher_config(self, nats: NatsSettings) -> DispatcherConfig:
@@ -357,7 +649,8 @@ class DevStack:
             for key, document in documents.items()
             if (document.get("spec") or {}).get("stream") is not None
         ]
-        if not streams:
+        gone = self._published_streams - {key for key, _ in streams}
+        if not streams and not gone:
             return
         if not nats_url:
             log.warning(
@@ -368,6 +661,9 @@ class DevStack:
             return
         self.schedule_nats = self.schedule_nats or await connect(nats_url, "hanshu-dev-catalog")
         buckets = await ensure_stream_buckets(self.schedule_nats)
+        for namespace, name in gone:  # a reload took them out
+            await withdraw_stream(buckets, namespace, name)
+        self._published_streams = {key for key, _ in streams}
         for (namespace, name), spec in streams:
             try:
                 parsed = parse_trigger_spec(spec, namespace)
@@ -381,7 +677,6 @@ class DevStack:
             # Dev mode has no internal token (nothing leaves the machine): sealed with "".
             entry = stream_entry(namespace, name, parsed.function_name, spec["stream"], url, "")
             await publish_stream(buckets, entry)
-            log.info("stream Trigger %s on Function %s", name, entry.function)
 
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:
         return [(key, spec.scaling) for key, spec in self.functions.items()]
@@ -389,19 +684,14 @@ class DevStack:
     def _key_verifiers(self, namespace: str, trigger: str) -> KeyVerifiers | None:
         return self._verifiers.get((namespace, trigger))
 
-    async def _scaled(self, key: FunctionKey, decision: Decision, previous: int) -> None:
-        log.info(
-            "%s: %d -> %d replicas (%s: %s)",
-            key[1],
-            previous,
-            decision.replicas,
-            decision.reason,
-            decision.message,
-        )
-
     async def stop(self) -> None:
+        """Stop what was started, in the order that leaves nothing to complain: the
+        dispatcher and the gateway before the NATS they use, the replicas, then the local
+        servers. Safe after a start that failed half-way."""
         dev_state.withdraw()
         self._stopped.set()
+        if self.platform is not None:
+            self.platform.stop_restarting()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -410,13 +700,19 @@ class DevStack:
             await self.running_dispatcher.stop(grace_seconds=5.0)
         if self.schedule_nats is not None:
             await self.schedule_nats.close()
-        await self.gateway.close()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self.local_pool is not None:
             await self.local_pool.close()
-        await self._autoscaler_runner.cleanup()
-        await self._session.close()
-        await self.platform.close()
+        if self._autoscaler_runner is not None:
+            await self._autoscaler_runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        if self.platform is not None:
+            await self.platform.close()
+            withdraw_replica_counts(self.platform.replica_counts)
         if self.local_nats is not None:
             await asyncio.to_thread(self.local_nats.close)
+        logging.getLogger("hanshu.jetstream").removeFilter(self._nats_lines)
         if self.local_s3 is not None:
             await asyncio.to_thread(self.local_s3.stop)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .local_platform import free_port
-from .local_servers import server_binary, stop_server, wait_listening
+from .local_servers import ended_with_parent, server_binary, stop_server, wait_listening
 
 # Async bodies may be as large as the gateway's body limit (6 MiB by default).
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
@@ -37,6 +37,7 @@ class LocalNats:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> LocalNats:
+        """Start the server; again after it died, on the same port and store."""
         self.port = self.port or free_port()
         if not self.store_dir:
             self.store_dir = tempfile.mkdtemp(prefix="hanshu-nats-")
@@ -63,9 +64,19 @@ class LocalNats:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
+                # Its own process group: Ctrl-C in the terminal stops hanshu dev, which
+                # stops this server after its clients have closed (never before, as the
+                # signal would, each client then saying it lost the connection).
+                start_new_session=True,
+                preexec_fn=ended_with_parent(),
             )
         wait_listening(self.process, self.port, log_path, "nats-server", timeout)
         return self
+
+    def wait(self) -> int | None:
+        """Block until the server exits; its exit code (None if it was never started)."""
+        process = self.process
+        return None if process is None else process.wait()
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:

@@ -10,6 +10,11 @@ requests (as kubelet does after the endpoint is removed).
 A replica that dies by itself is restarted on its own address, as the kubelet restarts a
 pod's container, and, as a gateway in a cluster treats a pod the kubelet has once called
 ready, it is never reported as starting again: only a replica's first start is probed.
+Two exits are not restarted: one with a start-up fault (the runtime's one line in its
+termination log), which ``listen_faults`` listeners are told (as a Function's status tells
+a gateway in a cluster) until a replica of the Function is ready again; and one with code
+0, which only a replica told to stop makes (a signal to the whole process group, as the
+terminal sends on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -23,16 +28,18 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+from hanshu_api.conditions import ReplicaFault
 from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
 from hanshu_api.platform import Endpoint, EndpointListener, FunctionKey
 
+from .local_servers import ended_with_parent
 from .replica_output import line_prefix, relay, uses_colour
 
 log = logging.getLogger("hanshu.local")
@@ -42,6 +49,10 @@ READY_POLL_SECONDS = 0.01
 # kubelet's crash-loop back-off does (the first restart is at once).
 RESTART_BACKOFF_SECONDS = 1.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
+# The reason a replica that cannot start is reported with: the operator's for the same.
+STARTUP_FAULT_REASON = "RuntimeStartupFailed"
+# Told a Function's start-up fault (None once a replica of it is ready again).
+FaultListener = Callable[[FunctionKey, ReplicaFault | None], None]
 
 
 def _ephemeral_ports() -> range:
@@ -129,6 +140,8 @@ class _LocalFunction:
     code_dir: Path
     replicas: list[_Replica] = field(default_factory=list)
     wanted: int = 0
+    # Its last start-up fault, until a replica of it is ready again.
+    fault: ReplicaFault | None = None
 
 
 class LocalPlatform:
@@ -146,6 +159,9 @@ class LocalPlatform:
         self._functions: dict[FunctionKey, _LocalFunction] = {}
         self._listeners: list[EndpointListener] = []
         self._starting_listeners: list[EndpointListener] = []
+        self._fault_listeners: list[FaultListener] = []
+        # Set once the platform is closing: no replica that exits is restarted.
+        self._closing = False
         self._extra_env = dict(extra_env or {})
         # The resources a Function without its own gets (the chart's functionDefaults):
         # they decide HANSHU_MEMORY_MB, as in a cluster.
@@ -166,17 +182,54 @@ class LocalPlatform:
     def add_function(
         self, key: FunctionKey, spec: FunctionSpec, code_dir: Path | None = None
     ) -> None:
-        if code_dir is None:
-            if spec.code.inline is None:
-                raise ValueError(
-                    f"Function {key[1]}: the local platform runs inline code only "
-                    "(or pass the folder holding the code)"
-                )
-            code_dir = self._workdir / key[0] / key[1]
-            code_dir.mkdir(parents=True, exist_ok=True)
-            for name, content in spec.code.inline.items():
-                (code_dir / name).write_text(content)
-        self._functions[key] = _LocalFunction(spec, code_dir)
+        self._functions[key] = _LocalFunction(spec, self._code_dir(key, spec, code_dir))
+
+    def _code_dir(self, key: FunctionKey, spec: FunctionSpec, code_dir: Path | None) -> Path:
+        """The folder a replica runs: ``code_dir``, else the inline code written out."""
+        if code_dir is not None:
+            return code_dir
+        if spec.code.inline is None:
+            raise ValueError(
+                f"Function {key[1]}: the local platform runs inline code only "
+                "(or pass the folder holding the code)"
+            )
+        code_dir = self._workdir / key[0] / key[1]
+        code_dir.mkdir(parents=True, exist_ok=True)
+        for name in os.listdir(code_dir):  # a file the new code no longer has is gone
+            if name not in spec.code.inline and (code_dir / name).is_file():
+                (code_dir / name).unlink()
+        for name, content in spec.code.inline.items():
+            (code_dir / name).write_text(content)
+        return code_dir
+
+    async def replace_function(
+        self, key: FunctionKey, spec: FunctionSpec, code_dir: Path | None = None
+    ) -> None:
+        """New code (or a new spec) for a Function: its replicas are replaced by as many
+        new ones, as a Deployment's rollout replaces pods. The old ones are withdrawn at
+        once and drain what they are serving; requests meanwhile wait for the new ones.
+        A start-up fault is forgotten: the new code may be the fix."""
+        async with self._lock:
+            old = self._functions[key]
+            new = _LocalFunction(spec, self._code_dir(key, spec, code_dir), wanted=old.wanted)
+            self._functions[key] = new
+            stopping, old.replicas = old.replicas, []
+            if stopping:
+                self._publish(key)  # withdrawn (the new Function has none yet)
+            for replica in stopping:
+                await self._stop(replica)
+            if old.fault is not None:
+                self._tell_fault(key, None)
+            while len(new.replicas) < new.wanted:
+                new.replicas.append(await self._start(key, new))
+            if new.replicas:
+                self._publish(key)
+
+    async def remove_function(self, key: FunctionKey) -> None:
+        """A Function gone from the manifests: its replicas drain and stop."""
+        await self.set_replicas(key, 0)
+        async with self._lock:
+            self._functions.pop(key, None)
 
     def listen(self, listener: EndpointListener) -> None:
         self._listeners.append(listener)
@@ -187,9 +240,35 @@ class LocalPlatform:
         kubelet once called ready is not to a gateway in a cluster)."""
         self._starting_listeners.append(listener)
 
+    def listen_faults(self, listener: FaultListener) -> None:
+        """Told when a Function's replica cannot start (its start-up fault), and told None
+        when one of its replicas is ready again or its code is replaced."""
+        self._fault_listeners.append(listener)
+
+    def _tell_fault(self, key: FunctionKey, fault: ReplicaFault | None) -> None:
+        self._functions[key].fault = fault
+        for listener in self._fault_listeners:
+            listener(key, fault)
+
+    def code_dir_of(self, key: FunctionKey) -> Path:
+        """The folder a Function's replicas run (inline code written out, or its own)."""
+        return self._functions[key].code_dir
+
+    def fault(self, key: FunctionKey) -> ReplicaFault | None:
+        function = self._functions.get(key)
+        return None if function is None else function.fault
+
     def current_replicas(self, key: FunctionKey) -> int | None:
         function = self._functions.get(key)
         return None if function is None else function.wanted
+
+    def replica_counts(self) -> dict[FunctionKey, tuple[int, int]]:
+        """Each Function's (desired, ready) replicas: what the operator reports in a
+        cluster as ``hanshu_function_replicas``."""
+        return {
+            key: (function.wanted, sum(1 for r in function.replicas if r.ready))
+            for key, function in list(self._functions.items())
+        }
 
     def replica_pids(self, key: FunctionKey) -> list[int]:
         """The process ids of a Function's running replicas (for benchmarks that measure
@@ -262,6 +341,8 @@ class LocalPlatform:
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            # Killed outright, hanshu dev takes its replicas with it.
+            preexec_fn=ended_with_parent(),
         )
         assert process.stdout is not None
         # Names padded to the longest, so every Function's lines start in one column.
@@ -270,7 +351,7 @@ class LocalPlatform:
         relaying = asyncio.create_task(relay(process.stdout, prefix, self._output))
         self._relays.add(relaying)
         relaying.add_done_callback(self._relays.discard)
-        log.info("started replica", extra={"function": key[1], "pid": process.pid, "port": port})
+        log.info("%s: replica started, pid %d, port %d", key[1], process.pid, port)
         return process
 
     async def _until_ready(self, key: FunctionKey, replica: _Replica) -> None:
@@ -287,6 +368,8 @@ class LocalPlatform:
                             replica.ready, replica.first_start = True, False
                             replica.failed_restarts = 0
                             self._publish(key)
+                            if self._functions[key].fault is not None:
+                                self._tell_fault(key, None)
                             return
                 # Until the next poll, or at once if it exits meanwhile.
                 await asyncio.wait([exited], timeout=READY_POLL_SECONDS)
@@ -301,16 +384,38 @@ class LocalPlatform:
             async with self._lock:
                 if replica not in function.replicas:
                     return  # stopped on purpose
-                log.error("replica exited with code %s", code, extra={"function": key[1]})
                 # Withdrawn now; from here on only its /readyz brings it back, never a
                 # gateway's probe: a restart is not new (it may have been ready and served
                 # requests already, even if our poll did not see it in time).
                 replica.ready, replica.first_start = False, False
-                if self._take_startup_fault(replica):
-                    # It cannot start (its fault is on stderr): not restarted.
+                fault = self._take_startup_fault(replica)
+                if fault or code == 0 or self._closing:
+                    # It cannot start (its fault is in its termination log), or it was told
+                    # to stop (it drained and exited 0, as on a signal to the process
+                    # group): not restarted.
                     function.replicas.remove(replica)
                     self._publish(key)
+                    if fault:
+                        self._tell_fault(
+                            key,
+                            ReplicaFault(
+                                STARTUP_FAULT_REASON,
+                                f"the runtime exited with code {code}: {fault}",
+                            ),
+                        )
+                    elif not self._closing:
+                        log.info(
+                            "%s: replica (pid %d) exited with code 0: stopped",
+                            key[1],
+                            replica.process.pid,
+                        )
                     return
+                log.error(
+                    "%s: replica (pid %d) exited with code %s: restarting it",
+                    key[1],
+                    replica.process.pid,
+                    code,
+                )
                 self._publish(key)
             # Restarted on its own address, as the kubelet restarts a pod's container: at
             # once the first time, later and later while it keeps dying before ready.
@@ -323,8 +428,8 @@ class LocalPlatform:
             replica.failed_restarts += 1
             await asyncio.sleep(delay)
             async with self._lock:
-                if replica not in function.replicas:
-                    return  # scaled down meanwhile
+                if replica not in function.replicas or self._closing:
+                    return  # scaled down or closing meanwhile
                 replica.process = await self._spawn(
                     key,
                     function,
@@ -334,15 +439,16 @@ class LocalPlatform:
                 )
 
     @staticmethod
-    def _take_startup_fault(replica: _Replica) -> bool:
-        """Whether the replica's last start ended with a start-up fault (the runtime writes
-        it where Kubernetes reads a container's last words); the next start writes anew."""
+    def _take_startup_fault(replica: _Replica) -> str:
+        """The start-up fault the replica's last start ended with ("" if none): the runtime
+        writes it where Kubernetes reads a container's last words; the next start writes
+        anew."""
         try:
             fault = replica.termination_log.read_text().strip()
             replica.termination_log.unlink()
         except OSError:
-            return False
-        return bool(fault)
+            return ""
+        return fault
 
     async def _stop(self, replica: _Replica) -> None:
         if replica.watcher is not None:
@@ -354,7 +460,13 @@ class LocalPlatform:
             waiting = asyncio.get_running_loop().create_task(replica.process.wait())
             waiting.add_done_callback(lambda _: self._draining.discard(replica.process))
 
+    def stop_restarting(self) -> None:
+        """From now on no replica that exits is restarted (the process is stopping: a
+        signal to its process group reaches the replicas too)."""
+        self._closing = True
+
     async def close(self, drain_seconds: float = 10.0) -> None:
+        self._closing = True
         for key in list(self._functions):
             await self.set_replicas(key, 0)
         draining = list(self._draining)

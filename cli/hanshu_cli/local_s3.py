@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .local_platform import free_port
-from .local_servers import server_binary, stop_server, wait_listening
+from .local_servers import ended_with_parent, server_binary, stop_server, wait_listening
 
 REGION = "us-east-1"
 # moto accepts any credentials; boto3 needs some.
@@ -61,6 +61,10 @@ class LocalS3:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **CREDENTIALS},
+                # Its own process group: Ctrl-C in the terminal stops hanshu dev, which
+                # stops this server after what uses it (never before, as the signal would).
+                start_new_session=True,
+                preexec_fn=ended_with_parent(),
             )
         wait_listening(self.process, self.port, log_path, "moto_server", timeout)
         return self

@@ -3,12 +3,19 @@ PyPI wheel installs it next to Python), waiting until it listens, and stopping i
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+# prctl(2)'s option: the signal a process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
 
 
 class ServerMissing(RuntimeError):
@@ -24,6 +31,21 @@ def server_binary(name: str, install: str) -> str:
     if found is None:
         raise ServerMissing(f"no {name} found: install it with `{install}` (or put {name} on PATH)")
     return found
+
+
+def ended_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send SIGTERM to the server when the one that
+    started it dies (Linux): a server in a process group of its own (out of reach of the
+    terminal's Ctrl-C, which the stack handles itself) is not left running when the stack
+    is killed outright. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+    def set_death_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_death_signal
 
 
 def wait_listening(

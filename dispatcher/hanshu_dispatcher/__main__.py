@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
+
+from hanshu_api.logs import configure_logging
 
 from .config import ConfigError, config_from_env
 from .schedules import TickSource, cron_ticks
@@ -24,7 +25,7 @@ async def _serve(dispatcher: Dispatcher) -> None:
 
 def main(ticks: TickSource = cron_ticks) -> None:
     """Run until SIGTERM; ``ticks`` says when schedules fire (their cron, but for tests)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("dispatcher")
     try:
         config = config_from_env()
     except ConfigError as bad:

@@ -36,6 +36,7 @@ from hanshu_api.jetstream import (
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.platform import FunctionKey
 from hanshu_api.stats_report import FunctionStat, StatsReport
+from hanshu_api.tracing import tracer_from_env
 from nats.errors import Error as NatsError
 from nats.js.errors import BadRequestError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -61,6 +62,8 @@ class Dispatcher:
     def __init__(self, config: DispatcherConfig, ticks: TickSource = cron_ticks) -> None:
         self.config = config
         self.ticks = ticks  # when schedules fire: their cron (a test ticks every second)
+        # Spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/operations.md, "Traces").
+        self.tracer = tracer_from_env("hanshu-dispatcher")
         self.workers: dict[FunctionKey, tuple[FunctionWorker, asyncio.Task[None]]] = {}
         self.backlog: dict[FunctionKey, int] = {}
         self._store: Invocations | None = None
@@ -196,7 +199,9 @@ class Dispatcher:
             # Made by a dispatcher with other settings: it serves as it is.
             log.info("using the existing consumer of %s/%s (%s)", *key, error)
         assert self._gateway is not None
-        worker = FunctionWorker(key, self.config, store, self._gateway, self._destinations)
+        worker = FunctionWorker(
+            key, self.config, store, self._gateway, self._destinations, self.tracer
+        )
         task = asyncio.create_task(worker.run())
         task.add_done_callback(lambda done, key=key: self._worker_ended(key, done))  # type: ignore[misc]
         self.workers[key] = (worker, task)
@@ -285,3 +290,4 @@ class Dispatcher:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        self.tracer.shutdown()  # the spans still batched go out before the exit

@@ -44,8 +44,11 @@ from hanshu_api.invocations import (
     subject_for,
 )
 from hanshu_api.jetstream import Invocations
+from hanshu_api.logs import request_id_var
 from hanshu_api.models import Destination
 from hanshu_api.platform import FunctionKey
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE, incoming
+from hanshu_api.tracing import CONSUMER, NO_TRACING, Tracer, current_trace
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import MsgAlreadyAckdError
@@ -72,6 +75,9 @@ from .outcome import (
 log = logging.getLogger("hanshu.dispatcher")
 
 FETCH_WAIT_SECONDS = 5.0
+# A failed fetch (NATS away) is tried again after this; one failure in this many is logged.
+FETCH_RETRY_SECONDS = 0.5
+FETCH_FAILURES_PER_LOG = 120
 # A consumer no dispatcher has pulled from for this long is removed by the server.
 CONSUMER_INACTIVE_SECONDS = 3600.0
 # A final record is written again and again while NATS is away (a restart, a leader
@@ -145,8 +151,10 @@ class FunctionWorker:
         store: Invocations,
         gateway: InternalGateway,
         destinations: Destinations,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self.key = key
+        self.tracer = tracer
         self.config = config
         self.store = store
         self.gateway = gateway
@@ -167,6 +175,7 @@ class FunctionWorker:
                 await subscription.unsubscribe()
 
     async def _pull(self, subscription: Any) -> None:
+        failures = 0  # fetches failed in a row
         while True:
             await self._slots.acquire()
             free = 1
@@ -178,9 +187,17 @@ class FunctionWorker:
             except (NatsTimeout, TimeoutError):
                 messages = []
             except NatsError as error:
-                log.warning("%s/%s: fetching failed (%s)", *self.key, error)
+                # While NATS is away every fetch fails, twice a second: the first failure
+                # is said, then one a minute, and the recovery once.
+                if failures % FETCH_FAILURES_PER_LOG == 0:
+                    log.warning("%s/%s: fetching failed (%s); trying again", *self.key, error)
+                failures += 1
                 messages = []
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(FETCH_RETRY_SECONDS)
+            else:
+                if failures:
+                    log.info("%s/%s: fetching again after %d failures", *self.key, failures)
+                failures = 0
             for _ in range(free - len(messages)):
                 self._slots.release()
             for message in messages:
@@ -209,6 +226,10 @@ class FunctionWorker:
             )
             await message.term()
             return
+        # This task's log lines name the invocation and its trace (a message stored
+        # without one runs in a trace of its own).
+        request_id_var.set(delivery.invocation_id)
+        current_trace.set(delivery.headers.trace or incoming(None, None))
         heartbeat = asyncio.create_task(self._heartbeat(message))
         try:
             await self._deliver(message, delivery)
@@ -387,19 +408,43 @@ class FunctionWorker:
         ]
         if stored.job_id:
             headers.append((HTTP_JOB_ID, stored.job_id))
+        # A consumer span per attempt, below the span the call was taken in; the gateway
+        # and the replica are told it (traceparent), so their spans sit below it.
+        span = self.tracer.start(
+            f"process {self.key[1]}",
+            CONSUMER,
+            current_trace.get() or stored.trace or incoming(None, None),
+            {
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": subject_for(self.key),
+                "messaging.message.id": delivery.invocation_id,
+                "faas.invocation_id": delivery.invocation_id,
+                "hanshu.attempt": attempt,
+            },
+        )
+        headers += span.context.headers()
         try:
-            reply = await self.gateway.dispatch(
-                *self.key,
-                request.method,
-                headers,
-                delivery.body,
-                time_limit=stored.policy.timeout_seconds + self.config.call_margin_seconds,
-            )
-        except TimeoutError:
-            return Reply(0, {}, b"the gateway did not answer in time", "DispatchTimeout")
-        except aiohttp.ClientError as error:
-            return Reply(0, {}, str(error).encode(), "GatewayUnreachable")
-        return Reply(reply.status, reply.headers, reply.body, reply.gateway_error)
+            try:
+                reply = await self.gateway.dispatch(
+                    *self.key,
+                    request.method,
+                    headers,
+                    delivery.body,
+                    time_limit=stored.policy.timeout_seconds + self.config.call_margin_seconds,
+                )
+            except TimeoutError:
+                span.fail("DispatchTimeout")
+                return Reply(0, {}, b"the gateway did not answer in time", "DispatchTimeout")
+            except aiohttp.ClientError as error:
+                span.fail("GatewayUnreachable")
+                return Reply(0, {}, str(error).encode(), "GatewayUnreachable")
+            span.set("http.response.status_code", reply.status)
+            if reply.status >= 500:
+                span.fail(f"HTTP {reply.status}")
+            return Reply(reply.status, reply.headers, reply.body, reply.gateway_error)
+        finally:
+            span.end()
 
     async def _finish(
         self,
@@ -494,6 +539,8 @@ _REPLACED = frozenset(
         HTTP_INVOCATION_ID.lower(),
         HTTP_ATTEMPT.lower(),
         HTTP_INVOCATION_TYPE.lower(),
+        TRACEPARENT,
+        TRACESTATE,
         HTTP_JOB_ID.lower(),
         "x-request-id",
     }

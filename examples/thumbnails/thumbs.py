@@ -1,12 +1,14 @@
 """Thumbnails: an image lands in a bucket under in/, a 128-px thumbnail lands under thumbs/.
 
 The seed's event-driven pipeline. The Trigger's objectStorage source turns each bucket
-notification into one invocation with S3's event (Records); the key arrives decoded.
+notification into one invocation with S3's event (Records); the key arrives as S3 sends
+it, URL-encoded (a space is '+'), so it is decoded once, as on Lambda.
 boto3 finds the storage from the environment (AWS_ENDPOINT_URL_S3, region, credentials):
 the local S3 in dev mode, MinIO or AWS S3 in a cluster.
 """
 
 import io
+from urllib.parse import unquote_plus
 
 import boto3
 from PIL import Image
@@ -19,7 +21,7 @@ def handler(event, context):
     made = []
     for record in event["Records"]:
         bucket = record["s3"]["bucket"]["name"]
-        key = record["s3"]["object"]["key"]
+        key = unquote_plus(record["s3"]["object"]["key"])
         if not key.startswith("in/"):
             continue
         source = s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
+
+from hanshu_api.logs import configure_logging
 
 from .loop import run
 
@@ -36,7 +37,7 @@ def main() -> None:
         prog="python -m hanshu_gateway",
         description="The gateway, configured from HANSHU_* variables (see docs/install.md).",
     ).parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("gateway")
     from .kube_gateway import KubeGateway
     from .settings import ConfigError
 

@@ -43,6 +43,8 @@ from hanshu_api.invocations import (
     route_scope,
 )
 from hanshu_api.platform import FunctionKey
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE
+from hanshu_api.tracing import current_trace
 
 from .async_intake import MAX_BATCH_BYTES, AsyncIntake, AsyncUnavailable, Call, batch_events
 from .bad_input import refused_input
@@ -60,10 +62,11 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 256
 RETRY_AFTER_UNAVAILABLE = "5"
 
 # Headers of the dispatcher's call that are not the stored request's: its own framing and
-# hop-by-hop headers (the hop to the replica sets its own).
+# hop-by-hop headers (the hop to the replica sets its own), and its trace (the forward
+# writes the one it continues).
 _DISPATCH_ONLY = frozenset({
     HTTP_TARGET.lower(), "host", "content-length", "transfer-encoding", "connection",
-    "keep-alive", "te", "trailer", "upgrade", "expect",
+    "keep-alive", "te", "trailer", "upgrade", "expect", TRACEPARENT, TRACESTATE,
 })  # fmt: skip
 
 
@@ -158,6 +161,7 @@ class AsyncCalls:
             idempotency_scope=route_scope(
                 route.namespace, route.trigger, _credential(route, caller_headers)
             ),
+            trace=current_trace.get(),
         )
         try:
             if invocation_type == BATCH:
@@ -260,6 +264,7 @@ class AsyncCalls:
             ),
             body=body,
             idempotency_scope=function_scope(key),
+            trace=current_trace.get(),
         )
         try:
             accepted = await intake.enqueue(

@@ -46,6 +46,7 @@ from hanshu_api.invocations import (
 from hanshu_api.jetstream import Invocations, StreamSettings, connect, ensure
 from hanshu_api.models import AsyncPolicy
 from hanshu_api.platform import FunctionKey
+from hanshu_api.trace_context import TraceContext
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
@@ -84,6 +85,8 @@ class Call:
     body: bytes
     # Whose Idempotency-Key this call presents (hanshu_api.invocations.route_scope).
     idempotency_scope: IdempotencyScope
+    # The trace it was taken in: its runs' spans and calls join it.
+    trace: TraceContext | None = None
 
 
 def batch_events(body: bytes, max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
@@ -208,6 +211,7 @@ class AsyncIntake:
                     StoredPolicy.of(call.policy, call.timeout_seconds),
                     call.request,
                     call.origin,
+                    trace=call.trace,
                 ).to_headers(),
             )
         except (NatsError, TimeoutError) as error:
@@ -279,6 +283,7 @@ class AsyncIntake:
                     member_request,
                     call.origin,
                     job_id,
+                    call.trace,
                 )
                 pending.append(await store.js.publish_async(subject, event, headers=headers))
                 if len(pending) >= BATCH_PUBLISH_WINDOW:

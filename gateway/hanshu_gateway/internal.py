@@ -22,8 +22,11 @@ from hanshu_api.gateway_paths import (
     RESERVED_PREFIX,
 )
 from hanshu_api.invocations import EVENT
+from hanshu_api.logs import request_id_var
 from hanshu_api.loop_lag import LoopLag
 from hanshu_api.platform import Endpoint
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE, incoming
+from hanshu_api.tracing import NO_TRACING, SERVER, Tracer, current_trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .async_calls import AsyncCalls
@@ -50,6 +53,7 @@ class InternalPort:
         internal_token: str,
         routes_synced: Callable[[], bool],
         loop_lag: LoopLag | None,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self.catalog = catalog
         self.proxy = proxy
@@ -59,6 +63,7 @@ class InternalPort:
         self.internal_token = internal_token
         self.routes_synced = routes_synced
         self.loop_lag = loop_lag
+        self.tracer = tracer
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._platform_caller])
@@ -90,14 +95,37 @@ class InternalPort:
     def _edge(
         self, handler: PlatformHandler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """A platform path's handler, given the request's id; its fault rendered here."""
+        """A platform path's handler, given the request's id, in a server span of the
+        caller's trace (the dispatcher's consumer span); its fault rendered here."""
 
         async def edge(request: web.Request) -> web.StreamResponse:
             request_id = self.ids.of(request.headers)
+            trace = incoming(request.headers.get(TRACEPARENT), request.headers.get(TRACESTATE))
+            span = self.tracer.start(
+                f"{request.method} {request.match_info.route.resource.canonical}"
+                if request.match_info.route.resource is not None
+                else request.method,
+                SERVER,
+                trace,
+                {"http.request.method": request.method},
+            )
+            request_token = request_id_var.set(request_id)
+            trace_token = current_trace.set(span.context)
+            status = 500
             try:
-                return await handler(request, request_id)
-            except GatewayFault as fault:
-                return fault.reply(request_id)
+                try:
+                    response = await handler(request, request_id)
+                except GatewayFault as fault:
+                    response = fault.reply(request_id)
+                status = response.status
+                return response
+            finally:
+                current_trace.reset(trace_token)
+                request_id_var.reset(request_token)
+                span.set("http.response.status_code", status)
+                if status >= 500:
+                    span.fail(f"HTTP {status}")
+                span.end()
 
         return edge
 

@@ -183,6 +183,7 @@ class KubeGateway:
         default_resources: Mapping[str, Any] | None = None,
         watchable_kinds: Mapping[tuple[str, str], WatchableKind] | None = None,
         warm_pools: WarmPoolSettings | None = None,
+        function_region: str = "",
     ) -> None:
         self.kube = kube
         self.namespaces = namespaces or ("",)
@@ -192,7 +193,13 @@ class KubeGateway:
         self.catalog = Catalog(config.queue_limit, self.key_verifiers, default_resources or {})
         # The chart's warmPool: pool pods claimed and specialized for cold Functions.
         self.warm_pool = (
-            KubeWarmPool(kube, warm_pools, config.internal_token, default_resources or {})
+            KubeWarmPool(
+                kube,
+                warm_pools,
+                config.internal_token,
+                default_resources or {},
+                region=function_region,
+            )
             if warm_pools is not None and warm_pools.enabled
             else None
         )
@@ -236,6 +243,7 @@ class KubeGateway:
             default_resources=default_resources,
             watchable_kinds=watchable_kinds,
             warm_pools=warm_pools,
+            function_region=text(env, "HANSHU_FUNCTION_REGION"),
         )
 
     def key_verifiers(self, namespace: str, trigger: str) -> KeyVerifiers | None:

@@ -173,8 +173,10 @@ class KubeWarmPool:
         default_resources: Mapping[str, Any],
         *,
         specialize_timeout: float = SPECIALIZE_TIMEOUT_SECONDS,
+        region: str = "",
     ) -> None:
         self.kube = kube
+        self.region = region  # functionDefaults.region: HANSHU_REGION, as the operator's
         self.pools = pools
         self.internal_token = internal_token
         self.default_resources = default_resources
@@ -296,6 +298,7 @@ class KubeWarmPool:
             generation=function.generation,
             default_resources=self.default_resources,
             code_dir=POOL_CODE_DIR,
+            region=self.region or None,
         )
         return SpecializeRequest(namespace, name, function.generation, env, files).encode()
 

@@ -52,9 +52,12 @@ class SubscriptionConfirmation:
 @dataclass(frozen=True, slots=True)
 class ObjectEvent:
     bucket: str
-    key: str  # decoded once: the object's real name
+    key: str  # decoded once: the object's real name, what filters and OSS events use
     event_name: str  # "s3:ObjectCreated:Put": the s3: prefix always present
-    record: Mapping[str, Any]  # the S3 record as sent, with its key decoded
+    # The S3 record exactly as sent, its key still form-encoded ("dog%2Bcat.jpg",
+    # "my+photo.jpg" for a space): Lambda code, AWS's tutorials included, calls
+    # urllib.parse.unquote_plus() on it, so a decoded key would be decoded twice.
+    record: Mapping[str, Any]
 
     @property
     def dedup_key(self) -> str:
@@ -239,9 +242,7 @@ def _event(record: Any, at: tuple[str | int, ...]) -> ObjectEvent:
         ) from None
     name = str(record["eventName"])
     name = name if name.startswith("s3:") else f"s3:{name}"
-    # A copy down to the key only: the rest of the record is passed on as it came.
-    decoded = {**record, "s3": {**s3, "object": {**s3["object"], "key": key}}}
-    return ObjectEvent(bucket, key, name, decoded)
+    return ObjectEvent(bucket, key, name, record)
 
 
 def _check(document: Mapping[str, Any], schema: Schema, at: tuple[str | int, ...]) -> None:
@@ -367,6 +368,9 @@ def _oss_record(event: ObjectEvent) -> dict[str, Any]:
                 or "",
             },
             "object": {
+                # Function Compute's OSS trigger sends the object's name itself, not
+                # encoded: its samples hand oss.object.key to the OSS SDK unchanged
+                # (aliyun/serverless-aliyun-function-compute, ossTriggerHandler.js).
                 "key": event.key,
                 "size": obj.get("size") or 0,
                 "eTag": obj.get("eTag") or "",

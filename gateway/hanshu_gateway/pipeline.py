@@ -24,9 +24,12 @@ from hanshu_api.invocations import (
     invocation_type_of,
 )
 from hanshu_api.jetstream import StreamSettings
+from hanshu_api.logs import request_id_var
 from hanshu_api.loop_lag import LoopLag, watch_loop
 from hanshu_api.models import Cors
 from hanshu_api.platform import WarmPool
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE, TraceContext, incoming
+from hanshu_api.tracing import SERVER, current_trace, tracer_from_env
 
 from . import metrics
 from .async_calls import AsyncCalls, is_status_path
@@ -83,11 +86,19 @@ class Gateway:
         self._upstream = UpstreamPool()
         self.ids = RequestIds()
         self.routes = RouteFinder(catalog)
+        # Spans only when OTEL_EXPORTER_OTLP_ENDPOINT is set (OpenTelemetry is not even
+        # imported otherwise); the trace headers are carried either way.
+        self.tracer = tracer_from_env("hanshu-gateway")
         # The warm pool (hanshu_api.warm_pool), when the platform has one: cold requests
         # are then also served by a specialized pool replica while their Function starts.
         self.warm_starts = WarmStarts(warm_pool) if warm_pool is not None else None
         self.proxy = Proxy(
-            self._upstream, self.reporter, config.cold_start_timeout, self.warm_starts
+            self._upstream,
+            self.reporter,
+            config.cold_start_timeout,
+            self.warm_starts,
+            fault_details=config.fault_details,
+            tracer=self.tracer,
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.BaseRunner] = []
@@ -115,8 +126,43 @@ class Gateway:
         return error_reply(status, error_type, message, self.ids.new())
 
     async def handle(self, request: PublicRequest) -> web.StreamResponse:
-        """A public request, from its route to its reply."""
+        """A public request, from its route to its reply, in a server span of its trace:
+        the caller's ``traceparent`` when it parses, else a new trace."""
         request_id = self.ids.of(request.headers)
+        headers = request.headers
+        trace = incoming(headers.get(TRACEPARENT), headers.get(TRACESTATE))
+        request_token = request_id_var.set(request_id)
+        try:
+            if not self.tracer.enabled:  # the common case: no span, no attributes built
+                trace_token = current_trace.set(trace)
+                try:
+                    return await self._route(request, request_id)
+                finally:
+                    current_trace.reset(trace_token)
+            return await self._traced(request, request_id, trace)
+        finally:
+            request_id_var.reset(request_token)
+
+    async def _traced(
+        self, request: PublicRequest, request_id: str, trace: TraceContext
+    ) -> web.StreamResponse:
+        span = self.tracer.start(
+            request.method, SERVER, trace, {"http.request.method": request.method}
+        )
+        trace_token = current_trace.set(span.context)
+        status = 500
+        try:
+            response = await self._route(request, request_id)
+            status = response.status
+            return response
+        finally:
+            current_trace.reset(trace_token)
+            span.set("http.response.status_code", status)
+            if status >= 500:
+                span.fail(f"HTTP {status}")
+            span.end()
+
+    async def _route(self, request: PublicRequest, request_id: str) -> web.StreamResponse:
         cors: Cors | None = None
         origin: str | None = None
         try:
@@ -209,6 +255,7 @@ class Gateway:
             internal_token=self.config.internal_token,
             routes_synced=self.routes_synced,
             loop_lag=self.loop_lag,
+            tracer=self.tracer,
         ).app()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -252,6 +299,7 @@ class Gateway:
         if self.warm_starts is not None:
             await self.warm_starts.close()
         self._upstream.close()
+        self.tracer.shutdown()  # the spans still batched go out before the exit
 
 
 __all__ = ["ConfigError", "Gateway", "GatewayConfig", "config_from_env"]

@@ -71,8 +71,12 @@ class ReplicasFailing(Exception):
         super().__init__(fault.reason)
         self.fault = fault
 
-    def for_caller(self, function: str) -> str:
+    def for_caller(self, function: str, details: bool = False) -> str:
+        """What the caller is told; the fault's own message only with ``details`` (dev
+        mode, where the caller is the Function's owner and there is no status to read)."""
         phrase = _FAULT_PHRASES.get(self.fault.reason, "its replicas cannot start")
+        if details:
+            return f"'{function}' cannot start a replica: {phrase}: {self.fault.message}"
         return (
             f"'{function}' cannot start a replica: {phrase} ({self.fault.reason}); the "
             "Function's status says why and how to fix it"

@@ -11,6 +11,11 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import NamedTuple
 
 from aiohttp import web
+from hanshu_api.http_route import (
+    DEFAULT_PAYLOAD_FORMAT_VERSION,
+    PAYLOAD_FORMAT_HEADER,
+    RESOURCES_HEADER,
+)
 from hanshu_api.invocations import (
     HTTP_ATTEMPT,
     HTTP_FC_INVOCATION_TYPE,
@@ -22,6 +27,8 @@ from hanshu_api.invocations import (
     header_key,
 )
 from hanshu_api.platform import Endpoint
+from hanshu_api.trace_context import TRACEPARENT, TRACESTATE
+from hanshu_api.tracing import CLIENT, NO_TRACING, Tracer, current_trace
 from hanshu_wire import HOP_BY_HOP as WIRE_HOP_BY_HOP
 
 from . import metrics
@@ -78,12 +85,14 @@ INVOCATION_HEADERS = frozenset(
 )
 # What of a caller's headers never reaches a replica: hop-by-hop ones; X-Forwarded-Prefix
 # (only the gateway says where an app is mounted); the invocation headers only the
-# dispatcher sets (id, attempt, type, job); and those the gateway writes itself below.
+# dispatcher sets (id, attempt, type, job); and those the gateway writes itself below or
+# when it forwards (the trace it continues: the caller's, checked, or a new one).
 UPSTREAM_DROP = (
     HOP_BY_HOP
     | INVOCATION_HEADERS
     | {"x-forwarded-prefix", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-    | {"x-request-id"}
+    | {"x-request-id", PAYLOAD_FORMAT_HEADER.lower(), RESOURCES_HEADER.lower()}
+    | {TRACEPARENT, TRACESTATE}
 )
 Headers = list[tuple[str, str]]
 Networks = tuple[IPv4Network | IPv6Network, ...]
@@ -153,6 +162,12 @@ def upstream_headers(
     if route.http.strip_prefix and route.prefix:
         # Decoded, as the runtime takes it (the Trigger may spell it either way).
         headers.append(("X-Forwarded-Prefix", "/" + "/".join(route.prefix)))
+    if route.http.payload_format_version != DEFAULT_PAYLOAD_FORMAT_VERSION:
+        # Which event the runtime builds for an event handler: the Trigger's choice.
+        headers.append((PAYLOAD_FORMAT_HEADER, route.http.payload_format_version))
+    if route.http.resources:
+        # The Trigger's resource paths: the runtime names the one a path matches.
+        headers.append((RESOURCES_HEADER, ",".join(route.http.resources)))
     return headers
 
 
@@ -184,16 +199,45 @@ class Proxy:
         reporter: StatsReporter | None,
         cold_start_timeout: float,
         warm_starts: WarmStarts | None = None,
+        fault_details: bool = False,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self.upstream = upstream
         self.reporter = reporter
         self.cold_start_timeout = cold_start_timeout
         # None: no warm pool, and a cold request costs nothing more than it did.
         self.warm_starts = warm_starts
+        self.fault_details = fault_details
+        self.tracer = tracer
 
     async def forward(self, call: ProxiedCall) -> web.Response:
         """Queue for a replica (waking the Function when cold), forward, and retry what a
-        replica that is starting or draining refuses."""
+        replica that is starting or draining refuses; in a client span of the call's trace,
+        which the replica is told (``traceparent``)."""
+        trace = current_trace.get()
+        if trace is None:
+            return await self._forward(call)
+        if not self.tracer.enabled:
+            # The call's own list (built for this call): the trace goes up with it.
+            call.headers.extend(trace.headers())
+            return await self._forward(call)
+        span = self.tracer.start("forward", CLIENT, trace, {"faas.invoked_name": call.entry.key[1]})
+        # The call's own list (built for this call): the trace goes up with it.
+        call.headers.extend(span.context.headers())
+        status = 500
+        try:
+            reply = await self._forward(call)
+            status = reply.status
+            return reply
+        except GatewayFault as fault:
+            status = fault.status
+            span.fail(fault.error_type)
+            raise
+        finally:
+            span.set("http.response.status_code", status)
+            span.end()
+
+    async def _forward(self, call: ProxiedCall) -> web.Response:
         entry = call.entry
         pool, stats, meters = entry.pool, entry.stats, entry.meters
         arrived = time.monotonic()
@@ -257,7 +301,7 @@ class Proxy:
             # out, so a fix outside the spec (an image pushed, a node added) is found by a
             # replica that keeps trying.
             raise Unavailable(
-                failing.for_caller(function),
+                failing.for_caller(function, self.fault_details),
                 error_type=failing.fault.reason,
                 retry_after=str(FAULT_RETRY_AFTER_SECONDS),
             ) from None

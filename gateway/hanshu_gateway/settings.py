@@ -44,6 +44,9 @@ class GatewayConfig:
     windows: AsyncWindows = field(default_factory=AsyncWindows)
     # Hosts besides AWS SNS' own that an SNS SubscribeURL may point at.
     sns_confirm_hosts: tuple[str, ...] = ()
+    # Whether a caller refused for a replica fault is told its details (dev mode: the
+    # caller owns the Function; in a cluster the details are the owner's, in its status).
+    fault_details: bool = False
     # Required on the internal invoke, enqueue and dispatch paths when set (the chart sets it).
     internal_token: str = ""
     # Proxies in front (an ingress ending TLS) whose X-Forwarded-For and -Proto are kept;

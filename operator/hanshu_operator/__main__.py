@@ -29,7 +29,10 @@ def main() -> None:
 
 def run(config: OperatorConfig) -> None:
     kopf.configure(
-        debug=config.log_level == "DEBUG", quiet=config.log_level in ("WARNING", "ERROR")
+        debug=config.log_level == "DEBUG",
+        quiet=config.log_level in ("WARNING", "ERROR"),
+        # JSON lines, as every component's (docs/operations.md, "Logs").
+        log_format=kopf.LogFormat.JSON,
     )
     kopf.run(
         # One active replica by deployment (strategy Recreate, replicas 1): no peering CRD.

@@ -36,6 +36,10 @@ RUNTIME_UID = 10001
 TMP_SIZE_LIMIT = "64Mi"
 
 
+# The standard variable OpenTelemetry's SDK reads (the runtime's tracing.py).
+OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+
 @dataclass(frozen=True, slots=True)
 class VersionOf:
     """Children built for a published version rather than $LATEST: ``name`` is then the
@@ -103,27 +107,37 @@ def runtime_env(
     spec: FunctionSpec,
     generation: int | None,
     default_resources: Mapping[str, Any],
+    region: str = "",
+    otlp_endpoint: str = "",
     version_of: VersionOf | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``HANSHU_*`` contract with hanshu_runtime, then the user's own variables.
+    """The ``HANSHU_*`` contract with hanshu_runtime, the platform's OTLP endpoint (when
+    tracing is on and the Function names none of its own), then the user's own variables.
 
     A published version's replicas say the Function's name and the version's number
     (``context.function_version``), not the name their Deployment runs under."""
     if version_of is not None:
         name, generation = version_of.function, version_of.version
     env = function_env(
-        name, spec, generation=generation, default_resources=default_resources, code_dir=CODE_DIR
+        name,
+        spec,
+        generation=generation,
+        default_resources=default_resources,
+        code_dir=CODE_DIR,
+        region=region or None,
     )
     # The pod's own namespace (downward API): the context's ARN and log group name it.
     namespace = {
         "name": "HANSHU_NAMESPACE",
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
     }
-    return [
-        *({"name": k, "value": v} for k, v in env.items()),
-        namespace,
-        *(dict(e) for e in user_env(spec.env)),
-    ]
+    own = [dict(e) for e in user_env(spec.env)]
+    tracing = (
+        [{"name": OTLP_ENDPOINT_ENV, "value": otlp_endpoint}]
+        if otlp_endpoint and not any(e.get("name") == OTLP_ENDPOINT_ENV for e in own)
+        else []
+    )
+    return [*({"name": k, "value": v} for k, v in env.items()), namespace, *tracing, *own]
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
@@ -155,7 +169,15 @@ def build_pod_template(
         "name": RUNTIME_CONTAINER,
         "image": spec.code.image or config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
-        "env": runtime_env(name, spec, generation, config.default_resources, version_of),
+        "env": runtime_env(
+            name,
+            spec,
+            generation,
+            config.default_resources,
+            region=config.function_region,
+            otlp_endpoint=config.function_otlp_endpoint,
+            version_of=version_of,
+        ),
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},

@@ -51,6 +51,8 @@ class OperatorConfig:
     cluster_domain: str = "cluster.local"
     namespaces: tuple[str, ...] = ()
     default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # The region Functions are told (AWS_REGION, AWS_DEFAULT_REGION); "" tells none.
+    function_region: str = ""
     metrics_port: int = 8000
     liveness_port: int = 8080
     retry_delay_seconds: float = 15.0
@@ -73,6 +75,9 @@ class OperatorConfig:
     # A specialized pool pod older than this is deleted, whatever else holds: the gateway
     # that claimed it retires it when the Function's replicas are ready, unless it died.
     warm_pool_specialized_seconds: float = 600.0
+    # The chart's tracing.otlpEndpoint: every Function's pods get it as
+    # OTEL_EXPORTER_OTLP_ENDPOINT (unless the Function sets its own). Empty: none.
+    function_otlp_endpoint: str = ""
 
 
 def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
@@ -98,6 +103,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         cluster_domain=text(env, "HANSHU_CLUSTER_DOMAIN", "cluster.local"),
         namespaces=names(env, "HANSHU_WATCH_NAMESPACES"),
         default_resources=FunctionDefaults.from_env(env).resources,
+        function_region=text(env, "HANSHU_FUNCTION_REGION"),
         metrics_port=port(env, "HANSHU_OPERATOR_METRICS_PORT", 8000, zero=_PORT_OFF),
         liveness_port=port(env, "HANSHU_OPERATOR_LIVENESS_PORT", 8080, zero=_PORT_OFF),
         retry_delay_seconds=number(env, "HANSHU_RETRY_DELAY_SECONDS", 15.0, at_least(0)),
@@ -117,4 +123,5 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
         warm_pool_specialized_seconds=number(
             env, "HANSHU_WARM_POOL_SPECIALIZED_SECONDS", 600.0, at_least(1), unit="seconds"
         ),
+        function_otlp_endpoint=text(env, "HANSHU_FUNCTION_OTLP_ENDPOINT"),
     )

@@ -69,7 +69,8 @@ class Context:
     ``log_group_name``, ``log_stream_name``, ``identity``, ``client_context``,
     ``tenant_id``, ``get_remaining_time_in_millis()``. Function Compute's: ``request_id``,
     ``function``. Hanshu's: ``logger``, ``invocation_id``, ``attempt``,
-    ``invocation_type``."""
+    ``invocation_type``, ``traceparent`` and ``trace_id`` (W3C Trace Context: send
+    ``traceparent`` on the calls the handler makes and they join the invocation's trace)."""
 
     request_id: str
     function: FunctionInfo
@@ -78,11 +79,17 @@ class Context:
     invocation_id: str
     attempt: int = 1
     invocation_type: str = SYNC
+    traceparent: str = ""
     # The same for every call (class attributes: one is built per request, keep it cheap).
     # Lambda sets these only for mobile SDK and tenant-isolated calls; Hanshu has neither.
     identity: ClassVar[CognitoIdentity] = NO_IDENTITY
     client_context: ClassVar[None] = None
     tenant_id: ClassVar[None] = None
+
+    @property
+    def trace_id(self) -> str:
+        """The W3C trace id (32 hex digits), or "" outside an invocation (the initializer)."""
+        return self.traceparent[3:35]
 
     @property
     def aws_request_id(self) -> str:

@@ -1,11 +1,15 @@
-"""HTTP request -> API-gateway style event, in two dialects at once.
+"""HTTP request -> API-gateway style event: payload format 1.0 (two dialects at once), or
+API Gateway HTTP API's payload format 2.0 when the Trigger asks for it.
 
-One dict carries Function Compute's HTTP-trigger names (``queryParameters``, ``path``,
+One 1.0 dict carries Function Compute's HTTP-trigger names (``queryParameters``, ``path``,
 ``headers``, ...) and Lambda's API Gateway REST proxy names, payload format 1.0
 (``resource``, ``queryStringParameters``, ``requestContext.identity``, ...), so handlers
 and adapters (Mangum, apig-wsgi, Powertools) written for either run unmodified. Single-value
 maps carry the last value, ``multiValue*`` maps carry all of them. docs/runtime.md lists
-every field and where its name comes from.
+every field and where its name comes from. The 2.0 event (``build_event_v2``) is the one
+HTTP APIs and Lambda function URLs send (``rawPath``, ``cookies``, ``requestContext.http``),
+for code written against it (Powertools' ``APIGatewayHttpResolver``,
+``LambdaFunctionUrlResolver``; Mangum detects it by ``version``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,22 @@ _NOTED_HEADERS = frozenset({_CONTENT_TYPE, _USER_AGENT, _FORWARDED_FOR, _HOST})
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 PREFIX_HEADER = "X-Forwarded-Prefix"
+# The gateway sets it per HTTP Trigger (payloadFormatVersion: "2.0") and drops a caller's
+# own: = hanshu_api.http_route.PAYLOAD_FORMAT_HEADER (a unit test keeps them equal).
+PAYLOAD_FORMAT_HEADER = "X-Hanshu-Payload-Format"
+PAYLOAD_FORMAT_1 = "1.0"
+PAYLOAD_FORMAT_2 = "2.0"
+# The 2.0 event is API Gateway's for a Lambda integration behind a greedy route: every
+# path under the Trigger's prefix, whatever the method.
+PROXY_ROUTE_KEY = "ANY /{proxy+}"
+ROOT_ROUTE_KEY = "ANY /"
+# requestContext.accountId of a call with no IAM caller (a function URL with auth NONE).
+ANONYMOUS_ACCOUNT = "anonymous"
+# The Trigger's resource paths ("/todos/{id}"), comma-joined, when it lists any; the gateway
+# sets it and drops a caller's own: = hanshu_api.http_route.RESOURCES_HEADER.
+RESOURCES_HEADER = "X-Hanshu-Resources"
+_COOKIE = "cookie"
+_GATEWAY_WORDS = frozenset({PAYLOAD_FORMAT_HEADER.lower(), RESOURCES_HEADER.lower()})
 MAX_PREFIX_LENGTH = 1024
 # One or more "/segment"s: no empty, "." or ".." segment (a leading "//" makes every URL
 # the app builds protocol-relative: off-site), no backslash (browsers read it as "/"), no
@@ -88,6 +108,8 @@ class HttpRequest:
     protocol: str = "HTTP/1.1"
     prefix: str = ""
     host: str = ""  # the Host header: the caller's (the gateway passes it on)
+    payload_format: str = PAYLOAD_FORMAT_1  # the Trigger's payloadFormatVersion
+    resources: str = ""  # the Trigger's resource paths, comma-joined (RESOURCES_HEADER)
 
 
 def server_address(host: str, scheme: str, fallback: tuple[str, int]) -> tuple[str, int]:
@@ -196,6 +218,61 @@ def request_time(epoch_seconds: int) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Resource:
+    template: str
+    segments: tuple[str, ...]  # literal segments, "{name}" or a last "{name+}"
+
+    @property
+    def specificity(self) -> tuple[int, ...]:
+        """API Gateway's order: at each position a literal beats a {param}, which beats a
+        greedy {param+}; sorted on this, the first match is the most specific."""
+        ranks = [2 if s.endswith("+}") else 1 if s.startswith("{") else 0 for s in self.segments]
+        return (*ranks, 3)  # a shorter template after a longer one of the same start
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The named path parameters when ``segments`` (decoded) match, else None."""
+        found: dict[str, str] = {}
+        for index, part in enumerate(self.segments):
+            if part.endswith("+}"):
+                rest = segments[index:]
+                if not rest:
+                    return None
+                found[part[1:-2]] = "/".join(rest)
+                return found
+            if index >= len(segments):
+                return None
+            if part.startswith("{"):
+                found[part[1:-1]] = segments[index]
+            elif part != segments[index]:
+                return None
+        return found if len(segments) == len(self.segments) else None
+
+
+@lru_cache(maxsize=64)
+def _resources(header: str) -> tuple[_Resource, ...]:
+    """A Trigger's resource paths, most specific first; parsed once per distinct list."""
+    resources = [
+        _Resource(t, tuple(s for s in t.split("/") if s))
+        for t in (part.strip() for part in header.split(","))
+        if t.startswith("/")
+    ]
+    return tuple(sorted(resources, key=lambda r: r.specificity))
+
+
+def match_resource(resources: str, raw_path: str) -> tuple[str, dict[str, str]] | None:
+    """(resource path, path parameters) of the most specific of the Trigger's resource
+    paths that the path matches, or None (then the greedy /{proxy+} stands)."""
+    if not resources:
+        return None
+    segments = [unquote(s) for s in raw_path.split("/") if s]
+    for resource in _resources(resources):
+        found = resource.match(segments)
+        if found is not None:
+            return resource.template, found
+    return None
+
+
 def build_event(request: HttpRequest, request_id: str) -> dict[str, Any]:
     headers, multi_headers, noted = _read_headers(request.headers)
     query, multi_query = (
@@ -205,7 +282,10 @@ def build_event(request: HttpRequest, request_id: str) -> dict[str, Any]:
     )
     body, is_base64 = encode_body(request.body, noted.get(_CONTENT_TYPE))
     path = unquote(request.path)
-    if path == ROOT_RESOURCE:
+    matched = match_resource(request.resources, request.path)
+    if matched is not None:
+        resource, path_parameters = matched
+    elif path == ROOT_RESOURCE:
         # Lambda sends null path parameters here; Function Compute's map is always a map.
         resource, path_parameters = ROOT_RESOURCE, {}
     else:
@@ -255,3 +335,73 @@ def build_event(request: HttpRequest, request_id: str) -> dict[str, Any]:
             "scheme": request.scheme,
         },
     }
+
+
+def build_event_v2(request: HttpRequest, request_id: str) -> dict[str, Any]:
+    """API Gateway HTTP API's payload format 2.0 event, as a Lambda function URL sends it.
+
+    Header names lower-cased and repeated values comma-joined, cookies in their own list,
+    query values decoded and comma-joined, the path below the Trigger's prefix (a stripped
+    prefix is a mount point, not a stage: ``stage`` is ``$default``, as for a function URL).
+    Fields API Gateway leaves out when empty (query, body, path parameters) are left out.
+    """
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower == _COOKIE:
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+        elif lower in _GATEWAY_WORDS:
+            continue  # the gateway's word to the runtime, not the caller's
+        elif lower in headers:
+            headers[lower] = f"{headers[lower]},{value}"
+        else:
+            headers[lower] = value
+    path = unquote(request.path)
+    caller = source_ip(headers.get(_FORWARDED_FOR), request.client_ip)
+    matched = match_resource(request.resources, request.path)
+    route_key = ROOT_ROUTE_KEY if path == ROOT_RESOURCE else PROXY_ROUTE_KEY
+    parameters: dict[str, str] = {"proxy": path[1:]} if path != ROOT_RESOURCE else {}
+    if matched is not None:
+        route_key, parameters = f"ANY {matched[0]}", matched[1]
+    now = time.time()
+    host = headers.get(_HOST, "")
+    event: dict[str, Any] = {
+        "version": PAYLOAD_FORMAT_2,
+        "routeKey": route_key,
+        "rawPath": request.path,
+        "rawQueryString": request.raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ANONYMOUS_ACCOUNT,
+            "domainName": host,
+            "domainPrefix": host.split(".", 1)[0].split(":", 1)[0],
+            "http": {
+                "method": request.method,
+                "path": path,
+                "protocol": request.protocol,
+                "sourceIp": caller,
+                "userAgent": headers.get(_USER_AGENT, ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": NO_STAGE,
+            "time": request_time(int(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if request.raw_query:
+        query: dict[str, str] = {}
+        for name, value in parse_qsl(request.raw_query, keep_blank_values=True):
+            query[name] = f"{query[name]},{value}" if name in query else value
+        event["queryStringParameters"] = query
+    if parameters:
+        event["pathParameters"] = parameters
+    body, is_base64 = encode_body(request.body, headers.get(_CONTENT_TYPE))
+    if body is not None:
+        event["body"] = body
+        event["isBase64Encoded"] = is_base64
+    return event

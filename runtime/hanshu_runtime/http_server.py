@@ -73,6 +73,13 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._index())
 
+    def append(self, name: str, value: str) -> None:
+        """One more header (last in order), without rebuilding the index: the runtime adds
+        a ``traceparent`` to a request that came without one."""
+        self._pairs.append((name, value))
+        if self._by_name is not None:
+            self._by_name.setdefault(name.lower(), value)
+
 
 @dataclass(slots=True)
 class Request:

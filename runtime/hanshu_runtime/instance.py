@@ -22,15 +22,23 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from . import lambda_env
 from .config import RuntimeConfig, config_from_env
 from .context import SYNC, Context, FunctionInfo, invocation_of
 from .deadlines import Deadline, RequestIds
 from .faults import ConfigError, InitializerError, InvalidResponse, StartupFault, error_body
-from .http_events import PREFIX_HEADER, HttpRequest, mount_prefix
-from .http_server import HttpServer, Request, Response, invalid_reply, json_response
+from .http_events import (
+    PAYLOAD_FORMAT_1,
+    PAYLOAD_FORMAT_HEADER,
+    PREFIX_HEADER,
+    RESOURCES_HEADER,
+    HttpRequest,
+    mount_prefix,
+)
+from .http_server import Headers, HttpServer, Request, Response, invalid_reply, json_response
 from .invokers import AsgiInvoker, Invoker, UnsupportedInvocation, load_invoker
 from .loader import is_async_callable, load_callable, parse_handler_ref
-from .logs import configure_logging, request_id_var
+from .logs import configure_logging, request_id_var, trace_id_var
 from .metrics import FunctionMetrics
 from .replies import HttpReply, to_json_bytes
 from .specialize import (
@@ -41,6 +49,15 @@ from .specialize import (
     bearer_matches,
     parse_specialization,
     write_code,
+)
+from .tracing import (
+    TRACEPARENT,
+    TRACESTATE,
+    SpanExporting,
+    format_traceparent,
+    new_traceparent,
+    parse_traceparent,
+    span_exporting,
 )
 from .workers import HandlerThreads
 
@@ -88,6 +105,16 @@ def _error(status: int, error_type: str, message: str, request_id: str, **header
     )
 
 
+def _with_trace(request: Request, traceparent: str, keep_state: bool) -> None:
+    """The request as the handler sees it: ``traceparent`` in its headers (and no
+    ``tracestate`` when the caller's came with a traceparent that was not usable)."""
+    dropped = (TRACEPARENT,) if keep_state else (TRACEPARENT, TRACESTATE)
+    headers = [(name, value) for name, value in request.headers if name.lower() not in dropped]
+    headers.append((TRACEPARENT, traceparent))
+    request.headers = headers
+    request.by_name = Headers(headers)
+
+
 def _to_http_request(request: Request) -> HttpRequest:
     headers = request.by_name
     return HttpRequest(
@@ -103,6 +130,9 @@ def _to_http_request(request: Request) -> HttpRequest:
         # The gateway strips a Trigger's prefix and says which: apps build URLs with it.
         prefix=mount_prefix(headers.get(PREFIX_HEADER)),
         host=headers.get("Host", ""),
+        # The Trigger's payloadFormatVersion, which the gateway says per route.
+        payload_format=headers.get(PAYLOAD_FORMAT_HEADER) or PAYLOAD_FORMAT_1,
+        resources=headers.get(RESOURCES_HEADER, ""),
     )
 
 
@@ -149,6 +179,17 @@ class Instance:
         self._stop = asyncio.Event()
         self._threads = HandlerThreads(asyncio.get_running_loop())
         self._invoker: Invoker | None = None
+        # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set and OpenTelemetry is installed.
+        self._spans: SpanExporting | None = span_exporting(
+            os.environ,
+            f"{config.function_name}.{config.namespace}",
+            {
+                "faas.name": config.function_name,
+                "faas.version": config.function_version,
+                "faas.instance": config.instance,
+                "k8s.namespace.name": config.namespace,
+            },
+        )
 
     # -- the function port ------------------------------------------------------------------
 
@@ -188,16 +229,54 @@ class Instance:
             )
         self.in_flight += 1
         self._idle.clear()
+        spans = self._spans
+        span = None
+        if spans is None:
+            traceparent = self._trace(request)
+        else:
+            caller_trace = request.by_name.get(TRACEPARENT)
+            span, traceparent = spans.start(
+                caller_trace, request.by_name.get(TRACESTATE), self.config.function_name
+            )
+            span.set_attribute("faas.invocation_id", request_id)
+            usable = parse_traceparent(caller_trace) is not None
+            _with_trace(request, traceparent, keep_state=usable)
         token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(traceparent[3:35])
+        status = 500
         try:
-            return await self._invoke(request, request_id, self._invoker)
+            response = await self._invoke(request, request_id, self._invoker, traceparent)
+            status = response.status
+            return response
         finally:
+            if span is not None and spans is not None:
+                spans.end(span, status)
+            trace_id_var.reset(trace_token)
             request_id_var.reset(token)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def _invoke(self, request: Request, request_id: str, invoker: Invoker) -> Response:
+    @staticmethod
+    def _trace(request: Request) -> str:
+        """The invocation's ``traceparent``: the caller's, or a new trace when it sent none
+        or one that is malformed (then set on the request, where the handler finds it)."""
+        given = request.by_name.get(TRACEPARENT)
+        parsed = parse_traceparent(given)
+        if parsed is None:
+            traceparent = new_traceparent()
+            if given is None:  # the headers' own list: request.headers sees it too
+                request.by_name.append(TRACEPARENT, traceparent)
+            else:
+                _with_trace(request, traceparent, keep_state=False)
+            return traceparent
+        if given is not None and len(given) == 55 and given[:3] == "00-" and parsed[2] <= 1:
+            return given  # already as we would write it
+        return format_traceparent(*parsed)
+
+    async def _invoke(
+        self, request: Request, request_id: str, invoker: Invoker, traceparent: str = ""
+    ) -> Response:
         config = self.config
         metrics = self.metrics
         body = request.body
@@ -224,10 +303,13 @@ class Instance:
                     f"the invoke body is not JSON: {error}",
                     request_id,
                 )
-            call = _invoke_reply(invoker, event, self._context(request_id, request.by_name))
+            call = _invoke_reply(
+                invoker, event, self._context(request_id, request.by_name, traceparent=traceparent)
+            )
         else:
             call = invoker.http(
-                _to_http_request(request), self._context(request_id, request.by_name)
+                _to_http_request(request),
+                self._context(request_id, request.by_name, traceparent=traceparent),
             )
         started = time.perf_counter()
         try:
@@ -275,6 +357,7 @@ class Instance:
         request_id: str,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        traceparent: str = "",
     ) -> Context:
         invocation_id, attempt, invocation_type = (
             invocation_of(headers, request_id) if headers else (request_id, 1, SYNC)
@@ -287,6 +370,7 @@ class Instance:
             invocation_id,
             attempt,
             invocation_type,
+            traceparent,
         )
 
     # -- the admin port ---------------------------------------------------------------------
@@ -434,6 +518,8 @@ class Instance:
     async def load(self) -> None:
         """Import the handler and run the initializer; raises ``StartupFault``."""
         started = time.perf_counter()
+        # Lambda's variables, before the handler's module reads them at import.
+        lambda_env.apply(os.environ, self._function, self.config.code_dir)
         self._invoker = load_invoker(self.config, self._threads)
         if isinstance(self._invoker, AsgiInvoker):
             await self._invoker.lifespan.startup(self.config.initializer_timeout_seconds)
@@ -503,6 +589,8 @@ class Instance:
                 await self._invoker.lifespan.shutdown(self.config.drain_seconds)
             admin.close()
             self._threads.shutdown()
+            if self._spans is not None:
+                self._spans.shutdown()  # what is still batched goes out before the exit
 
     def _serving(self) -> None:
         config = self.config

@@ -9,9 +9,9 @@ from typing import Any
 from .asgi import AsgiApp, Lifespan, build_scope, call_asgi
 from .config import HandlerType, RuntimeConfig
 from .context import Context
-from .http_events import HttpRequest, build_event
+from .http_events import PAYLOAD_FORMAT_2, HttpRequest, build_event, build_event_v2
 from .loader import is_async_callable, load_callable, parse_handler_ref
-from .replies import HttpReply, build_reply
+from .replies import HttpReply, build_reply, build_reply_v2
 from .workers import HandlerThreads
 from .wsgi import WsgiApp, build_environ, call_wsgi
 
@@ -36,6 +36,9 @@ class EventInvoker:
         return await self.threads.submit(self.handler, event, context)
 
     async def http(self, request: HttpRequest, context: Context) -> HttpReply:
+        if request.payload_format == PAYLOAD_FORMAT_2:
+            result = await self.invoke(build_event_v2(request, context.request_id), context)
+            return build_reply_v2(result)
         result = await self.invoke(build_event(request, context.request_id), context)
         return build_reply(result)
 

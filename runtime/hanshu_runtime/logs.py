@@ -1,4 +1,8 @@
-"""JSON-lines logging on stdout; every line carries the request id of the invocation."""
+"""JSON-lines logging on stdout; every line logged during an invocation carries its request
+id (the invocation id, for an async call) and its W3C trace id.
+
+The components' lines (hanshu_api.logs) have the same names for these fields, so one query
+in Loki or Elasticsearch finds a call across the gateway, the dispatcher and the replica."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import traceback
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "hanshu_request_id", default=None
+)
+trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "hanshu_trace_id", default=None
 )
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -33,6 +40,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             line["requestId"] = request_id
+        trace_id = trace_id_var.get()
+        if trace_id is not None:
+            line["traceId"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 line[key] = value

@@ -133,3 +133,22 @@ def build_reply(result: Any) -> HttpReply:
         f"the handler returned a {type(result).__name__}; return a dict with statusCode, "
         "a str, bytes, a JSON-able dict or list, or None"
     )
+
+
+def build_reply_v2(result: Any) -> HttpReply:
+    """Payload format 2.0's reply rules, as API Gateway HTTP APIs and function URLs apply
+    them: a dict with ``statusCode`` is a proxy reply (``cookies`` become Set-Cookie
+    headers); any other JSON value is a 200 ``application/json`` body: the value as JSON,
+    a string as it is. ``bytes`` (not JSON on Lambda) stay Hanshu's 200 octet-stream."""
+    if isinstance(result, dict) and "statusCode" in result:
+        return _proxy_reply(result)
+    if isinstance(result, bytes | bytearray | memoryview):
+        return HttpReply(200, [("Content-Type", BINARY_TYPE)], bytes(result))
+    if isinstance(result, str):
+        return HttpReply(200, [("Content-Type", JSON_TYPE)], result.encode("utf-8"))
+    if result is None or isinstance(result, dict | list | int | float):
+        return HttpReply(200, [("Content-Type", JSON_TYPE)], to_json_bytes(result))
+    raise InvalidResponse(
+        f"the handler returned a {type(result).__name__}; with payload format 2.0 return a "
+        "dict with statusCode, or any JSON value (dict, list, str, number, bool, None)"
+    )

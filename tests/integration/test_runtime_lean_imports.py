@@ -1,6 +1,6 @@
 """``python -m hanshu_runtime`` imports only what serving needs before its first answer: no
-aiohttp (its server would cost more than the whole boot), and prometheus_client only at
-the first scrape, with every invocation before it counted."""
+aiohttp (its server would cost more than the whole boot), no OpenTelemetry (tracing is off),
+and prometheus_client only at the first scrape, with every invocation before it counted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ HANDLERS = textwrap.dedent("""
 
 
     def loaded(event, context):
-        return {name: name in sys.modules for name in ("aiohttp", "prometheus_client")}
+        return {name: name in sys.modules
+                for name in ("aiohttp", "prometheus_client", "opentelemetry")}
 """)
 
 
@@ -22,7 +23,11 @@ async def test_serving_imports_neither_aiohttp_nor_the_metrics_client(
     runtime = runtime_factory(tmp_path, "lean.loaded")
     async with http.get(f"{runtime.url}/") as reply:
         assert reply.status == 200
-        assert await reply.json() == {"aiohttp": False, "prometheus_client": False}
+        assert await reply.json() == {
+            "aiohttp": False,
+            "prometheus_client": False,
+            "opentelemetry": False,
+        }
     # The first scrape brings prometheus_client, with the function's metrics in it.
     async with http.get(f"{runtime.admin_url}/metrics") as reply:
         assert reply.status == 200

@@ -240,3 +240,25 @@ def test_the_dispatcher_reads_a_deeply_nested_reply_as_text_not_a_recursion_erro
     }
     assert payload_of(deep) == deep.decode()
     assert payload_of(b'{"ok": [1]}') == {"ok": [1]}
+
+
+def test_the_s3_event_keeps_the_key_as_sent_and_the_oss_event_names_the_object():
+    from urllib.parse import unquote_plus
+
+    from hanshu_api.models import ObjectStorage
+    from hanshu_gateway.object_events import function_event, selected
+
+    # What S3 and moto send for "in/dog+cat 100%41 naïve.jpg" (quote_plus): Lambda code
+    # decodes it once; decoded twice it would be "in/dog cat 100A naïve.jpg".
+    sent = "in%2Fdog%2Bcat+100%2541+na%C3%AFve.jpg"
+    document = with_field(("Records", 0, "s3", "object", "key"), sent)
+    (event,) = read_notification(document)  # type: ignore[misc]
+    assert event.key == "in/dog+cat 100%41 naïve.jpg"
+    # The filters see the object's real name.
+    trigger = ObjectStorage(bucket="photos", prefix="in/", suffix="ïve.jpg")
+    assert selected(trigger, [event]) == [event]
+    s3 = function_event(trigger, event)["Records"][0]
+    assert s3["s3"]["object"]["key"] == sent
+    assert unquote_plus(s3["s3"]["object"]["key"]) == event.key
+    oss = function_event(ObjectStorage(bucket="photos", event_format="oss"), event)
+    assert oss["events"][0]["oss"]["object"]["key"] == "in/dog+cat 100%41 naïve.jpg"

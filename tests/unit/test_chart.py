@@ -332,7 +332,8 @@ def test_monitoring_values_render_the_monitors_and_dashboard(helm_bin: Path):
     )
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     panels = json.loads(dashboard["data"]["hanshu.json"])["panels"]
-    assert len(panels) == 6
+    shipped = json.loads((CHART / "dashboards" / "hanshu.json").read_text())["panels"]
+    assert [p["title"] for p in panels] == [p["title"] for p in shipped]
     for workload in documents:
         if workload["kind"] in ("Deployment", "StatefulSet"):
             assert workload["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
@@ -991,3 +992,32 @@ def test_a_pooled_namespace_must_be_watched(helm_bin: Path, tmp_path: Path):
     with pytest.raises(subprocess.CalledProcessError) as failed:
         render(helm_bin, values)
     assert "warmPool.namespaces has elsewhere" in failed.value.stderr
+
+
+def test_tracing_endpoint_reaches_the_gateway_dispatchers_and_function_pods(helm_bin: Path):
+    endpoint = "http://otel-collector.observability:4318"
+    quiet = render(helm_bin, None)
+    for component in ("gateway", "dispatcher"):
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _env(_one(quiet, "Deployment", component))
+    assert "HANSHU_FUNCTION_OTLP_ENDPOINT" not in _env(_one(quiet, "Deployment", "operator"))
+    traced = render(helm_bin, None, "--set", f"tracing.otlpEndpoint={endpoint}")
+    for component in ("gateway", "dispatcher"):
+        assert (
+            _env(_one(traced, "Deployment", component))["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+        )
+    # The operator sets it on every Function's pods.
+    assert _env(_one(traced, "Deployment", "operator"))["HANSHU_FUNCTION_OTLP_ENDPOINT"] == endpoint
+    refused = subprocess.run(
+        [
+            str(helm_bin),
+            "template",
+            "hanshu",
+            str(CHART),
+            "--set",
+            "tracing.otlpEndpoint=otel:4318",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "otlpEndpoint" in refused.stderr

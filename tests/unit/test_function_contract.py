@@ -23,8 +23,10 @@ from hanshu_cli.local_nats import MAX_PAYLOAD_BYTES
 from hanshu_cli.local_platform import replica_env
 from hanshu_operator.builders import CODE_DIR, build_deployment
 from hanshu_operator.config import OperatorConfig
+from hanshu_runtime import lambda_env
 from hanshu_runtime.config import DEFAULT_MAX_BODY_BYTES
 from hanshu_runtime.config import config_from_env as runtime_config_from_env
+from hanshu_runtime.context import FunctionInfo
 from hanshu_runtime.faults import MalformedHandlerName
 from hanshu_runtime.loader import parse_handler_ref
 
@@ -203,3 +205,38 @@ def test_the_runtime_reads_the_handlers_the_platform_accepts(handler: str) -> No
     """The runtime's own handler regexes (it imports nothing of ours) take exactly the
     names the shared pattern does, so no Function passes the CRD and fails to start."""
     assert _runtime_accepts(handler) == (HANDLER_PATTERN.match(handler) is not None)
+
+
+def test_lambdas_variables_come_from_the_contract_and_never_replace_the_functions_own() -> None:
+    # The platform's region reaches the pod as HANSHU_REGION; none is given by default.
+    config = OperatorConfig(runtime_image="rt:1", default_resources=DEFAULTS)
+    regional = build_deployment(
+        "f", "ns", spec(), dataclasses.replace(config, function_region="eu-west-3"), "sum", None
+    )
+    entries = regional["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "HANSHU_REGION", "value": "eu-west-3"} in entries
+    assert "HANSHU_REGION" not in cluster_env(spec())
+    info = FunctionInfo("f", "index.handler", "3", 512, 9.0, "ns", "f-7d9-abc")
+    env: dict[str, str] = {"HANSHU_REGION": "eu-west-3", "TZ": "Asia/Shanghai"}
+    added = lambda_env.apply(env, info, "/code")
+    assert env == {
+        "HANSHU_REGION": "eu-west-3",
+        "TZ": "Asia/Shanghai",  # the Function's own
+        "AWS_LAMBDA_FUNCTION_NAME": "f",
+        "AWS_LAMBDA_FUNCTION_VERSION": "3",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/hanshu/ns/f",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "f-7d9-abc",  # the pod: context.log_stream_name
+        "LAMBDA_TASK_ROOT": "/code",
+        "_HANDLER": "index.handler",
+        "AWS_EXECUTION_ENV": lambda_env.EXECUTION_ENV,
+        "AWS_REGION": "eu-west-3",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+    }
+    assert "TZ" not in added
+    # One region for both names: the one the Function set; none at all without one.
+    own = lambda_env.lambda_variables(info, "/code", {"AWS_DEFAULT_REGION": "ap-east-1"})
+    assert own["AWS_REGION"] == "ap-east-1"
+    bare = lambda_env.lambda_variables(info, "/code", {})
+    assert not {"AWS_REGION", "AWS_DEFAULT_REGION"} & set(bare)
+    assert bare["TZ"] == ":UTC"

@@ -221,3 +221,18 @@ def test_network_policy_admits_only_the_gateway():
     }
     assert gateway_rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
     assert metrics_rule["ports"] == [{"port": 9090, "protocol": "TCP"}]
+
+
+def test_the_platforms_otlp_endpoint_reaches_function_pods_unless_they_name_their_own():
+    def env_of(config: OperatorConfig, **overrides: Any) -> list[tuple[str, str | None]]:
+        deployment = build_deployment("f", "ns", spec(**overrides), config, "s", 1)
+        entries = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return [(e["name"], e.get("value")) for e in entries]
+
+    traced = config_from_env({"HANSHU_FUNCTION_OTLP_ENDPOINT": "http://collector:4318"})
+    assert ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318") in env_of(traced)
+    assert not [n for n, _ in env_of(CONFIG) if n.startswith("OTEL_")]  # off by default
+    own = [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://mine:4318"}]
+    assert [v for n, v in env_of(traced, env=own) if n == "OTEL_EXPORTER_OTLP_ENDPOINT"] == [
+        "http://mine:4318"
+    ]

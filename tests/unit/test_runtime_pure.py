@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any
 
 import pytest
 from hanshu_api.models import DEFAULT_MEMORY_MB
@@ -435,3 +436,111 @@ async def test_deadline_expires_only_for_its_own_timeout():
     with Deadline(5):
         await asyncio.sleep(0)
     assert asyncio.current_task().cancelling() == 0
+
+
+def test_the_payload_format_header_is_the_one_the_gateway_sets() -> None:
+    from hanshu_api import http_route
+    from hanshu_runtime import http_events
+
+    assert http_events.PAYLOAD_FORMAT_HEADER == http_route.PAYLOAD_FORMAT_HEADER
+    assert (http_events.PAYLOAD_FORMAT_1, http_events.PAYLOAD_FORMAT_2) == (
+        http_route.PAYLOAD_FORMAT_VERSIONS
+    )
+
+
+def test_the_2_0_event_leaves_out_what_api_gateway_leaves_out() -> None:
+    from hanshu_runtime.http_events import build_event_v2
+
+    request = HttpRequest("GET", "/", "", [("Host", "api.example.com:8080")], b"", "10.0.0.1")
+    event = build_event_v2(request, "r-1")
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == "ANY /"
+    for absent in ("queryStringParameters", "cookies", "body", "pathParameters"):
+        assert absent not in event
+    context = event["requestContext"]
+    assert (context["domainName"], context["domainPrefix"]) == ("api.example.com:8080", "api")
+    assert context["http"]["userAgent"] == ""
+    binary = HttpRequest(
+        "POST", "/a%20b", "x=1", [("Content-Type", "image/png")], b"\x89PNG", "10.0.0.1"
+    )
+    event = build_event_v2(binary, "r-2")
+    assert (event["rawPath"], event["requestContext"]["http"]["path"]) == ("/a%20b", "/a b")
+    assert (event["body"], event["isBase64Encoded"]) == (
+        base64.b64encode(b"\x89PNG").decode(),
+        True,
+    )
+
+
+def test_2_0_replies_make_any_json_value_a_200_json_body() -> None:
+    from hanshu_runtime.replies import JSON_TYPE, build_reply_v2
+
+    for value, body in (
+        ({"a": 1}, b'{"a":1}'),
+        ([1, 2], b"[1,2]"),
+        ("words", b"words"),
+        (3, b"3"),
+        (True, b"true"),
+        (None, b"null"),
+    ):
+        reply = build_reply_v2(value)
+        assert (reply.status, reply.headers, reply.body) == (
+            200,
+            [("Content-Type", JSON_TYPE)],
+            body,
+        )
+    proxy = build_reply_v2({"statusCode": 302, "headers": {"Location": "/x"}, "cookies": ["a=1"]})
+    assert (proxy.status, proxy.headers) == (302, [("Location", "/x"), ("Set-Cookie", "a=1")])
+    with pytest.raises(InvalidResponse, match=r"payload format 2\.0"):
+        build_reply_v2({1, 2})
+
+
+@pytest.mark.parametrize(
+    ("given", "read"), [(None, "1.0"), ("2.0", "2.0"), (2.0, "2.0"), (1, "1.0")]
+)
+def test_a_triggers_payload_format_version_is_read_and_checked(given: Any, read: str) -> None:
+    from hanshu_api.http_route import parse_http_route
+
+    problems: list[str] = []
+    raw = {} if given is None else {"payloadFormatVersion": given}
+    assert parse_http_route(raw, problems).payload_format_version == read
+    assert problems == []
+    parse_http_route({"payloadFormatVersion": "3.0"}, problems)
+    assert problems == [
+        "spec.http.payloadFormatVersion '3.0' must be one of '1.0', '2.0' (a quoted string)"
+    ]
+
+
+def test_the_most_specific_resource_path_names_the_resource_and_its_parameters() -> None:
+    from hanshu_api import http_route
+    from hanshu_runtime.http_events import RESOURCES_HEADER, build_event_v2, match_resource
+
+    assert RESOURCES_HEADER == http_route.RESOURCES_HEADER
+    listed = "/todos/{id},/{proxy+},/todos/mine,/,/files/{path+},/todos"
+    assert match_resource(listed, "/todos/mine") == ("/todos/mine", {})  # literal first
+    assert match_resource(listed, "/todos/%E4%BD%A0") == ("/todos/{id}", {"id": "你"})
+    assert match_resource(listed, "/todos") == ("/todos", {})
+    assert match_resource(listed, "/") == ("/", {})
+    assert match_resource(listed, "/files/a/b.txt") == ("/files/{path+}", {"path": "a/b.txt"})
+    assert match_resource(listed, "/todos/7/notes") == ("/{proxy+}", {"proxy": "todos/7/notes"})
+    assert match_resource("/todos/{id}", "/todos/7/notes") is None
+    assert match_resource("/files/{path+}", "/files") is None  # greedy takes one or more
+    assert match_resource("", "/todos") is None
+    one = HttpRequest("GET", "/todos/7", "", [], b"", "10.0.0.1", resources="/todos/{id}")
+    event = build_event(one, "r-1")
+    assert (event["resource"], event["requestContext"]["resourcePath"]) == ("/todos/{id}",) * 2
+    assert event["pathParameters"] == {"id": "7"}
+    one.payload_format = "2.0"
+    event = build_event_v2(one, "r-1")
+    assert (event["routeKey"], event["pathParameters"]) == ("ANY /todos/{id}", {"id": "7"})
+
+
+def test_a_triggers_resource_paths_are_checked() -> None:
+    from hanshu_api.http_route import parse_http_route
+
+    problems: list[str] = []
+    route = parse_http_route({"resources": ["/", "/todos/{id}", "/f/{p+}"]}, problems)
+    assert (route.resources, problems) == (("/", "/todos/{id}", "/f/{p+}"), [])
+    for bad in ("todos", "/a,b", "/{p+}/x", "/a/", "/{1}", "/caf\u00e9"):
+        problems = []
+        parse_http_route({"resources": [bad]}, problems)
+        assert len(problems) == 1, bad
+        assert problems[0].startswith(f"spec.http.resources: {bad!r} must be")

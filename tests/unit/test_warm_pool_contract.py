@@ -108,3 +108,13 @@ def test_pool_tokens_differ_per_namespace_and_compare_in_constant_time() -> None
     assert shop != lab
     assert warm_pool.token_matches(shop, warm_pool.pool_token("secret", "shop"))
     assert not warm_pool.token_matches(shop, lab)
+
+
+def test_a_specialized_pod_is_told_the_platforms_region_as_the_functions_own_pods() -> None:
+    def env(**region: str) -> dict[str, str]:
+        return warm_pool.specialize_env(
+            "hello", "shop", spec(), generation=1, default_resources={}, code_dir="/c", **region
+        )
+
+    assert env(region="eu-west-3")["HANSHU_REGION"] == "eu-west-3"
+    assert "HANSHU_REGION" not in env()

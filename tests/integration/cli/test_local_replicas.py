@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import textwrap
 import time
 from collections.abc import Sequence
@@ -15,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from hanshu_api.conditions import ReplicaFault
 from hanshu_api.models import parse_function_spec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_cli import local_platform
@@ -184,8 +187,53 @@ async def test_a_replica_that_cannot_start_is_not_restarted(
         assert len(reports.last("starting")) == 1
         await eventually(lambda: reports.last("starting") == [], timeout=20, message="gone")
         await asyncio.sleep(0.5)  # a restart would be at once
-        starts = [r for r in caplog.records if r.getMessage() == "started replica"]
+        starts = [r for r in caplog.records if "replica started" in r.getMessage()]
         assert len(starts) == 1
         assert reports.last("ready") == []
+    finally:
+        await platform.close()
+
+
+async def test_a_replica_told_to_stop_by_a_signal_is_not_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM to the process group (as a terminal or a supervisor sends) reaches each
+    replica: it drains and exits 0, and a replica that exits 0 was told to stop."""
+    caplog.set_level(logging.INFO, logger="hanshu.local")
+    platform, reports = platform_with(tmp_path)
+    try:
+        await platform.set_replicas(KEY, 1)
+        await eventually(lambda: reports.last("ready"), message="ready")
+        (pid,) = platform.replica_pids(KEY)
+        os.kill(pid, signal.SIGTERM)
+        await eventually(lambda: platform.replica_pids(KEY) == [], message="gone")
+        await asyncio.sleep(0.5)  # a restart would be at once
+        assert platform.replica_pids(KEY) == []
+        assert reports.last("ready") == []
+        starts = [r for r in caplog.records if "replica started" in r.getMessage()]
+        assert len(starts) == 1
+    finally:
+        await platform.close()
+
+
+async def test_a_start_up_fault_is_told_and_forgotten_when_the_code_is_replaced(
+    tmp_path: Path,
+) -> None:
+    platform, reports = platform_with(tmp_path, initializer="index.missing")
+    faults: list[ReplicaFault | None] = []
+    platform.listen_faults(lambda _key, fault: faults.append(fault))
+    try:
+        await platform.set_replicas(KEY, 1)
+        await eventually(lambda: faults, timeout=20, message="the fault")
+        fault = faults[0]
+        assert fault is not None
+        assert fault.reason == "RuntimeStartupFailed"
+        assert "Runtime.HandlerNotFound" in fault.message or "initializer" in fault.message
+        fixed = parse_function_spec(
+            {"handler": "index.handler", "code": {"inline": {"index.py": CODE}}}
+        )
+        await platform.replace_function(KEY, fixed)
+        assert faults[-1] is None
+        await eventually(lambda: reports.last("ready"), timeout=20, message="the fixed code")
     finally:
         await platform.close()

@@ -136,6 +136,8 @@ FORGED = (
     "X_Hanshu_Invocation_Type: Batch",
     "X_Hanshu_Job_Id: forged",
     "X_Forwarded_Prefix: /evil",
+    "X_Hanshu_Payload_Format: 2.0",  # only a Trigger chooses the event's format
+    "X-Hanshu-Resources: /{evil}",
 )
 
 
@@ -152,7 +154,13 @@ async def test_an_event_handler_sees_neither_spelling_and_its_own_invocation_id(
     assert status == 200, body
     event = json.loads(body)
     names = {name.lower().replace("_", "-") for name in event["headers"]}
-    assert not names & {"x-hanshu-invocation-id", "x-hanshu-attempt", "x-hanshu-job-id"}
+    assert not names & {
+        "x-hanshu-invocation-id",
+        "x-hanshu-attempt",
+        "x-hanshu-job-id",
+        "x-hanshu-payload-format",
+        "x-hanshu-resources",
+    }
     assert event["invocationId"] != "forged"
     assert event["attempt"] == 1
 

@@ -41,6 +41,7 @@ import jsonpatch
 import kmock
 import yaml
 from hanshu_api import API_VERSION, FUNCTION_PLURAL, TRIGGER_PLURAL
+from hanshu_api.versions import FUNCTION_VERSION_KIND, FUNCTION_VERSION_PLURAL
 from kmock._internal import k8s, k8s_dicts
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -72,6 +73,7 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     for plural, kind, short in (
         (FUNCTION_PLURAL, "Function", "fn"),
         (TRIGGER_PLURAL, "Trigger", "trg"),
+        (FUNCTION_VERSION_PLURAL, FUNCTION_VERSION_KIND, "fnv"),
     ):
         emulator.resources[f"{API_VERSION}/{plural}"] = kmock.ResourceInfo(
             kind=kind,

@@ -20,6 +20,7 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, LABEL_MANAG
 from hanshu_api.kube import ApiError, KubeClient, WatchIdle, path_for
 from hanshu_api.models import Scaling, SpecInvalid, parse_function_spec
 from hanshu_api.platform import FunctionKey
+from hanshu_api.versions import FUNCTION_VERSION_PLURAL, version_key
 
 from .kube_scaler import KubeScaler
 
@@ -40,6 +41,18 @@ def scaling_of(function: Mapping[str, Any]) -> Scaling | None:
         return parse_function_spec(function.get("spec") or {}).scaling
     except (SpecInvalid, ValueError, TypeError):
         return None
+
+
+def version_scaling(version: Mapping[str, Any]) -> tuple[FunctionKey, Scaling | None]:
+    """A published version (FunctionVersion) scales like a Function of its own: its key is
+    ``version_key(function, N)``, its scaling its snapshot's (docs/versions.md)."""
+    meta = version.get("metadata") or {}
+    spec = version.get("spec") or {}
+    function, number = spec.get("function"), spec.get("version")
+    if not isinstance(function, str) or not isinstance(number, int):
+        return (str(meta.get("namespace") or ""), str(meta.get("name") or "")), None
+    key = (str(meta.get("namespace") or ""), version_key(function, number))
+    return key, scaling_of({"spec": spec.get("template") or {}})
 
 
 class Catalog:
@@ -77,6 +90,16 @@ class Catalog:
         else:
             self.scaling[key] = scaling
 
+    def on_function_version(self, kind: str, version: Mapping[str, Any]) -> None:
+        """A version's replicas exist only while it is referenced (the operator's rule);
+        its scaling is known from its publication, so its first request wakes it."""
+        key, scaling = version_scaling(version)
+        if kind == "DELETED" or scaling is None:
+            if self.scaling.pop(key, None) is not None:
+                self.on_gone(key)
+        else:
+            self.scaling[key] = scaling
+
     def on_deployment(self, kind: str, deployment: Mapping[str, Any]) -> None:
         meta = deployment.get("metadata") or {}
         name = (meta.get("labels") or {}).get(LABEL_FUNCTION)
@@ -90,6 +113,12 @@ class Catalog:
         for namespace in self.namespaces:
             watches.append(
                 self.follow(path_for(API_VERSION, FUNCTION_PLURAL, namespace), self.on_function)
+            )
+            watches.append(
+                self.follow(
+                    path_for(API_VERSION, FUNCTION_VERSION_PLURAL, namespace),
+                    self.on_function_version,
+                )
             )
             watches.append(
                 self.follow(
@@ -147,5 +176,6 @@ class Catalog:
 
     def _count_listed(self) -> None:
         self._lists_done += 1
-        if self._lists_done >= 2 * len(self.namespaces):
+        # Functions, FunctionVersions and Deployments, in each namespace.
+        if self._lists_done >= 3 * len(self.namespaces):
             self.listed.set()

@@ -193,6 +193,8 @@ def validate(value: Any, node: dict[str, Any], path: str = "") -> list[str]:
             errors += validate(item, node["items"], f"{path}[{index}]")
     if not errors:
         for validation in node.get("x-kubernetes-validations") or []:
+            if "oldSelf" in validation["rule"]:
+                continue  # a transition rule: the apiserver runs it on updates only
             if not _cel(validation["rule"], value):
                 errors.append(f"{here}: {validation['message']}")
     return errors
@@ -371,7 +373,8 @@ class _Estimator:
     """Walks a cel-python parse tree the way cel-go's checker.Cost walks a checked AST."""
 
     def __init__(self, this: CelValue) -> None:
-        self.scopes: dict[str, list[CelValue]] = {"self": [this]}
+        # oldSelf (a transition rule's previous value) has the same schema as self.
+        self.scopes: dict[str, list[CelValue]] = {"self": [this], "oldSelf": [this]}
         self.unbounded: list[str] = []
 
     def read(self, value: CelValue) -> CelValue:

@@ -13,6 +13,7 @@ from .durations import parse_duration
 from .function_contract import HANDLER_PATTERN, RESERVED_ENV_PREFIX
 from .quantities import parse_quantity
 from .spec_fields import IntField, SpecInvalid, duration, integer
+from .versions import Alias, parse_aliases
 
 HANDLER_MAX_LENGTH = 253
 FILE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -93,6 +94,8 @@ class FunctionSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     async_policy: AsyncPolicy = AsyncPolicy()
+    # Names pointing at published versions (docs/versions.md); not part of a snapshot.
+    aliases: tuple[Alias, ...] = ()
 
     @property
     def memory_mb(self) -> int:
@@ -276,6 +279,7 @@ def parse_function_spec(spec: Mapping[str, Any]) -> FunctionSpec:
         node_selector=dict(spec.get("nodeSelector") or {}),
         tolerations=tuple(spec.get("tolerations") or ()),
         async_policy=_async_policy(spec.get("async") or {}, problems),
+        aliases=parse_aliases(spec.get("aliases"), problems),
     )
     if problems:
         raise SpecInvalid(problems)

@@ -7,17 +7,29 @@ consumers) and the reader (the autoscaler) cannot disagree on a key. On the wire
 
     {"gateway": "3f2a...", "sentAt": 1767000000.1,
      "functions": [{"namespace": "shop", "name": "checkout", "inFlight": 2, "queued": 1,
-                    "arrivals": 5, "idleFor": null}],
+                    "arrivals": 5, "idleFor": null,
+                    "outcomes": {"requests": 4, "errors": 1,
+                                 "latency": [0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}}],
      "cold": [{"namespace": "shop", "name": "checkout", "since": 1767000000.0}]}
 
 Only Functions with requests or replicas are listed (a gateway beside 10,000 idle ones
 sends a report the size of what runs); a Function missing from every report has none.
+
+``outcomes`` (issue 28, optional: a report without it parses as before, and a reader that
+does not know it ignores it) are the requests a replica finished in the window since the
+reporter's previous report: how many, how many failed (a 5xx from the replica, a handler
+error, a timeout; not a 4xx the gateway refused with, which says nothing of the version),
+and their latency as counts per fixed bucket (``LATENCY_BUCKETS``). Buckets, not a p99:
+the windows of several gateways and of several seconds add up bucket by bucket into one
+histogram whose p99 is the whole's, while p99s cannot be added at all. The keys are
+FunctionKeys, so each published version (its ``version_key``) is reported apart.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +38,91 @@ from .platform import FunctionKey
 
 class StatsInvalid(ValueError):
     """A report the autoscaler cannot read: the message names the field."""
+
+
+# Upper bounds in seconds of the latency buckets of ``Outcomes.latency``; one more bucket
+# holds what took longer than the last. Fixed here, so that every reporter and the reader
+# agree without sending them, and fine enough below a second (where p99 limits are set)
+# that interpolating within a bucket errs by a few milliseconds, not by a bucket's width.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0
+)  # fmt: skip
+
+
+def latency_bucket(seconds: float) -> int:
+    """The index of the bucket one request's latency falls in."""
+    return bisect.bisect_left(LATENCY_BUCKETS, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """Requests a replica finished in one window: how many, how many failed, and their
+    latencies as counts per ``LATENCY_BUCKETS`` bucket (one more for the overflow)."""
+
+    requests: int = 0
+    errors: int = 0
+    latency: tuple[int, ...] = (0,) * (len(LATENCY_BUCKETS) + 1)
+
+    def __add__(self, other: Outcomes) -> Outcomes:
+        return Outcomes(
+            self.requests + other.requests,
+            self.errors + other.errors,
+            tuple(a + b for a, b in zip(self.latency, other.latency, strict=True)),
+        )
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile of the latencies, interpolated within its bucket (as Prometheus's
+        histogram_quantile does); the overflow bucket answers its lower bound. None: no
+        requests."""
+        total = sum(self.latency)
+        if total == 0:
+            return None
+        rank = q * total
+        seen = 0
+        for index, count in enumerate(self.latency):
+            if count and seen + count >= rank:
+                if index == len(LATENCY_BUCKETS):
+                    return LATENCY_BUCKETS[-1]
+                lower = LATENCY_BUCKETS[index - 1] if index else 0.0
+                upper = LATENCY_BUCKETS[index]
+                return lower + (upper - lower) * (rank - seen) / count
+            seen += count
+        return LATENCY_BUCKETS[-1]
+
+    @classmethod
+    def of(cls, latencies: Sequence[tuple[float, bool]]) -> Outcomes:
+        """From (seconds, failed) pairs: for tests and benchmarks."""
+        buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        for seconds, _ in latencies:
+            buckets[latency_bucket(seconds)] += 1
+        return cls(len(latencies), sum(1 for _, failed in latencies if failed), tuple(buckets))
+
+    def encode(self) -> dict[str, Any]:
+        return {"requests": self.requests, "errors": self.errors, "latency": list(self.latency)}
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> Outcomes:
+        fields = _object(raw, where)
+        requests = _count(fields, "requests", where)
+        errors = _count(fields, "errors", where)
+        if errors > requests:
+            raise StatsInvalid(f"{where}.errors ({errors}) must not exceed requests ({requests})")
+        latency = fields.get("latency", [])
+        size = len(LATENCY_BUCKETS) + 1
+        if (
+            not isinstance(latency, list)
+            or len(latency) != size
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in latency)
+        ):
+            raise StatsInvalid(
+                f"{where}.latency must be {size} whole counts >= 0, one per bucket of "
+                "hanshu_api.stats_report.LATENCY_BUCKETS and one for longer"
+            )
+        return cls(requests, errors, tuple(latency))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +135,15 @@ class FunctionStat:
     # Seconds since the last reply, when nothing is in flight or queued; None: busy, or
     # nothing has completed yet.
     idle_for: float | None = None
+    # Requests finished in the window; None: none finished (or an older reporter).
+    outcomes: Outcomes | None = None
 
     @property
     def key(self) -> FunctionKey:
         return (self.namespace, self.name)
 
     def encode(self) -> dict[str, Any]:
-        return {
+        encoded: dict[str, Any] = {
             "namespace": self.namespace,
             "name": self.name,
             "inFlight": self.in_flight,
@@ -52,6 +151,9 @@ class FunctionStat:
             "arrivals": self.arrivals,
             "idleFor": self.idle_for,
         }
+        if self.outcomes is not None:
+            encoded["outcomes"] = self.outcomes.encode()
+        return encoded
 
     @classmethod
     def parse(cls, raw: Any, where: str) -> FunctionStat:
@@ -64,6 +166,9 @@ class FunctionStat:
             _count(fields, "queued", where),
             _count(fields, "arrivals", where),
             None if idle is None else _seconds(idle, f"{where}.idleFor"),
+            None
+            if fields.get("outcomes") is None
+            else Outcomes.parse(fields["outcomes"], f"{where}.outcomes"),
         )
 
 

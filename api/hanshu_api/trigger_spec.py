@@ -19,6 +19,7 @@ from .event_sources import (
 )
 from .http_route import ApiKeyAuth, HttpRoute, parse_http_route
 from .spec_fields import SpecInvalid
+from .versions import FunctionTarget, parse_function_target
 
 TRIGGER_SOURCES = ("http", "schedule", "objectStorage", "stream", "kubernetes")
 FUNCTION_REF_NAME_MAX_LENGTH = 253
@@ -41,6 +42,14 @@ class TriggerSpec:
     object_storage: ObjectStorage | None = None
     stream: StreamSource | None = None
     kubernetes: KubernetesSource | None = None
+    # What functionRef calls: the Function's $LATEST, a version or an alias. None only for
+    # a TriggerSpec built by hand before versions existed: it means $LATEST.
+    target_ref: FunctionTarget | None = None
+
+    @property
+    def target(self) -> FunctionTarget:
+        """The Function's $LATEST, one of its versions, or an alias (docs/versions.md)."""
+        return self.target_ref or FunctionTarget(self.function_name)
 
     @property
     def source_type(self) -> str:
@@ -94,6 +103,9 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
         problems.append(
             f"spec.functionRef.name is longer than {FUNCTION_REF_NAME_MAX_LENGTH} characters"
         )
+    target = parse_function_target(
+        str(name or ""), ref if isinstance(ref, Mapping) else {}, problems
+    )
     ref_namespace = ref.get("namespace") if isinstance(ref, Mapping) else None
     if ref_namespace and namespace and ref_namespace != namespace:
         problems.append(
@@ -127,4 +139,5 @@ def parse_trigger_spec(spec: Mapping[str, Any], namespace: str | None = None) ->
         object_storage=object_storage if sources == ["objectStorage"] else None,
         stream=stream if sources == ["stream"] else None,
         kubernetes=kubernetes if sources == ["kubernetes"] else None,
+        target_ref=target,
     )

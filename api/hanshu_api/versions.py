@@ -51,6 +51,8 @@ MAX_ALIASES = 16
 MAX_CANARY_STEPS = 10
 MIN_WEIGHT = 1
 MAX_WEIGHT = 99
+# A published version's description (hanshu publish --description), at most.
+DESCRIPTION_MAX_LENGTH = 256
 # How many published versions that nothing references are kept (the newest ones).
 DEFAULT_KEEP_UNREFERENCED = 3
 

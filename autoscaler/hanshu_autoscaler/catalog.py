@@ -20,6 +20,7 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, LABEL_FUNCTION, LABEL_MANAG
 from hanshu_api.kube import ApiError, KubeClient, WatchIdle, path_for
 from hanshu_api.models import Scaling, SpecInvalid, parse_function_spec
 from hanshu_api.platform import FunctionKey
+from hanshu_api.versions import FUNCTION_VERSION_PLURAL, version_key
 
 from .kube_scaler import KubeScaler
 
@@ -42,6 +43,18 @@ def scaling_of(function: Mapping[str, Any]) -> Scaling | None:
         return None
 
 
+def version_scaling(version: Mapping[str, Any]) -> tuple[FunctionKey, Scaling | None]:
+    """A published version (FunctionVersion) scales like a Function of its own: its key is
+    ``version_key(function, N)``, its scaling its snapshot's (docs/versions.md)."""
+    meta = version.get("metadata") or {}
+    spec = version.get("spec") or {}
+    function, number = spec.get("function"), spec.get("version")
+    if not isinstance(function, str) or not isinstance(number, int):
+        return (str(meta.get("namespace") or ""), str(meta.get("name") or "")), None
+    key = (str(meta.get("namespace") or ""), version_key(function, number))
+    return key, scaling_of({"spec": spec.get("template") or {}})
+
+
 class Catalog:
     def __init__(
         self,
@@ -59,15 +72,29 @@ class Catalog:
         self.idle_seconds = idle_seconds
         self.scaling: dict[FunctionKey, Scaling] = {}
         self.listed = asyncio.Event()
+        # Also told of every Function as the watch sees it (the canary controller).
+        self.function_observers: list[Handler] = []
         self._lists_done = 0
 
     def functions(self) -> list[tuple[FunctionKey, Scaling]]:
         return list(self.scaling.items())
 
     def on_function(self, kind: str, function: Mapping[str, Any]) -> None:
+        for observer in self.function_observers:
+            observer(kind, function)
         key = _key(function)
         scaling = None if kind == "DELETED" else scaling_of(function)
         if scaling is None:
+            if self.scaling.pop(key, None) is not None:
+                self.on_gone(key)
+        else:
+            self.scaling[key] = scaling
+
+    def on_function_version(self, kind: str, version: Mapping[str, Any]) -> None:
+        """A version's replicas exist only while it is referenced (the operator's rule);
+        its scaling is known from its publication, so its first request wakes it."""
+        key, scaling = version_scaling(version)
+        if kind == "DELETED" or scaling is None:
             if self.scaling.pop(key, None) is not None:
                 self.on_gone(key)
         else:
@@ -86,6 +113,12 @@ class Catalog:
         for namespace in self.namespaces:
             watches.append(
                 self.follow(path_for(API_VERSION, FUNCTION_PLURAL, namespace), self.on_function)
+            )
+            watches.append(
+                self.follow(
+                    path_for(API_VERSION, FUNCTION_VERSION_PLURAL, namespace),
+                    self.on_function_version,
+                )
             )
             watches.append(
                 self.follow(
@@ -143,5 +176,6 @@ class Catalog:
 
     def _count_listed(self) -> None:
         self._lists_done += 1
-        if self._lists_done >= 2 * len(self.namespaces):
+        # Functions, FunctionVersions and Deployments, in each namespace.
+        if self._lists_done >= 3 * len(self.namespaces):
             self.listed.set()

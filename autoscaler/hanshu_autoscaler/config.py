@@ -36,6 +36,9 @@ class AutoscalerConfig:
     # Where a standby passes reports on to this replica when it leads.
     advertise_url: str = ""
     log_level: str = "INFO"
+    # How often the canary controller looks at each canary's figures (a step's interval is
+    # judged to within this).
+    canary_interval_seconds: float = 1.0
 
     @property
     def policy(self) -> Policy:
@@ -73,4 +76,7 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> AutoscalerConfig:
         pod_name=text(env, "HANSHU_POD_NAME", socket.gethostname()),
         advertise_url=f"http://{host}:{listen}",
         log_level=choice(env, "HANSHU_LOG_LEVEL", "INFO", LOG_LEVELS),
+        canary_interval_seconds=number(
+            env, "HANSHU_CANARY_INTERVAL_SECONDS", 1.0, above(0), unit="seconds"
+        ),
     )

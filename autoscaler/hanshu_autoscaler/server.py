@@ -13,6 +13,7 @@ from aiohttp import web
 from hanshu_api.kube import KubeClient, load_config
 from hanshu_api.loop_lag import LoopLag, watch_loop
 
+from .canary_controller import CanaryController
 from .catalog import Catalog
 from .config import AutoscalerConfig
 from .kube_scaler import KubeScaler
@@ -37,6 +38,12 @@ def health_app(service: AutoscalerService, elector: LeaseElector, lag: LoopLag) 
     return app
 
 
+def elected(service: AutoscalerService, canaries: CanaryController) -> None:
+    """Leadership begins: both start afresh from the reports that now come here."""
+    service.elected()
+    canaries.elected()
+
+
 async def serve(config: AutoscalerConfig, stop: asyncio.Event | None = None) -> None:
     kube = KubeClient(load_config())
     scaler = KubeScaler(kube)
@@ -45,6 +52,9 @@ async def serve(config: AutoscalerConfig, stop: asyncio.Event | None = None) -> 
     service.functions = catalog.functions
     service.scaling_of = catalog.scaling.get
     service.on_scaled = KubeReporter(kube)
+    canaries = CanaryController(kube, interval=config.canary_interval_seconds)
+    catalog.function_observers.append(canaries.on_function)
+    service.on_outcomes = canaries.ingest
     elector = LeaseElector(
         kube,
         config.lease_namespace,
@@ -52,9 +62,10 @@ async def serve(config: AutoscalerConfig, stop: asyncio.Event | None = None) -> 
         config.identity,
         duration_seconds=config.lease_duration_seconds,
         renew_seconds=config.renew_seconds,
-        on_elected=service.elected,
+        on_elected=lambda: elected(service, canaries),
     )
     service.leadership = elector
+    canaries.leadership = elector
     if config.metrics_port:
         from prometheus_client import start_http_server
 
@@ -65,7 +76,12 @@ async def serve(config: AutoscalerConfig, stop: asyncio.Event | None = None) -> 
     watches = asyncio.create_task(catalog.run())
     # Leading only with a current picture: the first lists are in before the first try.
     await catalog.listed.wait()
-    tasks = [watches, asyncio.create_task(elector.run()), asyncio.create_task(service.run())]
+    tasks = [
+        watches,
+        asyncio.create_task(elector.run()),
+        asyncio.create_task(service.run()),
+        asyncio.create_task(canaries.run()),
+    ]
     log.info("autoscaler %s listening on :%d", config.identity, config.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -31,7 +31,7 @@ from hanshu_api.error_body import ErrorBody
 from hanshu_api.keyed_locks import KeyedLocks
 from hanshu_api.models import Scaling
 from hanshu_api.platform import FunctionKey, ReplicaScaler
-from hanshu_api.stats_report import FunctionStat, StatsReport
+from hanshu_api.stats_report import FunctionStat, Outcomes, StatsReport
 from prometheus_client import Histogram
 
 from .decisions import Decision, Observation, Policy, ScalerState, decide, observe, stays_at_zero
@@ -47,6 +47,8 @@ COLD_DECISION = Histogram(
 )
 
 OnScaled = Callable[[FunctionKey, Decision, int], Awaitable[None]]
+# Each reported key's outcome figures (the canary controller's input).
+OnOutcomes = Callable[[FunctionKey, Outcomes], None]
 # Functions decided between two yields to the event loop, within one tick.
 TICK_SLICE = 256
 
@@ -70,6 +72,7 @@ class AutoscalerService:
         gateway_ttl: float = 3.0,
         interval: float = 1.0,
         leadership: Leadership | None = None,
+        on_outcomes: OnOutcomes | None = None,
     ) -> None:
         self.scaler = scaler
         self.functions = functions
@@ -78,6 +81,7 @@ class AutoscalerService:
         self.scaling_of = scaling_of or (lambda key: dict(functions()).get(key))
         self.policy = policy or Policy()
         self.on_scaled = on_scaled
+        self.on_outcomes = on_outcomes
         self.clock = clock
         self.gateway_ttl = gateway_ttl
         self.interval = interval
@@ -99,6 +103,10 @@ class AutoscalerService:
         if not isinstance(report, StatsReport):
             report = StatsReport.parse(report)
         functions = {stat.key: stat for stat in report.functions}
+        if self.on_outcomes is not None:
+            for stat in report.functions:
+                if stat.outcomes is not None:
+                    self.on_outcomes(stat.key, stat.outcomes)
         self._gateways[report.reporter] = _GatewayReport(self.clock(), functions)
         return [(cold.key, cold.since) for cold in report.cold]
 

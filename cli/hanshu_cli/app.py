@@ -19,11 +19,22 @@ from typing import Annotated, Any
 import typer
 from hanshu_api import RUNTIME_CONTAINER
 from hanshu_api.invocation_record import State as InvocationState
+from hanshu_api.versions import spec_digest
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import calls, dev_state, folder, invoke_target, logs, templates, usage, views
+from . import (
+    calls,
+    dev_state,
+    folder,
+    invoke_target,
+    logs,
+    publishing,
+    templates,
+    usage,
+    views,
+)
 from .cluster import Cluster, Target
 from .errors import CliError
 
@@ -254,8 +265,9 @@ def get(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="One Function (default: all).")] = None,
 ) -> None:
-    """Functions: Ready, replicas (ready/desired), the last scaling decision and why,
-    whether the warm pool serves its cold requests (or why not), URL; and the pool."""
+    """Functions: Ready, replicas (ready/desired), the newest version, aliases with their
+    weights, the last scaling decision and why, whether the warm pool serves its cold
+    requests (or why not), URL; and the pool."""
     cluster = _state(ctx).cluster()
     found = [cluster.function(name)] if name else cluster.functions()
     if not found:
@@ -285,6 +297,11 @@ def describe(
         + (f": {pooled.get('message')}" if pooled and pooled.get("message") else "")
     )
     out.print(f"  url         {status.get('url') or '-'}")
+    latest = status.get("latestVersion")
+    out.print(f"  version     {'-' if latest is None else latest} (newest published)")
+    aliases = views.alias_rows(function)
+    if aliases:
+        out.print(_table(views.ALIAS_COLUMNS, aliases, "Aliases"))
     out.print(_table(views.CONDITION_COLUMNS, views.condition_rows(function), "Conditions"))
     triggers = views.triggers_of(cluster.triggers(), name)
     out.print(
@@ -299,6 +316,102 @@ def describe(
         if events
         else "Events: none recent"
     )
+
+
+# versions and aliases (docs/versions.md)
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The Function.")],
+    description: Annotated[
+        str | None, typer.Option(help="What changed in this version, kept with it.")
+    ] = None,
+) -> None:
+    """Publish the Function's spec as its next version (an immutable FunctionVersion);
+    an unchanged spec returns the newest version instead."""
+    cluster = _state(ctx).cluster()
+    function = cluster.function(name)
+    versions = publishing.published(cluster.function_versions(), name)
+    same = publishing.unchanged_version(function, versions)
+    if same is not None:
+        out.print(
+            f"Function {name} is unchanged since version {same}: version {same} is returned "
+            "(nothing published)"
+        )
+        return
+    number = max((v.number for v in versions), default=0) + 1
+    cluster.create_function_version(publishing.version_manifest(function, number, description))
+    out.print(f"published version {number} of Function {name}")
+    out.print(f"  point an alias at it: hanshu alias set {name} live --version {number}")
+
+
+@app.command(name="versions")
+def versions_command(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The Function.")]
+) -> None:
+    """A Function's versions: digest, when published, what references them, replicas;
+    and its aliases with where they route."""
+    cluster = _state(ctx).cluster()
+    function = cluster.function(name)
+    found = publishing.published(cluster.function_versions(), name)
+    digest = spec_digest(publishing.snapshot(function))
+    out.print(_table(views.VERSION_COLUMNS, views.version_rows(found, function, digest)))
+    aliases = views.alias_rows(function)
+    if aliases:
+        out.print(_table(views.ALIAS_COLUMNS, aliases, "Aliases"))
+
+
+alias_app = typer.Typer(
+    cls=HanshuGroup,
+    help="Aliases: names (live, beta) that point at a version, optionally split with a second.",
+    no_args_is_help=True,
+)
+app.add_typer(alias_app, name="alias")
+
+
+@alias_app.command(name="set")
+def alias_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The Function.")],
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. live.")],
+    version: Annotated[int, typer.Option(help="The version the alias points at.")],
+    weight: Annotated[
+        str | None,
+        typer.Option(help="M=P%: send P percent (1-99) of the alias's requests to version M."),
+    ] = None,
+) -> None:
+    """Point ALIAS at --version N, optionally sending --weight M=P% to version M (the
+    alias is created if it does not exist; its canary, if any, is replaced)."""
+    cluster = _state(ctx).cluster()
+    function = cluster.function(name)
+    numbers = {v.number for v in publishing.published(cluster.function_versions(), name)}
+    split = publishing.parse_weight(weight) if weight is not None else None
+    current = (function.get("spec") or {}).get("aliases") or []
+    aliases = publishing.set_alias(current, alias, version, split, numbers)
+    cluster.patch_aliases(function, aliases)
+    routes = f"version {version}"
+    if split is not None:
+        routes = f"version {version} {100 - split[1]}%, version {split[0]} {split[1]}%"
+    out.print(f"alias {alias} of Function {name} -> {routes}")
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The Function.")],
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. live.")],
+) -> None:
+    """Send all of ALIAS's traffic back to its version: the additional version (and a
+    canary shifting traffic to it) is dropped."""
+    cluster = _state(ctx).cluster()
+    function = cluster.function(name)
+    current = (function.get("spec") or {}).get("aliases") or []
+    aliases = publishing.rollback_alias(current, alias)
+    cluster.patch_aliases(function, aliases)
+    kept = next(a for a in aliases if a["name"] == alias)
+    out.print(f"alias {alias} of Function {name} -> version {kept['version']} (all traffic)")
 
 
 # invoke

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import urllib3
 from hanshu_api import FUNCTION_PLURAL, GROUP, LABEL_FUNCTION, TRIGGER_PLURAL, VERSION
+from hanshu_api.versions import FUNCTION_VERSION_KIND, FUNCTION_VERSION_PLURAL
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -143,6 +144,61 @@ class Cluster:
     def triggers(self, namespace: str | None = None) -> list[dict[str, Any]]:
         return self._list(TRIGGER_PLURAL, namespace)
 
+    def function_versions(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self._list(FUNCTION_VERSION_PLURAL, namespace)
+
+    def create_function_version(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Publish: create the FunctionVersion (a name taken meanwhile is refused)."""
+        name = manifest["metadata"]["name"]
+        try:
+            created: dict[str, Any] = self.call(
+                self.custom.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                manifest["metadata"].get("namespace") or self.namespace,
+                FUNCTION_VERSION_PLURAL,
+                manifest,
+            )
+        except ApiException as bad:
+            if bad.status == 409:
+                raise CliError(
+                    f"{FUNCTION_VERSION_KIND} {name} was published meanwhile (by another "
+                    "hanshu publish?); run hanshu publish again"
+                ) from bad
+            if bad.status == 404:
+                raise CliError(INSTALL_HINT + " (with the FunctionVersion CRD)") from bad
+            raise CliError(f"publishing {name}: {_api_message(bad)}") from bad
+        return created
+
+    def patch_aliases(
+        self, function: dict[str, Any], aliases: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Write the Function's whole ``spec.aliases`` list, only if the Function is still
+        the one read (its resourceVersion): a change meanwhile is refused, not lost."""
+        meta = function["metadata"]
+        body = {
+            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+            "spec": {"aliases": aliases},
+        }
+        try:
+            patched: dict[str, Any] = self.call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                meta.get("namespace") or self.namespace,
+                FUNCTION_PLURAL,
+                meta["name"],
+                body,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as bad:
+            if bad.status == 409:
+                raise CliError(
+                    f"Function {meta['name']} changed while this ran; run the command again"
+                ) from bad
+            raise CliError(f"changing the aliases of {meta['name']}: {_api_message(bad)}") from bad
+        return patched
+
     def _list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
         try:
             found = self.call(
@@ -187,7 +243,10 @@ class Cluster:
         api_version, kind = manifest["apiVersion"], manifest["kind"]
         try:
             if api_version == f"{GROUP}/{VERSION}":
-                plural = FUNCTION_PLURAL if kind == "Function" else TRIGGER_PLURAL
+                plural = {
+                    "Function": FUNCTION_PLURAL,
+                    FUNCTION_VERSION_KIND: FUNCTION_VERSION_PLURAL,
+                }.get(kind, TRIGGER_PLURAL)
                 applied: dict[str, Any] = self.call(
                     self.custom.patch_namespaced_custom_object,
                     GROUP,

@@ -527,6 +527,18 @@ class DevStack:
             line = f"not reloaded (still serving what ran before): {error}"
             log.error("%s", line)
             return [line]
+        # A file being edited may not parse for a moment: load_manifests skips it, which
+        # would read as its Functions removed. Keep what ran until it parses again.
+        unreadable = [
+            (file, why)
+            for file, why in manifests.skipped
+            if why.startswith("not YAML") and file.resolve() in changed
+        ]
+        if unreadable:
+            file, why = unreadable[0]
+            line = f"not reloaded (still serving what ran before): {file} is {why}"
+            log.error("%s", line)
+            return [line]
         lines: list[str] = []
         for key in self.loaded.keys() - loaded.keys():
             await self.platform.remove_function(key)

@@ -68,6 +68,16 @@ def render() -> str:
         sections.append(
             f"## hanshu {name}\n\n```\n" + _help(command, name, root_context) + "\n```\n"
         )
+        # A group's own commands (hanshu alias set) get a section each.
+        if hasattr(command, "list_commands"):
+            group_context = typer.Context(command, info_name=name, parent=root_context)
+            for sub in command.list_commands(group_context):
+                subcommand = command.get_command(group_context, sub)
+                sections.append(
+                    f"## hanshu {name} {sub}\n\n```\n"
+                    + _help(subcommand, sub, group_context)
+                    + "\n```\n"
+                )
     return "\n".join(sections)
 
 

@@ -65,18 +65,112 @@ def pool_size_text(pool: tuple[int, int] | None, namespace: str) -> str:
 
 
 def function_row(function: Object) -> list[str]:
-    """NAME, READY, REPLICAS (ready/desired), LAST SCALE (why), POOL (or why not), URL."""
+    """NAME, READY, REPLICAS (ready/desired), VERSION (the newest published), ALIASES
+    (with their weights), LAST SCALE (why), POOL (or why not), URL."""
+    status = function.get("status") or {}
+    latest = status.get("latestVersion")
     return [
         str(function["metadata"]["name"]),
         ready_text(function),
         replicas_text(function),
+        "-" if latest is None else str(latest),
+        str(status.get("aliasSummary") or "-"),
         last_scale_text(function),
         pool_text(function),
-        str((function.get("status") or {}).get("url") or "-"),
+        str(status.get("url") or "-"),
     ]
 
 
-FUNCTION_COLUMNS = ["NAME", "READY", "REPLICAS", "LAST SCALE", "POOL", "URL"]
+FUNCTION_COLUMNS = [
+    "NAME",
+    "READY",
+    "REPLICAS",
+    "VERSION",
+    "ALIASES",
+    "LAST SCALE",
+    "POOL",
+    "URL",
+]
+VERSION_COLUMNS = ["VERSION", "DIGEST", "CREATED", "REFERENCED BY", "REPLICAS", "DESCRIPTION"]
+ALIAS_COLUMNS = ["ALIAS", "ROUTES", "CANARY"]
+
+
+def version_rows(versions: Iterable[Any], function: Object, current_digest: str) -> list[list[str]]:
+    """``hanshu versions``: $LATEST (is it published?), then each version, newest first.
+    ``versions`` are ``publishing.Published``; REPLICAS is ready replicas of version N."""
+    listed = sorted(versions, key=lambda v: -v.number)
+    same = next((v.number for v in listed if v.digest == current_digest), None)
+    latest_note = f"= version {same}" if same is not None else "unpublished changes"
+    rows = [
+        [
+            "$LATEST",
+            current_digest[:12],
+            "-",
+            latest_note,
+            str(int((function.get("status") or {}).get("readyReplicas") or 0)),
+            "the Function's spec as it is",
+        ]
+    ]
+    for version in listed:
+        rows.append(
+            [
+                str(version.number),
+                version.digest[:12],
+                version.created or "-",
+                version.referenced_by or "-",
+                str(version.ready_replicas),
+                version.description or "-",
+            ]
+        )
+    return rows
+
+
+def alias_rows(function: Object) -> list[list[str]]:
+    """Each alias: where it routes now (the effective routing), and its canary if any."""
+    spec_aliases = (function.get("spec") or {}).get("aliases") or []
+    summary = {
+        part.split("=", 1)[0]: part.split("=", 1)[1]
+        for part in str((function.get("status") or {}).get("aliasSummary") or "").split()
+        if "=" in part
+    }
+    canaries = {
+        str(c.get("name")): c
+        for c in (function.get("status") or {}).get("canaries") or []
+        if isinstance(c, Mapping)
+    }
+    rows = []
+    for alias in spec_aliases:
+        name = str(alias.get("name"))
+        routes = summary.get(name) or _spec_routes(alias)
+        canary = canaries.get(name)
+        if canary is not None:
+            canary_text = f"{canary.get('phase', '?')}: {canary.get('message', '')}".strip()
+        elif alias.get("canary"):
+            steps = alias["canary"].get("steps") or []
+            canary_text = f"steps {'/'.join(map(str, steps))}% (not started)"
+        else:
+            canary_text = "-"
+        rows.append([name, _routes_text(routes), canary_text])
+    return rows
+
+
+def _spec_routes(alias: Mapping[str, Any]) -> str:
+    if alias.get("additionalVersion") is None:
+        return str(alias.get("version"))
+    weight = alias.get("additionalWeight", 0)
+    return f"{alias.get('version')},{alias.get('additionalVersion')}@{weight}%"
+
+
+def _routes_text(routes: str) -> str:
+    """'1,2@10%' -> 'version 1 90%, version 2 10%'; '1' -> 'version 1'."""
+    if "@" not in routes:
+        return f"version {routes}"
+    versions, weight = routes.split("@", 1)
+    first, second = versions.split(",", 1)
+    percent = int(weight.rstrip("%") or 0)
+    return f"version {first} {100 - percent}%, version {second} {percent}%"
+
+
 CONDITION_COLUMNS = ["TYPE", "STATUS", "REASON", "MESSAGE", "SINCE"]
 TRIGGER_COLUMNS = ["TRIGGER", "TYPE", "READY", "URL / LAST FIRE"]
 EVENT_COLUMNS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]

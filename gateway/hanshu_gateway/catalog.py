@@ -302,6 +302,7 @@ class Catalog:
             for key, entry in self.functions.items()
             if entry.stats.in_flight
             or entry.stats.arrivals
+            or entry.stats.completed
             or entry.pool.ready
             or entry.pool.starting
         ]

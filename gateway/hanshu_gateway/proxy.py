@@ -320,11 +320,12 @@ class Proxy:
         one), and mark a cold start."""
         entry = call.entry
         meters = entry.meters
-        meters.bill(
-            call.invocation_type,
-            entry.memory_gb * (time.monotonic() - call_started),
-            outcome.status,
-        )
+        served_for = time.monotonic() - call_started
+        meters.bill(call.invocation_type, entry.memory_gb * served_for, outcome.status)
+        # The canary's figures: the replica's time, not the wait for one (a version at 10%
+        # starts cold more often; its code is judged, not its cold starts), and a failure
+        # is the replica's 5xx, handler error or timeout, never a refusal by the gateway.
+        entry.stats.record_outcome(served_for, outcome.status >= 500)
         if cold_since is not None:
             path = COLD_PATH_POOL if entry.pool.is_temporary(endpoint) else COLD_PATH_POD_START
             meters.cold_start_latency(path).observe(time.monotonic() - cold_since)

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import aiohttp
 from hanshu_api.platform import FunctionKey
-from hanshu_api.stats_report import ColdRequest, FunctionStat, StatsReport
+from hanshu_api.stats_report import (
+    LATENCY_BUCKETS,
+    ColdRequest,
+    FunctionStat,
+    Outcomes,
+    StatsReport,
+    latency_bucket,
+)
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -24,6 +31,27 @@ class FunctionStats:
     queued: int = 0  # of those, the ones waiting for a replica
     arrivals: int = 0  # since the last report
     last_completed: float | None = None  # time.monotonic() of the last finished response
+    # Requests a replica finished since the last report (the canary controller's figures):
+    # how many, how many failed, latency counts per LATENCY_BUCKETS bucket.
+    completed: int = 0
+    failed: int = 0
+    latency: list[int] | None = None
+
+    def record_outcome(self, seconds: float, failed: bool) -> None:
+        """A replica finished one request (it answered, failed or timed out)."""
+        if self.latency is None:
+            self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency[latency_bucket(seconds)] += 1
+        self.completed += 1
+        self.failed += failed
+
+    def _take_outcomes(self) -> Outcomes | None:
+        if not self.completed or self.latency is None:
+            return None
+        outcomes = Outcomes(self.completed, self.failed, tuple(self.latency))
+        self.completed = self.failed = 0
+        self.latency = None
+        return outcomes
 
     def snapshot(self, key: FunctionKey, now: float) -> FunctionStat:
         busy = self.in_flight > 0 or self.queued > 0
@@ -33,7 +61,13 @@ class FunctionStats:
             else (0.0 if busy else round(now - self.last_completed, 3))
         )
         stat = FunctionStat(
-            key[0], key[1], self.in_flight - self.queued, self.queued, self.arrivals, idle_for
+            key[0],
+            key[1],
+            self.in_flight - self.queued,
+            self.queued,
+            self.arrivals,
+            idle_for,
+            self._take_outcomes(),
         )
         self.arrivals = 0
         return stat

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hanshu_api import (
@@ -26,6 +27,7 @@ from hanshu_api import (
 )
 from hanshu_api.function_contract import function_env, user_env
 from hanshu_api.models import FunctionSpec
+from hanshu_api.versions import LABEL_VERSION, LABEL_VERSION_OF
 
 from .config import OperatorConfig
 
@@ -38,8 +40,18 @@ TMP_SIZE_LIMIT = "64Mi"
 OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
-def labels(function: str) -> dict[str, str]:
-    return {
+@dataclass(frozen=True, slots=True)
+class VersionOf:
+    """Children built for a published version rather than $LATEST: ``name`` is then the
+    version's key (``version_key``), and this says whose version it is."""
+
+    function: str
+    version: int
+
+
+def labels(function: str, version_of: VersionOf | None = None) -> dict[str, str]:
+    """``function`` is the selector's name: the Function's, or a version's key."""
+    found = {
         LABEL_NAME: "hanshu-function",
         LABEL_INSTANCE: function,
         LABEL_COMPONENT: "function",
@@ -47,6 +59,10 @@ def labels(function: str) -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_FUNCTION: function,
     }
+    if version_of is not None:
+        found[LABEL_VERSION_OF] = version_of.function
+        found[LABEL_VERSION] = str(version_of.version)
+    return found
 
 
 def selector(function: str) -> dict[str, str]:
@@ -69,7 +85,9 @@ def code_checksum(spec: FunctionSpec, referenced_code: Mapping[str, str] | None)
     return digest[:32]
 
 
-def build_code_config_map(name: str, namespace: str, spec: FunctionSpec) -> dict[str, Any] | None:
+def build_code_config_map(
+    name: str, namespace: str, spec: FunctionSpec, version_of: VersionOf | None = None
+) -> dict[str, Any] | None:
     if spec.code.inline is None:
         return None
     return {
@@ -78,7 +96,7 @@ def build_code_config_map(name: str, namespace: str, spec: FunctionSpec) -> dict
         "metadata": {
             "name": code_config_map_name(name),
             "namespace": namespace,
-            "labels": labels(name),
+            "labels": labels(name, version_of),
         },
         "data": dict(spec.code.inline),
     }
@@ -91,9 +109,15 @@ def runtime_env(
     default_resources: Mapping[str, Any],
     region: str = "",
     otlp_endpoint: str = "",
+    version_of: VersionOf | None = None,
 ) -> list[dict[str, Any]]:
     """The ``HANSHU_*`` contract with hanshu_runtime, the platform's OTLP endpoint (when
-    tracing is on and the Function names none of its own), then the user's own variables."""
+    tracing is on and the Function names none of its own), then the user's own variables.
+
+    A published version's replicas say the Function's name and the version's number
+    (``context.function_version``), not the name their Deployment runs under."""
+    if version_of is not None:
+        name, generation = version_of.function, version_of.version
     env = function_env(
         name,
         spec,
@@ -131,6 +155,7 @@ def build_pod_template(
     config: OperatorConfig,
     checksum: str,
     generation: int | None,
+    version_of: VersionOf | None = None,
 ) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
@@ -151,6 +176,7 @@ def build_pod_template(
             config.default_resources,
             region=config.function_region,
             otlp_endpoint=config.function_otlp_endpoint,
+            version_of=version_of,
         ),
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},
@@ -195,7 +221,10 @@ def build_pod_template(
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
     return {
-        "metadata": {"labels": labels(name), "annotations": {ANNOTATION_CHECKSUM: checksum}},
+        "metadata": {
+            "labels": labels(name, version_of),
+            "annotations": {ANNOTATION_CHECKSUM: checksum},
+        },
         "spec": pod_spec,
     }
 
@@ -207,6 +236,7 @@ def build_deployment(
     config: OperatorConfig,
     checksum: str,
     generation: int | None,
+    version_of: VersionOf | None = None,
 ) -> dict[str, Any]:
     """The Deployment the operator applies on every reconcile.
 
@@ -217,7 +247,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, version_of)},
         "spec": {
             "revisionHistoryLimit": 3,
             # How long Kubernetes waits for a ready replica before its Progressing
@@ -229,7 +259,7 @@ def build_deployment(
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": build_pod_template(name, spec, config, checksum, generation),
+            "template": build_pod_template(name, spec, config, checksum, generation, version_of),
         },
     }
 
@@ -263,11 +293,11 @@ def owns_replicas_alone(deployment: Mapping[str, Any], manager: str) -> bool:
     return holders == {(manager, "Apply")}
 
 
-def build_service(name: str, namespace: str) -> dict[str, Any]:
+def build_service(name: str, namespace: str, version_of: VersionOf | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, version_of)},
         "spec": {
             "type": "ClusterIP",
             "selector": selector(name),
@@ -277,7 +307,7 @@ def build_service(name: str, namespace: str) -> dict[str, Any]:
 
 
 def build_network_policy(
-    name: str, namespace: str, config: OperatorConfig
+    name: str, namespace: str, config: OperatorConfig, version_of: VersionOf | None = None
 ) -> dict[str, Any] | None:
     """Function pods take traffic only from the gateway (and metrics scrapes from the
     namespaces named for them); kubelet probes are not subject to NetworkPolicy."""
@@ -318,7 +348,7 @@ def build_network_policy(
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, version_of)},
         "spec": {
             "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress"],

@@ -16,6 +16,7 @@ from hanshu_api.warm_pool import pool_eligibility
 
 from .conditions import FALSE, TRUE, UNKNOWN, Condition, find, summarize
 from .replica_faults import StartFailure
+from .version_plan import ALIASES_VALID, VERSION_CONDITIONS
 
 
 def deployment_conditions(
@@ -115,12 +116,32 @@ def function_conditions(
     active: Condition,
     *extra: Condition,
 ) -> list[Condition]:
-    """Ready summarises the first three; ``active`` and ``extra`` (PoolEligible) say more
-    and change nothing in it."""
+    """Ready summarises the first three and AliasesValid (an alias on a missing version:
+    its callers get 503s); ``active`` and the other ``extra`` conditions (PoolEligible,
+    CanaryHealthy: a rolled back canary still serves, on the old version) say more and
+    change nothing in it."""
+    gating = [c for c in extra if c.type == ALIASES_VALID]
     ready = summarize(
-        [configuration, code, deployment_ready], "Ready", "the Function is ready to serve"
+        [configuration, code, deployment_ready, *gating], "Ready", "the Function is ready to serve"
     )
     return [ready, configuration, code, deployment_ready, active, *extra]
+
+
+def version_conditions(
+    previous: Iterable[Mapping[str, Any]] | None,
+    given: Mapping[str, Condition | None],
+) -> list[Condition]:
+    """The versions' conditions to write: the given ones (None removes one), the others as
+    they were (a Deployment event does not recompute them)."""
+    kept: list[Condition] = []
+    for kind in VERSION_CONDITIONS:
+        if kind in given:
+            condition = given[kind]
+            if condition is not None:
+                kept.append(condition)
+        elif find(previous, kind) is not None:
+            kept.append(previous_dependent(previous, kind))
+    return kept
 
 
 def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:

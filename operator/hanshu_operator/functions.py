@@ -29,9 +29,11 @@ from hanshu_api.conditions import replica_fault
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 from hanshu_api.replica_scale import REPLICAS_MANAGER, scale
+from hanshu_api.versions import LABEL_VERSION_OF
 
 from .bounded import bounded
 from .builders import (
+    VersionOf,
     build_code_config_map,
     build_deployment,
     build_network_policy,
@@ -58,6 +60,7 @@ from .function_status import (
     pool_condition,
     previous_dependent,
     replica_counts,
+    version_conditions,
 )
 from .kube_events import post_event
 from .metrics import REPLICA_COUNTS, instrumented
@@ -156,24 +159,29 @@ async def _children(
     spec: FunctionSpec,
     referenced_code: Mapping[str, str] | None,
     generation: int | None,
+    version_of: VersionOf | None = None,
+    owner: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The children of $LATEST (``name`` is the Function's), or of a published version
+    (``name`` is its key, ``owner`` its FunctionVersion; Events still go on ``body``)."""
     config = state.config
+    owner = owner if owner is not None else body
     checksum = code_checksum(spec, referenced_code)
-    code_map = build_code_config_map(name, namespace, spec)
-    deployment = build_deployment(name, namespace, spec, config, checksum, generation)
-    service = build_service(name, namespace)
-    policy = build_network_policy(name, namespace, config)
+    code_map = build_code_config_map(name, namespace, spec, version_of)
+    deployment = build_deployment(name, namespace, spec, config, checksum, generation, version_of)
+    service = build_service(name, namespace, version_of)
+    policy = build_network_policy(name, namespace, config, version_of)
     children = [c for c in (code_map, deployment, service, policy) if c is not None]
-    kopf.adopt(children, owner=body)
+    kopf.adopt(children, owner=owner)  # type: ignore[arg-type]
     for child in (code_map, service, policy):
         if child is not None:
             await _apply_child(state.kube, body, child)
     # A child the spec no longer asks for goes too: the inline code after a switch to an
     # image, the NetworkPolicy after the chart turned it off.
     if code_map is None:
-        await _remove_child(state.kube, body, "v1", "configmaps", code_config_map_name(name))
+        await _remove_child(state.kube, body, "v1", "configmaps", code_config_map_name(name), owner)
     if policy is None:
-        await _remove_child(state.kube, body, NETWORKING, "networkpolicies", name)
+        await _remove_child(state.kube, body, NETWORKING, "networkpolicies", name, owner)
     return await _apply_deployment(state.kube, body, deployment, spec)
 
 
@@ -181,20 +189,27 @@ NETWORKING = "networking.k8s.io/v1"
 
 
 async def _remove_child(
-    kube: KubeClient, body: kopf.Body, api_version: str, plural: str, name: str
+    kube: KubeClient,
+    body: kopf.Body,
+    api_version: str,
+    plural: str,
+    name: str,
+    owner: Mapping[str, Any] | None = None,
+    why: str = "the spec no longer needs it",
 ) -> None:
-    """Delete the object if this Function owns it (never a user's object of that name)."""
+    """Delete the object if this Function (or ``owner``, a version of it) owns it: never a
+    user's object of that name."""
     namespace = body["metadata"]["namespace"]
     path = path_for(api_version, plural, namespace, name)
     found = await kube.get(path)
-    if found is None or not _owned_by(found, body):
+    if found is None or not _owned_by(found, owner if owner is not None else body):
         return
     await kube.delete(path)
     kind = found.get("kind") or plural
-    kopf.info(body, reason="Deleted", message=f"Deleted {kind} {name}: the spec no longer needs it")
+    kopf.info(body, reason="Deleted", message=f"Deleted {kind} {name}: {why}")
 
 
-def _owned_by(child: Mapping[str, Any], owner: kopf.Body) -> bool:
+def _owned_by(child: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
     uid = owner["metadata"].get("uid")
     references = (child.get("metadata") or {}).get("ownerReferences") or []
     return uid is not None and any(ref.get("uid") == uid for ref in references)
@@ -228,9 +243,14 @@ async def write_function_status(
     code: Condition | None = None,
     deployment: Mapping[str, Any] | object | None = _FROM_API,
     generation: int | None = None,
+    version_verdicts: Mapping[str, Condition | None] | None = None,
     **fields: Any,
 ) -> dict[str, Any] | None:
-    """The one writer of a Function's status.
+    """The one writer of a Function's status (but ``status.aliases`` and
+    ``status.canaries``, the canary controller's: never written here).
+
+    ``version_verdicts``: the versions' conditions (AliasesValid, CanaryHealthy) recomputed by
+    their sync (``function_versions``); those not given stay as they were.
 
     The reconcile (spec and code verdicts) and the Deployment / Pod watchers (replicas,
     readiness, faults) all write the one ``conditions`` list; a lock per Function makes
@@ -261,6 +281,7 @@ async def write_function_status(
                 state.config.warm_pools,
                 state.config.default_resources,
             ),
+            *version_conditions(previous, version_verdicts or {}),
         )
         observed = generation if generation is not None else status.get("observedGeneration")
         new_status: dict[str, Any] = {
@@ -371,6 +392,11 @@ async def reconcile_function(
         deployment=deployment,
         url=function_url(name, namespace, state.config.cluster_domain),
     )
+    # Its published versions: children of the referenced ones, retention, their status.
+    # (Imported here: function_versions builds on this module.)
+    from .function_versions import sync_versions
+
+    await sync_versions(state, namespace, name, body=body)
 
 
 _MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -389,6 +415,16 @@ async def follow_deployment(
     if not name or namespace is None:
         return
     state = operator_state(memo)
+    version_of = labels.get(LABEL_VERSION_OF)
+    if version_of:
+        # A published version's Deployment: its replicas are in the Function's
+        # status.versions (its own status belongs to no Function named like it).
+        if type is not None:
+            from .function_versions import sync_versions
+
+            async with state.reconcile_slots:  # (``bounded``)
+                await sync_versions(state, namespace, version_of, children=False)
+        return
     key = (namespace, name)
     if type is None and REPLICA_COUNTS.get(key) is None:
         # Listed at start-up, before its Function's resume: that reconcile writes the
@@ -413,8 +449,8 @@ async def follow_pod(
 ) -> None:
     name = labels.get(LABEL_FUNCTION)
     pod_name = body.get("metadata", {}).get("name")
-    if not name or namespace is None or not pod_name:
-        return
+    if not name or namespace is None or not pod_name or labels.get(LABEL_VERSION_OF):
+        return  # (a published version's pod faults are not reported yet: docs/versions.md)
     state = operator_state(memo)
     pods = state.pod_reports.setdefault((namespace, name), {})
     before = pods.get(pod_name)

@@ -24,6 +24,7 @@ import kopf
 from hanshu_api import GROUP, TRIGGER_PLURAL, VERSION
 from hanshu_api.route_claims import RouteClaim, TriggerKey
 
+from .function_versions import resync_versions_called
 from .state import OperatorState, operator_state
 from .trigger_status import RouteIndex, with_retries, write_trigger_status
 
@@ -56,11 +57,15 @@ async def file_trigger(
         return
     state = operator_state(memo)
     before = state.triggers.claim(namespace, name)
+    target_before = state.triggers.target(namespace, name)
     if type == "DELETED":
         state.triggers.forget(namespace, name)
     else:
         state.triggers.observe(namespace, name, meta, spec)
     claim = state.triggers.claim(namespace, name)
+    await resync_versions_called(
+        state, namespace, target_before, state.triggers.target(namespace, name)
+    )
     if claim == before:
         return
     if type is None and before is None:

@@ -30,6 +30,7 @@ from hanshu_api import API_VERSION, TRIGGER_PLURAL
 from hanshu_api.kube import KubeClient, path_for
 from hanshu_api.models import ApiKeyAuth, SpecInvalid, TriggerSpec, parse_trigger_spec
 from hanshu_api.route_claims import RouteClaim, RouteKey, TriggerKey
+from hanshu_api.versions import FunctionTarget
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
@@ -87,6 +88,9 @@ class _Filed:
     secret: tuple[str, str] | None
     auth: ApiKeyAuth | None
     function: tuple[str, str] | None
+    # What the Trigger calls: $LATEST, a version or an alias (versions need it: a version a
+    # Trigger names keeps its Deployment). None for an invalid spec.
+    target: FunctionTarget | None = None
 
 
 def _parsed(spec: Mapping[str, Any], namespace: str) -> TriggerSpec | None:
@@ -122,6 +126,20 @@ class TriggerIndex:
         filed = self._filed.get((namespace, name))
         return filed.claim if filed is not None else None
 
+    def target(self, namespace: str, name: str) -> FunctionTarget | None:
+        """What this Trigger was last filed as calling."""
+        filed = self._filed.get((namespace, name))
+        return filed.target if filed is not None else None
+
+    def targets(self, namespace: str, function: str) -> list[tuple[str, FunctionTarget]]:
+        """(Trigger name, what it calls) of the Triggers that call ``function``."""
+        found = []
+        for name in self.callers.get((namespace, function), ()):
+            target = self.target(namespace, name)
+            if target is not None:
+                found.append((name, target))
+        return found
+
     def observe(
         self, namespace: str, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
     ) -> None:
@@ -139,6 +157,7 @@ class TriggerIndex:
             (namespace, auth.secret_name) if auth is not None else None,
             auth,
             (namespace, function) if isinstance(function, str) else None,
+            trigger.target if trigger is not None else None,
         )
         key = (namespace, name)
         if self._filed.get(key) == filed:

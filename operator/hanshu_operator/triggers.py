@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -20,6 +21,7 @@ from hanshu_api import API_VERSION, FUNCTION_PLURAL, GROUP, TRIGGER_PLURAL, VERS
 from hanshu_api.kube import path_for
 from hanshu_api.models import SpecInvalid, parse_trigger_spec
 from hanshu_api.schedules import ScheduleEntry
+from hanshu_api.versions import FunctionTarget
 
 from .api_key_publisher import sync_api_keys, unpublish
 from .bounded import bounded
@@ -34,7 +36,7 @@ from .trigger_status import (
     write_trigger_status,
 )
 
-__all__ = ["reconcile_trigger", "trigger_delivery", "trigger_url"]
+__all__ = ["binding", "reconcile_trigger", "trigger_delivery", "trigger_url"]
 
 logger = logging.getLogger("hanshu.operator")
 
@@ -70,7 +72,7 @@ async def reconcile_trigger(
     function = await state.kube.get(
         path_for(API_VERSION, FUNCTION_PLURAL, namespace, trigger.function_name)
     )
-    bound = _binding(trigger.function_name, namespace, function)
+    bound = binding(trigger.target, namespace, function)
     _served, fields = trigger_delivery(
         state.config, trigger, state.clock.now(), where=(namespace, name)
     )
@@ -99,7 +101,12 @@ async def reconcile_trigger(
         raise kopf.TemporaryError(bound.message, delay=state.config.retry_delay_seconds)
 
 
-def _binding(function_name: str, namespace: str, function: object | None) -> Condition:
+def binding(
+    target: FunctionTarget, namespace: str, function: Mapping[str, Any] | None
+) -> Condition:
+    """FunctionBound: the Function exists, and so does the alias the Trigger calls (a
+    version the Trigger names is judged by the Function's status: docs/versions.md)."""
+    function_name = target.function
     if function is None:
         return Condition(
             "FunctionBound",
@@ -108,7 +115,19 @@ def _binding(function_name: str, namespace: str, function: object | None) -> Con
             f"the Function '{function_name}' does not exist in namespace '{namespace}'; "
             "create it (the Trigger binds as soon as it exists)",
         )
-    return Condition("FunctionBound", TRUE, "Bound", f"calls Function '{function_name}'")
+    if target.alias is not None:
+        raw = (function.get("spec") or {}).get("aliases") or []
+        names = sorted(str(a.get("name")) for a in raw if isinstance(a, Mapping))
+        if target.alias not in names:
+            return Condition(
+                "FunctionBound",
+                FALSE,
+                "AliasNotFound",
+                f"the Function '{function_name}' has no alias '{target.alias}' (aliases: "
+                f"{', '.join(names) or 'none'}); add it (hanshu alias set {function_name} "
+                f"{target.alias} --version N) and the Trigger binds",
+            )
+    return Condition("FunctionBound", TRUE, "Bound", f"calls Function '{target}'")
 
 
 @kopf.on.event(GROUP, VERSION, TRIGGER_PLURAL)

@@ -34,6 +34,10 @@ HANDLERS = textwrap.dedent("""
         return "done"
 
 
+    def never_ready(context):
+        time.sleep(60)  # an initializer that outlasts any cold-start timeout a test sets
+
+
     def invoked(event, context):
         return {"event": event}
 

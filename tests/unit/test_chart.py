@@ -125,6 +125,12 @@ def test_rbac_is_least_privilege(helm_bin: Path):
         ("deployments", "create"),
         ("configmaps", "delete"),
         ("networkpolicies", "delete"),
+        # A version nothing references holds no children (function_versions.py); retention
+        # deletes the FunctionVersion itself.
+        ("deployments", "delete"),
+        ("services", "delete"),
+        ("functionversions", "delete"),
+        ("functionversions/status", "patch"),
     ):
         assert needed in granted, needed
     # The autoscaler: exactly what it reads and writes, nothing of the operator's children.
@@ -143,6 +149,8 @@ def test_rbac_is_least_privilege(helm_bin: Path):
         ("hanshu.io", "functions", "list"),
         ("hanshu.io", "functions", "watch"),
         ("hanshu.io", "functions/status", "patch"),
+        ("hanshu.io", "functionversions", "list"),
+        ("hanshu.io", "functionversions", "watch"),
         ("apps", "deployments", "list"),
         ("apps", "deployments", "watch"),
         ("apps", "deployments/scale", "patch"),
@@ -282,7 +290,7 @@ def test_defaults(helm_bin: Path):
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for document in documents:
         by_kind.setdefault(document["kind"], []).append(document)
-    assert len(by_kind["CustomResourceDefinition"]) == 2
+    assert len(by_kind["CustomResourceDefinition"]) == 3  # Function, Trigger, FunctionVersion
     operator = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("operator"))
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}

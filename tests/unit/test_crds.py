@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hanshu_api import models
+from hanshu_api import models, versions
 
 from tests.crd_schema import ROOT, admit, load_crds, schema_of, structural_problems
 
@@ -38,8 +38,18 @@ def test_printer_columns():
             if c.get("priority", 0) == 0
         ]
 
-    assert columns("Function") == ["Ready", "Reason", "Replicas", "URL", "Age"]
+    assert columns("Function") == [
+        "Ready",
+        "Reason",
+        "Replicas",
+        "URL",
+        "Version",
+        "Aliases",
+        "Age",
+    ]
     assert columns("Trigger") == ["Function", "Type", "Ready", "URL", "Age"]
+    assert columns("FunctionVersion") == ["Function", "Version", "Age"]
+    assert CRDS["FunctionVersion"]["spec"]["names"]["shortNames"] == ["fnv"]
     assert CRDS["Function"]["spec"]["names"]["shortNames"] == ["fn"]
     assert CRDS["Trigger"]["spec"]["names"]["shortNames"] == ["trg"]
 
@@ -78,6 +88,12 @@ def test_every_example_is_admitted(path: Path):
             defaulted, _ = admit(document, CRDS)
             if document["kind"] == "Function":
                 models.parse_function_spec(defaulted["spec"])
+            elif document["kind"] == "FunctionVersion":
+                # A snapshot runs as a Function would: its template must parse, and its
+                # digest be the template's (what hanshu publish would have written).
+                template = defaulted["spec"]["template"]
+                models.parse_function_spec(template)
+                assert defaulted["spec"]["digest"] == versions.spec_digest(template)
             else:
                 models.parse_trigger_spec(defaulted["spec"], "default")
 

@@ -140,6 +140,18 @@ def test_stats_report_serving_and_waiting_apart():
     assert FunctionStats().snapshot(("ns", "f"), now=1.0).idle_for is None
 
 
+def test_stats_report_carries_the_window_outcomes_once():
+    stats = FunctionStats()
+    stats.record_outcome(0.02, failed=False)
+    stats.record_outcome(3.0, failed=True)
+    report = stats.snapshot(("ns", "f-v2"), now=1.0)
+    assert report.outcomes is not None
+    assert (report.outcomes.requests, report.outcomes.errors) == (2, 1)
+    assert sum(report.outcomes.latency) == 2
+    # The next window starts empty: a window is counted in one report only.
+    assert stats.snapshot(("ns", "f-v2"), now=2.0).outcomes is None
+
+
 async def test_pool_least_loaded_within_concurrency_and_fifo_queue():
     pool = EndpointPool(concurrency=2, queue_limit=2)
     a, b = Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080)

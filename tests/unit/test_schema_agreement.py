@@ -183,6 +183,10 @@ def _function(**changes: Any) -> dict[str, Any]:
     return {**FUNCTION, **changes}
 
 
+def _alias(**alias: Any) -> dict[str, Any]:
+    return _function(aliases=[{"name": "live", "version": 1, **alias}])
+
+
 def _destination(**destination: str) -> dict[str, Any]:
     return _function(**{"async": {"destinations": {"onFailure": destination}}})
 
@@ -224,6 +228,35 @@ FUNCTION_CASES: list[tuple[str, dict[str, Any], bool]] = [
         _function(env=[{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]),
         False,
     ),
+    ("alias on a version", _function(aliases=[{"name": "live", "version": 1}]), True),
+    ("alias named Live", _function(aliases=[{"name": "Live", "version": 1}]), False),
+    ("alias without a version", _function(aliases=[{"name": "live"}]), False),
+    ("alias on version 0", _function(aliases=[{"name": "live", "version": 0}]), False),
+    ("alias split 10%", _alias(additionalVersion=2, additionalWeight=10), True),
+    ("alias split 99%", _alias(additionalVersion=2, additionalWeight=99), True),
+    ("alias split 100%", _alias(additionalVersion=2, additionalWeight=100), False),
+    ("alias split 0%", _alias(additionalVersion=2, additionalWeight=0), False),
+    ("alias split without a weight", _alias(additionalVersion=2), False),
+    ("alias split onto itself", _alias(additionalVersion=1, additionalWeight=10), False),
+    ("alias weight without a version", _alias(additionalWeight=10), False),
+    (
+        "alias canary",
+        _alias(additionalVersion=2, canary={"steps": [10, 50, 100], "interval": "1m"}),
+        True,
+    ),
+    (
+        "alias canary of 11 steps",
+        _alias(additionalVersion=2, canary={"steps": [*range(1, 12)]}),
+        False,
+    ),
+    ("alias canary step 0", _alias(additionalVersion=2, canary={"steps": [0, 50]}), False),
+    ("alias canary step 101", _alias(additionalVersion=2, canary={"steps": [50, 101]}), False),
+    (
+        "alias canary interval soon",
+        _alias(additionalVersion=2, canary={"steps": [5], "interval": "soon"}),
+        False,
+    ),
+    ("17 aliases", _function(aliases=[{"name": f"a{i}", "version": 1} for i in range(17)]), False),
     ("timeoutSeconds 0", _function(timeoutSeconds=0), False),
     ("timeoutSeconds 1", _function(timeoutSeconds=1), True),
     ("timeoutSeconds 3600", _function(timeoutSeconds=3600), True),
@@ -267,6 +300,23 @@ FUNCTION_CASES: list[tuple[str, dict[str, Any], bool]] = [
 TRIGGER_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("a functionRef of 253", {"functionRef": {"name": "f" * 253}, "http": {}}, True),
     ("a functionRef of 254", {"functionRef": {"name": "f" * 254}, "http": {}}, False),
+    ("a functionRef on version 2", {"functionRef": {"name": "f", "version": 2}, "http": {}}, True),
+    ("a functionRef on version 0", {"functionRef": {"name": "f", "version": 0}, "http": {}}, False),
+    (
+        "a functionRef on alias live",
+        {"functionRef": {"name": "f", "alias": "live"}, "http": {}},
+        True,
+    ),
+    (
+        "a functionRef on alias Live",
+        {"functionRef": {"name": "f", "alias": "Live"}, "http": {}},
+        False,
+    ),
+    (
+        "a functionRef on a version and an alias",
+        {"functionRef": {"name": "f", "version": 2, "alias": "live"}, "http": {}},
+        False,
+    ),
     ("path /v1", _http(path="/v1"), True),
     ("path without /", _http(path="v1"), False),
     ("path with ?", _http(path="/v1?x"), False),
@@ -364,6 +414,7 @@ TRIGGER_CASES: list[tuple[str, dict[str, Any], bool]] = [
 # Ranges a schema pattern cannot express: the apiserver admits these, the parser refuses.
 ONLY_THE_PARSER_REFUSES_SPECS: list[tuple[str, str, dict[str, Any]]] = [
     ("maxEventAge 7h", "Function", _function(**{"async": {"maxEventAge": "7h"}})),
+    ("canary steps falling", "Function", _alias(additionalVersion=2, canary={"steps": [50, 10]})),
     ("maxEventAge 30s", "Function", _function(**{"async": {"maxEventAge": "30s"}})),
     ("batchWindow 10m", "Trigger", _stream(batchWindow="10m")),
     ("kubernetes another namespace", "Trigger", _kube(namespace="kube-system")),

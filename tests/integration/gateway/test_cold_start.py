@@ -107,7 +107,7 @@ async def test_queue_full_is_an_explicit_429(platform_factory):
 async def test_function_that_never_becomes_ready_is_a_503(platform_factory):
     platform = platform_factory(
         [
-            function("stuck", initializer="handlers.never"),  # the initializer does not exist
+            function("stuck", initializer="handlers.never_ready"),  # initializes for a minute
             trigger("web", "stuck", path="/"),
         ],
         "--cold-start-timeout",
@@ -118,6 +118,26 @@ async def test_function_that_never_becomes_ready_is_a_503(platform_factory):
         body = await reply.json()
     assert body["errorType"] == "FunctionNotReady"
     assert "did not become ready within 2s" in body["errorMessage"]
+
+
+async def test_function_whose_code_cannot_start_is_a_503_at_once_naming_why(platform_factory):
+    platform = platform_factory(
+        [
+            function("broken", initializer="handlers.never"),  # the initializer does not exist
+            trigger("web", "broken", path="/"),
+        ],
+        "--cold-start-timeout",
+        "30",
+    )
+    async with aiohttp.ClientSession() as http:
+        started = asyncio.get_running_loop().time()
+        async with http.get(f"{platform.url}/") as reply:
+            assert reply.status == 503
+            body = await reply.json()
+        waited = asyncio.get_running_loop().time() - started
+    assert body["errorType"] == "RuntimeStartupFailed"
+    assert "never" in body["errorMessage"]  # dev mode names the missing initializer
+    assert waited < 30  # refused on the replica's fault, not after the cold-start timeout
 
 
 async def test_scale_down_under_load_fails_no_request(platform_factory):

@@ -138,6 +138,15 @@ async def test_gateway_follows_the_kubernetes_api(kmock, tmp_path, runtime_facto
             assert await status_of("/keyed", **{"X-API-Key": "s3cret"}) == 200
             await eventually(lambda: reports, message="the stats the gateway sends every second")
             assert reports[-1]["functions"][0]["name"] == "echo"
+            # The outcome figures (the canary's): the two requests a replica served, not
+            # the 401 and 403 the gateway refused with.
+            await eventually(
+                lambda: _served(reports) >= 2, message="the served requests in the reports"
+            )
+            assert _served(reports) == 2
+            assert not any(
+                f.get("outcomes", {}).get("errors") for r in reports for f in r["functions"]
+            )
 
             # The replica goes away: the next request is cold, reported at once.
             await kube.merge_patch(
@@ -155,6 +164,13 @@ async def test_gateway_follows_the_kubernetes_api(kmock, tmp_path, runtime_facto
         gateway.terminate()
         gateway.wait(timeout=20)
         await kube.close()
+
+
+def _served(reports: list[dict[str, Any]]) -> int:
+    """Requests a replica finished, over every report so far (each counts a window once)."""
+    return sum(
+        (f.get("outcomes") or {}).get("requests", 0) for r in reports for f in r["functions"]
+    )
 
 
 async def _equals(value: Any, expected: Any) -> bool:

@@ -114,9 +114,10 @@ class ScheduleEntry:
         cls, namespace: str, name: str, spec: TriggerSpec, target: FunctionTarget | None = None
     ) -> ScheduleEntry | None:
         """The catalog entry of a Trigger; None when it is not a schedule. ``target``: its
-        functionRef's version or alias, when it names one."""
+        functionRef's version or alias (by default the spec's own)."""
         if spec.schedule is None:
             return None
+        target = target or spec.target_ref
         version = target.version if target is not None else None
         alias = target.alias if target is not None else None
         return cls(namespace, name, spec.function_name, spec.schedule, version, alias)

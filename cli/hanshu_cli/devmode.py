@@ -60,10 +60,8 @@ from hanshu_gateway.catalog import Catalog, Conflict, KnownTrigger
 from hanshu_gateway.pipeline import Gateway, GatewayConfig
 from hanshu_gateway.probe import starting_listener
 from hanshu_gateway.versions_seam import (
-    TargetInvalid,
     function_routing,
     parse_function_version,
-    trigger_target,
 )
 from nats.aio.client import Client as NATS
 
@@ -90,16 +88,10 @@ def triggers_in_order(
     """Manifests have no creation times: the one that comes first is the older, so the
     first Trigger to claim a route owns it, as the oldest does in a cluster. A Trigger on
     a version or an alias routes to it, as in a cluster."""
-    known: list[KnownTrigger] = []
-    for index, ((namespace, name), doc) in enumerate(documents):
-        spec = parse_trigger_spec(doc["spec"], namespace)
-        try:
-            target = trigger_target(doc)
-        except TargetInvalid as bad:
-            log.warning("Trigger %s is not served: %s", name, bad)
-            continue
-        known.append(KnownTrigger(namespace, name, f"{index:08d}", spec, target))
-    return known
+    return [
+        KnownTrigger(namespace, name, f"{index:08d}", parse_trigger_spec(doc["spec"], namespace))
+        for index, ((namespace, name), doc) in enumerate(documents)
+    ]
 
 
 def image_code_folder(spec: FunctionSpec, folder: Path | None) -> Path | None:
@@ -613,11 +605,7 @@ class DevStack:
         entries = [
             entry
             for known in triggers
-            if (
-                entry := ScheduleEntry.of_trigger(
-                    known.namespace, known.name, known.spec, known.target
-                )
-            )
+            if (entry := ScheduleEntry.of_trigger(known.namespace, known.name, known.spec))
         ]
         gone = self._published_schedules - {(e.namespace, e.trigger) for e in entries}
         if not entries and not gone:
@@ -723,8 +711,7 @@ class DevStack:
         for (namespace, name), spec in streams:
             try:
                 parsed = parse_trigger_spec(spec, namespace)
-                target = trigger_target({"spec": spec})
-            except (SpecInvalid, TargetInvalid) as bad:
+            except SpecInvalid as bad:
                 log.warning("stream Trigger %s is not read: %s", name, bad)
                 continue
             stream = parsed.stream
@@ -733,14 +720,18 @@ class DevStack:
             url = secrets.get((namespace, ref.name), {}).get(ref.key) if ref else None
             # Dev mode has no internal token (nothing leaves the machine): sealed with "".
             entry = stream_entry(
-                namespace, name, parsed.function_name, spec["stream"], url, "", target
+                namespace, name, parsed.function_name, spec["stream"], url, "", parsed.target_ref
             )
             await publish_stream(buckets, entry)
 
     def _set_aliases(self, key: FunctionKey, function: LoadedFunction | None) -> None:
         """A Function's aliases route as in a cluster (no canary runs here: the spec's)."""
         if function is None or function.version_of is None:
-            routing = function_routing(function.document) if function is not None else {}
+            routing = (
+                function_routing(function.spec.aliases, function.document)
+                if function is not None
+                else {}
+            )
             self.catalog.set_aliases(key, routing)
 
     def _scaling(self) -> list[tuple[FunctionKey, Scaling]]:

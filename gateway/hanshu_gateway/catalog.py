@@ -21,7 +21,7 @@ from hanshu_api.loop_lag import Slices
 from hanshu_api.models import AsyncPolicy, FunctionSpec, RateLimit, TriggerSpec
 from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.route_claims import RouteBook, RouteClaim, TriggerKey
-from hanshu_api.versions import AliasRouting, FunctionTarget, version_label
+from hanshu_api.versions import AliasRouting, version_label
 
 from .metrics import QUEUE_LIMIT, FunctionMeters
 from .pool import EndpointPool
@@ -43,8 +43,6 @@ class KnownTrigger:
     name: str
     created: str | None  # creationTimestamp: the oldest Trigger claiming a route owns it
     spec: TriggerSpec
-    # functionRef's version or alias (None: $LATEST of spec.function_name).
-    target: FunctionTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +62,7 @@ def _claim(trigger: KnownTrigger) -> RouteClaim:
 
 def _route(trigger: KnownTrigger) -> Route:
     assert trigger.spec.http is not None
-    target = trigger.target
+    target = trigger.spec.target_ref  # functionRef's version or alias; None: $LATEST
     return Route(
         trigger.namespace,
         trigger.name,

@@ -41,7 +41,7 @@ from .catalog import Catalog, Conflict, KnownTrigger
 from .kube_pool import KubeWarmPool
 from .object_watch import ObjectTrigger, ObjectWatches
 from .pipeline import Gateway, GatewayConfig, config_from_env
-from .versions_seam import TargetInvalid, function_routing, parse_function_version, trigger_target
+from .versions_seam import function_routing, parse_function_version
 
 log = logging.getLogger("hanshu.gateway")
 
@@ -108,11 +108,10 @@ def _known_trigger(obj: Mapping[str, Any]) -> KnownTrigger | None:
     key = _key(obj)
     try:
         spec = parse_trigger_spec(obj.get("spec") or {}, key[0])
-        target = trigger_target(obj)
-    except (SpecInvalid, TargetInvalid) as error:
+    except SpecInvalid as error:
         log.warning("ignoring Trigger %s/%s: %s", *key, error)
         return None
-    return KnownTrigger(*key, (obj.get("metadata") or {}).get("creationTimestamp"), spec, target)
+    return KnownTrigger(*key, (obj.get("metadata") or {}).get("creationTimestamp"), spec)
 
 
 def _object_trigger(known: KnownTrigger | None) -> ObjectTrigger | None:
@@ -314,7 +313,7 @@ class KubeGateway:
         # already brings: no pod or event reading, and no RBAC, of the gateway's own.
         self.catalog.set_function(key, spec, replica_fault(obj))
         # Its aliases as they route now: the spec's, or a canary's status entries.
-        self.catalog.set_aliases(key, function_routing(obj))
+        self.catalog.set_aliases(key, function_routing(spec.aliases, obj))
         if not known:  # its starting replicas may have been seen before it
             self._publish_starting(key)
 

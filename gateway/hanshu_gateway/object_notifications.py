@@ -139,7 +139,7 @@ class ObjectNotifications:
                     error_type="InvalidNotification",
                 )
             return await self._confirm(parsed, known.namespace, known.name, request_id)
-        target = known.target
+        target = known.spec.target_ref
         # Its Function, version, or its alias's pick (one for the whole notification).
         entry = resolve(
             known.namespace,

@@ -125,6 +125,8 @@ def runtime_env(
         default_resources=default_resources,
         code_dir=CODE_DIR,
         region=region or None,
+        # Tells the runtime its metrics' version label (LATEST when None).
+        published_version=version_of.version if version_of is not None else None,
     )
     # The pod's own namespace (downward API): the context's ARN and log group name it.
     namespace = {

@@ -138,6 +138,7 @@ class StreamCatalog(NatsCatalog[StreamBuckets]):
             spec["stream"],
             url,
             self.state.config.internal_token,
+            trigger.target_ref,  # a version or an alias: the dispatcher invokes it there
         )
         await self._put(entry.key, lambda buckets: publish_stream(buckets, entry))
 

@@ -6,15 +6,10 @@ from __future__ import annotations
 import pytest
 from hanshu_api.invocation_record import InvocationRecord, Origin, RecordInvalid
 from hanshu_api.invocations import InvocationHeaders, StoredPolicy, StoredRequest
-from hanshu_api.versions import STICKY_COOKIE, STICKY_HEADER, AliasRouting
+from hanshu_api.versions import STICKY_COOKIE, STICKY_HEADER, AliasRouting, parse_aliases
 from hanshu_gateway.faults import BadRequest
 from hanshu_gateway.version_routing import AliasChoice, platform_target, sticky_cookie
-from hanshu_gateway.versions_seam import (
-    TargetInvalid,
-    function_routing,
-    parse_function_version,
-    trigger_target,
-)
+from hanshu_gateway.versions_seam import function_routing, parse_function_version
 
 
 def test_a_split_alias_picks_by_the_sticky_value_and_an_unsplit_one_never_draws() -> None:
@@ -66,7 +61,7 @@ def test_function_versions_and_aliases_from_the_raw_objects() -> None:
             "aliases": [
                 {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 10},
                 {"name": "beta", "version": 2},
-                {"name": "Bad Name", "version": 1},  # left out, logged
+                {"name": "Bad Name", "version": 1},  # left out
             ]
         },
         # A canary's entry for live (same versions): it wins over the spec's weight.
@@ -76,29 +71,15 @@ def test_function_versions_and_aliases_from_the_raw_objects() -> None:
             ]
         },
     }
-    routing = function_routing(function)
+    problems: list[str] = []
+    aliases = parse_aliases(function["spec"]["aliases"], problems)
+    assert len(problems) == 1  # the bad name: left out, the others route
+    routing = function_routing(aliases, function)
     assert routing == {
         "live": AliasRouting("live", 1, 2, 50),
         "beta": AliasRouting("beta", 2),
     }
-    assert function_routing({"spec": {}}) == {}
-
-
-def test_a_triggers_target_is_read_and_a_bad_one_refused() -> None:
-    def trigger(ref: dict[str, object]) -> dict[str, object]:
-        return {"spec": {"functionRef": {"name": "shop", **ref}}}
-
-    assert trigger_target(trigger({})) is None
-    target = trigger_target(trigger({"alias": "live"}))
-    assert target is not None
-    assert (target.function, target.version, target.alias) == ("shop", None, "live")
-    target = trigger_target(trigger({"version": 2}))
-    assert target is not None
-    assert target.version == 2
-    with pytest.raises(TargetInvalid, match="version or alias, not both"):
-        trigger_target(trigger({"version": 2, "alias": "live"}))
-    with pytest.raises(TargetInvalid, match="must be a version number"):
-        trigger_target(trigger({"version": 0}))
+    assert function_routing((), {"spec": {}}) == {}
 
 
 def test_the_record_and_the_message_carry_the_version_only_when_set() -> None:

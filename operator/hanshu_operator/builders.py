@@ -142,7 +142,29 @@ def runtime_env(
     return [*({"name": k, "value": v} for k, v in env.items()), namespace, *tracing, *own]
 
 
-def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+def container_security_context() -> dict[str, Any]:
+    """The restricted Pod Security Standard for a runtime container: function pods and
+    warm pool pods alike (a pool pod becomes a function pod)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_UID,
+        "runAsGroup": RUNTIME_UID,
+        "fsGroup": RUNTIME_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "admin"},
         "periodSeconds": period,
@@ -185,19 +207,13 @@ def build_pod_template(
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
         ],
         # Readiness is polled every second: it gates how soon a cold request is served.
-        "readinessProbe": _probe("/readyz", period=1, failures=1),
-        "livenessProbe": _probe("/healthz", period=10, failures=3),
-        "startupProbe": _probe("/healthz", period=1, failures=60),
+        "readinessProbe": probe("/readyz", period=1, failures=1),
+        "livenessProbe": probe("/healthz", period=10, failures=3),
+        "startupProbe": probe("/healthz", period=1, failures=60),
         "resources": dict(spec.effective_resources(config.default_resources)),
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(),
     }
     if spec.env_from:
         container["envFrom"] = [dict(e) for e in spec.env_from]
@@ -208,13 +224,7 @@ def build_pod_template(
         # No API token unless the function asks for an identity of its own.
         "automountServiceAccountToken": spec.service_account_name is not None,
         "terminationGracePeriodSeconds": spec.timeout_seconds + 10,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNTIME_UID,
-            "runAsGroup": RUNTIME_UID,
-            "fsGroup": RUNTIME_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
     }
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name

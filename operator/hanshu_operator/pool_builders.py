@@ -32,7 +32,12 @@ from hanshu_api.warm_pool import (
     pool_token,
 )
 
-from .builders import RUNTIME_UID, TMP_SIZE_LIMIT
+from .builders import (
+    TMP_SIZE_LIMIT,
+    container_security_context,
+    pod_security_context,
+    probe,
+)
 from .config import OperatorConfig
 
 POOL_NAME = "hanshu-pool"
@@ -73,15 +78,6 @@ def build_pool_token_secret(namespace: str, internal_token: str) -> dict[str, An
     }
 
 
-def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": path, "port": "admin"},
-        "periodSeconds": period,
-        "failureThreshold": failures,
-        "timeoutSeconds": 1,
-    }
-
-
 def build_pool_deployment(
     namespace: str, shape: PoolShape, config: OperatorConfig
 ) -> dict[str, Any]:
@@ -104,18 +100,12 @@ def build_pool_deployment(
         # Ready means listening and claimable: the gateway claims only Ready pool pods.
         # Pool pods carry no LABEL_FUNCTION and no Service selects them, before or after
         # specialization: requests reach them only through the gateway that claimed one.
-        "readinessProbe": _probe("/healthz", period=1, failures=1),
-        "livenessProbe": _probe("/healthz", period=10, failures=3),
+        "readinessProbe": probe("/healthz", period=1, failures=1),
+        "livenessProbe": probe("/healthz", period=10, failures=3),
         "resources": dict(shape.resources),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(),
     }
     pod_labels = {**pool_labels(), **available_selector()}
     return {
@@ -136,13 +126,7 @@ def build_pool_deployment(
                     # code will run in this pod.
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": POOL_GRACE_SECONDS,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUNTIME_UID,
-                        "runAsGroup": RUNTIME_UID,
-                        "fsGroup": RUNTIME_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                 },
             },
         },

@@ -32,7 +32,7 @@ from hanshu_api.warm_pool import (
     pool_token,
 )
 
-from .builders import RUNTIME_UID, TMP_SIZE_LIMIT
+from .builders import OTLP_ENDPOINT_ENV, RUNTIME_UID, TMP_SIZE_LIMIT
 from .config import OperatorConfig
 
 POOL_NAME = "hanshu-pool"
@@ -96,6 +96,15 @@ def build_pool_deployment(
                 "name": POOL_TOKEN_ENV,
                 "valueFrom": {"secretKeyRef": {"name": POOL_TOKEN_SECRET, "key": POOL_TOKEN_KEY}},
             },
+            # The platform's OTLP endpoint, as Function pods get it (builders.runtime_env):
+            # the specialize request carries only the Function's env, so without it the
+            # cold requests a pool pod serves would leave no span. A Function's own value
+            # in its env replaces it at specialization.
+            *(
+                [{"name": OTLP_ENDPOINT_ENV, "value": config.function_otlp_endpoint}]
+                if config.function_otlp_endpoint
+                else []
+            ),
         ],
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},

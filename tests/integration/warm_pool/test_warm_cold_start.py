@@ -120,7 +120,7 @@ async def test_a_cold_request_is_served_by_a_pool_process_while_its_own_replica_
         )
         assert (
             'hanshu_gateway_cold_start_seconds_count{function="hello",namespace="default",'
-            'path="pool"} 1.0' in metrics
+            'path="pool",version="LATEST"} 1.0' in metrics
         )
 
 

@@ -378,7 +378,7 @@ class DevStack:
         if self.warm_pool:
             self.local_pool = LocalWarmPool(
                 self.warm_pool,
-                self.functions.get,
+                self._pool_spec,
                 extra_env=self.local_s3.environment() if self.local_s3 else None,
             )
             await self.local_pool.start(namespace for namespace, _ in self.functions)
@@ -624,6 +624,14 @@ class DevStack:
         self._published_schedules = {(e.namespace, e.trigger) for e in entries}
         for entry in entries:
             await publish_schedule(buckets, entry)
+
+    def _pool_spec(self, key: FunctionKey) -> FunctionSpec | None:
+        """The spec the warm pool may serve ``key`` with: a Function's ($LATEST) only. A
+        published version takes the ordinary path, as in a cluster (the gateway's pool knows
+        Functions only); handed over as a plain Function it answered as one named after
+        its version key, with version 1 for its number."""
+        loaded = self.loaded.get(key)
+        return None if loaded is None or loaded.version_of is not None else loaded.spec
 
     def _gateway_config(self, nats: NatsSettings) -> GatewayConfig:
         return GatewayConfig(

@@ -167,7 +167,13 @@ def platform_target(query: Mapping[str, str]) -> tuple[int | None, str | None]:
         raise BadRequest("name a version or an alias, not both", error_type="InvalidTarget")
     if version_text is None:
         return None, alias or None
-    if not version_text.isdigit() or int(version_text) < 1:
+    # ASCII digits only, and a bounded number of them: str.isdigit() admits '²' (which
+    # int() refuses), and int() refuses more than 4300 digits; either was a 500.
+    if (
+        not (version_text.isascii() and version_text.isdigit())
+        or len(version_text) > 18
+        or int(version_text) < 1
+    ):
         raise BadRequest(
             f"version must be a version number >= 1 (e.g. ?version=2), got {version_text!r}",
             error_type="InvalidTarget",

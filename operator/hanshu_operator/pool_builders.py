@@ -33,6 +33,7 @@ from hanshu_api.warm_pool import (
 )
 
 from .builders import (
+    OTLP_ENDPOINT_ENV,
     TMP_SIZE_LIMIT,
     container_security_context,
     pod_security_context,
@@ -92,6 +93,15 @@ def build_pool_deployment(
                 "name": POOL_TOKEN_ENV,
                 "valueFrom": {"secretKeyRef": {"name": POOL_TOKEN_SECRET, "key": POOL_TOKEN_KEY}},
             },
+            # The platform's OTLP endpoint, as Function pods get it (builders.runtime_env):
+            # the specialize request carries only the Function's env, so without it the
+            # cold requests a pool pod serves would leave no span. A Function's own value
+            # in its env replaces it at specialization.
+            *(
+                [{"name": OTLP_ENDPOINT_ENV, "value": config.function_otlp_endpoint}]
+                if config.function_otlp_endpoint
+                else []
+            ),
         ],
         "ports": [
             {"name": "http", "containerPort": FUNCTION_PORT, "protocol": "TCP"},

@@ -153,6 +153,20 @@ async def _listen(server: HttpServer, host: str, port: int, variable: str) -> No
         ) from None
 
 
+def _spans_for(config: RuntimeConfig) -> SpanExporting | None:
+    """The span exporter of the Function ``config`` names (None when tracing is off)."""
+    return span_exporting(
+        os.environ,
+        f"{config.function_name}.{config.namespace}",
+        {
+            "faas.name": config.function_name,
+            "faas.version": config.function_version,
+            "faas.instance": config.instance,
+            "k8s.namespace.name": config.namespace,
+        },
+    )
+
+
 class Instance:
     def __init__(self, config: RuntimeConfig, pool_token: str | None = None) -> None:
         self.config = config
@@ -182,16 +196,7 @@ class Instance:
         self._threads = HandlerThreads(asyncio.get_running_loop())
         self._invoker: Invoker | None = None
         # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set and OpenTelemetry is installed.
-        self._spans: SpanExporting | None = span_exporting(
-            os.environ,
-            f"{config.function_name}.{config.namespace}",
-            {
-                "faas.name": config.function_name,
-                "faas.version": config.function_version,
-                "faas.instance": config.instance,
-                "k8s.namespace.name": config.namespace,
-            },
-        )
+        self._spans: SpanExporting | None = _spans_for(config)
 
     # -- the function port ------------------------------------------------------------------
 
@@ -494,6 +499,11 @@ class Instance:
         )
         if not self._metrics_registered:
             self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
+        # A pool process's exporter (if it had one) named the pool: the Function's spans
+        # name the Function, and an endpoint the specialization brings is used.
+        if self._spans is not None:
+            self._spans.shutdown()
+        self._spans = _spans_for(config)
         if self._function_port is not None:
             self._function_port.max_body_bytes = config.max_body_bytes
 

@@ -40,7 +40,13 @@ def test_the_internal_port_takes_a_version_or_an_alias() -> None:
     assert platform_target({}) == (None, None)
     assert platform_target({"version": "3"}) == (3, None)
     assert platform_target({"alias": "live"}) == (None, "live")
-    for bad in ({"version": "0"}, {"version": "x"}, {"version": "1", "alias": "live"}):
+    for bad in (
+        {"version": "0"},
+        {"version": "x"},
+        {"version": "1", "alias": "live"},
+        {"version": "\u00b2"},  # '²' is a digit to str.isdigit(), not to int()
+        {"version": "9" * 5000},  # past int()'s digit limit
+    ):
         with pytest.raises(BadRequest):
             platform_target(bad)
 

@@ -4,6 +4,7 @@ the PoolEligible condition, the sweep's verdict and the gateway's claim patch.""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 from typing import Any
@@ -167,6 +168,18 @@ def test_pool_pods_run_the_runtime_in_pool_mode_with_the_namespace_token() -> No
     assert deployment["spec"]["replicas"] == 2
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": FUNCTION_PORT, "admin": ADMIN_PORT}
+
+
+def test_pool_pods_export_spans_where_function_pods_do() -> None:
+    def env_of(config: OperatorConfig) -> dict[str, Any]:
+        deployment = build_pool_deployment("team-a", shape(), config)
+        return {
+            e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(CONFIG)
+    traced = dataclasses.replace(CONFIG, function_otlp_endpoint="http://collector:4318")
+    assert env_of(traced)["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4318"
 
 
 def test_a_claimed_pod_leaves_the_pools_selector() -> None:

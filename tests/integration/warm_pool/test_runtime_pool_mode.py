@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 from hanshu_api.warm_pool import POOL_MODE_ENV, POOL_TOKEN_ENV, SPECIALIZE_PATH, SpecializeRequest
 
+from tests.support.helpers import eventually
+from tests.support.otlp_receiver import OtlpReceiver, otlp_receiver
 from tests.support.runtime_process import RuntimeProcess, start_runtime
+
+__all__ = ["otlp_receiver"]
 
 TOKEN = "pool-token-for-tests"
 HELLO = """
@@ -54,8 +58,7 @@ def specialize_request(code_dir: Path, files: dict[str, str] | None = None) -> b
     ).encode()
 
 
-@pytest.fixture
-def pooled(tmp_path: Path) -> Iterator[RuntimeProcess]:
+def start_pooled(tmp_path: Path) -> RuntimeProcess:
     runtime = start_runtime(
         tmp_path / "unused",
         "unused.handler",
@@ -73,6 +76,20 @@ def pooled(tmp_path: Path) -> Iterator[RuntimeProcess]:
         if runtime.process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the pool runtime did not start: {runtime.process.stderr}")
         time.sleep(0.02)
+    return runtime
+
+
+@pytest.fixture
+def pooled(tmp_path: Path) -> Iterator[RuntimeProcess]:
+    runtime = start_pooled(tmp_path)
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture
+def traced_pool(otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[RuntimeProcess]:
+    """A pool runtime started with an OTLP endpoint (as the operator's pool pods are)."""
+    runtime = start_pooled(tmp_path)
     yield runtime
     runtime.stop()
 
@@ -143,3 +160,20 @@ def test_code_that_does_not_start_leaves_the_runtime_refusing_for_good(
     assert call(f"{pooled.url}/x")[0] == 503
     assert call(url, specialize_request(tmp_path / "again"), TOKEN)[0] == 409
     assert "Runtime.ImportModuleError" in pooled.termination_log.read_text()
+
+
+async def test_a_specialized_runtime_traces_as_its_function(
+    traced_pool: RuntimeProcess, otlp_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """The spans of requests a pool runtime serves once specialized name the Function, not
+    the generic process the pool started."""
+    url = f"{traced_pool.admin_url}{SPECIALIZE_PATH}"
+    assert call(url, specialize_request(tmp_path / "code"), TOKEN)[0] == 200
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    request = urllib.request.Request(
+        f"{traced_pool.url}/hi", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 200
+    spans = await eventually(lambda: otlp_receiver.trace(trace), message="the replica's span")
+    assert [(span.service, span.name) for span in spans] == [("hello.default", "hello")]

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from tests.support.helpers import eventually
+from tests.support.kube_gateway import function_version
 from tests.support.warm_stack import warm_stack
 
 CODE = textwrap.dedent("""
@@ -119,7 +120,7 @@ async def test_a_cold_request_is_served_by_a_pool_process_while_its_own_replica_
         )
         assert (
             'hanshu_gateway_cold_start_seconds_count{function="hello",namespace="default",'
-            'path="pool"} 1.0' in metrics
+            'path="pool",version="LATEST"} 1.0' in metrics
         )
 
 
@@ -220,3 +221,30 @@ async def test_a_burst_of_a_thousand_from_zero_with_two_pool_processes(tmp_path:
         assert statuses[200] > 0
         paths = Counter(path for status, path in outcomes if status == 200)
         assert paths["pool"] > 0, paths
+
+
+async def test_a_published_version_takes_the_ordinary_path_as_in_a_cluster(
+    tmp_path: Path,
+) -> None:
+    """The cluster's pool serves Functions only; dev mode's does the same, so a version's
+    cold request is answered by the version's own replica, which says its number."""
+    versioned = textwrap.dedent("""
+        def handler(event, context):
+            return {"function": context.function_name, "version": context.function_version}
+    """)
+    template = {"handler": "index.handler", "code": {"inline": {"index.py": versioned}}}
+    documents = [
+        function("hello"),
+        {**function_version("hello", 2, template), "metadata": {"name": "hello-v2"}},
+        {
+            "apiVersion": "hanshu.io/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": "v2"},
+            "spec": {"functionRef": {"name": "hello", "version": 2}, "http": {"path": "/v2"}},
+        },
+    ]
+    async with warm_stack(tmp_path, documents) as platform:
+        async with aiohttp.ClientSession() as http:
+            status, body, path = await get(http, f"{platform.url}/v2")
+        assert (status, path) == (200, "pod_start")
+        assert body == {"function": "hello", "version": "2"}

@@ -69,6 +69,16 @@ def pool_pod(name: str, port: int, admin_port: int) -> dict[str, Any]:
             "name": name,
             "namespace": NS,
             "labels": {LABEL_POOL: "hanshu-pool", LABEL_POOL_STATE: POOL_STATE_AVAILABLE},
+            # As the pool Deployment's ReplicaSet makes them: the gateway claims no other.
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": f"{'hanshu-pool'}-7d9f8c6b5",
+                    "uid": "pool-replicaset",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {
             "containers": [

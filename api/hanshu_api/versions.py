@@ -67,6 +67,23 @@ VERSION_HEADER = "X-Hanshu-Version"
 VERSION_LABEL_LATEST = "LATEST"
 
 
+# What ends every version's name (and its Deployment's, Service's, FunctionKey's): a
+# Function's own name may not end so (the Function CRD's CEL rule and function_name_problem
+# refuse it), or version 2 of 'api' and a Function named 'api-v2' would share children.
+VERSION_NAME_SUFFIX = re.compile(r"-v[0-9]+$")
+
+
+def function_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Function's, as the CRD says it; None when it can."""
+    if VERSION_NAME_SUFFIX.search(name):
+        return (
+            f"a Function's name must not end in -v and a number ({name!r}): that names its "
+            "published versions' Deployments and Services; call it e.g. "
+            f"{VERSION_NAME_SUFFIX.sub('', name)!r} or {name.replace('-v', '-', 1)!r}"
+        )
+    return None
+
+
 def version_object_name(function: str, version: int) -> str:
     """The FunctionVersion's name, which is also its Deployment's and Service's name.
 

@@ -52,7 +52,7 @@ from hanshu_api.platform import FunctionKey
 from hanshu_api.schedules import ScheduleEntry
 from hanshu_api.settings import AsyncWindows, NatsSettings
 from hanshu_api.streams import stream_entry
-from hanshu_api.versions import version_key
+from hanshu_api.versions import function_name_problem, version_key
 from hanshu_autoscaler import AlwaysLeader, AutoscalerService, Policy
 from hanshu_dispatcher.config import DispatcherConfig
 from hanshu_dispatcher.service import Dispatcher
@@ -167,6 +167,9 @@ def runnable_functions(manifests: ManifestSet) -> dict[FunctionKey, LoadedFuncti
                 )
             )
     for key, document, written, folder, version_of in sources:
+        name_problem = function_name_problem(key[1]) if version_of is None else None
+        if name_problem:
+            raise SpecInvalid([f"Function {key[1]}: {name_problem}"])
         raw = dict(written)
         if not raw.get("code"):
             # A folder from `hanshu init`: deploy fills spec.code from the folder, and

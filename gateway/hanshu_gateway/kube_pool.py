@@ -35,6 +35,7 @@ from hanshu_api.platform import Endpoint, FunctionKey
 from hanshu_api.pool_settings import WarmPoolSettings
 from hanshu_api.warm_pool import (
     ANNOTATION_SPECIALIZED_AT,
+    LABEL_POOL,
     LABEL_POOL_STATE,
     LABEL_SPECIALIZED_FOR,
     POOL_STATE_AVAILABLE,
@@ -108,13 +109,28 @@ def _is_ready(pod: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def _made_by_pool(meta: Mapping[str, Any], pool: str) -> bool:
+    """Whether the pool's own ReplicaSet (``<pool>-<hash>``) controls the pod: labels alone
+    are not enough, since anyone who may create pods in the namespace may copy them, and
+    a claimed pod is handed the namespace's pool token, a Function's code and its
+    requests."""
+    return bool(pool) and any(
+        owner.get("controller")
+        and owner.get("kind") == "ReplicaSet"
+        and str(owner.get("name", "")).startswith(f"{pool}-")
+        for owner in meta.get("ownerReferences") or ()
+    )
+
+
 def available_pod(pod: Mapping[str, Any]) -> PoolPod | None:
-    """The pod as one the gateway may claim: available, Ready, with an IP, not leaving."""
+    """The pod as one the gateway may claim: the pool's own, available, Ready, with an IP,
+    not leaving."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     address = (pod.get("status") or {}).get("podIP")
     if (
         labels.get(LABEL_POOL_STATE) != POOL_STATE_AVAILABLE
+        or not _made_by_pool(meta, str(labels.get(LABEL_POOL, "")))
         or meta.get("deletionTimestamp")
         or not address
         or not meta.get("resourceVersion")

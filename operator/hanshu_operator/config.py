@@ -91,6 +91,20 @@ def _labels(env: Mapping[str, str], name: str) -> Mapping[str, str]:
 def config_from_env(env: Mapping[str, str] = os.environ) -> OperatorConfig:
     """Parse and check every setting; raises ConfigError naming the first bad one."""
     runtime_image = text(env, "HANSHU_RUNTIME_IMAGE", "hanshu/runtime:dev")
+    config = _read_config(env, runtime_image)
+    if config.warm_pools.enabled and not config.gateway_pod_labels:
+        # The pool's NetworkPolicy admits the gateway's pods by these labels: without them
+        # it would admit every pod of the gateway's namespace to the specialize port.
+        raise ConfigError(
+            "HANSHU_GATEWAY_POD_LABELS",
+            "is unset while warm pools are on",
+            'the gateway pods\' labels as JSON, like {"app.kubernetes.io/component": '
+            '"gateway"} (the chart sets them)',
+        )
+    return config
+
+
+def _read_config(env: Mapping[str, str], runtime_image: str) -> OperatorConfig:
     return OperatorConfig(
         runtime_image=runtime_image,
         image_pull_policy=choice(

@@ -29,7 +29,7 @@ from hanshu_api.conditions import replica_fault
 from hanshu_api.kube import ApiError, KubeClient, path_for
 from hanshu_api.models import FunctionSpec, SpecInvalid, parse_function_spec
 from hanshu_api.replica_scale import REPLICAS_MANAGER, scale
-from hanshu_api.versions import LABEL_VERSION_OF
+from hanshu_api.versions import LABEL_VERSION_OF, function_name_problem
 
 from .bounded import bounded
 from .builders import (
@@ -346,6 +346,9 @@ async def reconcile_function(
     state = operator_state(memo)
     generation = meta.get("generation")
     try:
+        name_problem = function_name_problem(name)  # the CRD's rule, where it did not run
+        if name_problem:
+            raise SpecInvalid([name_problem])
         function = parse_function_spec(spec)
     except SpecInvalid as error:
         await write_function_status(

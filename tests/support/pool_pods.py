@@ -90,6 +90,16 @@ def pool_pod(
             "name": name,
             "namespace": namespace,
             "labels": {LABEL_POOL: POOL, LABEL_POOL_STATE: POOL_STATE_AVAILABLE},
+            # As the pool Deployment's ReplicaSet makes them: the gateway claims no other.
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": f"{POOL}-7d9f8c6b5",
+                    "uid": "pool-replicaset",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {
             "containers": [

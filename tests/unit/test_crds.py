@@ -181,6 +181,7 @@ BAD_FUNCTIONS = [
     (_function(timeout=30), "spec.timeout: unknown field"),
     (dict(_function(), metadata={"name": "Hello_World"}), "a Function's name must be a DNS label"),
     (dict(_function(), metadata={"name": "a" * 64}), "a Function's name must be a DNS label"),
+    (dict(_function(), metadata={"name": "api-v2"}), "must not end in -v and a number"),
     (dict(_function(), metadata={"name": "a" * 254}), "metadata.name: longer than 253"),
 ]
 

@@ -103,3 +103,14 @@ def test_a_trigger_names_a_version_or_an_alias_not_both() -> None:
     assert problems == ["spec.functionRef takes version or alias, not both"]
     target = versions.parse_function_target("hello", {"name": "hello", "alias": "live"}, [])
     assert str(target) == "hello:live"
+
+
+def test_no_function_name_can_be_a_versions_name() -> None:
+    assert versions.function_name_problem("api") is None
+    assert versions.function_name_problem("api-v") is None
+    assert versions.function_name_problem("v2-api") is None
+    problem = versions.function_name_problem("api-v2")
+    assert problem is not None
+    assert "'api'" in problem  # says what would be right
+    long_name = "a" * 63
+    assert versions.function_name_problem(versions.version_object_name(long_name, 7))

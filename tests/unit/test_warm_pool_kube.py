@@ -123,8 +123,21 @@ def test_a_pool_without_the_internal_token_is_refused() -> None:
         config_from_env({"HANSHU_WARM_POOLS": '{"a": 1}'})
     with pytest.raises(ConfigError, match="HANSHU_INTERNAL_TOKEN is unset"):
         KubeGateway.from_env({"HANSHU_WARM_POOLS": '{"a": 1}', "KUBECONFIG": "/nonexistent"})
-    config = config_from_env({"HANSHU_WARM_POOLS": '{"a": 1}', "HANSHU_INTERNAL_TOKEN": "t"})
+    config = config_from_env(
+        {
+            "HANSHU_WARM_POOLS": '{"a": 1}',
+            "HANSHU_INTERNAL_TOKEN": "t",
+            "HANSHU_GATEWAY_POD_LABELS": '{"app": "gw"}',
+        }
+    )
     assert config.warm_pools.sizes == {"a": 1}
+
+
+def test_a_pool_without_the_gateway_pod_labels_is_refused() -> None:
+    """Its NetworkPolicy admits the gateway by these labels: without them, every pod of
+    the gateway's namespace could reach the specialize port."""
+    with pytest.raises(ConfigError, match="HANSHU_GATEWAY_POD_LABELS is unset"):
+        config_from_env({"HANSHU_WARM_POOLS": '{"a": 1}', "HANSHU_INTERNAL_TOKEN": "t"})
 
 
 # -- the pool's manifests ---------------------------------------------------------------
@@ -293,6 +306,9 @@ def pod(**status: Any) -> dict[str, Any]:
             "namespace": "team-a",
             "resourceVersion": "7",
             "labels": {LABEL_POOL: "hanshu-pool", LABEL_POOL_STATE: "available"},
+            "ownerReferences": [
+                {"kind": "ReplicaSet", "name": "hanshu-pool-5c7d", "controller": True}
+            ],
         },
         "spec": {"containers": [{"ports": [{"name": "admin", "containerPort": 9999}]}]},
         "status": {
@@ -311,6 +327,21 @@ def test_only_ready_available_pods_with_an_ip_are_claimable() -> None:
     claimed = pod()
     claimed["metadata"]["labels"][LABEL_POOL_STATE] = "specialized"
     assert available_pod(claimed) is None
+
+
+@pytest.mark.parametrize(
+    "owners",
+    [
+        [],  # a pod someone made with the pool's labels copied
+        [{"kind": "ReplicaSet", "name": "hanshu-pool-5c7d"}],  # not the controller
+        [{"kind": "ReplicaSet", "name": "imposter-5c7d", "controller": True}],
+        [{"kind": "Job", "name": "hanshu-pool-5c7d", "controller": True}],
+    ],
+)
+def test_only_the_pools_own_pods_are_claimable(owners: list[dict[str, Any]]) -> None:
+    copied = pod()
+    copied["metadata"]["ownerReferences"] = owners
+    assert available_pod(copied) is None
 
 
 def test_the_claim_is_conditional_on_the_version_seen() -> None:

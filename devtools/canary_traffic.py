@@ -1,16 +1,18 @@
 """A canary's traffic through the real gateway, for the canary's test and benchmark.
 
 Each version of a Function is served by a real runtime process (``start_version``, as the
-operator's pod spec starts one); requests go to the gateway's route on an alias at a steady
-rate, one after another, and each is noted with the version the gateway says served it
-(its ``X-Hanshu-Version`` reply header) and the status. The gateway routes, counts and
-reports to the autoscaler on its own: nothing here routes or reports.
+operator's pod spec starts one), the gateway is ``python -m hanshu_gateway``
+(``start_gateway``) or the test's in-process one; requests go to the gateway's route on an
+alias at a steady rate, one after another, and each is noted with the version the gateway
+says served it (its ``X-Hanshu-Version`` reply header) and the status. The gateway routes,
+counts and reports to the autoscaler on its own: nothing here routes or reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +113,51 @@ def start_version(workdir: Path, function: str, version: int, code: str) -> Vers
     return VersionRuntime(process, port, admin_port)
 
 
+@dataclass
+class GatewayProcess:
+    """``python -m hanshu_gateway`` (the cluster gateway) as its own process on loopback,
+    configured from the environment as its Deployment configures it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_gateway(
+    kubeconfig: Path, namespace: str, autoscaler_url: str, stats_interval: float
+) -> GatewayProcess:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HANSHU_GATEWAY_HOST": "127.0.0.1",
+        "HANSHU_GATEWAY_PORT": str(port),
+        "HANSHU_GATEWAY_INTERNAL_PORT": str(free_port()),
+        "HANSHU_WATCH_NAMESPACES": namespace,
+        "HANSHU_AUTOSCALER_URL": autoscaler_url,
+        "HANSHU_STATS_INTERVAL": str(stats_interval),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hanshu_gateway"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return GatewayProcess(process, port)
+
+
 @dataclass(frozen=True, slots=True)
 class Served:
     at: float  # time.monotonic() when the request was sent
@@ -119,14 +167,18 @@ class Served:
 
 @dataclass
 class GatewayTraffic:
-    """Requests to one gateway URL at a steady rate, each noted as the gateway answered it."""
+    """Requests to one gateway URL at a steady rate, each noted as the gateway answered it.
+    Each request carries the next of ``callers``' headers in turn (none by default)."""
 
     url: str
+    callers: Sequence[Mapping[str, str]] = ({},)
     served: list[Served] = field(default_factory=list)
 
-    async def call(self, http: aiohttp.ClientSession) -> Served:
+    async def call(
+        self, http: aiohttp.ClientSession, headers: Mapping[str, str] | None = None
+    ) -> Served:
         sent = time.monotonic()
-        async with http.post(self.url, data=b"{}") as reply:
+        async with http.post(self.url, data=b"{}", headers=dict(headers or {})) as reply:
             await reply.read()
             header = reply.headers.get(VERSION_HEADER)
             served = Served(sent, int(header) if header else None, reply.status)
@@ -137,8 +189,10 @@ class GatewayTraffic:
         """``rate`` requests a second, one after another, until ``stop``."""
         async with aiohttp.ClientSession() as http:
             next_at = time.monotonic()
-            while not stop.is_set():
-                await self.call(http)
+            for headers in itertools.cycle(self.callers):
+                if stop.is_set():
+                    break
+                await self.call(http, headers)
                 next_at += 1 / rate
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -164,8 +218,10 @@ class GatewayTraffic:
 __all__ = [
     "FLAKY_HANDLER",
     "GOOD_HANDLER",
+    "GatewayProcess",
     "GatewayTraffic",
     "Served",
     "VersionRuntime",
+    "start_gateway",
     "start_version",
 ]

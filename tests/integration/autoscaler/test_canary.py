@@ -285,6 +285,8 @@ async def test_a_failing_canary_rolls_back_to_the_old_version(cluster: Cluster, 
     # canary's minimum, with about one in five failed.
     assert entry["requests"] >= 10
     assert entry["errorRate"] > 0.05
+    failed = round(entry["errorRate"] * entry["requests"])
+    assert f"in the last {entry['requests']} requests ({failed} failed)" in entry["message"]
     (event,) = cluster.events("CanaryRolledBack")
     assert event["type"] == "Warning"
     assert event["message"] == f"alias 'live': {entry['message']}"

@@ -70,6 +70,11 @@ def _ephemeral_ports() -> range:
 _LISTEN_PORTS = range(20000, min(_ephemeral_ports().start, 32768))
 
 
+# What the runtime's start-up fault says when its port is taken (the OS's strerror).
+PORT_TAKEN = "address already in use"
+MAX_PORT_RETRIES = 3
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now, chosen at random among the listening ports
     so that processes picking at once rarely pick the same."""
@@ -137,6 +142,9 @@ class _Replica:
     first_start: bool = True
     # Restarts in a row without becoming ready (the back-off before the next one).
     failed_restarts: int = 0
+    # Starts given new ports because another process took one between free_port() and
+    # the runtime's bind (a race free_port cannot close on a busy machine).
+    port_retries: int = 0
     watcher: asyncio.Task[None] | None = None
 
 
@@ -402,8 +410,33 @@ class LocalPlatform:
                 # Withdrawn now; from here on only its /readyz brings it back, never a
                 # gateway's probe: a restart is not new (it may have been ready and served
                 # requests already, even if our poll did not see it in time).
-                replica.ready, replica.first_start = False, False
                 fault = self._take_startup_fault(replica)
+                if (
+                    fault
+                    and replica.first_start
+                    and PORT_TAKEN in fault
+                    and replica.port_retries < MAX_PORT_RETRIES
+                    and not self._closing
+                ):
+                    # Not the Function's fault: a new pod gets a new address; so does this.
+                    replica.port_retries += 1
+                    replica.endpoint = Endpoint("127.0.0.1", free_port())
+                    replica.admin_port = free_port()
+                    log.info(
+                        "%s: a port was taken meanwhile: starting the replica on port %d",
+                        key[1],
+                        replica.endpoint.port,
+                    )
+                    self._publish(key)
+                    replica.process = await self._spawn(
+                        key,
+                        function,
+                        replica.endpoint.port,
+                        replica.admin_port,
+                        replica.termination_log,
+                    )
+                    continue
+                replica.ready, replica.first_start = False, False
                 if fault or code == 0 or self._closing:
                     # It cannot start (its fault is in its termination log), or it was told
                     # to stop (it drained and exited 0, as on a signal to the process

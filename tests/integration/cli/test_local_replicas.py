@@ -237,3 +237,30 @@ async def test_a_start_up_fault_is_told_and_forgotten_when_the_code_is_replaced(
         await eventually(lambda: reports.last("ready"), timeout=20, message="the fixed code")
     finally:
         await platform.close()
+
+
+async def test_a_replica_whose_port_is_taken_meanwhile_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """free_port() picks a port nobody listens on, but until the runtime binds it anyone
+    may take it: on a busy machine that happens. Like a new pod, the replica gets a new
+    address; it is not reported as code that cannot start."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    taken_port = taken.getsockname()[1]
+    picks = iter([taken_port])
+    monkeypatch.setattr(local_platform, "free_port", lambda: next(picks, None) or free_port())
+    platform, reports = platform_with(tmp_path)
+    faults: list[ReplicaFault | None] = []
+    platform.listen_faults(lambda _key, fault: faults.append(fault))
+    try:
+        await platform.set_replicas(KEY, 1)
+        ready = await eventually(lambda: reports.last("ready"), timeout=30, message="ready")
+        assert [endpoint.port for endpoint in ready] != [taken_port]
+        assert faults == []
+    finally:
+        await platform.close()
+        taken.close()

@@ -201,6 +201,9 @@ class KubeWarmPool:
         self._available: dict[str, dict[str, PoolPod]] = {}
         # Pods this gateway is claiming right now: never tried twice at once.
         self._claiming: set[tuple[str, str]] = set()
+        # The version of each pod another gateway claimed first (our patch got a 409): a
+        # late or replayed watch event of that version must not offer it to us again.
+        self._lost: dict[tuple[str, str], str] = {}
         self._functions: dict[FunctionKey, PooledFunction] = {}
         # Specialized pods this gateway holds, to delete when retired.
         self._specialized: dict[tuple[FunctionKey, Endpoint], str] = {}
@@ -223,6 +226,11 @@ class KubeWarmPool:
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         pods = self._available.setdefault(namespace, {})
         found = None if kind == "DELETED" else available_pod(obj)
+        lost = self._lost.get((namespace, name))
+        if lost is not None and (found is None or found.resource_version != lost):
+            del self._lost[(namespace, name)]  # its state moved on: forget the loss
+        elif found is not None and lost == found.resource_version:
+            found = None  # the state we lost it in, seen again
         if found is None:
             pods.pop(name, None)
         else:
@@ -329,6 +337,8 @@ class KubeWarmPool:
             if error.status not in (CONFLICT, NOT_FOUND):
                 log.warning("claiming pool pod %s/%s: %s", pod.namespace, pod.name, error)
             POOL_CLAIMS.labels(pod.namespace, "lost").inc()
+            self._lost[(pod.namespace, pod.name)] = pod.resource_version
+            self._available.get(pod.namespace, {}).pop(pod.name, None)
             return None  # another gateway won it, or it is gone: the next one
         problem = await self._send(pod, request)
         if problem is None:

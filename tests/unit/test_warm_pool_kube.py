@@ -28,7 +28,7 @@ from hanshu_api.warm_pool import (
     pool_token,
 )
 from hanshu_gateway.kube_gateway import KubeGateway
-from hanshu_gateway.kube_pool import PoolPod, available_pod, claim_patch
+from hanshu_gateway.kube_pool import KubeWarmPool, PoolPod, available_pod, claim_patch
 from hanshu_operator.builders import build_deployment
 from hanshu_operator.conditions import FALSE, TRUE, Condition
 from hanshu_operator.config import OperatorConfig, config_from_env
@@ -355,3 +355,25 @@ def test_the_claim_is_conditional_on_the_version_seen() -> None:
     }
     assert patch["ownerReferences"][0]["uid"] == "uid-9"
     assert patch["annotations"][ANNOTATION_SPECIALIZED_AT] == "2026-12-06T12:00:00Z"
+
+
+def test_a_pod_lost_to_another_gateway_is_not_offered_again_in_that_state() -> None:
+    """A late or replayed watch event of the version another gateway claimed first must
+    not send this gateway to patch it again (a second 409); a newer state may."""
+    from hanshu_api.pool_settings import WarmPoolSettings as Settings
+
+    pools = Settings.from_env(
+        {"HANSHU_WARM_POOLS": '{"team-a": 1}', "HANSHU_INTERNAL_TOKEN": "t"}, "rt"
+    )
+    warm = KubeWarmPool(None, pools, "t", {})  # type: ignore[arg-type]
+    seen = pod()
+    warm.on_pod("ADDED", seen)
+    found = warm._next_pod("team-a")
+    assert found is not None
+    warm._lost[("team-a", "p")] = found.resource_version  # what a 409 records
+    warm.on_pod("MODIFIED", seen)  # the same version, seen again
+    assert warm._next_pod("team-a") is None
+    newer = pod()
+    newer["metadata"]["resourceVersion"] = "8"  # available again, in a new state
+    warm.on_pod("MODIFIED", newer)
+    assert warm._next_pod("team-a") is not None

@@ -260,7 +260,8 @@ async def test_two_gateways_racing_for_one_pod_claim_it_once(tmp_path: Path) -> 
             )
 
             assert sorted(e is None for e in won) == [False, True], won
-            assert claims("lost") - lost == 1
+            # The loser was told by the API (a 409 on its conditional patch), not by luck.
+            assert claims("lost") - lost >= 1
             # One Function ever: the pod was told once, and serves the winner.
             assert len(runtime.received) == 1
             pod = await c.pod("pool-only")

@@ -19,10 +19,11 @@ separate processes.
    nothing ever marks it ready: the gateway's own probe finds it. Arrival to reply, next
    to the floor measured in the same run: a runtime process's start to its first answer.
 5. Split route, like for like (issue 28): the split alias (two versions, one replica
-   each) against a plain route to one replica and a plain route to a Function with two
-   replicas, in alternating rounds (the order turning each round): p50/p99 at a fixed rate
-   evenly spaced and in bursts, the gateway's CPU per request saturated, and how unevenly
-   each two-process target's work fell on its two replicas.
+   each) against a plain route to one replica, a plain route to a Function with two
+   replicas, and the same alias drawing independent random numbers (the control for its
+   golden-ratio draws), in alternating rounds (the order turning each round): p50/p99 at a
+   fixed rate evenly spaced and in bursts, the gateway's CPU per request saturated, and how
+   evenly each two-process target's work fell on its two replicas over a run.
 6. Warm pool (``warm_pool_bench.py``): a cold start from zero through the local warm pool
    next to one through a process start, in alternating rounds of one run, and a runtime's
    specialization alone (code received to first answer).
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import re
 import statistics
 import sys
@@ -63,6 +65,7 @@ from common import (
 from hanshu_autoscaler import Policy
 from hanshu_cli.devmode import DevStack
 from hanshu_gateway.loop import run
+from hanshu_gateway.version_routing import AliasChoice
 from kube_cold import kube_cold
 from nginx_peer import nginx_in_front_of, nginx_missing
 from python_floor_proxy import python_floor_in_front_of
@@ -111,8 +114,11 @@ def manifests(folder: Path) -> Path:
     # each version one warm replica of its own.
     split = function("split", minReplicas=1, maxReplicas=1)
     template = dict(split["spec"])  # type: ignore[call-overload]
+    # "coin" routes as "live" does, but the split section makes its draws independent random
+    # ones (as they were before AliasChoice.next_draw) to set the two side by side.
     split["spec"]["aliases"] = [  # type: ignore[index]
-        {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 50}
+        {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 50},
+        {"name": "coin", "version": 1, "additionalVersion": 2, "additionalWeight": 50},
     ]
     documents = [
         function("warm", minReplicas=1, maxReplicas=1),
@@ -125,6 +131,7 @@ def manifests(folder: Path) -> Path:
         published("split", 1, template),
         published("split", 2, template),
         trigger("split", "/split", alias="live"),
+        trigger("split-coin", "/split-coin", function="split", alias="coin"),
         # Version 1 named directly: a reply that names its version as the split's do, without
         # the alias's draw (gateway_hotpath.py sets the three side by side).
         trigger("split-v1", "/split-v1", function="split", version=1),
@@ -287,6 +294,22 @@ async def measure_warm_path(
         )
 
 
+class CoinTossChoice(AliasChoice):
+    """An alias whose draws are independent random ones, as they were before the alias's
+    golden-ratio sequence (``AliasChoice.next_draw``): the split section's control."""
+
+    def next_draw(self) -> float:
+        return random.random()
+
+
+def toss_coins(stack: DevStack) -> None:
+    """The "coin" alias draws at random (again, if the catalog rebuilt it on a change)."""
+    key = ("default", "split", "coin")
+    choice = stack.catalog.aliases[key]
+    if not isinstance(choice, CoinTossChoice):
+        stack.catalog.aliases[key] = CoinTossChoice(choice.routing, choice.keys, choice.split)
+
+
 async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None:
     """Section 5: is a split route dearer than a plain one once both spread over two
     replica processes? (With one replica against two, the second process competes with the
@@ -295,6 +318,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
         "plain-1": [("default", "warm")],
         "plain-2": [("default", "pair")],
         "split": [("default", version_key("split", n)) for n in (1, 2)],
+        "coin": [("default", version_key("split", n)) for n in (1, 2)],
     }
     for target_keys in keys.values():
         for key in target_keys:
@@ -306,6 +330,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
         "plain-1": f"http://127.0.0.1:{stack.port}/warm",
         "plain-2": f"http://127.0.0.1:{stack.port}/pair",
         "split": f"http://127.0.0.1:{stack.port}/split",
+        "coin": f"http://127.0.0.1:{stack.port}/split-coin",
     }
     pids = {
         name: [pid for key in target_keys for pid in stack.platform.replica_pids(key)]
@@ -316,7 +341,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
     shapes = {"evenly spaced, hey -c 1": 1, "in bursts of 10, hey -c 10": 10}
     fixed: dict[tuple[str, str], list[LoadResult]] = {}
     # The busier replica's share of the two replicas' CPU in the bursts (0.5 = even).
-    busier_share: dict[str, list[float]] = {"plain-2": [], "split": []}
+    busier_share: dict[str, list[float]] = {"plain-2": [], "split": [], "coin": []}
     gateway_cpu: dict[str, list[float]] = {name: [] for name in urls}
     saturated: dict[str, list[LoadResult]] = {name: [] for name in urls}
     names = list(urls)
@@ -325,6 +350,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
         order = names[round_number % len(names) :] + names[: round_number % len(names)]
         for shape, connections in shapes.items():
             for name in order:
+                toss_coins(stack)
                 before = [process_cpu_seconds(pid) for pid in pids[name]]
                 fixed.setdefault((shape, name), []).append(
                     await in_thread(
@@ -340,6 +366,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
                     used = [a - b for a, b in zip(after, before, strict=True)]
                     busier_share[name].append(max(used) / sum(used))
         for name in order:
+            toss_coins(stack)
             cpu_before = time.process_time()
             result = await in_thread(run_wrk, urls[name], connections=50, seconds=args.seconds)
             requests = result.requests_per_second * args.seconds
@@ -353,7 +380,8 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
     print(
         f"\n5. Split route like for like, medians of {args.split_rounds} rounds of "
         f"{args.seconds}s (order turning): plain-1 = one replica, plain-2 = one Function with "
-        "two replicas (least loaded), split = alias 50/50 over two versions, one replica each"
+        "two replicas (least loaded), split = alias 50/50 over two versions, one replica each, "
+        "coin = the same with independent random draws"
     )
     for shape, connections in shapes.items():
         print(f"   fixed rate {args.rate} req/s, {shape}:")
@@ -364,7 +392,13 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
                 f"p99 {median(r.p99_ms for r in results):6.2f} ms   "
                 f"errors {sum(r.errors for r in results)}"
             )
-        for a, b in (("split", "plain-2"), ("split", "plain-1"), ("plain-2", "plain-1")):
+        for a, b in (
+            ("split", "plain-2"),
+            ("coin", "plain-2"),
+            ("split", "coin"),
+            ("split", "plain-1"),
+            ("plain-2", "plain-1"),
+        ):
             pairs = list(zip(fixed[(shape, b)], fixed[(shape, a)], strict=True))
             p50 = [x.p50_ms - y.p50_ms for y, x in pairs]
             p99 = [x.p99_ms - y.p99_ms for y, x in pairs]
@@ -376,7 +410,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
         if connections > 1:
             for name, shares in busier_share.items():
                 print(
-                    f"     {name}: the busier replica's share of the pair's CPU "
+                    f"     {name}: the busier replica's share of the two's CPU over a run "
                     f"{median(shares):.0%}   rounds: {rounds(shares, '.0%')}"
                 )
     print("   saturated (wrk -c 50), the gateway's CPU per request:")
@@ -386,7 +420,7 @@ async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None
             f"{median(r.requests_per_second for r in saturated[name]):6.0f} req/s   "
             f"rounds: {rounds(gateway_cpu[name], '.0f')} µs"
         )
-    for a, b in (("split", "plain-2"), ("split", "plain-1")):
+    for a, b in (("split", "plain-2"), ("coin", "plain-2"), ("split", "plain-1")):
         added = [x - y for y, x in zip(gateway_cpu[b], gateway_cpu[a], strict=True)]
         print(f"     {a} - {b}: {median(added):+.1f} µs   rounds: {rounds(added, '+.1f')}")
 

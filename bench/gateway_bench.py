@@ -9,7 +9,8 @@ separate processes.
    the gateway's stack, ``python_floor_proxy.py``), in alternating rounds of one run:
    p50/p99 at a fixed rate (hey -q), saturated req/s (wrk), each proxy's CPU per request;
    and a route on an alias split 50/50 between two published versions (issue 28), whose
-   p50 is compared with the plain route's in the same rounds.
+   p50 is compared with the plain route's in the same rounds (one replica process against
+   two: section 5 compares like for like).
 2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
    reply, over repeated cold starts.
 3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
@@ -247,8 +248,8 @@ async def measure_warm_path(
         split_pairs = list(zip(fixed[(shape, "gateway")], fixed[(shape, "split")], strict=True))
         split_p50 = [s.p50_ms - g.p50_ms for g, s in split_pairs]
         print(
-            f"     split route vs plain route (same rounds): p50 {median(split_p50):+.2f} ms "
-            "(target <= +0.2 ms), p99 "
+            "     split route (two replica processes) vs plain route (one; like for like: "
+            f"--sections split), same rounds: p50 {median(split_p50):+.2f} ms, p99 "
             f"{median(s.p99_ms - g.p99_ms for g, s in split_pairs):+.2f} ms"
             f"   rounds: p50 {', '.join(f'{a:+.2f}' for a in split_p50)}"
         )

@@ -9,7 +9,8 @@ separate processes.
    the gateway's stack, ``python_floor_proxy.py``), in alternating rounds of one run:
    p50/p99 at a fixed rate (hey -q), saturated req/s (wrk), each proxy's CPU per request;
    and a route on an alias split 50/50 between two published versions (issue 28), whose
-   p50 is compared with the plain route's in the same rounds.
+   p50 is compared with the plain route's in the same rounds (one replica process against
+   two: section 5 compares like for like).
 2. Cold path: from a cold request's arrival to the scale decision being issued, and to the
    reply, over repeated cold starts.
 3. Burst: 1,000 concurrent requests at a zero-scaled function, counted by status.
@@ -18,12 +19,19 @@ separate processes.
    endpoint is not ready (as the Deployment and the endpoints controller would), and
    nothing ever marks it ready: the gateway's own probe finds it. Arrival to reply, next
    to the floor measured in the same run: a runtime process's start to its first answer.
-5. Warm pool (``warm_pool_bench.py``): a cold start from zero through the local warm pool
+5. Split route, like for like (issue 28): the split alias (two versions, one replica
+   each) against a plain route to one replica, a plain route to a Function with two
+   replicas, and the same alias drawing independent random numbers (the control for its
+   golden-ratio draws), in alternating rounds (the order turning each round): p50/p99 at a
+   fixed rate evenly spaced and in bursts, the gateway's CPU per request saturated, and how
+   evenly each two-process target's work fell on its two replicas over a run.
+6. Warm pool (``warm_pool_bench.py``): a cold start from zero through the local warm pool
    next to one through a process start, in alternating rounds of one run, and a runtime's
    specialization alone (code received to first answer).
 
     python bench/gateway_bench.py [--rate 500] [--seconds 5] [--rounds 3] [--cold-starts 20]
-        [--sections warm,cold,burst,kube-cold,warm-pool] [--warm-pool-rounds 25]
+        [--sections warm,cold,burst,kube-cold,warm-pool,split] [--warm-pool-rounds 25]
+        [--split-rounds 8]
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import re
 import statistics
 import sys
@@ -57,6 +66,7 @@ from common import (
 from hanshu_autoscaler import Policy
 from hanshu_cli.devmode import DevStack
 from hanshu_gateway.loop import run
+from hanshu_gateway.version_routing import AliasChoice
 from kube_cold import kube_cold
 from nginx_peer import nginx_in_front_of, nginx_missing
 from python_floor_proxy import python_floor_in_front_of
@@ -80,12 +90,12 @@ def manifests(folder: Path) -> Path:
             },
         }
 
-    def trigger(name: str, path: str, **ref: object) -> dict[str, object]:
+    def trigger(name: str, path: str, function: str = "", **ref: object) -> dict[str, object]:
         return {
             "apiVersion": "hanshu.io/v1alpha1",
             "kind": "Trigger",
             "metadata": {"name": name},
-            "spec": {"functionRef": {"name": name, **ref}, "http": {"path": path}},
+            "spec": {"functionRef": {"name": function or name, **ref}, "http": {"path": path}},
         }
 
     def published(name: str, number: int, template: dict[str, object]) -> dict[str, object]:
@@ -105,16 +115,27 @@ def manifests(folder: Path) -> Path:
     # each version one warm replica of its own.
     split = function("split", minReplicas=1, maxReplicas=1)
     template = dict(split["spec"])  # type: ignore[call-overload]
+    # "coin" routes as "live" does, but the split section makes its draws independent random
+    # ones (as they were before AliasChoice.next_draw) to set the two side by side.
     split["spec"]["aliases"] = [  # type: ignore[index]
-        {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 50}
+        {"name": "live", "version": 1, "additionalVersion": 2, "additionalWeight": 50},
+        {"name": "coin", "version": 1, "additionalVersion": 2, "additionalWeight": 50},
     ]
     documents = [
         function("warm", minReplicas=1, maxReplicas=1),
         trigger("warm", "/warm"),
+        # The split route's like-for-like plain route: one Function, two replicas (the
+        # split's two versions are two processes too), for the "split" section.
+        function("pair", minReplicas=2, maxReplicas=2),
+        trigger("pair", "/pair"),
         split,
         published("split", 1, template),
         published("split", 2, template),
         trigger("split", "/split", alias="live"),
+        trigger("split-coin", "/split-coin", function="split", alias="coin"),
+        # Version 1 named directly: a reply that names its version as the split's do, without
+        # the alias's draw (gateway_hotpath.py sets the three side by side).
+        trigger("split-v1", "/split-v1", function="split", version=1),
         function("cold", scaleToZeroGracePeriod="1s", maxReplicas=1),
         trigger("cold", "/cold"),
         function("burst", scaleToZeroGracePeriod="60s", maxReplicas=10, targetConcurrency=50),
@@ -227,8 +248,8 @@ async def measure_warm_path(
         split_pairs = list(zip(fixed[(shape, "gateway")], fixed[(shape, "split")], strict=True))
         split_p50 = [s.p50_ms - g.p50_ms for g, s in split_pairs]
         print(
-            f"     split route vs plain route (same rounds): p50 {median(split_p50):+.2f} ms "
-            "(target <= +0.2 ms), p99 "
+            "     split route (two replica processes) vs plain route (one; like for like: "
+            f"--sections split), same rounds: p50 {median(split_p50):+.2f} ms, p99 "
             f"{median(s.p99_ms - g.p99_ms for g, s in split_pairs):+.2f} ms"
             f"   rounds: p50 {', '.join(f'{a:+.2f}' for a in split_p50)}"
         )
@@ -272,6 +293,137 @@ async def measure_warm_path(
             f"     {name:<9} replica CPU per request {median(replica_cpu[name]):4.0f} µs, "
             f"machine busy {median(machine_busy[name]):4.0%}"
         )
+
+
+class CoinTossChoice(AliasChoice):
+    """An alias whose draws are independent random ones, as they were before the alias's
+    golden-ratio sequence (``AliasChoice.next_draw``): the split section's control."""
+
+    def next_draw(self) -> float:
+        return random.random()
+
+
+def toss_coins(stack: DevStack) -> None:
+    """The "coin" alias draws at random (again, if the catalog rebuilt it on a change)."""
+    key = ("default", "split", "coin")
+    choice = stack.catalog.aliases[key]
+    if not isinstance(choice, CoinTossChoice):
+        stack.catalog.aliases[key] = CoinTossChoice(choice.routing, choice.keys, choice.split)
+
+
+async def split_like_for_like(stack: DevStack, args: argparse.Namespace) -> None:
+    """Section 5: is a split route dearer than a plain one once both spread over two
+    replica processes? (With one replica against two, the second process competes with the
+    gateway for the 2 cores: that, not the split, is what a bursty rate would show.)"""
+    keys = {
+        "plain-1": [("default", "warm")],
+        "plain-2": [("default", "pair")],
+        "split": [("default", version_key("split", n)) for n in (1, 2)],
+        "coin": [("default", version_key("split", n)) for n in (1, 2)],
+    }
+    for target_keys in keys.values():
+        for key in target_keys:
+            while not stack.catalog.functions[key].pool.ready:
+                await asyncio.sleep(0.05)
+    while len(stack.catalog.functions[("default", "pair")].pool.ready) < 2:
+        await asyncio.sleep(0.05)
+    urls = {
+        "plain-1": f"http://127.0.0.1:{stack.port}/warm",
+        "plain-2": f"http://127.0.0.1:{stack.port}/pair",
+        "split": f"http://127.0.0.1:{stack.port}/split",
+        "coin": f"http://127.0.0.1:{stack.port}/split-coin",
+    }
+    pids = {
+        name: [pid for key in target_keys for pid in stack.platform.replica_pids(key)]
+        for name, target_keys in keys.items()
+    }
+    for url in urls.values():
+        await in_thread(run_wrk, url, connections=20, seconds=2)  # warm-up
+    shapes = {"evenly spaced, hey -c 1": 1, "in bursts of 10, hey -c 10": 10}
+    fixed: dict[tuple[str, str], list[LoadResult]] = {}
+    # The busier replica's share of the two replicas' CPU in the bursts (0.5 = even).
+    busier_share: dict[str, list[float]] = {"plain-2": [], "split": [], "coin": []}
+    gateway_cpu: dict[str, list[float]] = {name: [] for name in urls}
+    saturated: dict[str, list[LoadResult]] = {name: [] for name in urls}
+    names = list(urls)
+    for round_number in range(args.split_rounds):
+        # The order turns each round, so no target always runs first (or after the same one).
+        order = names[round_number % len(names) :] + names[: round_number % len(names)]
+        for shape, connections in shapes.items():
+            for name in order:
+                toss_coins(stack)
+                before = [process_cpu_seconds(pid) for pid in pids[name]]
+                fixed.setdefault((shape, name), []).append(
+                    await in_thread(
+                        run_hey,
+                        urls[name],
+                        rate=args.rate,
+                        seconds=args.seconds,
+                        connections=connections,
+                    )
+                )
+                if connections > 1 and name in busier_share:
+                    after = [process_cpu_seconds(pid) for pid in pids[name]]
+                    used = [a - b for a, b in zip(after, before, strict=True)]
+                    busier_share[name].append(max(used) / sum(used))
+        for name in order:
+            toss_coins(stack)
+            cpu_before = time.process_time()
+            result = await in_thread(run_wrk, urls[name], connections=50, seconds=args.seconds)
+            requests = result.requests_per_second * args.seconds
+            gateway_cpu[name].append((time.process_time() - cpu_before) / requests * 1e6)
+            saturated[name].append(result)
+    median = statistics.median
+
+    def rounds(values: list[float], form: str = "+.2f") -> str:
+        return ", ".join(format(v, form) for v in values)
+
+    print(
+        f"\n5. Split route like for like, medians of {args.split_rounds} rounds of "
+        f"{args.seconds}s (order turning): plain-1 = one replica, plain-2 = one Function with "
+        "two replicas (least loaded), split = alias 50/50 over two versions, one replica each, "
+        "coin = the same with independent random draws"
+    )
+    for shape, connections in shapes.items():
+        print(f"   fixed rate {args.rate} req/s, {shape}:")
+        for name in urls:
+            results = fixed[(shape, name)]
+            print(
+                f"     {name:<8} p50 {median(r.p50_ms for r in results):6.2f} ms   "
+                f"p99 {median(r.p99_ms for r in results):6.2f} ms   "
+                f"errors {sum(r.errors for r in results)}"
+            )
+        for a, b in (
+            ("split", "plain-2"),
+            ("coin", "plain-2"),
+            ("split", "coin"),
+            ("split", "plain-1"),
+            ("plain-2", "plain-1"),
+        ):
+            pairs = list(zip(fixed[(shape, b)], fixed[(shape, a)], strict=True))
+            p50 = [x.p50_ms - y.p50_ms for y, x in pairs]
+            p99 = [x.p99_ms - y.p99_ms for y, x in pairs]
+            note = "  (target <= +0.2 ms)" if b == "plain-2" else ""
+            print(
+                f"     {a} - {b}: p50 {median(p50):+.2f} ms{note}, p99 {median(p99):+.2f} ms"
+                f"   rounds: p50 {rounds(p50)}"
+            )
+        if connections > 1:
+            for name, shares in busier_share.items():
+                print(
+                    f"     {name}: the busier replica's share of the two's CPU over a run "
+                    f"{median(shares):.0%}   rounds: {rounds(shares, '.0%')}"
+                )
+    print("   saturated (wrk -c 50), the gateway's CPU per request:")
+    for name in urls:
+        print(
+            f"     {name:<8} {median(gateway_cpu[name]):4.0f} µs   "
+            f"{median(r.requests_per_second for r in saturated[name]):6.0f} req/s   "
+            f"rounds: {rounds(gateway_cpu[name], '.0f')} µs"
+        )
+    for a, b in (("split", "plain-2"), ("coin", "plain-2"), ("split", "plain-1")):
+        added = [x - y for y, x in zip(gateway_cpu[b], gateway_cpu[a], strict=True)]
+        print(f"     {a} - {b}: {median(added):+.1f} µs   rounds: {rounds(added, '+.1f')}")
 
 
 async def cold_path(stack: DevStack, args: argparse.Namespace) -> None:
@@ -338,7 +490,7 @@ async def burst(stack: DevStack, args: argparse.Namespace) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     sections = set(args.sections.split(","))
-    if sections & {"warm", "cold", "burst"}:
+    if sections & {"warm", "cold", "burst", "split"}:
         folder = Path(tempfile.mkdtemp(prefix="hanshu-gateway-bench-"))
         stack = DevStack(
             [manifests(folder)], port=free_port(), policy=Policy(stable_window=2, panic_window=1)
@@ -347,6 +499,8 @@ async def main(args: argparse.Namespace) -> None:
         try:
             if "warm" in sections:
                 await warm_path(stack, args)
+            if "split" in sections:
+                await split_like_for_like(stack, args)
             if "cold" in sections:
                 await cold_path(stack, args)
             if "burst" in sections:
@@ -370,6 +524,9 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--kube-cold-starts", type=int, default=25)
     parser.add_argument("--warm-pool-rounds", type=int, default=25)
-    parser.add_argument("--sections", default="warm,cold,burst,kube-cold,warm-pool")
+    parser.add_argument("--split-rounds", type=int, default=8)
+    parser.add_argument(
+        "--sections", default="warm,cold,burst,kube-cold,warm-pool,split", help="any of these"
+    )
     # The loop the gateway runs on in production (uvloop; HANSHU_EVENT_LOOP=asyncio to compare).
     run(main(parser.parse_args()))

@@ -9,8 +9,9 @@ the caller's connection is fed a request, and the replica's connection answers i
 on the next loop iteration. What is left out is only the kernel's part (four socket calls
 and the event loop's polling per request), which ``gateway_bench.py`` measures.
 
-A second figure, in alternating rounds with the first: a route on an alias split 50/50
-between two published versions (issue 28): the per-request draw and version choice.
+Side by side, in alternating rounds with the first: a route on one published version (its
+reply names the version) and a route on an alias split 50/50 between two published versions
+(issue 28): what naming a version costs, and what the per-request draw adds to that.
 
     python bench/gateway_hotpath.py [--requests 20000] [--rounds 5] [--profile]
 """
@@ -49,6 +50,10 @@ REQUEST = (
     b"Accept-Encoding: gzip\r\n\r\n"
 )
 SPLIT_REQUEST = REQUEST.replace(b"GET /warm ", b"GET /split ")
+VERSION_REQUEST = REQUEST.replace(b"GET /warm ", b"GET /split-v1 ")
+# What each route adds over the one before it: naming a version (the reply's
+# X-Hanshu-Version, the version's own entry), then the alias's lookup and draw.
+ROUTES = {REQUEST: "plain route", VERSION_REQUEST: "one version", SPLIT_REQUEST: "split alias"}
 
 
 class ReplicaTransport:
@@ -122,38 +127,45 @@ async def measure(stack: DevStack, args: argparse.Namespace) -> None:
         connection.data_received(request)
         return await caller.reply
 
-    for request in (REQUEST, SPLIT_REQUEST):
+    for request in ROUTES:
         first = await one(request)
         assert first.startswith(b"HTTP/1.1 200 OK"), first
         assert first.endswith(b"Hello, world!"), first
         for _ in range(args.requests // 10):
             await one(request)  # warm-up
-    per_request: dict[bytes, list[float]] = {REQUEST: [], SPLIT_REQUEST: []}
+    per_request: dict[bytes, list[float]] = {request: [] for request in ROUTES}
     for _ in range(args.rounds):
         for request, figures in per_request.items():  # alternating: the same noise for both
             started = time.process_time()
             for _ in range(args.requests):
                 await one(request)
             figures.append((time.process_time() - started) / args.requests * 1e6)
-    for request, name in ((REQUEST, "plain route"), (SPLIT_REQUEST, "split alias")):
+    for request, name in ROUTES.items():
         figures = per_request[request]
         print(
             f"gateway Python CPU per proxied request ({name}), fake sockets, "
             f"{type(loop).__module__} loop: median {statistics.median(figures):.1f} µs, "
             f"min {min(figures):.1f} µs   rounds: {', '.join(f'{v:.1f}' for v in figures)}"
         )
-    added = [s - p for p, s in zip(per_request[REQUEST], per_request[SPLIT_REQUEST], strict=True)]
-    print(
-        f"added by the split alias: median {statistics.median(added):+.1f} µs per request   "
-        f"rounds: {', '.join(f'{a:+.1f}' for a in added)}"
-    )
-    if args.profile:
-        profile = cProfile.Profile()
-        profile.enable()
-        for _ in range(args.requests):
-            await one()
-        profile.disable()
-        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+    for base, route, what in (
+        (REQUEST, SPLIT_REQUEST, "the split alias over the plain route"),
+        (REQUEST, VERSION_REQUEST, "naming a version over the plain route"),
+        (VERSION_REQUEST, SPLIT_REQUEST, "the alias's draw over one version"),
+    ):
+        added = [s - p for p, s in zip(per_request[base], per_request[route], strict=True)]
+        print(
+            f"added by {what}: median {statistics.median(added):+.1f} µs per request   "
+            f"rounds: {', '.join(f'{a:+.1f}' for a in added)}"
+        )
+    if args.profile:  # one round of each route, so their profiles can be set side by side
+        for request, name in ROUTES.items():
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(args.requests):
+                await one(request)
+            profile.disable()
+            print(f"\n--- {name}, {args.requests} requests")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
     connection.connection_lost(None)  # gone before the gateway closes, as a caller would be
 
 
@@ -171,5 +183,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--profile", action="store_true", help="then cProfile one round")
+    parser.add_argument(
+        "--profile", action="store_true", help="then cProfile one round of each route"
+    )
     run(main(parser.parse_args()))

@@ -105,3 +105,21 @@ def test_the_record_and_the_message_carry_the_version_only_when_set() -> None:
         Origin("ns", "shop", version=2),
     ).to_headers()
     assert InvocationHeaders.from_headers(headers).origin.version == 2
+
+
+@pytest.mark.parametrize("weight", [10, 33, 50, 90])
+def test_any_run_of_consecutive_requests_is_split_by_the_weights_not_by_chance(
+    weight: int,
+) -> None:
+    # Independent random draws would split a burst of ten 50/50 requests 7/3 or worse one
+    # time in three; the alias's sequence keeps every run within a request or two of the
+    # weight, the 2,000 of the integration test as much as each burst of ten.
+    split = AliasChoice.of("ns", "shop", AliasRouting("live", 1, 2, weight))
+    to_second = [split.pick({}) == 2 for _ in range(2_000)]
+    for size, slack in ((10, 1.5), (100, 2), (2_000, 3)):
+        for start in range(len(to_second) - size + 1):
+            share = sum(to_second[start : start + size])
+            assert abs(share - size * weight / 100) <= slack, (size, start, share)
+    # Two aliases built alike (two gateway replicas) start at their own random points.
+    other = AliasChoice.of("ns", "shop", AliasRouting("live", 1, 2, weight))
+    assert other.last_draw != AliasChoice.of("ns", "shop", other.routing).last_draw

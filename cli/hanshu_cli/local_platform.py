@@ -75,6 +75,20 @@ PORT_TAKEN = "address already in use"
 MAX_PORT_RETRIES = 3
 
 
+async def start_runtime(env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    """A runtime process, a replica or a warm pool one: its output piped (to be relayed
+    under a name), and killed with hanshu dev if that is killed outright."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hanshu_runtime",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=ended_with_parent(),
+    )
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now, chosen at random among the listening ports
     so that processes picking at once rarely pick the same."""
@@ -357,16 +371,7 @@ class LocalPlatform:
             termination_log=termination_log,
             version_of=function.version_of,
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hanshu_runtime",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            # Killed outright, hanshu dev takes its replicas with it.
-            preexec_fn=ended_with_parent(),
-        )
+        process = await start_runtime(env)
         assert process.stdout is not None
         # Names padded to the longest, so every Function's lines start in one column.
         width = max(len(name) for _, name in self._functions)

@@ -44,7 +44,7 @@ from hanshu_api.warm_pool import (
     specialize_env,
 )
 
-from .local_platform import free_port
+from .local_platform import free_port, start_runtime
 from .replica_output import line_prefix, relay, uses_colour
 
 log = logging.getLogger("hanshu.local.pool")
@@ -202,14 +202,7 @@ class LocalWarmPool:
             "HANSHU_CODE_DIR": str(code_dir),
             "HANSHU_TERMINATION_LOG": str(self._workdir / f"{namespace}.{number}.log"),
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hanshu_runtime",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        process = await start_runtime(env)
         assert process.stdout is not None
         prefix = line_prefix(f"pool-{number}", 0, uses_colour(self._output))
         started = _PoolProcess(

@@ -157,8 +157,11 @@ async def test_retention_keeps_the_newest_unreferenced_and_every_referenced(oper
         message="retention",
     )
     assert operator.exists(DEPLOYMENTS, "hello-v1")  # the oldest, but referenced
-    retired = [e["message"] for e in operator.events("VersionRetired")]
-    assert any("hello-v2" in message for message in retired), retired
+    # The Event is posted after the delete, on its own: wait for it as for the delete.
+    await eventually(
+        lambda: any("hello-v2" in e["message"] for e in operator.events("VersionRetired")),
+        message="the VersionRetired Event naming hello-v2",
+    )
 
 
 async def test_an_alias_on_a_missing_version_is_refused_with_a_condition(operator: Cluster):

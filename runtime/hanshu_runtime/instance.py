@@ -167,6 +167,19 @@ def _spans_for(config: RuntimeConfig) -> SpanExporting | None:
     )
 
 
+def _function_info(config: RuntimeConfig) -> FunctionInfo:
+    """What the context says of the Function: at start, and again on specialization."""
+    return FunctionInfo(
+        name=config.function_name,
+        handler=config.handler,
+        version=config.function_version,
+        memory=config.memory_mb,
+        timeout=config.timeout_seconds,
+        namespace=config.namespace,
+        instance=config.instance,
+    )
+
+
 class Instance:
     def __init__(self, config: RuntimeConfig, pool_token: str | None = None) -> None:
         self.config = config
@@ -176,20 +189,10 @@ class Instance:
         self._function_port: HttpServer | None = None
         self.phase = Phase.STARTING
         self.in_flight = 0
-        self.metrics = FunctionMetrics(
-            config.function_name, lambda: self.in_flight, config.metrics_version
-        )
+        self.metrics = self._metrics_for(config)
         self._metrics_registered = False
         self._request_ids = RequestIds()
-        self._function = FunctionInfo(
-            name=config.function_name,
-            handler=config.handler,
-            version=config.function_version,
-            memory=config.memory_mb,
-            timeout=config.timeout_seconds,
-            namespace=config.namespace,
-            instance=config.instance,
-        )
+        self._function = _function_info(config)
         self._idle = asyncio.Event()
         self._idle.set()
         self._stop = asyncio.Event()
@@ -485,20 +488,15 @@ class Instance:
             },
         )
 
+    def _metrics_for(self, config: RuntimeConfig) -> FunctionMetrics:
+        return FunctionMetrics(config.function_name, lambda: self.in_flight, config.metrics_version)
+
     def _become(self, config: RuntimeConfig) -> None:
         """What a normal start would have built from this config."""
         configure_logging(config.function_name, config.log_level)
-        self._function = FunctionInfo(
-            name=config.function_name,
-            handler=config.handler,
-            version=config.function_version,
-            memory=config.memory_mb,
-            timeout=config.timeout_seconds,
-            namespace=config.namespace,
-            instance=config.instance,
-        )
+        self._function = _function_info(config)
         if not self._metrics_registered:
-            self.metrics = FunctionMetrics(config.function_name, lambda: self.in_flight)
+            self.metrics = self._metrics_for(config)
         # A pool process's exporter (if it had one) named the pool: the Function's spans
         # name the Function, and an endpoint the specialization brings is used.
         if self._spans is not None:
